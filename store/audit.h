@@ -1,0 +1,29 @@
+/* audit: the store's history, a bare git repository at audit.git (libgit2, gitdir fsync on).
+ *
+ * Branch refs/heads/main; its tree holds records/<64 hex>.json, one blob per published record (the exact bytes
+ * of the record file). Every publication is one commit whose message is "<stage name> <kind> <key>". Because
+ * the history is hash-chained, a record file that differs from its logged blob is detected by verify. */
+#ifndef PULSE_STORE_AUDIT_H
+#define PULSE_STORE_AUDIT_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include "store/store.h"
+
+/* Commits the record bytes under key (takes the "audit" lock; removes stale git lock files left by a crash). */
+int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message);
+/* 1 if the head tree logs key with exactly these bytes, 0 if not logged, 2 if logged with other bytes;
+ * -1 on error. */
+int audit_check(struct store *s, const char *key, const void *record, size_t n);
+/* Calls cb for every key logged in the head tree with the logged bytes. Stops at the first non-zero return. */
+int audit_foreach(struct store *s, int (*cb)(void *arg, const char *key, const void *record, size_t n),
+                  void *arg);
+/* Prints the history, newest first: "<commit> <iso time> <message>" per line. */
+int audit_print_log(struct store *s, FILE *out);
+/* Walks every commit and reads every tree and blob (libgit2 re-hashes them); counts problems into *bad and
+ * prints one line per problem to out. */
+int audit_verify(struct store *s, FILE *out, int *bad);
+/* The history as text lines "<commit> <unix time> <message>" oldest first, for bundles. */
+int audit_history(struct store *s, char **text, size_t *n);
+
+#endif

@@ -1,0 +1,40 @@
+/* schema: what a stage kind accepts and produces. Shared by the manifest checker (lua/), the registry of
+ * kinds (stages/) and the runner (pipe/), so it sits in the bottom layer. */
+#ifndef PULSE_UTIL_SCHEMA_H
+#define PULSE_UTIL_SCHEMA_H
+
+#include <stddef.h>
+
+enum param_type {
+    PARAM_INT,  /* integer (a float with an integral value is accepted and stored as an integer) */
+    PARAM_NUM,  /* number, stored as a double */
+    PARAM_STR,  /* string */
+    PARAM_BOOL, /* boolean */
+    PARAM_STRS, /* list of strings */
+    PARAM_NUMS, /* list of numbers */
+    PARAM_REF,  /* one input: another stage's output (st.out.name) */
+    PARAM_REFS, /* an ordered list of inputs */
+};
+
+struct param_spec {
+    const char *name;
+    enum param_type type;
+    const char *def; /* default as JSON text; NULL makes the parameter required (refs: required unless "[]"
+                        or "null") */
+    const char *doc; /* one line for `pulse-pipe kinds` and docs */
+};
+
+struct kind_schema {
+    const char *name;
+    int version; /* bump when the kind's outputs change for the same inputs: it invalidates cached results */
+    const struct param_spec *params;
+    size_t nparams;
+    const char *const *outputs; /* names of the outputs every run produces */
+    size_t noutputs;
+};
+
+const struct param_spec *schema_param(const struct kind_schema *k, const char *name);
+int schema_has_output(const struct kind_schema *k, const char *name);
+const char *param_type_name(enum param_type t);
+
+#endif
