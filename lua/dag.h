@@ -8,10 +8,10 @@
 #include "util/schema.h"
 
 struct dag_input {
-    char *param;   /* the parameter (of type PARAM_REF or PARAM_REFS) */
-    size_t index;  /* position within a PARAM_REFS list; 0 for PARAM_REF */
-    size_t from;   /* producing stage */
-    char *output;  /* its output name */
+    char *param;  /* the parameter (of type PARAM_REF or PARAM_REFS) */
+    size_t index; /* position within a PARAM_REFS list; 0 for PARAM_REF */
+    size_t from;  /* producing stage */
+    char *output; /* its output name */
 };
 
 struct dag_stage {
@@ -34,7 +34,8 @@ struct dag {
  * index or -1. */
 long dag_add(struct dag *d, const char *name, const struct kind_schema *kind, struct json *params,
              const char *file, int line);
-void dag_add_input(struct dag *d, size_t stage, const char *param, size_t index, size_t from, const char *output);
+void dag_add_input(struct dag *d, size_t stage, const char *param, size_t index, size_t from,
+                   const char *output);
 long dag_find(const struct dag *d, const char *name);
 /* Computes d->order. On a cycle: -1 with err_set("<file>:<line>: cycle: a -> b -> a"). */
 int dag_sort(struct dag *d);

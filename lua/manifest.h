@@ -14,7 +14,7 @@
 #include "util/schema.h"
 
 struct manifest_limits {
-    size_t memory;        /* bytes the Lua state may allocate (default 256 MiB) */
+    size_t memory;          /* bytes the Lua state may allocate (default 256 MiB) */
     long long instructions; /* VM instructions (default 200 million) */
 };
 

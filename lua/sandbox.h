@@ -1,9 +1,9 @@
 /* sandbox: a Lua 5.4 state that cannot reach outside itself or run forever.
  *
- * Only base (without dofile, loadfile, collectgarbage's control options), string, table, math (without random)
- * and utf8 are open; `load` accepts text chunks only; `require` loads modules from the manifest's directory
- * and nothing else; no io, os, debug, package, coroutine. A custom allocator caps memory and a count hook caps
- * instructions; pcall/xpcall cannot swallow these two errors. */
+ * Only base (without dofile, loadfile, collectgarbage's control options), string, table, math (without
+ * random) and utf8 are open; `load` accepts text chunks only; `require` loads modules from the manifest's
+ * directory and nothing else; no io, os, debug, package, coroutine. A custom allocator caps memory and a
+ * count hook caps instructions; pcall/xpcall cannot swallow these two errors. */
 #ifndef PULSE_LUA_SANDBOX_H
 #define PULSE_LUA_SANDBOX_H
 

@@ -1,5 +1,5 @@
-/* registry: the table of stage kinds. Adding a kind = one file in stages/ defining a `const struct stage_kind`
- * plus one line in registry.c. */
+/* registry: the table of stage kinds. Adding a kind = one file in stages/ defining a `const struct
+ * stage_kind` plus one line in registry.c. */
 #ifndef PULSE_STAGES_REGISTRY_H
 #define PULSE_STAGES_REGISTRY_H
 

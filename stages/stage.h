@@ -1,7 +1,7 @@
 /* stage: the contract between the runner and a stage kind.
  *
- * A kind is a schema (what it accepts, what it outputs) plus a run function. The runner fills a stage_ctx with
- * the stage's canonical parameters and input object ids; run() reads inputs, computes, and hands every
+ * A kind is a schema (what it accepts, what it outputs) plus a run function. The runner fills a stage_ctx
+ * with the stage's canonical parameters and input object ids; run() reads inputs, computes, and hands every
  * declared output to stage_output(). It returns 0, or -1 with err_set() saying what went wrong (the runner
  * then publishes nothing for the stage). Run functions must be deterministic in their inputs and parameters:
  * no clocks, no global random state, the same bits for any thread count. */
@@ -23,16 +23,16 @@ struct stage_kind {
 };
 
 struct stage_ctx {
-    const char *name;            /* the stage's name in the manifest */
+    const char *name; /* the stage's name in the manifest */
     const struct stage_kind *kind;
-    const struct json *params;   /* canonical non-ref parameters */
-    const struct json *inputs;   /* {param: id} or {param: [id, ...]} */
-    struct store *in;            /* where inputs are read */
-    struct store *out;           /* where outputs are written (the scratch store during an audit) */
-    struct json *outputs;        /* filled by stage_output: {name: {"id", "size", "type"}} */
-    struct json *metrics;        /* filled by stage_metric */
+    const struct json *params; /* canonical non-ref parameters */
+    const struct json *inputs; /* {param: id} or {param: [id, ...]} */
+    struct store *in;          /* where inputs are read */
+    struct store *out;         /* where outputs are written (the scratch store during an audit) */
+    struct json *outputs;      /* filled by stage_output: {name: {"id", "size", "type"}} */
+    struct json *metrics;      /* filled by stage_metric */
     int threads;
-    const char *device;          /* "cpu" or "cuda" */
+    const char *device; /* "cpu" or "cuda" */
     void (*progress)(void *arg, const char *line);
     void *progress_arg;
 };

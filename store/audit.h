@@ -1,8 +1,9 @@
 /* audit: the store's history, a bare git repository at audit.git (libgit2, gitdir fsync on).
  *
- * Branch refs/heads/main; its tree holds records/<64 hex>.json, one blob per published record (the exact bytes
- * of the record file). Every publication is one commit whose message is "<stage name> <kind> <key>". Because
- * the history is hash-chained, a record file that differs from its logged blob is detected by verify. */
+ * Branch refs/heads/main; its tree holds records/<64 hex>.json, one blob per published record (the exact
+ * bytes of the record file). Every publication is one commit whose message is "<stage name> <kind> <key>".
+ * Because the history is hash-chained, a record file that differs from its logged blob is detected by verify.
+ */
 #ifndef PULSE_STORE_AUDIT_H
 #define PULSE_STORE_AUDIT_H
 
@@ -10,12 +11,14 @@
 #include <stdio.h>
 #include "store/store.h"
 
-/* Commits the record bytes under key (takes the "audit" lock; removes stale git lock files left by a crash). */
+/* Commits the record bytes under key (takes the "audit" lock; removes stale git lock files left by a crash).
+ */
 int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message);
 /* 1 if the head tree logs key with exactly these bytes, 0 if not logged, 2 if logged with other bytes;
  * -1 on error. */
 int audit_check(struct store *s, const char *key, const void *record, size_t n);
-/* Calls cb for every key logged in the head tree with the logged bytes. Stops at the first non-zero return. */
+/* Calls cb for every key logged in the head tree with the logged bytes. Stops at the first non-zero return.
+ */
 int audit_foreach(struct store *s, int (*cb)(void *arg, const char *key, const void *record, size_t n),
                   void *arg);
 /* Prints the history, newest first: "<commit> <iso time> <message>" per line. */

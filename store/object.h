@@ -1,8 +1,9 @@
 /* object: content-addressed, immutable, compressed objects.
  *
- * An object's id is "sha256:<hex>" of its uncompressed bytes. Its file objects/sha256/<2 hex>/<62 hex> holds one
- * zstd frame with the content checksum flag. Writing goes temp file in tmp/ -> fsync -> rename -> directory
- * fsync, so a crash leaves either nothing or a whole object; two writers of the same bytes both succeed. */
+ * An object's id is "sha256:<hex>" of its uncompressed bytes. Its file objects/sha256/<2 hex>/<62 hex> holds
+ * one zstd frame with the content checksum flag. Writing goes temp file in tmp/ -> fsync -> rename ->
+ * directory fsync, so a crash leaves either nothing or a whole object; two writers of the same bytes both
+ * succeed. */
 #ifndef PULSE_STORE_OBJECT_H
 #define PULSE_STORE_OBJECT_H
 

@@ -1,9 +1,9 @@
 /* record: a stage's result. A record is a JSON object (see docs/store.md for the fields) stored at
  * records/<2 hex>/<62 hex>.json, named by the stage's cache key.
  *
- * Publishing is ordered objects -> record file -> audit commit -> name pointer, and a record counts only once it
- * is in the audit log, so a crash at any instruction leaves at most garbage (an unlogged record file, which the
- * next run overwrites and gc removes), never a live record that points at a missing object. */
+ * Publishing is ordered objects -> record file -> audit commit -> name pointer, and a record counts only once
+ * it is in the audit log, so a crash at any instruction leaves at most garbage (an unlogged record file,
+ * which the next run overwrites and gc removes), never a live record that points at a missing object. */
 #ifndef PULSE_STORE_RECORD_H
 #define PULSE_STORE_RECORD_H
 
@@ -17,8 +17,13 @@ int record_publish(struct store *s, const struct json *rec);
 /* Cache look-up: 1 with *rec when the key's record is logged, its file matches the log, and every object it
  * names exists; 0 otherwise (a miss); -1 on error. */
 int record_lookup(struct store *s, const char *key, struct json **rec);
-/* The last record published under a stage name: 1 and *rec, 0 if none, -1 on error. */
+/* The record a stage name last resolved to (published, or found cached by a run): 1 and *rec, 0 if none,
+ * -1 on error. The record is logged and intact, but its objects may since have been removed. */
 int record_by_name(struct store *s, const char *name, struct json **rec);
+/* Points the stage name at key (names/<escaped name>), writing only when it points elsewhere. Runs call it on
+ * cache hits too, so the pointer follows the record a manifest uses now, and a pointer lost to a failed write
+ * after the audit commit is repaired by the next run. */
+int record_name(struct store *s, const char *name, const char *key);
 /* Object ids a record references (its outputs), appended to ids (an array of malloc'd strings). */
 int record_objects(const struct json *rec, char ***ids, size_t *n);
 int record_path(const struct store *s, const char *key, char *path, size_t cap);

@@ -18,6 +18,9 @@
 struct store {
     char *root;
     void *audit_repo; /* git_repository *, opened lazily by audit.c */
+    /* Set by a module that keeps resources in the handle (audit.c: the git repository); store_close calls it
+     * first, so store.c itself needs to know nothing of git. */
+    void (*close_hook)(struct store *);
 };
 
 /* Opens the store at root; with create != 0 makes the layout first if root is missing or empty. A directory

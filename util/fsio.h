@@ -33,4 +33,10 @@ int fsio_read_file(const char *path, size_t max, char **data, size_t *n);
 /* Marks a durability point explicitly (for points outside fsio, e.g. after an audit commit). */
 void fsio_point(const char *what);
 
+/* For tests: replaces the PULSE_FAULT / PULSE_CRASH_AT settings (fault in PULSE_FAULT's syntax or NULL,
+ * crash_at 0 for none), re-reads PULSE_FAULT_LOG and resets all counters. No-op without injection. */
+void fsio_fault_set(const char *fault, long crash_at);
+/* 1 when this build has the fault-injection seam (PULSE_FAULT_INJECTION), else 0. */
+int fsio_fault_enabled(void);
+
 #endif

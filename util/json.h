@@ -1,10 +1,10 @@
 /* json: a small JSON tree with a strict parser and a canonical writer.
  *
- * Records, cache keys and stage parameters are JSON. Cache keys need one spelling per value, so the writer has
- * a canonical mode: keys sorted bytewise, no spaces, integers in decimal, other numbers in the shortest form that
- * reads back to the same double (always with a '.' or an exponent, so 2.0 stays a float), strings with only the
- * required escapes. The parser refuses anything outside RFC 8259 (trailing commas, comments, NaN, lone
- * surrogates), nesting deeper than 64, and duplicate keys. */
+ * Records, cache keys and stage parameters are JSON. Cache keys need one spelling per value, so the writer
+ * has a canonical mode: keys sorted bytewise, no spaces, integers in decimal, other numbers in the shortest
+ * form that reads back to the same double (always with a '.' or an exponent, so 2.0 stays a float), strings
+ * with only the required escapes. The parser refuses anything outside RFC 8259 (trailing commas, comments,
+ * NaN, lone surrogates), nesting deeper than 64, and duplicate keys. */
 #ifndef PULSE_UTIL_JSON_H
 #define PULSE_UTIL_JSON_H
 
@@ -57,7 +57,8 @@ int json_get_num(const struct json *obj, const char *key, double *out);
 
 enum { JSON_CANONICAL = 0, JSON_PRETTY = 1 };
 /* Serialises v (keys sorted in both modes; PRETTY indents by 2 and ends with a newline). Returns a malloc'd
- * NUL-terminated string, its length in *len if len is non-NULL; NULL with err_set if v holds NaN or infinity. */
+ * NUL-terminated string, its length in *len if len is non-NULL; NULL with err_set if v holds NaN or infinity.
+ */
 char *json_write(const struct json *v, int mode, size_t *len);
 
 #endif

@@ -1,0 +1,45 @@
+/* device: device selection and description, with the CUDA query behind PULSE_HAVE_CUDA. */
+#include "engine/device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/err.h"
+
+#ifdef PULSE_HAVE_CUDA
+int cuda_device_query(char *name, size_t cap, double *gib); /* engine/cuda/device.cu */
+#endif
+
+int device_check(const char *device) {
+    if (strcmp(device, "cpu") == 0)
+        return 0;
+    if (strcmp(device, "cuda") != 0)
+        return err_set("--device: unknown device '%s' (use cpu or cuda)", device);
+#ifdef PULSE_HAVE_CUDA
+    char name[256];
+    double gib;
+    return cuda_device_query(name, sizeof name, &gib);
+#else
+    return err_set(
+        "--device cuda: this build has no CUDA backend (configure with -DPULSE_CUDA=ON on a machine "
+        "with nvcc and cuBLAS)");
+#endif
+}
+
+int device_describe(const char *device, int threads, char *out, size_t cap) {
+    if (strcmp(device, "cpu") == 0) {
+        snprintf(out, cap, "cpu, %d thread%s", threads, threads == 1 ? "" : "s");
+        return 0;
+    }
+#ifdef PULSE_HAVE_CUDA
+    char name[256];
+    double gib;
+    if (cuda_device_query(name, sizeof name, &gib) != 0)
+        return -1;
+    snprintf(out, cap, "cuda: %s, %.1f GiB", name, gib);
+    return 0;
+#else
+    (void)threads;
+    return device_check(device);
+#endif
+}

@@ -1,0 +1,34 @@
+/* rng: the counter-based random generator every stage uses.
+ *
+ * A value is a pure function of (key, counter): no state to carry, to save or to share between threads, so a
+ * stage can draw the i-th number of step s from any thread and get the same bits. The mixing function is
+ * SplitMix64's finaliser applied to key + counter * golden ratio (Steele, Lea, Flood 2014), which passes
+ * BigCrush as a counter-based generator. Keys are derived with rng_key(seed, stream) for independent streams
+ * (stage, step, purpose). */
+#ifndef PULSE_ENGINE_RNG_H
+#define PULSE_ENGINE_RNG_H
+
+#include <stdint.h>
+
+static inline uint64_t rng_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The counter-th 64-bit value of the stream named by key. */
+static inline uint64_t rng_u64(uint64_t key, uint64_t counter) {
+    return rng_mix(key + (counter + 1) * 0x9e3779b97f4a7c15ULL);
+}
+
+/* An independent stream key for (seed, stream). */
+static inline uint64_t rng_key(uint64_t seed, uint64_t stream) {
+    return rng_mix(rng_mix(seed) ^ (stream * 0xd1b54a32d192ed03ULL + 0x2545f4914f6cdd1dULL));
+}
+
+/* Uniform float in [0, 1) with 24 random bits. */
+static inline float rng_uniform(uint64_t key, uint64_t counter) {
+    return (float)(rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+#endif

@@ -1,0 +1,103 @@
+/* exec: runs one stage kind on known inputs and turns the result into a record. Used by run and audit. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/device.h"
+#include "pipe/pipe.h"
+#include "util/err.h"
+
+struct progress {
+    const char *name;
+    double last;
+    int quiet;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Stages may report every step; one line a second is enough for a person and a log. */
+static void progress_line(void *arg, const char *line) {
+    struct progress *pr = arg;
+    double t = now_s();
+    if (pr->quiet || t - pr->last < 1.0)
+        return;
+    pr->last = t;
+    printf("      %s: %s\n", pr->name, line);
+    fflush(stdout);
+}
+
+static struct json *utc_now(void) {
+    char text[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_str(text);
+}
+
+static int check_outputs(const struct stage_kind *kind, const struct json *outputs) {
+    for (size_t i = 0; i < kind->schema.noutputs; i++)
+        if (!json_get(outputs, kind->schema.outputs[i]))
+            return err_set("bug: kind %s finished without producing output '%s'", kind->schema.name,
+                           kind->schema.outputs[i]);
+    return 0;
+}
+
+static struct json *make_record(const struct exec_env *env, struct stage_ctx *c, const char *key,
+                                double wall) {
+    struct json *r = json_obj();
+    json_set(r, "format", json_int(1));
+    json_set(r, "key", json_str(key));
+    json_set(r, "name", json_str(c->name));
+    json_set(r, "kind", json_str(c->kind->schema.name));
+    json_set(r, "kind_version", json_int(c->kind->schema.version));
+    json_set(r, "params", json_clone(c->params));
+    json_set(r, "inputs", json_clone(c->inputs));
+    json_set(r, "outputs", c->outputs);
+    json_set(r, "metrics", c->metrics);
+    const struct json *seed = json_get(c->params, "seed");
+    json_set(r, "seed", seed ? json_clone(seed) : json_null());
+    json_set(r, "wall_s", json_num(wall));
+    char dev[300];
+    if (device_describe(env->device, env->threads, dev, sizeof dev) != 0)
+        snprintf(dev, sizeof dev, "%s", env->device);
+    json_set(r, "device", json_str(dev));
+    json_set(r, "threads", json_int(env->threads));
+    json_set(r, "engine_version", json_str(PULSE_VERSION));
+    json_set(r, "manifest", env->manifest ? json_clone(env->manifest) : json_null());
+    json_set(r, "created", utc_now());
+    return r;
+}
+
+int exec_stage(const struct exec_env *env, struct store *in, struct store *out, const char *name,
+               const struct stage_kind *kind, const struct json *params, const struct json *inputs,
+               const char *key, struct json **record) {
+    struct progress pr = {name, now_s(), env->quiet};
+    struct stage_ctx c = {
+        .name = name,
+        .kind = kind,
+        .params = params,
+        .inputs = inputs,
+        .in = in,
+        .out = out,
+        .outputs = json_obj(),
+        .metrics = json_obj(),
+        .threads = env->threads,
+        .device = env->device,
+        .progress = progress_line,
+        .progress_arg = &pr,
+    };
+    double t0 = now_s();
+    if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0) {
+        json_free(c.outputs);
+        json_free(c.metrics);
+        return -1;
+    }
+    *record = make_record(env, &c, key, now_s() - t0);
+    return 0;
+}

@@ -1,0 +1,75 @@
+/* pipe: the pulse-pipe program. One file per subcommand; this header is what they share. */
+#ifndef PULSE_PIPE_PIPE_H
+#define PULSE_PIPE_PIPE_H
+
+#include <stddef.h>
+#include "lua/dag.h"
+#include "stages/stage.h"
+#include "store/store.h"
+#include "util/json.h"
+#include "util/sha256.h"
+
+/* Exit codes (docs and --help say the same). */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_DAMAGE = 3 };
+
+/* Options every subcommand gets. */
+struct pipe_opts {
+    const char *store; /* --store, else $PULSE_STORE, else ./.pulse */
+};
+
+int cmd_run(const struct pipe_opts *o, int argc, char **argv);
+int cmd_status(const struct pipe_opts *o, int argc, char **argv);
+int cmd_show(const struct pipe_opts *o, int argc, char **argv);
+int cmd_log(const struct pipe_opts *o, int argc, char **argv);
+int cmd_verify(const struct pipe_opts *o, int argc, char **argv);
+int cmd_gc(const struct pipe_opts *o, int argc, char **argv);
+int cmd_audit(const struct pipe_opts *o, int argc, char **argv);
+int cmd_export(const struct pipe_opts *o, int argc, char **argv);
+int cmd_import(const struct pipe_opts *o, int argc, char **argv);
+int cmd_kinds(const struct pipe_opts *o, int argc, char **argv);
+
+/* Prints "pulse-pipe: <err_msg()>" to stderr and returns code. */
+int pipe_fail(int code);
+/* Opens (create != 0: creating) the store named by the options; prints the error itself on failure. */
+struct store *pipe_store(const struct pipe_opts *o, int create);
+
+/* plan: a loaded manifest and what is known about each stage's result. */
+struct plan {
+    struct dag dag;
+    char *manifest;             /* path as given */
+    struct json **inputs;       /* per stage: {param: id | [ids]} once its producers are done, else NULL */
+    char (*keys)[HASH_ID_SIZE]; /* per stage: cache key once inputs are known, else "" */
+    struct json **records;      /* per stage: the record once done (cached or computed), else NULL */
+};
+
+int plan_load(struct plan *p, const char *manifest);
+/* Computes inputs and key of stage i from its producers' records; 0 if known, 1 if a producer is not done. */
+int plan_resolve(struct plan *p, size_t i);
+/* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
+int plan_lookup(struct plan *p, struct store *s, size_t i);
+void plan_free(struct plan *p);
+/* key = sha256(canonical {"inputs","kind","kind_version","params"}) */
+void plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
+              char key[HASH_ID_SIZE]);
+
+/* exec: runs one stage kind and builds its record (does not publish). */
+struct exec_env {
+    int threads;
+    const char *device;
+    const struct json *manifest; /* provenance: {"path", "commit", "dirty"} (gitinfo_for); may be NULL */
+    int quiet;                   /* no progress lines */
+};
+/* Runs kind on (params, inputs), writing outputs to `out`, reading inputs from `in`. On success *record is
+ * the complete record for stage `name` with the given key. */
+int exec_stage(const struct exec_env *env, struct store *in, struct store *out, const char *name,
+               const struct stage_kind *kind, const struct json *params, const struct json *inputs,
+               const char *key, struct json **record);
+
+/* gitinfo: the manifest's provenance {"path", "commit": hex|null, "dirty": bool} for records. */
+struct json *gitinfo_for(const char *path);
+
+/* Reads the value of an option "--name VALUE" or "--name=VALUE" at argv[*i], advancing *i; NULL if argv[*i]
+ * is not that option. Prints an error and sets *bad when the value is missing. */
+const char *opt_value(int argc, char **argv, int *i, const char *name, int *bad);
+
+#endif

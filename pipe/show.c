@@ -1,0 +1,115 @@
+/* show, log, kinds: read-only views of a stage's record, the audit history and the stage kinds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipe/pipe.h"
+#include "stages/registry.h"
+#include "store/audit.h"
+#include "store/record.h"
+#include "util/err.h"
+
+static void show_text(const struct json *r) {
+    int64_t threads = 0;
+    double wall = 0;
+    json_get_int(r, "threads", &threads);
+    json_get_num(r, "wall_s", &wall);
+    printf("stage    %s\nkind     %s\nkey      %s\ncreated  %s (%.1fs on %s)\n", json_get_str(r, "name"),
+           json_get_str(r, "kind"), json_get_str(r, "key"), json_get_str(r, "created"), wall,
+           json_get_str(r, "device"));
+    const char *sections[] = {"params", "inputs", "metrics"};
+    for (int s = 0; s < 3; s++) {
+        const struct json *o = json_get(r, sections[s]);
+        printf("%s\n", sections[s]);
+        for (size_t k = 0; o && k < o->len; k++) {
+            char *t = json_write(o->items[k], JSON_CANONICAL, NULL);
+            printf("  %-20s %s\n", o->keys[k], t ? t : "?");
+            free(t);
+        }
+    }
+    const struct json *outs = json_get(r, "outputs");
+    printf("outputs\n");
+    for (size_t k = 0; outs && k < outs->len; k++) {
+        int64_t size = 0;
+        json_get_int(outs->items[k], "size", &size);
+        printf("  %-20s %s  %lld bytes  %s\n", outs->keys[k], json_get_str(outs->items[k], "id"),
+               (long long)size, json_get_str(outs->items[k], "type"));
+    }
+}
+
+int cmd_show(const struct pipe_opts *o, int argc, char **argv) {
+    const char *name = NULL;
+    int as_json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            puts("usage: pulse-pipe show NAME [--json]\nThe last record of stage NAME: parameters, inputs, "
+                 "outputs (object ids), metrics, timing.");
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = 1;
+        } else if (argv[i][0] == '-' || name) {
+            fprintf(stderr, "pulse-pipe: show: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        } else {
+            name = argv[i];
+        }
+    }
+    if (!name) {
+        fprintf(stderr, "pulse-pipe: show: which stage? (usage: pulse-pipe show NAME)\n");
+        return EXIT_USAGE;
+    }
+    struct store *s = pipe_store(o, 0);
+    if (!s)
+        return EXIT_FAILED;
+    struct json *r = NULL;
+    int rc = record_by_name(s, name, &r);
+    if (rc == 1 && as_json) {
+        char *t = json_write(r, JSON_PRETTY, NULL);
+        fputs(t, stdout);
+        free(t);
+    } else if (rc == 1) {
+        show_text(r);
+    } else if (rc == 0) {
+        err_set("show: no record of a stage named '%s' in %s", name, o->store);
+    }
+    json_free(r);
+    store_close(s);
+    return rc == 1 ? EXIT_OK : pipe_fail(EXIT_FAILED);
+}
+
+int cmd_log(const struct pipe_opts *o, int argc, char **argv) {
+    if (argc > 1) {
+        puts("usage: pulse-pipe log\nThe store's audit history, newest first: commit, time, stage, kind, "
+             "key.");
+        return strcmp(argv[1], "--help") == 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    struct store *s = pipe_store(o, 0);
+    if (!s)
+        return EXIT_FAILED;
+    int rc = audit_print_log(s, stdout);
+    store_close(s);
+    return rc == 0 ? EXIT_OK : pipe_fail(EXIT_FAILED);
+}
+
+static void print_kind(const struct stage_kind *k) {
+    const struct kind_schema *s = &k->schema;
+    printf("%s (version %d): %s\n  outputs:", s->name, s->version, k->summary);
+    for (size_t i = 0; i < s->noutputs; i++)
+        printf(" %s", s->outputs[i]);
+    printf("\n");
+    for (size_t i = 0; i < s->nparams; i++) {
+        const struct param_spec *p = &s->params[i];
+        printf("  %-14s %-22s %s%s%s\n", p->name, param_type_name(p->type), p->doc,
+               p->def ? "; default " : "", p->def ? p->def : "");
+    }
+}
+
+int cmd_kinds(const struct pipe_opts *o, int argc, char **argv) {
+    (void)o;
+    size_t n;
+    const struct stage_kind *const *all = registry_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (argc < 2 || strcmp(argv[1], all[i]->schema.name) == 0)
+            print_kind(all[i]);
+    return EXIT_OK;
+}

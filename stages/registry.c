@@ -1,0 +1,34 @@
+/* registry: every stage kind this build knows, in one table. */
+#include "stages/registry.h"
+
+#include <string.h>
+
+extern const struct stage_kind kind_random, kind_concat, kind_check;
+
+static const struct stage_kind *const kinds[] = {
+    &kind_random,
+    &kind_concat,
+    &kind_check,
+};
+
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+const struct stage_kind *registry_find(const char *name) {
+    for (size_t i = 0; i < NKINDS; i++)
+        if (strcmp(kinds[i]->schema.name, name) == 0)
+            return kinds[i];
+    return NULL;
+}
+
+const struct stage_kind *const *registry_all(size_t *n) {
+    *n = NKINDS;
+    return kinds;
+}
+
+const struct kind_schema *const *registry_schemas(size_t *n) {
+    static const struct kind_schema *schemas[NKINDS];
+    for (size_t i = 0; i < NKINDS; i++)
+        schemas[i] = &kinds[i]->schema;
+    *n = NKINDS;
+    return schemas;
+}

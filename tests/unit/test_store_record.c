@@ -1,0 +1,369 @@
+/* test_store_record: publishing and looking up stage records, name pointers, and the audit log underneath
+ * (what a miss is, what publish refuses, stale git lock files). */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "store/audit.h"
+#include "store/object.h"
+#include "store/record.h"
+#include "store/store.h"
+#include "util/err.h"
+#include "util/json.h"
+#include "util/sha256.h"
+
+static char base[] = "/tmp/pulse-test-record-XXXXXX";
+static char root[512];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path) {
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct store *fresh_store(const char *name) {
+    struct store *s = NULL;
+    snprintf(root, sizeof root, "%s/%s", base, name);
+    if (store_open(root, 1, &s) < 0)
+        fprintf(stderr, "store_open: %s\n", err_msg());
+    return s;
+}
+
+static int exists(const char *path) {
+    return access(path, F_OK) == 0;
+}
+
+static void put(struct store *s, const char *text, char id[HASH_ID_SIZE]) {
+    if (store_put(s, text, strlen(text), id) < 0)
+        fprintf(stderr, "store_put: %s\n", err_msg());
+}
+
+static void key_of(const char *seed, char key[HASH_ID_SIZE]) {
+    sha256_id(seed, strlen(seed), key);
+}
+
+static struct json *make_record(const char *key, const char *name, const char *id) {
+    struct json *rec = json_obj(), *outs = json_obj(), *out = json_obj();
+    json_set(out, "id", json_str(id));
+    json_set(out, "size", json_int(5));
+    json_set(out, "type", json_str("bytes"));
+    json_set(outs, "data", out);
+    json_set(rec, "key", json_str(key));
+    json_set(rec, "name", json_str(name));
+    json_set(rec, "kind", json_str("synth"));
+    json_set(rec, "outputs", outs);
+    return rec;
+}
+
+/* Publishes a record for name whose one output holds text; key from seed. */
+static int publish(struct store *s, const char *seed, const char *name, const char *text,
+                   char key[HASH_ID_SIZE]) {
+    char id[HASH_ID_SIZE];
+    put(s, text, id);
+    key_of(seed, key);
+    struct json *rec = make_record(key, name, id);
+    int rc = record_publish(s, rec);
+    if (rc < 0)
+        fprintf(stderr, "record_publish: %s\n", err_msg());
+    json_free(rec);
+    return rc;
+}
+
+static int lookup(struct store *s, const char *key) {
+    struct json *rec = NULL;
+    int rc = record_lookup(s, key, &rec);
+    if (rc == 1 && (!rec || strcmp(json_get_str(rec, "key"), key)))
+        rc = 99;
+    if (rc != 1 && rec)
+        rc = 98;
+    json_free(rec);
+    return rc;
+}
+
+static void test_publish_lookup(void) {
+    struct store *s = fresh_store("hit");
+    char key[HASH_ID_SIZE], path[1024], other[HASH_ID_SIZE];
+    struct json *rec = NULL;
+    CHECK(publish(s, "k1", "world", "hello", key) == 0);
+    CHECK(lookup(s, key) == 1);
+    CHECK(record_path(s, key, path, sizeof path) == 0);
+    CHECK(exists(path));
+    CHECK_HAS(path, "/records/");
+    CHECK(strstr(path, key + 9) && strstr(path, ".json"));
+    key_of("never published", other);
+    CHECK(lookup(s, other) == 0);
+    CHECK(record_lookup(s, "sha256:nothex", &rec) == -1 && !rec);
+    CHECK_HAS(err_msg(), "invalid key");
+    /* A fresh handle reads the same log from disk. */
+    store_close(s);
+    CHECK(store_open(root, 0, &s) == 0);
+    CHECK(lookup(s, key) == 1);
+    CHECK(record_by_name(s, "world", &rec) == 1);
+    CHECK_STR(rec ? json_get_str(rec, "name") : NULL, "world");
+    json_free(rec);
+    store_close(s);
+}
+
+static void test_lookup_misses(void) {
+    struct store *s = fresh_store("miss");
+    char k1[HASH_ID_SIZE], k2[HASH_ID_SIZE], id[HASH_ID_SIZE], path[1024];
+    CHECK(publish(s, "m1", "a", "object one", k1) == 0);
+    CHECK(publish(s, "m2", "b", "object two", k2) == 0);
+
+    /* object deleted */
+    sha256_id("object one", 10, id);
+    CHECK(store_object_path(s, id, path, sizeof path) == 0);
+    CHECK(unlink(path) == 0);
+    CHECK(lookup(s, k1) == 0);
+
+    /* record file edited (still valid JSON, different bytes) */
+    CHECK(record_path(s, k2, path, sizeof path) == 0);
+    FILE *f = fopen(path, "a");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(" ", f);
+        fclose(f);
+    }
+    CHECK(lookup(s, k2) == 0);
+    CHECK(audit_check(s, k2, "x", 1) == 2);
+
+    /* record written by hand, never logged */
+    char k3[HASH_ID_SIZE];
+    put(s, "object three", id);
+    key_of("m3", k3);
+    struct json *rec = make_record(k3, "c", id);
+    char *text = json_write(rec, JSON_PRETTY, NULL);
+    CHECK(record_path(s, k3, path, sizeof path) == 0);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path);
+    mkdir(dir, 0755);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    CHECK(audit_check(s, k3, text, strlen(text)) == 0);
+    CHECK(lookup(s, k3) == 0);
+    /* Publishing it for real makes it count. */
+    CHECK(record_publish(s, rec) == 0);
+    CHECK(lookup(s, k3) == 1);
+    CHECK(audit_check(s, k3, text, strlen(text)) == 1);
+    free(text);
+    json_free(rec);
+    store_close(s);
+}
+
+static void test_by_name(void) {
+    struct store *s = fresh_store("name");
+    char k1[HASH_ID_SIZE], k2[HASH_ID_SIZE], path[1024];
+    struct json *rec = NULL;
+    CHECK(record_by_name(s, "unlearn/npo/round3", &rec) == 0 && !rec);
+    CHECK(publish(s, "n1", "unlearn/npo/round3", "first", k1) == 0);
+    CHECK(publish(s, "n2", "unlearn/npo/round3", "second", k2) == 0);
+    CHECK(record_by_name(s, "unlearn/npo/round3", &rec) == 1);
+    CHECK_STR(rec ? json_get_str(rec, "key") : NULL, k2);
+    json_free(rec);
+    rec = NULL;
+    snprintf(path, sizeof path, "%s/names/unlearn%%2Fnpo%%2Fround3", root);
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) {
+        text = calloc(1, 256);
+        n = fread(text, 1, 255, f);
+        fclose(f);
+    }
+    CHECK(n == strlen(k2) + 1);
+    CHECK(text && !strncmp(text, k2, strlen(k2)) && text[strlen(k2)] == '\n');
+    free(text);
+    /* Names that could spell a path or a hidden file are escaped. */
+    char k3[HASH_ID_SIZE];
+    CHECK(publish(s, "n3", "..", "dots", k3) == 0);
+    snprintf(path, sizeof path, "%s/names/%%2E.", root);
+    CHECK(exists(path));
+    CHECK(record_by_name(s, "..", &rec) == 1);
+    json_free(rec);
+    rec = NULL;
+    /* The latest record is damaged: by name it is a miss, not an error. */
+    CHECK(record_path(s, k2, path, sizeof path) == 0);
+    CHECK(unlink(path) == 0);
+    CHECK(record_by_name(s, "unlearn/npo/round3", &rec) == 0 && !rec);
+    store_close(s);
+}
+
+static void test_publish_refuses(void) {
+    struct store *s = fresh_store("refuse");
+    char key[HASH_ID_SIZE], id[HASH_ID_SIZE], path[1024];
+    key_of("r1", key);
+    sha256_id("never stored", 12, id);
+    struct json *rec = make_record(key, "lost", id);
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), id);
+    CHECK_HAS(err_msg(), "not in the store");
+    CHECK(!strchr(err_msg(), '\n'));
+    CHECK(record_path(s, key, path, sizeof path) == 0);
+    CHECK(!exists(path));
+    CHECK(audit_check(s, key, "", 0) == 0);
+    snprintf(path, sizeof path, "%s/names/lost", root);
+    CHECK(!exists(path));
+    json_free(rec);
+
+    /* malformed records */
+    rec = json_obj();
+    json_set(rec, "key", json_str("sha256:abc"));
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), "key");
+    json_set(rec, "key", json_str(key));
+    json_set(rec, "name", json_str("x"));
+    json_set(rec, "kind", json_str("synth"));
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), "outputs");
+    struct json *outs = json_obj(), *o = json_obj();
+    json_set(o, "id", json_str("sha256:ZZ"));
+    json_set(outs, "data", o);
+    json_set(rec, "outputs", outs);
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), "output data");
+    json_free(rec);
+    store_close(s);
+}
+
+static int count_lines(const char *text) {
+    int n = 0;
+    for (; text && *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void test_audit_log(void) {
+    struct store *s = fresh_store("audit");
+    char k1[HASH_ID_SIZE], k2[HASH_ID_SIZE], path[1024];
+    CHECK(publish(s, "a1", "first", "one", k1) == 0);
+    /* A SIGKILLed commit leaves git lock files; they must not stop the next commit. */
+    const char *stale[] = {"audit.git/refs/heads/main.lock", "audit.git/HEAD.lock", "audit.git/index.lock"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, stale[i]);
+        FILE *f = fopen(path, "w");
+        CHECK(f != NULL);
+        if (f)
+            fclose(f);
+    }
+    CHECK(publish(s, "a2", "second", "two", k2) == 0);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, stale[i]);
+        CHECK(!exists(path));
+    }
+    CHECK(lookup(s, k1) == 1 && lookup(s, k2) == 1);
+    /* A re-publication of the same bytes is a new commit. */
+    CHECK(publish(s, "a2", "second", "two", k2) == 0);
+
+    char *hist = NULL;
+    size_t n = 0;
+    CHECK(audit_history(s, &hist, &n) == 0);
+    CHECK(count_lines(hist) == 3 && n == strlen(hist));
+    CHECK(hist && strlen(hist) > 41 && hist[40] == ' ');
+    char want[200];
+    snprintf(want, sizeof want, " first synth %s\n", k1);
+    CHECK(hist && strstr(hist, want) && strstr(hist, want) < strstr(hist, "second"));
+    free(hist);
+
+    char *log = NULL;
+    size_t logn = 0;
+    FILE *mem = open_memstream(&log, &logn);
+    CHECK(audit_print_log(s, mem) == 0);
+    fclose(mem);
+    CHECK(count_lines(log) == 3);
+    CHECK(log && strstr(log, "second") < strstr(log, "first")); /* newest first */
+    CHECK_HAS(log, "Z second synth ");
+    free(log);
+
+    int bad = -1;
+    mem = open_memstream(&log, &logn);
+    CHECK(audit_verify(s, mem, &bad) == 0 && bad == 0);
+    fclose(mem);
+    free(log);
+    CHECK(audit_commit(s, "sha256:short", "x", 1, "m") == -1);
+    CHECK_HAS(err_msg(), "invalid key");
+    store_close(s);
+}
+
+/* An empty store has an empty log: look-ups miss, walks see nothing, nothing is created by reading. */
+static void test_empty_log(void) {
+    struct store *s = fresh_store("empty");
+    char key[HASH_ID_SIZE], path[1024], *hist = NULL;
+    size_t n = 1;
+    int bad = -1;
+    key_of("e", key);
+    CHECK(audit_check(s, key, "x", 1) == 0);
+    CHECK(audit_history(s, &hist, &n) == 0 && n == 0);
+    free(hist);
+    CHECK(audit_verify(s, stderr, &bad) == 0 && bad == 0);
+    snprintf(path, sizeof path, "%s/audit.git", root);
+    CHECK(!exists(path));
+    store_close(s);
+}
+
+/* Two processes publishing at once: the "audit" lock serialises the commits, so none is lost. */
+static void test_concurrent(void) {
+    struct store *s = fresh_store("concurrent");
+    pid_t pids[2];
+    store_close(s);
+    for (int p = 0; p < 2; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            struct store *c;
+            char key[HASH_ID_SIZE], seed[32];
+            int rc = store_open(root, 0, &c);
+            for (int i = 0; rc == 0 && i < 8; i++) {
+                snprintf(seed, sizeof seed, "c%d-%d", p, i);
+                rc = publish(c, seed, seed, seed, key);
+            }
+            store_close(c);
+            _exit(rc == 0 ? 0 : 1);
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        int status = -1;
+        CHECK(pids[p] > 0 && waitpid(pids[p], &status, 0) == pids[p]);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(store_open(root, 0, &s) == 0);
+    char *hist = NULL, key[HASH_ID_SIZE], seed[32];
+    size_t n = 0;
+    CHECK(audit_history(s, &hist, &n) == 0);
+    CHECK(count_lines(hist) == 16);
+    free(hist);
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 8; i++) {
+            snprintf(seed, sizeof seed, "c%d-%d", p, i);
+            key_of(seed, key);
+            CHECK(lookup(s, key) == 1);
+        }
+    store_close(s);
+}
+
+int main(void) {
+    if (!mkdtemp(base)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_publish_lookup();
+    test_lookup_misses();
+    test_by_name();
+    test_publish_refuses();
+    test_audit_log();
+    test_empty_log();
+    test_concurrent();
+    rm_rf(base);
+    return check_done("test_store_record");
+}
