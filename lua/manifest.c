@@ -289,6 +289,8 @@ static const char *type_phrase(enum param_type t) {
         return "a stage output (h.out.name or ref(...))";
     case PARAM_REFS:
         return "a list of stage outputs";
+    case PARAM_PATH:
+        return "a path (string)";
     }
     return "a value";
 }
@@ -343,7 +345,7 @@ static struct json *scalar_value(lua_State *L, const char *stage, const struct p
         err_set("parameter '%s' of stage '%s' must be a finite number, got %g", p->name, stage, v);
         return NULL;
     }
-    if (p->type == PARAM_STR && t == LUA_TSTRING) {
+    if ((p->type == PARAM_STR || p->type == PARAM_PATH) && t == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         return json_strn(s, len);
@@ -491,6 +493,7 @@ static int canonical_default(enum param_type t, struct json *v) {
         }
         return v->type == JSON_NUM;
     case PARAM_STR:
+    case PARAM_PATH:
         return v->type == JSON_STR;
     case PARAM_BOOL:
         return v->type == JSON_BOOL;

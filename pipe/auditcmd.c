@@ -46,6 +46,20 @@ static int compare(const struct json *was, const struct json *now) {
     return diff;
 }
 
+/* The files a stage read must still hold what they held then, or re-execution proves nothing. */
+static int paths_unchanged(const struct json *paths) {
+    for (size_t k = 0; paths && k < paths->len; k++) {
+        const char *path = json_get_str(paths->items[k], "path"),
+                   *was = json_get_str(paths->items[k], "sha256");
+        char now[HASH_ID_SIZE];
+        if (!path || !was || paths_digest(path, now) != 0)
+            return err_prefix("audit: parameter '%s'", paths->keys[k]);
+        if (strcmp(now, was) != 0)
+            return err_set("audit: %s changed since the stage ran (%s, now %s)", path, was, now);
+    }
+    return 0;
+}
+
 static int audit_record(struct store *s, const struct json *rec, const struct exec_env *env) {
     const char *kind_name = json_get_str(rec, "kind");
     const struct stage_kind *kind = kind_name ? registry_find(kind_name) : NULL;
@@ -56,7 +70,7 @@ static int audit_record(struct store *s, const struct json *rec, const struct ex
     if (ver != kind->schema.version)
         printf("note: recorded with %s version %lld, this build has version %d\n", kind_name, (long long)ver,
                kind->schema.version);
-    if (inputs_present(s, json_get(rec, "inputs")) != 0)
+    if (inputs_present(s, json_get(rec, "inputs")) != 0 || paths_unchanged(json_get(rec, "paths")) != 0)
         return -1;
     char scratch[4096];
     if (store_path(s, scratch, sizeof scratch, "tmp/audit-XXXXXX") != 0 || !mkdtemp(scratch))
@@ -66,7 +80,7 @@ static int audit_record(struct store *s, const struct json *rec, const struct ex
     if (store_open(scratch, 1, &out) == 0) {
         struct json *now = NULL;
         rc = exec_stage(env, s, out, json_get_str(rec, "name"), kind, json_get(rec, "params"),
-                        json_get(rec, "inputs"), json_get_str(rec, "key"), &now);
+                        json_get(rec, "inputs"), json_get(rec, "paths"), json_get_str(rec, "key"), &now);
         if (rc == 0)
             rc = compare(rec, now) ? 1 : 0;
         json_free(now);

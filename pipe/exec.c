@@ -48,15 +48,17 @@ static int check_outputs(const struct stage_kind *kind, const struct json *outpu
     return 0;
 }
 
-static struct json *make_record(const struct exec_env *env, struct stage_ctx *c, const char *key,
-                                double wall) {
+static struct json *make_record(const struct exec_env *env, struct stage_ctx *c, const struct json *params,
+                                const struct json *paths, const char *key, double wall) {
     struct json *r = json_obj();
     json_set(r, "format", json_int(1));
     json_set(r, "key", json_str(key));
     json_set(r, "name", json_str(c->name));
     json_set(r, "kind", json_str(c->kind->schema.name));
     json_set(r, "kind_version", json_int(c->kind->schema.version));
-    json_set(r, "params", json_clone(c->params));
+    json_set(r, "params", json_clone(params));
+    if (paths)
+        json_set(r, "paths", json_clone(paths));
     json_set(r, "inputs", json_clone(c->inputs));
     json_set(r, "outputs", c->outputs);
     json_set(r, "metrics", c->metrics);
@@ -76,12 +78,15 @@ static struct json *make_record(const struct exec_env *env, struct stage_ctx *c,
 
 int exec_stage(const struct exec_env *env, struct store *in, struct store *out, const char *name,
                const struct stage_kind *kind, const struct json *params, const struct json *inputs,
-               const char *key, struct json **record) {
+               const struct json *paths, const char *key, struct json **record) {
     struct progress pr = {name, now_s(), env->quiet};
+    struct json *kparams = json_clone(params); /* what the kind sees: PARAM_PATH values made absolute */
+    for (size_t k = 0; paths && k < paths->len; k++)
+        json_set(kparams, paths->keys[k], json_str(json_get_str(paths->items[k], "path")));
     struct stage_ctx c = {
         .name = name,
         .kind = kind,
-        .params = params,
+        .params = kparams,
         .inputs = inputs,
         .in = in,
         .out = out,
@@ -96,8 +101,10 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
     if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0) {
         json_free(c.outputs);
         json_free(c.metrics);
+        json_free(kparams);
         return -1;
     }
-    *record = make_record(env, &c, key, now_s() - t0);
+    *record = make_record(env, &c, params, paths, key, now_s() - t0);
+    json_free(kparams);
     return 0;
 }

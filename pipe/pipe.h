@@ -40,17 +40,25 @@ struct plan {
     struct json **inputs;       /* per stage: {param: id | [ids]} once its producers are done, else NULL */
     char (*keys)[HASH_ID_SIZE]; /* per stage: cache key once inputs are known, else "" */
     struct json **records;      /* per stage: the record once done (cached or computed), else NULL */
+    struct json **paths;        /* per stage: {param: {"path": absolute, "sha256": digest}} for PARAM_PATH
+                                   parameters, else NULL */
 };
 
+/* Loads the manifest and resolves and hashes every PARAM_PATH (a missing path is a manifest error). */
 int plan_load(struct plan *p, const char *manifest);
 /* Computes inputs and key of stage i from its producers' records; 0 if known, 1 if a producer is not done. */
 int plan_resolve(struct plan *p, size_t i);
 /* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
 int plan_lookup(struct plan *p, struct store *s, size_t i);
 void plan_free(struct plan *p);
-/* key = sha256(canonical {"inputs","kind","kind_version","params"}) */
+/* key = sha256(canonical {"inputs","kind","kind_version","params"[,"paths": {param: digest}]}) */
 void plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
-              char key[HASH_ID_SIZE]);
+              const struct json *paths, char key[HASH_ID_SIZE]);
+
+/* paths: where a PARAM_PATH points (relative to the manifest's directory) and the digest of what it holds
+ * (a file: the SHA-256 of its bytes; a directory: of its sorted listing of names and digests). */
+int paths_resolve(const char *manifest, const char *path, char *abs, size_t cap);
+int paths_digest(const char *abs, char id[HASH_ID_SIZE]);
 
 /* exec: runs one stage kind and builds its record (does not publish). */
 struct exec_env {
@@ -59,11 +67,12 @@ struct exec_env {
     const struct json *manifest; /* provenance: {"path", "commit", "dirty"} (gitinfo_for); may be NULL */
     int quiet;                   /* no progress lines */
 };
-/* Runs kind on (params, inputs), writing outputs to `out`, reading inputs from `in`. On success *record is
- * the complete record for stage `name` with the given key. */
+/* Runs kind on (params, inputs, paths), writing outputs to `out`, reading inputs from `in`; the kind sees
+ * each PARAM_PATH parameter as its absolute path. On success *record is the complete record for stage `name`
+ * with the given key. paths may be NULL. */
 int exec_stage(const struct exec_env *env, struct store *in, struct store *out, const char *name,
                const struct stage_kind *kind, const struct json *params, const struct json *inputs,
-               const char *key, struct json **record);
+               const struct json *paths, const char *key, struct json **record);
 
 /* gitinfo: the manifest's provenance {"path", "commit": hex|null, "dirty": bool} for records. */
 struct json *gitinfo_for(const char *path);

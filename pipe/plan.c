@@ -9,6 +9,27 @@
 #include "util/buf.h"
 #include "util/err.h"
 
+/* Resolves and hashes stage i's PARAM_PATH parameters into p->paths[i]; errors point at the stage's line. */
+static int load_paths(struct plan *p, size_t i) {
+    const struct dag_stage *st = &p->dag.stages[i];
+    for (size_t k = 0; k < st->kind->nparams; k++) {
+        const struct param_spec *ps = &st->kind->params[k];
+        const char *given = ps->type == PARAM_PATH ? json_get_str(st->params, ps->name) : NULL;
+        char abs[4096], digest[HASH_ID_SIZE];
+        if (!given)
+            continue;
+        if (paths_resolve(p->manifest, given, abs, sizeof abs) != 0 || paths_digest(abs, digest) != 0)
+            return err_prefix("%s:%d: stage '%s': parameter '%s'", st->file, st->line, st->name, ps->name);
+        struct json *one = json_obj();
+        json_set(one, "path", json_str(abs));
+        json_set(one, "sha256", json_str(digest));
+        if (!p->paths[i])
+            p->paths[i] = json_obj();
+        json_set(p->paths[i], ps->name, one);
+    }
+    return 0;
+}
+
 int plan_load(struct plan *p, const char *manifest) {
     memset(p, 0, sizeof *p);
     size_t nk;
@@ -20,14 +41,20 @@ int plan_load(struct plan *p, const char *manifest) {
     p->inputs = xcalloc(n ? n : 1, sizeof *p->inputs);
     p->keys = xcalloc(n ? n : 1, sizeof *p->keys);
     p->records = xcalloc(n ? n : 1, sizeof *p->records);
+    p->paths = xcalloc(n ? n : 1, sizeof *p->paths);
+    for (size_t i = 0; i < n; i++)
+        if (load_paths(p, i) != 0)
+            return -1;
     return 0;
 }
 
 void plan_free(struct plan *p) {
-    for (size_t i = 0; i < p->dag.n; i++) {
+    for (size_t i = 0; p->inputs && i < p->dag.n; i++) {
         json_free(p->inputs[i]);
         json_free(p->records[i]);
+        json_free(p->paths[i]);
     }
+    free(p->paths);
     free(p->inputs);
     free(p->keys);
     free(p->records);
@@ -37,12 +64,18 @@ void plan_free(struct plan *p) {
 }
 
 void plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
-              char key[HASH_ID_SIZE]) {
+              const struct json *paths, char key[HASH_ID_SIZE]) {
     struct json *k = json_obj();
     json_set(k, "inputs", json_clone(inputs));
     json_set(k, "kind", json_str(kind));
     json_set(k, "kind_version", json_int(version));
     json_set(k, "params", json_clone(params));
+    if (paths) { /* the content, not where it lives, is what a result depends on */
+        struct json *digests = json_obj();
+        for (size_t i = 0; i < paths->len; i++)
+            json_set(digests, paths->keys[i], json_str(json_get_str(paths->items[i], "sha256")));
+        json_set(k, "paths", digests);
+    }
     size_t n;
     char *text = json_write(k, JSON_CANONICAL, &n); /* cannot fail: params hold no NaN (manifest checks) */
     sha256_id(text, n, key);
@@ -87,7 +120,7 @@ int plan_resolve(struct plan *p, size_t i) {
         }
     }
     p->inputs[i] = in;
-    plan_key(st->kind->name, st->kind->version, st->params, in, p->keys[i]);
+    plan_key(st->kind->name, st->kind->version, st->params, in, p->paths[i], p->keys[i]);
     return 0;
 }
 

@@ -70,7 +70,7 @@ static int compute(struct run *r, size_t i, int had_record) {
     double t0 = now_s();
     say(r, i, "running");
     if (exec_stage(&r->env, r->store, r->store, st->name, kind, st->params, r->plan.inputs[i],
-                   r->plan.keys[i], &rec) != 0)
+                   r->plan.paths[i], r->plan.keys[i], &rec) != 0)
         return -1;
     int same = had_record && json_equal(json_get(rec, "outputs"), json_get(r->plan.records[i], "outputs"));
     if (!same && record_publish(r->store, rec) != 0) {

@@ -54,6 +54,17 @@ static void diff_inputs(struct buf *b, const struct plan *p, size_t i, const str
     }
 }
 
+/* Files on disk whose content changed since the last record, "path data: /x/data.txt changed". */
+static void diff_paths(struct buf *b, const struct json *was, const struct json *now) {
+    for (size_t k = 0; now && k < now->len; k++) {
+        const char *old = json_get_str(json_get(was, now->keys[k]), "sha256");
+        if (old && strcmp(old, json_get_str(now->items[k], "sha256")) == 0)
+            continue;
+        sep(b);
+        buf_printf(b, "path %s: %s changed", now->keys[k], json_get_str(now->items[k], "path"));
+    }
+}
+
 static char *reason(struct plan *p, struct store *s, size_t i) {
     struct json *last = NULL;
     if (!s || record_by_name(s, p->dag.stages[i].name, &last) != 1)
@@ -69,6 +80,7 @@ static char *reason(struct plan *p, struct store *s, size_t i) {
         buf_printf(&b, "kind %s version %lld -> %d", kind, (long long)ver, st->kind->version);
     diff_params(&b, json_get(last, "params"), st->params);
     diff_inputs(&b, p, i, json_get(last, "inputs"));
+    diff_paths(&b, json_get(last, "paths"), p->paths[i]);
     if (!b.len)
         buf_puts(&b, p->keys[i][0] && strcmp(p->keys[i], json_get_str(last, "key")) == 0
                          ? "recorded outputs are missing from the store"

@@ -3,12 +3,13 @@
 
 #include <string.h>
 
-extern const struct stage_kind kind_random, kind_concat, kind_check;
+extern const struct stage_kind kind_random, kind_concat, kind_check, kind_file;
 
 static const struct stage_kind *const kinds[] = {
     &kind_random,
     &kind_concat,
     &kind_check,
+    &kind_file,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

@@ -39,6 +39,8 @@ const char *param_type_name(enum param_type t) {
         return "stage output";
     case PARAM_REFS:
         return "list of stage outputs";
+    case PARAM_PATH:
+        return "path";
     }
     return "unknown";
 }

@@ -14,6 +14,8 @@ enum param_type {
     PARAM_NUMS, /* list of numbers */
     PARAM_REF,  /* one input: another stage's output (st.out.name) */
     PARAM_REFS, /* an ordered list of inputs */
+    PARAM_PATH, /* a file or directory on the user's disk, relative to the manifest's directory: its content
+                   digest is part of the cache key, and the kind receives the absolute path */
 };
 
 struct param_spec {
