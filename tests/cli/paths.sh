@@ -31,7 +31,7 @@ expect_code 0 "$PP" run "$T/m/m.lua"
 has "$T/out" "3 stages: 2 computed, 1 cached"
 
 # The file kind refuses a directory, with one clear line.
-sed -i 's|path = "data/in.txt"|path = "data"|; ' "$T/m/m.lua"
+sed -i 's|path = "data/in.txt"|path = "data"|' "$T/m/m.lua"
 expect_code 1 "$PP" run "$T/m/m.lua"
 has "$T/err" "data"
 
