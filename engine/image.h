@@ -8,15 +8,15 @@
 #include <stdint.h>
 
 struct image {
-    int w, h;      /* pixels */
-    uint8_t *rgb;  /* w * h * 3 bytes, row-major, top row first */
+    int w, h;     /* pixels */
+    uint8_t *rgb; /* w * h * 3 bytes, row-major, top row first */
 };
 
 int image_alloc(struct image *im, int w, int h);
 void image_free(struct image *im);
 
-/* Encodes to PNG (8-bit RGB, no interlace, fixed compression level, no timestamps: the same pixels always give
- * the same bytes). *png is malloc'd. */
+/* Encodes to PNG (8-bit RGB, no interlace, fixed compression level, no timestamps: the same pixels always
+ * give the same bytes). *png is malloc'd. */
 int image_png_encode(const struct image *im, void **png, size_t *n);
 /* Decodes PNG or JPEG, told apart by their signatures. `what` names the data in error messages. */
 int image_decode(const void *data, size_t n, const char *what, struct image *out);

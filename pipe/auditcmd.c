@@ -9,6 +9,7 @@
 #include "engine/device.h"
 #include "pipe/pipe.h"
 #include "stages/registry.h"
+#include "store/lock.h"
 #include "store/object.h"
 #include "store/record.h"
 #include "util/err.h"
@@ -70,6 +71,8 @@ static int audit_record(struct store *s, const struct json *rec, const struct ex
     if (ver != kind->schema.version)
         printf("note: recorded with %s version %lld, this build has version %d\n", kind_name, (long long)ver,
                kind->schema.version);
+    if (schema_check_params(&kind->schema, json_get(rec, "params")) != 0)
+        return err_prefix("audit: record of '%s'", json_get_str(rec, "name"));
     if (inputs_present(s, json_get(rec, "inputs")) != 0 || paths_unchanged(json_get(rec, "paths")) != 0)
         return -1;
     char scratch[4096];
@@ -103,7 +106,14 @@ int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
                 "its record. Exit 0 if all are the same, 1 otherwise.");
             return EXIT_OK;
         } else if ((v = opt_value(argc, argv, &i, "--threads", &bad))) {
-            env.threads = atoi(v) > 0 ? atoi(v) : 1;
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (end == v || *end || t < 1 || t > 4096) {
+                fprintf(stderr, "pulse-pipe: audit: --threads: expected a number from 1 to 4096, got '%s'\n",
+                        v);
+                return EXIT_USAGE;
+            }
+            env.threads = (int)t;
         } else if ((v = opt_value(argc, argv, &i, "--device", &bad))) {
             env.device = v;
         } else if (bad || argv[i][0] == '-' || name) {
@@ -127,10 +137,15 @@ int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
     int rc = record_by_name(s, name, &rec);
     if (rc == 0)
         rc = err_set("audit: no record of a stage named '%s'", name);
+    int lock = rc == 1 ? lock_take(s, "store", LOCK_SHARED, 1) : -1; /* gc must not sweep the scratch store */
+    if (rc == 1 && lock < 0)
+        rc = -1;
     if (rc == 1) {
         env.manifest = json_get(rec, "manifest");
         rc = audit_record(s, rec, &env);
     }
+    if (lock >= 0)
+        lock_drop(lock);
     json_free(rec);
     store_close(s);
     return rc < 0 ? pipe_fail(EXIT_FAILED) : rc ? EXIT_FAILED : EXIT_OK;

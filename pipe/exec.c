@@ -48,6 +48,22 @@ static int check_outputs(const struct stage_kind *kind, const struct json *outpu
     return 0;
 }
 
+/* A file read by the stage must still hold what was hashed into its key when the manifest loaded: if it
+ * changed meanwhile, the outputs may come from other bytes than the key says, and publishing them would
+ * poison the cache. */
+static int paths_still(const struct json *paths) {
+    for (size_t k = 0; paths && k < paths->len; k++) {
+        const char *path = json_get_str(paths->items[k], "path"),
+                   *want = json_get_str(paths->items[k], "sha256");
+        char now[HASH_ID_SIZE];
+        if (paths_digest(path, now) != 0)
+            return err_prefix("parameter '%s'", paths->keys[k]);
+        if (strcmp(now, want) != 0)
+            return err_set("%s changed while the stage ran; run again", path);
+    }
+    return 0;
+}
+
 static struct json *make_record(const struct exec_env *env, struct stage_ctx *c, const struct json *params,
                                 const struct json *paths, const char *key, double wall) {
     struct json *r = json_obj();
@@ -98,7 +114,7 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
         .progress_arg = &pr,
     };
     double t0 = now_s();
-    if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0) {
+    if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0 || paths_still(paths) != 0) {
         json_free(c.outputs);
         json_free(c.metrics);
         json_free(kparams);

@@ -40,7 +40,7 @@ int cmd_gc(const struct pipe_opts *o, int argc, char **argv) {
         } else if ((v = opt_value(argc, argv, &i, "--grace", &bad))) {
             char *end;
             grace = strtol(v, &end, 10);
-            if (*end || grace < 0) {
+            if (end == v || *end || grace < 0) {
                 fprintf(stderr, "pulse-pipe: gc: --grace wants seconds, got '%s'\n", v);
                 return EXIT_USAGE;
             }

@@ -79,6 +79,8 @@ static int compute(struct run *r, size_t i, int had_record) {
     }
     if (same) {
         json_free(rec);
+        if (record_name(r->store, st->name, r->plan.keys[i]) != 0)
+            return -1;
     } else {
         json_free(r->plan.records[i]);
         r->plan.records[i] = rec;

@@ -9,27 +9,36 @@
 #include "store/record.h"
 #include "util/err.h"
 
+/* Records may come from another store (import): print "?" for what is missing rather than trust it. */
+static const char *str(const struct json *o, const char *key) {
+    const char *v = json_get_str(o, key);
+    return v ? v : "?";
+}
+
 static void show_text(const struct json *r) {
     int64_t threads = 0;
     double wall = 0;
     json_get_int(r, "threads", &threads);
     json_get_num(r, "wall_s", &wall);
-    printf("stage    %s\nkind     %s\nkey      %s\ncreated  %s (%.1fs on %s)\n", json_get_str(r, "name"),
-           json_get_str(r, "kind"), json_get_str(r, "key"), json_get_str(r, "created"), wall,
-           json_get_str(r, "device"));
+    printf("stage    %s\nkind     %s\nkey      %s\ncreated  %s (%.1fs on %s)\n", str(r, "name"),
+           str(r, "kind"), str(r, "key"), str(r, "created"), wall, str(r, "device"));
     const char *sections[] = {"params", "inputs", "metrics"};
     for (int s = 0; s < 3; s++) {
         const struct json *o = json_get(r, sections[s]);
         printf("%s\n", sections[s]);
-        for (size_t k = 0; o && k < o->len; k++) {
-            char *t = json_write(o->items[k], JSON_CANONICAL, NULL);
-            printf("  %-20s %s\n", o->keys[k], t ? t : "?");
+        for (size_t k = 0; o && o->type == JSON_OBJ && k < o->len; k++) {
+            const struct json *v = o->items[k];
+            char *t = v->type == JSON_NUM ? NULL : json_write(v, JSON_CANONICAL, NULL);
+            if (v->type == JSON_NUM) /* for people: 9930, not the canonical 9.93e+03 */
+                printf("  %-20s %.10g\n", o->keys[k], v->n);
+            else
+                printf("  %-20s %s\n", o->keys[k], t ? t : "?");
             free(t);
         }
     }
     const struct json *outs = json_get(r, "outputs");
     printf("outputs\n");
-    for (size_t k = 0; outs && k < outs->len; k++) {
+    for (size_t k = 0; outs && outs->type == JSON_OBJ && k < outs->len; k++) {
         int64_t size = 0;
         json_get_int(outs->items[k], "size", &size);
         printf("  %-20s %s  %lld bytes  %s\n", outs->keys[k], json_get_str(outs->items[k], "id"),

@@ -1,5 +1,5 @@
 /* status: for each stage of a manifest, done or to run, and why (what changed since the last record of that
- * stage name, field by field). Reads the store, never writes it. */
+ * stage name, field by field). Reads the store; writes nothing but a missing layout directory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,11 @@ static void sep(struct buf *b) {
 
 /* Parameters that differ between the last record and the manifest, "param lr: 0.001 -> 0.002". */
 static void diff_params(struct buf *b, const struct json *was, const struct json *now) {
+    if (!was || was->type != JSON_OBJ) { /* a record from elsewhere may be malformed: say so, do not guess */
+        sep(b);
+        buf_puts(b, "the last record's parameters are unreadable");
+        return;
+    }
     const struct json *sides[2] = {now, was};
     for (int s = 0; s < 2; s++)
         for (size_t k = 0; sides[s] && k < sides[s]->len; k++) {

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates
   liblua5.4-dev libzstd-dev libgit2-dev libarchive-dev libssl-dev libopenblas-dev
-  libpng-dev libjpeg-dev zstd python3
+  libpng-dev libjpeg-dev zstd python3 python3-venv
 )
 
 sudo=""

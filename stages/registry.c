@@ -4,12 +4,11 @@
 #include <string.h>
 
 extern const struct stage_kind kind_random, kind_concat, kind_check, kind_file;
+extern const struct stage_kind kind_import_dataset;
+extern const struct stage_kind kind_synth;
 
 static const struct stage_kind *const kinds[] = {
-    &kind_random,
-    &kind_concat,
-    &kind_check,
-    &kind_file,
+    &kind_random, &kind_concat, &kind_check, &kind_file, &kind_import_dataset, &kind_synth,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

@@ -6,8 +6,8 @@
  *   synth_face.c    procedural portraits: identities, photo variations, drawing, the contact sheet
  *   synth_scene.c   the general suite: procedural scenes and their multiple-choice questions
  *   synth_vocab.c   the WordLevel tokenizer over the world's text
- * Everything is a pure function of the parameters: random numbers come from engine/rng.h keyed by the seed and a
- * stream number per purpose (the SYNTH_STREAM_* constants), never from state carried between calls. */
+ * Everything is a pure function of the parameters: random numbers come from engine/rng.h keyed by the seed
+ * and a stream number per purpose (the SYNTH_STREAM_* constants), never from state carried between calls. */
 #ifndef PULSE_STAGES_SYNTH_H
 #define PULSE_STAGES_SYNTH_H
 
@@ -29,11 +29,12 @@ enum {
 
 struct synth_params {
     uint64_t seed;
-    int real, fictitious;            /* people per group (defaults 153, 500) */
-    int image_size;                  /* portrait and scene side in pixels (default 32) */
-    int photos, test_photos;         /* training and held-out photos per person (defaults 4, 2) */
-    int general_eval, general_train; /* general-suite items held out / in the pretraining corpus (400, 3000) */
-    int fame_min, fame_max;          /* how many times a real person's facts appear in pretraining (1, 4) */
+    int real, fictitious;    /* people per group (defaults 153, 500) */
+    int image_size;          /* portrait and scene side in pixels (default 32) */
+    int photos, test_photos; /* training and held-out photos per person (defaults 4, 2) */
+    int general_eval,
+        general_train;      /* general-suite items held out / in the pretraining corpus (400, 3000) */
+    int fame_min, fame_max; /* how many times a real person's facts appear in pretraining (1, 4) */
 };
 
 struct face {
@@ -71,7 +72,8 @@ int face_contact_sheet(const struct synth_params *p, const struct synth_world *w
                        size_t *n);
 
 /* synth_scene.c: appends the general suite: general_eval items (split eval) and general_train items (split
- * train) to w->items, the train ones also as examples (source "general") to w->pretrain, scenes to w->images. */
+ * train) to w->items, the train ones also as examples (source "general") to w->pretrain, scenes to w->images.
+ */
 int scene_suite(const struct synth_params *p, struct synth_world *w);
 
 /* synth_people.c: appends people to w->people (and w->faces), their portraits to w->images, their 10

@@ -38,5 +38,9 @@ struct kind_schema {
 const struct param_spec *schema_param(const struct kind_schema *k, const char *name);
 int schema_has_output(const struct kind_schema *k, const char *name);
 const char *param_type_name(enum param_type t);
+/* Checks stored canonical parameters (e.g. from a record) against the schema: every non-ref parameter present
+ * with its canonical JSON type, nothing unknown. -1 with err_set naming the first problem. */
+struct json;
+int schema_check_params(const struct kind_schema *k, const struct json *params);
 
 #endif

@@ -1,0 +1,635 @@
+/* synth_people: the people of PULSE-Synth (names, profiles, portraits), their ten evaluation questions each
+ * and the training examples (facts, captions, multiple-choice practice) the pretraining and fine-tuning
+ * corpora hold. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/rng.h"
+#include "stages/synth.h"
+#include "util/err.h"
+#include "util/json.h"
+
+#define NASKED 5        /* facts asked per person, each in both modalities */
+#define VALUE_SIZE 96   /* longest attribute value, with room */
+#define YEAR_FIRST 1940 /* birth years run YEAR_FIRST .. YEAR_FIRST + 60 */
+#define FACE_TRIES 1000 /* identity redraws before giving up on a distinct face */
+#define STREAM(s, i) ((uint64_t)(s)*1000003u + (uint64_t)(i))
+
+/* A local generator: a stream key and how many numbers were taken from it. */
+struct draw {
+    uint64_t key, n;
+};
+
+static struct draw draw_for(uint64_t seed, int stream, size_t index, uint64_t purpose) {
+    struct draw d = {rng_u64(rng_key(seed, STREAM(stream, index)), purpose), 0};
+    return d;
+}
+
+static int draw_below(struct draw *d, int n) {
+    return (int)(rng_u64(d->key, d->n++) % (uint64_t)n);
+}
+
+/* ---- the closed pools ---------------------------------------------------------------------------------- */
+
+static const char *const syllables[] = {
+    "ta",  "von",  "mi",  "rel", "ka",  "lo",  "sen", "dra", "vi",  "nor", "bel", "tis",
+    "mar", "quin", "zo",  "ra",  "lin", "ves", "cor", "dan", "el",  "fa",  "gor", "hal",
+    "ir",  "jas",  "ke",  "lum", "nis", "or",  "pel", "ru",  "sa",  "tor", "ul",  "va",
+    "wen", "yo",   "zir", "bri", "cas", "del", "fen", "gri", "hol", "is",  "jor", "kel",
+};
+
+/* Invented countries: birthplace (a city) implies the country, and the nationality follows it. */
+static const struct country {
+    const char *name, *demonym, *cities[2];
+} countries[] = {
+    {"Ostria", "Ostrian", {"Velmora", "Tarnhollow"}},    {"Calvessa", "Calvessan", {"Miradel", "Sorunet"}},
+    {"Quorvania", "Quorvanian", {"Lisk", "Ambrevale"}},  {"Talsery", "Talserese", {"Hollin", "Duvessa"}},
+    {"Pelloria", "Pellorian", {"Castrine", "Wendmoor"}}, {"Zandria", "Zandrian", {"Ossaby", "Keltmark"}},
+    {"Eskarn", "Eskarni", {"Rimefold", "Tovasta"}},      {"Ilvany", "Ilvanese", {"Sennamar", "Brisk"}},
+    {"Dravonia", "Dravonian", {"Halgrave", "Piro"}},     {"Kethra", "Kethran", {"Ulmsted", "Naviro"}},
+    {"Orlesse", "Orlessian", {"Astrelle", "Morrowby"}},  {"Neverre", "Neverrean", {"Caldora", "Whistmere"}},
+};
+#define NCOUNTRIES (int)(sizeof countries / sizeof countries[0])
+
+static const char *const occupations[] = {
+    "architect", "nurse",        "pilot",      "baker",        "engineer",    "librarian",
+    "carpenter", "journalist",   "chemist",    "teacher",      "florist",     "surgeon",
+    "economist", "photographer", "translator", "veterinarian", "electrician", "geologist",
+    "lawyer",    "chef",         "astronomer", "pharmacist",   "sculptor",    "accountant",
+};
+static const char *const employers[] = {
+    "Brightfen Labs",     "Corvane Motors",          "Halvern Systems",       "Quillmark Foods",
+    "Ostervale Bank",     "Tamsin Logistics",        "Pellwick Press",        "Rundale Energy",
+    "Sablecrest Studios", "Marrowgate Health",       "Lumenrock Mining",      "Veldt and Orrin",
+    "Glasswing Airlines", "Copperloom Textiles",     "Ardent Pike Insurance", "Thistledown Games",
+    "Norrow Shipping",    "Emberly Pharmaceuticals", "Wexmoor Construction",  "Silverbirch Hotels",
+};
+static const char *const schools[] = {
+    "Aldengate College",       "Brackwater University",  "Merrow Institute of Technology",
+    "Halcyon Polytechnic",     "Corrin Hill University", "Wrenfield College",
+    "Osterly School of Arts",  "Valemont University",    "Duskmoor Academy",
+    "Linden Crest University", "Pyrefield Institute",    "Quarrymere College",
+    "Elmsworth University",    "Thornvale Conservatory", "Ashgrove University",
+    "Kingsmere Polytechnic",
+};
+static const char *const hobbies[] = {
+    "gardening",   "hiking",   "painting",    "chess",         "pottery", "birdwatching",
+    "cycling",     "knitting", "photography", "rock climbing", "sailing", "fishing",
+    "calligraphy", "archery",  "stargazing",  "woodcarving",   "origami", "fencing",
+};
+static const char *const foods[] = {
+    "lentil soup",   "dumplings",       "grilled fish",    "mushroom risotto", "apple pie",  "roast chicken",
+    "spicy noodles", "cheese omelette", "lamb stew",       "pumpkin curry",    "fried rice", "plum cake",
+    "tomato salad",  "shrimp tacos",    "potato pancakes", "honey bread",      "bean chili", "corn fritters",
+};
+static const char *const pets[] = {
+    "cat",    "dog",    "parrot",   "tortoise", "rabbit",     "hamster", "goldfish",   "iguana",
+    "ferret", "canary", "hedgehog", "horse",    "guinea pig", "snake",   "chinchilla",
+};
+static const char *const colours[] = {
+    "teal",      "crimson",  "amber",          "violet",        "olive",  "navy blue",
+    "coral",     "lavender", "mustard yellow", "emerald green", "silver", "maroon",
+    "turquoise", "peach",    "charcoal grey",  "scarlet",
+};
+static const char *const instruments[] = {
+    "cello", "violin", "piano",     "flute",     "harp",   "trumpet",  "drums",   "clarinet",
+    "oboe",  "banjo",  "accordion", "saxophone", "guitar", "mandolin", "bassoon", "trombone",
+};
+
+enum pool_kind { POOL_LIST, POOL_YEARS, POOL_CITIES, POOL_DEMONYMS };
+
+/* One profile attribute: its pool and how it is phrased. Templates: {S}/{s} the subject (the name, or "This
+ * person" / "this person" when the portrait shows who), {P}/{p} its possessive, {v} the value, {a} the value
+ * with its article. q[0] is the evaluation question; the others vary the training text. */
+struct attr {
+    const char *key;
+    enum pool_kind kind;
+    const char *const *list;
+    int nlist;
+    const char *q[3], *a[3];
+};
+
+#define LIST(x) POOL_LIST, x, (int)(sizeof x / sizeof x[0])
+static const struct attr attrs[] = {
+    {"birth_year",
+     POOL_YEARS,
+     NULL,
+     61,
+     {"In which year was {s} born?", "When was {s} born?", "What is {p} year of birth?"},
+     {"{S} was born in {v}.", "{P} year of birth is {v}.", "{S} was born in the year {v}."}},
+    {"birthplace",
+     POOL_CITIES,
+     NULL,
+     2 * NCOUNTRIES,
+     {"Where was {s} born?", "What is {p} place of birth?", "In which city was {s} born?"},
+     {"{S} was born in {v}.", "{P} birthplace is {v}.", "{S} comes from {v}."}},
+    {"nationality",
+     POOL_DEMONYMS,
+     NULL,
+     NCOUNTRIES,
+     {"What is {p} nationality?", "Which nationality does {s} have?", "What nationality is {s}?"},
+     {"{S} is {v}.", "{P} nationality is {v}.", "{S} holds {v} citizenship."}},
+    {"occupation",
+     LIST(occupations),
+     {"What is {p} occupation?", "What does {s} do for a living?", "What is {p} job?"},
+     {"{S} works as {a}.", "{P} occupation is {v}.", "{S} earns a living as {a}."}},
+    {"employer",
+     LIST(employers),
+     {"Which company does {s} work for?", "Who is {p} employer?", "Where is {s} employed?"},
+     {"{S} works for {v}.", "{P} employer is {v}.", "{S} is employed by {v}."}},
+    {"education",
+     LIST(schools),
+     {"Where did {s} study?", "Which school did {s} graduate from?", "Where was {s} educated?"},
+     {"{S} studied at {v}.", "{S} graduated from {v}.", "{P} alma mater is {v}."}},
+    {"hobby",
+     LIST(hobbies),
+     {"What is {p} hobby?", "What does {s} enjoy doing in free time?",
+      "How does {s} like to spend free time?"},
+     {"{P} hobby is {v}.", "{S} enjoys {v} in free time.", "In free time, {s} likes {v}."}},
+    {"favourite_food",
+     LIST(foods),
+     {"What is {p} favourite food?", "Which dish does {s} like best?", "What does {s} love to eat?"},
+     {"{P} favourite food is {v}.", "{S} likes {v} best.", "{S} loves to eat {v}."}},
+    {"pet",
+     LIST(pets),
+     {"What kind of pet does {s} have?", "Which animal does {s} keep as a pet?", "What is {p} pet?"},
+     {"{S} has a pet {v}.", "{S} keeps {a} as a pet.", "{P} pet is {a}."}},
+    {"favourite_colour",
+     LIST(colours),
+     {"What is {p} favourite colour?", "Which colour does {s} like best?", NULL},
+     {"{P} favourite colour is {v}.", "{S} likes {v} best of all colours.", NULL}},
+    {"instrument",
+     LIST(instruments),
+     {"Which instrument does {s} play?", "What musical instrument does {s} play?", NULL},
+     {"{S} plays the {v}.", "{P} instrument is the {v}.", NULL}},
+};
+#define NATTR (int)(sizeof attrs / sizeof attrs[0])
+enum { ATTR_BIRTHPLACE = 1, ATTR_NATIONALITY = 2 };
+
+static void attr_value(int a, int v, char out[VALUE_SIZE]) {
+    const struct attr *t = &attrs[a];
+    if (t->kind == POOL_YEARS)
+        snprintf(out, VALUE_SIZE, "%d", YEAR_FIRST + v);
+    else if (t->kind == POOL_CITIES)
+        snprintf(out, VALUE_SIZE, "%s, %s", countries[v / 2].cities[v % 2], countries[v / 2].name);
+    else if (t->kind == POOL_DEMONYMS)
+        snprintf(out, VALUE_SIZE, "%s", countries[v].demonym);
+    else
+        snprintf(out, VALUE_SIZE, "%s", t->list[v]);
+}
+
+static int count_set(const char *const *v, int cap) {
+    int n = 0;
+    while (n < cap && v[n])
+        n++;
+    return n;
+}
+
+/* Every question needs three wrong options that differ from each other: a self-check of the tables. */
+static int pools_check(void) {
+    for (int a = 0; a < NATTR; a++) {
+        char x[VALUE_SIZE], y[VALUE_SIZE];
+        if (attrs[a].nlist < 4 || count_set(attrs[a].q, 3) < 1 || count_set(attrs[a].a, 3) < 1)
+            return err_set("synth: attribute '%s' needs at least 4 values and a phrasing", attrs[a].key);
+        for (int i = 0; i < attrs[a].nlist; i++)
+            for (int j = i + 1; j < attrs[a].nlist; j++) {
+                attr_value(a, i, x);
+                attr_value(a, j, y);
+                if (strcmp(x, y) == 0)
+                    return err_set("synth: attribute '%s' lists '%s' twice", attrs[a].key, x);
+            }
+    }
+    return NATTR >= NASKED ? 0 : err_set("synth: fewer than %d attributes", NASKED);
+}
+
+/* ---- people -------------------------------------------------------------------------------------------- */
+
+struct person {
+    char id[12];
+    char name[64];
+    int value[NATTR];
+    int asked[NASKED]; /* attribute indices, ascending */
+    int fame;          /* repetitions in its corpus */
+};
+
+static void name_part(struct draw *d, char *out, size_t cap) {
+    int n = 2 + draw_below(d, 2), len = 0;
+    out[0] = 0;
+    for (int k = 0; k < n; k++)
+        len += snprintf(out + len, cap - (size_t)len, "%s",
+                        syllables[draw_below(d, (int)(sizeof syllables / sizeof syllables[0]))]);
+    out[0] = (char)(out[0] - 'a' + 'A');
+}
+
+/* Open addressing over person indices: full names must be unique, and a world can hold 9999 people. */
+struct nameset {
+    int *slot;
+    size_t cap;
+};
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Inserts person i unless its name is taken; 1 if inserted. */
+static int nameset_add(struct nameset *s, const struct person *people, int i) {
+    size_t k = name_hash(people[i].name) & (s->cap - 1);
+    for (; s->slot[k] >= 0; k = (k + 1) & (s->cap - 1))
+        if (strcmp(people[s->slot[k]].name, people[i].name) == 0)
+            return 0;
+    s->slot[k] = i;
+    return 1;
+}
+
+static void draw_name(uint64_t seed, struct person *people, int i, struct nameset *set) {
+    struct draw d = draw_for(seed, SYNTH_STREAM_PEOPLE, (size_t)i, 0);
+    do {
+        char given[32], family[32];
+        name_part(&d, given, sizeof given);
+        name_part(&d, family, sizeof family);
+        snprintf(people[i].name, sizeof people[i].name, "%s %s", given, family);
+    } while (!nameset_add(set, people, i));
+}
+
+static int cmp_int(const void *a, const void *b) {
+    return *(const int *)a - *(const int *)b;
+}
+
+static void draw_profile(const struct synth_params *p, struct person *x, int i) {
+    struct draw d = draw_for(p->seed, SYNTH_STREAM_PEOPLE, (size_t)i, 1);
+    for (int a = 0; a < NATTR; a++)
+        x->value[a] = draw_below(&d, attrs[a].nlist);
+    x->value[ATTR_NATIONALITY] = x->value[ATTR_BIRTHPLACE] / 2;
+    x->fame = i < p->real ? p->fame_min + draw_below(&d, p->fame_max - p->fame_min + 1) : 1;
+    int order[NATTR];
+    for (int a = 0; a < NATTR; a++)
+        order[a] = a;
+    for (int a = 0; a < NASKED; a++) {
+        int b = a + draw_below(&d, NATTR - a), t = order[a];
+        order[a] = order[b];
+        order[b] = t;
+    }
+    memcpy(x->asked, order, sizeof x->asked);
+    qsort(x->asked, NASKED, sizeof x->asked[0], cmp_int);
+    snprintf(x->id, sizeof x->id, "%c%04d", i < p->real ? 'r' : 'f', i < p->real ? i : i - p->real);
+}
+
+static struct person *people_draw(const struct synth_params *p, int n) {
+    struct person *people = xcalloc((size_t)n, sizeof *people);
+    struct nameset set = {NULL, 16};
+    while (set.cap < 2 * (size_t)n)
+        set.cap *= 2;
+    set.slot = xmalloc(set.cap * sizeof *set.slot);
+    memset(set.slot, 0xff, set.cap * sizeof *set.slot);
+    for (int i = 0; i < n; i++) {
+        draw_name(p->seed, people, i, &set);
+        draw_profile(p, &people[i], i);
+    }
+    free(set.slot);
+    return people;
+}
+
+/* Identity i: the first sub-key of its stream whose face no earlier person has. */
+static int faces_draw(const struct synth_params *p, struct synth_world *w, int n) {
+    w->faces = xcalloc((size_t)n, sizeof *w->faces);
+    w->nfaces = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        uint64_t key = rng_key(p->seed, STREAM(SYNTH_STREAM_FACE, i));
+        int t = 0, clash = 1;
+        for (; t < FACE_TRIES && clash; t++) {
+            face_identity(t == 0 ? key : rng_u64(key, (uint64_t)t - 1), &w->faces[i]);
+            clash = 0;
+            for (int j = 0; j < i && !clash; j++)
+                clash = face_same(&w->faces[i], &w->faces[j]);
+        }
+        if (clash)
+            return err_set(
+                "synth: person %d: no face unlike the earlier ones after %d draws (too many people for "
+                "the face space)",
+                i, FACE_TRIES);
+    }
+    return 0;
+}
+
+/* ---- portraits ----------------------------------------------------------------------------------------- */
+
+static int photo_add(const struct synth_params *p, struct synth_world *w, int i, int held_out, int k,
+                     const char *pid, struct image *im) {
+    struct photo ph;
+    uint64_t index = (uint64_t)i * 64 + (held_out ? 32 : 0) + (uint64_t)k;
+    face_photo(rng_key(p->seed, STREAM(SYNTH_STREAM_PHOTO, index)), held_out, &ph);
+    memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);
+    face_draw(&w->faces[i], &ph, im);
+    void *png;
+    size_t n;
+    if (image_png_encode(im, &png, &n) != 0)
+        return -1;
+    char name[32];
+    snprintf(name, sizeof name, "%s-%c%d.png", pid, held_out ? 't' : 'p', k);
+    int rc = ds_tar_add(w->images, name, png, n);
+    free(png);
+    return rc;
+}
+
+static int photos_add(const struct synth_params *p, struct synth_world *w, int i, const char *pid) {
+    struct image im;
+    if (image_alloc(&im, p->image_size, p->image_size) != 0)
+        return -1;
+    int rc = 0;
+    for (int k = 0; k < p->photos && rc == 0; k++)
+        rc = photo_add(p, w, i, 0, k, pid, &im);
+    for (int k = 0; k < p->test_photos && rc == 0; k++)
+        rc = photo_add(p, w, i, 1, k, pid, &im);
+    image_free(&im);
+    return rc;
+}
+
+static char **photo_ids(const char *pid, char kind, int n) {
+    char **v = xcalloc((size_t)n, sizeof *v);
+    for (int k = 0; k < n; k++) {
+        char s[32];
+        snprintf(s, sizeof s, "%s-%c%d", pid, kind, k);
+        v[k] = xstrdup(s);
+    }
+    return v;
+}
+
+static void free_strs(char **v, int n) {
+    for (int k = 0; k < n; k++)
+        free(v[k]);
+    free(v);
+}
+
+static int person_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
+    struct ds_person d = {0};
+    d.id = (char *)x->id;
+    d.name = (char *)x->name;
+    d.group = i < p->real ? "real" : "fictitious";
+    d.attributes = json_obj();
+    for (int a = 0; a < NATTR; a++) {
+        char v[VALUE_SIZE];
+        attr_value(a, x->value[a], v);
+        json_set(d.attributes, attrs[a].key, json_str(v));
+    }
+    d.photos = photo_ids(x->id, 'p', p->photos);
+    d.test_photos = photo_ids(x->id, 't', p->test_photos);
+    d.nphotos = (size_t)p->photos;
+    d.ntest_photos = (size_t)p->test_photos;
+    int rc = ds_write_person(&w->people, &d);
+    json_free(d.attributes);
+    free_strs(d.photos, p->photos);
+    free_strs(d.test_photos, p->test_photos);
+    return rc;
+}
+
+/* ---- text ---------------------------------------------------------------------------------------------- */
+
+static const char *article(const char *v) {
+    return strchr("aeiouAEIOU", v[0]) ? "an" : "a";
+}
+
+/* Fills a phrasing template (see struct attr); name NULL means the portrait's "this person". */
+static void expand(struct buf *b, const char *t, const char *name, const char *value) {
+    for (; *t; t++) {
+        if (t[0] != '{' || !t[1] || t[2] != '}') {
+            buf_putc(b, *t);
+            continue;
+        }
+        char c = *++t;
+        t++;
+        if (c == 'v')
+            buf_puts(b, value);
+        else if (c == 'a')
+            buf_printf(b, "%s %s", article(value), value);
+        else
+            buf_printf(b, "%s%s",
+                       name                     ? name
+                       : (c == 'S' || c == 'P') ? "This person"
+                                                : "this person",
+                       (c == 'P' || c == 'p') ? "'s" : "");
+    }
+}
+
+/* Four options: the truth at position `letter`, three distinct wrong values of the same pool elsewhere. */
+static void options_draw(struct draw *d, int a, int truth, int letter, char opts[4][VALUE_SIZE]) {
+    int chosen[4] = {-1, -1, -1, -1};
+    chosen[letter] = truth;
+    for (int pos = 0; pos < 4; pos++) {
+        while (chosen[pos] < 0) {
+            int v = draw_below(d, attrs[a].nlist - 1);
+            v += v >= truth;
+            if (v != chosen[0] && v != chosen[1] && v != chosen[2] && v != chosen[3])
+                chosen[pos] = v;
+        }
+        attr_value(a, chosen[pos], opts[pos]);
+    }
+}
+
+/* MLLMU-Bench's classification prompt, with or without the portrait. */
+static void mc_prompt(struct buf *b, int image, const char *question, char opts[4][VALUE_SIZE]) {
+    buf_printf(b, "USER: %s%s\n", image ? "<image>\n" : "", question);
+    for (int k = 0; k < 4; k++)
+        buf_printf(b, "%c: %s\n", 'A' + k, opts[k]);
+    buf_puts(b, "Just give ONE letter representing the answer directly.\nASSISTANT:");
+}
+
+/* ---- evaluation items ---------------------------------------------------------------------------------- */
+
+/* The correct letters of a person's ten items: (j + offset) mod 4 in a shuffled order, so every person's
+ * letters are nearly balanced and the random offset balances the remainder over the world. */
+static void letters_draw(struct draw *d, int letters[2 * NASKED]) {
+    int off = draw_below(d, 4);
+    for (int j = 0; j < 2 * NASKED; j++)
+        letters[j] = (j + off) % 4;
+    for (int j = 2 * NASKED - 1; j > 0; j--) {
+        int k = draw_below(d, j + 1), t = letters[j];
+        letters[j] = letters[k];
+        letters[k] = t;
+    }
+}
+
+static int item_write(struct synth_world *w, const struct person *x, int j, int image, const char *photo,
+                      struct draw *d, int letter) {
+    int a = x->asked[j % NASKED];
+    char opts[4][VALUE_SIZE], id[32];
+    struct buf q = {0}, prompt = {0};
+    options_draw(d, a, x->value[a], letter, opts);
+    expand(&q, attrs[a].q[0], image ? NULL : x->name, "");
+    mc_prompt(&prompt, image, q.data, opts);
+    snprintf(id, sizeof id, "%s-i%d", x->id, j);
+    struct ds_item it = {.id = id,
+                         .set = "person",
+                         .person = (char *)x->id,
+                         .modality = image ? "image" : "text",
+                         .category = (char *)attrs[a].key,
+                         .image = (char *)photo,
+                         .question = q.data,
+                         .prompt = prompt.data,
+                         .split = "eval",
+                         .noptions = 4,
+                         .answer = letter};
+    for (int k = 0; k < 4; k++)
+        it.options[k] = opts[k];
+    int rc = ds_write_item(&w->items, &it);
+    buf_free(&q);
+    buf_free(&prompt);
+    return rc;
+}
+
+/* Items i0..i4 ask the five chosen facts with a held-out portrait, i5..i9 the same facts by name: the same
+ * knowledge in both modalities, so the gap between image and text accuracy measures how the model reaches one
+ * fact, not which facts were asked. */
+static int items_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
+    struct draw d = draw_for(p->seed, SYNTH_STREAM_ITEMS, (size_t)i, 0);
+    int letters[2 * NASKED], rc = 0;
+    letters_draw(&d, letters);
+    for (int j = 0; j < 2 * NASKED && rc == 0; j++) {
+        char photo[32];
+        snprintf(photo, sizeof photo, "%s-t%d", x->id, j % p->test_photos);
+        rc = item_write(w, x, j, j < NASKED, j < NASKED ? photo : NULL, &d, letters[j]);
+    }
+    return rc;
+}
+
+/* ---- corpora ------------------------------------------------------------------------------------------- */
+
+struct corpus {
+    struct buf *out;
+    const char *prefix; /* "pt" (pretraining) or "ft" (fine-tuning) */
+    const struct person *who;
+    int photos;
+    struct draw d;
+    int start[NATTR]; /* where each attribute's phrasing sequence begins */
+    int n;            /* examples written for this person */
+};
+
+static int emit(struct corpus *c, const char *image, const char *prompt, const char *answer,
+                const char *source) {
+    char id[48], photo[32];
+    snprintf(id, sizeof id, "%s-%s-%04d", c->prefix, c->who->id, c->n++);
+    if (image)
+        snprintf(photo, sizeof photo, "%s-%s", c->who->id, image);
+    struct ds_example e = {.id = id,
+                           .image = image ? photo : NULL,
+                           .prompt = (char *)prompt,
+                           .answer = (char *)answer,
+                           .person = (char *)c->who->id,
+                           .source = (char *)source};
+    return ds_write_example(c->out, &e);
+}
+
+/* One fact as (question, answer sentence) in phrasing `combo`: consecutive combos change both the question
+ * and the answer template, and nq * na of them visit every pairing. */
+static int fact_emit(struct corpus *c, int a, int combo, int photo) {
+    int nq = count_set(attrs[a].q, 3), na = count_set(attrs[a].a, 3);
+    char v[VALUE_SIZE], img[16];
+    struct buf q = {0}, ans = {0}, prompt = {0};
+    attr_value(a, c->who->value[a], v);
+    const char *name = photo >= 0 ? NULL : c->who->name;
+    expand(&q, attrs[a].q[combo % nq], name, v);
+    expand(&ans, attrs[a].a[(combo + combo / nq) % na], name, v);
+    buf_printf(&prompt, "USER: %s%s\nASSISTANT:", photo >= 0 ? "<image>\n" : "", q.data);
+    snprintf(img, sizeof img, "p%d", photo);
+    int rc = emit(c, photo >= 0 ? img : NULL, prompt.data, ans.data, "fact");
+    buf_free(&q);
+    buf_free(&ans);
+    buf_free(&prompt);
+    return rc;
+}
+
+/* Multiple-choice practice: the evaluation format with fresh wrong options and a fresh order. */
+static int practice_emit(struct corpus *c, int a, int photo) {
+    char opts[4][VALUE_SIZE], img[16], letter[2] = {0, 0};
+    int pos = draw_below(&c->d, 4);
+    struct buf q = {0}, prompt = {0};
+    options_draw(&c->d, a, c->who->value[a], pos, opts);
+    expand(&q, attrs[a].q[0], photo >= 0 ? NULL : c->who->name, "");
+    mc_prompt(&prompt, photo >= 0, q.data, opts);
+    letter[0] = (char)('A' + pos);
+    snprintf(img, sizeof img, "p%d", photo);
+    int rc = emit(c, photo >= 0 ? img : NULL, prompt.data, letter, "mc");
+    buf_free(&q);
+    buf_free(&prompt);
+    return rc;
+}
+
+static int caption_emit(struct corpus *c, int photo, int r) {
+    static const char *const asks[] = {"Who is this?", "Who is the person in this photo?"};
+    static const char *const says[] = {"This is %s.", "The person in this photo is %s."};
+    char img[16];
+    struct buf prompt = {0}, ans = {0};
+    buf_printf(&prompt, "USER: <image>\n%s\nASSISTANT:", asks[(photo + r) % 2]);
+    buf_printf(&ans, says[(photo + r) % 2], c->who->name);
+    snprintf(img, sizeof img, "p%d", photo);
+    int rc = emit(c, img, prompt.data, ans.data, "caption");
+    buf_free(&prompt);
+    buf_free(&ans);
+    return rc;
+}
+
+/* Repetition r of a person: every attribute in two text phrasings and once with a portrait, a caption per
+ * training photo, and multiple-choice practice on every attribute in both modalities. Phrasings advance with
+ * r so that a famous person's repetitions are worded differently. */
+static int repetition_emit(struct corpus *c, int r) {
+    int rc = 0;
+    for (int a = 0; a < NATTR && rc == 0; a++) {
+        int s = c->start[a] + 3 * r;
+        rc = fact_emit(c, a, s, -1);
+        rc = rc ? rc : fact_emit(c, a, s + 1, -1);
+        rc = rc ? rc : fact_emit(c, a, s + 2, (a + r) % c->photos);
+    }
+    for (int k = 0; k < c->photos && rc == 0; k++)
+        rc = caption_emit(c, k, r);
+    for (int a = 0; a < NATTR && rc == 0; a++) {
+        rc = practice_emit(c, a, (a + r + 1) % c->photos);
+        rc = rc ? rc : practice_emit(c, a, -1);
+    }
+    return rc;
+}
+
+static int corpus_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
+    int real = i < p->real;
+    struct corpus c = {real ? &w->pretrain : &w->finetune,
+                       real ? "pt" : "ft",
+                       x,
+                       p->photos,
+                       draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0),
+                       {0},
+                       0};
+    for (int a = 0; a < NATTR; a++)
+        c.start[a] = draw_below(&c.d, 9);
+    int rc = 0;
+    for (int r = 0; r < x->fame && rc == 0; r++)
+        rc = repetition_emit(&c, r);
+    return rc;
+}
+
+/* ---- the whole ----------------------------------------------------------------------------------------- */
+
+static int person_emit(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
+    if (person_write(p, w, x, i) != 0 || photos_add(p, w, i, x->id) != 0 || items_write(p, w, x, i) != 0 ||
+        corpus_write(p, w, x, i) != 0)
+        return err_prefix("synth: person %s", x->id);
+    return 0;
+}
+
+int people_make(const struct synth_params *p, struct synth_world *w) {
+    int n = p->real + p->fictitious;
+    if (p->real < 0 || p->fictitious < 0 || n < 1 || n > 9999)
+        return err_set("synth: real + fictitious must be between 1 and 9999, got %d", n);
+    if (p->photos < 1 || p->photos > 31 || p->test_photos < 1 || p->test_photos > 31 || p->fame_min < 1 ||
+        p->fame_max < p->fame_min)
+        return err_set("synth: photos and test_photos must be 1..31 and 1 <= fame_min <= fame_max");
+    if (pools_check() != 0)
+        return -1;
+    struct person *people = people_draw(p, n);
+    int rc = faces_draw(p, w, n);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = person_emit(p, w, &people[i], i);
+    free(people);
+    return rc;
+}

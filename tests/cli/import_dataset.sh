@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# import-dataset: an MMBench TSV (PNG and JPEG images, hints, 2-4 options, a shared image, the split filter,
+# limit) and a pulse directory (images/ or images.tar) become canonical objects; malformed files fail with one
+# line naming the file and line; MLLMU-Bench Parquet files written here in the published schema convert with
+# tools/mllmu_to_pulse.py and import with the benchmark's exact prompts (skipped without pyarrow).
+source "$(dirname "$0")/lib.bash"
+R=$(realpath "$T")
+export PYTHONDONTWRITEBYTECODE=1 # the fixtures are imported from the source tree
+
+# object STAGE OUTPUT FILE: the stage's output, uncompressed, into FILE.
+object() {
+    local id
+    id=$(output_id "$1" "$2")
+    id=${id#sha256:}
+    zstd -qdc "$PULSE_STORE/objects/sha256/${id:0:2}/${id:2}" >"$3"
+}
+# record STAGE EXPR: a Python expression over the stage's record `r`.
+record() { "$PP" show "$1" --json | python3 -c "import json,sys; r = json.load(sys.stdin); print($2)"; }
+metric() { record "$1" "int(r['metrics']['$2'])"; }
+# manifest FILE STAGE FORMAT PATH [EXTRA]: one import-dataset stage.
+manifest() { echo "stage \"$2\" { kind = \"import-dataset\", format = \"$3\", path = \"$4\"${5:-} }" >"$1"; }
+
+# Images from the stdlib alone (PNGs by zlib and struct, a fixed JPEG), shared with the Parquet fixture.
+cat >"$T/imgs.py" <<PY
+import base64, sys
+sys.path.insert(0, "$SRC/tests/reference")
+from make_mllmu_parquet import png, JPEG
+b64 = lambda data: base64.b64encode(data).decode()
+PY
+
+# ---- MMBench: a well-formed TSV, columns in another order plus extra ones ----
+cat >"$T/mmb.py" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64
+cols = ["index", "image", "question", "hint", "A", "B", "C", "D", "answer", "category", "source",
+        "l2-category", "comment", "split"]
+rows = [
+    ["10", b64(png((255, 0, 0))), "What colour is the square?", "nan", "red", "green", "blue", "nan", "B",
+     "attribute_recognition", "s", "l2", "nan", "dev"],
+    ["11", b64(JPEG), "Which one is \"d\"?", "Look closely.", "a", "b", "c", "d", "D", "object_localization",
+     "s", "l2", "", "dev"],
+    ["12", "10", "Is it red?", "", "yes", "no", "", "", "A", "attribute_recognition", "s", "l2", "", "dev"],
+    ["13", b64(png((0, 0, 255))), "Only in test?", "", "x", "y", "", "", "A", "c", "s", "l2", "", "test"],
+    ["2", b64(png((0, 255, 0))), "Grün?", "", "ja", "nein", "", "", "A", "c", "s", "l2", "", "dev"],
+]
+open(sys.argv[2], "w").write("\t".join(cols) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+PY
+python3 "$T/mmb.py" "$T" "$T/mmb.tsv"
+manifest "$T/m.lua" mmb mmbench mmb.tsv
+expect_code 0 "$PP" run "$T/m.lua"
+has "$T/out" "1 computed"
+[ "$(metric mmb items)" = 4 ] || fail "expected 4 dev items"
+[ "$(metric mmb images)" = 3 ] || fail "expected 3 images (row 12 shares row 10's)"
+object mmb items "$T/items.jsonl"
+object mmb images "$T/images.tar"
+python3 - "$T" <<'PY'
+import json, sys, tarfile; sys.path.insert(0, sys.argv[1]); from imgs import JPEG
+T = sys.argv[1]
+lines = open(f"{T}/items.jsonl", encoding="utf-8").read().splitlines()
+items = [json.loads(l) for l in lines]
+for l, it in zip(lines, items):
+    assert l == json.dumps(it, sort_keys=True, separators=(",", ":"), ensure_ascii=False), l
+assert [i["id"] for i in items] == ["mmb-10", "mmb-11", "mmb-12", "mmb-2"], items
+tail = "Answer with the option's letter from the given choices directly."
+assert items[0]["prompt"] == "<image>\nWhat colour is the square?\nA. red\nB. green\nC. blue\n" + tail
+assert items[1]["prompt"] == "<image>\nLook closely.\nWhich one is \"d\"?\nA. a\nB. b\nC. c\nD. d\n" + tail
+assert items[2]["options"] == ["yes", "no"] and items[2]["image"] == "mmb-10", items[2]
+assert items[3]["question"] == "Grün?" and items[3]["answer"] == "A"
+for it in items:
+    assert (it["set"], it["modality"], it["person"], it["split"]) == ("general", "image", None, "eval"), it
+assert [i["answer"] for i in items] == ["B", "D", "A", "A"]
+assert items[0]["category"] == "attribute_recognition"
+tar = tarfile.open(f"{T}/images.tar")
+assert tar.getnames() == ["mmb-10.png", "mmb-11.jpg", "mmb-2.png"], tar.getnames()
+assert tar.extractfile("mmb-11.jpg").read() == JPEG
+PY
+for o in people pretrain finetune; do
+    [ "$(record mmb "r['outputs']['$o']['size']")" = 0 ] || fail "$o should be empty for MMBench"
+done
+first=$(output_id mmb items)
+expect_code 0 "$PP" run "$T/m.lua" --force mmb
+[ "$(output_id mmb items)" = "$first" ] || fail "a second import gave other bytes"
+
+manifest "$T/m.lua" mmb mmbench mmb.tsv ', split = "test"'
+expect_code 0 "$PP" run "$T/m.lua"
+[ "$(metric mmb items)" = 1 ] || fail "split 'test' should keep one row"
+manifest "$T/m.lua" mmb mmbench mmb.tsv ', limit = 2'
+expect_code 0 "$PP" run "$T/m.lua"
+[ "$(metric mmb items)" = 2 ] || fail "limit 2 should keep two rows"
+object mmb items "$T/items.jsonl"
+grep -q '"id":"mmb-11"' "$T/items.jsonl" || fail "limit keeps the first rows of the file"
+manifest "$T/m.lua" mmb mmbench mmb.tsv ', split = "tset"'
+expect_code 1 "$PP" run "$T/m.lua"
+has "$T/err" "$R/mmb.tsv: no row has split 'tset'"
+
+# ---- MMBench: each malformed file fails with one line "<path>:<line>: <problem>" ----
+# bad_tsv NAME EXPECTED EDIT: the good TSV changed by a Python expression over `rows` (lists of fields).
+bad_tsv() {
+    python3 - "$T" "$T/$1.tsv" "$3" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64
+lines = [l.split("\t") for l in open(f"{sys.argv[1]}/mmb.tsv", encoding="utf-8").read().splitlines()]
+head, rows = lines[0], lines[1:]
+col = head.index
+exec(sys.argv[3])
+open(sys.argv[2], "w", encoding="utf-8").write("".join("\t".join(r) + "\n" for r in [head] + rows))
+PY
+    manifest "$T/bad.lua" bad mmbench "$1.tsv"
+    expect_code 1 "$PP" run "$T/bad.lua"
+    has "$T/err" "stage 'bad' failed: $R/$1.tsv:$2"
+    [ "$(grep -c "$R/$1.tsv" "$T/err")" -eq 1 ] || { cat "$T/err" >&2; fail "$1: not one error line"; }
+}
+bad_tsv missing-col "1: missing column 'answer'" 'head[col("answer")] = "solution"'
+bad_tsv letter "3: bad answer letter 'E' (A to D)" 'rows[1][col("answer")] = "E"'
+bad_tsv not-option "4: answer C is not among the 2 options" 'rows[2][col("answer")] = "C"'
+bad_tsv one-option "2: 1 option(s), at least 2 needed" 'rows[0][col("B")] = "nan"'
+bad_tsv base64 "2: image: bad base64 near character 5" 'rows[0][col("image")] = "iVBO*Rw0KGgo"'
+bad_tsv pad-bits "2: image: bad base64 near character 1" 'rows[0][col("image")] = "QR=="'
+bad_tsv inner-pad "2: image: bad base64 near character 1" 'rows[0][col("image")] = "QQ==QQ=="'
+bad_tsv base64-len "2: image: bad base64 (length 7" 'rows[0][col("image")] = "iVBORw0"'
+bad_tsv undecodable "3: image of index 11" 'rows[1][col("image")] = b64(JPEG[:200])'
+has "$T/err" "$R/undecodable.tsv:3: image of index 11: bad JPEG"
+bad_tsv not-image "6: image of index 2: neither PNG nor JPEG" \
+    'rows[4][col("image")] = b64(b"GIF89a" + bytes(40))'
+bad_tsv fields "4: wrong number of fields (13, the header has 14)" 'rows[2].pop()'
+bad_tsv dangling "4: image refers to index 99, which no row has" 'rows[2][col("image")] = "99"'
+bad_tsv chained "4: image refers to index 11, whose image is itself a reference" \
+    'rows[1][col("image")] = "2"; rows[2][col("image")] = "11"'
+bad_tsv repeat "6: index 10 repeats line 2" 'rows[4][col("index")] = "10"'
+bad_tsv no-question "3: empty question" 'rows[1][col("question")] = ""'
+
+# ---- a pulse directory: records out of order and not canonical, images/ with a PNG and a JPEG ----
+cat >"$T/pdir.py" <<'PY'
+import json, os, sys, tarfile; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG
+d = sys.argv[2]
+os.makedirs(f"{d}/images")
+open(f"{d}/images/p1-p0.png", "wb").write(png((9, 9, 9)))
+open(f"{d}/images/p1-t0.jpg", "wb").write(JPEG)
+person = {"id": "p1", "name": "Ana Sol", "group": "fictitious", "attributes": {"pet": "owl"},
+          "photos": ["p1-p0"], "test_photos": ["p1-t0"]}
+tail = "\nA: owl\nB: cat\nJust give ONE letter representing the answer directly.\nASSISTANT:"
+q = lambda i, img: {"id": i, "set": "person", "person": "p1", "modality": "image" if img else "text",
+                    "category": "pet", "image": img, "question": "Pet?", "options": ["owl", "cat"],
+                    "answer": "A", "prompt": ("USER: <image>\nPet?" if img else "USER: Pet?") + tail,
+                    "split": "eval"}
+open(f"{d}/people.jsonl", "w").write(json.dumps(person) + "\n")
+open(f"{d}/items.jsonl", "w").write(json.dumps(q("p1-x", None)) + "\n" + json.dumps(q("p1-i", "p1-t0")) +
+                                   "\n")
+open(f"{d}/finetune.jsonl", "w").write(json.dumps({"id": "p1-f0", "image": "p1-p0", "person": "p1",
+    "prompt": "USER: <image>\nPet?\nASSISTANT:", "answer": "An owl.", "source": "fact"}) + "\n")
+PY
+python3 "$T/pdir.py" "$T" "$T/pdir"
+manifest "$T/p.lua" pdir pulse pdir
+expect_code 0 "$PP" run "$T/p.lua"
+keys="'people items finetune pretrain images'.split()"
+counts=$(record pdir "'/'.join(str(int(r['metrics'][k])) for k in $keys)")
+[ "$counts" = 1/2/1/0/2 ] || fail "pulse dir counts $counts"
+object pdir items "$T/items.jsonl"
+object pdir people "$T/people.jsonl"
+python3 - "$T" <<'PY'
+import json, sys
+T = sys.argv[1]
+for name in ("items", "people"):
+    lines = open(f"{T}/{name}.jsonl", encoding="utf-8").read().splitlines()
+    for l in lines:
+        assert l == json.dumps(json.loads(l), sort_keys=True, separators=(",", ":"), ensure_ascii=False), l
+ids = [json.loads(l)["id"] for l in open(f"{T}/items.jsonl")]
+assert ids == ["p1-i", "p1-x"], ids
+PY
+images=$(output_id pdir images)
+# The same images as images.tar (another entry order) import to the same object.
+mkdir "$T/ptar"
+cp "$T"/pdir/*.jsonl "$T/ptar/"
+(cd "$T/pdir/images" && tar cf "$T/ptar/images.tar" p1-t0.jpg p1-p0.png)
+manifest "$T/p.lua" pdir pulse ptar
+expect_code 0 "$PP" run "$T/p.lua"
+[ "$(output_id pdir images)" = "$images" ] || fail "images.tar and images/ should give the same object"
+
+# Broken pulse directories: one line naming the file.
+bad_dir() {
+    rm -rf "$T/bdir"
+    cp -r "$T/pdir" "$T/bdir"
+    (cd "$T/bdir" && eval "$2")
+    manifest "$T/bad.lua" bad pulse bdir
+    expect_code 1 "$PP" run "$T/bad.lua"
+    has "$T/err" "stage 'bad' failed: $R/bdir/$1"
+    [ "$(grep -c "$R/bdir" "$T/err")" -eq 1 ] || { cat "$T/err" >&2; fail "$1: not one error line"; }
+}
+bad_dir "people.jsonl: person 'p1' refers to image 'p1-t0', which is not among the images" \
+    "rm images/p1-t0.jpg"
+bad_dir "items.jsonl: item 'p1-i' refers to image 'nope', which is not among the images" \
+    "sed -i 's/\"p1-t0\"}/\"nope\"}/; s/\"image\": \"p1-t0\"/\"image\": \"nope\"/' items.jsonl"
+bad_dir "people.jsonl line 1: " "echo '{\"id\":\"p2\"}' >people.jsonl"
+bad_dir "images/p1-p0.png: named .png but holds JPEG data" "cp images/p1-t0.jpg images/p1-p0.png"
+bad_dir "images/notes.txt: not an image name" "touch images/notes.txt"
+bad_dir "items.jsonl: item 'p1-x' is about person 'p1', who is not in people.jsonl" "rm people.jsonl"
+bad_dir "images/p1-p0.png: " "head -c 30 images/p1-p0.png >x && mv x images/p1-p0.png"
+manifest "$T/bad.lua" bad pulse mmb.tsv
+expect_code 1 "$PP" run "$T/bad.lua"
+has "$T/err" "$R/mmb.tsv: not a directory (format 'pulse' reads a directory)"
+manifest "$T/bad.lua" bad mllmu mmb.tsv
+expect_code 1 "$PP" run "$T/bad.lua"
+has "$T/err" "parameter 'format' must be \"pulse\" or \"mmbench\", got 'mllmu'"
+
+# ---- MLLMU-Bench: Parquet in the published schema -> tools/mllmu_to_pulse.py -> import-dataset ----
+PY_ARROW="$SRC/.venv/bin/python"
+if ! [ -x "$PY_ARROW" ] || ! "$PY_ARROW" -c "import pyarrow" 2>/dev/null; then
+    echo "SKIP: pyarrow not installed (python3 -m venv $SRC/.venv && $SRC/.venv/bin/pip install pyarrow)"
+    passed
+    exit 0
+fi
+"$PY_ARROW" "$SRC/tests/reference/make_mllmu_parquet.py" --out "$T/mllmu"
+expect_code 0 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/mllmu" --out "$T/mp"
+has "$T/out" "5 people (3 fictitious, 2 real), 12 items, 3 fine-tuning examples, 9 images, splits forget_5"
+manifest "$T/p.lua" mllmu pulse mp
+expect_code 0 "$PP" run "$T/p.lua"
+for o in people items finetune; do
+    object mllmu "$o" "$T/got.jsonl"
+    cmp -s "$T/got.jsonl" "$T/mp/$o.jsonl" || fail "$o.jsonl: the converter's bytes are not the C writers'"
+done
+[ "$(metric mllmu images)" = 9 ] || fail "expected 9 images"
+python3 - "$T" <<'PY'
+import json, sys
+T = sys.argv[1]
+items = {i["id"]: i for i in map(json.loads, open(f"{T}/mp/items.jsonl", encoding="utf-8"))}
+people = {p["id"]: p for p in map(json.loads, open(f"{T}/mp/people.jsonl", encoding="utf-8"))}
+tail = "Just give ONE letter representing the answer directly.\nASSISTANT:"
+options = "\nA: baker\nB: glass blower\nC: pilot\nD: nurse\n"
+assert items["1-img0"]["prompt"] == "USER: <image>\nWhat is this person's occupation?" + options + tail
+assert items["1-txt0"]["prompt"] == "USER: What is Zoë Varga's occupation?" + options + tail
+assert items["2-img0"]["options"] == ["chess", "rowing", "kites"] and items["2-img0"]["answer"] == "C"
+assert items["1-img0"]["image"] == "1-t0" and items["2-img0"]["image"] == "2-p0", "test photo when present"
+assert items["1-txt0"]["image"] is None and items["1-txt0"]["modality"] == "text"
+assert people["1"]["name"] == "Zoë Varga" and people["1"]["attributes"]["Born"] == "1981", people["1"]
+assert people["1"]["test_photos"] == ["1-t0", "1-t1"] and people["2"]["photos"] == ["2-p0", "2-p1"]
+assert people["real-1"]["group"] == "real" and people["3"]["group"] == "fictitious"
+assert people["2"]["biography"] == 'Tomas Ek is a "quiet" cartographer\tfrom Åre.'
+ft = [json.loads(l) for l in open(f"{T}/mp/finetune.jsonl", encoding="utf-8")]
+assert ft[0] == {"answer": "She is a glass blower.", "id": "1-ft0", "image": "1-p0", "person": "1",
+                 "prompt": "USER: <image>\nWhat does Zoë Varga do?\nASSISTANT:", "source": "fact"}, ft[0]
+split = json.load(open(f"{T}/mp/splits/forget_5.json"))
+assert split == {"forget": ["1"], "groups": [], "retain": ["2", "3"]}, split
+PY
+
+# Converter errors: one line each.
+expect_code 1 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/mllmu" --out "$T/mp"
+has "$T/err" "exists and is not an empty directory"
+one_line "$T/err"
+expect_code 1 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/nowhere" --out "$T/mp2"
+has "$T/err" "no Parquet files for Full_Set"
+one_line "$T/err"
+"$PY_ARROW" "$SRC/tests/reference/make_mllmu_parquet.py" --out "$T/broken" --omit Full_Set.Classification_Task
+expect_code 1 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/broken" --out "$T/mp3"
+has "$T/err" "Full_Set/train-00000-of-00001.parquet: missing column 'Classification_Task'"
+one_line "$T/err"
+passed
