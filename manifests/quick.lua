@@ -1,16 +1,12 @@
--- quick.lua: the default manifest, minutes on a laptop.
+-- quick.lua: the default manifest, minutes on a laptop: the PULSE protocol on a small PULSE-Synth world.
 --
--- Until the protocol's stage kinds (synth, pretrain, finetune, select, unlearn, evaluate, report) land, this
--- manifest exercises the pipeline itself with the built-in pipeline kinds: independent source stages, a fan-in,
--- and a check that pins the result. Run it twice: the second run computes nothing.
+-- The protocol's training and unlearning stages (pretrain, finetune, select, unlearn, evaluate, report) are
+-- being built (issues 4-5); today this builds the world they run on. Look at it with
+--   pulse-pipe cat world contact_sheet > sheet.png
 local s = require "settings"
+local w = s.quick_world
 
-local parts = {}
-for k = 1, s.parts do
-  parts[k] = stage("source/" .. k) { kind = "random", seed = s.seed * 100 + k, bytes = s.bytes }.out.data
-end
-
-local joined = stage "joined" { kind = "concat", parts = parts, separator = "\n" }
-
-stage "pin" { kind = "check", data = joined.out.data,
-              sha256 = "1af059f70885e0ca904fd3fb3ab980623004e50651e67b11edb1c545e6d66f63" }
+stage "world" {
+  kind = "synth", seed = s.seed,
+  real = w.real, fictitious = w.fictitious, general_eval = w.general_eval, general_train = w.general_train,
+}

@@ -15,6 +15,7 @@ static const char usage[] =
     "  run MANIFEST      run every stage not already in the store\n"
     "  status MANIFEST   which stages are done and which would run, and why\n"
     "  show NAME         the record of a stage: parameters, inputs, outputs, metrics\n"
+    "  cat NAME OUTPUT   an output's bytes on standard output\n"
     "  log               the store's audit history\n"
     "  verify            re-hash every object and check every record against the audit log\n"
     "  gc                list (or remove, with --yes) what no record references\n"
@@ -30,9 +31,9 @@ static const struct {
     const char *name;
     int (*fn)(const struct pipe_opts *, int, char **);
 } commands[] = {
-    {"run", cmd_run},       {"status", cmd_status}, {"show", cmd_show},   {"log", cmd_log},
-    {"verify", cmd_verify}, {"gc", cmd_gc},         {"audit", cmd_audit}, {"export", cmd_export},
-    {"import", cmd_import}, {"kinds", cmd_kinds},
+    {"run", cmd_run},       {"status", cmd_status}, {"show", cmd_show},   {"cat", cmd_cat},
+    {"log", cmd_log},       {"verify", cmd_verify}, {"gc", cmd_gc},       {"audit", cmd_audit},
+    {"export", cmd_export}, {"import", cmd_import}, {"kinds", cmd_kinds},
 };
 
 int main(int argc, char **argv) {

@@ -20,6 +20,7 @@ struct pipe_opts {
 int cmd_run(const struct pipe_opts *o, int argc, char **argv);
 int cmd_status(const struct pipe_opts *o, int argc, char **argv);
 int cmd_show(const struct pipe_opts *o, int argc, char **argv);
+int cmd_cat(const struct pipe_opts *o, int argc, char **argv);
 int cmd_log(const struct pipe_opts *o, int argc, char **argv);
 int cmd_verify(const struct pipe_opts *o, int argc, char **argv);
 int cmd_gc(const struct pipe_opts *o, int argc, char **argv);

@@ -1,4 +1,4 @@
-/* show, log, kinds: read-only views of a stage's record, the audit history and the stage kinds. */
+/* show, cat, log, kinds: read-only views of a stage's record and outputs, the audit history and the kinds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +6,7 @@
 #include "pipe/pipe.h"
 #include "stages/registry.h"
 #include "store/audit.h"
+#include "store/object.h"
 #include "store/record.h"
 #include "util/err.h"
 
@@ -121,4 +122,33 @@ int cmd_kinds(const struct pipe_opts *o, int argc, char **argv) {
         if (argc < 2 || strcmp(argv[1], all[i]->schema.name) == 0)
             print_kind(all[i]);
     return EXIT_OK;
+}
+
+static int write_out(void *arg, const void *data, size_t n) {
+    return fwrite(data, 1, n, arg) == n ? 0 : err_errno("writing standard output");
+}
+
+/* cat NAME OUTPUT: an output's bytes on standard output, verified against their id as they stream. */
+int cmd_cat(const struct pipe_opts *o, int argc, char **argv) {
+    if (argc != 3 || argv[1][0] == '-') {
+        puts("usage: pulse-pipe cat NAME OUTPUT > FILE\nWrites output OUTPUT of stage NAME (its last record) "
+             "to "
+             "standard output,\ne.g. pulse-pipe cat world contact_sheet > sheet.png");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    struct store *s = pipe_store(o, 0);
+    if (!s)
+        return EXIT_FAILED;
+    struct json *r = NULL;
+    int rc = record_by_name(s, argv[1], &r);
+    const char *id = rc == 1 ? json_get_str(json_get(json_get(r, "outputs"), argv[2]), "id") : NULL;
+    if (rc == 0)
+        rc = err_set("cat: no record of a stage named '%s'", argv[1]);
+    else if (rc == 1 && !id)
+        rc = err_set("cat: stage '%s' has no output '%s'", argv[1], argv[2]);
+    else if (rc == 1)
+        rc = store_read(s, id, write_out, stdout) == 0 && fflush(stdout) == 0 ? 1 : -1;
+    json_free(r);
+    store_close(s);
+    return rc == 1 ? EXIT_OK : pipe_fail(EXIT_FAILED);
 }

@@ -70,6 +70,11 @@ for f in ["key", "name", "kind", "kind_version", "params", "inputs", "outputs", 
 assert r["outputs"]["data"]["size"] == 3001 and r["outputs"]["data"]["id"].startswith("sha256:")
 assert len(r["inputs"]["parts"]) == 2
 PY
+"$PP" cat ab data >"$T/ab.bin"
+[ "$(stat -c %s "$T/ab.bin")" -eq 3001 ] || fail "cat ab data: wrong size"
+[ "$(sha256sum <"$T/ab.bin" | sed 's/ .*//')" = "$(output_id ab data | sed 's/sha256://')" ] || fail "cat: wrong bytes"
+expect_code 1 "$PP" cat ab nosuch
+one_line "$T/err"
 expect_code 1 "$PP" show nosuch
 has "$T/err" "no record of a stage named 'nosuch'"
 expect_code 0 "$PP" log
