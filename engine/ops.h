@@ -1,0 +1,94 @@
+/* ops: the operation table every model computation goes through. One table per backend (cpu/ now, cuda/
+ * next), so the model code (llava.c) is written once. All tensors are fp32, row-major, in the backend's memory;
+ * shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @ weight^T + bias.
+ *
+ * Conventions, llm.c style: every forward writes its outputs (and whatever its backward needs, e.g. LayerNorm's
+ * mean and rstd); every backward ACCUMULATES (+=) into the gradient buffers it is given, so several uses of one
+ * tensor add up; a NULL gradient pointer means "not needed" (frozen weights get none). Reductions have a fixed
+ * order that does not depend on the thread count: results are bit-identical for any `threads`. */
+#ifndef PULSE_ENGINE_OPS_H
+#define PULSE_ENGINE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ops {
+    const char *name;
+
+    /* out[N,OC] = inp[N,IC] @ w[OC,IC]^T (+ b[OC] if b). */
+    void (*matmul_forward)(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
+                           size_t oc);
+    /* dinp += dout @ w; dw += dout^T @ inp; db += sum over rows of dout (each may be NULL). */
+    void (*matmul_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, size_t n, size_t ic, size_t oc);
+
+    /* LayerNorm over the last dim c (biased variance, as PyTorch): saves mean[n], rstd[n]. */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, size_t n, size_t c, float eps);
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, size_t n, size_t c);
+    /* RMSNorm (LLaMA): out = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps); saves rstd[n]. */
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *w, size_t n, size_t c,
+                            float eps);
+    void (*rmsnorm_backward)(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                             const float *rstd, size_t n, size_t c);
+
+    /* Rotary embedding in place on x[B,T,NH,HS] (HF LLaMA's rotate_half convention: pairs (i, i+HS/2)), at
+     * positions pos[B*T], frequencies theta^(-2i/HS). backward applies the inverse rotation to dx in place. */
+    void (*rope_forward)(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
+    void (*rope_backward)(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
+
+    /* Multi-head attention, q, k, v, out [B,T,NH,HS]; probs[B,NH,T,T] saved for backward. causal != 0 masks
+     * future keys; len[b] (may be NULL = all valid) masks keys at positions >= len[b] (right padding); a query
+     * with no valid key (a padding row) gets zeros. Scale 1/sqrt(HS). */
+    void (*attention_forward)(float *out, float *probs, const float *q, const float *k, const float *v,
+                              const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs);
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                               const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                               size_t hs);
+
+    /* Elementwise activations over n values. */
+    void (*gelu_forward)(float *out, const float *inp, size_t n); /* exact: x/2 (1 + erf(x/sqrt 2)) */
+    void (*gelu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
+    void (*quick_gelu_forward)(float *out, const float *inp, size_t n); /* x sigmoid(1.702 x) (CLIP) */
+    void (*quick_gelu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
+    /* SwiGLU: out = silu(gate) * up. */
+    void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                            size_t n);
+    /* out[i] = a[i] + b[i]; backward of an add is a copy-accumulate: dst[i] += src[i]. */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+    void (*accumulate)(float *dst, const float *src, size_t n);
+
+    /* Rows of a table: out[n,C] = table[tok[i]]; backward: dtable[tok[i]] += dout[i] (in row order). */
+    void (*embedding_forward)(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
+    void (*embedding_backward)(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
+
+    /* Per position i of n: logp[i] = log softmax(logits[i])[target[i]] (0 where mask[i] == 0). */
+    void (*logprob_forward)(float *logp, const float *logits, const int32_t *target, const uint8_t *mask,
+                            size_t n, size_t v);
+    /* dlogits[i] += dlogp[i] * (onehot(target) - softmax(logits[i])) where mask[i]. */
+    void (*logprob_backward)(float *dlogits, const float *dlogp, const float *logits, const int32_t *target,
+                             const uint8_t *mask, size_t n, size_t v);
+    /* kl[i] = KL(p_ref || p) = sum_v p_ref (log p_ref - log p), from logits (0 where mask[i] == 0). */
+    void (*kl_forward)(float *kl, const float *logits, const float *ref_logits, const uint8_t *mask, size_t n,
+                       size_t v);
+    /* dlogits[i] += dkl[i] * (softmax(logits[i]) - softmax(ref_logits[i])) where mask[i]. */
+    void (*kl_backward)(float *dlogits, const float *dkl, const float *logits, const float *ref_logits,
+                        const uint8_t *mask, size_t n, size_t v);
+
+    /* Sum of squares of x, in a fixed order (global gradient norm). */
+    double (*sum_squares)(const float *x, size_t n);
+    /* In place x *= s. */
+    void (*scale)(float *x, float s, size_t n);
+    /* AdamW (decoupled weight decay, PyTorch's formula) at step t >= 1, bias-corrected. */
+    void (*adamw)(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int t);
+
+    int threads; /* set by the caller before use */
+};
+
+/* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows. */
+const struct ops *ops_cpu(int threads);
+
+#endif
