@@ -1,6 +1,7 @@
 /* common: small pieces every subcommand uses: failing with one line, opening the store, reading options. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "pipe/pipe.h"
 #include "util/err.h"
@@ -33,4 +34,10 @@ const char *opt_value(int argc, char **argv, int *i, const char *name, int *bad)
         return NULL;
     }
     return argv[++*i];
+}
+
+double pipe_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -14,16 +14,10 @@ struct progress {
     int quiet;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Stages may report every step; one line a second is enough for a person and a log. */
 static void progress_line(void *arg, const char *line) {
     struct progress *pr = arg;
-    double t = now_s();
+    double t = pipe_now();
     if (pr->quiet || t - pr->last < 1.0)
         return;
     pr->last = t;
@@ -95,7 +89,7 @@ static struct json *make_record(const struct exec_env *env, struct stage_ctx *c,
 int exec_stage(const struct exec_env *env, struct store *in, struct store *out, const char *name,
                const struct stage_kind *kind, const struct json *params, const struct json *inputs,
                const struct json *paths, const char *key, struct json **record) {
-    struct progress pr = {name, now_s(), env->quiet};
+    struct progress pr = {name, pipe_now(), env->quiet};
     struct json *kparams = json_clone(params); /* what the kind sees: PARAM_PATH values made absolute */
     for (size_t k = 0; paths && k < paths->len; k++)
         json_set(kparams, paths->keys[k], json_str(json_get_str(paths->items[k], "path")));
@@ -113,14 +107,14 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
         .progress = progress_line,
         .progress_arg = &pr,
     };
-    double t0 = now_s();
+    double t0 = pipe_now();
     if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0 || paths_still(paths) != 0) {
         json_free(c.outputs);
         json_free(c.metrics);
         json_free(kparams);
         return -1;
     }
-    *record = make_record(env, &c, params, paths, key, now_s() - t0);
+    *record = make_record(env, &c, params, paths, key, pipe_now() - t0);
     json_free(kparams);
     return 0;
 }

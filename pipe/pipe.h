@@ -29,6 +29,8 @@ int cmd_export(const struct pipe_opts *o, int argc, char **argv);
 int cmd_import(const struct pipe_opts *o, int argc, char **argv);
 int cmd_kinds(const struct pipe_opts *o, int argc, char **argv);
 
+/* Seconds on a monotonic clock, for progress and wall times (never for results). */
+double pipe_now(void);
 /* Prints "pulse-pipe: <err_msg()>" to stderr and returns code. */
 int pipe_fail(int code);
 /* Opens (create != 0: creating) the store named by the options; prints the error itself on failure. */

@@ -38,12 +38,6 @@ struct run {
     size_t count[ST_WOULD + 1];
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void say(struct run *r, size_t i, const char *what) {
     printf("[%zu/%zu] %-28s %s\n", r->shown, r->total, r->plan.dag.stages[i].name, what);
     fflush(stdout);
@@ -67,7 +61,7 @@ static int compute(struct run *r, size_t i, int had_record) {
     const struct dag_stage *st = &r->plan.dag.stages[i];
     const struct stage_kind *kind = registry_find(st->kind->name);
     struct json *rec;
-    double t0 = now_s();
+    double t0 = pipe_now();
     say(r, i, "running");
     if (exec_stage(&r->env, r->store, r->store, st->name, kind, st->params, r->plan.inputs[i],
                    r->plan.paths[i], r->plan.keys[i], &rec) != 0)
@@ -86,7 +80,7 @@ static int compute(struct run *r, size_t i, int had_record) {
         r->plan.records[i] = rec;
     }
     char done[80];
-    snprintf(done, sizeof done, "done in %.1fs%s", now_s() - t0,
+    snprintf(done, sizeof done, "done in %.1fs%s", pipe_now() - t0,
              same ? " (outputs identical to its record)" : "");
     say(r, i, done);
     return 0;
