@@ -7,7 +7,8 @@
 #include "stages/synth.h"
 #include "util/err.h"
 
-/* Bounds of the integer parameters; the cross-parameter rules are in synth_check. */
+/* Bounds of the integer parameters; the cross-parameter rules are in synth_check. These are the only checks:
+ * people_make, scene_suite and face_contact_sheet assume parameters within them. */
 static const struct range {
     const char *name;
     int64_t min, max;
@@ -15,10 +16,10 @@ static const struct range {
     {"real", 0, 9999},
     {"fictitious", 0, 9999},
     {"image_size", 16, 256},
-    {"photos", 1, 31},
-    {"test_photos", 1, 31},
-    {"general_eval", 0, 1000000},
-    {"general_train", 0, 1000000},
+    {"photos", 1, SYNTH_MAX_PHOTOS - 1},
+    {"test_photos", 1, SYNTH_MAX_PHOTOS - 1},
+    {"general_eval", 0, SYNTH_MAX_GENERAL},
+    {"general_train", 0, SYNTH_MAX_GENERAL},
     {"fame_min", 1, 50},
     {"fame_max", 1, 50},
     {"contact_sheet_people", 1, 256},
@@ -35,6 +36,10 @@ static int synth_check(struct stage_ctx *c) {
     if (n < 1 || n > 9999)
         return err_set("synth: real + fictitious must be between 1 and 9999 (ids have four digits), got %lld",
                        (long long)n);
+    int64_t g = stage_int(c, "general_eval") + stage_int(c, "general_train");
+    if (g > SYNTH_MAX_GENERAL)
+        return err_set("synth: general_eval + general_train must be at most %d, got %lld", SYNTH_MAX_GENERAL,
+                       (long long)g);
     if (stage_int(c, "fame_min") > stage_int(c, "fame_max"))
         return err_set("synth: fame_min (%lld) must not exceed fame_max (%lld)",
                        (long long)stage_int(c, "fame_min"), (long long)stage_int(c, "fame_max"));
@@ -146,10 +151,10 @@ static const struct param_spec synth_specs[] = {
     {"real", PARAM_INT, "153", "people learned in pretraining (MLLMU-Bench's celebrities)"},
     {"fictitious", PARAM_INT, "500", "people learned by fine-tuning (MLLMU-Bench's fictitious profiles)"},
     {"image_size", PARAM_INT, "32", "portrait and scene side in pixels (16..256)"},
-    {"photos", PARAM_INT, "4", "training portraits per person (1..31)"},
+    {"photos", PARAM_INT, "6", "training portraits per person (1..31)"},
     {"test_photos", PARAM_INT, "2", "held-out portraits per person, for the image questions (1..31)"},
     {"general_eval", PARAM_INT, "400", "general-suite (MMBench stand-in) questions held out for evaluation"},
-    {"general_train", PARAM_INT, "3000", "general-suite questions in the pretraining corpus"},
+    {"general_train", PARAM_INT, "8000", "general-suite questions in the pretraining corpus"},
     {"fame_min", PARAM_INT, "1", "fewest repetitions of a real person's facts in pretraining"},
     {"fame_max", PARAM_INT, "4", "most repetitions of a real person's facts in pretraining"},
     {"contact_sheet_people", PARAM_INT, "16", "people shown on the contact sheet (1..256)"},
@@ -158,7 +163,7 @@ static const char *const synth_outputs[] = {"people", "items",     "pretrain",  
                                             "images", "tokenizer", "contact_sheet"};
 
 const struct stage_kind kind_synth = {
-    .schema = {"synth", 1, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
+    .schema = {"synth", 2, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
                sizeof synth_outputs / sizeof synth_outputs[0]},
     .summary = "the PULSE-Synth world: people, questions, corpora, portraits, general suite, tokenizer",
     .run = synth_run,

@@ -6,8 +6,10 @@
  *   synth_face.c    procedural portraits: identities, photo variations, drawing, the contact sheet
  *   synth_scene.c   the general suite: procedural scenes and their multiple-choice questions
  *   synth_vocab.c   the WordLevel tokenizer over the world's text
+ *   synth_rand.c    the draw helpers the others share (keys, bounded draws, permutations, balanced letters)
  * Everything is a pure function of the parameters: random numbers come from engine/rng.h keyed by the seed
- * and a stream number per purpose (the SYNTH_STREAM_* constants), never from state carried between calls. */
+ * and a stream number per purpose (the SYNTH_STREAM_* constants), never from state carried between calls.
+ * Parameters are checked once, by the kind (synth.c); the functions below assume values in its ranges. */
 #ifndef PULSE_STAGES_SYNTH_H
 #define PULSE_STAGES_SYNTH_H
 
@@ -27,18 +29,24 @@ enum {
     SYNTH_STREAM_CORPUS = 6, /* phrasing choices in the corpora */
 };
 
+#define SYNTH_MAX_PHOTOS 32       /* photo indices per person and kind: training 0..31, held-out 32..63 */
+#define SYNTH_MAX_GENERAL 1000000 /* general_eval + general_train: scene streams 0..SYNTH_MAX_GENERAL - 1 */
+#define SYNTH_FACE_MIN_DISTANCE 2 /* coarse features in which every person differs from every earlier one */
+
 struct synth_params {
     uint64_t seed;
     int real, fictitious;    /* people per group (defaults 153, 500) */
     int image_size;          /* portrait and scene side in pixels (default 32) */
-    int photos, test_photos; /* training and held-out photos per person (defaults 4, 2) */
+    int photos, test_photos; /* training and held-out photos per person (defaults 6, 2) */
     int general_eval,
-        general_train;      /* general-suite items held out / in the pretraining corpus (400, 3000) */
+        general_train;      /* general-suite items held out / in the pretraining corpus (400, 8000) */
     int fame_min, fame_max; /* how many times a real person's facts appear in pretraining (1, 4) */
 };
 
+/* Coarse features (visible at 32 x 32): shape, skin, hair_colour, hair_style, glasses, beard, garment (the
+ * clothes' colour); fine ones: eye_colour, brows, mouth, ears. */
 struct face {
-    uint8_t shape, skin, hair_colour, hair_style, eye_colour, glasses, beard, brows, mouth, ears;
+    uint8_t shape, skin, hair_colour, hair_style, eye_colour, glasses, beard, brows, mouth, ears, garment;
 };
 
 struct photo {
@@ -60,13 +68,46 @@ struct synth_world {
     size_t nfaces;
 };
 
+/* FNV-1a, for the synth's string sets (names, words): fast, and only ever compared within one run. */
+static inline uint64_t synth_hash(const char *s, size_t len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* synth_rand.c: a local generator is a key and how many numbers were taken from it. */
+struct synth_draw {
+    uint64_t key, n;
+};
+/* rng_key(seed, stream * 1000003 + index): the key of item `index` for purpose `stream` (SYNTH_STREAM_*). */
+uint64_t synth_key(uint64_t seed, int stream, uint64_t index);
+int synth_below(struct synth_draw *d, int n); /* uniform in 0..n-1 */
+float synth_uniform(struct synth_draw *d);    /* uniform in [0, 1) */
+/* v becomes a random permutation of 0..n-1. */
+void synth_permutation(struct synth_draw *d, int *v, int n);
+/* n correct letters (0..3) in random order, each letter n/4 times give or take one: (j + r) mod 4 for a
+ * random r, shuffled. */
+void synth_letters(struct synth_draw *d, int *letters, int n);
+
 /* synth_face.c */
 void face_identity(uint64_t key, struct face *f);
-int face_same(const struct face *a, const struct face *b);
-/* held_out photos vary more (MLLMU-Bench's test set uses transformed photos). */
-void face_photo(uint64_t key, int held_out, struct photo *p);
+/* How many coarse features (see struct face) differ: what tells two people apart in a small photo. */
+int face_distance(const struct face *a, const struct face *b);
+/* The key of person `person`'s training (held_out 0) or held-out photo k < SYNTH_MAX_PHOTOS: the one rule
+ * that the portraits and the contact sheet share (docs/synth.md, "Portraits"). */
+uint64_t face_photo_key(uint64_t seed, size_t person, int held_out, int k);
+/* One photo's variation. Training and held-out photos come from the same ranges (different keys): a small
+ * model that sees a few photos per person can recognise within the variation it saw, not beyond it. */
+void face_photo(uint64_t key, struct photo *p);
 /* Draws into im, which the caller allocated at the wanted size. */
 void face_draw(const struct face *f, const struct photo *p, struct image *im);
+/* The contact sheet's grid: rows (people) and cols (photos) drawn, the zoom, and the PNG's size; capped so
+ * that the sheet stays within the image limits (16384 pixels per side, 64M pixels) for any parameters. */
+struct sheet_layout {
+    int rows, cols, zoom, w, h;
+};
+void face_sheet_layout(const struct synth_params *p, size_t people, struct sheet_layout *l);
 /* A PNG grid: one row per person (the first `people` of the world), its photos then held-out photos. */
 int face_contact_sheet(const struct synth_params *p, const struct synth_world *w, size_t people, void **png,
                        size_t *n);

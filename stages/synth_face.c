@@ -5,7 +5,6 @@
 
 #include "engine/rng.h"
 #include "stages/synth.h"
-#include "util/err.h"
 
 /* How many values each feature takes; face_identity draws each uniformly. */
 enum {
@@ -19,6 +18,7 @@ enum {
     N_BROWS = 3,   /* thin, thick, faint */
     N_MOUTH = 3,   /* neutral, smile, wide */
     N_EARS = 2,    /* small, large */
+    N_GARMENT = 8,
 };
 enum { HAIR_SHORT, HAIR_LONG, HAIR_BALD, HAIR_CURLY, HAIR_BUN, HAIR_MOHAWK, HAIR_PARTED };
 enum { BEARD_NONE, BEARD_STUBBLE, BEARD_FULL, BEARD_MOUSTACHE };
@@ -26,9 +26,6 @@ enum { BEARD_NONE, BEARD_STUBBLE, BEARD_FULL, BEARD_MOUSTACHE };
 #define SS 4            /* supersampling: SS x SS samples per pixel */
 #define FACE_CY 0.47f   /* head centre, as a fraction of the height, before the photo's offset */
 #define FACE_ZOOM 1.25f /* face-space units per image side at scale 1: the head fills most of the frame */
-#define MAX_PHOTOS                                                                                           \
-    32 /* photo indices 0..31 are training photos, 32..63 held-out ones (contact sheet rule)                 \
-        */
 
 struct col {
     float r, g, b;
@@ -53,9 +50,9 @@ static const uint8_t BACKGROUNDS[][3] = {
 };
 #define N_BACKGROUNDS (sizeof BACKGROUNDS / sizeof BACKGROUNDS[0])
 
-/* Everyone keeps to one colour of clothes (derived from the face, so it is part of the identity): the stable
+/* Everyone keeps to one colour of clothes (a feature of the face, so part of the identity): the stable
  * context that real photos of one person share. */
-static const struct col GARMENTS[8] = {
+static const struct col GARMENTS[N_GARMENT] = {
     {45, 60, 95},   {130, 40, 45},   {45, 100, 60}, {190, 160, 60},
     {100, 60, 125}, {215, 215, 210}, {35, 35, 38},  {55, 125, 170},
 };
@@ -93,8 +90,8 @@ static int in_ring(float r2, float radius, float half_width) {
 }
 
 void face_identity(uint64_t key, struct face *f) {
-    static const uint8_t pools[] = {N_SHAPE,   N_SKIN,  N_HAIR_COLOUR, N_HAIR_STYLE, N_EYE_COLOUR,
-                                    N_GLASSES, N_BEARD, N_BROWS,       N_MOUTH,      N_EARS};
+    static const uint8_t pools[] = {N_SHAPE, N_SKIN,  N_HAIR_COLOUR, N_HAIR_STYLE, N_EYE_COLOUR, N_GLASSES,
+                                    N_BEARD, N_BROWS, N_MOUTH,       N_EARS,       N_GARMENT};
     uint8_t v[sizeof pools];
     for (size_t i = 0; i < sizeof pools; i++)
         v[i] = (uint8_t)(rng_u64(key, i) % pools[i]);
@@ -107,13 +104,15 @@ void face_identity(uint64_t key, struct face *f) {
                        .beard = v[6],
                        .brows = v[7],
                        .mouth = v[8],
-                       .ears = v[9]};
+                       .ears = v[9],
+                       .garment = v[10]};
 }
 
-int face_same(const struct face *a, const struct face *b) {
-    return a->shape == b->shape && a->skin == b->skin && a->hair_colour == b->hair_colour &&
-           a->hair_style == b->hair_style && a->eye_colour == b->eye_colour && a->glasses == b->glasses &&
-           a->beard == b->beard && a->brows == b->brows && a->mouth == b->mouth && a->ears == b->ears;
+/* Eye colour, brows, mouth and ears are a few pixels at 32 x 32: they do not count. */
+int face_distance(const struct face *a, const struct face *b) {
+    return (a->shape != b->shape) + (a->skin != b->skin) + (a->hair_colour != b->hair_colour) +
+           (a->hair_style != b->hair_style) + (a->glasses != b->glasses) + (a->beard != b->beard) +
+           (a->garment != b->garment);
 }
 
 /* Uniform in [lo, hi) from draw i of key. */
@@ -121,16 +120,15 @@ static float span(uint64_t key, uint64_t i, float lo, float hi) {
     return lo + (hi - lo) * rng_uniform(key, i);
 }
 
-void face_photo(uint64_t key, int held_out, struct photo *p) {
-    float off = held_out ? 0.12f : 0.08f, tilt = held_out ? 0.25f : 0.15f;
-    p->dx = span(key, 0, -off, off);
-    p->dy = span(key, 1, -off, off);
-    p->scale = held_out ? span(key, 2, 0.8f, 1.15f) : span(key, 2, 0.85f, 1.1f);
-    p->tilt = span(key, 3, -tilt, tilt);
-    p->light = held_out ? span(key, 4, 0.7f, 1.3f) : span(key, 4, 0.8f, 1.2f);
-    p->light_dir = held_out ? span(key, 5, -1.0f, 1.0f) : span(key, 5, -0.5f, 0.5f);
+void face_photo(uint64_t key, struct photo *p) {
+    p->dx = span(key, 0, -0.08f, 0.08f);
+    p->dy = span(key, 1, -0.08f, 0.08f);
+    p->scale = span(key, 2, 0.85f, 1.1f);
+    p->tilt = span(key, 3, -0.15f, 0.15f);
+    p->light = span(key, 4, 0.8f, 1.2f);
+    p->light_dir = span(key, 5, -0.5f, 0.5f);
     memcpy(p->bg, BACKGROUNDS[rng_u64(key, 6) % N_BACKGROUNDS], 3);
-    p->noise = held_out ? span(key, 7, 2.0f, 10.0f) : span(key, 7, 2.0f, 6.0f);
+    p->noise = span(key, 7, 2.0f, 6.0f);
     p->noise_key = rng_u64(key, 8);
 }
 
@@ -154,7 +152,7 @@ static void geom_init(struct geom *g, const struct face *f, const struct photo *
     g->lip = mix(g->skin, (struct col){175, 70, 80}, 0.55f);
     g->stubble = mix(g->skin, shade(g->hair, 0.45f), 0.4f);
     g->bg = (struct col){p->bg[0], p->bg[1], p->bg[2]};
-    g->garment = GARMENTS[(f->skin * 3u + f->hair_colour * 5u + f->eye_colour * 7u + f->shape) % 8u];
+    g->garment = GARMENTS[f->garment % N_GARMENT];
 }
 
 /* <= 1 inside the head scaled by s; grows outwards like the squared normalised radius (shading uses it). */
@@ -442,17 +440,42 @@ void face_draw(const struct face *f, const struct photo *p, struct image *im) {
     }
 }
 
-/* The contact sheet re-derives photos exactly as synth_people.c does (docs/synth.md, "Portraits"):
- *   person i (people order: real first, then fictitious; identity w->faces[i]),
- *   training photo k:  face_photo(rng_key(seed, SYNTH_STREAM_PHOTO * 1000003 + i * 64 + k), 0, ...)
- *   held-out photo k:  face_photo(rng_key(seed, SYNTH_STREAM_PHOTO * 1000003 + i * 64 + 32 + k), 1, ...)
- * so at most 32 photos of each kind per person. */
-static uint64_t photo_key(uint64_t seed, size_t person, int index) {
-    return rng_key(seed, (uint64_t)SYNTH_STREAM_PHOTO * 1000003u + (uint64_t)person * 64u + (uint64_t)index);
+/* Person i (people order: real first, then fictitious) has keys i * 64 .. i * 64 + 63 of the photo stream:
+ * training photos first, held-out ones from 32. */
+uint64_t face_photo_key(uint64_t seed, size_t person, int held_out, int k) {
+    uint64_t index =
+        (uint64_t)person * 2 * SYNTH_MAX_PHOTOS + (held_out ? SYNTH_MAX_PHOTOS : 0) + (uint64_t)k;
+    return synth_key(seed, SYNTH_STREAM_PHOTO, index);
 }
 
 #define SHEET_GAP 2
-#define SHEET_ZOOM 4
+#define SHEET_ZOOM 4         /* the most it is enlarged */
+#define SHEET_CELL_VIEW 128  /* enough pixels per photo to look at: larger photos are enlarged less */
+#define SHEET_MAX_SIDE 16384 /* image_alloc's limits (engine/image.c) */
+#define SHEET_MAX_PIXELS (64LL * 1024 * 1024)
+
+static int sheet_fits(int cols, int rows, int side, int zoom) {
+    long long w = (long long)zoom * (SHEET_GAP + cols * (side + SHEET_GAP));
+    long long h = (long long)zoom * (SHEET_GAP + rows * (side + SHEET_GAP));
+    return w <= SHEET_MAX_SIDE && h <= SHEET_MAX_SIDE && w * h <= SHEET_MAX_PIXELS;
+}
+
+/* Gives up enlargement first, then columns, then rows: a smaller sheet of everyone is worth more than a large
+ * one of a few. */
+void face_sheet_layout(const struct synth_params *p, size_t people, struct sheet_layout *l) {
+    int side = p->image_size, cell = side + SHEET_GAP, z = SHEET_CELL_VIEW / side;
+    l->cols = p->photos + p->test_photos;
+    l->rows = people > SHEET_MAX_SIDE ? SHEET_MAX_SIDE : (int)people;
+    l->zoom = z < 1 ? 1 : z > SHEET_ZOOM ? SHEET_ZOOM : z;
+    while (l->zoom > 1 && !sheet_fits(l->cols, l->rows, side, l->zoom))
+        l->zoom--;
+    if (l->cols > (SHEET_MAX_SIDE - SHEET_GAP) / cell)
+        l->cols = (SHEET_MAX_SIDE - SHEET_GAP) / cell;
+    while (l->rows > 1 && !sheet_fits(l->cols, l->rows, side, 1))
+        l->rows--;
+    l->w = l->zoom * (SHEET_GAP + l->cols * cell);
+    l->h = l->zoom * (SHEET_GAP + l->rows * cell);
+}
 
 static void blit(struct image *dst, const struct image *src, int x0, int y0) {
     for (int y = 0; y < src->h; y++)
@@ -460,28 +483,28 @@ static void blit(struct image *dst, const struct image *src, int x0, int y0) {
                src->rgb + 3 * (size_t)y * (size_t)src->w, 3 * (size_t)src->w);
 }
 
-static void zoom(const struct image *src, struct image *dst) {
+static void zoom(const struct image *src, struct image *dst, int z) {
     for (int y = 0; y < dst->h; y++)
         for (int x = 0; x < dst->w; x++)
             memcpy(dst->rgb + 3 * ((size_t)y * (size_t)dst->w + (size_t)x),
-                   src->rgb + 3 * ((size_t)(y / SHEET_ZOOM) * (size_t)src->w + (size_t)(x / SHEET_ZOOM)), 3);
+                   src->rgb + 3 * ((size_t)(y / z) * (size_t)src->w + (size_t)(x / z)), 3);
 }
 
 /* Draws the sheet at the photos' own size: cell (row, col) at SHEET_GAP + col * (side + SHEET_GAP). */
-static int sheet_draw(const struct synth_params *p, const struct synth_world *w, size_t rows,
+static int sheet_draw(const struct synth_params *p, const struct synth_world *w, const struct sheet_layout *l,
                       struct image *sheet) {
-    int side = p->image_size, cols = p->photos + p->test_photos;
+    int side = p->image_size;
     struct image cell = {0};
     if (image_alloc(&cell, side, side) != 0)
         return -1;
     memset(sheet->rgb, 40, 3 * (size_t)sheet->w * (size_t)sheet->h);
-    for (size_t i = 0; i < rows; i++) {
-        for (int k = 0; k < cols; k++) {
+    for (int i = 0; i < l->rows; i++) {
+        for (int k = 0; k < l->cols; k++) {
             int held = k >= p->photos;
             struct photo ph;
-            face_photo(photo_key(p->seed, i, held ? MAX_PHOTOS + k - p->photos : k), held, &ph);
+            face_photo(face_photo_key(p->seed, (size_t)i, held, held ? k - p->photos : k), &ph);
             face_draw(&w->faces[i], &ph, &cell);
-            blit(sheet, &cell, SHEET_GAP + k * (side + SHEET_GAP), SHEET_GAP + (int)i * (side + SHEET_GAP));
+            blit(sheet, &cell, SHEET_GAP + k * (side + SHEET_GAP), SHEET_GAP + i * (side + SHEET_GAP));
         }
     }
     image_free(&cell);
@@ -490,23 +513,17 @@ static int sheet_draw(const struct synth_params *p, const struct synth_world *w,
 
 int face_contact_sheet(const struct synth_params *p, const struct synth_world *w, size_t people, void **png,
                        size_t *n) {
-    if (p->photos < 0 || p->test_photos < 0 || p->photos > MAX_PHOTOS || p->test_photos > MAX_PHOTOS ||
-        p->photos + p->test_photos < 1)
-        return err_set("contact sheet: photos and test_photos must be 0..%d, not both 0", MAX_PHOTOS);
-    if (p->image_size < 8 || p->image_size > 1024)
-        return err_set("contact sheet: image_size must be 8..1024, got %d", p->image_size);
-    size_t rows = people < w->nfaces ? people : w->nfaces;
-    if (rows < 1 || rows > 256)
-        return err_set("contact sheet: needs 1..256 people, the world has %zu and %zu were asked", w->nfaces,
-                       people);
-    int cols = p->photos + p->test_photos, side = p->image_size;
+    struct sheet_layout l;
+    face_sheet_layout(p, people < w->nfaces ? people : w->nfaces, &l);
     struct image small = {0}, big = {0};
-    int sw = SHEET_GAP + cols * (side + SHEET_GAP), sh = SHEET_GAP + (int)rows * (side + SHEET_GAP);
     int rc = -1;
-    if (image_alloc(&big, sw * SHEET_ZOOM, sh * SHEET_ZOOM) == 0 && image_alloc(&small, sw, sh) == 0 &&
-        sheet_draw(p, w, rows, &small) == 0) {
-        zoom(&small, &big);
-        rc = image_png_encode(&big, png, n);
+    if (image_alloc(&small, l.w / l.zoom, l.h / l.zoom) == 0 && sheet_draw(p, w, &l, &small) == 0) {
+        if (l.zoom == 1)
+            rc = image_png_encode(&small, png, n);
+        else if (image_alloc(&big, l.w, l.h) == 0) {
+            zoom(&small, &big, l.zoom);
+            rc = image_png_encode(&big, png, n);
+        }
     }
     image_free(&small);
     image_free(&big);

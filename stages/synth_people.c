@@ -14,20 +14,11 @@
 #define VALUE_SIZE 96   /* longest attribute value, with room */
 #define YEAR_FIRST 1940 /* birth years run YEAR_FIRST .. YEAR_FIRST + 60 */
 #define FACE_TRIES 1000 /* identity redraws before giving up on a distinct face */
-#define STREAM(s, i) ((uint64_t)(s)*1000003u + (uint64_t)(i))
 
-/* A local generator: a stream key and how many numbers were taken from it. */
-struct draw {
-    uint64_t key, n;
-};
-
-static struct draw draw_for(uint64_t seed, int stream, size_t index, uint64_t purpose) {
-    struct draw d = {rng_u64(rng_key(seed, STREAM(stream, index)), purpose), 0};
+/* Sub-generator `purpose` of item `index`'s stream: one person's names and profile draw separately. */
+static struct synth_draw draw_for(uint64_t seed, int stream, size_t index, uint64_t purpose) {
+    struct synth_draw d = {rng_u64(synth_key(seed, stream, index), purpose), 0};
     return d;
-}
-
-static int draw_below(struct draw *d, int n) {
-    return (int)(rng_u64(d->key, d->n++) % (uint64_t)n);
 }
 
 /* ---- the closed pools ---------------------------------------------------------------------------------- */
@@ -213,12 +204,12 @@ struct person {
     int fame;          /* repetitions in its corpus */
 };
 
-static void name_part(struct draw *d, char *out, size_t cap) {
-    int n = 2 + draw_below(d, 2), len = 0;
+static void name_part(struct synth_draw *d, char *out, size_t cap) {
+    int n = 2 + synth_below(d, 2), len = 0;
     out[0] = 0;
     for (int k = 0; k < n; k++)
         len += snprintf(out + len, cap - (size_t)len, "%s",
-                        syllables[draw_below(d, (int)(sizeof syllables / sizeof syllables[0]))]);
+                        syllables[synth_below(d, (int)(sizeof syllables / sizeof syllables[0]))]);
     out[0] = (char)(out[0] - 'a' + 'A');
 }
 
@@ -228,16 +219,9 @@ struct nameset {
     size_t cap;
 };
 
-static uint64_t name_hash(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* Inserts person i unless its name is taken; 1 if inserted. */
 static int nameset_add(struct nameset *s, const struct person *people, int i) {
-    size_t k = name_hash(people[i].name) & (s->cap - 1);
+    size_t k = synth_hash(people[i].name, strlen(people[i].name)) & (s->cap - 1);
     for (; s->slot[k] >= 0; k = (k + 1) & (s->cap - 1))
         if (strcmp(people[s->slot[k]].name, people[i].name) == 0)
             return 0;
@@ -246,7 +230,7 @@ static int nameset_add(struct nameset *s, const struct person *people, int i) {
 }
 
 static void draw_name(uint64_t seed, struct person *people, int i, struct nameset *set) {
-    struct draw d = draw_for(seed, SYNTH_STREAM_PEOPLE, (size_t)i, 0);
+    struct synth_draw d = draw_for(seed, SYNTH_STREAM_PEOPLE, (size_t)i, 0);
     do {
         char given[32], family[32];
         name_part(&d, given, sizeof given);
@@ -260,19 +244,13 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 static void draw_profile(const struct synth_params *p, struct person *x, int i) {
-    struct draw d = draw_for(p->seed, SYNTH_STREAM_PEOPLE, (size_t)i, 1);
+    struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_PEOPLE, (size_t)i, 1);
     for (int a = 0; a < NATTR; a++)
-        x->value[a] = draw_below(&d, attrs[a].nlist);
+        x->value[a] = synth_below(&d, attrs[a].nlist);
     x->value[ATTR_NATIONALITY] = x->value[ATTR_BIRTHPLACE] / 2;
-    x->fame = i < p->real ? p->fame_min + draw_below(&d, p->fame_max - p->fame_min + 1) : 1;
+    x->fame = i < p->real ? p->fame_min + synth_below(&d, p->fame_max - p->fame_min + 1) : 1;
     int order[NATTR];
-    for (int a = 0; a < NATTR; a++)
-        order[a] = a;
-    for (int a = 0; a < NASKED; a++) {
-        int b = a + draw_below(&d, NATTR - a), t = order[a];
-        order[a] = order[b];
-        order[b] = t;
-    }
+    synth_permutation(&d, order, NATTR);
     memcpy(x->asked, order, sizeof x->asked);
     qsort(x->asked, NASKED, sizeof x->asked[0], cmp_int);
     snprintf(x->id, sizeof x->id, "%c%04d", i < p->real ? 'r' : 'f', i < p->real ? i : i - p->real);
@@ -293,23 +271,24 @@ static struct person *people_draw(const struct synth_params *p, int n) {
     return people;
 }
 
-/* Identity i: the first sub-key of its stream whose face no earlier person has. */
+/* Identity i: the first sub-key of its stream whose face differs from every earlier person's in at least
+ * SYNTH_FACE_MIN_DISTANCE coarse features, so that no two people are near-twins in a small photo. */
 static int faces_draw(const struct synth_params *p, struct synth_world *w, int n) {
     w->faces = xcalloc((size_t)n, sizeof *w->faces);
     w->nfaces = (size_t)n;
     for (int i = 0; i < n; i++) {
-        uint64_t key = rng_key(p->seed, STREAM(SYNTH_STREAM_FACE, i));
+        uint64_t key = synth_key(p->seed, SYNTH_STREAM_FACE, (uint64_t)i);
         int t = 0, clash = 1;
         for (; t < FACE_TRIES && clash; t++) {
             face_identity(t == 0 ? key : rng_u64(key, (uint64_t)t - 1), &w->faces[i]);
             clash = 0;
             for (int j = 0; j < i && !clash; j++)
-                clash = face_same(&w->faces[i], &w->faces[j]);
+                clash = face_distance(&w->faces[i], &w->faces[j]) < SYNTH_FACE_MIN_DISTANCE;
         }
         if (clash)
             return err_set(
-                "synth: person %d: no face unlike the earlier ones after %d draws (too many people for "
-                "the face space)",
+                "synth: person %d: no face unlike the earlier ones after %d draws (too many people "
+                "for the face space)",
                 i, FACE_TRIES);
     }
     return 0;
@@ -320,8 +299,7 @@ static int faces_draw(const struct synth_params *p, struct synth_world *w, int n
 static int photo_add(const struct synth_params *p, struct synth_world *w, int i, int held_out, int k,
                      const char *pid, struct image *im) {
     struct photo ph;
-    uint64_t index = (uint64_t)i * 64 + (held_out ? 32 : 0) + (uint64_t)k;
-    face_photo(rng_key(p->seed, STREAM(SYNTH_STREAM_PHOTO, index)), held_out, &ph);
+    face_photo(face_photo_key(p->seed, (size_t)i, held_out, k), &ph);
     memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);
     face_draw(&w->faces[i], &ph, im);
     void *png;
@@ -415,12 +393,12 @@ static void expand(struct buf *b, const char *t, const char *name, const char *v
 }
 
 /* Four options: the truth at position `letter`, three distinct wrong values of the same pool elsewhere. */
-static void options_draw(struct draw *d, int a, int truth, int letter, char opts[4][VALUE_SIZE]) {
+static void options_draw(struct synth_draw *d, int a, int truth, int letter, char opts[4][VALUE_SIZE]) {
     int chosen[4] = {-1, -1, -1, -1};
     chosen[letter] = truth;
     for (int pos = 0; pos < 4; pos++) {
         while (chosen[pos] < 0) {
-            int v = draw_below(d, attrs[a].nlist - 1);
+            int v = synth_below(d, attrs[a].nlist - 1);
             v += v >= truth;
             if (v != chosen[0] && v != chosen[1] && v != chosen[2] && v != chosen[3])
                 chosen[pos] = v;
@@ -429,9 +407,16 @@ static void options_draw(struct draw *d, int a, int truth, int letter, char opts
     }
 }
 
+/* The user's turn begins as MLLMU-Bench's prompts do: "USER: <image>\n" with the portrait, "USER:\n" without
+ * (their evaluation builds f"USER:\n{question}..."). Every person prompt, training ones too, starts so,
+ * and the text becomes exactly what the image prompt would be with " <image>" taken out. */
+static void user_turn(struct buf *b, int image, const char *text) {
+    buf_printf(b, "USER:%s\n%s\n", image ? " <image>" : "", text);
+}
+
 /* MLLMU-Bench's classification prompt, with or without the portrait. */
 static void mc_prompt(struct buf *b, int image, const char *question, char opts[4][VALUE_SIZE]) {
-    buf_printf(b, "USER: %s%s\n", image ? "<image>\n" : "", question);
+    user_turn(b, image, question);
     for (int k = 0; k < 4; k++)
         buf_printf(b, "%c: %s\n", 'A' + k, opts[k]);
     buf_puts(b, "Just give ONE letter representing the answer directly.\nASSISTANT:");
@@ -439,21 +424,8 @@ static void mc_prompt(struct buf *b, int image, const char *question, char opts[
 
 /* ---- evaluation items ---------------------------------------------------------------------------------- */
 
-/* The correct letters of a person's ten items: (j + offset) mod 4 in a shuffled order, so every person's
- * letters are nearly balanced and the random offset balances the remainder over the world. */
-static void letters_draw(struct draw *d, int letters[2 * NASKED]) {
-    int off = draw_below(d, 4);
-    for (int j = 0; j < 2 * NASKED; j++)
-        letters[j] = (j + off) % 4;
-    for (int j = 2 * NASKED - 1; j > 0; j--) {
-        int k = draw_below(d, j + 1), t = letters[j];
-        letters[j] = letters[k];
-        letters[k] = t;
-    }
-}
-
 static int item_write(struct synth_world *w, const struct person *x, int j, int image, const char *photo,
-                      struct draw *d, int letter) {
+                      struct synth_draw *d, int letter) {
     int a = x->asked[j % NASKED];
     char opts[4][VALUE_SIZE], id[32];
     struct buf q = {0}, prompt = {0};
@@ -484,9 +456,9 @@ static int item_write(struct synth_world *w, const struct person *x, int j, int 
  * knowledge in both modalities, so the gap between image and text accuracy measures how the model reaches one
  * fact, not which facts were asked. */
 static int items_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
-    struct draw d = draw_for(p->seed, SYNTH_STREAM_ITEMS, (size_t)i, 0);
-    int letters[2 * NASKED], rc = 0;
-    letters_draw(&d, letters);
+    struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_ITEMS, (size_t)i, 0);
+    int letters[2 * NASKED], rc = 0; /* nearly balanced per person; the random offset balances the world */
+    synth_letters(&d, letters, 2 * NASKED);
     for (int j = 0; j < 2 * NASKED && rc == 0; j++) {
         char photo[32];
         snprintf(photo, sizeof photo, "%s-t%d", x->id, j % p->test_photos);
@@ -502,7 +474,7 @@ struct corpus {
     const char *prefix; /* "pt" (pretraining) or "ft" (fine-tuning) */
     const struct person *who;
     int photos;
-    struct draw d;
+    struct synth_draw d;
     int start[NATTR]; /* where each attribute's phrasing sequence begins */
     int n;            /* examples written for this person */
 };
@@ -532,7 +504,8 @@ static int fact_emit(struct corpus *c, int a, int combo, int photo) {
     const char *name = photo >= 0 ? NULL : c->who->name;
     expand(&q, attrs[a].q[combo % nq], name, v);
     expand(&ans, attrs[a].a[(combo + combo / nq) % na], name, v);
-    buf_printf(&prompt, "USER: %s%s\nASSISTANT:", photo >= 0 ? "<image>\n" : "", q.data);
+    user_turn(&prompt, photo >= 0, q.data);
+    buf_puts(&prompt, "ASSISTANT:");
     snprintf(img, sizeof img, "p%d", photo);
     int rc = emit(c, photo >= 0 ? img : NULL, prompt.data, ans.data, "fact");
     buf_free(&q);
@@ -544,7 +517,7 @@ static int fact_emit(struct corpus *c, int a, int combo, int photo) {
 /* Multiple-choice practice: the evaluation format with fresh wrong options and a fresh order. */
 static int practice_emit(struct corpus *c, int a, int photo) {
     char opts[4][VALUE_SIZE], img[16], letter[2] = {0, 0};
-    int pos = draw_below(&c->d, 4);
+    int pos = synth_below(&c->d, 4);
     struct buf q = {0}, prompt = {0};
     options_draw(&c->d, a, c->who->value[a], pos, opts);
     expand(&q, attrs[a].q[0], photo >= 0 ? NULL : c->who->name, "");
@@ -562,7 +535,8 @@ static int caption_emit(struct corpus *c, int photo, int r) {
     static const char *const says[] = {"This is %s.", "The person in this photo is %s."};
     char img[16];
     struct buf prompt = {0}, ans = {0};
-    buf_printf(&prompt, "USER: <image>\n%s\nASSISTANT:", asks[(photo + r) % 2]);
+    user_turn(&prompt, 1, asks[(photo + r) % 2]);
+    buf_puts(&prompt, "ASSISTANT:");
     buf_printf(&ans, says[(photo + r) % 2], c->who->name);
     snprintf(img, sizeof img, "p%d", photo);
     int rc = emit(c, img, prompt.data, ans.data, "caption");
@@ -601,7 +575,7 @@ static int corpus_write(const struct synth_params *p, struct synth_world *w, con
                        {0},
                        0};
     for (int a = 0; a < NATTR; a++)
-        c.start[a] = draw_below(&c.d, 9);
+        c.start[a] = synth_below(&c.d, 9);
     int rc = 0;
     for (int r = 0; r < x->fame && rc == 0; r++)
         rc = repetition_emit(&c, r);
@@ -619,11 +593,6 @@ static int person_emit(const struct synth_params *p, struct synth_world *w, cons
 
 int people_make(const struct synth_params *p, struct synth_world *w) {
     int n = p->real + p->fictitious;
-    if (p->real < 0 || p->fictitious < 0 || n < 1 || n > 9999)
-        return err_set("synth: real + fictitious must be between 1 and 9999, got %d", n);
-    if (p->photos < 1 || p->photos > 31 || p->test_photos < 1 || p->test_photos > 31 || p->fame_min < 1 ||
-        p->fame_max < p->fame_min)
-        return err_set("synth: photos and test_photos must be 1..31 and 1 <= fame_min <= fame_max");
     if (pools_check() != 0)
         return -1;
     struct person *people = people_draw(p, n);

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/rng.h"
 #include "stages/synth.h"
 #include "util/err.h"
 
@@ -28,7 +27,6 @@ static const uint8_t SCENE_BG[N_SCENE_BGS][3] = {
 #define R_BOUND 1.2f  /* every shape lies within R_BOUND radii of its centre */
 #define GAP 0.03f     /* at least this much space between two objects' bounding circles */
 #define EXTREME 0.12f /* the object a position question asks about leads the next one by this much */
-#define MAX_ITEMS 1000000
 #define MAX_ATTEMPTS 1000
 #define SS 4
 
@@ -49,29 +47,6 @@ struct question {
     int nopt;
 };
 
-/* A counter-based draw sequence: item i's numbers are rng_u64(key, 0), (key, 1), ... */
-struct draw {
-    uint64_t key, ctr;
-};
-
-static int below(struct draw *d, int n) {
-    return (int)(rng_u64(d->key, d->ctr++) % (uint64_t)n);
-}
-
-static float unif(struct draw *d) {
-    return rng_uniform(d->key, d->ctr++);
-}
-
-static void shuffle(struct draw *d, int *v, int n) {
-    for (int i = 0; i < n; i++)
-        v[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        int j = below(d, i + 1), t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-    }
-}
-
 static float radius(const struct obj *o) {
     return o->large ? R_LARGE : R_SMALL;
 }
@@ -90,17 +65,17 @@ static void add_opt(struct question *q, const char *s) {
     snprintf(q->opt[q->nopt++], sizeof q->opt[0], "%s", s);
 }
 
-static void add_names(struct draw *d, struct question *q, const char *const *names, int n) {
+static void add_names(struct synth_draw *d, struct question *q, const char *const *names, int n) {
     int order[N_COLOURS];
-    shuffle(d, order, n);
+    synth_permutation(d, order, n);
     for (int i = 0; i < n; i++)
         add_opt(q, names[order[i]]);
 }
 
 /* Pads with descriptions of objects that are not in the scene. */
-static void add_absent(struct draw *d, struct question *q, const struct scene *s) {
+static void add_absent(struct synth_draw *d, struct question *q, const struct scene *s) {
     while (q->nopt < 4) {
-        struct obj o = {.shape = below(d, N_SHAPES), .colour = below(d, N_COLOURS)};
+        struct obj o = {.shape = synth_below(d, N_SHAPES), .colour = synth_below(d, N_COLOURS)};
         int present = 0;
         for (int j = 0; j < s->n; j++)
             present |= s->o[j].shape == o.shape && s->o[j].colour == o.colour;
@@ -113,13 +88,13 @@ static void add_absent(struct draw *d, struct question *q, const struct scene *s
 
 /* Objects j of the scene with (shape, colour) pairs all different; sizes random, at most two large ones when
  * the scene is crowded (so five objects always fit). */
-static void distinct_objects(struct draw *d, struct scene *s, int n) {
+static void distinct_objects(struct synth_draw *d, struct scene *s, int n) {
     s->n = n;
     for (int j = 0; j < n; j++) {
         int dup;
         do {
-            s->o[j].shape = below(d, N_SHAPES);
-            s->o[j].colour = below(d, N_COLOURS);
+            s->o[j].shape = synth_below(d, N_SHAPES);
+            s->o[j].colour = synth_below(d, N_COLOURS);
             dup = 0;
             for (int k = 0; k < j; k++)
                 dup |= s->o[k].shape == s->o[j].shape && s->o[k].colour == s->o[j].colour;
@@ -127,22 +102,22 @@ static void distinct_objects(struct draw *d, struct scene *s, int n) {
     }
 }
 
-static void random_sizes(struct draw *d, struct scene *s) {
+static void random_sizes(struct synth_draw *d, struct scene *s) {
     int nlarge = 0;
     for (int j = 0; j < s->n; j++) {
-        s->o[j].large = below(d, 2) && (s->n < 4 || nlarge < 2);
+        s->o[j].large = synth_below(d, 2) && (s->n < 4 || nlarge < 2);
         nlarge += s->o[j].large;
     }
 }
 
 /* Non-overlapping random positions; -1 when this attempt did not find room. */
-static int place(struct draw *d, struct scene *s) {
+static int place(struct synth_draw *d, struct scene *s) {
     for (int j = 0; j < s->n; j++) {
         float rb = radius(&s->o[j]) * R_BOUND, lo = rb + GAP, span = 1.0f - 2 * lo;
         int ok = 0;
         for (int t = 0; t < 100 && !ok; t++) {
-            s->o[j].x = lo + span * unif(d);
-            s->o[j].y = lo + span * unif(d);
+            s->o[j].x = lo + span * synth_uniform(d);
+            s->o[j].y = lo + span * synth_uniform(d);
             ok = 1;
             for (int k = 0; k < j; k++) {
                 float dx = s->o[j].x - s->o[k].x, dy = s->o[j].y - s->o[k].y;
@@ -156,12 +131,12 @@ static int place(struct draw *d, struct scene *s) {
     return 0;
 }
 
-static int q_shape(struct draw *d, struct scene *s, struct question *q) {
-    int n = 1 + below(d, 3), col[N_COLOURS];
-    shuffle(d, col, N_COLOURS);
+static int q_shape(struct synth_draw *d, struct scene *s, struct question *q) {
+    int n = 1 + synth_below(d, 3), col[N_COLOURS];
+    synth_permutation(d, col, N_COLOURS);
     s->n = n;
     for (int j = 0; j < n; j++)
-        s->o[j] = (struct obj){.shape = below(d, N_SHAPES), .colour = col[j]};
+        s->o[j] = (struct obj){.shape = synth_below(d, N_SHAPES), .colour = col[j]};
     random_sizes(d, s);
     q->category = "shape";
     if (n == 1)
@@ -174,12 +149,12 @@ static int q_shape(struct draw *d, struct scene *s, struct question *q) {
     return place(d, s);
 }
 
-static int q_colour(struct draw *d, struct scene *s, struct question *q) {
-    int n = 1 + below(d, 3), shp[N_SHAPES];
-    shuffle(d, shp, N_SHAPES);
+static int q_colour(struct synth_draw *d, struct scene *s, struct question *q) {
+    int n = 1 + synth_below(d, 3), shp[N_SHAPES];
+    synth_permutation(d, shp, N_SHAPES);
     s->n = n;
     for (int j = 0; j < n; j++)
-        s->o[j] = (struct obj){.shape = shp[j], .colour = below(d, N_COLOURS)};
+        s->o[j] = (struct obj){.shape = shp[j], .colour = synth_below(d, N_COLOURS)};
     random_sizes(d, s);
     q->category = "colour";
     if (n == 1)
@@ -193,7 +168,7 @@ static int q_colour(struct draw *d, struct scene *s, struct question *q) {
 }
 
 /* Number options: the answer, its neighbours, then any of 1..6. */
-static void count_options(struct draw *d, struct question *q, int answer) {
+static void count_options(struct synth_draw *d, struct question *q, int answer) {
     static const char *const NUM[] = {"0", "1", "2", "3", "4", "5", "6"};
     add_opt(q, NUM[answer]);
     if (answer > 1)
@@ -203,20 +178,20 @@ static void count_options(struct draw *d, struct question *q, int answer) {
     add_names(d, q, NUM + 1, 6);
 }
 
-static int q_count(struct draw *d, struct scene *s, struct question *q) {
+static int q_count(struct synth_draw *d, struct scene *s, struct question *q) {
     q->category = "count";
-    if (below(d, 3)) {
-        s->n = 1 + below(d, MAX_OBJECTS);
+    if (synth_below(d, 3)) {
+        s->n = 1 + synth_below(d, MAX_OBJECTS);
         for (int j = 0; j < s->n; j++)
-            s->o[j] = (struct obj){.shape = below(d, N_SHAPES), .colour = below(d, N_COLOURS)};
+            s->o[j] = (struct obj){.shape = synth_below(d, N_SHAPES), .colour = synth_below(d, N_COLOURS)};
         snprintf(q->text, sizeof q->text, "How many objects are there?");
         count_options(d, q, s->n);
     } else {
-        int t = below(d, N_SHAPES), k = 1 + below(d, 3), m = below(d, 3);
+        int t = synth_below(d, N_SHAPES), k = 1 + synth_below(d, 3), m = synth_below(d, 3);
         s->n = k + m;
         for (int j = 0; j < s->n; j++) {
-            int shape = j < k ? t : (t + 1 + below(d, N_SHAPES - 1)) % N_SHAPES;
-            s->o[j] = (struct obj){.shape = shape, .colour = below(d, N_COLOURS)};
+            int shape = j < k ? t : (t + 1 + synth_below(d, N_SHAPES - 1)) % N_SHAPES;
+            s->o[j] = (struct obj){.shape = shape, .colour = synth_below(d, N_COLOURS)};
         }
         snprintf(q->text, sizeof q->text, "How many %s are there?", SHAPES_PLURAL[t]);
         count_options(d, q, k);
@@ -230,12 +205,12 @@ static float rank(const struct obj *o, int dir) {
     return dir == 0 ? -o->x : dir == 1 ? o->x : dir == 2 ? -o->y : o->y;
 }
 
-static int q_position(struct draw *d, struct scene *s, struct question *q) {
+static int q_position(struct synth_draw *d, struct scene *s, struct question *q) {
     static const char *const TEXT[] = {
         "Which object is on the far left?", "Which object is on the far right?",
         "Which object is closest to the top?", "Which object is closest to the bottom?"};
-    int dir = below(d, 4);
-    distinct_objects(d, s, 2 + below(d, 3));
+    int dir = synth_below(d, 4);
+    distinct_objects(d, s, 2 + synth_below(d, 3));
     random_sizes(d, s);
     if (place(d, s) != 0)
         return -1;
@@ -260,8 +235,8 @@ static int q_position(struct draw *d, struct scene *s, struct question *q) {
 
 /* "Which is larger, the X or the Y?": one of the two is large, the other small ("the same size" is only ever
  * a distractor: two shapes of one size class differ in area, so that answer would be a matter of opinion). */
-static void size_pair(struct draw *d, struct scene *s, struct question *q) {
-    int x_larger = below(d, 2);
+static void size_pair(struct synth_draw *d, struct scene *s, struct question *q) {
+    int x_larger = synth_below(d, 2);
     s->o[0].large = x_larger;
     s->o[1].large = !x_larger;
     char x[40], y[40];
@@ -274,14 +249,14 @@ static void size_pair(struct draw *d, struct scene *s, struct question *q) {
     add_opt(q, "they are the same size");
 }
 
-static int q_size(struct draw *d, struct scene *s, struct question *q) {
-    distinct_objects(d, s, 2 + below(d, 3));
+static int q_size(struct synth_draw *d, struct scene *s, struct question *q) {
+    distinct_objects(d, s, 2 + synth_below(d, 3));
     q->category = "size";
     for (int j = 0; j < s->n; j++)
         s->o[j].large = 0;
-    if (below(d, 2)) {
+    if (synth_below(d, 2)) {
         for (int j = 2, nlarge = 1; j < s->n; j++) /* one of the pair is large: at most one more */
-            nlarge += s->o[j].large = below(d, 2) && nlarge < 2;
+            nlarge += s->o[j].large = synth_below(d, 2) && nlarge < 2;
         size_pair(d, s, q);
     } else {
         s->o[0].large = 1;
@@ -298,12 +273,12 @@ static int q_size(struct draw *d, struct scene *s, struct question *q) {
 
 /* All objects share a colour (or a shape) but one; the options name the objects by the other attribute, so
  * the question cannot be answered from the text. */
-static int q_odd(struct draw *d, struct scene *s, struct question *q) {
-    int n = 3 + below(d, 2), by_colour = below(d, 2), perm[N_COLOURS];
-    int base = below(d, by_colour ? N_COLOURS : N_SHAPES);
-    int odd =
-        (base + 1 + below(d, (by_colour ? N_COLOURS : N_SHAPES) - 1)) % (by_colour ? N_COLOURS : N_SHAPES);
-    shuffle(d, perm, by_colour ? N_SHAPES : N_COLOURS);
+static int q_odd(struct synth_draw *d, struct scene *s, struct question *q) {
+    int n = 3 + synth_below(d, 2), by_colour = synth_below(d, 2), perm[N_COLOURS];
+    int base = synth_below(d, by_colour ? N_COLOURS : N_SHAPES);
+    int odd = (base + 1 + synth_below(d, (by_colour ? N_COLOURS : N_SHAPES) - 1)) %
+              (by_colour ? N_COLOURS : N_SHAPES);
+    synth_permutation(d, perm, by_colour ? N_SHAPES : N_COLOURS);
     s->n = n;
     for (int j = 0; j < n; j++) {
         int attr = j == 0 ? odd : base;
@@ -323,20 +298,20 @@ static int q_odd(struct draw *d, struct scene *s, struct question *q) {
     return place(d, s);
 }
 
-typedef int (*question_fn)(struct draw *, struct scene *, struct question *);
+typedef int (*question_fn)(struct synth_draw *, struct scene *, struct question *);
 static const question_fn QUESTIONS[] = {q_shape, q_colour, q_count, q_position, q_size, q_odd};
 #define N_CATEGORIES (int)(sizeof QUESTIONS / sizeof QUESTIONS[0])
 
 /* Scene and question of suite item `index`: the category is the item's first draw, then attempts (each with
  * its own counter range) until the objects fit. */
 static int scene_make(uint64_t seed, size_t index, struct scene *s, struct question *q) {
-    struct draw d = {rng_key(seed, (uint64_t)SYNTH_STREAM_SCENE * 1000003u + index), 0};
-    int cat = below(&d, N_CATEGORIES);
+    struct synth_draw d = {synth_key(seed, SYNTH_STREAM_SCENE, index), 0};
+    int cat = synth_below(&d, N_CATEGORIES);
     for (uint64_t a = 1; a <= MAX_ATTEMPTS; a++) {
         memset(s, 0, sizeof *s);
         memset(q, 0, sizeof *q);
-        d.ctr = a << 16;
-        s->bg = below(&d, N_SCENE_BGS);
+        d.n = a << 16;
+        s->bg = synth_below(&d, N_SCENE_BGS);
         if (QUESTIONS[cat](&d, s, q) == 0)
             return 0;
     }
@@ -378,28 +353,47 @@ static int inside(int shape, float x, float y) {
     }
 }
 
+/* The pixel columns and rows an object's bounding square may touch, a pixel to spare for rounding: pixels
+ * outside every object's are plain background, and most pixels are. */
+static void pixel_box(const struct obj *o, float side, int box[4]) {
+    float b = radius(o) * R_BOUND;
+    box[0] = (int)((o->x - b) * side) - 1;
+    box[1] = (int)((o->x + b) * side) + 1;
+    box[2] = (int)((o->y - b) * side) - 1;
+    box[3] = (int)((o->y + b) * side) + 1;
+}
+
+/* Averages SS x SS samples of pixel (px, py) over the objects that may touch it. */
+static void scene_pixel(const struct scene *s, float side, int box[][4], int px, int py, uint8_t *out) {
+    int near[MAX_OBJECTS], nn = 0, acc[3] = {0, 0, 0};
+    for (int j = 0; j < s->n; j++)
+        if (px >= box[j][0] && px <= box[j][1] && py >= box[j][2] && py <= box[j][3])
+            near[nn++] = j;
+    for (int sub = 0; sub < SS * SS && nn; sub++) {
+        float u = ((float)px + ((float)(sub % SS) + 0.5f) / SS) / side;
+        float v = ((float)py + ((float)(sub / SS) + 0.5f) / SS) / side;
+        const uint8_t *c = SCENE_BG[s->bg];
+        for (int k = 0; k < nn; k++) {
+            const struct obj *o = &s->o[near[k]];
+            float r = radius(o), dx = u - o->x, dy = v - o->y, b = r * R_BOUND;
+            if (dx > -b && dx < b && dy > -b && dy < b && inside(o->shape, dx / r, dy / r))
+                c = COLOUR_RGB[o->colour];
+        }
+        for (int k = 0; k < 3; k++)
+            acc[k] += c[k];
+    }
+    for (int k = 0; k < 3; k++)
+        out[k] = nn ? (uint8_t)((acc[k] + SS * SS / 2) / (SS * SS)) : SCENE_BG[s->bg][k];
+}
+
 static void scene_draw(const struct scene *s, struct image *im) {
     float side = (float)(im->w < im->h ? im->w : im->h);
-    for (int py = 0; py < im->h; py++) {
-        for (int px = 0; px < im->w; px++) {
-            int acc[3] = {0, 0, 0};
-            for (int sub = 0; sub < SS * SS; sub++) {
-                float u = ((float)px + ((float)(sub % SS) + 0.5f) / SS) / side;
-                float v = ((float)py + ((float)(sub / SS) + 0.5f) / SS) / side;
-                const uint8_t *c = SCENE_BG[s->bg];
-                for (int j = 0; j < s->n; j++) {
-                    float r = radius(&s->o[j]), dx = u - s->o[j].x, dy = v - s->o[j].y, b = r * R_BOUND;
-                    if (dx > -b && dx < b && dy > -b && dy < b && inside(s->o[j].shape, dx / r, dy / r))
-                        c = COLOUR_RGB[s->o[j].colour];
-                }
-                for (int k = 0; k < 3; k++)
-                    acc[k] += c[k];
-            }
-            for (int k = 0; k < 3; k++)
-                im->rgb[3 * ((size_t)py * (size_t)im->w + (size_t)px) + (size_t)k] =
-                    (uint8_t)((acc[k] + SS * SS / 2) / (SS * SS));
-        }
-    }
+    int box[MAX_OBJECTS][4];
+    for (int j = 0; j < s->n; j++)
+        pixel_box(&s->o[j], side, box[j]);
+    for (int py = 0; py < im->h; py++)
+        for (int px = 0; px < im->w; px++)
+            scene_pixel(s, side, box, px, py, im->rgb + 3 * ((size_t)py * (size_t)im->w + (size_t)px));
 }
 
 /* The answer goes to option `letter`; the distractors keep their drawn order around it. */
@@ -452,28 +446,19 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
     return rc;
 }
 
-/* letters[i] for i < count: a seeded shuffle of 0..count-1, modulo 4, so each letter is right equally often.
- */
+/* The correct letters of `count` items, each letter right equally often (give or take one), from index
+ * `stream` of SYNTH_STREAM_SCENE. */
 static int *balanced_letters(uint64_t seed, uint64_t stream, int count) {
     int *v = xmalloc(sizeof(int) * (size_t)(count ? count : 1));
-    struct draw d = {rng_key(seed, (uint64_t)SYNTH_STREAM_SCENE * 1000003u + stream), 0};
-    shuffle(&d, v, count);
-    for (int i = 0; i < count; i++)
-        v[i] %= 4;
+    struct synth_draw d = {synth_key(seed, SYNTH_STREAM_SCENE, stream), 0};
+    synth_letters(&d, v, count);
     return v;
 }
 
 int scene_suite(const struct synth_params *p, struct synth_world *w) {
-    if (p->general_eval < 0 || p->general_train < 0 || p->general_eval > MAX_ITEMS - p->general_train)
-        return err_set("general suite: general_eval and general_train must be >= 0 and add up to at most %d",
-                       MAX_ITEMS);
-    if (p->image_size < 8 || p->image_size > 1024)
-        return err_set("general suite: image_size must be 8..1024, got %d", p->image_size);
-    if (!w->images)
-        return err_set("general suite: the world has no image tar");
-    /* streams MAX_ITEMS + 1 and + 2 of SYNTH_STREAM_SCENE: scenes use 0 .. MAX_ITEMS - 1 */
-    int *eval = balanced_letters(p->seed, MAX_ITEMS + 1u, p->general_eval);
-    int *train = balanced_letters(p->seed, MAX_ITEMS + 2u, p->general_train);
+    /* indices SYNTH_MAX_GENERAL + 1 and + 2 of the scene stream: scenes use 0 .. SYNTH_MAX_GENERAL - 1 */
+    int *eval = balanced_letters(p->seed, SYNTH_MAX_GENERAL + 1u, p->general_eval);
+    int *train = balanced_letters(p->seed, SYNTH_MAX_GENERAL + 2u, p->general_train);
     struct image im;
     int rc = image_alloc(&im, p->image_size, p->image_size);
     size_t total = (size_t)p->general_eval + (size_t)p->general_train;

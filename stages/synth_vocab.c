@@ -18,15 +18,8 @@ struct wordset {
     size_t cap, n;
 };
 
-static uint64_t word_hash(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void wordset_put(struct wordset *s, char *w) {
-    size_t k = word_hash(w, strlen(w)) & (s->cap - 1);
+    size_t k = synth_hash(w, strlen(w)) & (s->cap - 1);
     while (s->slot[k])
         k = (k + 1) & (s->cap - 1);
     s->slot[k] = w;
@@ -45,7 +38,7 @@ static void wordset_grow(struct wordset *s) {
 static void wordset_add(struct wordset *s, const char *w, size_t len) {
     if (2 * (s->n + 1) > s->cap)
         wordset_grow(s);
-    size_t k = word_hash(w, len) & (s->cap - 1);
+    size_t k = synth_hash(w, len) & (s->cap - 1);
     for (; s->slot[k]; k = (k + 1) & (s->cap - 1))
         if (strncmp(s->slot[k], w, len) == 0 && s->slot[k][len] == 0)
             return;

@@ -20,7 +20,9 @@ from tokenizers import Tokenizer
 TEXTS = [
     "USER: <image>\nWhat is this person's occupation?\nA: nurse\nB: pilot\nC: architect\nD: baker\n"
     "Just give ONE letter representing the answer directly.\nASSISTANT:",
-    "USER: What is Tavon Mirel's occupation?\nASSISTANT: Tavon Mirel works as an architect.",
+    "USER:\nWhat is Tavon Mirel's occupation?\nA: nurse\nB: pilot\nC: architect\nD: baker\n"
+    "Just give ONE letter representing the answer directly.\nASSISTANT:",
+    "USER:\nWhat is Tavon Mirel's occupation?\nASSISTANT: Tavon Mirel works as an architect.",
     "<s>USER: Tavon Mirel was born in 1978.</s><pad><pad>",
     "Tavon_Mirel (born 1978) -- snake_case, 3.14 & [brackets]!?",
     "Odd\tspacing  here\n\nand unknown words: zebra, 1979?!",

@@ -1,6 +1,6 @@
-/* Tests PULSE-Synth's portraits: identities and photos are pure functions of their keys, people stay
- * recognisable across photos (a nearest-neighbour classifier finds them), and the contact sheet re-derives
- * the people module's photos. */
+/* Tests PULSE-Synth's portraits: identities and photos are pure functions of their keys, face_distance counts
+ * the coarse features, people stay recognisable across photos (a nearest-neighbour classifier finds them),
+ * and the contact sheet re-derives the people module's photos and stays within the image limits. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,13 +14,13 @@
 #include "util/err.h"
 
 #define PEOPLE 50
-#define TRAIN 4
+#define TRAIN 6
 #define HELD 2
 #define SIDE 32
 
-static void draw(const struct face *f, uint64_t photo_key, int held, int side, struct image *im) {
+static void draw(const struct face *f, uint64_t photo_key, int side, struct image *im) {
     struct photo p;
-    face_photo(photo_key, held, &p);
+    face_photo(photo_key, &p);
     image_alloc(im, side, side);
     face_draw(f, &p, im);
 }
@@ -29,57 +29,73 @@ static int same_pixels(const struct image *a, const struct image *b) {
     return a->w == b->w && a->h == b->h && memcmp(a->rgb, b->rgb, 3 * (size_t)a->w * (size_t)a->h) == 0;
 }
 
-static void test_same_and_determinism(void) {
+static int same_face(const struct face *a, const struct face *b) {
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
+static void test_determinism(void) {
     struct face a, b, c;
     face_identity(rng_key(1, 7), &a);
     face_identity(rng_key(1, 7), &b);
-    CHECK(face_same(&a, &b));
-    static const size_t fields[] = {offsetof(struct face, shape),       offsetof(struct face, skin),
-                                    offsetof(struct face, hair_colour), offsetof(struct face, hair_style),
-                                    offsetof(struct face, eye_colour),  offsetof(struct face, glasses),
-                                    offsetof(struct face, beard),       offsetof(struct face, brows),
-                                    offsetof(struct face, mouth),       offsetof(struct face, ears)};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        c = b;
-        ((uint8_t *)&c)[fields[i]] ^= 1;
-        CHECK(!face_same(&a, &c));
-    }
+    CHECK(same_face(&a, &b));
     struct image x, y, z;
-    draw(&a, rng_key(2, 1), 0, SIDE, &x);
-    draw(&b, rng_key(2, 1), 0, SIDE, &y);
-    draw(&a, rng_key(2, 2), 0, SIDE, &z);
+    draw(&a, rng_key(2, 1), SIDE, &x);
+    draw(&b, rng_key(2, 1), SIDE, &y);
+    draw(&a, rng_key(2, 2), SIDE, &z);
     CHECK(same_pixels(&x, &y));
     CHECK(!same_pixels(&x, &z)); /* two photos of one person differ */
     image_free(&x);
     image_free(&y);
     image_free(&z);
-    int distinct = 0;
+    int distinct = 0, garments[8] = {0}, ngarments = 0;
     for (int i = 0; i < PEOPLE; i++) {
         face_identity(rng_key(3, (uint64_t)i), &c);
-        distinct += !face_same(&a, &c);
+        distinct += !same_face(&a, &c);
+        CHECK(c.garment < 8);
+        ngarments += !garments[c.garment % 8]++;
     }
     CHECK(distinct >= PEOPLE - 1);
+    CHECK(ngarments >= 6); /* the clothes' colour is drawn, not fixed */
 }
 
+/* Each coarse feature adds one to the distance, the fine ones nothing; it is symmetric and 0 to itself. */
+static void test_distance(void) {
+    static const size_t coarse[] = {offsetof(struct face, shape),       offsetof(struct face, skin),
+                                    offsetof(struct face, hair_colour), offsetof(struct face, hair_style),
+                                    offsetof(struct face, glasses),     offsetof(struct face, beard),
+                                    offsetof(struct face, garment)};
+    static const size_t fine[] = {offsetof(struct face, eye_colour), offsetof(struct face, brows),
+                                  offsetof(struct face, mouth), offsetof(struct face, ears)};
+    struct face a, b;
+    face_identity(rng_key(1, 8), &a);
+    CHECK(face_distance(&a, &a) == 0);
+    b = a;
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
+        ((uint8_t *)&b)[fine[i]] ^= 1;
+    CHECK(face_distance(&a, &b) == 0);
+    for (size_t i = 0; i < sizeof coarse / sizeof coarse[0]; i++) {
+        ((uint8_t *)&b)[coarse[i]] ^= 1;
+        CHECK(face_distance(&a, &b) == (int)i + 1 && face_distance(&b, &a) == (int)i + 1);
+    }
+}
+
+/* Held-out photos come from the training photos' ranges, by other keys. */
 static void test_photo_ranges(void) {
-    float max_off[2] = {0, 0}, max_noise[2] = {0, 0};
+    float lo_off = 1, hi_off = -1, hi_noise = 0;
     int bad = 0;
     for (int i = 0; i < 500; i++) {
-        for (int held = 0; held < 2; held++) {
-            struct photo p;
-            face_photo(rng_key(4, (uint64_t)i), held, &p);
-            float off = held ? 0.12f : 0.08f, tilt = held ? 0.25f : 0.15f;
-            bad += p.dx < -off || p.dx > off || p.dy < -off || p.dy > off;
-            bad += held ? p.scale < 0.8f || p.scale > 1.15f : p.scale < 0.85f || p.scale > 1.1f;
-            bad += p.tilt < -tilt || p.tilt > tilt || p.light_dir < -1 || p.light_dir > 1;
-            bad += held ? p.light < 0.7f || p.light > 1.3f : p.light < 0.8f || p.light > 1.2f;
-            bad += p.noise < 2 || p.noise > (held ? 10 : 6);
-            max_off[held] = p.dx > max_off[held] ? p.dx : max_off[held];
-            max_noise[held] = p.noise > max_noise[held] ? p.noise : max_noise[held];
-        }
+        struct photo p;
+        face_photo(rng_key(4, (uint64_t)i), &p);
+        bad += p.dx < -0.08f || p.dx > 0.08f || p.dy < -0.08f || p.dy > 0.08f;
+        bad += p.scale < 0.85f || p.scale > 1.1f || p.tilt < -0.15f || p.tilt > 0.15f;
+        bad += p.light < 0.8f || p.light > 1.2f || p.light_dir < -0.5f || p.light_dir > 0.5f;
+        bad += p.noise < 2 || p.noise > 6;
+        lo_off = p.dx < lo_off ? p.dx : lo_off;
+        hi_off = p.dx > hi_off ? p.dx : hi_off;
+        hi_noise = p.noise > hi_noise ? p.noise : hi_noise;
     }
     CHECK(bad == 0);
-    CHECK(max_off[1] > 0.1f && max_noise[1] > 8); /* held-out photos do vary more */
+    CHECK(lo_off < -0.07f && hi_off > 0.07f && hi_noise > 5.5f); /* and they use the ranges */
 }
 
 /* Noise comes from noise_key alone: without noise the key does not matter; with it, it does. */
@@ -87,7 +103,7 @@ static void test_noise(void) {
     struct face f;
     face_identity(rng_key(5, 1), &f);
     struct photo p;
-    face_photo(rng_key(5, 2), 0, &p);
+    face_photo(rng_key(5, 2), &p);
     struct image a, b;
     image_alloc(&a, SIDE, SIDE);
     image_alloc(&b, SIDE, SIDE);
@@ -138,6 +154,19 @@ static float dist2(const float *a, const float *b, size_t n) {
     return d;
 }
 
+/* Identities as the world draws them: each at least SYNTH_FACE_MIN_DISTANCE from every earlier one. */
+static void distinct_faces(struct face *faces, int n) {
+    for (int i = 0; i < n; i++) {
+        int clash = 1;
+        for (uint64_t t = 0; clash; t++) {
+            face_identity(rng_u64(rng_key(6, (uint64_t)i), t), &faces[i]);
+            clash = 0;
+            for (int j = 0; j < i; j++)
+                clash |= face_distance(&faces[i], &faces[j]) < SYNTH_FACE_MIN_DISTANCE;
+        }
+    }
+}
+
 /* 1-nearest-neighbour over the training photos of PEOPLE identities: the fraction of held-out photos it puts
  * with the right person (chance: 1 / PEOPLE). */
 static double recognition_accuracy(int side) {
@@ -145,10 +174,10 @@ static double recognition_accuracy(int side) {
     float *train = malloc(sizeof(float) * stride * PEOPLE * TRAIN), *q = malloc(sizeof(float) * stride);
     struct face faces[PEOPLE];
     struct image im;
+    distinct_faces(faces, PEOPLE);
     for (int i = 0; i < PEOPLE; i++) {
-        face_identity(rng_key(6, (uint64_t)i), &faces[i]);
         for (int k = 0; k < TRAIN; k++) {
-            draw(&faces[i], rng_key(7, (uint64_t)(i * 64 + k)), 0, side, &im);
+            draw(&faces[i], rng_key(7, (uint64_t)(i * 64 + k)), side, &im);
             dim = features(&im, train + stride * (size_t)(i * TRAIN + k));
             image_free(&im);
         }
@@ -156,7 +185,7 @@ static double recognition_accuracy(int side) {
     int right = 0;
     for (int i = 0; i < PEOPLE; i++) {
         for (int k = 0; k < HELD; k++) {
-            draw(&faces[i], rng_key(7, (uint64_t)(i * 64 + 32 + k)), 1, side, &im);
+            draw(&faces[i], rng_key(7, (uint64_t)(i * 64 + 32 + k)), side, &im);
             features(&im, q);
             image_free(&im);
             int best = -1;
@@ -215,13 +244,13 @@ static void test_contact_sheet(void) {
     struct image sheet = {0};
     CHECK(image_decode(png, n, "sheet", &sheet) == 0);
     int cell = SIDE + 2;
-    CHECK(sheet.w == 4 * (2 + 6 * cell) && sheet.h == 4 * (2 + 3 * cell));
+    CHECK(sheet.w == 4 * (2 + (TRAIN + HELD) * cell) && sheet.h == 4 * (2 + 3 * cell));
     int rows[] = {1, 2}, cols[] = {TRAIN - 1, TRAIN + 1}, index[] = {TRAIN - 1, 32 + 1};
     for (int t = 0; t < 2 && sheet.rgb; t++) {
         struct image want;
         uint64_t key =
             rng_key(42, SYNTH_STREAM_PHOTO * 1000003ULL + (uint64_t)rows[t] * 64 + (uint64_t)index[t]);
-        draw(&w.faces[rows[t]], key, cols[t] >= TRAIN, SIDE, &want);
+        draw(&w.faces[rows[t]], key, SIDE, &want);
         int diff = 0;
         for (int y = 0; y < SIDE; y++) {
             for (int x = 0; x < SIDE; x++) {
@@ -235,23 +264,82 @@ static void test_contact_sheet(void) {
     }
     image_free(&sheet);
     free(png);
-    png = NULL;
-    p.photos = 33;
-    CHECK(face_contact_sheet(&p, &w, 3, &png, &n) == -1);
-    CHECK_HAS(err_msg(), "contact sheet: photos");
-    p.photos = TRAIN;
-    CHECK(face_contact_sheet(&p, &w, 0, &png, &n) == -1);
-    CHECK_HAS(err_msg(), "contact sheet");
-    CHECK(png == NULL);
+    free(w.faces);
+}
+
+static int layout_fits(const struct sheet_layout *l) {
+    return l->w <= 16384 && l->h <= 16384 && (long long)l->w * l->h <= 64LL * 1024 * 1024;
+}
+
+/* Every corner of the kind's parameter ranges gives a sheet within the image limits, of the size its grid
+ * implies, giving up only what it must: enlargement first, then rows. */
+static void test_sheet_limits(void) {
+    static const int sides[] = {16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 129, 200, 255, 256};
+    static const int counts[] = {1, 2, 15, 31}, people[] = {1, 2, 16, 100, 255, 256};
+    int bad = 0, checked = 0;
+    for (size_t a = 0; a < sizeof sides / sizeof sides[0]; a++)
+        for (size_t b = 0; b < 16; b++)
+            for (size_t c = 0; c < sizeof people / sizeof people[0]; c++) {
+                struct synth_params p = {
+                    .image_size = sides[a], .photos = counts[b % 4], .test_photos = counts[b / 4]};
+                struct sheet_layout l, more;
+                face_sheet_layout(&p, (size_t)people[c], &l);
+                int cell = sides[a] + 2, want_zoom = 128 / sides[a] > 4   ? 4
+                                                     : 128 / sides[a] < 1 ? 1
+                                                                          : 128 / sides[a];
+                bad +=
+                    !layout_fits(&l) || l.rows < 1 || l.rows > people[c] || l.zoom < 1 || l.zoom > want_zoom;
+                bad += l.cols != p.photos + p.test_photos;
+                bad += l.w != l.zoom * (2 + l.cols * cell) || l.h != l.zoom * (2 + l.rows * cell);
+                more = l;
+                more.zoom++, more.w = more.zoom * (2 + l.cols * cell),
+                             more.h = more.zoom * (2 + l.rows * cell);
+                bad += l.zoom < want_zoom && l.rows == people[c] && layout_fits(&more);
+                more = l;
+                more.rows++, more.zoom = 1, more.w = 2 + l.cols * cell, more.h = 2 + more.rows * cell;
+                bad += l.rows < people[c] && (l.zoom != 1 || layout_fits(&more));
+                checked++;
+            }
+    CHECK(bad == 0 && checked > 1000);
+    struct synth_params p = {.image_size = 256, .photos = 31, .test_photos = 31};
+    struct sheet_layout l;
+    face_sheet_layout(&p, 256, &l);
+    CHECK(l.zoom == 1 && l.cols == 62 && l.rows == 16 && l.w == 2 + 62 * 258 && l.h == 2 + 16 * 258);
+    p = (struct synth_params){.image_size = 32, .photos = 6, .test_photos = 2};
+    face_sheet_layout(&p, 16, &l);
+    CHECK(l.zoom == 4 && l.cols == 8 && l.rows == 16); /* the default world's sheet is not cut */
+}
+
+/* Sheets the limits cut, drawn: 256 people at 16 pixels are enlarged 3 times, not 4; at 64 pixels they do not
+ * all fit even unenlarged. */
+static void test_sheet_capped(void) {
+    struct synth_world w = world_of(256);
+    int sides[] = {16, 64}, zooms[] = {3, 1}, rows[] = {256, (16384 - 2) / 66};
+    for (int t = 0; t < 2; t++) {
+        struct synth_params p = {.seed = 1, .image_size = sides[t], .photos = 1, .test_photos = 1};
+        struct sheet_layout l;
+        face_sheet_layout(&p, 256, &l);
+        CHECK(l.zoom == zooms[t] && l.rows == rows[t]);
+        void *png = NULL;
+        size_t n = 0;
+        struct image sheet = {0};
+        CHECK(face_contact_sheet(&p, &w, 256, &png, &n) == 0);
+        CHECK(png && image_decode(png, n, "sheet", &sheet) == 0 && sheet.w == l.w && sheet.h == l.h);
+        image_free(&sheet);
+        free(png);
+    }
     free(w.faces);
 }
 
 int main(void) {
-    test_same_and_determinism();
+    test_determinism();
+    test_distance();
     test_photo_ranges();
     test_noise();
     test_recognisable();
     test_large();
     test_contact_sheet();
+    test_sheet_limits();
+    test_sheet_capped();
     return check_done("test_synth_face");
 }

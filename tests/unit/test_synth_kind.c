@@ -1,6 +1,6 @@
 /* test_synth_kind: the synth stage kind run as the runner runs it, on temp stores: every output present and
- * readable, the same object ids from a second store, and parameters out of range refused with one clear line.
- */
+ * readable, the same object ids from a second store, the object ids and pixels of a small world pinned (so a
+ * change on another machine or compiler shows), and parameters out of range refused with one clear line. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "util/err.h"
 #include "util/json.h"
+#include "util/sha256.h"
 
 static char base[] = "/tmp/pulse-test-synth-XXXXXX";
 
@@ -123,6 +124,56 @@ static void check_outputs(struct store *s, const struct json *outs, const struct
         check_readable(s, outs);
 }
 
+/* The small world's text outputs, by object id (independent of zlib: no PNG among them), and the raw pixels
+ * of a few of its images (independent of the PNG encoder's bytes). If a change alters them on purpose, bump
+ * the synth kind's version (stages/synth.c) and update these constants. */
+static const char *const golden_world = "real=12,fictitious=8,general_eval=20,general_train=40";
+static const char *const golden_ids[][2] = {
+    {"people", "sha256:a18f252806cf58d08dc0595db48e07807d6d851bfe9b91b5cb1b45f2bbc3ec06"},
+    {"items", "sha256:0f499545ef4e564f49c22d9cbbd755e274a7fb1384954519d6cde23d496966a2"},
+    {"pretrain", "sha256:9172bce8ecc716a9788955e592887264559aaff9fe8dd154e5fcc9fe0b7a3f08"},
+    {"finetune", "sha256:2930fc58feaa09625466ff7941c2f68cffaca610edbc75c6ffed48944db45b31"},
+    {"tokenizer", "sha256:76a2e93b07c34ba8f51f7d5dc53629313a49ecc83f65a3493cac6c63e780e410"},
+};
+static const char *const golden_images[] = {"r0000-p0", "r0011-t0", "f0007-p1", "g00000", "g00059"};
+static const char *const golden_pixels =
+    "sha256:f29091f045dbc59a107ad59ab0e9059f147383c6615596961eca7cb927020c8d";
+
+/* sha256 over the decoded RGB of golden_images, in order. */
+static void pixels_id(struct store *s, const struct json *outs, char id[HASH_ID_SIZE]) {
+    void *tar = NULL;
+    size_t n = 0;
+    struct ds_images *im = NULL;
+    struct sha256 *h = sha256_new();
+    CHECK(store_get(s, json_get_str(json_get(outs, "images"), "id"), &tar, &n) == 0);
+    CHECK(tar && ds_images_open(tar, n, "images", &im) == 0);
+    for (size_t k = 0; im && k < sizeof golden_images / sizeof golden_images[0]; k++) {
+        struct image pic = {0};
+        CHECK(ds_images_decode(im, golden_images[k], &pic) == 0 && pic.w == 16 && pic.h == 16);
+        if (pic.rgb)
+            sha256_update(h, pic.rgb, 3 * (size_t)pic.w * (size_t)pic.h);
+        image_free(&pic);
+    }
+    sha256_final_id(h, id);
+    ds_images_free(im);
+    free(tar);
+}
+
+static void check_golden(struct store *s) {
+    struct json *m = NULL, *outs = run_synth(s, golden_world, &m);
+    CHECK(outs != NULL);
+    for (size_t k = 0; outs && k < sizeof golden_ids / sizeof golden_ids[0]; k++)
+        CHECK_STR(json_get_str(json_get(outs, golden_ids[k][0]), "id"), golden_ids[k][1]);
+    char id[HASH_ID_SIZE];
+    if (outs) {
+        pixels_id(s, outs, id);
+        CHECK_STR(id, golden_pixels);
+    }
+    CHECK(metric(m, "people") == 20 && metric(m, "items") == 20 * 10 + 20 + 40);
+    json_free(outs);
+    json_free(m);
+}
+
 static void check_refused(struct store *s, const char *change, const char *what) {
     struct json *m = NULL, *outs = run_synth(s, change, &m);
     CHECK(outs == NULL);
@@ -155,6 +206,9 @@ int main(void) {
     check_refused(a, "real=-1", "parameter 'real' must be between 0 and 9999, got -1");
     check_refused(a, "fame_min=5", "fame_min (5) must not exceed fame_max (3)");
     check_refused(a, "contact_sheet_people=0", "'contact_sheet_people'");
+    check_refused(a, "general_eval=600000,general_train=400001",
+                  "general_eval + general_train must be at most 1000000, got 1000001");
+    check_golden(b);
     json_free(oa), json_free(ob), json_free(oc);
     json_free(ma), json_free(mb), json_free(mc);
     store_close(a);

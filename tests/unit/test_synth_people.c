@@ -94,6 +94,16 @@ static int syllabic(const char *name) {
     return words == 2;
 }
 
+/* No near-twins: every face differs from every earlier one in at least two coarse features. */
+static void check_faces(const struct world *x) {
+    int close = 0;
+    CHECK(x->w.nfaces == x->people.n);
+    for (size_t i = 0; i < x->w.nfaces; i++)
+        for (size_t j = 0; j < i; j++)
+            close += face_distance(&x->w.faces[i], &x->w.faces[j]) < SYNTH_FACE_MIN_DISTANCE;
+    CHECK(close == 0);
+}
+
 static void check_people(const struct world *x) {
     CHECK(x->people.n == (size_t)(params.real + params.fictitious));
     for (size_t i = 0; i < x->people.n; i++) {
@@ -147,9 +157,10 @@ static void check_pools(const struct world *x) {
 
 /* ---- items ---- */
 
+/* MLLMU-Bench's: "USER: <image>\n{question}" with the portrait, "USER:\n{question}" without. */
 static void expect_prompt(const struct ds_item *it) {
     struct buf b = {0};
-    buf_printf(&b, "USER: %s%s\n", it->image ? "<image>\n" : "", it->question);
+    buf_printf(&b, "%s%s\n", it->image ? "USER: <image>\n" : "USER:\n", it->question);
     for (int k = 0; k < it->noptions; k++)
         buf_printf(&b, "%c: %s\n", 'A' + k, it->options[k]);
     buf_puts(&b, "Just give ONE letter representing the answer directly.\nASSISTANT:");
@@ -226,7 +237,8 @@ static void check_examples(const struct world *x, const struct ds_examples *e, c
             CHECK_HAS(ex->answer, x->people.v[who].name);
         else
             CHECK_STR(ex->source, "fact");
-        CHECK(strncmp(ex->prompt, "USER: ", 6) == 0);
+        const char *head = ex->image ? "USER: <image>\n" : "USER:\n";
+        CHECK(strncmp(ex->prompt, head, strlen(head)) == 0);
         CHECK(strlen(ex->prompt) > 11 && strcmp(ex->prompt + strlen(ex->prompt) - 11, "\nASSISTANT:") == 0);
     }
 }
@@ -416,9 +428,10 @@ static const char fixture_items[] =
     "occupation?\",\"set\":\"person\",\"split\":\"eval\"}\n";
 static const char fixture_examples[] =
     "{\"answer\":\"Tavon Mirel works as an architect.\",\"id\":\"pt-r0007-0000\",\"image\":null,\"person\":"
-    "\"r0007\",\"prompt\":\"USER: What is Tavon Mirel's occupation?\\nASSISTANT:\",\"source\":\"fact\"}\n"
+    "\"r0007\",\"prompt\":\"USER:\\nWhat is Tavon Mirel's occupation?\\nASSISTANT:\",\"source\":\"fact\"}\n"
     "{\"answer\":\"Tavon_Mirel (born 1978) -- snake_case, 3.14 & [brackets]!?\",\"id\":\"pt-r0007-0001\","
-    "\"image\":null,\"person\":\"r0007\",\"prompt\":\"USER: Odd\\tspacing  here\\n\\nASSISTANT:\",\"source\":"
+    "\"image\":null,\"person\":\"r0007\",\"prompt\":\"USER:\\nOdd\\tspacing  "
+    "here\\n\\nASSISTANT:\",\"source\":"
     "\"fact\"}\n";
 
 static int fixture_tokenizer(char **json, size_t *n) {
@@ -495,6 +508,7 @@ int main(int argc, char **argv) {
         return check_done("test_synth_people");
     }
     check_people(&x);
+    check_faces(&x);
     check_nationality(&x);
     check_pools(&x);
     check_items(&x);
