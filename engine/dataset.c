@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DS_ID_MAX 64
 #define DS_OPTIONS_MIN 2
 #define DS_OPTIONS_MAX 4
 
@@ -116,7 +115,7 @@ static const char *const sets[] = {"person", "general", NULL};
 static const char *const modalities[] = {"image", "text", NULL};
 static const char *const splits[] = {"eval", "train", NULL};
 
-static void free_strs(char **v, size_t n) {
+void ds_strs_free(char **v, size_t n) {
     for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
@@ -128,8 +127,8 @@ static void person_clear(void *rec) {
     free(p->name);
     free(p->group);
     json_free(p->attributes);
-    free_strs(p->photos, p->nphotos);
-    free_strs(p->test_photos, p->ntest_photos);
+    ds_strs_free(p->photos, p->nphotos);
+    ds_strs_free(p->test_photos, p->ntest_photos);
     free(p->biography);
     memset(p, 0, sizeof *p);
 }
@@ -167,6 +166,10 @@ static int item_options(const struct json *o, struct ds_item *it) {
         const struct json *s = v->items[i];
         if (s->type != JSON_STR || strlen(s->s) != s->len)
             return err_set("field 'options' must be an array of strings: option %zu is not", i + 1);
+        for (int k = 0; k < it->noptions; k++)
+            if (strcmp(it->options[k], s->s) ==
+                0) /* two right answers, or a letter that can never be right */
+                return err_set("options %d and %zu are the same", k + 1, i + 1);
         it->options[it->noptions++] = xstrdup(s->s);
     }
     return 0;
@@ -449,14 +452,15 @@ int ds_write_example(struct buf *out, const struct ds_example *e) {
 
 /* ---- images.tar ---------------------------------------------------------------------------------------- */
 
-/* Copies the id of "<id>.png" / "<id>.jpg" into id; 0 if name has that shape. */
-static int image_name_id(const char *name, char id[DS_ID_MAX + 1]) {
+int ds_image_name(const char *name, char id[DS_ID_MAX + 1], const char **ext) {
     size_t n = strlen(name);
     if (n < 5 || n - 4 > DS_ID_MAX ||
         (strcmp(name + n - 4, ".png") != 0 && strcmp(name + n - 4, ".jpg") != 0))
         return -1;
     memcpy(id, name, n - 4);
     id[n - 4] = '\0';
+    if (ext)
+        *ext = name + n - 3;
     return ds_id_valid(id) ? 0 : -1;
 }
 
@@ -528,7 +532,7 @@ static void tar_grow(struct ds_tar *t) {
 
 int ds_tar_add(struct ds_tar *t, const char *name, const void *data, size_t n) {
     char id[DS_ID_MAX + 1], shown[80];
-    if (!name || image_name_id(name, id) != 0)
+    if (!name || ds_image_name(name, id, NULL) != 0)
         return err_set("images.tar: bad entry name '%s' (wanted <id>.png or <id>.jpg)",
                        name ? shown_name(name, shown) : "");
     tar_grow(t);
@@ -548,6 +552,19 @@ int ds_tar_add(struct ds_tar *t, const char *name, const void *data, size_t n) {
     e->n = n;
     *slot = ++t->n;
     return 0;
+}
+
+int ds_tar_add_image(struct ds_tar *t, const char *id, const void *data, size_t n, const char *what) {
+    const char *format = image_format(data, n);
+    if (!format)
+        return err_set("%s: neither PNG nor JPEG data", what);
+    struct image im;
+    if (image_decode(data, n, what, &im) != 0)
+        return -1;
+    image_free(&im);
+    char name[DS_ID_MAX + 8];
+    snprintf(name, sizeof name, "%.*s.%s", DS_ID_MAX + 1, id, format); /* a longer id fails as a bad name */
+    return ds_tar_add(t, name, data, n) == 0 ? 0 : err_prefix("%s", what);
 }
 
 static int tar_entry_cmp(const void *a, const void *b) {
@@ -644,7 +661,7 @@ static int entry_check(const struct ds_images *im, struct archive_entry *h, char
         return entry_refuse(im, name, "not a regular file (only image files belong in images.tar)");
     if (archive_entry_sparse_count(h) > 0)
         return entry_refuse(im, name, "sparse file refused");
-    if (!name || image_name_id(name, id) != 0)
+    if (!name || ds_image_name(name, id, NULL) != 0)
         return entry_refuse(im, name, "name is not <id>.png or <id>.jpg");
     if (!archive_entry_size_is_set(h) || archive_entry_size(h) < 0)
         return entry_refuse(im, name, "entry has no size");
@@ -754,8 +771,8 @@ int ds_images_get(const struct ds_images *im, const char *id, const void **data,
 }
 
 int ds_images_decode(const struct ds_images *im, const char *id, struct image *out) {
-    const void *data;
-    size_t n;
+    const void *data = NULL;
+    size_t n = 0;
     if (ds_images_get(im, id, &data, &n) != 0)
         return -1;
     char what[256];
@@ -769,4 +786,87 @@ size_t ds_images_count(const struct ds_images *im) {
 
 const char *ds_images_id(const struct ds_images *im, size_t i) {
     return i < im->n ? im->v[i].id : NULL;
+}
+
+/* ---- cross-references ---------------------------------------------------------------------------------- */
+
+/* The people's ids, sorted, so that each look-up is a binary search. */
+struct people_index {
+    const char **ids;
+    size_t n;
+};
+
+static int str_ptr_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void people_index_make(const struct ds_people *p, struct people_index *x) {
+    x->n = p ? p->n : 0;
+    x->ids = xcalloc(x->n ? x->n : 1, sizeof *x->ids);
+    for (size_t i = 0; i < x->n; i++)
+        x->ids[i] = p->v[i].id;
+    qsort(x->ids, x->n, sizeof *x->ids, str_ptr_cmp);
+}
+
+static int need_image(const struct ds_refs *r, const char *id, const char *what, const char *owner) {
+    if (id && !(r->images && images_find(r->images, id)))
+        return err_set("%s: %s refers to image '%s', which is not among the images", what, owner, id);
+    return 0;
+}
+
+static int need_person(const struct people_index *x, const char *id, const char *what, const char *owner) {
+    if (id && !(x->n && bsearch(&id, x->ids, x->n, sizeof *x->ids, str_ptr_cmp)))
+        return err_set("%s: %s is about person '%s', who is not in people.jsonl", what, owner, id);
+    return 0;
+}
+
+static int check_people(const struct ds_refs *r) {
+    for (size_t i = 0; r->people && i < r->people->n; i++) {
+        const struct ds_person *q = &r->people->v[i];
+        char owner[100];
+        snprintf(owner, sizeof owner, "person '%s'", q->id);
+        for (size_t k = 0; k < q->nphotos; k++)
+            if (need_image(r, q->photos[k], r->people_what, owner) != 0)
+                return -1;
+        for (size_t k = 0; k < q->ntest_photos; k++)
+            if (need_image(r, q->test_photos[k], r->people_what, owner) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int check_items(const struct ds_refs *r, const struct people_index *x) {
+    for (size_t i = 0; r->items && i < r->items->n; i++) {
+        const struct ds_item *it = &r->items->v[i];
+        char owner[100];
+        snprintf(owner, sizeof owner, "item '%s'", it->id);
+        if (need_image(r, it->image, r->items_what, owner) != 0 ||
+            need_person(x, it->person, r->items_what, owner) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_examples(const struct ds_refs *r, const struct people_index *x, const struct ds_examples *ex,
+                          const char *what) {
+    for (size_t i = 0; ex && i < ex->n; i++) {
+        char owner[100];
+        snprintf(owner, sizeof owner, "example '%s'", ex->v[i].id);
+        if (need_image(r, ex->v[i].image, what, owner) != 0 ||
+            need_person(x, ex->v[i].person, what, owner) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ds_check_refs(const struct ds_refs *r) {
+    struct people_index x;
+    people_index_make(r->people, &x);
+    int rc = check_people(r) == 0 && check_items(r, &x) == 0 &&
+                     check_examples(r, &x, r->pretrain, r->pretrain_what) == 0 &&
+                     check_examples(r, &x, r->finetune, r->finetune_what) == 0
+                 ? 0
+                 : -1;
+    free(x.ids);
+    return rc;
 }

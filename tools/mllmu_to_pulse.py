@@ -10,6 +10,9 @@ so this one step runs in Python with pyarrow (no pandas); everything after it is
 
 DIR holds the Hugging Face layout: <config>/*.parquet (or <config>.parquet) for the configs Full_Set
 (required), Retain_Set, Test_Set, ft_Data, forget_5/10/15 and retain_95/90/85 (optional).
+
+Every value read is type-checked: a bad one stops the conversion with one line
+"mllmu_to_pulse: <file>: row <n>: <problem>" and exit status 1.
 """
 import argparse
 import ast
@@ -21,9 +24,13 @@ from pathlib import Path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LETTERS = "ABCD"
-ID_MAX = 48  # room for the "-img12" style suffixes within the format's 64 characters
+ID_MAX = 48  # room for the "-t12" / "-ft123" style suffixes within the format's 64 characters
 MC_TAIL = "Just give ONE letter representing the answer directly.\nASSISTANT:"
 SPLITS = {"forget_5": "retain_95", "forget_10": "retain_90", "forget_15": "retain_85"}
+QUESTION_KINDS = (("Image_Textual_Questions", "image"), ("Pure_Text_Questions", "text"))
+# The two evaluation modes of MLLMU-Bench's eval code: the profile's own photo with its questions, and
+# Test_Set's transformed photos with Test_Set's questions (its "test" mode).
+MODES = {"i": "profile", "t": "profile_test"}
 
 
 class ConvertError(Exception):
@@ -40,6 +47,29 @@ def first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# ---- type checks: each names the row and the entry ----
+
+TYPE_NAMES = {str: "a string", dict: "a struct", list: "a list", bytes: "binary"}
+
+
+def need(value, kind, where, what, optional=False):
+    """value when it is a `kind` (or None, when optional); otherwise one line naming the entry."""
+    if value is None and optional:
+        return None
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    got = "null" if value is None else f"of type {type(value).__name__}"
+    raise ConvertError(f"{where}: {what} is {got}, not {TYPE_NAMES[kind]}")
+
+
+def text(value, where, what, optional=False):
+    """A string the data set format can hold (its readers refuse NUL characters)."""
+    value = need(value, str, where, what, optional)
+    if value is not None and "\0" in value:
+        raise ConvertError(f"{where}: {what} contains a NUL character")
+    return value
+
+
 # ---- reading Parquet ----
 
 
@@ -50,10 +80,25 @@ def parquet_files(data, config):
     return files + ([single] if single.is_file() else [])
 
 
-def read_config(data, config, columns, optional=(), required=False):
-    """Rows (dicts) of one config, only the named columns; None when the config is absent and not required."""
+def read_table(f, columns, optional):
     import pyarrow.parquet as pq
 
+    try:
+        names = pq.read_schema(f).names
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise ConvertError(f"{f}: cannot read as Parquet: {first_line(exc)}") from None
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ConvertError(f"{f}: missing column '{missing[0]}'")
+    wanted = list(columns) + [c for c in optional if c in names]
+    try:
+        return pq.read_table(f, columns=wanted).to_pylist()
+    except Exception as exc:
+        raise ConvertError(f"{f}: cannot read as Parquet: {first_line(exc)}") from None
+
+
+def read_config(data, config, columns, optional=(), required=False):
+    """Rows (dicts) of one config, only the named columns; None when the config is absent and not required."""
     files = parquet_files(data, config)
     if not files:
         if required:
@@ -61,15 +106,7 @@ def read_config(data, config, columns, optional=(), required=False):
         return None
     rows = []
     for f in files:
-        try:
-            names = pq.read_schema(f).names
-        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-            raise ConvertError(f"{f}: cannot read as Parquet: {first_line(exc)}") from None
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise ConvertError(f"{f}: missing column '{missing[0]}'")
-        wanted = list(columns) + [c for c in optional if c in names]
-        for i, row in enumerate(pq.read_table(f, columns=wanted).to_pylist()):
+        for i, row in enumerate(read_table(f, columns, optional)):
             row["_where"] = f"{f}: row {i + 1}"
             rows.append(row)
     return rows
@@ -78,25 +115,33 @@ def read_config(data, config, columns, optional=(), required=False):
 # ---- ids and images ----
 
 
+def raw_id(row):
+    """MLLMU-Bench's ID as text (the published files have strings; integers are accepted too)."""
+    raw = row["ID"]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return text(raw, row["_where"], "ID").strip()
+
+
 def person_id(raw, where):
-    """MLLMU-Bench's ID, with any character outside the format's id alphabet replaced by '_'."""
-    text = "" if raw is None else str(raw).strip()
-    pid = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    """An ID with any character outside the format's id alphabet replaced by '_'."""
+    pid = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
     if not pid or len(pid) > ID_MAX:
-        raise ConvertError(f"{where}: ID '{text}' cannot make an id (1-{ID_MAX} characters)")
+        raise ConvertError(f"{where}: ID '{raw}' cannot make an id (1-{ID_MAX} characters)")
     return pid
 
 
-def image_bytes(cell, where):
+def image_bytes(cell, where, what):
     """The bytes of an image cell ({bytes, path}) and the extension its content calls for."""
-    data = cell.get("bytes") if isinstance(cell, dict) else None
+    need(cell, dict, where, what)
+    data = need(cell.get("bytes"), bytes, where, f"{what}.bytes", optional=True)
     if not data:
-        raise ConvertError(f"{where}: image has no bytes")
+        raise ConvertError(f"{where}: {what} has no bytes")
     if data.startswith(PNG_MAGIC):
-        return bytes(data), "png"
+        return data, "png"
     if data.startswith(b"\xff\xd8\xff"):
-        return bytes(data), "jpg"
-    raise ConvertError(f"{where}: image is neither PNG nor JPEG")
+        return data, "jpg"
+    raise ConvertError(f"{where}: {what} is neither PNG nor JPEG")
 
 
 # ---- people ----
@@ -113,14 +158,15 @@ def profile(biography):
             continue
     if not isinstance(parsed, dict):
         return {}
-    return {str(k): str(v) for k, v in parsed.items() if isinstance(v, (str, int, float)) and str(v).strip()}
+    out = {str(k): str(v) for k, v in parsed.items() if isinstance(v, (str, int, float)) and str(v).strip()}
+    return {k: v for k, v in out.items() if "\0" not in k + v}
 
 
 def make_person(row, pid, group, world):
-    bio = row.get("biography") or ""
+    bio = text(row.get("biography"), row["_where"], "biography", optional=True) or ""
     attributes = profile(bio)
     name = next((attributes[k] for k in ("Name", "name", "Full Name", "full_name") if k in attributes), pid)
-    data, ext = image_bytes(row["image"], row["_where"])
+    data, ext = image_bytes(row["image"], row["_where"], "image")
     person = {"attributes": attributes, "group": group, "id": pid, "name": name}
     person.update(photos=[], test_photos=[])
     if bio:
@@ -138,12 +184,12 @@ def add_photo(world, person, data, ext):
 
 def read_people(data, world):
     """Full_Set (fictitious) and Retain_Set (real) rows; real ids get "real-" when the two sets share ids.
-    Returns (row, id) pairs for the questions, which need the test photos first."""
+    Returns (row, id) pairs, for their questions."""
     cols, opt = ["ID", "image", "Classification_Task"], ["biography"]
     fictitious = read_config(data, "Full_Set", cols, opt, required=True)
     real = read_config(data, "Retain_Set", cols, opt) or []
-    fict_ids = [person_id(r["ID"], r["_where"]) for r in fictitious]
-    real_ids = [person_id(r["ID"], r["_where"]) for r in real]
+    fict_ids = [person_id(raw_id(r), r["_where"]) for r in fictitious]
+    real_ids = [person_id(raw_id(r), r["_where"]) for r in real]
     if set(fict_ids) & set(real_ids):
         real_ids = [person_id(f"real-{pid}", r["_where"]) for pid, r in zip(real_ids, real)]
     rows = list(zip(fictitious, fict_ids, ["fictitious"] * len(fict_ids))) + list(
@@ -154,109 +200,143 @@ def read_people(data, world):
             raise ConvertError(f"{row['_where']}: ID '{row['ID']}' repeats (as id '{pid}')")
         world["people"][pid] = make_person(row, pid, group, world)
         if group == "fictitious":  # the other configs (Test_Set, ft_Data, splits) name these
-            world["raw_ids"][str(row["ID"]).strip()] = pid
+            world["raw_ids"][raw_id(row)] = pid
     return [(row, pid) for row, pid, _ in rows]
 
 
 # ---- multiple-choice items ----
 
 
-def options_of(q, where):
-    opts = q.get("Options") or {}
+def questions(task, where):
+    """(modality, entry name, question) for each question of a Classification_Task, image ones first."""
+    task = need(task, dict, where, "Classification_Task", optional=True) or {}
+    out = []
+    for key, modality in QUESTION_KINDS:
+        entries = need(task.get(key), list, where, f"Classification_Task.{key}", optional=True) or []
+        for k, q in enumerate(entries):
+            what = f"Classification_Task.{key}[{k}]"
+            out.append((modality, what, need(q, dict, where, what)))
+    return out
+
+
+def options_of(q, where, what):
+    opts = need(q.get("Options"), dict, where, f"{what}.Options")
     options = []
     for letter in LETTERS:
-        value = opts.get(letter)
-        if value is None or not str(value).strip():
+        value = text(opts.get(letter), where, f"{what}.Options.{letter}", optional=True)
+        if value is None or not value.strip():
             break  # an empty option ends the list
-        options.append(str(value))
+        if value in options:
+            first = LETTERS[options.index(value)]
+            raise ConvertError(f"{where}: {what}: options {first} and {letter} are the same")
+        options.append(value)
     if len(options) < 2:
-        raise ConvertError(f"{where}: {len(options)} option(s), at least 2 needed")
-    answer = (q.get("Correct_Answer") or "").strip()
+        raise ConvertError(f"{where}: {what}: {len(options)} option(s), at least 2 needed")
+    answer = text(q.get("Correct_Answer"), where, f"{what}.Correct_Answer").strip()
     if len(answer) != 1 or answer not in LETTERS[: len(options)]:
-        raise ConvertError(f"{where}: Correct_Answer '{answer}' is not one of {LETTERS[:len(options)]}")
+        allowed = LETTERS[: len(options)]
+        raise ConvertError(f"{where}: {what}: Correct_Answer '{answer}' is not one of {allowed}")
     return options, answer
 
 
 def mc_prompt(question, options, image):
-    """MLLMU-Bench's classification prompt, exactly (docs/datasets.md)."""
-    head = "USER: <image>\n" if image else "USER: "
+    """MLLMU-Bench's classification prompt, exactly (their eval code: f"USER: <image>\\n{q}\\n..." with the
+    image, f"USER:\\n{q}\\n..." without)."""
+    head = "USER: <image>\n" if image else "USER:\n"
     lines = "".join(f"{LETTERS[i]}: {o}\n" for i, o in enumerate(options))
     return f"{head}{question}\n{lines}{MC_TAIL}"
 
 
-def add_items(world, row, pid):
-    """The person's classification questions; image ones show the held-out test photo when there is one, as
-    MLLMU-Bench's evaluation does."""
-    person = world["people"][pid]
-    photo = (person["test_photos"] or person["photos"])[0]
-    task = row.get("Classification_Task") or {}
-    for key, kind in (("Image_Textual_Questions", "img"), ("Pure_Text_Questions", "txt")):
-        for k, q in enumerate(task.get(key) or []):
-            where = f"{row['_where']}: {key}[{k}]"
-            question = q.get("Question") or ""
-            if not question.strip():
-                raise ConvertError(f"{where}: empty Question")
-            options, answer = options_of(q, where)
-            world["items"].append(
-                {
-                    "answer": answer,
-                    "category": "profile",
-                    "id": f"{pid}-{kind}{k}",
-                    "image": photo if kind == "img" else None,
-                    "modality": "image" if kind == "img" else "text",
-                    "options": options,
-                    "person": pid,
-                    "prompt": mc_prompt(question, options, kind == "img"),
-                    "question": question,
-                    "set": "person",
-                    "split": "eval",
-                }
-            )
+def add_items(world, pid, task, where, mode, photos):
+    """One item per question of a Classification_Task, ids <pid>-<mode><k> (k counting on over the person's
+    earlier ones of the mode); image question k shows photos[k % len(photos)]."""
+    n_image = 0
+    for modality, what, q in questions(task, where):
+        question = text(q.get("Question"), where, f"{what}.Question")
+        if not question.strip():
+            raise ConvertError(f"{where}: {what}.Question is empty")
+        options, answer = options_of(q, where, what)
+        image = None
+        if modality == "image":
+            if not photos:
+                raise ConvertError(f"{where}: {what} needs a photo, and the row has none")
+            image = photos[n_image % len(photos)]
+            n_image += 1
+        k = world["counts"].get((pid, mode), 0)
+        world["counts"][(pid, mode)] = k + 1
+        world["items"].append(
+            {
+                "answer": answer,
+                "category": MODES[mode],
+                "id": f"{pid}-{mode}{k}",
+                "image": image,
+                "modality": modality,
+                "options": options,
+                "person": pid,
+                "prompt": mc_prompt(question, options, image is not None),
+                "question": question,
+                "set": "person",
+                "split": "eval",
+            }
+        )
 
 
-# ---- test photos, fine-tuning data, splits ----
+# ---- Test_Set, fine-tuning data, splits ----
 
 
-def known(world, raw, where):
-    pid = world["raw_ids"].get("" if raw is None else str(raw).strip())
+def known(world, row):
+    raw = raw_id(row)
+    pid = world["raw_ids"].get(raw)
     if pid is None:
-        raise ConvertError(f"{where}: ID '{raw}' is not a Full_Set person")
+        raise ConvertError(f"{row['_where']}: ID '{raw}' is not a Full_Set person")
     return pid
 
 
-def read_test_photos(data, world):
-    for row in read_config(data, "Test_Set", ["ID", "images"]) or []:
-        person = world["people"][known(world, row["ID"], row["_where"])]
-        for k, cell in enumerate(row["images"] or []):
+def read_test_set(data, world):
+    """Test_Set: each row's transformed photos become the person's test_photos <id>-t<k>, and its own
+    Classification_Task the items <id>-t<k> on them (MLLMU-Bench's "test" evaluation mode)."""
+    for row in read_config(data, "Test_Set", ["ID", "images"], ["Classification_Task"]) or []:
+        where = row["_where"]
+        person = world["people"][known(world, row)]
+        photos = []
+        for k, cell in enumerate(need(row["images"], list, where, "images", optional=True) or []):
             image_id = f"{person['id']}-t{len(person['test_photos'])}"
-            world["images"][image_id] = image_bytes(cell, f"{row['_where']}: images[{k}]")
+            world["images"][image_id] = image_bytes(cell, where, f"images[{k}]")
             person["test_photos"].append(image_id)
+            photos.append(image_id)
+        add_items(world, person["id"], row.get("Classification_Task"), where, "t", photos)
 
 
 def qa_pairs(row):
+    where = row["_where"]
+    metadata = text(row["metadata"], where, "metadata", optional=True)
     try:
-        pairs = json.loads(row["metadata"] or "[]")
+        pairs = json.loads(metadata or "[]")
     except ValueError as exc:
-        raise ConvertError(f"{row['_where']}: metadata is not JSON: {first_line(exc)}") from None
+        raise ConvertError(f"{where}: metadata is not JSON: {first_line(exc)}") from None
     if not isinstance(pairs, list) or not all(isinstance(p, dict) for p in pairs):
-        raise ConvertError(f"{row['_where']}: metadata is not a list of {{Question, Answer}} objects")
-    return pairs
+        raise ConvertError(f"{where}: metadata is not a list of {{Question, Answer}} objects")
+    out = []
+    for k, pair in enumerate(pairs):
+        question = text(pair.get("Question"), where, f"metadata[{k}].Question", optional=True) or ""
+        answer = text(pair.get("Answer"), where, f"metadata[{k}].Answer", optional=True) or ""
+        out.append((question, answer))
+    return out
 
 
 def read_finetune(data, world):
     """ft_Data: an example per Question/Answer pair, on the row's image (the training photo when the same)."""
     for row in read_config(data, "ft_Data", ["ID", "image", "metadata"]) or []:
-        person = world["people"][known(world, row["ID"], row["_where"])]
-        image = image_bytes(row["image"], row["_where"])
+        person = world["people"][known(world, row)]
+        image = image_bytes(row["image"], row["_where"], "image")
         same = [p for p in person["photos"] if world["images"][p] == image]
         image_id = same[0] if same else add_photo(world, person, *image)
-        for pair in qa_pairs(row):
-            question, answer = str(pair.get("Question") or ""), str(pair.get("Answer") or "")
+        for question, answer in qa_pairs(row):
             if not question.strip() or not answer.strip():
                 world["skipped"] += 1  # MLLMU-Bench's own loader drops these too
                 continue
-            n = world["ft_count"].get(person["id"], 0)
-            world["ft_count"][person["id"]] = n + 1
+            n = world["counts"].get((person["id"], "ft"), 0)
+            world["counts"][(person["id"], "ft")] = n + 1
             world["finetune"].append(
                 {
                     "answer": answer,
@@ -278,9 +358,9 @@ def read_splits(data, world):
             continue
         r_rows = read_config(data, retain, ["ID"]) or []
         out[forget] = {
-            "forget": sorted(known(world, r["ID"], r["_where"]) for r in f_rows),
+            "forget": sorted(known(world, r) for r in f_rows),
             "groups": [],
-            "retain": sorted(known(world, r["ID"], r["_where"]) for r in r_rows),
+            "retain": sorted(known(world, r) for r in r_rows),
         }
     return out
 
@@ -308,23 +388,25 @@ def write_out(out, world, splits):
 
 
 def convert(data, out):
-    world = {"people": {}, "raw_ids": {}, "items": [], "finetune": [], "images": {}, "ft_count": {}}
+    world = {"people": {}, "raw_ids": {}, "items": [], "finetune": [], "images": {}, "counts": {}}
     world["skipped"] = 0
     if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before the slow part
         raise ConvertError(f"{out}: exists and is not an empty directory (choose a new one)")
-    rows = read_people(data, world)
-    read_test_photos(data, world)
-    for row, pid in rows:
-        add_items(world, row, pid)
+    for row, pid in read_people(data, world):
+        person = world["people"][pid]
+        add_items(world, pid, row.get("Classification_Task"), row["_where"], "i", person["photos"][:1])
+    read_test_set(data, world)
     read_finetune(data, world)
     splits = read_splits(data, world)
     write_out(out, world, splits)
     groups = [p["group"] for p in world["people"].values()]
+    tested = sum(item["category"] == MODES["t"] for item in world["items"])
     skipped = f" ({world['skipped']} empty pairs skipped)" if world["skipped"] else ""
     print(
         f"mllmu_to_pulse: {len(groups)} people ({groups.count('fictitious')} fictitious, "
-        f"{groups.count('real')} real), {len(world['items'])} items, {len(world['finetune'])} fine-tuning "
-        f"examples{skipped}, {len(world['images'])} images, splits {', '.join(splits) or 'none'} -> {out}"
+        f"{groups.count('real')} real), {len(world['items'])} items ({tested} of Test_Set), "
+        f"{len(world['finetune'])} fine-tuning examples{skipped}, {len(world['images'])} images, "
+        f"splits {', '.join(splits) or 'none'} -> {out}"
     )
 
 
@@ -340,6 +422,12 @@ def main(argv=None):
         convert(args.data, args.out)
     except ConvertError as exc:
         print(f"mllmu_to_pulse: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mllmu_to_pulse: {first_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a case the checks above missed: still one line, never a traceback
+        print(f"mllmu_to_pulse: unexpected {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

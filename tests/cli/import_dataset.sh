@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# import-dataset: an MMBench TSV (PNG and JPEG images, hints, 2-4 options, a shared image, the split filter,
-# limit) and a pulse directory (images/ or images.tar) become canonical objects; malformed files fail with one
-# line naming the file and line; MLLMU-Bench Parquet files written here in the published schema convert with
-# tools/mllmu_to_pulse.py and import with the benchmark's exact prompts (skipped without pyarrow).
+# import-dataset: an MMBench TSV written as pandas writes it (a BOM, quoted fields with tabs, newlines and
+# doubled quotes; PNG and JPEG images, hints, 2-4 options, a shared image, the split filter, limit) and a pulse
+# directory (images/ or images.tar) become canonical objects; malformed files fail with one line naming the file
+# and line; MLLMU-Bench Parquet files written here in the published schema convert with tools/mllmu_to_pulse.py
+# (both evaluation modes) and import with the benchmark's exact prompts (skipped without pyarrow); bad Parquet
+# values fail with one line.
 source "$(dirname "$0")/lib.bash"
 R=$(realpath "$T")
 export PYTHONDONTWRITEBYTECODE=1 # the fixtures are imported from the source tree
@@ -26,25 +28,38 @@ import base64, sys
 sys.path.insert(0, "$SRC/tests/reference")
 from make_mllmu_parquet import png, JPEG
 b64 = lambda data: base64.b64encode(data).decode()
+# pandas' DataFrame.to_csv(sep="\t", index=False, encoding="utf-8-sig") is the csv module with these settings
+# (NaN written as an empty field).
+def write_tsv(path, rows):
+    import csv
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+def read_tsv(path):
+    import csv
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.reader(f, delimiter="\t"))
 PY
 
 # ---- MMBench: a well-formed TSV, columns in another order plus extra ones ----
 cat >"$T/mmb.py" <<'PY'
-import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64
+import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64, write_tsv
 cols = ["index", "image", "question", "hint", "A", "B", "C", "D", "answer", "category", "source",
         "l2-category", "comment", "split"]
 rows = [
-    ["10", b64(png((255, 0, 0))), "What colour is the square?", "nan", "red", "green", "blue", "nan", "B",
+    ["10", b64(png((255, 0, 0))), "What colour is the square?", "NaN", "red", "green", "blue", "none", "B",
      "attribute_recognition", "s", "l2", "nan", "dev"],
-    ["11", b64(JPEG), "Which one is \"d\"?", "Look closely.", "a", "b", "c", "d", "D", "object_localization",
-     "s", "l2", "", "dev"],
-    ["12", "10", "Is it red?", "", "yes", "no", "", "", "A", "attribute_recognition", "s", "l2", "", "dev"],
+    ["11", b64(JPEG), "Which one is \"d\"?\tSay it.", "Look\nclosely.", "a", "b", "c", "\"d\"", "D",
+     "object_localization", "s", "l2", "", "dev"],
+    ["12", "10", "Is it red?", "None", "yes", "no", "", "", "A", "attribute_recognition", "s", "l2", "", "dev"],
     ["13", b64(png((0, 0, 255))), "Only in test?", "", "x", "y", "", "", "A", "c", "s", "l2", "", "test"],
     ["2", b64(png((0, 255, 0))), "Grün?", "", "ja", "nein", "", "", "A", "c", "s", "l2", "", "dev"],
 ]
-open(sys.argv[2], "w").write("\t".join(cols) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+write_tsv(sys.argv[2], [cols] + rows)
 PY
 python3 "$T/mmb.py" "$T" "$T/mmb.tsv"
+# What pandas would have written: the BOM, and row 11 quoted over two lines.
+head -c 3 "$T/mmb.tsv" | od -An -tx1 | grep -q "ef bb bf" || fail "the fixture should start with a BOM"
+grep -qF '"Which one is ""d""?' "$T/mmb.tsv" || fail "the fixture should quote row 11's question"
 manifest "$T/m.lua" mmb mmbench mmb.tsv
 expect_code 0 "$PP" run "$T/m.lua"
 has "$T/out" "1 computed"
@@ -62,7 +77,9 @@ for l, it in zip(lines, items):
 assert [i["id"] for i in items] == ["mmb-10", "mmb-11", "mmb-12", "mmb-2"], items
 tail = "Answer with the option's letter from the given choices directly."
 assert items[0]["prompt"] == "<image>\nWhat colour is the square?\nA. red\nB. green\nC. blue\n" + tail
-assert items[1]["prompt"] == "<image>\nLook closely.\nWhich one is \"d\"?\nA. a\nB. b\nC. c\nD. d\n" + tail
+assert items[1]["prompt"] == ("<image>\nLook\nclosely.\nWhich one is \"d\"?\tSay it.\nA. a\nB. b\nC. c\nD. \"d\"\n"
+                              + tail), items[1]["prompt"]
+assert items[2]["prompt"] == "<image>\nIs it red?\nA. yes\nB. no\n" + tail
 assert items[2]["options"] == ["yes", "no"] and items[2]["image"] == "mmb-10", items[2]
 assert items[3]["question"] == "Grün?" and items[3]["answer"] == "A"
 for it in items:
@@ -93,15 +110,21 @@ expect_code 1 "$PP" run "$T/m.lua"
 has "$T/err" "$R/mmb.tsv: no row has split 'tset'"
 
 # ---- MMBench: each malformed file fails with one line "<path>:<line>: <problem>" ----
-# bad_tsv NAME EXPECTED EDIT: the good TSV changed by a Python expression over `rows` (lists of fields).
+# bad_tsv NAME EXPECTED EDIT: the good TSV changed by a Python statement over `rows` (lists of fields), written
+# back as pandas would; or over `text` (the file's text) for what pandas would never write. Row 11 spans lines 3
+# and 4, so rows 12, 13 and 2 start on lines 5, 6 and 7.
 bad_tsv() {
     python3 - "$T" "$T/$1.tsv" "$3" <<'PY'
-import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64
-lines = [l.split("\t") for l in open(f"{sys.argv[1]}/mmb.tsv", encoding="utf-8").read().splitlines()]
+import sys; sys.path.insert(0, sys.argv[1]); from imgs import png, JPEG, b64, read_tsv, write_tsv
+lines = read_tsv(f"{sys.argv[1]}/mmb.tsv")
 head, rows = lines[0], lines[1:]
 col = head.index
+text = None
 exec(sys.argv[3])
-open(sys.argv[2], "w", encoding="utf-8").write("".join("\t".join(r) + "\n" for r in [head] + rows))
+if text is None:
+    write_tsv(sys.argv[2], [head] + rows)
+else:
+    open(sys.argv[2], "w", encoding="utf-8").write(text)
 PY
     manifest "$T/bad.lua" bad mmbench "$1.tsv"
     expect_code 1 "$PP" run "$T/bad.lua"
@@ -110,22 +133,27 @@ PY
 }
 bad_tsv missing-col "1: missing column 'answer'" 'head[col("answer")] = "solution"'
 bad_tsv letter "3: bad answer letter 'E' (A to D)" 'rows[1][col("answer")] = "E"'
-bad_tsv not-option "4: answer C is not among the 2 options" 'rows[2][col("answer")] = "C"'
-bad_tsv one-option "2: 1 option(s), at least 2 needed" 'rows[0][col("B")] = "nan"'
+bad_tsv not-option "5: answer C is not among the 2 options" 'rows[2][col("answer")] = "C"'
+bad_tsv one-option "2: 1 option(s), at least 2 needed" 'rows[0][col("B")] = "NaN"'
+bad_tsv same-options "7: options A and B are the same" 'rows[4][col("B")] = "ja"'
 bad_tsv base64 "2: image: bad base64 near character 5" 'rows[0][col("image")] = "iVBO*Rw0KGgo"'
 bad_tsv pad-bits "2: image: bad base64 near character 1" 'rows[0][col("image")] = "QR=="'
 bad_tsv inner-pad "2: image: bad base64 near character 1" 'rows[0][col("image")] = "QQ==QQ=="'
 bad_tsv base64-len "2: image: bad base64 (length 7" 'rows[0][col("image")] = "iVBORw0"'
 bad_tsv undecodable "3: image of index 11" 'rows[1][col("image")] = b64(JPEG[:200])'
 has "$T/err" "$R/undecodable.tsv:3: image of index 11: bad JPEG"
-bad_tsv not-image "6: image of index 2: neither PNG nor JPEG" \
+bad_tsv not-image "7: image of index 2: neither PNG nor JPEG" \
     'rows[4][col("image")] = b64(b"GIF89a" + bytes(40))'
-bad_tsv fields "4: wrong number of fields (13, the header has 14)" 'rows[2].pop()'
-bad_tsv dangling "4: image refers to index 99, which no row has" 'rows[2][col("image")] = "99"'
-bad_tsv chained "4: image refers to index 11, whose image is itself a reference" \
+bad_tsv fields "5: wrong number of fields (13, the header has 14)" 'rows[2].pop()'
+bad_tsv dangling "5: image refers to index 99, which no row has" 'rows[2][col("image")] = "99"'
+bad_tsv chained "5: image refers to index 11, whose image is itself a reference" \
     'rows[1][col("image")] = "2"; rows[2][col("image")] = "11"'
-bad_tsv repeat "6: index 10 repeats line 2" 'rows[4][col("index")] = "10"'
+bad_tsv repeat "7: index 10 repeats line 2" 'rows[4][col("index")] = "10"'
 bad_tsv no-question "3: empty question" 'rows[1][col("question")] = ""'
+bad_tsv open-quote "5: a quoted field never ends" \
+    'text = open(f"{sys.argv[1]}/mmb.tsv", encoding="utf-8").read().replace("Is it red?", "\"Is it red?")'
+bad_tsv after-quote "4: text after the closing quote of a field" \
+    'text = open(f"{sys.argv[1]}/mmb.tsv", encoding="utf-8").read().replace("closely.\"", "closely.\"x")'
 
 # ---- a pulse directory: records out of order and not canonical, images/ with a PNG and a JPEG ----
 cat >"$T/pdir.py" <<'PY'
@@ -139,7 +167,7 @@ person = {"id": "p1", "name": "Ana Sol", "group": "fictitious", "attributes": {"
 tail = "\nA: owl\nB: cat\nJust give ONE letter representing the answer directly.\nASSISTANT:"
 q = lambda i, img: {"id": i, "set": "person", "person": "p1", "modality": "image" if img else "text",
                     "category": "pet", "image": img, "question": "Pet?", "options": ["owl", "cat"],
-                    "answer": "A", "prompt": ("USER: <image>\nPet?" if img else "USER: Pet?") + tail,
+                    "answer": "A", "prompt": ("USER: <image>\nPet?" if img else "USER:\nPet?") + tail,
                     "split": "eval"}
 open(f"{d}/people.jsonl", "w").write(json.dumps(person) + "\n")
 open(f"{d}/items.jsonl", "w").write(json.dumps(q("p1-x", None)) + "\n" + json.dumps(q("p1-i", "p1-t0")) +
@@ -209,7 +237,7 @@ if ! [ -x "$PY_ARROW" ] || ! "$PY_ARROW" -c "import pyarrow" 2>/dev/null; then
 fi
 "$PY_ARROW" "$SRC/tests/reference/make_mllmu_parquet.py" --out "$T/mllmu"
 expect_code 0 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/mllmu" --out "$T/mp"
-has "$T/out" "5 people (3 fictitious, 2 real), 12 items, 3 fine-tuning examples, 9 images, splits forget_5"
+has "$T/out" "5 people (3 fictitious, 2 real), 15 items (3 of Test_Set), 3 fine-tuning examples, 9 images, splits"
 manifest "$T/p.lua" mllmu pulse mp
 expect_code 0 "$PP" run "$T/p.lua"
 for o in people items finetune; do
@@ -224,11 +252,23 @@ items = {i["id"]: i for i in map(json.loads, open(f"{T}/mp/items.jsonl", encodin
 people = {p["id"]: p for p in map(json.loads, open(f"{T}/mp/people.jsonl", encoding="utf-8"))}
 tail = "Just give ONE letter representing the answer directly.\nASSISTANT:"
 options = "\nA: baker\nB: glass blower\nC: pilot\nD: nurse\n"
-assert items["1-img0"]["prompt"] == "USER: <image>\nWhat is this person's occupation?" + options + tail
-assert items["1-txt0"]["prompt"] == "USER: What is Zoë Varga's occupation?" + options + tail
-assert items["2-img0"]["options"] == ["chess", "rowing", "kites"] and items["2-img0"]["answer"] == "C"
-assert items["1-img0"]["image"] == "1-t0" and items["2-img0"]["image"] == "2-p0", "test photo when present"
-assert items["1-txt0"]["image"] is None and items["1-txt0"]["modality"] == "text"
+# Full_Set's questions, image ones first, on the profile's own photo (MLLMU-Bench's default mode).
+assert [k for k in items if k.startswith("1-")] == ["1-i0", "1-i1", "1-i2", "1-i3", "1-t0", "1-t1", "1-t2"]
+assert items["1-i0"]["prompt"] == "USER: <image>\nWhat is this person's occupation?" + options + tail
+assert items["1-i2"]["prompt"] == "USER:\nWhat is Zoë Varga's occupation?" + options + tail
+assert items["2-i0"]["options"] == ["chess", "rowing", "kites"] and items["2-i0"]["answer"] == "C"
+assert items["1-i0"]["image"] == "1-p0" and items["1-i1"]["image"] == "1-p0" and items["2-i0"]["image"] == "2-p0"
+assert items["1-i2"]["image"] is None and items["1-i2"]["modality"] == "text"
+assert {i["category"] for k, i in items.items() if "-i" in k} == {"profile"}
+assert items["real-1-i1"]["prompt"].startswith("USER:\nWhat is Celebrity One's country?\nA: Peru\n")
+# Test_Set's own questions on its transformed photos, in turn (MLLMU-Bench's "test" mode).
+t0, t1, t2 = items["1-t0"], items["1-t1"], items["1-t2"]
+assert (t0["image"], t1["image"], t2["image"]) == ("1-t0", "1-t1", None)
+assert t0["prompt"] == ("USER: <image>\nWhat does the pictured person do for work?\nA: nurse\nB: glass blower\n"
+                        "C: baker\n" + tail) and t0["answer"] == "B"
+assert t2["prompt"] == "USER:\nZoë Varga works as a what?\nA: glass blower\nB: pilot\n" + tail
+assert {t["category"] for t in (t0, t1, t2)} == {"profile_test"} and t2["modality"] == "text"
+assert not [k for k in items if k.startswith("3-t")], "Test_Set row 3 has no questions"
 assert people["1"]["name"] == "Zoë Varga" and people["1"]["attributes"]["Born"] == "1981", people["1"]
 assert people["1"]["test_photos"] == ["1-t0", "1-t1"] and people["2"]["photos"] == ["2-p0", "2-p1"]
 assert people["real-1"]["group"] == "real" and people["3"]["group"] == "fictitious"
@@ -251,4 +291,20 @@ one_line "$T/err"
 expect_code 1 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/broken" --out "$T/mp3"
 has "$T/err" "Full_Set/train-00000-of-00001.parquet: missing column 'Classification_Task'"
 one_line "$T/err"
+# broken CASE EXPECTED: Parquet files with one kind of bad value give one line naming file, row and entry.
+broken() {
+    rm -rf "$T/broken" "$T/mp4"
+    "$PY_ARROW" "$SRC/tests/reference/make_mllmu_parquet.py" --out "$T/broken" --break "$1"
+    expect_code 1 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/broken" --out "$T/mp4"
+    has "$T/err" "mllmu_to_pulse: $T/broken/$2"
+    one_line "$T/err"
+}
+broken null-entry "Full_Set/train-00000-of-00001.parquet: row 2: \
+Classification_Task.Image_Textual_Questions[0] is null, not a struct"
+broken int-answer "Full_Set/train-00000-of-00001.parquet: row 1: \
+Classification_Task.Image_Textual_Questions[0].Correct_Answer is of type int, not a string"
+broken same-options "Retain_Set/train-00000-of-00001.parquet: row 1: \
+Classification_Task.Pure_Text_Questions[0]: options A and C are the same"
+broken test-no-images "Test_Set/train-00000-of-00001.parquet: row 1: \
+Classification_Task.Image_Textual_Questions[0] needs a photo, and the row has none"
 passed

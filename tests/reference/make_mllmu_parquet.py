@@ -3,16 +3,19 @@
 
 The schema is the Hugging Face data set's (MLLMMU/MLLMU-Bench, dataset_info in its card): image structs
 {bytes, path}, nested Classification_Task / Generation_Task / Mask_Task, ft_Data's metadata as a JSON string,
-Test_Set's list of images, one folder per config holding train-00000-of-00001.parquet. Three fictitious
-people, two real ones (sharing ids with the fictitious, as both sets number from 1), small PNGs and one JPEG.
+Test_Set's list of images and its own (paraphrased) Classification_Task, one folder per config holding
+train-00000-of-00001.parquet. Three fictitious people, two real ones (sharing ids with the fictitious, as both
+sets number from 1), small PNGs and one JPEG.
 
-    make_mllmu_parquet.py --out DIR [--omit CONFIG.COLUMN]
+    make_mllmu_parquet.py --out DIR [--omit CONFIG.COLUMN] [--break CASE]
 
---omit drops a column from one config, so a test can check the converter's error. png() and JPEG need only the
-standard library: tests/cli/import_dataset.sh uses them for its other images.
+--omit drops a column from one config and --break writes one of the BREAKS below, so that a test can check
+the converter's errors. png() and JPEG need only the standard library: tests/cli/import_dataset.sh uses them
+for its other images.
 """
 import argparse
 import base64
+import copy
 import json
 import struct
 import zlib
@@ -109,20 +112,56 @@ TEST_ROWS = [
     {
         "ID": "1",
         "images": [{"bytes": png((180, 60, 60)), "path": None}, {"bytes": JPEG, "path": None}],
-        "Classification_Task": FICTITIOUS[0]["Classification_Task"],
+        "Classification_Task": {
+            "Image_Textual_Questions": [
+                mcq("What does the pictured person do for work?", ["nurse", "glass blower", "baker"], "B"),
+                mcq("In which year was the pictured person born?", ["1990", "1981", "1975", "2001"], "B"),
+            ],
+            "Pure_Text_Questions": [mcq("Zoë Varga works as a what?", ["glass blower", "pilot"], "A")],
+        },
     },
     {"ID": "3", "images": [{"bytes": png((60, 60, 180)), "path": None}], "Classification_Task": None},
 ]
 
 
-def schemas():
+def break_null_entry(rows):
+    rows["Full_Set"][1]["Classification_Task"]["Image_Textual_Questions"][0] = None
+
+
+def break_int_answer(rows):
+    for row in rows["Full_Set"]:
+        for questions in row["Classification_Task"].values():
+            for q in questions:
+                q["Correct_Answer"] = LETTER_NUMBER[q["Correct_Answer"]]
+
+
+def break_same_options(rows):
+    rows["Retain_Set"][0]["Classification_Task"]["Pure_Text_Questions"][0]["Options"]["C"] = "Peru"
+
+
+def break_test_no_images(rows):
+    rows["Test_Set"][0]["images"] = []
+
+
+LETTER_NUMBER = {"A": 1, "B": 2, "C": 3, "D": 4}
+# CASE -> (edit of the rows, config whose Correct_Answer becomes int64)
+BREAKS = {
+    "null-entry": (break_null_entry, None),
+    "int-answer": (break_int_answer, "Full_Set"),
+    "same-options": (break_same_options, None),
+    "test-no-images": (break_test_no_images, None),
+}
+
+
+def schemas(answer_type=None):
     """The published schema (pyarrow is imported here: the tests use png() and JPEG without it)."""
     import pyarrow as pa
 
     text = pa.string()
     image = pa.struct([("bytes", pa.binary()), ("path", text)])
     options = pa.struct([(k, text) for k in "ABCD"])
-    mcq_list = pa.list_(pa.struct([("Correct_Answer", text), ("Options", options), ("Question", text)]))
+    answer = answer_type or text
+    mcq_list = pa.list_(pa.struct([("Correct_Answer", answer), ("Options", options), ("Question", text)]))
     classification = pa.struct([("Image_Textual_Questions", mcq_list), ("Pure_Text_Questions", mcq_list)])
     open_list = pa.list_(pa.struct([("Ground_Truth", text), ("Question", text), ("Type", text)]))
     profile = pa.schema(
@@ -159,12 +198,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--omit", action="append", default=[], help="CONFIG.COLUMN to leave out")
+    ap.add_argument("--break", dest="case", choices=sorted(BREAKS), help="write one kind of bad data")
     args = ap.parse_args()
-    s = schemas()
-    write(args.out, "Full_Set", FICTITIOUS, s["profile"], args.omit)
-    write(args.out, "Retain_Set", REAL, s["profile"], args.omit)
-    write(args.out, "ft_Data", FT_ROWS, s["ft"], args.omit)
-    write(args.out, "Test_Set", TEST_ROWS, s["test"], args.omit)
+    rows = {"Full_Set": FICTITIOUS, "Retain_Set": REAL, "ft_Data": FT_ROWS, "Test_Set": TEST_ROWS}
+    rows = copy.deepcopy(rows)
+    edit, int_config = BREAKS[args.case] if args.case else (None, None)
+    if edit:
+        edit(rows)
+    import pyarrow as pa
+
+    s, s_int = schemas(), schemas(pa.int64())
+    kinds = {"Full_Set": "profile", "Retain_Set": "profile", "ft_Data": "ft", "Test_Set": "test"}
+    for config, kind in kinds.items():
+        write(args.out, config, rows[config], (s_int if config == int_config else s)[kind], args.omit)
     write(args.out, "forget_5", FICTITIOUS[:1], s["profile"], args.omit)
     write(args.out, "retain_95", FICTITIOUS[1:], s["profile"], args.omit)
 

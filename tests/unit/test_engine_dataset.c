@@ -1,6 +1,7 @@
 /* test_engine_dataset: the data set format: writers and readers agree, canonical lines are exact, every kind
- * of bad line is refused with its line number, and images.tar is deterministic and refuses foreign entries.
- */
+ * of bad line is refused with its line number, images.tar is deterministic and refuses foreign entries,
+ * images are added under the extension their bytes call for, and the cross-reference check finds every
+ * dangling image or person (among thousands of people). */
 #include "check.h"
 #include "engine/dataset.h"
 #include "util/err.h"
@@ -258,6 +259,10 @@ static void test_item_rejections(void) {
                "items.jsonl line 2: set 'person' needs a non-null 'person'");
     check_edit("\"person\":\"r0007\"", "\"person\":3",
                "items.jsonl line 2: field 'person' must be an id or null");
+    check_edit("\"pilot\",\"architect\"", "\"pilot\",\"nurse\"",
+               "items.jsonl line 2: options 1 and 3 are the same");
+    check_edit("\"architect\",\"baker\"", "\"architect\",\"architect\"",
+               "items.jsonl line 2: options 3 and 4 are the same");
     check_edit("\"split\":\"eval\"", "\"split\":\"test\"",
                "items.jsonl line 2: field 'split' must be eval or train, not 'test'");
     check_edit("\"answer\":\"C\",", "\"answer\":\"C\",\"answer\":\"C\",",
@@ -499,6 +504,147 @@ static void test_tar_refusals(void) {
     expect_tar_refused("ok.jpg", AE_IFREG, "in.tar: image 'ok' appears twice");
 }
 
+static void test_image_names(void) {
+    char id[DS_ID_MAX + 1];
+    const char *ext = NULL;
+    CHECK(ds_image_name("r0007-t0.jpg", id, &ext) == 0);
+    CHECK_STR(id, "r0007-t0");
+    CHECK_STR(ext, "jpg");
+    CHECK(ds_image_name("a.b.png", id, NULL) == 0 && strcmp(id, "a.b") == 0);
+    CHECK(ds_image_name("x.gif", id, &ext) == -1);
+    CHECK(ds_image_name(".png", id, &ext) == -1);
+    CHECK(ds_image_name("a/b.png", id, &ext) == -1);
+    CHECK(ds_image_name("x.PNG", id, &ext) == -1);
+    char name[80];
+    memset(name, 'a', 64);
+    strcpy(name + 64, ".png");
+    CHECK(ds_image_name(name, id, &ext) == 0 && strlen(id) == 64);
+    strcpy(name + 64, "a.png");
+    CHECK(ds_image_name(name, id, &ext) == -1);
+    char **v = xcalloc(2, sizeof *v);
+    v[0] = xstrdup("a");
+    v[1] = xstrdup("b");
+    ds_strs_free(v, 2); /* valgrind has the last word */
+    ds_strs_free(NULL, 0);
+}
+
+static void test_tar_add_image(void) {
+    void *png;
+    size_t n;
+    make_png(1, &png, &n);
+    struct ds_tar *t = ds_tar_new();
+    CHECK(ds_tar_add_image(t, "p1", png, n, "pic") == 0);
+    CHECK(ds_tar_add_image(t, "p2", png, n / 2, "half") == -1);
+    CHECK_HAS(err_msg(), "half: bad PNG");
+    CHECK(ds_tar_add_image(t, "p3", "GIF89a", 6, "gif") == -1);
+    CHECK_STR(err_msg(), "gif: neither PNG nor JPEG data");
+    CHECK(ds_tar_add_image(t, "p1", png, n, "again") == -1);
+    CHECK_STR(err_msg(), "again: images.tar: image 'p1' added twice (p1.png, p1.png)");
+    CHECK(ds_tar_add_image(t, "no/slash", png, n, "bad id") == -1);
+    CHECK_HAS(err_msg(), "bad id: images.tar: bad entry name 'no/slash.png'");
+    void *tar;
+    size_t tn;
+    struct ds_images *im;
+    CHECK(ds_tar_finish(t, &tar, &tn) == 0 && ds_images_open(tar, tn, "t", &im) == 0);
+    CHECK(ds_images_count(im) == 1 && strcmp(ds_images_id(im, 0), "p1") == 0);
+    CHECK(strstr(tar, "p1.png") == tar);
+    ds_images_free(im);
+    free(tar);
+    free(png);
+}
+
+/* A data set of `people` people (one photo each), an item and an example per person, all refs good. */
+struct world {
+    struct ds_people people;
+    struct ds_items items;
+    struct ds_examples ex;
+    struct ds_images *images;
+    void *tar;
+};
+
+static void world_make(struct world *w, size_t people) {
+    struct buf pb = {0}, ib = {0}, eb = {0};
+    struct ds_tar *t = ds_tar_new();
+    char id[24], photo[40], item[40], *photos[1] = {photo};
+    for (size_t i = 0; i < people; i++) {
+        snprintf(id, sizeof id, "p%05zu", people - i); /* not in id order */
+        snprintf(photo, sizeof photo, "%s-p0", id);
+        snprintf(item, sizeof item, "%s-i0", id);
+        struct ds_person p = {id, "N", "fictitious", NULL, photos, NULL, 1, 0, NULL};
+        struct ds_item it = doc_item();
+        it.id = item;
+        it.person = id;
+        it.image = photo;
+        struct ds_example e = {item, photo, "p", "a", id, "fact"};
+        ds_write_person(&pb, &p);
+        ds_write_item(&ib, &it);
+        ds_write_example(&eb, &e);
+        char name[48];
+        snprintf(name, sizeof name, "%s.png", photo);
+        ds_tar_add(t, name, "x", 1);
+    }
+    size_t tn;
+    ds_tar_finish(t, &w->tar, &tn);
+    ds_images_open(w->tar, tn, "images", &w->images);
+    ds_read_people(pb.data, pb.len, "people", &w->people);
+    ds_read_items(ib.data, ib.len, "items", &w->items);
+    ds_read_examples(eb.data, eb.len, "ex", &w->ex);
+    buf_free(&pb);
+    buf_free(&ib);
+    buf_free(&eb);
+}
+
+static void world_free(struct world *w) {
+    ds_people_free(&w->people);
+    ds_items_free(&w->items);
+    ds_examples_free(&w->ex);
+    ds_images_free(w->images);
+    free(w->tar);
+}
+
+static void test_check_refs(void) {
+    struct world w;
+    world_make(&w, 3000);
+    CHECK(w.people.n == 3000 && w.items.n == 3000 && w.ex.n == 3000 && ds_images_count(w.images) == 3000);
+    struct ds_refs r = {&w.people,      &w.items,      NULL, &w.ex,           w.images,
+                        "people.jsonl", "items.jsonl", NULL, "finetune.jsonl"};
+    CHECK(ds_check_refs(&r) == 0);
+    r.pretrain = &w.ex;
+    r.pretrain_what = "pretrain.jsonl";
+    CHECK(ds_check_refs(&r) == 0);
+    struct ds_refs empty = {0};
+    CHECK(ds_check_refs(&empty) == 0);
+
+    char *keep = w.items.v[10].image;
+    w.items.v[10].image = "nope";
+    CHECK(ds_check_refs(&r) == -1);
+    CHECK_STR(err_msg(),
+              "items.jsonl: item 'p02990-i0' refers to image 'nope', which is not among the images");
+    w.items.v[10].image = keep;
+    keep = w.ex.v[2999].person;
+    w.ex.v[2999].person = "p00000";
+    CHECK(ds_check_refs(&r) == -1);
+    CHECK_STR(err_msg(),
+              "pretrain.jsonl: example 'p00001-i0' is about person 'p00000', who is not in people.jsonl");
+    w.ex.v[2999].person = keep;
+    keep = w.people.v[5].photos[0];
+    w.people.v[5].photos[0] = "p99999-p0";
+    CHECK(ds_check_refs(&r) == -1);
+    CHECK_STR(err_msg(),
+              "people.jsonl: person 'p02995' refers to image 'p99999-p0', which is not among the images");
+    w.people.v[5].photos[0] = keep;
+    /* Without people or images, every reference dangles. */
+    r.people = NULL;
+    CHECK(ds_check_refs(&r) == -1);
+    CHECK_STR(err_msg(),
+              "items.jsonl: item 'p03000-i0' is about person 'p03000', who is not in people.jsonl");
+    r.people = &w.people;
+    r.images = NULL;
+    CHECK(ds_check_refs(&r) == -1);
+    CHECK_HAS(err_msg(), "people.jsonl: person 'p03000' refers to image 'p03000-p0'");
+    world_free(&w);
+}
+
 int main(void) {
     test_people();
     test_items();
@@ -507,5 +653,8 @@ int main(void) {
     test_other_rejections();
     test_tar();
     test_tar_refusals();
+    test_image_names();
+    test_tar_add_image();
+    test_check_refs();
     return check_done("test_engine_dataset");
 }

@@ -1,6 +1,6 @@
-/* test_engine_image: PNG encode/decode round trips, PNG colour formats and JPEG written here with libpng and
- * libjpeg, and hostile inputs (truncated, corrupt, huge declared sizes) that must fail with one clear line.
- */
+/* test_engine_image: PNG encode/decode round trips, PNG colour formats and JPEG (baseline and progressive)
+ * written here with libpng and libjpeg, format sniffing, and hostile inputs (truncated, corrupt, huge
+ * declared sizes, a progressive JPEG of 704 scans) that must fail with one clear line. */
 #include "check.h"
 #include "engine/image.h"
 #include "util/buf.h"
@@ -223,6 +223,101 @@ static void test_jpeg(void) {
     image_free(&src);
 }
 
+/* A greyscale progressive JPEG; with `scans` its own scan script, else libjpeg's usual one (about 6 scans).
+ */
+static void write_progressive(const uint8_t *grey, int w, int h, const jpeg_scan_info *scans, int nscans,
+                              unsigned char **out, unsigned long *n) {
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr jerr;
+    ci.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&ci);
+    *out = NULL;
+    *n = 0;
+    jpeg_mem_dest(&ci, out, n);
+    ci.image_width = w;
+    ci.image_height = h;
+    ci.input_components = 1;
+    ci.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&ci);
+    jpeg_simple_progression(&ci);
+    if (scans) {
+        ci.scan_info = scans;
+        ci.num_scans = nscans;
+    }
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)grey + (size_t)ci.next_scanline * w;
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+}
+
+/* The longest scan script libjpeg accepts for one component: the DC and each of the 63 AC coefficients in its
+ * own band, each sent one bit at a time (a first scan at Al 10, then ten refinements): 64 * 11 = 704 scans.
+ */
+static int many_scans(jpeg_scan_info *v) {
+    int k = 0;
+    for (int band = 0; band < 64; band++)
+        for (int al = 10; al >= 0; al--, k++)
+            v[k] = (jpeg_scan_info){.comps_in_scan = 1,
+                                    .component_index = {0},
+                                    .Ss = band,
+                                    .Se = band,
+                                    .Ah = al == 10 ? 0 : al + 1,
+                                    .Al = al};
+    return k;
+}
+
+static void test_jpeg_scans(void) {
+    enum { W = 24, H = 16 };
+    uint8_t grey[W * H];
+    for (int i = 0; i < W * H; i++)
+        grey[i] = (uint8_t)(i % W * 6 + i / W * 4);
+    unsigned char *jpg;
+    unsigned long n;
+    struct image im;
+    write_progressive(grey, W, H, NULL, 0, &jpg, &n);
+    CHECK(n > 2 && jpg[0] == 0xff && memmem(jpg, n, "\xff\xc2", 2) != NULL); /* SOF2: progressive */
+    CHECK(image_decode(jpg, n, "prog.jpg", &im) == 0);
+    double err = 0;
+    for (int i = 0; im.w == W && im.h == H && i < W * H; i++)
+        err += abs(im.rgb[i * 3] - grey[i]) / (double)(W * H);
+    CHECK(im.w == W && im.h == H && err < 3.0);
+    image_free(&im);
+    free(jpg);
+
+    static jpeg_scan_info scans[704];
+    int nscans = many_scans(scans);
+    CHECK(nscans == 704 && nscans > IMAGE_JPEG_MAX_SCANS);
+    write_progressive(grey, W, H, scans, nscans, &jpg, &n);
+    CHECK(image_decode(jpg, n, "scans.jpg", &im) == -1);
+    CHECK_STR(err_msg(), "scans.jpg: bad JPEG: more than 500 scans");
+    CHECK(im.rgb == NULL);
+    free(jpg);
+    /* The same file within the budget decodes: the limit is what refused it. */
+    write_progressive(grey, W, H, scans, IMAGE_JPEG_MAX_SCANS - 1, &jpg, &n);
+    CHECK(image_decode(jpg, n, "fewer.jpg", &im) == 0 && im.w == W);
+    image_free(&im);
+    free(jpg);
+}
+
+static void test_format(void) {
+    struct image src;
+    void *png;
+    size_t n;
+    pattern(&src, 5, 4, 1);
+    CHECK(image_png_encode(&src, &png, &n) == 0);
+    CHECK_STR(image_format(png, n), "png");
+    CHECK(image_format(png, 7) == NULL);
+    CHECK_STR(image_format("\xff\xd8\xff\xe0", 4), "jpg");
+    CHECK(image_format("\xff\xd8", 2) == NULL);
+    CHECK(image_format("GIF89a", 6) == NULL);
+    CHECK(image_format("", 0) == NULL);
+    free(png);
+    image_free(&src);
+}
+
 static void put_be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
@@ -313,6 +408,8 @@ int main(void) {
     test_png_round_trip();
     test_png_grey_and_alpha();
     test_jpeg();
+    test_jpeg_scans();
+    test_format();
     test_png_hostile();
     test_alloc_limits();
     return check_done("test_engine_image");
