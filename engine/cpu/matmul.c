@@ -1,0 +1,157 @@
+/* matmul: linear layers on OpenBLAS. Each product's output is cut into blocks whose bounds depend only on the
+ * shapes; each block is one single-threaded sgemm, and the pool runs the blocks. OpenBLAS's own threading
+ * does not give the same bits for 1 and 2 threads (0.3.21 differs on about a third of odd shapes); a fixed
+ * cut does. */
+#include "engine/cpu/cpu.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/* Products under this many multiply-adds are one block: a split would not pay for the extra packing. */
+#define MM_MIN_WORK (1u << 21)
+/* Each block packs the whole other operand again, a cost of about 1/block of its multiply-adds: blocks of 64
+ * ran 10-25% slower than one call on one thread, so blocks have at least 128 rows or columns, multiples of
+ * MM_ALIGN, and there are at most 32 of them (a 2048-token batch gives 16). */
+#define MM_MAX_BLOCKS 32
+#define MM_ALIGN 16
+#define MM_MIN_BLOCK 128
+
+/* C[m,n] = op(A)[m,k] op(B)[k,n] + beta C (+ bias[n] on each row when bias is given, then beta is 1). */
+struct gemm {
+    enum CBLAS_TRANSPOSE ta, tb;
+    size_t m, n, k;
+    const float *a, *b, *bias;
+    size_t lda, ldb, ldc;
+    float beta;
+    float *c;
+    int split_m;  /* cut along the rows of C (else along its columns) */
+    size_t block; /* rows or columns per block */
+};
+
+static void gemm_run(const struct gemm *g, size_t lo, size_t hi) {
+    const float *a = g->a, *b = g->b;
+    float *c = g->c;
+    size_t m = g->m, n = g->n;
+    if (g->split_m) {
+        a += g->ta == CblasNoTrans ? lo * g->lda : lo;
+        c += lo * g->ldc;
+        m = hi - lo;
+    } else {
+        b += g->tb == CblasNoTrans ? lo : lo * g->ldb;
+        c += lo;
+        n = hi - lo;
+    }
+    float beta = g->beta;
+    if (g->bias) {
+        const float *bias = g->split_m ? g->bias : g->bias + lo;
+        for (size_t i = 0; i < m; i++)
+            memcpy(c + i * g->ldc, bias, n * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, g->ta, g->tb, (int)m, (int)n, (int)g->k, 1.0f, a, (int)g->lda, b, (int)g->ldb,
+                beta, c, (int)g->ldc);
+}
+
+static void gemm_blocks(void *ctx, size_t begin, size_t end) {
+    const struct gemm *g = ctx;
+    size_t dim = g->split_m ? g->m : g->n;
+    for (size_t i = begin; i < end; i++) {
+        size_t lo = i * g->block, hi = lo + g->block < dim ? lo + g->block : dim;
+        gemm_run(g, lo, hi);
+    }
+}
+
+/* Cuts the larger side of C (the other operand is packed once per block) into blocks set by the shape alone.
+ */
+static void gemm(struct gemm *g) {
+    if (g->m == 0 || g->n == 0)
+        return;
+    g->split_m = g->m >= g->n;
+    size_t dim = g->split_m ? g->m : g->n;
+    size_t work = g->m * g->n * (g->k ? g->k : 1);
+    g->block = dim;
+    if (work >= MM_MIN_WORK) {
+        size_t per = (dim + MM_MAX_BLOCKS - 1) / MM_MAX_BLOCKS;
+        per = (per + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
+        g->block = per < MM_MIN_BLOCK ? MM_MIN_BLOCK : per;
+    }
+    size_t blocks = (dim + g->block - 1) / g->block;
+    cpu_parallel(blocks, work / blocks, gemm_blocks, g);
+}
+
+struct colsum {
+    float *db;
+    const float *dout;
+    size_t n, oc;
+};
+
+/* db[j] += sum over rows of dout[., j], rows in order, summed apart from db so that every column's sum is the
+ * same whichever thread takes it. */
+static void colsum_range(void *ctx, size_t begin, size_t end) {
+    const struct colsum *s = ctx;
+    for (size_t j0 = begin; j0 < end; j0 += 64) {
+        size_t w = end - j0 < 64 ? end - j0 : 64;
+        float acc[64] = {0};
+        for (size_t i = 0; i < s->n; i++)
+            for (size_t j = 0; j < w; j++)
+                acc[j] += s->dout[i * s->oc + j0 + j];
+        for (size_t j = 0; j < w; j++)
+            s->db[j0 + j] += acc[j];
+    }
+}
+
+void cpu_matmul_forward(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
+                        size_t oc) {
+    struct gemm g = {.ta = CblasNoTrans,
+                     .tb = CblasTrans,
+                     .m = n,
+                     .n = oc,
+                     .k = ic,
+                     .a = inp,
+                     .lda = ic,
+                     .b = w,
+                     .ldb = ic,
+                     .bias = b,
+                     .beta = 0.0f,
+                     .c = out,
+                     .ldc = oc};
+    gemm(&g);
+}
+
+void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, size_t n, size_t ic, size_t oc) {
+    if (dinp) { /* dinp[n,ic] += dout[n,oc] @ w[oc,ic] */
+        struct gemm g = {.ta = CblasNoTrans,
+                         .tb = CblasNoTrans,
+                         .m = n,
+                         .n = ic,
+                         .k = oc,
+                         .a = dout,
+                         .lda = oc,
+                         .b = w,
+                         .ldb = ic,
+                         .beta = 1.0f,
+                         .c = dinp,
+                         .ldc = ic};
+        gemm(&g);
+    }
+    if (dw) { /* dw[oc,ic] += dout^T[oc,n] @ inp[n,ic] */
+        struct gemm g = {.ta = CblasTrans,
+                         .tb = CblasNoTrans,
+                         .m = oc,
+                         .n = ic,
+                         .k = n,
+                         .a = dout,
+                         .lda = oc,
+                         .b = inp,
+                         .ldb = ic,
+                         .beta = 1.0f,
+                         .c = dw,
+                         .ldc = ic};
+        gemm(&g);
+    }
+    if (db) {
+        struct colsum s = {.db = db, .dout = dout, .n = n, .oc = oc};
+        cpu_parallel(oc, n, colsum_range, &s);
+    }
+}

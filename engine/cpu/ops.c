@@ -1,0 +1,53 @@
+/* ops (CPU): the CPU backend's operation table. The operations live in the files beside this one (matmul.c,
+ * norms.c, attention.c, elementwise.c, losses.c, optim.c); this file assembles them and owns the thread
+ * count. */
+#include "engine/ops.h"
+#include "engine/cpu/cpu.h"
+
+#include <cblas.h>
+
+/* One table per process: its functions take no table argument, so they read the thread count from here. */
+static struct ops cpu_table = {
+    .name = "cpu",
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope_forward = cpu_rope_forward,
+    .rope_backward = cpu_rope_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .quick_gelu_forward = cpu_quick_gelu_forward,
+    .quick_gelu_backward = cpu_quick_gelu_backward,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .add = cpu_add,
+    .accumulate = cpu_accumulate,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .logprob_forward = cpu_logprob_forward,
+    .logprob_backward = cpu_logprob_backward,
+    .kl_forward = cpu_kl_forward,
+    .kl_backward = cpu_kl_backward,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+    .adamw = cpu_adamw,
+    .threads = 1,
+};
+
+int cpu_threads(void) {
+    int t = cpu_table.threads;
+    return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
+}
+
+/* OpenBLAS runs single-threaded inside each call: matmul.c splits products over the pool in blocks fixed by
+ * the shapes, which keeps the bits independent of the thread count (OpenBLAS's own split does not). */
+const struct ops *ops_cpu(int threads) {
+    openblas_set_num_threads(1);
+    cpu_table.threads = threads < 1 ? 1 : threads;
+    return &cpu_table;
+}

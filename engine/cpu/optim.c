@@ -1,0 +1,81 @@
+/* optim: what an optimizer step needs: the global gradient norm (sum of squares in a fixed order), scaling
+ * for clipping, and AdamW as torch.optim.AdamW computes it. */
+#include "engine/cpu/cpu.h"
+#include "engine/kernels.h"
+
+#include <math.h>
+
+/* sum_squares sums fixed chunks of this many values, each in double by one thread, then the chunks in order:
+ * the grouping depends on n only, never on the thread count. */
+#define SS_CHUNK 16384
+#define SS_BATCH 256 /* chunks per round of partial sums (kept on the stack) */
+
+struct ss {
+    const float *x;
+    size_t n, first; /* first chunk of this round */
+    double part[SS_BATCH];
+};
+
+static void ss_chunks(void *ctx, size_t begin, size_t end) {
+    struct ss *s = ctx;
+    for (size_t c = begin; c < end; c++) {
+        size_t lo = (s->first + c) * SS_CHUNK, hi = lo + SS_CHUNK < s->n ? lo + SS_CHUNK : s->n;
+        double acc = 0.0;
+        for (size_t i = lo; i < hi; i++)
+            acc += (double)s->x[i] * s->x[i];
+        s->part[c] = acc;
+    }
+}
+
+double cpu_sum_squares(const float *x, size_t n) {
+    struct ss s = {.x = x, .n = n};
+    size_t chunks = (n + SS_CHUNK - 1) / SS_CHUNK;
+    double total = 0.0;
+    for (s.first = 0; s.first < chunks; s.first += SS_BATCH) {
+        size_t round = chunks - s.first < SS_BATCH ? chunks - s.first : SS_BATCH;
+        cpu_parallel(round, SS_CHUNK, ss_chunks, &s);
+        for (size_t c = 0; c < round; c++)
+            total += s.part[c];
+    }
+    return total;
+}
+
+struct scale {
+    float *x;
+    float s;
+};
+
+static void scale_range(void *ctx, size_t begin, size_t end) {
+    const struct scale *p = ctx;
+    for (size_t i = begin; i < end; i++)
+        p->x[i] *= p->s;
+}
+
+void cpu_scale(float *x, float s, size_t n) {
+    cpu_parallel(n, 1, scale_range, &(struct scale){.x = x, .s = s});
+}
+
+struct adamw {
+    float *p, *m, *v;
+    const float *g;
+    float beta1, beta2, eps, decay, step_size, bc2_sqrt;
+};
+
+static void adamw_range(void *ctx, size_t begin, size_t end) {
+    const struct adamw *a = ctx;
+    for (size_t i = begin; i < end; i++)
+        kernel_adamw(&a->p[i], &a->m[i], &a->v[i], a->g[i], a->beta1, a->beta2, a->eps, a->decay,
+                     a->step_size, a->bc2_sqrt);
+}
+
+/* The per-step scalars in double, as torch computes them in Python before its fp32 tensor ops. */
+void cpu_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+               float beta2, float eps, float weight_decay, int t) {
+    if (t < 1)
+        t = 1; /* the bias correction is undefined before the first step */
+    struct adamw a = {.p = param, .m = m, .v = v, .g = grad, .beta1 = beta1, .beta2 = beta2, .eps = eps};
+    a.decay = (float)(1.0 - (double)lr * weight_decay);
+    a.step_size = (float)((double)lr / (1.0 - pow(beta1, t)));
+    a.bc2_sqrt = (float)sqrt(1.0 - pow(beta2, t));
+    cpu_parallel(n, 10, adamw_range, &a);
+}
