@@ -2,6 +2,7 @@
  * readable cycle when there is none. */
 #include "lua/dag.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,59 @@
 /* Arrays grow to the next power of two, so the count alone tells when (no capacity field needed). */
 static int needs_growth(size_t n) {
     return (n & (n - 1)) == 0;
+}
+
+/* ---- the name index: open addressing, linear probing; a slot holds a stage index + 1, 0 when empty ---- */
+
+struct dag_names {
+    size_t *slots;
+    size_t cap;   /* a power of two, more than twice count */
+    size_t count; /* stages indexed: d->n while the index is current */
+};
+
+static size_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* The slot holding name, or the empty slot where it would go. */
+static size_t *names_slot(const struct dag *d, const char *name) {
+    const struct dag_names *ix = d->names;
+    size_t mask = ix->cap - 1, i = name_hash(name) & mask;
+    while (ix->slots[i] && strcmp(d->stages[ix->slots[i] - 1].name, name) != 0)
+        i = (i + 1) & mask;
+    return &ix->slots[i];
+}
+
+/* Indexes stages [0, n): a fresh table with room to grow. The first of equal names wins, as in a scan. */
+static void names_rebuild(struct dag *d, size_t n) {
+    struct dag_names *ix = d->names;
+    if (!ix)
+        ix = d->names = xcalloc(1, sizeof *ix);
+    free(ix->slots);
+    for (ix->cap = 16; ix->cap <= 2 * n; ix->cap *= 2)
+        ;
+    ix->slots = xcalloc(ix->cap, sizeof *ix->slots);
+    ix->count = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t *slot = names_slot(d, d->stages[i].name);
+        if (!*slot)
+            *slot = i + 1;
+    }
+    ix->count = n;
+}
+
+/* Adds stage d->n (already in d->stages, not yet counted). */
+static void names_add(struct dag *d) {
+    struct dag_names *ix = d->names;
+    if (!ix || ix->count != d->n || 2 * (d->n + 1) >= ix->cap) {
+        names_rebuild(d, d->n + 1);
+        return;
+    }
+    *names_slot(d, d->stages[d->n].name) = d->n + 1;
+    ix->count++;
 }
 
 long dag_add(struct dag *d, const char *name, const struct kind_schema *kind, struct json *params,
@@ -30,6 +84,7 @@ long dag_add(struct dag *d, const char *name, const struct kind_schema *kind, st
     s->params = params;
     s->file = xstrdup(file ? file : "");
     s->line = line;
+    names_add(d);
     free(d->order); /* a new stage makes any earlier order incomplete */
     d->order = NULL;
     return (long)d->n++;
@@ -52,6 +107,10 @@ void dag_add_input(struct dag *d, size_t stage, const char *param, size_t index,
 }
 
 long dag_find(const struct dag *d, const char *name) {
+    if (d->names && d->names->count == d->n && d->n > 0) {
+        size_t v = *names_slot(d, name);
+        return v ? (long)v - 1 : -1;
+    }
     for (size_t i = 0; i < d->n; i++)
         if (strcmp(d->stages[i].name, name) == 0)
             return (long)i;
@@ -234,5 +293,8 @@ void dag_free(struct dag *d) {
     }
     free(d->stages);
     free(d->order);
+    if (d->names)
+        free(d->names->slots);
+    free(d->names);
     memset(d, 0, sizeof *d);
 }

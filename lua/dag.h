@@ -24,10 +24,13 @@ struct dag_stage {
     int line;
 };
 
+struct dag_names; /* dag.c's hash index of the stage names */
+
 struct dag {
     struct dag_stage *stages;
     size_t n;
-    size_t *order; /* a topological order: producers before consumers, ties in declaration order */
+    size_t *order;           /* a topological order: producers before consumers, ties in declaration order */
+    struct dag_names *names; /* kept by dag_add so that dag_find does not scan; NULL in a dag built by hand */
 };
 
 /* Adds a stage (takes ownership of params; copies name and file). Fails on a duplicate name. Returns its
@@ -36,6 +39,7 @@ long dag_add(struct dag *d, const char *name, const struct kind_schema *kind, st
              const char *file, int line);
 void dag_add_input(struct dag *d, size_t stage, const char *param, size_t index, size_t from,
                    const char *output);
+/* The stage with that name, or -1; constant time on average in a dag built by dag_add. */
 long dag_find(const struct dag *d, const char *name);
 /* Computes d->order. On a cycle: -1 with err_set("<file>:<line>: cycle: a -> b -> a"). */
 int dag_sort(struct dag *d);

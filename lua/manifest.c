@@ -21,6 +21,8 @@
 #define HANDLE_META "pulse.stage"
 #define STAGE_NAME_MAX 200
 #define MSG_CAP 1024
+#define MALLOC_OVERHEAD 16 /* what malloc adds to each block, for the memory a declaration is charged */
+#define BYTES_PER_STEP 16  /* building a parameter costs about one VM instruction per this many bytes */
 
 /* A reference to a stage output, made by h.out.x (stage known at once) or ref() (resolved by name at the
  * end). Lua holds only its index, in a full userdata, so a plain table cannot pass for one. */
@@ -157,6 +159,63 @@ static int no_output_err(const char *prefix, const char *stage, const struct kin
                    outs);
 }
 
+/* ---- text that ends up in cache keys ---- */
+
+enum text_fault { TEXT_OK, TEXT_UTF8, TEXT_NUL }; /* in order of precedence when several strings are bad */
+
+/* Bytes in the well-formed UTF-8 sequence at u (n > 0 bytes left); 0 when it is ill-formed: overlong forms,
+ * UTF-16 surrogates and code points above U+10FFFF are refused (RFC 3629), as json_write does. */
+static size_t utf8_sequence(const unsigned char *u, size_t n) {
+    if (u[0] < 0x80)
+        return 1;
+    size_t len = u[0] >= 0xC2 && u[0] <= 0xDF   ? 2
+                 : u[0] >= 0xE0 && u[0] <= 0xEF ? 3
+                 : u[0] >= 0xF0 && u[0] <= 0xF4 ? 4
+                                                : 0;
+    if (len == 0 || len > n)
+        return 0;
+    unsigned char lo = u[0] == 0xE0 ? 0xA0 : u[0] == 0xF0 ? 0x90 : 0x80;
+    unsigned char hi = u[0] == 0xED ? 0x9F : u[0] == 0xF4 ? 0x8F : 0xBF;
+    if (u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((u[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Whether s[0..len) can be a string in canonical JSON and a C string: valid UTF-8 without NUL bytes. */
+static enum text_fault text_fault(const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0, n; i < len; i += n) {
+        if (u[i] == 0)
+            return TEXT_NUL;
+        if (!(n = utf8_sequence(u + i, len - i)))
+            return TEXT_UTF8;
+    }
+    return TEXT_OK;
+}
+
+static enum text_fault value_fault(lua_State *L, int idx) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return text_fault(s, len);
+}
+
+static const char *fault_phrase(enum text_fault f) {
+    return f == TEXT_NUL ? "contains a NUL byte" : "is not valid UTF-8";
+}
+
+/* The string at idx, or NULL with err_set("<what> <fault>"). */
+static const char *checked_text(lua_State *L, int idx, size_t *len, const char *what) {
+    const char *s = lua_tolstring(L, idx, len);
+    enum text_fault f = text_fault(s, *len);
+    if (f == TEXT_OK)
+        return s;
+    err_set("%s %s", what, fault_phrase(f));
+    return NULL;
+}
+
 /* ---- references ---- */
 
 static size_t ref_id(lua_State *L, int idx) {
@@ -165,11 +224,14 @@ static size_t ref_id(lua_State *L, int idx) {
 }
 
 static void push_ref(lua_State *L, struct mctx *c, long stage, const char *stage_name, const char *output) {
-    size_t *id = lua_newuserdatauv(L, sizeof *id, 0);
-    luaL_setmetatable(L, REF_META);
     const char *file;
     int line;
     caller_pos(L, c, &file, &line);
+    size_t bytes =
+        sizeof(struct mref) + strlen(output) + strlen(file) + (stage_name ? strlen(stage_name) : 0);
+    sandbox_charge(L, 1, bytes + 3 * MALLOC_OVERHEAD);
+    size_t *id = lua_newuserdatauv(L, sizeof *id, 0);
+    luaL_setmetatable(L, REF_META);
     c->refs = grow(c->refs, c->nrefs, sizeof *c->refs);
     struct mref *r = &c->refs[c->nrefs];
     r->stage = stage;
@@ -191,7 +253,12 @@ static int l_ref(lua_State *L) {
     if (lua_type(L, 1) != LUA_TSTRING || lua_type(L, 2) != LUA_TSTRING)
         return raise_fmt(L, "ref: expected ref(\"stage\", \"output\"), got ref(%s, %s)", luaL_typename(L, 1),
                          luaL_typename(L, 2));
-    push_ref(L, c, -1, lua_tostring(L, 1), lua_tostring(L, 2));
+    size_t len;
+    const char *stage = checked_text(L, 1, &len, "ref: the stage name");
+    const char *output = stage ? checked_text(L, 2, &len, "ref: the output name") : NULL;
+    if (!output)
+        return raise_msg(L, err_msg());
+    push_ref(L, c, -1, stage, output);
     return 1;
 }
 
@@ -210,7 +277,12 @@ static int l_outputs_index(lua_State *L) {
     if (lua_type(L, 2) != LUA_TSTRING)
         return raise_fmt(L, "outputs of stage '%s' are named by strings, got %s", s->name,
                          luaL_typename(L, 2));
-    const char *name = lua_tostring(L, 2);
+    char what[STAGE_NAME_MAX + 64];
+    snprintf(what, sizeof what, "an output name of stage '%s'", s->name);
+    size_t len;
+    const char *name = checked_text(L, 2, &len, what);
+    if (!name)
+        return raise_msg(L, err_msg());
     if (!schema_has_output(s->kind, name)) {
         no_output_err("", s->name, s->kind, name);
         return raise_msg(L, err_msg());
@@ -340,6 +412,8 @@ static struct json *scalar_value(lua_State *L, const char *stage, const struct p
     }
     if (p->type == PARAM_NUM && t == LUA_TNUMBER) {
         double v = lua_tonumber(L, idx);
+        if (v == 0)
+            v = 0.0; /* -0.0 and 0.0 are the same parameter, so they must make the same cache key */
         if (isfinite(v))
             return json_num(v);
         err_set("parameter '%s' of stage '%s' must be a finite number, got %g", p->name, stage, v);
@@ -348,7 +422,11 @@ static struct json *scalar_value(lua_State *L, const char *stage, const struct p
     if ((p->type == PARAM_STR || p->type == PARAM_PATH) && t == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        return json_strn(s, len);
+        enum text_fault f = text_fault(s, len);
+        if (f == TEXT_OK)
+            return json_strn(s, len);
+        err_set("parameter '%s' of stage '%s' %s", p->name, stage, fault_phrase(f));
+        return NULL;
     }
     if (p->type == PARAM_BOOL && t == LUA_TBOOLEAN)
         return json_bool(lua_toboolean(L, idx));
@@ -434,10 +512,13 @@ static struct json *list_value(lua_State *L, const char *stage, const struct par
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i);
         struct json *v = NULL;
-        if (lua_type(L, -1) == want)
-            v = scalar_value(L, stage, &elem, lua_gettop(L));
-        else
+        enum text_fault f = TEXT_OK;
+        if (lua_type(L, -1) != want)
             element_err(L, stage, p, i, -1);
+        else if (want == LUA_TSTRING && (f = value_fault(L, -1)) != TEXT_OK)
+            err_set("element %zu of parameter '%s' of stage '%s' %s", i, p->name, stage, fault_phrase(f));
+        else
+            v = scalar_value(L, stage, &elem, lua_gettop(L));
         lua_pop(L, 1);
         if (!v) {
             json_free(arr);
@@ -491,6 +572,8 @@ static int canonical_default(enum param_type t, struct json *v) {
             v->n = (double)v->i;
             v->type = JSON_NUM;
         }
+        if (v->type == JSON_NUM && v->n == 0)
+            v->n = 0.0; /* a default of -0.0 keys like one of 0.0 */
         return v->type == JSON_NUM;
     case PARAM_STR:
     case PARAM_PATH:
@@ -570,6 +653,14 @@ static int lookup_kind(const struct mctx *c, const char *kind, const struct kind
     return *out ? 0 : err_set("unknown stage kind '%s'%s", kind, hint);
 }
 
+/* The kind on top of the stack is a name to look up: NUL bytes would cut it short. */
+static int kind_text(lua_State *L, const char *stage) {
+    enum text_fault f = value_fault(L, -1);
+    if (f != TEXT_OK)
+        err_set("the kind of stage '%s' %s", stage, fault_phrase(f));
+    return f == TEXT_OK;
+}
+
 static int check_kind(lua_State *L, const struct mctx *c, const char *stage, const struct kind_schema **out) {
     lua_pushliteral(L, "kind");
     int t = lua_rawget(L, 1), rc;
@@ -578,7 +669,7 @@ static int check_kind(lua_State *L, const struct mctx *c, const char *stage, con
     else if (t != LUA_TSTRING)
         rc = err_set("the kind of stage '%s' must be a string, got %s", stage, describe(L, -1));
     else
-        rc = lookup_kind(c, lua_tostring(L, -1), out);
+        rc = kind_text(L, stage) ? lookup_kind(c, lua_tostring(L, -1), out) : -1;
     lua_pop(L, 1);
     return rc;
 }
@@ -587,6 +678,7 @@ static int check_kind(lua_State *L, const struct mctx *c, const char *stage, con
 static int check_keys(lua_State *L, const char *stage, const struct kind_schema *k) {
     const char *unknown = NULL;
     int bad_type = 0;
+    enum text_fault fault = TEXT_OK;
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         lua_pop(L, 1);
@@ -595,13 +687,18 @@ static int check_keys(lua_State *L, const char *stage, const struct kind_schema 
             bad_type = !bad_type || t < bad_type ? t : bad_type;
             continue;
         }
-        const char *key = lua_tostring(L, -1); /* stays valid: it is a key of the spec */
+        size_t len;
+        const char *key = lua_tolstring(L, -1, &len); /* stays valid: it is a key of the spec */
+        enum text_fault f = text_fault(key, len);
+        fault = f > fault ? f : fault;
         if (strcmp(key, "kind") != 0 && !schema_param(k, key) && (!unknown || strcmp(key, unknown) < 0))
             unknown = key;
     }
     if (bad_type)
         return err_set("stage '%s': every parameter needs a name (name = value), found a key of type %s",
                        stage, lua_typename(L, bad_type));
+    if (fault != TEXT_OK) /* before the names: "bytes\0x" would pass for "bytes" */
+        return err_set("stage '%s': a parameter name %s", stage, fault_phrase(fault));
     if (!unknown)
         return 0;
     const char **names = xmalloc((k->nparams + 1) * sizeof *names);
@@ -634,6 +731,28 @@ static int build_stage(lua_State *L, struct mctx *c, const char *stage, const st
             return -1;
     }
     return 0;
+}
+
+/* About the C memory a value takes: its nodes, strings and item arrays. */
+static size_t json_bytes(const struct json *v) {
+    size_t n = sizeof *v + MALLOC_OVERHEAD;
+    if (v->type == JSON_STR)
+        n += v->len + 1 + MALLOC_OVERHEAD;
+    if (v->type != JSON_ARR && v->type != JSON_OBJ)
+        return n;
+    n += v->cap * sizeof *v->items * (v->type == JSON_OBJ ? 2 : 1) + MALLOC_OVERHEAD;
+    for (size_t i = 0; i < v->len; i++)
+        n += json_bytes(v->items[i]) + (v->type == JSON_OBJ ? strlen(v->keys[i]) + 1 + MALLOC_OVERHEAD : 0);
+    return n;
+}
+
+/* A declaration's parameters and inputs live in C, outside the Lua allocator: they are charged to the
+ * sandbox's limits, so that a loop reusing one big list cannot fill the machine's memory. */
+static void charge_stage(lua_State *L, const struct mctx *c, const char *name, const char *file) {
+    size_t bytes = json_bytes(c->pending_params) + sizeof(struct dag_stage) + strlen(name) + strlen(file) +
+                   4 * sizeof(size_t) + 2 * MALLOC_OVERHEAD;
+    bytes += c->npending * (sizeof(struct minput) + sizeof(struct dag_input) + 64 + 2 * MALLOC_OVERHEAD);
+    sandbox_charge(L, (long long)(bytes / BYTES_PER_STEP), bytes);
 }
 
 static void push_handle(lua_State *L, const struct mctx *c, size_t stage) {
@@ -671,6 +790,7 @@ static int l_stage_spec(lua_State *L) {
     const char *file;
     int line;
     caller_pos(L, c, &file, &line);
+    charge_stage(L, c, name, file);
     long idx = dag_add(&c->dag, name, k, c->pending_params, file, line);
     c->pending_params = NULL;
     if (idx < 0) {

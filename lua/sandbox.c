@@ -15,6 +15,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "lua/pattern.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fsio.h"
@@ -22,6 +23,8 @@
 #define HOOK_EVERY 1000
 #define MODULE_NAME_MAX 200
 #define MSG_CAP 1024
+#define BYTES_PER_STEP 16  /* allocating and filling this many bytes costs about one VM instruction */
+#define NUMBER_TEXT_MAX 64 /* longest text of a number that gsub uses as a replacement string */
 
 enum kill_reason { KILL_NONE, KILL_BUDGET, KILL_MEMORY };
 
@@ -39,6 +42,7 @@ struct sandbox {
     char **files;             /* every chunk loaded from disk; only these may head a message */
     size_t nfiles;
     lua_CFunction orig_format, orig_rep, orig_move, orig_setmetatable;
+    lua_CFunction orig_find, orig_match, orig_gmatch, orig_gsub;
 };
 
 /* Registry keys (their addresses are the keys). */
@@ -135,6 +139,15 @@ static void sb_refuse(struct sandbox *sb) {
         sb_kill(sb, sb->L, KILL_MEMORY);
 }
 
+/* Charges the bytes a growth allocates: strings are filled by copying in C (s .. t in a loop, upper, rep,
+ * gsub), where the hook cannot see the work. Called from the allocator, so it cannot raise: the kill makes
+ * the next instruction fail. */
+static void sb_charge_bytes(struct sandbox *sb, size_t bytes) {
+    sb->spent += (long long)(bytes / BYTES_PER_STEP);
+    if (sb->spent > sb->budget && sb->ready && !sb->killed)
+        sb_kill(sb, sb->L, KILL_BUDGET);
+}
+
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     struct sandbox *sb = ud;
     size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
@@ -151,8 +164,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (!p)
         return NULL;
     sb->mem_used = sb->mem_used - old + nsize;
-    if (nsize > old)
+    if (nsize > old) {
         sb->refusals = 0;
+        sb_charge_bytes(sb, nsize - old);
+    }
     return p;
 }
 
@@ -375,6 +390,7 @@ static int sb_print(lua_State *L) {
     for (int i = 1; i <= n; i++) {
         size_t len;
         const char *s = sb_tolstring(L, i, &len);
+        sb_charge(L, (long long)len);
         if (i > 1)
             fputc('\t', stderr);
         fwrite(s, 1, len, stderr);
@@ -391,6 +407,7 @@ static int sb_load(lua_State *L) {
         return sb_error(L, "load: only string chunks are available in manifests");
     size_t len;
     const char *s = lua_tolstring(L, 1, &len);
+    sb_charge(L, (long long)len); /* parsing reads it all, allocating little for blanks or comments */
     const char *name = luaL_optstring(L, 2, s);
     int has_env = !lua_isnone(L, 4);
     lua_settop(L, 4);
@@ -631,6 +648,62 @@ static int sb_rep(lua_State *L) {
     return sb_of(L)->orig_rep(L);
 }
 
+/* ---- pattern matching ----
+ * Lua's matcher backtracks in C, where the hook never fires, so each call is charged its worst case
+ * (lua/pattern.h) before it runs; one that could pass the budget kills the manifest there. */
+
+/* A 1-based start position as Lua's string functions read it (negative counts from the end), made 0-based. */
+static size_t start_offset(lua_State *L, int arg, size_t len) {
+    lua_Integer pos = luaL_optinteger(L, arg, 1);
+    if (pos > 0)
+        return (size_t)pos - 1 > len ? len + 1 : (size_t)pos - 1;
+    if (pos == 0 || pos < -(lua_Integer)len)
+        return 0;
+    return len - (size_t)-pos;
+}
+
+/* init_arg: the argument holding the start position, 0 when the search starts at the beginning. */
+static void charge_pattern(lua_State *L, int init_arg, enum pattern_use use, int plain, double extra) {
+    struct sandbox *sb = sb_of(L);
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    size_t first = init_arg ? start_offset(L, init_arg, ls) : 0;
+    if (first > ls)
+        return; /* nothing to search: Lua returns at once */
+    double left = (double)(sb->budget - sb->spent);
+    double cost =
+        plain ? pattern_plain_cost(ls - first, lp) : pattern_cost(s + first, ls - first, p, lp, use, left);
+    cost += extra;
+    sb_charge(L, cost >= left ? LLONG_MAX : (long long)cost);
+}
+
+static int sb_find(lua_State *L) {
+    charge_pattern(L, 3, PATTERN_ONCE, lua_toboolean(L, 4), 0);
+    return sb_of(L)->orig_find(L);
+}
+
+static int sb_match(lua_State *L) {
+    charge_pattern(L, 3, PATTERN_ONCE, 0, 0);
+    return sb_of(L)->orig_match(L);
+}
+
+/* The whole iteration is charged here, so the iterator Lua returns needs no wrapper. */
+static int sb_gmatch(lua_State *L) {
+    charge_pattern(L, 3, PATTERN_GMATCH, 0, 0);
+    return sb_of(L)->orig_gmatch(L);
+}
+
+/* A replacement string is read once per match (at most one per position), and its %0 .. %9 copy text. */
+static int sb_gsub(lua_State *L) {
+    size_t ls;
+    luaL_checklstring(L, 1, &ls);
+    int t = lua_type(L, 3);
+    double repl = t == LUA_TSTRING ? (double)lua_rawlen(L, 3) : t == LUA_TNUMBER ? NUMBER_TEXT_MAX : 0;
+    charge_pattern(L, 0, PATTERN_GSUB, 0, 2 * ((double)ls + 1) * (repl + 1));
+    return sb_of(L)->orig_gsub(L);
+}
+
 /* string.format: no %p (an address), and %s of a table or function uses the address-free tostring. */
 static int sb_format(lua_State *L) {
     size_t len;
@@ -661,6 +734,45 @@ static int sb_move(lua_State *L) {
         sb_charge(L, count >= (lua_Unsigned)LLONG_MAX ? LLONG_MAX : (long long)count + 1);
     }
     return sb_of(L)->orig_move(L);
+}
+
+/* table.insert and table.remove shift elements one by one in C, so the shift is charged first. They are
+ * written here rather than wrapped so that one length (one __len call) serves both the charge and the work.
+ */
+static int sb_insert(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer end = (lua_Integer)((lua_Unsigned)luaL_len(L, 1) + 1u), pos = end;
+    if (lua_gettop(L) == 3) {
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
+        if (end > pos)
+            sb_charge(L, (long long)((lua_Unsigned)end - (lua_Unsigned)pos));
+        for (lua_Integer i = end; i > pos; i--) {
+            lua_geti(L, 1, i - 1);
+            lua_seti(L, 1, i);
+        }
+    } else if (lua_gettop(L) != 2) {
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int sb_remove(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer size = luaL_len(L, 1), pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2, "position out of bounds");
+    if (pos < size)
+        sb_charge(L, (long long)(size - pos));
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
 }
 
 /* 1 if the value at a sorts before the one at b (absolute indices); slot 2 holds the comparator or nil. */
@@ -844,6 +956,20 @@ static lua_CFunction wrap(lua_State *L, int lib, const char *name, lua_CFunction
     return orig;
 }
 
+/* For functions that read a whole string argument in C without allocating (tonumber, utf8.len): one step
+ * per byte, about what decoding a byte costs. The original function is upvalue 1. */
+static int sb_scan_string(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TSTRING)
+        sb_charge(L, (long long)lua_rawlen(L, 1));
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+static void wrap_scan(lua_State *L, int lib, const char *name) {
+    lua_getfield(L, lib, name);
+    lua_pushcclosure(L, sb_scan_string, 1);
+    lua_setfield(L, lib, name);
+}
+
 /* Opens a library without making it global and stores it in env under name; leaves it on the stack. */
 static int open_lib(lua_State *L, int env, const char *name, lua_CFunction open) {
     luaL_requiref(L, name, open, 0);
@@ -858,16 +984,26 @@ static void setup_libs(lua_State *L, struct sandbox *sb, int env) {
     lua_setfield(L, lib, "dump");
     sb->orig_rep = wrap(L, lib, "rep", sb_rep);
     sb->orig_format = wrap(L, lib, "format", sb_format);
+    sb->orig_find = wrap(L, lib, "find", sb_find);
+    sb->orig_match = wrap(L, lib, "match", sb_match);
+    sb->orig_gmatch = wrap(L, lib, "gmatch", sb_gmatch);
+    sb->orig_gsub = wrap(L, lib, "gsub", sb_gsub);
     lib = open_lib(L, env, "table", luaopen_table);
     sb->orig_move = wrap(L, lib, "move", sb_move);
     lua_pushcfunction(L, sb_sort);
     lua_setfield(L, lib, "sort");
+    lua_pushcfunction(L, sb_insert);
+    lua_setfield(L, lib, "insert");
+    lua_pushcfunction(L, sb_remove);
+    lua_setfield(L, lib, "remove");
     lib = open_lib(L, env, "math", luaopen_math);
     lua_pushnil(L);
     lua_setfield(L, lib, "random");
     lua_pushnil(L);
     lua_setfield(L, lib, "randomseed");
-    open_lib(L, env, "utf8", luaopen_utf8);
+    lib = open_lib(L, env, "utf8", luaopen_utf8);
+    wrap_scan(L, lib, "len");
+    wrap_scan(L, lib, "offset");
 }
 
 static void setup_registry(lua_State *L) {
@@ -911,6 +1047,7 @@ static int sb_setup(lua_State *L) {
     sb->orig_setmetatable = lua_tocfunction(L, -1);
     lua_pop(L, 1);
     luaL_setfuncs(L, mine, 0);
+    wrap_scan(L, env, "tonumber");
     lua_pushvalue(L, env);
     lua_setfield(L, env, LUA_GNAME);
     setup_libs(L, sb, env);
@@ -946,6 +1083,18 @@ struct sandbox *sandbox_new(size_t memory, long long instructions, const char *m
 
 struct lua_State *sandbox_lua(struct sandbox *sb) {
     return sb->L;
+}
+
+void sandbox_charge(struct lua_State *L, long long steps, size_t bytes) {
+    struct sandbox *sb = sb_of(L);
+    if (!sb->killed && bytes > sb->mem_cap - sb->mem_used) {
+        sb->mem_file = sb_where(sb, L, &sb->mem_line);
+        sb_kill(sb, L, KILL_MEMORY);
+    }
+    if (sb->killed)
+        sb_raise_killed(L);
+    sb->mem_used += bytes;
+    sb_charge(L, steps);
 }
 
 int sandbox_run_file(struct sandbox *sb, const char *path) {

@@ -38,8 +38,14 @@ static const struct param_spec opt_params[] = {
 static const char *const opt_outputs[] = {"model"};
 static const struct kind_schema kind_opt = {"opt", 2, opt_params, 7, opt_outputs, 1};
 
-static const struct kind_schema *const kinds[] = {&kind_gen, &kind_cat, &kind_opt};
-#define NKINDS 3
+static const struct param_spec file_params[] = {
+    {"src", PARAM_PATH, NULL, "a file"},
+};
+static const char *const file_outputs[] = {"data"};
+static const struct kind_schema kind_file = {"file", 1, file_params, 1, file_outputs, 1};
+
+static const struct kind_schema *const kinds[] = {&kind_gen, &kind_cat, &kind_opt, &kind_file};
+#define NKINDS 4
 
 static char dir[64];
 
@@ -262,6 +268,53 @@ static const struct bad bads[] = {
      "2: the outputs of stage 'g' are read-only"},
     {"forever.lua", "stage 'g' { kind = 'gen', bytes = 1 }\nwhile true do end\n",
      "2: manifest exceeded its instruction budget (1000000)"},
+    /* strings that reach cache keys must be valid UTF-8 without NUL bytes */
+    {"strutf8.lua", "stage 'c' { kind = 'cat', parts = {},\n  label = 'a\\xff' }\n",
+     "1: parameter 'label' of stage 'c' is not valid UTF-8"},
+    {"strnul.lua", "\nstage 'c' { kind = 'cat', parts = {}, label = 'a\\0b' }\n",
+     "2: parameter 'label' of stage 'c' contains a NUL byte"},
+    {"strsurrogate.lua", "stage 'c' { kind = 'cat', parts = {}, label = '\\u{D800}' }\n",
+     "1: parameter 'label' of stage 'c' is not valid UTF-8"},
+    {"stroverlong.lua", "stage 'c' { kind = 'cat', parts = {}, label = '\\xc0\\x80' }\n",
+     "1: parameter 'label' of stage 'c' is not valid UTF-8"},
+    {"strtoobig.lua", "stage 'c' { kind = 'cat', parts = {}, label = '\\u{110000}' }\n",
+     "1: parameter 'label' of stage 'c' is not valid UTF-8"},
+    {"strcut.lua", "stage 'c' { kind = 'cat', parts = {}, label = 'caf\\xc3' }\n",
+     "1: parameter 'label' of stage 'c' is not valid UTF-8"},
+    {"strsutf8.lua", "stage 'o' { kind = 'opt', flags = { 'ok', 'b\\xfe' } }\n",
+     "1: element 2 of parameter 'flags' of stage 'o' is not valid UTF-8"},
+    {"strsnul.lua", "stage 'o' { kind = 'opt', flags = { '\\0' } }\n",
+     "1: element 1 of parameter 'flags' of stage 'o' contains a NUL byte"},
+    {"pathutf8.lua", "stage 'f' { kind = 'file', src = 'data/\\x80.txt' }\n",
+     "1: parameter 'src' of stage 'f' is not valid UTF-8"},
+    {"pathnul.lua", "stage 'f' { kind = 'file', src = 'data.txt\\0.lua' }\n",
+     "1: parameter 'src' of stage 'f' contains a NUL byte"},
+    {"namenul.lua", "stage 'a\\0b' { kind = 'gen', bytes = 1 }\n",
+     "1: stage name contains the byte 0x00 (allowed: letters, digits, '_', '.', '-', '/')"},
+    {"nameutf8.lua", "stage 'caf\\xc3\\xa9' { kind = 'gen', bytes = 1 }\n",
+     "1: stage name contains the byte 0xc3 (allowed: letters, digits, '_', '.', '-', '/')"},
+    {"refnul.lua", "stage 'g' { kind = 'gen', bytes = 1 }\nlocal r = ref('g\\0x', 'data')\n",
+     "2: ref: the stage name contains a NUL byte"},
+    {"refoututf8.lua", "stage 'g' { kind = 'gen', bytes = 1 }\nlocal r = ref('g', 'da\\xfft')\n",
+     "2: ref: the output name is not valid UTF-8"},
+    {"refoutnul.lua", "stage 'g' { kind = 'gen', bytes = 1 }\nlocal r = ref('g', 'data\\0')\n",
+     "2: ref: the output name contains a NUL byte"},
+    {"outnul.lua", "local g = stage 'g' { kind = 'gen', bytes = 1 }\nlocal r = g.out['data\\0x']\n",
+     "2: an output name of stage 'g' contains a NUL byte"},
+    {"kindnul.lua", "stage 'a' { kind = 'gen\\0', bytes = 1 }\n",
+     "1: the kind of stage 'a' contains a NUL byte"},
+    {"keynul.lua", "stage 'a' { kind = 'gen', bytes = 1, ['bytes\\0x'] = 2 }\n",
+     "1: stage 'a': a parameter name contains a NUL byte"},
+    /* what declarations keep in C counts against the memory limit */
+    {"bigparams.lua",
+     "local big = {}\nfor i = 1, 20000 do big[i] = 'flag' .. i end\nfor i = 1, 1000 do\n"
+     "  stage('s/' .. i) { kind = 'opt', flags = big }\nend\n",
+     "4: manifest exceeded its memory limit (8 MiB)"},
+    {"manyrefs.lua", "while true do\n  local r = ref('a', 'b')\nend\n",
+     "2: manifest exceeded its memory limit (8 MiB)"},
+    /* pattern matching is charged to the budget: a backtracking bomb fails at its line, at once */
+    {"patbomb.lua", "local s = ('a'):rep(26)\nlocal m = s:match(('a*'):rep(26) .. 'b')\n",
+     "2: manifest exceeded its instruction budget (1000000)"},
 };
 
 /* A module's error names the module's file. */
@@ -300,6 +353,65 @@ static void test_bad(void) {
     }
 }
 
+/* -0.0 and 0.0 are one value, so they make one cache key; text beyond ASCII is fine when it is UTF-8. */
+static void test_canonical(void) {
+    write_file("zero.lua",
+               "stage 'neg' { kind = 'opt', lr = -0.0, ws = { -0.0, 0.0, -1 } }\n"
+               "stage 'pos' { kind = 'opt', lr = 0.0, ws = { 0.0, 0, -1 } }\n"
+               "stage 'int' { kind = 'opt', lr = 0, ws = { 0, 0.0, -1.0 } }\n"
+               "stage 'u' { kind = 'cat', parts = {}, label = 'caf\\u{E9} \\u{2192} \\u{1F600}' }\n"
+               "stage 'f' { kind = 'file', src = 'd\\xc3\\xa9j\\xc3\\xa0/x.txt' }\n");
+    struct dag d;
+    int rc = load("zero.lua", NULL, &d);
+    CHECK(rc == 0);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", err_msg());
+        return;
+    }
+    const char *want =
+        "{\"flags\":[],\"lr\":0.0,\"on\":false,\"scale\":3.0,\"steps\":2,\"ws\":[0.0,0.0,-1.0]}";
+    check_params(&d, "neg", want);
+    check_params(&d, "pos", want);
+    check_params(&d, "int", want);
+    check_params(&d, "u", "{\"label\":\"caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80\"}");
+    check_params(&d, "f", "{\"src\":\"d\xc3\xa9j\xc3\xa0/x.txt\"}");
+    dag_free(&d);
+}
+
+/* Declaring stages is linear: 20000 of them (and refs by name to each) load at once. */
+static void test_many_stages(void) {
+    write_file("many.lua", "local prev\n"
+                           "for i = 1, 20000 do\n"
+                           "  prev = stage('s/' .. i) { kind = 'gen', bytes = i }\n"
+                           "end\n"
+                           "local parts = {}\n"
+                           "for i = 1, 20000, 7 do parts[#parts + 1] = ref('s/' .. i, 'data') end\n"
+                           "stage 'all' { kind = 'cat', parts = parts }\n");
+    struct dag d;
+    int rc = load("many.lua", NULL, &d);
+    CHECK(rc == 0);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", err_msg());
+        return;
+    }
+    CHECK(d.n == 20001);
+    CHECK(dag_find(&d, "s/1") == 0 && dag_find(&d, "s/12345") == 12344 && dag_find(&d, "all") == 20000);
+    CHECK(dag_find(&d, "s/0") == -1 && dag_find(&d, "s/20001") == -1 && dag_find(&d, "") == -1);
+    CHECK(d.stages[20000].ninputs == 2858);
+    check_input(&d, "all", 1, "parts", 1, "s/8", "data");
+    check_params(&d, "s/777", "{\"bytes\":777,\"seed\":1}");
+    CHECK(d.order && d.order[0] == 0 && d.order[20000] == 20000);
+    /* a dag assembled by hand has no index: dag_find still works, by scanning */
+    struct dag bare = {d.stages, d.n, NULL, NULL};
+    CHECK(dag_find(&bare, "s/19999") == 19998 && dag_find(&bare, "nope") == -1);
+    dag_free(&d);
+    write_file("manydup.lua", "for i = 1, 5000 do stage('s/' .. i) { kind = 'gen', bytes = i } end\n"
+                              "stage 's/4321' { kind = 'gen', bytes = 1 }\n");
+    CHECK(load("manydup.lua", NULL, &d) == -1);
+    CHECK_HAS(err_msg(), "manydup.lua:2: stage 's/4321' is already declared at ");
+    CHECK_HAS(err_msg(), "manydup.lua:1");
+}
+
 static void test_missing_file(void) {
     struct dag d;
     CHECK(load("absent.lua", NULL, &d) == -1);
@@ -315,6 +427,8 @@ int main(void) {
     test_good();
     test_bad();
     test_module_error();
+    test_canonical();
+    test_many_stages();
     test_missing_file();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_done("test_lua_manifest");

@@ -110,6 +110,48 @@ static const struct bad bads[] = {
     {"t_dotdot.lua", "require '../x'\n", "1: require: invalid module name '../x'", 0, 0, 0},
     {"t_modloop.lua", "require 'loopa'\n", "loopb.lua:1: require: module 'loopa' requires itself", 0, 0, 0},
     {"t_moderr.lua", "require 'broken'\n", "broken.lua:2: attempt to index a nil value (field 'x')", 0, 0, 0},
+    /* pattern matching backtracks in C: each call is charged its worst case before it runs */
+    {"t_patmatch.lua", "\nlocal m = string.match(('a'):rep(26), ('a*'):rep(26) .. 'b')\n",
+     "2: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_patmatch200m.lua", "local m = string.match(('a'):rep(26), ('a*'):rep(26) .. 'b')\n",
+     "1: manifest exceeded its instruction budget (200000000)", 1, 0, 200000000},
+    {"t_patfind.lua", /* a 4 MiB needle in a 16 MiB haystack */
+     "local hay = ('a'):rep(4096):rep(4096)\nlocal needle = ('a'):rep(4096):rep(1024) .. 'b'\n"
+     "local i = hay:find(needle, 1, true)\n",
+     "3: manifest exceeded its instruction budget (200000000)", 1, 64u << 20, 200000000},
+    {"t_patfindnospecial.lua",
+     "local hay = ('a'):rep(1024 * 1024)\nlocal needle = ('a'):rep(256 * 1024) .. 'b'\n"
+     "local i = string.find(hay, needle)\n",
+     "3: manifest exceeded its instruction budget (200000000)", 1, 0, 200000000},
+    {"t_patgmatch.lua", "for m in ('a'):rep(26):gmatch(('a*'):rep(26) .. 'b') do end\n",
+     "1: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_patgsub.lua", "local s = ('a'):rep(5000):gsub(('a-'):rep(10) .. 'b', '')\n",
+     "1: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_patquadratic.lua", "local s = ('a'):rep(1e6)\nlocal i = s:find('a*b')\n",
+     "2: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_patpcall.lua",
+     "local ok = pcall(string.find, ('a'):rep(26), ('a*'):rep(26) .. 'b')\nerror('escaped')\n",
+     "1: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_patloop.lua", "local s = ('x'):rep(1000)\nwhile true do\n  s:gsub('x', 'y')\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    /* copying into new strings happens in C: the bytes allocated are charged */
+    {"t_concat.lua", "local s = ''\nwhile true do\n  s = s .. 'x'\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_upper.lua", "local s = ('x'):rep(4e6)\nwhile true do\n  local u = s:upper()\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 16u << 20, 0},
+    /* reading a whole string in C is charged like allocating it */
+    {"t_utf8len.lua", "local s = ('x'):rep(4e6)\nwhile true do\n  local n = utf8.len(s)\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 16u << 20, 0},
+    {"t_tonumber.lua", "local s = ('1'):rep(4e6)\nwhile true do\n  local n = tonumber(s)\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 16u << 20, 0},
+    {"t_loadblank.lua", "local s = (' '):rep(4e6)\nwhile true do\n  local f = load(s)\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 16u << 20, 0},
+    /* table.insert and table.remove shift elements in C: the shift is charged */
+    {"t_insert.lua", "local t = {}\nfor i = 1, 1e6 do\n  table.insert(t, 1, i)\nend\n",
+     "3: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
+    {"t_remove.lua",
+     "local t = setmetatable({}, {__len = function() return 1e15 end})\nlocal v = table.remove(t, 1)\n",
+     "2: manifest exceeded its instruction budget (2000000)", 1, 0, 0},
 };
 
 static const char *good_src =
@@ -146,7 +188,40 @@ static const char *good_src =
     "== 'T|  1.5|3')\n"
     "local m = require 'mod.sub'\n"
     "assert(m.v == 42 and require 'mod.sub' == m)\n"
-    "local s = 0 for i = 1, 10000 do s = s + i end assert(s == 50005000)\n";
+    "local s = 0 for i = 1, 10000 do s = s + i end assert(s == 50005000)\n"
+    /* ordinary pattern matching works, and is cheap enough to run in loops */
+    "local kind, round = ('unlearn/npo/round12'):match('^unlearn/(%w+)/round(%d+)$')\n"
+    "assert(kind == 'npo' and round == '12')\n"
+    "assert(('a b  c'):gsub('%s+', '_') == 'a_b_c' and select(2, ('a b  c'):gsub('%s+', '_')) == 2)\n"
+    "local parts = {} for w in ('x,y,,z'):gmatch('[^,]+') do parts[#parts + 1] = w end\n"
+    "assert(table.concat(parts, '|') == 'x|y|z')\n"
+    "assert(('hello world'):find('o w', 1, true) == 5 and ('a.b'):find('.', 1, true) == 2)\n"
+    "assert(('hello'):find('l+') == 3 and select(2, ('hello'):find('l+')) == 4)\n"
+    "assert(('f(a(b)c)d'):match('%b()') == '(a(b)c)')\n"
+    "assert(('THE (quick) fox'):find('%f[%a]%a+', 5) == 6)\n"
+    "assert(('abab'):match('(a)(b)%1%2') == 'a' and ('[x]'):match('[]x[]+') == '[x]')\n"
+    "local k, v = ('key = some value'):match('^(.-)%s*=%s*(.*)$') assert(k == 'key' and v == 'some value')\n"
+    "assert(('xxx'):gsub('x', '%0%0') == 'xxxxxx' and ('hello'):gsub('l', {l = 'L'}) == 'heLLo')\n"
+    "assert(('abc'):gsub('%w', function(c) return c:upper() end) == 'ABC')\n"
+    "assert(('abc'):find('b', -2) == 2 and ('abc'):find('', 10) == nil and ('abc'):match('()', 4) == 4)\n"
+    "assert(('^a'):gmatch('^a')() == '^a' and ('aaa'):gsub('^a', 'b') == 'baa')\n"
+    "local okp, errp = pcall(string.find, 'x', '[a') assert(not okp and errp:find('malformed pattern'))\n"
+    "local hits = 0\n"
+    "for i = 1, 1000 do\n"
+    "  local name = 'unlearn/npo/round' .. i\n"
+    "  if name:match('^unlearn/(%w+)/round(%d+)$') and name:find('npo', 1, true) then hits = hits + 1 end\n"
+    "  name = name:gsub('/', '.')\n"
+    "end\n"
+    "assert(hits == 1000)\n"
+    "assert(utf8.len('h\\u{E9}llo') == 5 and utf8.offset('h\\u{E9}llo', 3) == 4 and tonumber('0x10') == 16)\n"
+    "assert(tonumber('z', 36) == 35 and tonumber(7) == 7 and tonumber('x') == nil)\n"
+    /* table.insert and table.remove keep their meaning */
+    "local t = {1, 2, 3} table.insert(t, 4) table.insert(t, 1, 0)\n"
+    "assert(table.concat(t, ',') == '0,1,2,3,4')\n"
+    "assert(table.remove(t, 1) == 0 and table.remove(t) == 4 and table.concat(t, ',') == '1,2,3')\n"
+    "assert(table.remove({}) == nil and table.remove(t, #t + 1) == nil and #t == 3)\n"
+    "assert(not pcall(table.insert, {}, 5, 1) and not pcall(table.remove, {1}, 5))\n"
+    "assert(select(2, pcall(table.insert, {}, 1, 2, 3)):find(\"wrong number of arguments to 'insert'\"))\n";
 
 static void test_good(void) {
     char msg[1024], sub[600];
@@ -179,6 +254,8 @@ static void test_bad(void) {
             fprintf(stderr, "%s (%.3fs)\n", msg, secs);
         CHECK(strchr(msg, '\n') == NULL);
         CHECK(secs < 3.0);
+        if (secs >= 3.0)
+            fprintf(stderr, "%s took %.1fs\n", b->name, secs);
         snprintf(want, sizeof want, "%s/%s:%s", dir, b->name, b->want);
         if (b->exact) {
             CHECK_STR(msg, want);
