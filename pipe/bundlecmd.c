@@ -13,7 +13,10 @@ static int export_plan(struct plan *p, struct store *s, const char *out) {
     int rc = 0;
     for (size_t k = 0; k < p->dag.n && rc == 0; k++) {
         size_t i = p->dag.order[k];
-        if (plan_resolve(p, i) != 0 || plan_lookup(p, s, i) != 1)
+        int known = plan_resolve(p, i);
+        if (known < 0)
+            rc = -1;
+        else if (known == 1 || plan_lookup(p, s, i) != 1)
             rc = err_set("export: stage '%s' is not done (run the manifest first)", p->dag.stages[i].name);
         keys[k] = p->keys[i];
     }

@@ -49,14 +49,16 @@ struct plan {
 
 /* Loads the manifest and resolves and hashes every PARAM_PATH (a missing path is a manifest error). */
 int plan_load(struct plan *p, const char *manifest);
-/* Computes inputs and key of stage i from its producers' records; 0 if known, 1 if a producer is not done. */
+/* Computes inputs and key of stage i from its producers' records; 0 if known, 1 if a producer is not done,
+ * -1 on error (err_set). */
 int plan_resolve(struct plan *p, size_t i);
 /* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
 int plan_lookup(struct plan *p, struct store *s, size_t i);
 void plan_free(struct plan *p);
-/* key = sha256(canonical {"inputs","kind","kind_version","params"[,"paths": {param: digest}]}) */
-void plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
-              const struct json *paths, char key[HASH_ID_SIZE]);
+/* The cache key of a stage spec (store/key.h: kind, version, params, inputs, path digests). -1 with err_set
+ * if the spec cannot be written as canonical JSON. */
+int plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
+             const struct json *paths, char key[HASH_ID_SIZE]);
 
 /* paths: where a PARAM_PATH points (relative to the manifest's directory) and the digest of what it holds
  * (a file: the SHA-256 of its bytes; a directory: of its sorted listing of names and digests). */

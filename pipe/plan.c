@@ -5,6 +5,7 @@
 #include "lua/manifest.h"
 #include "pipe/pipe.h"
 #include "stages/registry.h"
+#include "store/key.h"
 #include "store/record.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -63,24 +64,18 @@ void plan_free(struct plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
-              const struct json *paths, char key[HASH_ID_SIZE]) {
-    struct json *k = json_obj();
-    json_set(k, "inputs", json_clone(inputs));
-    json_set(k, "kind", json_str(kind));
-    json_set(k, "kind_version", json_int(version));
-    json_set(k, "params", json_clone(params));
-    if (paths) { /* the content, not where it lives, is what a result depends on */
-        struct json *digests = json_obj();
-        for (size_t i = 0; i < paths->len; i++)
-            json_set(digests, paths->keys[i], json_str(json_get_str(paths->items[i], "sha256")));
-        json_set(k, "paths", digests);
-    }
-    size_t n;
-    char *text = json_write(k, JSON_CANONICAL, &n); /* cannot fail: params hold no NaN (manifest checks) */
-    sha256_id(text, n, key);
-    free(text);
-    json_free(k);
+int plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
+             const struct json *paths, char key[HASH_ID_SIZE]) {
+    struct json *spec = json_obj(); /* the fields a record carries: store/key.c is the one definition */
+    json_set(spec, "inputs", json_clone(inputs));
+    json_set(spec, "kind", json_str(kind));
+    json_set(spec, "kind_version", json_int(version));
+    json_set(spec, "params", json_clone(params));
+    if (paths)
+        json_set(spec, "paths", json_clone(paths));
+    int rc = key_of(spec, key);
+    json_free(spec);
+    return rc;
 }
 
 /* The object id of output `name` in a producer's record. */
@@ -120,7 +115,11 @@ int plan_resolve(struct plan *p, size_t i) {
         }
     }
     p->inputs[i] = in;
-    plan_key(st->kind->name, st->kind->version, st->params, in, p->paths[i], p->keys[i]);
+    if (plan_key(st->kind->name, st->kind->version, st->params, in, p->paths[i], p->keys[i]) != 0) {
+        p->inputs[i] = NULL;
+        json_free(in);
+        return err_prefix("stage '%s'", st->name);
+    }
     return 0;
 }
 

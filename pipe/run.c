@@ -124,11 +124,12 @@ static enum state step(struct run *r, size_t i) {
         say(r, i, why);
         return ST_SKIPPED;
     }
-    if (plan_resolve(&r->plan, i) != 0) { /* only in a dry run: a producer would run first */
+    int known = plan_resolve(&r->plan, i);
+    if (known == 1) { /* only in a dry run: a producer would run first */
         say(r, i, "would run (after its inputs)");
         return ST_WOULD;
     }
-    enum state s = run_stage(r, i);
+    enum state s = known == 0 ? run_stage(r, i) : ST_FAILED;
     if (s == ST_FAILED) {
         say(r, i, "FAILED");
         fprintf(stderr, "pulse-pipe: stage '%s' failed: %s\n", r->plan.dag.stages[i].name, err_msg());

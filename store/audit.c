@@ -63,17 +63,10 @@ static void audit_close(struct store *s) {
     s->audit_repo = NULL;
 }
 
-static int is_hex(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 /* Accepts a key as "sha256:<64 hex>" (what records carry) or as the bare 64 hex digits. */
 static int key_hex(const char *key, char hex[65]) {
     const char *h = strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)) == 0 ? key + strlen(KEY_PREFIX) : key;
-    if (strlen(h) != 64 || !is_hex(h, 64))
+    if (strlen(h) != 64 || !hash_hex_valid(h, 64))
         return err_set("audit log: invalid key '%.80s'", key);
     memcpy(hex, h, 65);
     return 0;
@@ -249,19 +242,35 @@ static int commit_record(git_repository *repo, const char *hex, const void *data
     return rc;
 }
 
-int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message) {
-    char hex[65];
-    git_repository *repo;
-    if (key_hex(key, hex) < 0)
-        return -1;
+int audit_lock(struct store *s) {
     int fd = lock_take(s, "audit", LOCK_EXCLUSIVE, 1);
     if (fd < 0)
         return fd == -2 ? err_set("audit log: lock busy") : -1;
-    int rc = clear_stale_locks(s);
-    if (rc == 0)
-        rc = repo_open(s, 1, &repo) < 0 ? -1 : commit_record(repo, hex, record, n, message);
-    if (rc == 0)
-        fsio_point("audit commit");
+    if (clear_stale_locks(s) < 0) {
+        lock_drop(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int audit_commit_locked(struct store *s, const char *key, const void *record, size_t n, const char *message) {
+    char hex[65];
+    git_repository *repo;
+    if (key_hex(key, hex) < 0 || repo_open(s, 1, &repo) < 0 ||
+        commit_record(repo, hex, record, n, message) < 0)
+        return -1;
+    fsio_point("audit commit");
+    return 0;
+}
+
+int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message) {
+    char hex[65];
+    if (key_hex(key, hex) < 0) /* before taking the lock: a bad key is the caller's error, not the store's */
+        return -1;
+    int fd = audit_lock(s);
+    if (fd < 0)
+        return -1;
+    int rc = audit_commit_locked(s, key, record, n, message);
     lock_drop(fd);
     return rc;
 }
@@ -292,7 +301,7 @@ int audit_check(struct store *s, const char *key, const void *record, size_t n) 
 /* The key an entry of records/ logs, or 0 when its name is not "<64 hex>.json". */
 static int entry_key(const git_tree_entry *e, char key[HASH_ID_SIZE]) {
     const char *name = git_tree_entry_name(e);
-    if (strlen(name) != 69 || !is_hex(name, 64) || strcmp(name + 64, ".json") != 0 ||
+    if (strlen(name) != 69 || !hash_hex_valid(name, 64) || strcmp(name + 64, ".json") != 0 ||
         git_tree_entry_type(e) != GIT_OBJECT_BLOB)
         return 0;
     snprintf(key, HASH_ID_SIZE, KEY_PREFIX "%.64s", name);
@@ -369,7 +378,9 @@ static int print_one(void *arg, const git_commit *c) {
     time_t t = (time_t)git_commit_time(c);
     struct tm tm;
     git_oid_tostr(hex, sizeof hex, git_commit_id(c));
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    /* A commit time comes from the repository's bytes: one too large for a struct tm has no calendar date. */
+    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(when, sizeof when, "@%lld", (long long)t);
     fprintf(arg, "%.12s %s %s\n", hex, when, summary(c));
     return 0;
 }

@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include "store/store.h"
 
-/* Commits the record bytes under key (takes the "audit" lock; removes stale git lock files left by a crash).
- */
+/* Takes the "audit" lock (waiting for it) and removes the stale git lock files a crashed commit left, which
+ * only the lock holder may do. Returns the lock's fd for lock_drop(), or -1 with err_set. Hold it around
+ * everything that must not interleave with another publisher's commit (record.c: record file + commit). */
+int audit_lock(struct store *s);
+/* Commits the record bytes under key; the caller holds audit_lock(). */
+int audit_commit_locked(struct store *s, const char *key, const void *record, size_t n, const char *message);
+/* audit_lock + audit_commit_locked + lock_drop. */
 int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message);
 /* 1 if the head tree logs key with exactly these bytes, 0 if not logged, 2 if logged with other bytes;
  * -1 on error. */

@@ -24,7 +24,8 @@
 
 #define BUNDLE_MAGIC "pulse-bundle 1\n"
 #define MAGIC_MAX 64
-#define RECORD_MAX ((size_t)64 << 20)
+/* All records are held parsed until every one is checked: a cap on their total keeps that bounded. */
+#define RECORDS_TOTAL_MAX ((uint64_t)64 << 20)
 /* Each object entry may become a staged temp file; a cap keeps a hostile bundle from exhausting inodes. */
 #define ENTRIES_MAX ((size_t)1 << 20)
 #define HEX_LEN 64
@@ -124,15 +125,6 @@ static void nameset_free(struct nameset *ns) {
         free(ns->slot[i]);
     free(ns->slot);
     memset(ns, 0, sizeof *ns);
-}
-
-static int is_hex64(const char *s, size_t n) {
-    if (n != HEX_LEN)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
 }
 
 /* ---- export ---- */
@@ -376,6 +368,7 @@ struct importer {
     size_t nobjs, capobjs;
     struct in_rec *recs;
     size_t nrecs, caprecs;
+    uint64_t record_bytes; /* announced sizes of the record entries so far */
     int have_magic;
     char *buf;
 };
@@ -441,11 +434,11 @@ static int imp_classify(const char *name, char hex[HEX_LEN + 1]) {
         return ENT_MAGIC;
     if (strcmp(name, "audit/history") == 0)
         return ENT_HISTORY;
-    if (n == 8 + HEX_LEN && memcmp(name, "objects/", 8) == 0 && is_hex64(name + 8, HEX_LEN)) {
+    if (n == 8 + HEX_LEN && memcmp(name, "objects/", 8) == 0 && hash_hex_valid(name + 8, HEX_LEN)) {
         memcpy(hex, name + 8, HEX_LEN + 1);
         return ENT_OBJECT;
     }
-    if (n == 8 + HEX_LEN + 5 && memcmp(name, "records/", 8) == 0 && is_hex64(name + 8, HEX_LEN) &&
+    if (n == 8 + HEX_LEN + 5 && memcmp(name, "records/", 8) == 0 && hash_hex_valid(name + 8, HEX_LEN) &&
         strcmp(name + 8 + HEX_LEN, ".json") == 0) {
         memcpy(hex, name + 8, HEX_LEN);
         hex[HEX_LEN] = '\0';
@@ -603,6 +596,9 @@ static int imp_entry(struct importer *im, struct archive_entry *e) {
     if (nameset_add(&im->seen, name))
         return imp_bad(name, "duplicate entry refused");
     int64_t size = archive_entry_size(e);
+    if (kind == ENT_RECORD && (im->record_bytes += (uint64_t)size) > RECORDS_TOTAL_MAX)
+        return err_set("bundle: %s: its records hold more than %llu MiB in all", im->path,
+                       (unsigned long long)(RECORDS_TOTAL_MAX >> 20));
     switch (kind) {
     case ENT_MAGIC:
         return imp_magic(im, size);
@@ -642,27 +638,17 @@ static int imp_entries(struct importer *im) {
     }
 }
 
-static int has_control(const char *s) {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
-
-/* Everything record_publish will need, checked before anything is published. */
+/* Everything record_publish will check, against the staged objects as well as the store's: the records are
+ * all checked before anything is published, so a bundle refused for any record changes nothing. */
 static int imp_check_record(struct importer *im, const struct in_rec *r, struct nameset *referenced) {
     char name[HEX_LEN + 16], entry[HEX_LEN + 16];
     snprintf(name, sizeof name, "records/%s.json", r->key + ID_PREFIX_LEN);
-    const char *stage = json_get_str(r->rec, "name"), *kind = json_get_str(r->rec, "kind");
-    const struct json *outputs = json_get(r->rec, "outputs");
-    if (!stage || !kind || !outputs || outputs->type != JSON_OBJ || has_control(stage) || has_control(kind))
-        return err_set("bundle: %s: needs a printable \"name\" and \"kind\" and an \"outputs\" object", name);
+    if (record_check(im->s, r->rec) != 0)
+        return err_prefix("bundle: %s", name);
     char **ids = NULL;
     size_t nids = 0;
     int rc = record_objects(r->rec, &ids, &nids) == 0 ? 0 : err_prefix("bundle: %s", name);
     for (size_t i = 0; i < nids; i++) {
-        if (rc == 0 && !hash_id_valid(ids[i]))
-            rc = err_set("bundle: %s: malformed object id", name);
         if (rc == 0) {
             nameset_add(referenced, ids[i]);
             snprintf(entry, sizeof entry, "objects/%s", ids[i] + ID_PREFIX_LEN);

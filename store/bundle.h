@@ -6,9 +6,10 @@
  *   audit/history             the exporting store's audit history lines (audit_history)
  *   records/<64 hex>.json     one record per exported stage
  *   objects/<64 hex>          the raw (uncompressed) bytes of every object those records reference
- * Import checks everything (entry names and types, every object's hash, every record's objects present) in a
- * staging area before anything enters the store; then publishes objects, records and one audit commit per
- * record. */
+ * Import checks everything in a staging area before anything enters the store (entry names and types, every
+ * object's hash, record sizes: RECORD_MAX each, 64 MiB in all, and for every record all that record_check
+ * checks, its key recomputed included, and its objects present), so a refused bundle changes nothing; then
+ * publishes objects, records and one audit commit per record. */
 #ifndef PULSE_STORE_BUNDLE_H
 #define PULSE_STORE_BUNDLE_H
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "store/audit.h"
+#include "store/key.h"
 #include "store/lock.h"
 #include "store/object.h"
 #include "store/record.h"
@@ -19,8 +20,7 @@
 #include "util/err.h"
 #include "util/fsio.h"
 #include "util/json.h"
-
-#define RECORD_MAX ((size_t)64 << 20)
+#include "util/sha256.h"
 
 /* ---- directory scans ---- */
 
@@ -56,13 +56,6 @@ static int list_dir(const char *dir, entry_cb cb, void *arg) {
     return rc;
 }
 
-static int is_hex(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 /* A fan-out directory: <base>/<2 hex>/<62 hex><suffix>, the file naming id "sha256:<64 hex>". */
 struct fanout {
     const char *suffix;
@@ -75,7 +68,8 @@ static int fan_leaf(void *arg, const char *path, const char *name, const struct 
     struct fanout *f = arg;
     size_t sl = strlen(f->suffix);
     char id[HASH_ID_SIZE];
-    if (!S_ISREG(st->st_mode) || strlen(name) != 62 + sl || !is_hex(name, 62) || strcmp(name + 62, f->suffix))
+    if (!S_ISREG(st->st_mode) || strlen(name) != 62 + sl || !hash_hex_valid(name, 62) ||
+        strcmp(name + 62, f->suffix))
         return f->cb(f->arg, path, NULL, st);
     snprintf(id, sizeof id, "sha256:%s%.62s", f->fan, name);
     return f->cb(f->arg, path, id, st);
@@ -83,7 +77,7 @@ static int fan_leaf(void *arg, const char *path, const char *name, const struct 
 
 static int fan_top(void *arg, const char *path, const char *name, const struct stat *st) {
     struct fanout *f = arg;
-    if (!S_ISDIR(st->st_mode) || strlen(name) != 2 || !is_hex(name, 2))
+    if (!S_ISDIR(st->st_mode) || strlen(name) != 2 || !hash_hex_valid(name, 2))
         return f->cb(f->arg, path, NULL, st);
     f->fan = name;
     return list_dir(path, fan_leaf, f);
@@ -226,6 +220,17 @@ static void verify_references(struct verify *v, const char *key, const struct js
     free(ids);
 }
 
+/* The key must be what the logged record's own fields hash to: a record filed under another stage's key
+ * would be served to that stage. */
+static void verify_contents(struct verify *v, const char *key, const struct json *rec) {
+    char want[HASH_ID_SIZE];
+    if (key_of(rec, want) < 0)
+        problem(v, "record %s: %s", key, err_msg());
+    else if (strcmp(want, key) != 0)
+        problem(v, "record %s: key does not match its contents", key);
+    verify_references(v, key, rec);
+}
+
 /* The record file must hold exactly the logged bytes; the logged bytes say which objects must exist. */
 static int verify_record(void *arg, const char *key, const void *logged, size_t n) {
     struct verify *v = arg;
@@ -249,7 +254,7 @@ static int verify_record(void *arg, const char *key, const void *logged, size_t 
     else if (!k || strcmp(k, key) != 0)
         problem(v, "record %s: its \"key\" field says %.80s", key, k ? k : "nothing");
     else
-        verify_references(v, key, rec);
+        verify_contents(v, key, rec);
     json_free(rec);
     return 0;
 }
@@ -403,15 +408,37 @@ static int gc_tmp(void *arg, const char *path, const char *name, const struct st
     return gc_flush(g);
 }
 
+/* locks/stage-<64 hex>.lock: one is left per key ever computed. Under gc's exclusive store lock no run is
+ * active; taking the file's own lock without waiting also keeps gc off one that something else still holds.
+ * It is removed while gc holds it. */
+static int gc_lock(void *arg, const char *path, const char *name, const struct stat *st) {
+    struct gc *g = arg;
+    char lock[80];
+    size_t n = strlen(name);
+    if (!S_ISREG(st->st_mode) || n != 6 + 64 + 5 || strncmp(name, "stage-", 6) ||
+        !hash_hex_valid(name + 6, 64) || strcmp(name + 70, ".lock"))
+        return 0;
+    snprintf(lock, sizeof lock, "%.70s", name);
+    int fd = lock_take(g->s, lock, LOCK_EXCLUSIVE, 0);
+    if (fd == -2)
+        return 0;
+    if (fd < 0)
+        return -1;
+    int rc = gc_candidate(g, "lock", path, st);
+    lock_drop(fd);
+    return rc;
+}
+
 static int gc_steps(struct gc *g) {
-    char tmp[PATH_MAX];
+    char tmp[PATH_MAX], locks[PATH_MAX];
     if (audit_foreach(g->s, gc_collect, g) < 0)
         return -1;
     strset_sort(&g->refs);
     strset_sort(&g->logged);
     if (scan_objects(g->s, gc_object, g) < 0 || gc_flush(g) < 0 ||
         scan_fanout(g->s, "records", ".json", gc_record, g) < 0 || gc_flush(g) < 0 ||
-        store_path(g->s, tmp, sizeof tmp, "tmp") < 0 || list_dir(tmp, gc_tmp, g) < 0)
+        store_path(g->s, tmp, sizeof tmp, "tmp") < 0 || list_dir(tmp, gc_tmp, g) < 0 || gc_flush(g) < 0 ||
+        store_path(g->s, locks, sizeof locks, "locks") < 0 || list_dir(locks, gc_lock, g) < 0)
         return -1;
     if (gc_flush(g) < 0)
         return -1;

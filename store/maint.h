@@ -6,13 +6,14 @@
 #include "store/store.h"
 
 /* Checks the whole store and prints one line per problem to out ("damaged object sha256:..: checksum
- * mismatch", "record ...: differs from the audit log", "record ...: references missing object ..", ...).
+ * mismatch", "record ...: differs from the audit log", "record ...: key does not match its contents",
+ * "record ... (stage ..): object ..: missing", ...).
  * quick != 0 checks object presence instead of re-hashing. Returns the number of problems, -1 on error.
  * Unlogged record files and temp files are garbage from interrupted runs, not damage: reported as notes. */
 int store_verify(struct store *s, int quick, FILE *out);
-/* Lists (remove == 0) or removes unreferenced objects, unlogged records and temp files older than grace_s
- * seconds. Takes the store lock exclusively without waiting (fails if a run is active). Prints what it
- * lists/removes and a total. */
+/* Lists (remove == 0) or removes unreferenced objects, unlogged records, temp files and stage lock files
+ * nobody holds (locks/stage-*.lock), older than grace_s seconds. Takes the store lock exclusively without
+ * waiting (fails if a run is active). Prints what it lists/removes and a total. */
 int store_gc(struct store *s, int remove, long grace_s, FILE *out);
 
 #endif

@@ -9,12 +9,12 @@
 #include <sys/stat.h>
 
 #include "store/audit.h"
+#include "store/key.h"
+#include "store/lock.h"
 #include "store/object.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fsio.h"
-
-#define RECORD_MAX ((size_t)64 << 20)
 
 int record_path(const struct store *s, const char *key, char *path, size_t cap) {
     if (!key || !hash_id_valid(key))
@@ -44,7 +44,7 @@ static int name_file(const struct store *s, const char *name, char *path, size_t
     return store_path(s, path, cap, "names/%s", esc);
 }
 
-static const char *key_of(const struct json *rec) {
+static const char *key_str(const struct json *rec) {
     const char *k = json_get_str(rec, "key");
     return k ? k : "(no key)";
 }
@@ -52,11 +52,11 @@ static const char *key_of(const struct json *rec) {
 int record_objects(const struct json *rec, char ***ids, size_t *n) {
     const struct json *outs = json_get(rec, "outputs");
     if (!outs || outs->type != JSON_OBJ)
-        return err_set("record %s: no \"outputs\" object", key_of(rec));
+        return err_set("record %s: no \"outputs\" object", key_str(rec));
     for (size_t i = 0; i < outs->len; i++) {
         const char *id = json_get_str(outs->items[i], "id");
         if (!id || !hash_id_valid(id))
-            return err_set("record %s: output %s: no valid \"id\"", key_of(rec), outs->keys[i]);
+            return err_set("record %s: output %s: no valid \"id\"", key_str(rec), outs->keys[i]);
     }
     *ids = xrealloc(*ids, (*n + outs->len + 1) * sizeof **ids);
     for (size_t i = 0; i < outs->len; i++)
@@ -70,22 +70,64 @@ static void free_ids(char **ids, size_t n) {
     free(ids);
 }
 
+/* A plain string field: present, not empty, no NUL or control bytes (it goes into one-line log messages). */
+static const char *printable_field(const struct json *rec, const char *field) {
+    const struct json *v = json_get(rec, field);
+    if (!v || v->type != JSON_STR || !v->len || strlen(v->s) != v->len)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)v->s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return NULL;
+    return v->s;
+}
+
 static int check_fields(const struct json *rec, const char **key, const char **name, const char **kind) {
-    const struct json *v;
+    char **ids = NULL;
+    size_t n = 0;
     if (!rec || rec->type != JSON_OBJ)
         return err_set("record: not a JSON object");
     *key = json_get_str(rec, "key");
     if (!*key || !hash_id_valid(*key))
         return err_set("record: \"key\" is missing or not a sha256 id");
-    v = json_get(rec, "name");
-    if (!v || v->type != JSON_STR || !v->len || strlen(v->s) != v->len)
-        return err_set("record %s: \"name\" is missing or not a plain string", *key);
-    *name = v->s;
-    v = json_get(rec, "kind");
-    if (!v || v->type != JSON_STR || !v->len || strlen(v->s) != v->len)
-        return err_set("record %s: \"kind\" is missing or not a plain string", *key);
-    *kind = v->s;
+    if (!(*name = printable_field(rec, "name")))
+        return err_set("record %s: \"name\" is missing or not a printable string", *key);
+    if (!(*kind = printable_field(rec, "kind")))
+        return err_set("record %s: \"kind\" is missing or not a printable string", *key);
+    int rc = record_objects(rec, &ids, &n);
+    free_ids(ids, n);
+    return rc;
+}
+
+/* The record's published text (JSON_PRETTY) once it passes every check but object presence. */
+static int prepare(struct store *s, const struct json *rec, char **text, size_t *n) {
+    const char *key = NULL, *name = NULL, *kind = NULL;
+    char want[HASH_ID_SIZE], path[PATH_MAX];
+    *text = NULL;
+    if (check_fields(rec, &key, &name, &kind) < 0)
+        return -1;
+    if (key_of(rec, want) < 0)
+        return err_prefix("record %s", key);
+    if (strcmp(want, key) != 0)
+        return err_set("record %s: key does not match its contents", key);
+    /* a name or key that cannot be a file name is refused before anything is written */
+    if (record_path(s, key, path, sizeof path) < 0 || name_file(s, name, path, sizeof path) < 0)
+        return -1;
+    if (!(*text = json_write(rec, JSON_PRETTY, n)))
+        return err_prefix("record %s", key);
+    if (*n > RECORD_MAX) {
+        free(*text);
+        *text = NULL;
+        return err_set("record %s: %zu bytes, over the limit of %zu MiB", key, *n, RECORD_MAX >> 20);
+    }
     return 0;
+}
+
+int record_check(struct store *s, const struct json *rec) {
+    char *text;
+    size_t n;
+    int rc = prepare(s, rec, &text, &n);
+    free(text);
+    return rc;
 }
 
 /* Every output must already be in the store: a record is published only after all its objects. */
@@ -112,32 +154,43 @@ static int write_atomic(struct store *s, const char *path, const void *data, siz
     if (store_path(s, tmp, sizeof tmp, "tmp") < 0)
         return -1;
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (fsio_mkdir_p(dir) < 0)
-        return -1;
-    return fsio_write_atomic(tmp, path, data, n);
+    return fsio_mkdir_p(dir) < 0 ? -1 : fsio_write_atomic(tmp, path, data, n);
 }
 
-int record_publish(struct store *s, const struct json *rec) {
-    const char *key = NULL, *name = NULL, *kind = NULL;
-    char path[PATH_MAX], npath[PATH_MAX];
-    size_t n;
-    if (check_fields(rec, &key, &name, &kind) < 0 || check_outputs(s, rec, key, name) < 0 ||
-        record_path(s, key, path, sizeof path) < 0 || name_file(s, name, npath, sizeof npath) < 0)
-        return -1; /* npath: a name that cannot be a file name is refused before anything is written */
-    char *text = json_write(rec, JSON_PRETTY, &n);
-    if (!text)
-        return err_prefix("record %s", key);
-    int rc = n > RECORD_MAX ? err_set("record %s: %zu bytes, over the limit of 64 MiB", key, n) : 0;
-    if (rc == 0)
-        rc = write_atomic(s, path, text, n);
+/* Record file and audit commit under one hold of the "audit" lock: otherwise two publishers of one key can
+ * interleave "A writes, B writes, B commits, A commits" and leave a file that differs from the log. */
+static int publish_locked(struct store *s, const char *key, const char *name, const char *kind,
+                          const char *text, size_t n) {
+    char path[PATH_MAX];
+    if (record_path(s, key, path, sizeof path) < 0)
+        return -1;
+    int fd = audit_lock(s);
+    if (fd < 0)
+        return -1;
+    int rc = write_atomic(s, path, text, n);
     if (rc == 0) {
         struct buf msg = {0};
         buf_printf(&msg, "%s %s %s", name, kind, key);
-        rc = audit_commit(s, key, text, n, msg.data);
+        rc = audit_commit_locked(s, key, text, n, msg.data);
         buf_free(&msg);
     }
+    /* Under the lock too, so that the pointer follows the order of the log. Once committed, the stage is
+     * published whatever happens to the pointer: a run repairs it through record_name. */
+    if (rc == 0 && record_name(s, name, key) < 0)
+        err_clear();
+    lock_drop(fd);
+    return rc;
+}
+
+int record_publish(struct store *s, const struct json *rec) {
+    char *text;
+    size_t n;
+    if (prepare(s, rec, &text, &n) < 0)
+        return -1;
+    const char *key = json_get_str(rec, "key"), *name = json_get_str(rec, "name");
+    int rc = check_outputs(s, rec, key, name);
     if (rc == 0)
-        rc = record_name(s, name, key);
+        rc = publish_locked(s, key, name, json_get_str(rec, "kind"), text, n);
     free(text);
     return rc;
 }

@@ -11,8 +11,18 @@
 #include "util/json.h"
 #include "util/sha256.h"
 
-/* Requires rec to have "key", "name", "kind" and "outputs" {name: {"id", ...}}; checks every output object
- * exists, then publishes. */
+/* The most bytes a record file may hold, for everything that reads or writes one (record, maint, bundle). */
+#define RECORD_MAX ((size_t)4 << 20)
+
+/* Every check record_publish makes, writing nothing, except that the output objects exist (bundle import
+ * checks those against what it has staged): "key", "name" and "kind" (printable strings) and "outputs"
+ * {name: {"id", ...}} present; "key" equal to key_of(rec) (store/key.h); the stage name fits a names/ file;
+ * the record serialised within RECORD_MAX. */
+int record_check(struct store *s, const struct json *rec);
+/* record_check, then that every output object exists, then publishes: the record file and its audit commit
+ * under the "audit" lock (so that two publishers of one key cannot leave the file of one and the log entry
+ * of the other), then the name pointer. A failure to write the pointer after the commit is not one of
+ * record_publish's: the stage is published, and the next run repairs the pointer through record_name. */
 int record_publish(struct store *s, const struct json *rec);
 /* Cache look-up: 1 with *rec when the key's record is logged, its file matches the log, and every object it
  * names exists; 0 otherwise (a miss); -1 on error. */

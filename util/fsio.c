@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -17,7 +18,6 @@
 #include <unistd.h>
 
 #ifdef PULSE_FAULT_INJECTION
-#include <pthread.h>
 
 /* ---- fault injection ----------------------------------------------------------------------------------- */
 
@@ -309,7 +309,60 @@ int fsio_unlink(const char *path) {
     return 0;
 }
 
-/* Creates one directory whose parent exists, and makes its entry durable. */
+/* Directories this process has made durable (created, or found and their parent fsynced), so that each costs
+ * one directory fsync per process, not one per object written into it. A set of paths (open addressing). */
+static struct {
+    pthread_mutex_t mu;
+    char **slot;
+    size_t cap, n;
+} durable = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t durable_find(char **slot, size_t cap, const char *path) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    size_t i = (size_t)h & (cap - 1);
+    while (slot[i] && strcmp(slot[i], path) != 0)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static int durable_has(const char *path) {
+    pthread_mutex_lock(&durable.mu);
+    int has = durable.cap && durable.slot[durable_find(durable.slot, durable.cap, path)];
+    pthread_mutex_unlock(&durable.mu);
+    return has;
+}
+
+static void durable_add(const char *path) {
+    pthread_mutex_lock(&durable.mu);
+    if (2 * (durable.n + 1) > durable.cap) {
+        size_t cap = durable.cap ? 2 * durable.cap : 64;
+        char **slot = xcalloc(cap, sizeof *slot);
+        for (size_t i = 0; i < durable.cap; i++)
+            if (durable.slot[i])
+                slot[durable_find(slot, cap, durable.slot[i])] = durable.slot[i];
+        free(durable.slot);
+        durable.slot = slot;
+        durable.cap = cap;
+    }
+    size_t i = durable_find(durable.slot, durable.cap, path);
+    if (!durable.slot[i]) {
+        durable.slot[i] = xstrdup(path);
+        durable.n++;
+    }
+    pthread_mutex_unlock(&durable.mu);
+}
+
+static int fsync_parent(const char *dir) {
+    char *parent = parent_dir(dir);
+    int rc = fsio_fsync_dir(parent);
+    free(parent);
+    return rc;
+}
+
+/* Creates one directory whose parent exists, and makes its entry durable: 1 if it made it, 0 if it was
+ * there already, -1 on error. */
 static int mkdir_one(const char *dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
@@ -327,28 +380,39 @@ static int mkdir_one(const char *dir) {
             return 0; /* another process won the race: fine */
         return err_errno("mkdir %s", dir);
     }
-    char *parent = parent_dir(dir);
-    int rc = fsio_fsync_dir(parent);
-    free(parent);
-    return rc;
+    return fsync_parent(dir) < 0 ? -1 : 1;
+}
+
+/* A directory that was already there may be one whose creator died before fsyncing its parent (or is a
+ * racing process that has not got to it yet): an object written into it would then not be durable. */
+static int make_durable(const char *dir, int created) {
+    if (!created && !durable_has(dir) && fsync_parent(dir) < 0)
+        return -1;
+    durable_add(dir);
+    return 0;
 }
 
 int fsio_mkdir_p(const char *path) {
     if (!path || !*path)
         return err_set("mkdir: empty path");
     char *p = xstrdup(path);
-    size_t len = strlen(p);
+    size_t len = strlen(p), last = 0;
     int rc = 0;
-    for (size_t i = 1; i <= len && rc == 0; i++) {
+    for (size_t i = 1; i <= len && rc >= 0; i++) {
         if ((i < len && p[i] != '/') || p[i - 1] == '/')
             continue;
         char save = p[i];
         p[i] = '\0';
         rc = mkdir_one(p);
         p[i] = save;
+        last = i;
+    }
+    if (rc >= 0 && last) {
+        p[last] = '\0';
+        rc = make_durable(p, rc);
     }
     free(p);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 int fsio_write_atomic(const char *tmpdir, const char *path, const void *data, size_t n) {
@@ -387,16 +451,17 @@ static int read_all(int fd, const char *path, size_t max, struct buf *b) {
     }
 }
 
-/* Refuses directories and regular files over max before reading a byte. */
+/* Refuses anything but a regular file (a FIFO or a device could block or never end) and files over max,
+ * before reading a byte. */
 static int read_precheck(int fd, const char *path, size_t max) {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return err_errno("stat %s", path);
-    if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
-        return err_set("read %s: is a directory", path);
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        return err_set("%s: not a regular file", path);
     }
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > (uint64_t)max) {
+    if ((uint64_t)st.st_size > (uint64_t)max) {
         errno = EFBIG;
         return err_set("read %s: file is larger than the limit of %zu bytes", path, max);
     }
@@ -404,7 +469,8 @@ static int read_precheck(int fd, const char *path, size_t max) {
 }
 
 int fsio_read_file(const char *path, size_t max, char **data, size_t *n) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO with no writer must not hang before fstat can refuse it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return err_errno("open %s", path);
     struct buf b = {0};

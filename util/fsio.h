@@ -23,12 +23,15 @@ int fsio_close(int fd, const char *path);
 /* rename(2), then fsync of the destination's directory (both are durability points). */
 int fsio_rename(const char *from, const char *to);
 int fsio_fsync_dir(const char *dir);
-/* mkdir -p; fsyncs each parent in which it created a directory. */
+/* mkdir -p; fsyncs each parent in which it created a directory. When the final directory was there already,
+ * its creator may have died before fsyncing its parent, so that parent is fsynced too, once per process per
+ * directory (a mutex-protected set remembers which), so that a file written into it is durable. */
 int fsio_mkdir_p(const char *path);
 int fsio_unlink(const char *path);
 /* Writes path atomically: a temp file in tmpdir (same file system), fsync, rename, directory fsync. */
 int fsio_write_atomic(const char *tmpdir, const char *path, const void *data, size_t n);
-/* Reads a whole file (refusing files over max bytes) into a NUL-terminated malloc'd buffer. */
+/* Reads a whole regular file (refusing files over max bytes, and with "<path>: not a regular file" anything
+ * else: a FIFO or device could block or never end) into a NUL-terminated malloc'd buffer. */
 int fsio_read_file(const char *path, size_t max, char **data, size_t *n);
 /* Marks a durability point explicitly (for points outside fsio, e.g. after an audit commit). */
 void fsio_point(const char *what);

@@ -60,13 +60,14 @@ void sha256_id(const void *data, size_t n, char id[HASH_ID_SIZE]) {
     sha256_final_id(h, id);
 }
 
-int hash_id_valid(const char *s) {
-    if (!s || strncmp(s, "sha256:", 7) != 0)
-        return 0;
-    for (int i = 0; i < 64; i++) {
-        char c = s[7 + i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+int hash_hex_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
-    }
-    return s[71] == '\0';
+    return 1;
+}
+
+int hash_id_valid(const char *s) {
+    /* strnlen first: the hex check must not read past a short string's NUL */
+    return s && strncmp(s, "sha256:", 7) == 0 && strnlen(s + 7, 65) == 64 && hash_hex_valid(s + 7, 64);
 }

@@ -18,5 +18,7 @@ void sha256_free(struct sha256 *h);
 void sha256_id(const void *data, size_t n, char id[HASH_ID_SIZE]);
 /* 1 if s is exactly "sha256:" followed by 64 lowercase hex digits, else 0. */
 int hash_id_valid(const char *s);
+/* 1 if the n bytes at s are all lowercase hex digits (the spelling ids use), else 0. */
+int hash_hex_valid(const char *s, size_t n);
 
 #endif

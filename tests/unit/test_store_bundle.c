@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "store/bundle.h"
+#include "store/key.h"
 #include "store/maint.h"
 #include "store/object.h"
 #include "store/record.h"
@@ -170,11 +171,19 @@ static struct json *output(const char *id, size_t size) {
     return o;
 }
 
-static struct json *make_record(const char *k, const char *name, const char *kind, int a, int b) {
-    struct json *rec = json_obj(), *outs = json_obj();
-    json_set(rec, "key", json_str(k));
+/* A record of this kind with params {"stage": name}, no inputs; its key from key_of (outputs do not count).
+ */
+static struct json *make_record(const char *name, const char *kind, int a, int b) {
+    struct json *rec = json_obj(), *outs = json_obj(), *params = json_obj();
+    char k[HASH_ID_SIZE];
+    json_set(params, "stage", json_str(name));
     json_set(rec, "name", json_str(name));
     json_set(rec, "kind", json_str(kind));
+    json_set(rec, "kind_version", json_int(1));
+    json_set(rec, "params", params);
+    json_set(rec, "inputs", json_obj());
+    CHECK(key_of(rec, k) == 0);
+    json_set(rec, "key", json_str(k));
     json_set(outs, "data", output(obj_id[a], strlen(obj_text[a])));
     json_set(outs, "metrics", output(obj_id[b], strlen(obj_text[b])));
     if (a == 2) {
@@ -195,10 +204,10 @@ static struct store *make_source(const char *root) {
         big[i] = (unsigned char)x;
     }
     CHECK(store_put(s, big, BIG_SIZE, obj_id[3]) == 0);
-    sha256_id("stage one", 9, key[0]);
-    sha256_id("stage two", 9, key[1]);
-    struct json *r0 = make_record(key[0], "synth/one", "synth", 0, 1);
-    struct json *r1 = make_record(key[1], "train/two", "finetune", 2, 1);
+    struct json *r0 = make_record("synth/one", "synth", 0, 1);
+    struct json *r1 = make_record("train/two", "finetune", 2, 1);
+    snprintf(key[0], HASH_ID_SIZE, "%s", json_get_str(r0, "key"));
+    snprintf(key[1], HASH_ID_SIZE, "%s", json_get_str(r1, "key"));
     CHECK(record_publish(s, r0) == 0);
     CHECK(record_publish(s, r1) == 0);
     json_free(r0);
@@ -353,7 +362,7 @@ static void test_hostile(const char *b1) {
 
     snprintf(good_obj, sizeof good_obj, "objects/%.64s", obj_id[0] + 7);
     snprintf(good_rec, sizeof good_rec, "records/%.64s.json", key[0] + 7);
-    struct json *rec = make_record(key[0], "synth/one", "synth", 0, 0);
+    struct json *rec = make_record("synth/one", "synth", 0, 0);
     good_json = json_write(rec, JSON_PRETTY, NULL);
     json_free(rec);
 
@@ -374,9 +383,26 @@ static void test_hostile(const char *b1) {
     snprintf(wrong_obj, sizeof wrong_obj, "objects/%.64s", obj_id[1] + 7);
     sha256_id("absent", 6, absent);
     snprintf(other_rec, sizeof other_rec, "records/%.64s.json", key[1] + 7);
-    struct json *r2 = make_record(key[1], "train/two", "finetune", 0, 0);
+    struct json *r2 = make_record("train/two", "finetune", 0, 0);
     json_set((struct json *)json_get(r2, "outputs"), "ghost", output(absent, 1));
     char *absent_json = json_write(r2, JSON_PRETTY, NULL);
+    json_free(r2);
+    /* A record filed under a key its fields do not hash to: it would be served to another stage. */
+    char forged_key[HASH_ID_SIZE], forged_rec[256];
+    sha256_id("forged", 6, forged_key);
+    snprintf(forged_rec, sizeof forged_rec, "records/%.64s.json", forged_key + 7);
+    r2 = make_record("train/two", "finetune", 0, 0);
+    json_set(r2, "key", json_str(forged_key));
+    char *forged_json = json_write(r2, JSON_PRETTY, NULL);
+    json_free(r2);
+    /* A record that only publishing would have refused (its name cannot be a names/ file): with the good
+     * record beside it, nothing may enter, not even the good one. */
+    char long_name[400], long_rec[256];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    r2 = make_record(long_name, "finetune", 0, 0);
+    snprintf(long_rec, sizeof long_rec, "records/%.64s.json", json_get_str(r2, "key") + 7);
+    char *long_json = json_write(r2, JSON_PRETTY, NULL);
     json_free(r2);
 
     const struct hostile cases[] = {
@@ -401,7 +427,11 @@ static void test_hostile(const char *b1) {
          .no_magic = 1},
         {.word = "duplicate", .bad = {{.name = good_obj, .data = obj_text[0]}}, .nbad = 1},
         {.word = "key", .bad = {{.name = other_rec, .data = good_json}}, .nbad = 1},
-        {.word = "too large", .bad = {{.name = other_rec, .size = 65ll << 20}}, .nbad = 1},
+        {.word = "too large", .bad = {{.name = other_rec, .size = (4ll << 20) + 1}}, .nbad = 1},
+        {.word = "key does not match its contents",
+         .bad = {{.name = forged_rec, .data = forged_json}},
+         .nbad = 1},
+        {.word = "stage name too long", .bad = {{.name = long_rec, .data = long_json}}, .nbad = 1},
         {.word = "layout", .bad = {{.name = "extra.txt", .data = "x"}}, .nbad = 1},
         {.word = "not referenced", .bad = {{.name = wrong_obj, .data = obj_text[1]}}, .nbad = 1},
         {.word = "empty path component", .bad = {{.name = "objects//x", .data = "x"}}, .nbad = 1},
@@ -431,7 +461,47 @@ static void test_hostile(const char *b1) {
     expect_refused(t, root, path, "missing.pulse");
 
     free(absent_json);
+    free(forged_json);
+    free(long_json);
     free(good_json);
+    store_close(t);
+}
+
+/* The records of a bundle are all held until every one is checked: more than 64 MiB of them is refused
+ * before the entry that goes over is read. Each record here is valid JSON padded with spaces to 4 MiB. */
+static void test_records_total(void) {
+    char root[512], path[512];
+    path_of(root, sizeof root, "total-target");
+    path_of(path, sizeof path, "total.pulse");
+    struct store *t = NULL;
+    CHECK(store_open(root, 1, &t) == 0);
+    size_t size = (size_t)4 << 20;
+    char *text = malloc(size);
+    struct archive *a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_add_filter_zstd(a);
+    archive_write_open_filename(a, path);
+    for (int i = 0; i <= 16; i++) {
+        char k[HASH_ID_SIZE], name[128], seed[16];
+        snprintf(seed, sizeof seed, "r%d", i);
+        sha256_id(seed, strlen(seed), k);
+        memset(text, ' ', size);
+        int n = snprintf(text, size, "{\"key\": \"%s\"}", k);
+        text[n] = ' ';
+        snprintf(name, sizeof name, "records/%.64s.json", k + 7);
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, name);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0644);
+        archive_entry_set_size(e, (la_int64_t)size);
+        archive_write_header(a, e);
+        archive_write_data(a, text, size);
+        archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+    free(text);
+    expect_refused(t, root, path, "more than 64 MiB");
     store_close(t);
 }
 
@@ -484,6 +554,7 @@ int main(void) {
         test_export(s, b1);
         test_import(b1);
         test_hostile(b1);
+        test_records_total();
         if (fsio_fault_enabled())
             test_faults(s, b1);
         store_close(s);

@@ -1,5 +1,6 @@
-/* test_store_maint: verify finds each kind of damage with a line naming it (and only notes garbage); gc lists
- * and removes exactly the unreferenced, old files and refuses to run beside a run. */
+/* test_store_maint: verify finds each kind of damage with a line naming it (a forged key among them) and only
+ * notes garbage; gc lists and removes exactly the unreferenced, old files (unheld stage locks too) and
+ * refuses to run beside a run. */
 #include <fcntl.h>
 #include <ftw.h>
 #include <git2.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "store/audit.h"
+#include "store/key.h"
 #include "store/lock.h"
 #include "store/maint.h"
 #include "store/object.h"
@@ -51,15 +54,28 @@ static void add_output(struct json *outs, const char *name, const char *id) {
     json_set(outs, name, o);
 }
 
-static void publish(struct store *s, const char *key, const char *name, const char *id1, const char *id2) {
-    struct json *rec = json_obj(), *outs = json_obj();
+/* A record of kind synth, version 1, params {"seed": seed}, no inputs; key from key_of into key. */
+static struct json *make_record(const char *seed, const char *name, const char *id1, const char *id2,
+                                char key[HASH_ID_SIZE]) {
+    struct json *rec = json_obj(), *outs = json_obj(), *params = json_obj();
     add_output(outs, "first", id1);
     if (id2)
         add_output(outs, "second", id2);
-    json_set(rec, "key", json_str(key));
+    json_set(params, "seed", json_str(seed));
     json_set(rec, "name", json_str(name));
     json_set(rec, "kind", json_str("synth"));
+    json_set(rec, "kind_version", json_int(1));
+    json_set(rec, "params", params);
+    json_set(rec, "inputs", json_obj());
     json_set(rec, "outputs", outs);
+    CHECK(key_of(rec, key) == 0);
+    json_set(rec, "key", json_str(key));
+    return rec;
+}
+
+static void publish(struct store *s, const char *seed, const char *name, const char *id1, const char *id2,
+                    char key[HASH_ID_SIZE]) {
+    struct json *rec = make_record(seed, name, id1, id2, key);
     if (record_publish(s, rec) < 0)
         fprintf(stderr, "record_publish: %s\n", err_msg());
     json_free(rec);
@@ -80,10 +96,8 @@ static int setup(struct fixture *f, const char *name) {
     put(f->s, "alpha alpha alpha alpha alpha alpha alpha alpha", f->a);
     put(f->s, "bravo bravo bravo bravo bravo bravo bravo bravo", f->b);
     put(f->s, "charlie charlie charlie charlie charlie charlie", f->c);
-    sha256_id("key one", 7, f->k1);
-    sha256_id("key two", 7, f->k2);
-    publish(f->s, f->k1, "s1", f->a, f->b);
-    publish(f->s, f->k2, "s2", f->c, NULL);
+    publish(f->s, "key one", "s1", f->a, f->b, f->k1);
+    publish(f->s, "key two", "s2", f->c, NULL, f->k2);
     return 0;
 }
 
@@ -216,6 +230,47 @@ static void test_record_damage(void) {
     store_close(f.s);
 }
 
+/* Writes rec as its record file and commits it by hand, as someone tampering with the store would. */
+static void log_by_hand(struct store *s, const struct json *rec) {
+    char path[1024], dir[1024];
+    const char *key = json_get_str(rec, "key");
+    size_t n = 0;
+    char *text = json_write(rec, JSON_PRETTY, &n);
+    CHECK(text && record_path(s, key, path, sizeof path) == 0);
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = 0;
+    mkdir(dir, 0755);
+    write_file(path, text);
+    CHECK(audit_commit(s, key, text, n, "forged synth by-hand") == 0);
+    free(text);
+}
+
+/* A logged record whose fields do not hash to its key is damage (it would be served to another stage). */
+static void test_forged_key(void) {
+    struct fixture f;
+    char real[HASH_ID_SIZE], *out = NULL, want[1024];
+    if (setup(&f, "forged") < 0)
+        return;
+    /* "key three"'s record filed under "key two"'s key, replacing the logged s2 */
+    struct json *rec = make_record("key three", "s2", f.a, NULL, real);
+    json_set(rec, "key", json_str(f.k2));
+    log_by_hand(f.s, rec);
+    CHECK(verify(f.s, 0, &out) == 1);
+    snprintf(want, sizeof want, "record %s: key does not match its contents\n", f.k2);
+    CHECK_STR(out, want);
+    free(out);
+    /* and one without the fields a key is made of */
+    json_del(rec, "params");
+    json_set(rec, "key", json_str(f.k1));
+    log_by_hand(f.s, rec);
+    CHECK(verify(f.s, 1, &out) == 2);
+    snprintf(want, sizeof want, "record %s: cache key: \"params\" is missing or not an object\n", f.k1);
+    CHECK_HAS(out, want);
+    free(out);
+    json_free(rec);
+    store_close(f.s);
+}
+
 /* Garbage from interrupted runs is reported as notes, and does not make a store unclean. */
 static void test_notes(void) {
     struct fixture f;
@@ -298,33 +353,52 @@ static void test_gc(void) {
     snprintf(tmp, sizeof tmp, "%s/tmp/leftover", root);
     write_file(tmp, "partial");
     age(tmp, 7200);
+    /* stage locks: old and free (goes), old but held (stays), young (stays) */
+    char free_lock[1024], held_lock[1024], young_lock[1024], name[HASH_ID_SIZE + 8];
+    snprintf(name, sizeof name, "stage-%.64s", f.k1 + 7);
+    lock_drop(lock_take(f.s, name, LOCK_EXCLUSIVE, 1));
+    snprintf(free_lock, sizeof free_lock, "%s/locks/%s.lock", root, name);
+    age(free_lock, 7200);
+    snprintf(name, sizeof name, "stage-%.64s", f.k2 + 7);
+    int held = lock_take(f.s, name, LOCK_EXCLUSIVE, 1);
+    CHECK(held >= 0);
+    snprintf(held_lock, sizeof held_lock, "%s/locks/%s.lock", root, name);
+    age(held_lock, 7200);
+    snprintf(name, sizeof name, "stage-%.64s", u_old + 7);
+    lock_drop(lock_take(f.s, name, LOCK_EXCLUSIVE, 1));
+    snprintf(young_lock, sizeof young_lock, "%s/locks/%s.lock", root, name);
 
     CHECK(gc(f.s, 0, 3600, &out) == 0);
     snprintf(want, sizeof want, "would remove object objects/sha256/%.2s/%s\n", u_old + 7, u_old + 9);
     CHECK_HAS(out, want);
     CHECK_HAS(out, "would remove record records/");
     CHECK_HAS(out, "would remove temp tmp/leftover\n");
-    CHECK_HAS(out, "would remove 3 files, ");
+    snprintf(want, sizeof want, "would remove lock locks/stage-%s.lock\n", f.k1 + 7);
+    CHECK_HAS(out, want);
+    CHECK_HAS(out, "would remove 4 files, ");
     CHECK(!strstr(out, u_young + 9) && !strstr(out, f.a + 9) && !strstr(out, f.c + 9));
-    CHECK(exists(path) && exists(rec) && exists(tmp));
+    CHECK(!strstr(out, f.k2 + 7) && !strstr(out, name)); /* the held and the young lock */
+    CHECK(exists(path) && exists(rec) && exists(tmp) && exists(free_lock));
     free(out);
 
     CHECK(gc(f.s, 1, 3600, &out) == 0);
     CHECK_HAS(out, "remove object objects/sha256/");
-    CHECK_HAS(out, "removed 3 files, ");
+    CHECK_HAS(out, "removed 4 files, ");
     free(out);
-    CHECK(!exists(path) && !exists(rec) && !exists(tmp));
+    CHECK(!exists(path) && !exists(rec) && !exists(tmp) && !exists(free_lock));
+    CHECK(exists(held_lock) && exists(young_lock));
+    lock_drop(held);
     object_file(f.s, u_young, path, sizeof path);
     CHECK(exists(path));
     CHECK(store_has(f.s, f.a) == 1 && store_has(f.s, f.b) == 1 && store_has(f.s, f.c) == 1);
     CHECK(verify(f.s, 0, &out) == 0);
     CHECK_STR(out, "ok: 4 objects, 2 records\n");
     free(out);
-    /* grace 0 takes the young one too */
+    /* grace 0 takes the young ones too, and the lock no longer held */
     CHECK(gc(f.s, 1, 0, &out) == 0);
-    CHECK_HAS(out, "removed 1 files, ");
+    CHECK_HAS(out, "removed 3 files, ");
     free(out);
-    CHECK(!exists(path));
+    CHECK(!exists(path) && !exists(held_lock) && !exists(young_lock));
     store_close(f.s);
 }
 
@@ -367,6 +441,7 @@ int main(void) {
     test_object_damage();
     test_record_damage();
     test_notes();
+    test_forged_key();
     test_audit_damage();
     test_gc();
     test_gc_busy();

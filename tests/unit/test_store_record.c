@@ -1,6 +1,8 @@
 /* test_store_record: publishing and looking up stage records, name pointers, and the audit log underneath
- * (what a miss is, what publish refuses, stale git lock files). */
+ * (what a miss is, what publish refuses: forged keys among others, stale git lock files, concurrent
+ * publishers of one key). */
 #include <ftw.h>
+#include <git2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,9 @@
 
 #include "check.h"
 #include "store/audit.h"
+#include "store/key.h"
+#include "store/lock.h"
+#include "store/maint.h"
 #include "store/object.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -46,21 +51,33 @@ static void put(struct store *s, const char *text, char id[HASH_ID_SIZE]) {
         fprintf(stderr, "store_put: %s\n", err_msg());
 }
 
-static void key_of(const char *seed, char key[HASH_ID_SIZE]) {
-    sha256_id(seed, strlen(seed), key);
-}
-
-static struct json *make_record(const char *key, const char *name, const char *id) {
-    struct json *rec = json_obj(), *outs = json_obj(), *out = json_obj();
+/* A record of kind synth, version 1, params {"seed": seed}, no inputs, one output; its key from key_of. */
+static struct json *make_record(const char *seed, const char *name, const char *id) {
+    struct json *rec = json_obj(), *outs = json_obj(), *out = json_obj(), *params = json_obj();
+    char key[HASH_ID_SIZE];
     json_set(out, "id", json_str(id));
     json_set(out, "size", json_int(5));
     json_set(out, "type", json_str("bytes"));
     json_set(outs, "data", out);
-    json_set(rec, "key", json_str(key));
+    json_set(params, "seed", json_str(seed));
     json_set(rec, "name", json_str(name));
     json_set(rec, "kind", json_str("synth"));
+    json_set(rec, "kind_version", json_int(1));
+    json_set(rec, "params", params);
+    json_set(rec, "inputs", json_obj());
     json_set(rec, "outputs", outs);
+    CHECK(key_of(rec, key) == 0);
+    json_set(rec, "key", json_str(key));
     return rec;
+}
+
+/* The key of make_record(seed, ...), whatever its name and output. */
+static void key_for(const char *seed, char key[HASH_ID_SIZE]) {
+    char id[HASH_ID_SIZE];
+    sha256_id("", 0, id);
+    struct json *rec = make_record(seed, "any", id);
+    snprintf(key, HASH_ID_SIZE, "%s", json_get_str(rec, "key"));
+    json_free(rec);
 }
 
 /* Publishes a record for name whose one output holds text; key from seed. */
@@ -68,8 +85,8 @@ static int publish(struct store *s, const char *seed, const char *name, const ch
                    char key[HASH_ID_SIZE]) {
     char id[HASH_ID_SIZE];
     put(s, text, id);
-    key_of(seed, key);
-    struct json *rec = make_record(key, name, id);
+    key_for(seed, key);
+    struct json *rec = make_record(seed, name, id);
     int rc = record_publish(s, rec);
     if (rc < 0)
         fprintf(stderr, "record_publish: %s\n", err_msg());
@@ -98,7 +115,7 @@ static void test_publish_lookup(void) {
     CHECK(exists(path));
     CHECK_HAS(path, "/records/");
     CHECK(strstr(path, key + 9) && strstr(path, ".json"));
-    key_of("never published", other);
+    key_for("never published", other);
     CHECK(lookup(s, other) == 0);
     CHECK(record_lookup(s, "sha256:nothex", &rec) == -1 && !rec);
     CHECK_HAS(err_msg(), "invalid key");
@@ -138,8 +155,8 @@ static void test_lookup_misses(void) {
     /* record written by hand, never logged */
     char k3[HASH_ID_SIZE];
     put(s, "object three", id);
-    key_of("m3", k3);
-    struct json *rec = make_record(k3, "c", id);
+    key_for("m3", k3);
+    struct json *rec = make_record("m3", "c", id);
     char *text = json_write(rec, JSON_PRETTY, NULL);
     CHECK(record_path(s, k3, path, sizeof path) == 0);
     char dir[1024];
@@ -204,9 +221,9 @@ static void test_by_name(void) {
 static void test_publish_refuses(void) {
     struct store *s = fresh_store("refuse");
     char key[HASH_ID_SIZE], id[HASH_ID_SIZE], path[1024];
-    key_of("r1", key);
+    key_for("r1", key);
     sha256_id("never stored", 12, id);
-    struct json *rec = make_record(key, "lost", id);
+    struct json *rec = make_record("r1", "lost", id);
     CHECK(record_publish(s, rec) == -1);
     CHECK_HAS(err_msg(), id);
     CHECK_HAS(err_msg(), "not in the store");
@@ -236,6 +253,167 @@ static void test_publish_refuses(void) {
     CHECK_HAS(err_msg(), "output data");
     json_free(rec);
     store_close(s);
+}
+
+/* A record whose key is another spec's would be served to that other stage: refused before any write. */
+static void test_forged_key(void) {
+    struct store *s = fresh_store("forged");
+    char id[HASH_ID_SIZE], other[HASH_ID_SIZE], path[1024], want[256];
+    put(s, "forged output", id);
+    struct json *rec = make_record("f1", "victim", id);
+    CHECK(record_check(s, rec) == 0); /* honest, and checking writes nothing */
+    CHECK(record_path(s, json_get_str(rec, "key"), path, sizeof path) == 0);
+    CHECK(!exists(path));
+    key_for("f2", other);
+    json_set(rec, "key", json_str(other));
+    CHECK(record_check(s, rec) == -1);
+    CHECK(record_publish(s, rec) == -1);
+    snprintf(want, sizeof want, "record %s: key does not match its contents", other);
+    CHECK_STR(err_msg(), want);
+    CHECK(record_path(s, other, path, sizeof path) == 0);
+    CHECK(!exists(path));
+    CHECK(audit_check(s, other, "", 0) == 0);
+    snprintf(path, sizeof path, "%s/names/victim", root);
+    CHECK(!exists(path));
+    /* The key cannot be checked without the fields it is made of. */
+    json_del(rec, "kind_version");
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), "\"kind_version\" is missing");
+    json_free(rec);
+
+    /* record_check leaves object presence to its caller; publish does not. */
+    char absent[HASH_ID_SIZE];
+    sha256_id("absent", 6, absent);
+    rec = make_record("f3", "ghost", absent);
+    CHECK(record_check(s, rec) == 0);
+    CHECK(record_publish(s, rec) == -1);
+    CHECK_HAS(err_msg(), "not in the store");
+    json_free(rec);
+
+    /* Over RECORD_MAX serialised: refused by both. */
+    char *big = malloc(RECORD_MAX + 1);
+    memset(big, 'a', RECORD_MAX);
+    big[RECORD_MAX] = 0;
+    rec = make_record(big, "big", id);
+    free(big);
+    CHECK(record_check(s, rec) == -1);
+    CHECK_HAS(err_msg(), "over the limit of 4 MiB");
+    CHECK(record_publish(s, rec) == -1);
+    json_free(rec);
+    store_close(s);
+}
+
+/* The names/ pointer is written after the commit: failing to write it does not undo the publication, leaves
+ * no error behind, and record_name repairs it later. */
+static void test_name_pointer_failure(void) {
+    struct store *s = fresh_store("pointer");
+    char key[HASH_ID_SIZE], path[1024];
+    struct json *rec = NULL;
+    snprintf(path, sizeof path, "%s/names/blocked", root);
+    CHECK(mkdir(path, 0755) == 0); /* a directory where the pointer file goes: reading it fails */
+    err_clear();
+    CHECK(publish(s, "p1", "blocked", "pointer output", key) == 0);
+    CHECK_STR(err_msg(), "");
+    CHECK(lookup(s, key) == 1);
+    CHECK(record_by_name(s, "blocked", &rec) == -1 && !rec);
+    CHECK_HAS(err_msg(), "not a regular file");
+    CHECK(rmdir(path) == 0);
+    CHECK(record_name(s, "blocked", key) == 0);
+    CHECK(record_by_name(s, "blocked", &rec) == 1);
+    CHECK_STR(rec ? json_get_str(rec, "key") : NULL, key);
+    json_free(rec);
+    store_close(s);
+}
+
+/* One child of a race round: opens the store and makes its record (one key, its own "created" field, so
+ * other bytes than the other child's; output id), waits at the gate, publishes. */
+static void race_child(int gate, int round, int p, const char *id) {
+    struct store *c = NULL;
+    char created[64], byte;
+    int rc = store_open(root, 0, &c);
+    struct json *rec = make_record("same", "same", id);
+    snprintf(created, sizeof created, "round %d process %d", round, p);
+    json_set(rec, "created", json_str(created));
+    ssize_t r = read(gate, &byte, 1); /* returns (EOF) when the parent opens the gate */
+    (void)r;
+    if (rc == 0 && (rc = record_publish(c, rec)) < 0)
+        fprintf(stderr, "record_publish: %s\n", err_msg());
+    json_free(rec);
+    store_close(c);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* The deterministic half of the race below: while someone holds the audit lock, a publisher writes not even
+ * the record file (the old order wrote it, then waited for the lock to commit). */
+static void test_write_under_lock(void) {
+    struct store *s = fresh_store("locked");
+    char id[HASH_ID_SIZE], path[1024];
+    put(s, "locked output", id);
+    struct json *rec = make_record("locked", "locked", id);
+    CHECK(record_path(s, json_get_str(rec, "key"), path, sizeof path) == 0);
+    int fd = audit_lock(s);
+    CHECK(fd >= 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *c = NULL;
+        lock_drop(
+            fd); /* the inherited descriptor shares the parent's lock: it would block the child forever */
+        int rc = store_open(root, 0, &c) == 0 ? record_publish(c, rec) : -1;
+        store_close(c);
+        store_close(s); /* the parent's, copied by fork */
+        json_free(rec);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    usleep(300 * 1000);
+    CHECK(!exists(path));
+    lock_drop(fd);
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(exists(path));
+    CHECK(lookup(s, json_get_str(rec, "key")) == 1);
+    json_free(rec);
+    store_close(s);
+}
+
+/* Two processes publish one key with different bytes at the same moment, 50 times: the record file and the
+ * log must always agree (file write and commit happen under one hold of the audit lock). */
+static void test_same_key_race(void) {
+    struct store *s = fresh_store("race");
+    char id[HASH_ID_SIZE];
+    put(s, "one output for both", id);
+    store_close(s);
+    int clean = 0, rounds = 50;
+    for (int round = 0; round < rounds; round++) {
+        int gate[2];
+        pid_t pids[2];
+        if (pipe(gate) < 0)
+            break;
+        for (int p = 0; p < 2; p++)
+            if ((pids[p] = fork()) == 0) {
+                close(gate[1]);
+                race_child(gate[0], round, p, id);
+            }
+        close(gate[0]);
+        close(gate[1]);
+        for (int p = 0; p < 2; p++) {
+            int status = -1;
+            CHECK(pids[p] > 0 && waitpid(pids[p], &status, 0) == pids[p]);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        char *out = NULL;
+        size_t n = 0;
+        FILE *mem = open_memstream(&out, &n);
+        int problems = store_open(root, 0, &s) == 0 ? store_verify(s, 1, mem) : -1;
+        store_close(s);
+        fclose(mem);
+        if (problems == 0)
+            clean++;
+        else
+            fprintf(stderr, "round %d: %s", round, out);
+        free(out);
+    }
+    CHECK(clean == rounds);
 }
 
 static int count_lines(const char *text) {
@@ -297,13 +475,58 @@ static void test_audit_log(void) {
     store_close(s);
 }
 
+/* A commit time no calendar can hold (written by hand, as a damaged or hostile log could have it): the log
+ * prints it as raw seconds instead of reading an unset date. */
+static void test_absurd_time(void) {
+    struct store *s = fresh_store("time");
+    char key[HASH_ID_SIZE], dir[1024];
+    CHECK(publish(s, "t1", "timely", "time output", key) == 0);
+    snprintf(dir, sizeof dir, "%s/audit.git", root);
+    /* libgit2 writes times as 32 bits, so the commit object is written as raw text */
+    git_libgit2_init();
+    git_repository *repo = NULL;
+    git_commit *head = NULL;
+    git_odb *odb = NULL;
+    git_reference *ref = NULL;
+    git_oid oid;
+    char text[512], tree[GIT_OID_HEXSZ + 1], parent[GIT_OID_HEXSZ + 1];
+    int ok = git_repository_open_bare(&repo, dir) == 0 &&
+             git_reference_name_to_id(&oid, repo, "refs/heads/main") == 0 &&
+             git_commit_lookup(&head, repo, &oid) == 0 && git_repository_odb(&odb, repo) == 0;
+    if (ok) {
+        git_oid_tostr(tree, sizeof tree, git_commit_tree_id(head));
+        git_oid_tostr(parent, sizeof parent, &oid);
+        snprintf(text, sizeof text,
+                 "tree %s\nparent %s\nauthor x <x@x> 100000000000000000 +0000\n"
+                 "committer x <x@x> 100000000000000000 +0000\n\nfar future\n",
+                 tree, parent);
+        ok = git_odb_write(&oid, odb, text, strlen(text), GIT_OBJECT_COMMIT) == 0 &&
+             git_reference_create(&ref, repo, "refs/heads/main", &oid, 1, NULL) == 0;
+    }
+    CHECK(ok);
+    git_reference_free(ref);
+    git_odb_free(odb);
+    git_commit_free(head);
+    git_repository_free(repo);
+    git_libgit2_shutdown();
+    char *log = NULL;
+    size_t n = 0;
+    FILE *mem = open_memstream(&log, &n);
+    CHECK(audit_print_log(s, mem) == 0);
+    fclose(mem);
+    CHECK_HAS(log, " @100000000000000000 far future\n");
+    CHECK_HAS(log, "Z timely synth ");
+    free(log);
+    store_close(s);
+}
+
 /* An empty store has an empty log: look-ups miss, walks see nothing, nothing is created by reading. */
 static void test_empty_log(void) {
     struct store *s = fresh_store("empty");
     char key[HASH_ID_SIZE], path[1024], *hist = NULL;
     size_t n = 1;
     int bad = -1;
-    key_of("e", key);
+    key_for("e", key);
     CHECK(audit_check(s, key, "x", 1) == 0);
     CHECK(audit_history(s, &hist, &n) == 0 && n == 0);
     free(hist);
@@ -346,7 +569,7 @@ static void test_concurrent(void) {
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 8; i++) {
             snprintf(seed, sizeof seed, "c%d-%d", p, i);
-            key_of(seed, key);
+            key_for(seed, key);
             CHECK(lookup(s, key) == 1);
         }
     store_close(s);
@@ -363,7 +586,12 @@ int main(void) {
     test_publish_refuses();
     test_audit_log();
     test_empty_log();
+    test_absurd_time();
     test_concurrent();
+    test_forged_key();
+    test_name_pointer_failure();
+    test_write_under_lock();
+    test_same_key_race();
     rm_rf(base);
     return check_done("test_store_record");
 }

@@ -1,6 +1,7 @@
-/* test_util_fsio: atomic writes, mkdir -p and bounded reads; with the fault seam compiled in, injected
- * ENOSPC/EIO at every step leave the destination and tmp/ clean, crash points kill the process where
- * asked, and the point log records each durability point. */
+/* test_util_fsio: atomic writes, mkdir -p and bounded reads of regular files only; with the fault seam
+ * compiled in, injected ENOSPC/EIO at every step leave the destination and tmp/ clean, crash points kill the
+ * process where asked, the point log records each durability point, and mkdir -p makes an existing
+ * directory's entry durable once per process. */
 #include "check.h"
 #include "util/err.h"
 #include "util/fsio.h"
@@ -82,11 +83,26 @@ static void test_basics(void) {
     free(data);
     CHECK(fsio_read_file(root, 100, &data, &n) == -1);
     CHECK_HAS(err_msg(), root);
+    CHECK_HAS(err_msg(), "not a regular file");
     snprintf(deep, sizeof deep, "%s/missing", root);
     CHECK(fsio_read_file(deep, 100, &data, &n) == -1);
     CHECK_HAS(err_msg(), "missing: No such file or directory");
     CHECK(fsio_write_atomic(deep, dest, "x", 1) == -1); /* no tmp dir: nothing happens */
     CHECK_STR(slurp(dest), "old");
+}
+
+/* A FIFO with no writer would block a plain open and read forever: refused at once. */
+static void test_not_regular(void) {
+    char fifo[256], want[300], *data = NULL;
+    size_t n = 0;
+    snprintf(fifo, sizeof fifo, "%s/fifo", root);
+    CHECK(mkfifo(fifo, 0644) == 0);
+    CHECK(fsio_read_file(fifo, 100, &data, &n) == -1 && !data);
+    snprintf(want, sizeof want, "%s: not a regular file", fifo);
+    CHECK_STR(err_msg(), want);
+    CHECK(fsio_read_file("/dev/null", 100, &data, &n) == -1);
+    CHECK_STR(err_msg(), "/dev/null: not a regular file");
+    unlink(fifo);
 }
 
 static void test_tmp_names(void) {
@@ -158,6 +174,31 @@ static void test_faults(void) {
     CHECK_HAS(err_msg(), "m1/m2: Read-only file system");
     fsio_fault_set(NULL, 0);
     CHECK(fsio_mkdir_p(d) == 0);
+}
+
+/* A directory that exists (made by someone who may have died before fsyncing its parent): the first mkdir -p
+ * of it in this process fsyncs the parent, later ones do not. An injected fsync failure shows which do. */
+static void test_mkdir_durable(void) {
+    char d[256];
+    snprintf(d, sizeof d, "%s/made-by-another", root);
+    CHECK(mkdir(d, 0755) == 0);
+    fsio_fault_set("fsync:1:EIO", 0);
+    CHECK(fsio_mkdir_p(d) == -1);
+    CHECK_HAS(err_msg(), "Input/output error");
+    CHECK_HAS(err_msg(), root);
+    fsio_fault_set("fsync:1:EIO", 0);
+    CHECK(fsio_mkdir_p(d) == -1); /* a failed fsync is not remembered as done */
+    fsio_fault_set(NULL, 0);
+    CHECK(fsio_mkdir_p(d) == 0);
+    fsio_fault_set("fsync:1:EIO", 0);
+    CHECK(fsio_mkdir_p(d) == 0); /* once per process */
+    /* one it creates itself is durable already */
+    snprintf(d, sizeof d, "%s/made-here", root);
+    fsio_fault_set(NULL, 0);
+    CHECK(fsio_mkdir_p(d) == 0);
+    fsio_fault_set("fsync:1:EIO", 0);
+    CHECK(fsio_mkdir_p(d) == 0);
+    fsio_fault_set(NULL, 0);
 }
 
 struct writer_arg {
@@ -261,9 +302,11 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", root);
     snprintf(dest, sizeof dest, "%s/dest", root);
     test_basics();
+    test_not_regular();
     test_tmp_names();
     if (fsio_fault_enabled()) {
         test_faults();
+        test_mkdir_durable();
         test_crash();
         test_log();
         test_threads(); /* last: forked children would report the thread stacks glibc caches */
