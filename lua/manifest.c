@@ -558,39 +558,23 @@ static int ref_value(lua_State *L, struct mctx *c, const char *stage, const stru
     return 0;
 }
 
-/* Brings a parsed default to the parameter's canonical type in place; 0 when it cannot be. */
+/* Brings a parsed default to the parameter's canonical type in place (integral numbers for PARAM_INT,
+ * doubles for PARAM_NUM, no negative zero); 0 when the result does not fit the parameter (schema.c decides).
+ */
 static int canonical_default(enum param_type t, struct json *v) {
-    switch (t) {
-    case PARAM_INT:
-        if (v->type == JSON_NUM && v->n == floor(v->n) && v->n >= -0x1p63 && v->n < 0x1p63) {
-            v->i = (int64_t)v->n;
-            v->type = JSON_INT;
-        }
-        return v->type == JSON_INT;
-    case PARAM_NUM:
-        if (v->type == JSON_INT) {
-            v->n = (double)v->i;
-            v->type = JSON_NUM;
-        }
-        if (v->type == JSON_NUM && v->n == 0)
-            v->n = 0.0; /* a default of -0.0 keys like one of 0.0 */
-        return v->type == JSON_NUM;
-    case PARAM_STR:
-    case PARAM_PATH:
-        return v->type == JSON_STR;
-    case PARAM_BOOL:
-        return v->type == JSON_BOOL;
-    case PARAM_STRS:
-    case PARAM_NUMS:
-        if (v->type != JSON_ARR)
-            return 0;
-        for (size_t i = 0; i < v->len; i++)
-            if (!canonical_default(t == PARAM_STRS ? PARAM_STR : PARAM_NUM, v->items[i]))
-                return 0;
-        return 1;
-    default:
-        return 0;
+    if (t == PARAM_INT && v->type == JSON_NUM && v->n == floor(v->n) && v->n >= -0x1p63 && v->n < 0x1p63) {
+        v->i = (int64_t)v->n;
+        v->type = JSON_INT;
+    } else if (t == PARAM_NUM && v->type == JSON_INT) {
+        v->n = (double)v->i;
+        v->type = JSON_NUM;
     }
+    if (t == PARAM_NUM && v->type == JSON_NUM && v->n == 0)
+        v->n = 0.0; /* a default of -0.0 keys like one of 0.0 */
+    if ((t == PARAM_STRS || t == PARAM_NUMS) && v->type == JSON_ARR)
+        for (size_t i = 0; i < v->len; i++)
+            canonical_default(t == PARAM_STRS ? PARAM_STR : PARAM_NUM, v->items[i]);
+    return schema_value_fits(t, v);
 }
 
 static struct json *default_value(const struct kind_schema *k, const struct param_spec *p) {

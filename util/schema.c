@@ -48,8 +48,7 @@ const char *param_type_name(enum param_type t) {
     return "unknown";
 }
 
-/* Whether one stored value has the canonical JSON type of its parameter. */
-static int value_fits(enum param_type t, const struct json *v) {
+int schema_value_fits(enum param_type t, const struct json *v) {
     switch (t) {
     case PARAM_INT:
         return v->type == JSON_INT;
@@ -85,7 +84,7 @@ int schema_check_params(const struct kind_schema *k, const struct json *params) 
             continue;
         if (!v)
             return err_set("kind %s: parameter '%s' is missing", k->name, p->name);
-        if (!value_fits(p->type, v))
+        if (!schema_value_fits(p->type, v))
             return err_set("kind %s: parameter '%s' is not a %s", k->name, p->name, param_type_name(p->type));
     }
     for (size_t i = 0; i < params->len; i++)

@@ -42,5 +42,7 @@ const char *param_type_name(enum param_type t);
  * with its canonical JSON type, nothing unknown. -1 with err_set naming the first problem. */
 struct json;
 int schema_check_params(const struct kind_schema *k, const struct json *params);
+/* 1 if v has the canonical JSON type of a parameter of type t (refs never do: they are inputs). */
+int schema_value_fits(enum param_type t, const struct json *v);
 
 #endif
