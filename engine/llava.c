@@ -1,0 +1,293 @@
+/* llava: the model's life cycle (config and shards in, the activation size table, freeing) and the forward's
+ * entry point, which checks the caller's batch before the vision tower and the decoder run on it. */
+#include "engine/llava.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/fsio.h"
+#include "util/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Appends an activation row of n floats. */
+static void act(struct llava *m, float **slot, size_t n, const char *name, int layer) {
+    m->atab = xrealloc(m->atab, (m->natab + 1) * sizeof *m->atab);
+    struct llava_tensor *t = &m->atab[m->natab++];
+    memset(t, 0, sizeof *t);
+    if (layer >= 0)
+        snprintf(t->name, sizeof t->name, "%s.%d", name, layer);
+    else
+        snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = 1;
+    t->shape[0] = t->n = n;
+    t->slot = slot;
+}
+
+/* Image tokens per image: the patches, plus the class token when the strategy keeps it ("full"). */
+static size_t image_tokens(const struct llava_config *c) {
+    return (size_t)c->patches + (c->select_default ? 0 : 1);
+}
+
+static void vision_acts(struct llava *m) {
+    const struct vision_config *v = &m->cfg.vision;
+    size_t ni = m->nimg, p = (size_t)m->cfg.patches, s = p + 1, nv = ni * s, c = (size_t)v->hidden;
+    size_t k = (size_t)(v->channels * v->patch_size * v->patch_size), iv = (size_t)v->intermediate;
+    size_t sel = ni * image_tokens(&m->cfg), ct = (size_t)m->cfg.text.hidden;
+    struct llava_acts *a = &m->a;
+    act(m, &a->im2col, ni * p * k, "vision.im2col", -1);
+    act(m, &a->patch_out, ni * p * c, "vision.patch_out", -1);
+    act(m, &a->embed_v, nv * c, "vision.embed", -1);
+    act(m, &a->pre_ln, nv * c, "vision.pre_ln", -1);
+    act(m, &a->pre_ln_mean, nv, "vision.pre_ln_mean", -1);
+    act(m, &a->pre_ln_rstd, nv, "vision.pre_ln_rstd", -1);
+    for (int l = 0; l < v->layers_used; l++) {
+        struct llava_vision_acts *L = &a->vl[l];
+        float **full[] = {&L->ln1,   &L->q,    &L->k,   &L->v,   &L->att,
+                          &L->att_o, &L->res1, &L->ln2, &L->fc2, &L->res2};
+        static const char *fn[] = {"ln1", "q", "k", "v", "att", "att_o", "res1", "ln2", "fc2", "res2"};
+        char name[64];
+        for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++) {
+            snprintf(name, sizeof name, "vision.%s", fn[i]);
+            act(m, full[i], nv * c, name, l);
+        }
+        act(m, &L->ln1_mean, nv, "vision.ln1_mean", l);
+        act(m, &L->ln1_rstd, nv, "vision.ln1_rstd", l);
+        act(m, &L->ln2_mean, nv, "vision.ln2_mean", l);
+        act(m, &L->ln2_rstd, nv, "vision.ln2_rstd", l);
+        act(m, &L->probs, ni * (size_t)v->heads * s * s, "vision.probs", l);
+        act(m, &L->fc1, nv * iv, "vision.fc1", l);
+        act(m, &L->fc1_act, nv * iv, "vision.fc1_act", l);
+    }
+    act(m, &a->feats, sel * c, "vision.feats", -1);
+    act(m, &a->proj1, sel * ct, "proj.linear_1", -1);
+    act(m, &a->proj1_act, sel * ct, "proj.gelu", -1);
+    act(m, &a->proj2, sel * ct, "proj.linear_2", -1);
+}
+
+static void text_layer_acts(struct llava *m, int l, size_t n) {
+    const struct text_config *t = &m->cfg.text;
+    size_t c = (size_t)t->hidden, kv = c / (size_t)t->heads * (size_t)t->kv_heads,
+           im = (size_t)t->intermediate;
+    struct llava_text_acts *L = &m->a.tl[l];
+    float **full[] = {&L->ln1, &L->q, &L->att, &L->att_o, &L->res1, &L->ln2, &L->down, &L->res2};
+    static const char *fn[] = {"ln1", "q", "att", "att_o", "res1", "ln2", "down", "res2"};
+    char name[64];
+    for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++) {
+        snprintf(name, sizeof name, "text.%s", fn[i]);
+        act(m, full[i], n * c, name, l);
+    }
+    act(m, &L->ln1_rstd, n, "text.ln1_rstd", l);
+    act(m, &L->ln2_rstd, n, "text.ln2_rstd", l);
+    act(m, &L->k, n * kv, "text.k", l);
+    act(m, &L->v, n * kv, "text.v", l);
+    if (t->kv_heads < t->heads) {
+        act(m, &L->k_rep, n * c, "text.k_rep", l);
+        act(m, &L->v_rep, n * c, "text.v_rep", l);
+    }
+    act(m, &L->probs, m->B * (size_t)t->heads * m->T * m->T, "text.probs", l);
+    act(m, &L->gate, n * im, "text.gate", l);
+    act(m, &L->up, n * im, "text.up", l);
+    act(m, &L->swiglu, n * im, "text.swiglu", l);
+}
+
+static void text_acts(struct llava *m) {
+    const struct text_config *t = &m->cfg.text;
+    size_t n = m->B * m->T, c = (size_t)t->hidden;
+    act(m, &m->a.embed_t, n * c, "text.embed", -1);
+    for (int l = 0; l < t->layers; l++)
+        text_layer_acts(m, l, n);
+    act(m, &m->a.norm, n * c, "text.norm", -1);
+    act(m, &m->a.norm_rstd, n, "text.norm_rstd", -1);
+    act(m, &m->a.logits, n * (size_t)t->vocab, "text.logits", -1);
+}
+
+/* The activation table and its one allocation, as for the parameters. */
+static void act_table(struct llava *m) {
+    m->a.vl = xcalloc((size_t)m->cfg.vision.layers_used + 1, sizeof *m->a.vl);
+    m->a.tl = xcalloc((size_t)m->cfg.text.layers, sizeof *m->a.tl);
+    vision_acts(m);
+    text_acts(m);
+    size_t off = 0;
+    for (size_t i = 0; i < m->natab; i++) {
+        m->atab[i].offset = off;
+        off += m->atab[i].n;
+    }
+    m->nacts = off;
+    m->acts = xcalloc(off ? off : 1, sizeof(float));
+    for (size_t i = 0; i < m->natab; i++)
+        *m->atab[i].slot = m->acts + m->atab[i].offset;
+    m->tok = xcalloc(m->B * m->T, sizeof(int32_t));
+    m->pos = xcalloc(m->B * m->T, sizeof(int32_t));
+    m->len = xcalloc(m->B, sizeof(int32_t));
+}
+
+int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
+               size_t B, size_t T) {
+    memset(m, 0, sizeof *m);
+    if (B < 1 || T < 1 || B > 1u << 20 || T > 1u << 20)
+        return err_set("llava: batch %zu x sequence %zu is out of range", B, T);
+    m->cfg = *cfg;
+    m->B = B;
+    m->T = T;
+    m->nimg = B;
+    llava_param_table(m);
+    if (llava_load_params(m, files, nfiles) < 0) {
+        llava_free(m);
+        return -1;
+    }
+    act_table(m);
+    return 0;
+}
+
+void llava_free(struct llava *m) {
+    free(m->params);
+    free(m->ptab);
+    free(m->p.vl);
+    free(m->p.tl);
+    free(m->acts);
+    free(m->atab);
+    free(m->a.vl);
+    free(m->a.tl);
+    free(m->tok);
+    free(m->pos);
+    free(m->len);
+    memset(m, 0, sizeof *m);
+}
+
+/* A shard's name from the index: a plain file name, never a path (the index is outside data). */
+static int shard_name_ok(const char *s) {
+    return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 && strlen(s) < 256;
+}
+
+/* The distinct shard names of dir/model.safetensors.index.json, in order of first mention. */
+static int index_shards(const char *path, char ***names, size_t *n) {
+    char *text;
+    size_t len;
+    if (fsio_read_file(path, 64u << 20, &text, &len) < 0)
+        return -1;
+    struct json *root = json_parse(text, len);
+    free(text);
+    if (!root)
+        return err_prefix("%s", path);
+    const struct json *map = json_get(root, "weight_map");
+    int rc = map && map->type == JSON_OBJ ? 0 : err_set("%s: no \"weight_map\" object", path);
+    for (size_t i = 0; map && rc == 0 && i < map->len; i++) {
+        const struct json *v = map->items[i];
+        if (v->type != JSON_STR || !shard_name_ok(v->s)) {
+            rc = err_set("%s: weight_map[\"%.100s\"] is not a shard file name", path, map->keys[i]);
+            break;
+        }
+        size_t j = 0;
+        while (j < *n && strcmp((*names)[j], v->s) != 0)
+            j++;
+        if (j == *n) {
+            *names = xrealloc(*names, (*n + 1) * sizeof **names);
+            (*names)[(*n)++] = xstrdup(v->s);
+        }
+    }
+    json_free(root);
+    return rc;
+}
+
+static int read_config(const char *dir, struct llava_config *cfg) {
+    char path[4096], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (fsio_read_file(path, 1u << 20, &text, &len) < 0)
+        return -1;
+    int rc = config_parse(text, len, path, cfg);
+    free(text);
+    return rc;
+}
+
+/* The checkpoint's shard names: those of the index when there is one, else model.safetensors. */
+static int shard_names(const char *dir, char ***names, size_t *n) {
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (stat(path, &st) == 0)
+        return index_shards(path, names, n);
+    *names = xmalloc(sizeof **names);
+    (*names)[0] = xstrdup("model.safetensors");
+    *n = 1;
+    return 0;
+}
+
+int llava_load(struct llava *m, const char *dir, size_t B, size_t T) {
+    struct llava_config cfg;
+    char **names = NULL, path[4096];
+    size_t n = 0, opened = 0;
+    memset(m, 0, sizeof *m);
+    if (read_config(dir, &cfg) < 0)
+        return -1;
+    int rc = shard_names(dir, &names, &n);
+    struct st_file *files = xcalloc(n + 1, sizeof *files);
+    for (; rc == 0 && opened < n; opened++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[opened]);
+        if ((rc = st_open(path, &files[opened])) < 0)
+            break;
+    }
+    if (rc == 0)
+        rc = llava_init(m, &cfg, files, n, B, T);
+    for (size_t i = 0; i < opened; i++)
+        st_close(&files[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(files);
+    return rc;
+}
+
+/* attention_mask -> valid lengths; only right padding (a run of ones, then zeros) is accepted. */
+static int lengths(struct llava *m, const int32_t *mask, size_t b, size_t t) {
+    for (size_t i = 0; i < b; i++) {
+        size_t len = 0;
+        while (len < t && mask[i * t + len] == 1)
+            len++;
+        for (size_t j = len; j < t; j++)
+            if (mask[i * t + j] != 0)
+                return err_set("llava: attention_mask row %zu is not right-padded 1...1 0...0 (position %zu)",
+                               i, j);
+        if (len == 0)
+            return err_set("llava: sequence %zu is empty (attention_mask all zeros)", i);
+        m->len[i] = (int32_t)len;
+    }
+    return 0;
+}
+
+/* Token ids -> the ids to embed (image tokens embed as 0, then get overwritten) and RoPE positions. */
+static int tokens(struct llava *m, const int32_t *ids, size_t b, size_t t, size_t nimg) {
+    size_t nimgtok = 0, want = nimg * image_tokens(&m->cfg);
+    for (size_t i = 0; i < b * t; i++) {
+        int32_t id = ids[i];
+        if (id == m->cfg.image_token_index) {
+            nimgtok++;
+            id = 0;
+        } else if (id < 0 || id >= m->cfg.text.vocab) {
+            return err_set("llava: token id %d at position %zu is outside the vocabulary (%d)", ids[i], i,
+                           m->cfg.text.vocab);
+        }
+        m->tok[i] = id;
+        m->pos[i] = (int32_t)(i % t);
+    }
+    if (nimgtok != want)
+        return err_set("llava: %zu image tokens for %zu images of %zu tokens each", nimgtok, nimg,
+                       image_tokens(&m->cfg));
+    return 0;
+}
+
+int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
+                  size_t t, const float *pixels, size_t nimg) {
+    if (b < 1 || b > m->B || t < 1 || t > m->T)
+        return err_set("llava: batch %zu x %zu does not fit the model's %zu x %zu", b, t, m->B, m->T);
+    if (nimg > m->nimg || (nimg && !pixels))
+        return err_set("llava: %zu images (at most %zu, pixel values required)", nimg, m->nimg);
+    if (lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
+        return -1;
+    if (nimg)
+        llava_vision_forward(m, ops, pixels, nimg);
+    llava_decoder_forward(m, ops, ids, b, t);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* llava: LLaVA-1.5's architecture (CLIP ViT tower, GELU projector, LLaMA decoder) on the operation table of
+ * engine/ops.h, driven by engine/config.h, with weights read from Hugging Face safetensors.
+ *
+ * Memory, llm.c style: all parameters live in one allocation carved by a size table computed from the config
+ * (struct llava_tensor: name, shape, offset); all activations live in a second one, carved the same way for
+ * the batch B, the sequence length T and the image count given at creation. Activations a backward pass needs
+ * (norm inputs and statistics, attention probabilities, pre-activation MLP values) are kept per layer. */
+#ifndef PULSE_ENGINE_LLAVA_H
+#define PULSE_ENGINE_LLAVA_H
+
+#include "engine/config.h"
+#include "engine/ops.h"
+#include "engine/safetensors.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LLAVA_NAME_MAX 112
+
+/* One row of a size table: a tensor's place in its block. Parameter names are the newer transformers
+ * layout ("model.language_model.layers.0.self_attn.q_proj.weight", "lm_head.weight"); activation names are
+ * short ("text.3.att"). */
+struct llava_tensor {
+    char name[LLAVA_NAME_MAX];
+    int ndim;
+    size_t shape[4];
+    size_t n;      /* elements */
+    size_t offset; /* in floats, from the block's start */
+    float **slot;  /* the struct field that receives the pointer */
+};
+
+struct llava_vision_layer {
+    float *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+};
+
+struct llava_text_layer {
+    float *ln1_w, *q_w, *k_w, *v_w, *o_w, *ln2_w, *gate_w, *up_w, *down_w;
+};
+
+/* Parameters; only the vision layers actually used (config.vision.layers_used) are held. */
+struct llava_params {
+    float *patch_w; /* [Cv, channels * patch * patch]: the conv kernel flattened */
+    float *class_emb, *pos_emb, *pre_ln_w, *pre_ln_b;
+    struct llava_vision_layer *vl;
+    float *proj1_w, *proj1_b, *proj2_w, *proj2_b;
+    float *embed; /* [V, C] */
+    struct llava_text_layer *tl;
+    float *norm_w;
+    float *lm_head; /* [V, C] */
+};
+
+/* Per-layer activations, named as in llm.c: the layer's input is the previous layer's residual output. */
+struct llava_vision_acts {
+    float *ln1, *ln1_mean, *ln1_rstd, *q, *k, *v, *probs, *att, *att_o, *res1;
+    float *ln2, *ln2_mean, *ln2_rstd, *fc1, *fc1_act, *fc2, *res2;
+};
+
+struct llava_text_acts {
+    float *ln1, *ln1_rstd, *q, *k, *v; /* q [N, heads*hs] and k, v [N, kv_heads*hs], after RoPE */
+    float *k_rep, *v_rep;              /* k, v repeated to all heads (NULL without GQA: k, v are used) */
+    float *probs, *att, *att_o, *res1;
+    float *ln2, *ln2_rstd, *gate, *up, *swiglu, *down, *res2;
+};
+
+struct llava_acts {
+    /* vision, over nimg images of S = patches + 1 tokens */
+    float *im2col; /* [nimg * patches, channels * patch * patch] */
+    float *patch_out, *embed_v, *pre_ln, *pre_ln_mean, *pre_ln_rstd;
+    struct llava_vision_acts *vl;
+    float *feats, *proj1, *proj1_act, *proj2; /* proj2 [nimg * selected, C]: the image features */
+    /* decoder, over B * T positions */
+    float *embed_t;
+    struct llava_text_acts *tl;
+    float *norm, *norm_rstd, *logits;
+};
+
+struct llava {
+    struct llava_config cfg;
+    size_t B, T, nimg; /* the activation block's capacity */
+    struct llava_params p;
+    float *params;
+    struct llava_tensor *ptab;
+    size_t nparams, nptab;
+    struct llava_acts a;
+    float *acts;
+    struct llava_tensor *atab;
+    size_t nacts, natab;
+    int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
+};
+
+/* Builds the model for cfg with parameters from the given safetensors files (the shards of one checkpoint),
+ * activations for batch B, sequence T and up to B images. Accepts the Hub's names
+ * ("language_model.model.*", "language_model.lm_head.weight", "vision_tower.*", "multi_modal_projector.*")
+ * and the newer ones ("model.language_model.*", "model.vision_tower.*", "model.multi_modal_projector.*",
+ * "lm_head.weight"), the tower's "vision_model." level present or not (transformers 5 drops it); ignores the
+ * vision layers after the selected one and post_layernorm; refuses a missing tensor, a shape that disagrees
+ * with the config, a tensor given twice and any other tensor, with one line naming it. */
+int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
+               size_t B, size_t T);
+/* Reads dir/config.json and dir/model.safetensors, or the shards dir/model.safetensors.index.json lists. */
+int llava_load(struct llava *m, const char *dir, size_t B, size_t T);
+void llava_free(struct llava *m);
+
+/* Forward: ids [b, t] (b <= B, t <= T) with exactly config.patches image tokens per image, filled in order
+ * from the nimg (<= B) images in pixels [nimg, channels, image, image] (normalised); mask [b, t] is the
+ * attention mask, right padding only (1...1 0...0). Leaves logits [b, t, vocab] in m->a.logits. Inputs that
+ * break these rules are refused with one line. */
+int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
+                  size_t t, const float *pixels, size_t nimg);
+
+/* Internal, between llava*.c: the size tables and the two halves of the forward. */
+int llava_param_table(struct llava *m);
+int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
+void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
+void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t);
+
+#endif

@@ -1,0 +1,76 @@
+/* llava_decoder: the LLaMA decoder on the operation table: token embeddings with the image features put in
+ * place of the image tokens, the layers, the final RMSNorm and the untied lm_head (m->a.logits). */
+#include "engine/llava.h"
+
+#include <string.h>
+
+/* Embeds the tokens, then overwrites the image tokens' rows, in order, with the projected image features. */
+static void embed(struct llava *m, const struct ops *ops, const int32_t *ids, size_t n) {
+    size_t c = (size_t)m->cfg.text.hidden, next = 0;
+    ops->embedding_forward(m->a.embed_t, m->tok, m->p.embed, n, c);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == m->cfg.image_token_index)
+            memcpy(m->a.embed_t + i * c, m->a.proj2 + next++ * c, c * sizeof(float));
+}
+
+/* Grouped-query attention: kv head j serves query heads j * rep .. (j + 1) * rep - 1 (transformers'
+ * repeat_kv), so the attention op, which takes equal heads, gets k and v repeated. */
+static void repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t h = 0; h < kvh * rep; h++)
+            memcpy(out + (i * kvh * rep + h) * hs, in + (i * kvh + h / rep) * hs, hs * sizeof(float));
+}
+
+/* Self-attention half of a layer: x + o_proj(attn(rope(q), rope(k), v)) with causal and padding masks. */
+static void attention_block(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
+                            size_t t) {
+    const struct text_config *tc = &m->cfg.text;
+    const struct llava_text_layer *w = &m->p.tl[l];
+    struct llava_text_acts *L = &m->a.tl[l];
+    size_t n = b * t, c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
+    size_t hs = c / nh, kv = kvh * hs;
+    ops->rmsnorm_forward(L->ln1, L->ln1_rstd, in, w->ln1_w, n, c, tc->eps);
+    ops->matmul_forward(L->q, L->ln1, w->q_w, NULL, n, c, c);
+    ops->matmul_forward(L->k, L->ln1, w->k_w, NULL, n, c, kv);
+    ops->matmul_forward(L->v, L->ln1, w->v_w, NULL, n, c, kv);
+    ops->rope_forward(L->q, m->pos, b, t, nh, hs, tc->rope_theta);
+    ops->rope_forward(L->k, m->pos, b, t, kvh, hs, tc->rope_theta);
+    const float *k = L->k, *v = L->v;
+    if (kvh < nh) {
+        repeat_kv(L->k_rep, L->k, n, kvh, nh / kvh, hs);
+        repeat_kv(L->v_rep, L->v, n, kvh, nh / kvh, hs);
+        k = L->k_rep;
+        v = L->v_rep;
+    }
+    ops->attention_forward(L->att, L->probs, L->q, k, v, m->len, 1, b, t, nh, hs);
+    ops->matmul_forward(L->att_o, L->att, w->o_w, NULL, n, c, c);
+    ops->add(L->res1, in, L->att_o, n * c);
+}
+
+/* MLP half: res1 + down(silu(gate(x)) * up(x)), x = post_attention_layernorm(res1). */
+static void mlp_block(struct llava *m, const struct ops *ops, int l, size_t n) {
+    const struct text_config *tc = &m->cfg.text;
+    const struct llava_text_layer *w = &m->p.tl[l];
+    struct llava_text_acts *L = &m->a.tl[l];
+    size_t c = (size_t)tc->hidden, im = (size_t)tc->intermediate;
+    ops->rmsnorm_forward(L->ln2, L->ln2_rstd, L->res1, w->ln2_w, n, c, tc->eps);
+    ops->matmul_forward(L->gate, L->ln2, w->gate_w, NULL, n, c, im);
+    ops->matmul_forward(L->up, L->ln2, w->up_w, NULL, n, c, im);
+    ops->swiglu_forward(L->swiglu, L->gate, L->up, n * im);
+    ops->matmul_forward(L->down, L->swiglu, w->down_w, NULL, n, im, c);
+    ops->add(L->res2, L->res1, L->down, n * c);
+}
+
+void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t) {
+    const struct text_config *tc = &m->cfg.text;
+    size_t n = b * t, c = (size_t)tc->hidden;
+    embed(m, ops, ids, n);
+    const float *h = m->a.embed_t;
+    for (int l = 0; l < tc->layers; l++) {
+        attention_block(m, ops, l, h, b, t);
+        mlp_block(m, ops, l, n);
+        h = m->a.tl[l].res2;
+    }
+    ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, n, c, tc->eps);
+    ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, n, c, (size_t)tc->vocab);
+}
