@@ -1,8 +1,8 @@
 /* config: a LLaVA model's shape, read from a Hugging Face config.json (LlavaConfig: "text_config" (LLaMA),
- * "vision_config" (CLIP vision), "image_token_index", "vision_feature_layer", "vision_feature_select_strategy",
- * "projector_hidden_act"). Missing fields take the transformers defaults; impossible ones (a hidden size not
- * divisible by the heads, a feature layer outside the tower, an unsupported activation) are refused with one
- * line. */
+ * "vision_config" (CLIP vision), "image_token_index", "vision_feature_layer",
+ * "vision_feature_select_strategy", "projector_hidden_act"). Missing fields take the transformers defaults;
+ * impossible ones (a hidden size not divisible by the heads, a feature layer outside the tower, an
+ * unsupported activation) are refused with one line. */
 #ifndef PULSE_ENGINE_CONFIG_H
 #define PULSE_ENGINE_CONFIG_H
 
@@ -11,16 +11,16 @@
 struct vision_config {
     int hidden, intermediate, layers, heads;
     int image_size, patch_size, channels;
-    float eps;          /* layer_norm_eps */
-    int feature_layer;  /* index into hidden states (0 = embeddings after pre_layrnorm); negative counts from
-                           the end, as HF: -2 = the output of the second-to-last layer */
-    int layers_used;    /* encoder layers actually computed for the selected features */
+    float eps;         /* layer_norm_eps */
+    int feature_layer; /* index into hidden states (0 = embeddings after pre_layrnorm); negative counts from
+                          the end, as HF: -2 = the output of the second-to-last layer */
+    int layers_used;   /* encoder layers actually computed for the selected features */
 };
 
 struct text_config {
     int hidden, intermediate, layers, heads, kv_heads, vocab;
     int max_positions;
-    float eps;          /* rms_norm_eps */
+    float eps; /* rms_norm_eps */
     float rope_theta;
 };
 

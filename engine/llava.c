@@ -121,6 +121,7 @@ static void act_table(struct llava *m) {
     m->tok = xcalloc(m->B * m->T, sizeof(int32_t));
     m->pos = xcalloc(m->B * m->T, sizeof(int32_t));
     m->len = xcalloc(m->B, sizeof(int32_t));
+    m->img = xcalloc(m->B * m->T, 1);
 }
 
 int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
@@ -142,6 +143,9 @@ int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_
 }
 
 void llava_free(struct llava *m) {
+    llava_grads_free(m);
+    free(m->g.vl);
+    free(m->g.tl);
     free(m->params);
     free(m->ptab);
     free(m->p.vl);
@@ -153,6 +157,7 @@ void llava_free(struct llava *m) {
     free(m->tok);
     free(m->pos);
     free(m->len);
+    free(m->img);
     memset(m, 0, sizeof *m);
 }
 
@@ -262,6 +267,7 @@ static int tokens(struct llava *m, const int32_t *ids, size_t b, size_t t, size_
     size_t nimgtok = 0, want = nimg * image_tokens(&m->cfg);
     for (size_t i = 0; i < b * t; i++) {
         int32_t id = ids[i];
+        m->img[i] = id == m->cfg.image_token_index;
         if (id == m->cfg.image_token_index) {
             nimgtok++;
             id = 0;
@@ -284,10 +290,14 @@ int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, co
         return err_set("llava: batch %zu x %zu does not fit the model's %zu x %zu", b, t, m->B, m->T);
     if (nimg > m->nimg || (nimg && !pixels))
         return err_set("llava: %zu images (at most %zu, pixel values required)", nimg, m->nimg);
+    m->fb = 0; /* no backward until this forward has run */
     if (lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
     if (nimg)
         llava_vision_forward(m, ops, pixels, nimg);
     llava_decoder_forward(m, ops, ids, b, t);
+    m->fb = b;
+    m->ft = t;
+    m->fimg = nimg;
     return 0;
 }

@@ -4,7 +4,11 @@
  * Memory, llm.c style: all parameters live in one allocation carved by a size table computed from the config
  * (struct llava_tensor: name, shape, offset); all activations live in a second one, carved the same way for
  * the batch B, the sequence length T and the image count given at creation. Activations a backward pass needs
- * (norm inputs and statistics, attention probabilities, pre-activation MLP values) are kept per layer. */
+ * (norm inputs and statistics, attention probabilities, pre-activation MLP values) are kept per layer.
+ *
+ * Training: each parameter row carries a `trainable` flag; llava_grads_init gives the trainable ones a
+ * gradient in a third allocation carved by the same table (frozen tensors get none: their pointer in m->g is
+ * NULL), plus the backward's scratch (gradients of activations, reused layer after layer). */
 #ifndef PULSE_ENGINE_LLAVA_H
 #define PULSE_ENGINE_LLAVA_H
 
@@ -27,6 +31,10 @@ struct llava_tensor {
     size_t n;      /* elements */
     size_t offset; /* in floats, from the block's start */
     float **slot;  /* the struct field that receives the pointer */
+    /* parameters only: the twin field in m->g, whether the tensor trains, and its gradient's offset */
+    float **gslot;
+    int trainable;
+    size_t goffset;
 };
 
 struct llava_vision_layer {
@@ -75,6 +83,15 @@ struct llava_acts {
     float *norm, *norm_rstd, *logits;
 };
 
+/* Gradients of activations, for the backward: the residual stream's and one layer's intermediates, reused
+ * by every layer (each buffer is zeroed before a backward op accumulates into it). `logits` is what a loss
+ * writes (d loss / d logits) before llava_backward runs. Vision buffers exist only when the tower trains. */
+struct llava_grad_acts {
+    float *logits, *res, *ln, *q, *k, *v, *k_rep, *v_rep, *att, *gate, *up, *swiglu;
+    float *proj2, *proj1_act, *proj1, *feats;
+    float *vres, *vln, *vq, *vk, *vv, *vatt, *fc1, *fc1_act, *embed_v, *patch;
+};
+
 struct llava {
     struct llava_config cfg;
     size_t B, T, nimg; /* the activation block's capacity */
@@ -87,6 +104,17 @@ struct llava {
     struct llava_tensor *atab;
     size_t nacts, natab;
     int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
+    uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature */
+    size_t fb, ft, fimg;      /* the last forward's batch, sequence and image count (fb == 0: none yet) */
+    /* training (llava_grads_init): gradients, twins of p, NULL where frozen, and the backward's scratch */
+    struct llava_params g;
+    float *grads;
+    size_t ngrads;
+    struct llava_grad_acts d;
+    float *dacts;
+    struct llava_tensor *dtab;
+    size_t ndacts, ndtab;
+    int grad_image, grad_tower; /* some projector / vision tower tensor trains: the backward goes there */
 };
 
 /* Builds the model for cfg with parameters from the given safetensors files (the shards of one checkpoint),
@@ -109,10 +137,25 @@ void llava_free(struct llava *m);
 int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
                   size_t t, const float *pixels, size_t nimg);
 
+/* Marks every parameter whose name starts with prefix ("" = all, "model.language_model.layers.0." = one
+ * layer) trainable (on != 0) or frozen; returns how many matched. Everything is frozen after llava_init. */
+size_t llava_set_trainable(struct llava *m, const char *prefix, int on);
+/* Gives the trainable parameters their gradients (zeroed; one allocation in table order) and allocates the
+ * backward's scratch; call again after changing the flags. */
+void llava_grads_init(struct llava *m);
+void llava_zero_grad(struct llava *m);
+/* Backward of the last llava_forward, from m->d.logits (d loss / d logits, [b, t, vocab], written by a loss):
+ * ACCUMULATES into m->g, through the decoder, the image features, the projector and the tower as far as
+ * something trains. Refused with one line without a forward or without llava_grads_init. */
+int llava_backward(struct llava *m, const struct ops *ops);
+
 /* Internal, between llava*.c: the size tables and the two halves of the forward. */
 int llava_param_table(struct llava *m);
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
 void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
 void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t);
+void llava_grads_free(struct llava *m);
+void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);
+void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t);
 
 #endif

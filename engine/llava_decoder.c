@@ -74,3 +74,96 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t
     ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, n, c, tc->eps);
     ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, n, c, (size_t)tc->vocab);
 }
+
+/* ---- backward: each block's in reverse, the residual stream's gradient in m->d.res throughout ---- */
+
+/* Zeroed scratch, for backward ops that accumulate. */
+static float *zeroed(float *x, size_t n) {
+    memset(x, 0, n * sizeof(float));
+    return x;
+}
+
+/* The adjoint of repeat_kv: each kv head's gradient is the sum over the query heads it served, in order. */
+static void unrepeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t h = 0; h < kvh * rep; h++) {
+            float *o = out + (i * kvh + h / rep) * hs;
+            const float *x = in + (i * kvh * rep + h) * hs;
+            for (size_t j = 0; j < hs; j++)
+                o[j] += x[j];
+        }
+}
+
+/* d res1 (in d->res) -> d in (added to d->res: the residual's own path is already there). q and k were
+ * rotated in place, so the attention's dq and dk are in rotated coordinates: rope_backward takes them back.
+ */
+static void attention_block_backward(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
+                                     size_t t) {
+    const struct text_config *tc = &m->cfg.text;
+    const struct llava_text_layer *w = &m->p.tl[l], *g = &m->g.tl[l];
+    const struct llava_text_acts *L = &m->a.tl[l];
+    struct llava_grad_acts *d = &m->d;
+    size_t n = b * t, c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
+    size_t hs = c / nh, kv = kvh * hs;
+    int gqa = kvh < nh;
+    ops->matmul_backward(zeroed(d->att, n * c), g->o_w, NULL, d->res, L->att, w->o_w, n, c, c);
+    float *dk = zeroed(gqa ? d->k_rep : d->k, n * (gqa ? c : kv));
+    float *dv = zeroed(gqa ? d->v_rep : d->v, n * (gqa ? c : kv));
+    ops->attention_backward(zeroed(d->q, n * c), dk, dv, d->att, L->probs, L->q, gqa ? L->k_rep : L->k,
+                            gqa ? L->v_rep : L->v, b, t, nh, hs);
+    if (gqa) {
+        unrepeat_kv(zeroed(d->k, n * kv), d->k_rep, n, kvh, nh / kvh, hs);
+        unrepeat_kv(zeroed(d->v, n * kv), d->v_rep, n, kvh, nh / kvh, hs);
+    }
+    ops->rope_backward(d->q, m->pos, b, t, nh, hs, tc->rope_theta);
+    ops->rope_backward(d->k, m->pos, b, t, kvh, hs, tc->rope_theta);
+    zeroed(d->ln, n * c);
+    ops->matmul_backward(d->ln, g->q_w, NULL, d->q, L->ln1, w->q_w, n, c, c);
+    ops->matmul_backward(d->ln, g->k_w, NULL, d->k, L->ln1, w->k_w, n, c, kv);
+    ops->matmul_backward(d->ln, g->v_w, NULL, d->v, L->ln1, w->v_w, n, c, kv);
+    ops->rmsnorm_backward(d->res, g->ln1_w, d->ln, in, w->ln1_w, L->ln1_rstd, n, c);
+}
+
+/* d res2 (in d->res) -> d res1. */
+static void mlp_block_backward(struct llava *m, const struct ops *ops, int l, size_t n) {
+    const struct text_config *tc = &m->cfg.text;
+    const struct llava_text_layer *w = &m->p.tl[l], *g = &m->g.tl[l];
+    const struct llava_text_acts *L = &m->a.tl[l];
+    struct llava_grad_acts *d = &m->d;
+    size_t c = (size_t)tc->hidden, im = (size_t)tc->intermediate;
+    ops->matmul_backward(zeroed(d->swiglu, n * im), g->down_w, NULL, d->res, L->swiglu, w->down_w, n, im, c);
+    ops->swiglu_backward(zeroed(d->gate, n * im), zeroed(d->up, n * im), d->swiglu, L->gate, L->up, n * im);
+    zeroed(d->ln, n * c);
+    ops->matmul_backward(d->ln, g->gate_w, NULL, d->gate, L->ln2, w->gate_w, n, c, im);
+    ops->matmul_backward(d->ln, g->up_w, NULL, d->up, L->ln2, w->up_w, n, c, im);
+    ops->rmsnorm_backward(d->res, g->ln2_w, d->ln, L->res1, w->ln2_w, L->ln2_rstd, n, c);
+}
+
+/* d embed_t (in d->res) -> the image features' rows (d->proj2, in order) and the token table. Image rows are
+ * cleared first so the embedding's row 0 (the ids they embedded as) gets nothing from them. */
+static void embed_backward(struct llava *m, const struct ops *ops, size_t n) {
+    size_t c = (size_t)m->cfg.text.hidden, next = 0;
+    struct llava_grad_acts *d = &m->d;
+    for (size_t i = 0; i < n; i++)
+        if (m->img[i]) {
+            if (d->proj2)
+                memcpy(d->proj2 + next++ * c, d->res + i * c, c * sizeof(float));
+            memset(d->res + i * c, 0, c * sizeof(float));
+        }
+    ops->embedding_backward(m->g.embed, d->res, m->tok, n, c);
+}
+
+void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t) {
+    const struct text_config *tc = &m->cfg.text;
+    size_t n = b * t, c = (size_t)tc->hidden;
+    struct llava_grad_acts *d = &m->d;
+    const float *last = tc->layers ? m->a.tl[tc->layers - 1].res2 : m->a.embed_t;
+    ops->matmul_backward(zeroed(d->ln, n * c), m->g.lm_head, NULL, d->logits, m->a.norm, m->p.lm_head, n, c,
+                         (size_t)tc->vocab);
+    ops->rmsnorm_backward(zeroed(d->res, n * c), m->g.norm_w, d->ln, last, m->p.norm_w, m->a.norm_rstd, n, c);
+    for (int l = tc->layers - 1; l >= 0; l--) {
+        mlp_block_backward(m, ops, l, n);
+        attention_block_backward(m, ops, l, l ? m->a.tl[l - 1].res2 : m->a.embed_t, b, t);
+    }
+    embed_backward(m, ops, n);
+}

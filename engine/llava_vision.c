@@ -79,3 +79,85 @@ void llava_vision_forward(struct llava *m, const struct ops *ops, const float *p
     }
     project(m, ops, h, nimg);
 }
+
+/* ---- backward: from the image features' gradient (m->d.proj2) to the tower's first parameters ---- */
+
+static float *zeroed(float *x, size_t n) {
+    memset(x, 0, n * sizeof(float));
+    return x;
+}
+
+/* d proj2 -> the projector's gradients and, when the tower trains, d hidden (m->d.vres; the dropped class
+ * token's row gets zero). */
+static void project_backward(struct llava *m, const struct ops *ops, size_t nimg) {
+    size_t p = (size_t)m->cfg.patches, s = p + 1, cv = (size_t)m->cfg.vision.hidden;
+    size_t ct = (size_t)m->cfg.text.hidden, drop = m->cfg.select_default ? 1 : 0, per = s - drop;
+    size_t sel = nimg * per;
+    const struct llava_acts *a = &m->a;
+    struct llava_grad_acts *d = &m->d;
+    ops->matmul_backward(zeroed(d->proj1_act, sel * ct), m->g.proj2_w, m->g.proj2_b, d->proj2, a->proj1_act,
+                         m->p.proj2_w, sel, ct, ct);
+    ops->gelu_backward(zeroed(d->proj1, sel * ct), d->proj1_act, a->proj1, sel * ct);
+    float *dfeats = m->grad_tower ? zeroed(d->feats, sel * cv) : NULL;
+    ops->matmul_backward(dfeats, m->g.proj1_w, m->g.proj1_b, d->proj1, a->feats, m->p.proj1_w, sel, cv, ct);
+    if (!dfeats)
+        return;
+    zeroed(d->vres, nimg * s * cv);
+    for (size_t i = 0; i < nimg; i++)
+        memcpy(d->vres + (i * s + drop) * cv, dfeats + i * per * cv, per * cv * sizeof(float));
+}
+
+/* d res2 (in d->vres) -> d in (d->vres), the MLP half then the attention half. */
+static void encoder_layer_backward(struct llava *m, const struct ops *ops, int l, const float *in,
+                                   size_t nimg) {
+    const struct vision_config *v = &m->cfg.vision;
+    const struct llava_vision_layer *w = &m->p.vl[l], *g = &m->g.vl[l];
+    const struct llava_vision_acts *L = &m->a.vl[l];
+    struct llava_grad_acts *d = &m->d;
+    size_t s = (size_t)m->cfg.patches + 1, n = nimg * s, c = (size_t)v->hidden, iv = (size_t)v->intermediate;
+    ops->matmul_backward(zeroed(d->fc1_act, n * iv), g->fc2_w, g->fc2_b, d->vres, L->fc1_act, w->fc2_w, n, iv,
+                         c);
+    ops->quick_gelu_backward(zeroed(d->fc1, n * iv), d->fc1_act, L->fc1, n * iv);
+    ops->matmul_backward(zeroed(d->vln, n * c), g->fc1_w, g->fc1_b, d->fc1, L->ln2, w->fc1_w, n, c, iv);
+    ops->layernorm_backward(d->vres, g->ln2_w, g->ln2_b, d->vln, L->res1, w->ln2_w, L->ln2_mean, L->ln2_rstd,
+                            n, c);
+    ops->matmul_backward(zeroed(d->vatt, n * c), g->o_w, g->o_b, d->vres, L->att, w->o_w, n, c, c);
+    ops->attention_backward(zeroed(d->vq, n * c), zeroed(d->vk, n * c), zeroed(d->vv, n * c), d->vatt,
+                            L->probs, L->q, L->k, L->v, nimg, s, (size_t)v->heads, c / (size_t)v->heads);
+    zeroed(d->vln, n * c);
+    ops->matmul_backward(d->vln, g->q_w, g->q_b, d->vq, L->ln1, w->q_w, n, c, c);
+    ops->matmul_backward(d->vln, g->k_w, g->k_b, d->vk, L->ln1, w->k_w, n, c, c);
+    ops->matmul_backward(d->vln, g->v_w, g->v_b, d->vv, L->ln1, w->v_w, n, c, c);
+    ops->layernorm_backward(d->vres, g->ln1_w, g->ln1_b, d->vln, in, w->ln1_w, L->ln1_mean, L->ln1_rstd, n,
+                            c);
+}
+
+/* d pre_ln (in d->vres) -> pre_layrnorm, class and position embeddings (summed over images, in order) and the
+ * patch convolution (the patch rows gathered, then one matmul backward over im2col). */
+static void embeddings_backward(struct llava *m, const struct ops *ops, size_t nimg) {
+    const struct vision_config *v = &m->cfg.vision;
+    size_t p = (size_t)m->cfg.patches, s = p + 1, c = (size_t)v->hidden;
+    size_t k = (size_t)(v->channels * v->patch_size * v->patch_size);
+    const struct llava_acts *a = &m->a;
+    struct llava_grad_acts *d = &m->d;
+    ops->layernorm_backward(zeroed(d->embed_v, nimg * s * c), m->g.pre_ln_w, m->g.pre_ln_b, d->vres,
+                            a->embed_v, m->p.pre_ln_w, a->pre_ln_mean, a->pre_ln_rstd, nimg * s, c);
+    for (size_t i = 0; i < nimg; i++) {
+        const float *e = d->embed_v + i * s * c;
+        if (m->g.class_emb)
+            ops->accumulate(m->g.class_emb, e, c);
+        if (m->g.pos_emb)
+            ops->accumulate(m->g.pos_emb, e, s * c);
+        memcpy(d->patch + i * p * c, e + c, p * c * sizeof(float));
+    }
+    ops->matmul_backward(NULL, m->g.patch_w, NULL, d->patch, a->im2col, m->p.patch_w, nimg * p, k, c);
+}
+
+void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg) {
+    project_backward(m, ops, nimg);
+    if (!m->grad_tower)
+        return;
+    for (int l = m->cfg.vision.layers_used - 1; l >= 0; l--)
+        encoder_layer_backward(m, ops, l, l ? m->a.vl[l - 1].res2 : m->a.pre_ln, nimg);
+    embeddings_backward(m, ops, nimg);
+}

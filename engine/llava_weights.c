@@ -36,17 +36,17 @@ static void add(struct llava *m, float **slot, int ndim, const size_t *shape, co
 #define ADD1(slot, a, ...) add(m, slot, 1, (size_t[]){(size_t)(a)}, __VA_ARGS__)
 #define ADD2(slot, a, b, ...) add(m, slot, 2, (size_t[]){(size_t)(a), (size_t)(b)}, __VA_ARGS__)
 
-static void vision_table(struct llava *m) {
+static void vision_table(struct llava *m, struct llava_params *p) {
     const struct vision_config *v = &m->cfg.vision;
     size_t c = (size_t)v->hidden, ps = (size_t)v->patch_size;
-    add(m, &m->p.patch_w, 4, (size_t[]){c, (size_t)v->channels, ps, ps},
+    add(m, &p->patch_w, 4, (size_t[]){c, (size_t)v->channels, ps, ps},
         VT "embeddings.patch_embedding.weight");
-    ADD1(&m->p.class_emb, c, VT "embeddings.class_embedding");
-    ADD2(&m->p.pos_emb, m->cfg.patches + 1, c, VT "embeddings.position_embedding.weight");
-    ADD1(&m->p.pre_ln_w, c, VT "pre_layrnorm.weight");
-    ADD1(&m->p.pre_ln_b, c, VT "pre_layrnorm.bias");
+    ADD1(&p->class_emb, c, VT "embeddings.class_embedding");
+    ADD2(&p->pos_emb, m->cfg.patches + 1, c, VT "embeddings.position_embedding.weight");
+    ADD1(&p->pre_ln_w, c, VT "pre_layrnorm.weight");
+    ADD1(&p->pre_ln_b, c, VT "pre_layrnorm.bias");
     for (int l = 0; l < v->layers_used; l++) {
-        struct llava_vision_layer *L = &m->p.vl[l];
+        struct llava_vision_layer *L = &p->vl[l];
         static const char *proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
         float **pw[4] = {&L->q_w, &L->k_w, &L->v_w, &L->o_w}, **pb[4] = {&L->q_b, &L->k_b, &L->v_b, &L->o_b};
         ADD1(&L->ln1_w, c, VT "encoder.layers.%d.layer_norm1.weight", l);
@@ -64,20 +64,20 @@ static void vision_table(struct llava *m) {
     }
 }
 
-static void projector_table(struct llava *m) {
+static void projector_table(struct llava *m, struct llava_params *p) {
     int cv = m->cfg.vision.hidden, ct = m->cfg.text.hidden;
-    ADD2(&m->p.proj1_w, ct, cv, MP "linear_1.weight");
-    ADD1(&m->p.proj1_b, ct, MP "linear_1.bias");
-    ADD2(&m->p.proj2_w, ct, ct, MP "linear_2.weight");
-    ADD1(&m->p.proj2_b, ct, MP "linear_2.bias");
+    ADD2(&p->proj1_w, ct, cv, MP "linear_1.weight");
+    ADD1(&p->proj1_b, ct, MP "linear_1.bias");
+    ADD2(&p->proj2_w, ct, ct, MP "linear_2.weight");
+    ADD1(&p->proj2_b, ct, MP "linear_2.bias");
 }
 
-static void text_table(struct llava *m) {
+static void text_table(struct llava *m, struct llava_params *p) {
     const struct text_config *t = &m->cfg.text;
     size_t c = (size_t)t->hidden, hs = c / (size_t)t->heads, kv = hs * (size_t)t->kv_heads;
-    ADD2(&m->p.embed, t->vocab, c, LM "embed_tokens.weight");
+    ADD2(&p->embed, t->vocab, c, LM "embed_tokens.weight");
     for (int l = 0; l < t->layers; l++) {
-        struct llava_text_layer *L = &m->p.tl[l];
+        struct llava_text_layer *L = &p->tl[l];
         ADD1(&L->ln1_w, c, LM "layers.%d.input_layernorm.weight", l);
         ADD2(&L->q_w, c, c, LM "layers.%d.self_attn.q_proj.weight", l);
         ADD2(&L->k_w, kv, c, LM "layers.%d.self_attn.k_proj.weight", l);
@@ -88,17 +88,37 @@ static void text_table(struct llava *m) {
         ADD2(&L->up_w, t->intermediate, c, LM "layers.%d.mlp.up_proj.weight", l);
         ADD2(&L->down_w, c, t->intermediate, LM "layers.%d.mlp.down_proj.weight", l);
     }
-    ADD1(&m->p.norm_w, c, LM "norm.weight");
-    ADD2(&m->p.lm_head, t->vocab, c, "lm_head.weight");
+    ADD1(&p->norm_w, c, LM "norm.weight");
+    ADD2(&p->lm_head, t->vocab, c, "lm_head.weight");
+}
+
+/* The rows of the table, their slots in p. */
+static void table_rows(struct llava *m, struct llava_params *p) {
+    p->vl = xcalloc((size_t)m->cfg.vision.layers_used + 1, sizeof *p->vl);
+    p->tl = xcalloc((size_t)m->cfg.text.layers, sizeof *p->tl);
+    vision_table(m, p);
+    projector_table(m, p);
+    text_table(m, p);
+}
+
+/* The gradients' slots: the same rows built again on m->g, so row i's twin field is exactly its own. */
+static void grad_slots(struct llava *m) {
+    struct llava_tensor *tab = m->ptab;
+    size_t n = m->nptab;
+    m->ptab = NULL;
+    m->nptab = 0;
+    table_rows(m, &m->g);
+    for (size_t i = 0; i < n; i++)
+        tab[i].gslot = m->ptab[i].slot;
+    free(m->ptab);
+    m->ptab = tab;
+    m->nptab = n;
 }
 
 /* Builds the table, then the one allocation it describes (zeroed), and points every slot into it. */
 int llava_param_table(struct llava *m) {
-    m->p.vl = xcalloc((size_t)m->cfg.vision.layers_used + 1, sizeof *m->p.vl);
-    m->p.tl = xcalloc((size_t)m->cfg.text.layers, sizeof *m->p.tl);
-    vision_table(m);
-    projector_table(m);
-    text_table(m);
+    table_rows(m, &m->p);
+    grad_slots(m);
     size_t off = 0;
     for (size_t i = 0; i < m->nptab; i++) {
         m->ptab[i].offset = off;

@@ -1,11 +1,13 @@
 /* ops: the operation table every model computation goes through. One table per backend (cpu/ now, cuda/
- * next), so the model code (llava.c) is written once. All tensors are fp32, row-major, in the backend's memory;
- * shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @ weight^T + bias.
+ * next), so the model code (llava.c) is written once. All tensors are fp32, row-major, in the backend's
+ * memory; shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @
+ * weight^T + bias.
  *
- * Conventions, llm.c style: every forward writes its outputs (and whatever its backward needs, e.g. LayerNorm's
- * mean and rstd); every backward ACCUMULATES (+=) into the gradient buffers it is given, so several uses of one
- * tensor add up; a NULL gradient pointer means "not needed" (frozen weights get none). Reductions have a fixed
- * order that does not depend on the thread count: results are bit-identical for any `threads`. */
+ * Conventions, llm.c style: every forward writes its outputs (and whatever its backward needs, e.g.
+ * LayerNorm's mean and rstd); every backward ACCUMULATES (+=) into the gradient buffers it is given, so
+ * several uses of one tensor add up; a NULL gradient pointer means "not needed" (frozen weights get none).
+ * Reductions have a fixed order that does not depend on the thread count: results are bit-identical for any
+ * `threads`. */
 #ifndef PULSE_ENGINE_OPS_H
 #define PULSE_ENGINE_OPS_H
 
@@ -34,13 +36,15 @@ struct ops {
                              const float *rstd, size_t n, size_t c);
 
     /* Rotary embedding in place on x[B,T,NH,HS] (HF LLaMA's rotate_half convention: pairs (i, i+HS/2)), at
-     * positions pos[B*T], frequencies theta^(-2i/HS). backward applies the inverse rotation to dx in place. */
+     * positions pos[B*T], frequencies theta^(-2i/HS). backward applies the inverse rotation to dx in place.
+     */
     void (*rope_forward)(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
-    void (*rope_backward)(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
+    void (*rope_backward)(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
+                          float theta);
 
     /* Multi-head attention, q, k, v, out [B,T,NH,HS]; probs[B,NH,T,T] saved for backward. causal != 0 masks
-     * future keys; len[b] (may be NULL = all valid) masks keys at positions >= len[b] (right padding); a query
-     * with no valid key (a padding row) gets zeros. Scale 1/sqrt(HS). */
+     * future keys; len[b] (may be NULL = all valid) masks keys at positions >= len[b] (right padding); a
+     * query with no valid key (a padding row) gets zeros. Scale 1/sqrt(HS). */
     void (*attention_forward)(float *out, float *probs, const float *q, const float *k, const float *v,
                               const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs);
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
@@ -88,7 +92,8 @@ struct ops {
     int threads; /* set by the caller before use */
 };
 
-/* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows. */
+/* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows.
+ */
 const struct ops *ops_cpu(int threads);
 
 #endif

@@ -2,11 +2,11 @@
  *
  * A file is: u64 little-endian header length N, N bytes of JSON ({"name": {"dtype", "shape", "data_offsets":
  * [begin, end]}, ..., "__metadata__": {str: str}}), then the data; offsets are relative to the data start.
- * Reading validates everything before trusting anything: N <= 100 MB and within the file, the header is strict
- * JSON starting with '{', every tensor has a known dtype (F32, F16, BF16), a shape of non-negative dims whose
- * product times the dtype size equals end - begin without overflow, offsets in bounds, and the tensors cover the
- * data region exactly, contiguously, without overlap. A hostile file gets one err_set line, never a crash.
- * Tensors are converted to fp32 on request; the file is read into memory (mmap when large). */
+ * Reading validates everything before trusting anything: N <= 100 MB and within the file, the header is
+ * strict JSON starting with '{', every tensor has a known dtype (F32, F16, BF16), a shape of non-negative
+ * dims whose product times the dtype size equals end - begin without overflow, offsets in bounds, and the
+ * tensors cover the data region exactly, contiguously, without overlap. A hostile file gets one err_set line,
+ * never a crash. Tensors are converted to fp32 on request; the file is read into memory (mmap when large). */
 #ifndef PULSE_ENGINE_SAFETENSORS_H
 #define PULSE_ENGINE_SAFETENSORS_H
 
@@ -30,7 +30,7 @@ struct st_file {
     size_t n;
     char **meta_keys, **meta_values; /* __metadata__ */
     size_t nmeta;
-    void *map;   /* the whole file (malloc'd or mmap'd) */
+    void *map; /* the whole file (malloc'd or mmap'd) */
     size_t size;
     int mapped;
 };
@@ -46,8 +46,8 @@ const struct st_tensor *st_find(const struct st_file *f, const char *name);
 void st_to_f32(const struct st_tensor *t, float *out);
 
 /* Writing: tensors given as fp32 are stored as F32 (or converted to F16/BF16, round to nearest even). The
- * header lists tensors sorted by name, data in that order, header padded with spaces to a multiple of 8 bytes:
- * the same tensors always give the same bytes. */
+ * header lists tensors sorted by name, data in that order, header padded with spaces to a multiple of 8
+ * bytes: the same tensors always give the same bytes. */
 struct st_out {
     const char *name;
     const float *data;
@@ -55,8 +55,8 @@ struct st_out {
     int64_t shape[8];
     enum st_dtype dtype;
 };
-int st_write(const struct st_out *tensors, size_t n, const char *const *meta_kv, size_t nmeta_pairs, void **data,
-             size_t *len);
+int st_write(const struct st_out *tensors, size_t n, const char *const *meta_kv, size_t nmeta_pairs,
+             void **data, size_t *len);
 
 /* fp16/bf16 conversions (round to nearest even; NaN stays NaN). */
 float st_half_to_f32(uint16_t h);

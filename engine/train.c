@@ -1,0 +1,115 @@
+/* train: cross-entropy over answer tokens, AdamW with global-norm clipping, and a full training step, on the
+ * operation table, for a LLaVA model whose trainable tensors have gradients (llava_grads_init). */
+#include "engine/train.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Shifted targets and their mask: position (i, j) predicts labels[i, j + 1]; the last position predicts
+ * nothing. Returns the number of targets, or -1 for a label outside the vocabulary. */
+static long targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t *tgt, uint8_t *on) {
+    long count = 0;
+    for (size_t i = 0; i < b; i++)
+        for (size_t j = 0; j < t; j++) {
+            int32_t y = j + 1 < t ? labels[i * t + j + 1] : TRAIN_IGNORE;
+            if (y != TRAIN_IGNORE && (y < 0 || y >= vocab))
+                return err_set("train: label %d at (%zu, %zu) is outside the vocabulary (%d)", y, i, j + 1,
+                               vocab);
+            on[i * t + j] = y != TRAIN_IGNORE;
+            tgt[i * t + j] = on[i * t + j] ? y : 0;
+            count += on[i * t + j];
+        }
+    return count;
+}
+
+int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels, size_t b, size_t t,
+                  float *loss) {
+    if (!m->d.logits)
+        return err_set("train: loss before llava_grads_init");
+    if (!m->fb || b != m->fb || t != m->ft)
+        return err_set("train: labels %zu x %zu do not match the last forward (%zu x %zu)", b, t, m->fb,
+                       m->ft);
+    size_t n = b * t, v = (size_t)m->cfg.text.vocab;
+    int32_t *tgt = xmalloc(n * sizeof *tgt);
+    uint8_t *on = xmalloc(n);
+    float *logp = xmalloc(2 * n * sizeof *logp), *dlogp = logp + n;
+    long count = targets(labels, b, t, m->cfg.text.vocab, tgt, on);
+    int rc = count < 0    ? -1
+             : count == 0 ? err_set("train: the batch has no target token (all labels -100)")
+                          : 0;
+    if (rc == 0) {
+        ops->logprob_forward(logp, m->a.logits, tgt, on, n, v);
+        double sum = 0.0; /* in position order: the same bits for any thread count */
+        for (size_t i = 0; i < n; i++)
+            sum += on[i] ? logp[i] : 0.0;
+        *loss = (float)(-sum / (double)count);
+        for (size_t i = 0; i < n; i++)
+            dlogp[i] = on[i] ? -1.0f / (float)count : 0.0f;
+        memset(m->d.logits, 0, n * v * sizeof(float));
+        ops->logprob_backward(m->d.logits, dlogp, m->a.logits, tgt, on, n, v);
+    }
+    free(tgt);
+    free(on);
+    free(logp);
+    return rc;
+}
+
+void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1, float beta2, float eps,
+                      float weight_decay, float clip) {
+    memset(o, 0, sizeof *o);
+    o->beta1 = beta1;
+    o->beta2 = beta2;
+    o->eps = eps;
+    o->weight_decay = weight_decay;
+    o->clip = clip;
+    o->n = m->ngrads;
+    o->m = xcalloc(2 * (o->n ? o->n : 1), sizeof(float));
+    o->v = o->m + (o->n ? o->n : 1);
+}
+
+void train_adamw_free(struct train_adamw *o) {
+    free(o->m);
+    memset(o, 0, sizeof *o);
+}
+
+/* torch.nn.utils.clip_grad_norm_'s rule: scale by limit / (norm + 1e-6) when that is below 1. */
+static void clip(const struct train_adamw *o, struct llava *m, const struct ops *ops, float norm) {
+    float coef = o->clip / (norm + 1e-6f);
+    if (o->clip > 0 && coef < 1.0f)
+        ops->scale(m->grads, coef, m->ngrads);
+}
+
+int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *ops, float lr, float *gnorm) {
+    if (o->n != m->ngrads || !m->grads)
+        return err_set("train: the optimizer has %zu values, the model %zu gradients (re-initialise it)",
+                       o->n, m->ngrads);
+    float norm = (float)sqrt(ops->sum_squares(m->grads, m->ngrads));
+    if (gnorm)
+        *gnorm = norm;
+    if (!isfinite(norm))
+        return err_set("train: the gradient norm is not finite (%g); step skipped", (double)norm);
+    clip(o, m, ops, norm);
+    o->step++;
+    for (size_t i = 0; i < m->nptab; i++) {
+        const struct llava_tensor *t = &m->ptab[i];
+        if (t->trainable)
+            ops->adamw(m->params + t->offset, m->grads + t->goffset, o->m + t->goffset, o->v + t->goffset,
+                       t->n, lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->step);
+    }
+    return 0;
+}
+
+int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+               const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
+               size_t nimg, float lr, float *loss) {
+    if (llava_forward(m, ops, ids, mask, b, t, pixels, nimg) < 0 ||
+        train_ce_loss(m, ops, labels, b, t, loss) < 0)
+        return -1;
+    llava_zero_grad(m);
+    if (llava_backward(m, ops) < 0)
+        return -1;
+    return train_adamw_step(o, m, ops, lr, NULL);
+}

@@ -1,0 +1,43 @@
+/* train: the pieces of a training step on a LLaVA model: the token cross-entropy loss with a label mask
+ * (transformers' causal LM convention), AdamW over the trainable parameters with optional global-norm
+ * clipping, and one full step assembled from them. The unlearning losses build on the same pieces. */
+#ifndef PULSE_ENGINE_TRAIN_H
+#define PULSE_ENGINE_TRAIN_H
+
+#include "engine/llava.h"
+#include "engine/ops.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRAIN_IGNORE (-100) /* a label that is not a target (prompt, image, padding) */
+
+/* Mean over the target positions of -log p(target), where the logits at (i, j) predict labels[i, j + 1]
+ * (labels [b, t]; TRAIN_IGNORE = not a target). Reads m->a.logits of the last forward, writes the loss and
+ * SETS m->d.logits to d loss / d logits (call before llava_backward). A label outside the vocabulary or a
+ * batch without targets is refused with one line. */
+int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels, size_t b, size_t t,
+                  float *loss);
+
+struct train_adamw {
+    float beta1, beta2, eps, weight_decay;
+    float clip;   /* global gradient norm limit; 0: no clipping */
+    float *m, *v; /* first and second moments, one block like m->grads */
+    size_t n;
+    int step; /* steps taken */
+};
+
+/* Moments for the model's current trainable set (after llava_grads_init), zeroed. */
+void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1, float beta2, float eps,
+                      float weight_decay, float clip);
+void train_adamw_free(struct train_adamw *o);
+/* One step at learning rate lr over every trainable parameter, from m->grads (scaled in place when clipped).
+ * *gnorm (may be NULL) receives the gradient norm before clipping. */
+int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *ops, float lr, float *gnorm);
+
+/* A whole step: forward, cross-entropy, zeroed gradients, backward, AdamW; the loss in *loss. */
+int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+               const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
+               size_t nimg, float lr, float *loss);
+
+#endif
