@@ -116,11 +116,23 @@ static void print_kind(const struct stage_kind *k) {
 
 int cmd_kinds(const struct pipe_opts *o, int argc, char **argv) {
     (void)o;
+    if (argc > 1 && argv[1][0] == '-') {
+        puts("usage: pulse-pipe kinds [KIND]\nThe stage kinds this build has (or one of them): version, "
+             "summary, outputs, and each\nparameter with its type, meaning and default.");
+        return strcmp(argv[1], "--help") == 0 ? EXIT_OK : EXIT_USAGE;
+    }
     size_t n;
     const struct stage_kind *const *all = registry_all(&n);
+    int shown = 0;
     for (size_t i = 0; i < n; i++)
-        if (argc < 2 || strcmp(argv[1], all[i]->schema.name) == 0)
+        if (argc < 2 || strcmp(argv[1], all[i]->schema.name) == 0) {
             print_kind(all[i]);
+            shown++;
+        }
+    if (!shown) {
+        fprintf(stderr, "pulse-pipe: kinds: no stage kind named '%s'\n", argv[1]);
+        return EXIT_USAGE;
+    }
     return EXIT_OK;
 }
 

@@ -89,7 +89,15 @@ expect_code 1 "$PP" show bad
 expect_code 0 "$PP" show independent
 expect_code 0 "$PP" verify
 
-# Usage errors exit 2 with one line.
+# Every command has --help; usage errors exit 2 with one line.
+for c in run status show cat log verify gc audit export import kinds; do
+  expect_code 0 "$PP" "$c" --help
+  has "$T/out" "usage: pulse-pipe $c"
+done
+expect_code 0 "$PP" kinds concat
+has "$T/out" "concat (version 1)"
+expect_code 2 "$PP" kinds nosuch
+one_line "$T/err"
 expect_code 2 "$PP" run
 one_line "$T/err"
 expect_code 2 "$PP" frobnicate
