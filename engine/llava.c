@@ -143,6 +143,7 @@ int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_
 }
 
 void llava_free(struct llava *m) {
+    llava_lora_free(m);
     llava_grads_free(m);
     free(m->g.vl);
     free(m->g.tl);

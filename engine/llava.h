@@ -8,7 +8,11 @@
  *
  * Training: each parameter row carries a `trainable` flag; llava_grads_init gives the trainable ones a
  * gradient in a third allocation carved by the same table (frozen tensors get none: their pointer in m->g is
- * NULL), plus the backward's scratch (gradients of activations, reused layer after layer). */
+ * NULL), plus the backward's scratch (gradients of activations, reused layer after layer).
+ *
+ * LoRA: a struct lora (engine/lora.h) attached with llava_lora_attach adds its term to the decoder
+ * projections it adapts; its A and B get gradients at the end of m->grads, and AdamW (engine/train.h) steps
+ * them in place. */
 #ifndef PULSE_ENGINE_LLAVA_H
 #define PULSE_ENGINE_LLAVA_H
 
@@ -92,6 +96,31 @@ struct llava_grad_acts {
     float *vres, *vln, *vq, *vk, *vv, *vatt, *fc1, *fc1_act, *embed_v, *patch;
 };
 
+/* LoRA on the decoder (engine/llava_lora.c): the projections of one layer, in PEFT's usual order. */
+enum { LLAVA_Q, LLAVA_K, LLAVA_V, LLAVA_O, LLAVA_GATE, LLAVA_UP, LLAVA_DOWN, LLAVA_NPROJ };
+
+struct lora;
+struct lora_module;
+
+/* One decoder projection's adapter: NULL mod = not adapted. h = dropout(x) A^T [B*T, r] is kept for the
+ * backward; gA, gB point into m->grads (gB right after gA) once llava_grads_init has run. */
+struct llava_lora_slot {
+    struct lora_module *mod;
+    size_t index; /* the module's position in the adapter: its dropout stream */
+    float *h, *gA, *gB;
+    size_t goffset;
+};
+
+struct llava_lora {
+    struct lora *l;            /* the attached adapter (the caller's; A and B are trained in place) or NULL */
+    struct llava_lora_slot *s; /* [layers * LLAVA_NPROJ] */
+    float *acts;               /* one block: every h, then the scratch of one adapted linear */
+    float *x, *u, *dh, *dx;    /* scratch: dropout(x) [N, wide], B h [N, wide], dh [N, r], d dropout(x) */
+    size_t ngrads;             /* LoRA values at the end of m->grads */
+    int train;                 /* dropout on (train_step turns it on for its own forward) */
+    uint64_t seed, step;       /* dropout mask of element e: rng_key(rng_key(seed, step), module), e */
+};
+
 struct llava {
     struct llava_config cfg;
     size_t B, T, nimg; /* the activation block's capacity */
@@ -115,6 +144,7 @@ struct llava {
     struct llava_tensor *dtab;
     size_t ndacts, ndtab;
     int grad_image, grad_tower; /* some projector / vision tower tensor trains: the backward goes there */
+    struct llava_lora lora;
 };
 
 /* Builds the model for cfg with parameters from the given safetensors files (the shards of one checkpoint),
@@ -148,6 +178,38 @@ void llava_zero_grad(struct llava *m);
  * ACCUMULATES into m->g, through the decoder, the image features, the projector and the tower as far as
  * something trains. Refused with one line without a forward or without llava_grads_init. */
 int llava_backward(struct llava *m, const struct ops *ops);
+
+/* LoRA fine-tuning (engine/llava_lora.c). Adapters go on the decoder's q/k/v/o/gate/up/down projections
+ * only; modules are named by PEFT's paths, "model.language_model.layers.N.self_attn.q_proj" (the Hub's
+ * "language_model.model.layers.N..." is accepted too). An adapted linear computes, as PEFT does,
+ * y = x W^T + (B (A dropout(x))) * scale; its base weight stays frozen unless marked trainable. */
+
+/* peft_shape_fn for peft_read (ctx = the model): the base shape of a decoder projection. */
+int llava_lora_shape(void *ctx, const char *module, size_t *in, size_t *out);
+/* Adds to l (lora_add, zero-filled) every decoder projection l's target_modules match, in layer order, q k v
+ * o gate up down; refuses, with one line, targets that match a vision tower or projector linear too (PEFT
+ * would adapt those) or nothing at all. Then lora_init(l, seed) gives PEFT's initialisation. */
+int llava_lora_add_targets(const struct llava *m, struct lora *l);
+/* Attaches l (kept by pointer, not copied) to the model: every module must be a decoder projection of the
+ * base's shape, once. Dropout is off until train_step or llava_lora_mode turns it on. Drops the gradients:
+ * call llava_grads_init next (A and B get theirs after the parameter table's). */
+int llava_lora_attach(struct llava *m, struct lora *l, uint64_t seed);
+void llava_lora_detach(struct llava *m);
+/* Dropout on (train != 0) or off, and the step its masks are drawn for. */
+void llava_lora_mode(struct llava *m, int train, uint64_t step);
+/* Merges the attached adapter into the base weights (lora_merge: W += scale B A, PEFT's merge) and
+ * detaches it: the plain forward then computes what the adapted one did. */
+void llava_lora_merge(struct llava *m);
+
+/* Internal, between llava*.c: the adapted linear's extra term and its backward (nothing when the
+ * projection has no adapter), and the gradients' layout at the end of m->grads. */
+void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int proj, float *y, const float *x,
+                        size_t n);
+void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int proj, float *dx,
+                         const float *dy, const float *x, size_t n);
+size_t llava_lora_grads_layout(struct llava *m, size_t off);
+void llava_lora_grads_bind(struct llava *m);
+void llava_lora_free(struct llava *m);
 
 /* Internal, between llava*.c: the size tables and the two halves of the forward. */
 int llava_param_table(struct llava *m);

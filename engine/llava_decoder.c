@@ -21,6 +21,13 @@ static void repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t 
             memcpy(out + (i * kvh * rep + h) * hs, in + (i * kvh + h / rep) * hs, hs * sizeof(float));
 }
 
+/* A decoder projection: x W^T, plus the LoRA term when an adapter is attached there. */
+static void linear(struct llava *m, const struct ops *ops, int l, int proj, float *y, const float *x,
+                   const float *w, size_t n, size_t in, size_t out) {
+    ops->matmul_forward(y, x, w, NULL, n, in, out);
+    llava_lora_forward(m, ops, l, proj, y, x, n);
+}
+
 /* Self-attention half of a layer: x + o_proj(attn(rope(q), rope(k), v)) with causal and padding masks. */
 static void attention_block(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
                             size_t t) {
@@ -30,9 +37,9 @@ static void attention_block(struct llava *m, const struct ops *ops, int l, const
     size_t n = b * t, c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
     size_t hs = c / nh, kv = kvh * hs;
     ops->rmsnorm_forward(L->ln1, L->ln1_rstd, in, w->ln1_w, n, c, tc->eps);
-    ops->matmul_forward(L->q, L->ln1, w->q_w, NULL, n, c, c);
-    ops->matmul_forward(L->k, L->ln1, w->k_w, NULL, n, c, kv);
-    ops->matmul_forward(L->v, L->ln1, w->v_w, NULL, n, c, kv);
+    linear(m, ops, l, LLAVA_Q, L->q, L->ln1, w->q_w, n, c, c);
+    linear(m, ops, l, LLAVA_K, L->k, L->ln1, w->k_w, n, c, kv);
+    linear(m, ops, l, LLAVA_V, L->v, L->ln1, w->v_w, n, c, kv);
     ops->rope_forward(L->q, m->pos, b, t, nh, hs, tc->rope_theta);
     ops->rope_forward(L->k, m->pos, b, t, kvh, hs, tc->rope_theta);
     const float *k = L->k, *v = L->v;
@@ -43,7 +50,7 @@ static void attention_block(struct llava *m, const struct ops *ops, int l, const
         v = L->v_rep;
     }
     ops->attention_forward(L->att, L->probs, L->q, k, v, m->len, 1, b, t, nh, hs);
-    ops->matmul_forward(L->att_o, L->att, w->o_w, NULL, n, c, c);
+    linear(m, ops, l, LLAVA_O, L->att_o, L->att, w->o_w, n, c, c);
     ops->add(L->res1, in, L->att_o, n * c);
 }
 
@@ -54,10 +61,10 @@ static void mlp_block(struct llava *m, const struct ops *ops, int l, size_t n) {
     struct llava_text_acts *L = &m->a.tl[l];
     size_t c = (size_t)tc->hidden, im = (size_t)tc->intermediate;
     ops->rmsnorm_forward(L->ln2, L->ln2_rstd, L->res1, w->ln2_w, n, c, tc->eps);
-    ops->matmul_forward(L->gate, L->ln2, w->gate_w, NULL, n, c, im);
-    ops->matmul_forward(L->up, L->ln2, w->up_w, NULL, n, c, im);
+    linear(m, ops, l, LLAVA_GATE, L->gate, L->ln2, w->gate_w, n, c, im);
+    linear(m, ops, l, LLAVA_UP, L->up, L->ln2, w->up_w, n, c, im);
     ops->swiglu_forward(L->swiglu, L->gate, L->up, n * im);
-    ops->matmul_forward(L->down, L->swiglu, w->down_w, NULL, n, im, c);
+    linear(m, ops, l, LLAVA_DOWN, L->down, L->swiglu, w->down_w, n, im, c);
     ops->add(L->res2, L->res1, L->down, n * c);
 }
 
@@ -83,6 +90,14 @@ static float *zeroed(float *x, size_t n) {
     return x;
 }
 
+/* The backward of linear(): dx += dy W (and dW when W trains), then the LoRA term's share. */
+static void linear_backward(struct llava *m, const struct ops *ops, int l, int proj, float *dx, float *dw,
+                            const float *dy, const float *x, const float *w, size_t n, size_t in,
+                            size_t out) {
+    ops->matmul_backward(dx, dw, NULL, dy, x, w, n, in, out);
+    llava_lora_backward(m, ops, l, proj, dx, dy, x, n);
+}
+
 /* The adjoint of repeat_kv: each kv head's gradient is the sum over the query heads it served, in order. */
 static void unrepeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
     for (size_t i = 0; i < n; i++)
@@ -106,7 +121,7 @@ static void attention_block_backward(struct llava *m, const struct ops *ops, int
     size_t n = b * t, c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
     size_t hs = c / nh, kv = kvh * hs;
     int gqa = kvh < nh;
-    ops->matmul_backward(zeroed(d->att, n * c), g->o_w, NULL, d->res, L->att, w->o_w, n, c, c);
+    linear_backward(m, ops, l, LLAVA_O, zeroed(d->att, n * c), g->o_w, d->res, L->att, w->o_w, n, c, c);
     float *dk = zeroed(gqa ? d->k_rep : d->k, n * (gqa ? c : kv));
     float *dv = zeroed(gqa ? d->v_rep : d->v, n * (gqa ? c : kv));
     ops->attention_backward(zeroed(d->q, n * c), dk, dv, d->att, L->probs, L->q, gqa ? L->k_rep : L->k,
@@ -118,9 +133,9 @@ static void attention_block_backward(struct llava *m, const struct ops *ops, int
     ops->rope_backward(d->q, m->pos, b, t, nh, hs, tc->rope_theta);
     ops->rope_backward(d->k, m->pos, b, t, kvh, hs, tc->rope_theta);
     zeroed(d->ln, n * c);
-    ops->matmul_backward(d->ln, g->q_w, NULL, d->q, L->ln1, w->q_w, n, c, c);
-    ops->matmul_backward(d->ln, g->k_w, NULL, d->k, L->ln1, w->k_w, n, c, kv);
-    ops->matmul_backward(d->ln, g->v_w, NULL, d->v, L->ln1, w->v_w, n, c, kv);
+    linear_backward(m, ops, l, LLAVA_Q, d->ln, g->q_w, d->q, L->ln1, w->q_w, n, c, c);
+    linear_backward(m, ops, l, LLAVA_K, d->ln, g->k_w, d->k, L->ln1, w->k_w, n, c, kv);
+    linear_backward(m, ops, l, LLAVA_V, d->ln, g->v_w, d->v, L->ln1, w->v_w, n, c, kv);
     ops->rmsnorm_backward(d->res, g->ln1_w, d->ln, in, w->ln1_w, L->ln1_rstd, n, c);
 }
 
@@ -131,11 +146,12 @@ static void mlp_block_backward(struct llava *m, const struct ops *ops, int l, si
     const struct llava_text_acts *L = &m->a.tl[l];
     struct llava_grad_acts *d = &m->d;
     size_t c = (size_t)tc->hidden, im = (size_t)tc->intermediate;
-    ops->matmul_backward(zeroed(d->swiglu, n * im), g->down_w, NULL, d->res, L->swiglu, w->down_w, n, im, c);
+    linear_backward(m, ops, l, LLAVA_DOWN, zeroed(d->swiglu, n * im), g->down_w, d->res, L->swiglu, w->down_w,
+                    n, im, c);
     ops->swiglu_backward(zeroed(d->gate, n * im), zeroed(d->up, n * im), d->swiglu, L->gate, L->up, n * im);
     zeroed(d->ln, n * c);
-    ops->matmul_backward(d->ln, g->gate_w, NULL, d->gate, L->ln2, w->gate_w, n, c, im);
-    ops->matmul_backward(d->ln, g->up_w, NULL, d->up, L->ln2, w->up_w, n, c, im);
+    linear_backward(m, ops, l, LLAVA_GATE, d->ln, g->gate_w, d->gate, L->ln2, w->gate_w, n, c, im);
+    linear_backward(m, ops, l, LLAVA_UP, d->ln, g->up_w, d->up, L->ln2, w->up_w, n, c, im);
     ops->rmsnorm_backward(d->res, g->ln2_w, d->ln, L->res1, w->ln2_w, L->ln2_rstd, n, c);
 }
 

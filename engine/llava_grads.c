@@ -85,6 +85,9 @@ void llava_grads_free(struct llava *m) {
     memset(&m->d, 0, sizeof m->d);
     for (size_t i = 0; i < m->nptab; i++)
         *m->ptab[i].gslot = NULL;
+    for (size_t i = 0; m->lora.s && i < (size_t)m->cfg.text.layers * LLAVA_NPROJ; i++)
+        m->lora.s[i].gA = m->lora.s[i].gB = NULL;
+    m->lora.ngrads = 0;
 }
 
 /* Gradient rows in table order, trainable ones only; then the scratch, carved the same way. */
@@ -100,10 +103,12 @@ void llava_grads_init(struct llava *m) {
         m->grad_image |= t->trainable && strncmp(t->name, MP, strlen(MP)) == 0;
     }
     m->grad_image |= m->grad_tower;
+    off = llava_lora_grads_layout(m, off); /* an attached adapter's A and B, after the table's rows */
     m->ngrads = off;
     m->grads = xcalloc(off ? off : 1, sizeof(float));
     for (size_t i = 0; i < m->nptab; i++)
         *m->ptab[i].gslot = m->ptab[i].trainable ? m->grads + m->ptab[i].goffset : NULL;
+    llava_lora_grads_bind(m);
     text_scratch(m);
     if (m->grad_image)
         vision_scratch(m);

@@ -1,6 +1,7 @@
 /* train: cross-entropy over answer tokens, AdamW with global-norm clipping, and a full training step, on the
  * operation table, for a LLaVA model whose trainable tensors have gradients (llava_grads_init). */
 #include "engine/train.h"
+#include "engine/lora.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -82,6 +83,22 @@ static void clip(const struct train_adamw *o, struct llava *m, const struct ops 
         ops->scale(m->grads, coef, m->ngrads);
 }
 
+/* An attached adapter's A and B: their gradients and moments follow the table's in the same blocks. */
+static void adamw_lora(const struct train_adamw *o, struct llava *m, const struct ops *ops, float lr) {
+    size_t ns = m->lora.s ? (size_t)m->cfg.text.layers * LLAVA_NPROJ : 0;
+    for (size_t i = 0; i < ns; i++) {
+        const struct llava_lora_slot *s = &m->lora.s[i];
+        if (!s->mod)
+            continue;
+        size_t na = (size_t)m->lora.l->r * s->mod->in, nb = (size_t)m->lora.l->r * s->mod->out;
+        size_t ga = s->goffset, gb = ga + na;
+        ops->adamw(s->mod->A, m->grads + ga, o->m + ga, o->v + ga, na, lr, o->beta1, o->beta2, o->eps,
+                   o->weight_decay, o->step);
+        ops->adamw(s->mod->B, m->grads + gb, o->m + gb, o->v + gb, nb, lr, o->beta1, o->beta2, o->eps,
+                   o->weight_decay, o->step);
+    }
+}
+
 int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *ops, float lr, float *gnorm) {
     if (o->n != m->ngrads || !m->grads)
         return err_set("train: the optimizer has %zu values, the model %zu gradients (re-initialise it)",
@@ -99,17 +116,25 @@ int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *o
             ops->adamw(m->params + t->offset, m->grads + t->goffset, o->m + t->goffset, o->v + t->goffset,
                        t->n, lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->step);
     }
+    adamw_lora(o, m, ops, lr);
     return 0;
 }
 
 int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
                const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
                size_t nimg, float lr, float *loss) {
-    if (llava_forward(m, ops, ids, mask, b, t, pixels, nimg) < 0 ||
-        train_ce_loss(m, ops, labels, b, t, loss) < 0)
-        return -1;
-    llava_zero_grad(m);
-    if (llava_backward(m, ops) < 0)
-        return -1;
-    return train_adamw_step(o, m, ops, lr, NULL);
+    /* LoRA dropout is on for this step's forward and backward only, its masks drawn for this step */
+    int was = m->lora.train;
+    uint64_t step = m->lora.step;
+    llava_lora_mode(m, 1, (uint64_t)o->step);
+    int rc = llava_forward(m, ops, ids, mask, b, t, pixels, nimg) < 0 ||
+                     train_ce_loss(m, ops, labels, b, t, loss) < 0
+                 ? -1
+                 : 0;
+    if (rc == 0) {
+        llava_zero_grad(m);
+        rc = llava_backward(m, ops);
+    }
+    llava_lora_mode(m, was, step);
+    return rc < 0 ? -1 : train_adamw_step(o, m, ops, lr, NULL);
 }

@@ -31,11 +31,15 @@ struct train_adamw {
 void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1, float beta2, float eps,
                       float weight_decay, float clip);
 void train_adamw_free(struct train_adamw *o);
-/* One step at learning rate lr over every trainable parameter, from m->grads (scaled in place when clipped).
- * *gnorm (may be NULL) receives the gradient norm before clipping. */
+/* One step at learning rate lr over every trainable parameter, from m->grads (scaled in place when clipped):
+ * the table's trainable tensors, then an attached LoRA adapter's A and B (engine/llava.h), whose gradients
+ * and moments follow in the same blocks. *gnorm (may be NULL) receives the gradient norm before clipping,
+ * over all of them. */
 int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *ops, float lr, float *gnorm);
 
-/* A whole step: forward, cross-entropy, zeroed gradients, backward, AdamW; the loss in *loss. */
+/* A whole step: forward, cross-entropy, zeroed gradients, backward, AdamW; the loss in *loss. An attached
+ * adapter's dropout is on for this step's forward and backward, its masks drawn for step o->step (the steps
+ * taken before this one); the previous llava_lora_mode is restored after. */
 int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
                const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
                size_t nimg, float lr, float *loss);
