@@ -106,14 +106,8 @@ int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
                 "its record. Exit 0 if all are the same, 1 otherwise.");
             return EXIT_OK;
         } else if ((v = opt_value(argc, argv, &i, "--threads", &bad))) {
-            char *end;
-            long t = strtol(v, &end, 10);
-            if (end == v || *end || t < 1 || t > 4096) {
-                fprintf(stderr, "pulse-pipe: audit: --threads: expected a number from 1 to 4096, got '%s'\n",
-                        v);
-                return EXIT_USAGE;
-            }
-            env.threads = (int)t;
+            if (opt_threads(v, &env.threads) != 0)
+                return pipe_fail(EXIT_USAGE);
         } else if ((v = opt_value(argc, argv, &i, "--device", &bad))) {
             env.device = v;
         } else if (bad || argv[i][0] == '-' || name) {

@@ -1,5 +1,6 @@
 /* common: small pieces every subcommand uses: failing with one line, opening the store, reading options. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -40,4 +41,13 @@ double pipe_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int opt_threads(const char *v, int *threads) {
+    char *end;
+    long t = strtol(v, &end, 10);
+    if (end == v || *end || t < 1 || t > 4096)
+        return err_set("--threads: expected a number from 1 to 4096, got '%s'", v);
+    *threads = (int)t;
+    return 0;
 }

@@ -178,11 +178,8 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         } else if ((v = opt_value(argc, argv, &i, "--device", &bad))) {
             a->device = v;
         } else if ((v = opt_value(argc, argv, &i, "--threads", &bad))) {
-            char *end;
-            long t = strtol(v, &end, 10);
-            if (*end || t < 1 || t > 4096)
-                return err_set("--threads: expected a number from 1 to 4096, got '%s'", v);
-            a->threads = (int)t;
+            if (opt_threads(v, &a->threads) != 0)
+                return -1;
         } else if (bad) {
             return -2;
         } else if (argv[i][0] == '-' || a->manifest) {
