@@ -9,9 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Shifted targets and their mask: position (i, j) predicts labels[i, j + 1]; the last position predicts
- * nothing. Returns the number of targets, or -1 for a label outside the vocabulary. */
-static long targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t *tgt, uint8_t *on) {
+long train_targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t *tgt, uint8_t *on) {
     long count = 0;
     for (size_t i = 0; i < b; i++)
         for (size_t j = 0; j < t; j++) {
@@ -37,7 +35,7 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
     int32_t *tgt = xmalloc(n * sizeof *tgt);
     uint8_t *on = xmalloc(n);
     float *logp = xmalloc(2 * n * sizeof *logp), *dlogp = logp + n;
-    long count = targets(labels, b, t, m->cfg.text.vocab, tgt, on);
+    long count = train_targets(labels, b, t, m->cfg.text.vocab, tgt, on);
     int rc = count < 0    ? -1
              : count == 0 ? err_set("train: the batch has no target token (all labels -100)")
                           : 0;

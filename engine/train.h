@@ -12,6 +12,11 @@
 
 #define TRAIN_IGNORE (-100) /* a label that is not a target (prompt, image, padding) */
 
+/* Shifted targets and their mask, for every loss: position (i, j) predicts labels[i, j + 1] (tgt = that
+ * label, on = 1) and the last position of a row predicts nothing. Returns the number of targets, or -1
+ * with one line for a label outside [0, vocab). tgt and on hold b * t values. */
+long train_targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t *tgt, uint8_t *on);
+
 /* Mean over the target positions of -log p(target), where the logits at (i, j) predict labels[i, j + 1]
  * (labels [b, t]; TRAIN_IGNORE = not a target). Reads m->a.logits of the last forward, writes the loss and
  * SETS m->d.logits to d loss / d logits (call before llava_backward). A label outside the vocabulary or a
