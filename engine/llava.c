@@ -103,21 +103,26 @@ static void text_acts(struct llava *m) {
     act(m, &m->a.logits, n * (size_t)t->vocab, "text.logits", -1);
 }
 
+float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total) {
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        tab[i].offset = off;
+        off += tab[i].n;
+    }
+    float *block = xcalloc(off ? off : 1, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        *tab[i].slot = block + tab[i].offset;
+    *total = off;
+    return block;
+}
+
 /* The activation table and its one allocation, as for the parameters. */
 static void act_table(struct llava *m) {
     m->a.vl = xcalloc((size_t)m->cfg.vision.layers_used + 1, sizeof *m->a.vl);
     m->a.tl = xcalloc((size_t)m->cfg.text.layers, sizeof *m->a.tl);
     vision_acts(m);
     text_acts(m);
-    size_t off = 0;
-    for (size_t i = 0; i < m->natab; i++) {
-        m->atab[i].offset = off;
-        off += m->atab[i].n;
-    }
-    m->nacts = off;
-    m->acts = xcalloc(off ? off : 1, sizeof(float));
-    for (size_t i = 0; i < m->natab; i++)
-        *m->atab[i].slot = m->acts + m->atab[i].offset;
+    m->acts = llava_carve(m->atab, m->natab, &m->nacts);
     m->tok = xcalloc(m->B * m->T, sizeof(int32_t));
     m->pos = xcalloc(m->B * m->T, sizeof(int32_t));
     m->len = xcalloc(m->B, sizeof(int32_t));

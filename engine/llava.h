@@ -211,7 +211,10 @@ size_t llava_lora_grads_layout(struct llava *m, size_t off);
 void llava_lora_grads_bind(struct llava *m);
 void llava_lora_free(struct llava *m);
 
-/* Internal, between llava*.c: the size tables and the two halves of the forward. */
+/* Internal, between llava*.c: the size tables and the two halves of the forward. llava_carve lays the n
+ * rows of a table one after another, makes the one (zeroed) allocation they describe, points every row's slot
+ * into it and returns it; *total receives its length in floats. */
+float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total);
 int llava_param_table(struct llava *m);
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
 void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);

@@ -119,15 +119,7 @@ static void grad_slots(struct llava *m) {
 int llava_param_table(struct llava *m) {
     table_rows(m, &m->p);
     grad_slots(m);
-    size_t off = 0;
-    for (size_t i = 0; i < m->nptab; i++) {
-        m->ptab[i].offset = off;
-        off += m->ptab[i].n;
-    }
-    m->nparams = off;
-    m->params = xcalloc(off ? off : 1, sizeof(float));
-    for (size_t i = 0; i < m->nptab; i++)
-        *m->ptab[i].slot = m->params + m->ptab[i].offset;
+    m->params = llava_carve(m->ptab, m->nptab, &m->nparams);
     return 0;
 }
 
