@@ -130,7 +130,7 @@ static int text_check(const struct json *t, const struct text_config *c) {
     if (c->kv_heads > c->heads || c->heads % c->kv_heads)
         return err_set("text_config.num_attention_heads %d is not a multiple of num_key_value_heads %d",
                        c->heads, c->kv_heads);
-    int head_dim = c->hidden / c->heads, hd;
+    int head_dim = c->hidden / c->heads, hd = 0;
     if (head_dim % 2)
         return err_set(
             "text_config: head dimension %d (hidden_size / num_attention_heads) is odd; RoPE needs it "
@@ -217,7 +217,7 @@ static int feature_layer(const struct json *root, struct vision_config *v) {
 
 /* pad_token_id: the top level's (LlavaConfig) wins over text_config's; absent or null in both gives -1. */
 static int pad_token(const struct json *root, const struct json *text, struct llava_config *c) {
-    int pad;
+    int pad = -1;
     if (get_int(text, "text_config.", "pad_token_id", -1, -1, CFG_MAX_VOCAB, &pad) < 0 ||
         get_int(root, "", "pad_token_id", pad, -1, CFG_MAX_VOCAB, &c->pad_token_id) < 0)
         return -1;
@@ -230,7 +230,7 @@ static int pad_token(const struct json *root, const struct json *text, struct ll
 static int top_parse(const struct json *root, const struct json *text, struct llava_config *c) {
     static const char *const llava[] = {"llava", NULL}, *const gelu[] = {"gelu", NULL},
                              *const strat[] = {"default", "full", NULL};
-    int which, vocab;
+    int which, vocab = 0;
     if (get_choice(root, "", "model_type", llava, &which) < 0 ||
         get_choice(root, "", "projector_hidden_act", gelu, &which) < 0 ||
         get_bool_is(root, "", "multimodal_projector_bias", true, "the projector has biases") < 0 ||

@@ -376,7 +376,7 @@ static int grow_cb(void *arg, const void *data, size_t n) {
 /* Allocates the claimed size up front so large objects are not copied while growing; a damaged header that
  * claims too much just falls back to growing. */
 static void grow_reserve(struct grow *g, int fd) {
-    unsigned long long size;
+    unsigned long long size = 0;
     if (header_size(g->id, fd, &size) != 0 || size >= ZSTD_CONTENTSIZE_ERROR || size >= SIZE_MAX)
         return;
     g->data = malloc((size_t)size + 1);
@@ -416,7 +416,7 @@ int store_size(struct store *s, const char *id, size_t *n) {
     *n = 0;
     if (object_open(s, id, &fd) != 0)
         return -1;
-    unsigned long long size;
+    unsigned long long size = 0;
     int rc = header_size(id, fd, &size);
     if (rc == 0 && size != ZSTD_CONTENTSIZE_UNKNOWN)
         *n = (size_t)size;
