@@ -1,0 +1,367 @@
+/* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md) and prints one
+ * JSON line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s against this machine's sgemm peak, peak
+ * RSS. */
+#include "engine/config.h"
+#include "engine/llava.h"
+#include "engine/lora.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+#include "engine/train.h"
+#include "util/err.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define IMAGE_TOKEN 4
+#define LORA_TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+/* One benchmark shape: the model (a LlavaConfig JSON, shared with torch_train.py), the batch, and whether the
+ * step trains everything or a LoRA adapter (rank r, alpha 2r, dropout 0.05) on the decoder's projections. */
+struct shape {
+    const char *name;
+    int vh, vi, vl, vheads, image, patch; /* vision tower */
+    int h, im, layers, heads, kv, vocab;  /* decoder */
+    int batch, seq, lora_r;
+};
+
+static const struct shape shapes[] = {
+    {"tiny", 128, 512, 2, 4, 32, 4, 256, 688, 4, 4, 4, 1700, 8, 96, 0},
+    {"100m", 256, 1024, 2, 4, 64, 8, 768, 2048, 12, 12, 12, 32000, 4, 256, 16},
+};
+
+/* vision_feature_layer -1: the last layer's output, so both frameworks run exactly the layers that count. */
+static char *config_json(const struct shape *s) {
+    char *t = malloc(2048);
+    snprintf(t, 2048,
+             "{\"model_type\": \"llava\", \"image_token_index\": %d, \"pad_token_id\": 0,"
+             " \"projector_hidden_act\": \"gelu\", \"vision_feature_layer\": -1,"
+             " \"vision_feature_select_strategy\": \"default\", \"tie_word_embeddings\": false,"
+             " \"text_config\": {\"model_type\": \"llama\", \"hidden_size\": %d, \"intermediate_size\": %d,"
+             " \"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d,"
+             " \"vocab_size\": %d, \"max_position_embeddings\": %d, \"rms_norm_eps\": 1e-06,"
+             " \"tie_word_embeddings\": false},"
+             " \"vision_config\": {\"model_type\": \"clip_vision_model\", \"hidden_size\": %d,"
+             " \"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,"
+             " \"image_size\": %d, \"patch_size\": %d, \"num_channels\": 3, \"projection_dim\": %d}}\n",
+             IMAGE_TOKEN, s->h, s->im, s->layers, s->heads, s->kv, s->vocab, s->seq, s->vh, s->vi, s->vl,
+             s->vheads, s->image, s->patch, s->vh);
+    return t;
+}
+
+static int is_norm_weight(const char *name) {
+    size_t n = strlen(name);
+    const char *end = n > 7 ? name + n - 7 : name;
+    return strcmp(end, ".weight") == 0 && (strstr(name, "norm") || strstr(name, "layrnorm"));
+}
+
+/* Random weights (uniform +-0.02, norm weights 1), drawn in C, handed to llava_init as an in-memory
+ * safetensors file. The transient copies are dropped before anything is measured. */
+static int model_random(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
+    struct llava tab;
+    memset(&tab, 0, sizeof tab);
+    tab.cfg = *cfg;
+    llava_param_table(&tab);
+    struct st_out *outs = calloc(tab.nptab, sizeof *outs);
+    for (size_t i = 0; i < tab.nptab; i++) {
+        const struct llava_tensor *t = &tab.ptab[i];
+        float *x = tab.params + t->offset;
+        uint64_t key = rng_key(1234, i);
+        for (size_t e = 0; e < t->n; e++)
+            x[e] = is_norm_weight(t->name) ? 1.0f : (rng_uniform(key, e) * 2.0f - 1.0f) * 0.02f;
+        outs[i] = (struct st_out){.name = t->name, .data = x, .ndim = t->ndim, .dtype = ST_F32};
+        for (int d = 0; d < t->ndim; d++)
+            outs[i].shape[d] = (int64_t)t->shape[d];
+    }
+    void *data;
+    size_t len;
+    int rc = st_write(outs, tab.nptab, NULL, 0, &data, &len);
+    free(outs);
+    llava_free(&tab);
+    struct st_file f;
+    if (rc == 0 && (rc = st_parse(data, len, "random weights", &f)) == 0) {
+        rc = llava_init(m, cfg, &f, 1, B, T);
+        st_close(&f);
+    }
+    free(data);
+    return rc;
+}
+
+/* ---- FLOPs: every matmul of the step counted explicitly (2 per multiply-add); nothing else is counted. */
+
+struct flops {
+    double fwd, bwd;
+};
+
+/* A linear over n rows; the backward computes dx when dx, dW when dw. */
+static void lin(struct flops *f, double n, double ic, double oc, int dx, int dw) {
+    double one = 2.0 * n * ic * oc;
+    f->fwd += one;
+    f->bwd += one * (dx + dw);
+}
+
+/* A LoRA term of rank r: forward x A^T then h B^T; backward dB, dh, dA, dx (twice the forward). */
+static void lora_term(struct flops *f, double n, double ic, double oc, double r) {
+    double one = 2.0 * n * r * (ic + oc);
+    f->fwd += one;
+    f->bwd += 2.0 * one;
+}
+
+/* Attention over b sequences of t tokens, width c: QK^T and PV in full (causal halves are not subtracted);
+ * the backward has four products of that size. */
+static void attn(struct flops *f, double b, double t, double c, int bwd) {
+    double one = 2.0 * b * t * t * c;
+    f->fwd += 2.0 * one;
+    f->bwd += bwd ? 4.0 * one : 0.0;
+}
+
+static double step_flops(const struct llava_config *c, size_t B, size_t T, int lora_r) {
+    const struct vision_config *v = &c->vision;
+    const struct text_config *x = &c->text;
+    struct flops f = {0, 0};
+    int full = lora_r == 0; /* full step: every weight trains; LoRA: the base and the image side are frozen */
+    double ni = (double)B, p = c->patches, s = p + 1, nv = ni * s, ch = v->hidden, n = (double)B * T;
+    lin(&f, ni * p, v->channels * v->patch_size * v->patch_size, ch, 0, full);
+    for (int l = 0; l < v->layers_used; l++) {
+        for (int k = 0; k < 4; k++)
+            lin(&f, nv, ch, ch, full, full);
+        attn(&f, ni, s, ch, full);
+        lin(&f, nv, ch, v->intermediate, full, full);
+        lin(&f, nv, v->intermediate, ch, full, full);
+    }
+    lin(&f, ni * p, ch, x->hidden, full, full);
+    lin(&f, ni * p, x->hidden, x->hidden, full, full);
+    double h = x->hidden, kv = h / x->heads * x->kv_heads, im = x->intermediate;
+    double shapes[LLAVA_NPROJ][2] = {{h, h}, {h, kv}, {h, kv}, {h, h}, {h, im}, {h, im}, {im, h}};
+    for (int l = 0; l < x->layers; l++) {
+        for (int k = 0; k < LLAVA_NPROJ; k++) {
+            lin(&f, n, shapes[k][0], shapes[k][1], 1, full);
+            if (!full)
+                lora_term(&f, n, shapes[k][0], shapes[k][1], lora_r);
+        }
+        attn(&f, (double)B, (double)T, h, 1);
+    }
+    lin(&f, n, h, x->vocab, 1, full);
+    return f.fwd + f.bwd;
+}
+
+/* ---- sgemm peak: `threads` threads each running single-threaded 2048^3 sgemm at once, as the engine's pool
+ * runs its blocks; the best of 3 rounds. */
+
+#define PEAK_N 2048
+
+static void *peak_worker(void *arg) {
+    float *a = arg, *b = a + PEAK_N * PEAK_N, *c = b + PEAK_N * PEAK_N;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, PEAK_N, PEAK_N, PEAK_N, 1.0f, a, PEAK_N, b, PEAK_N,
+                0.0f, c, PEAK_N);
+    return NULL;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double sgemm_peak(int threads) {
+    size_t per = 3u * PEAK_N * PEAK_N;
+    float *buf = malloc(per * (size_t)threads * sizeof(float));
+    for (size_t i = 0; i < per * (size_t)threads; i++)
+        buf[i] = rng_uniform(7, i) - 0.5f;
+    pthread_t th[64];
+    double best = 1e30;
+    for (int round = 0; round < 3; round++) {
+        double t0 = now();
+        for (int i = 0; i < threads; i++)
+            pthread_create(&th[i], NULL, peak_worker, buf + per * (size_t)i);
+        for (int i = 0; i < threads; i++)
+            pthread_join(th[i], NULL);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(buf);
+    return 2.0 * PEAK_N * PEAK_N * (double)PEAK_N * threads / best / 1e9;
+}
+
+/* ---- the batch: every row BOS, the image's tokens, then random text; labels on the text only. */
+
+struct batch {
+    int32_t *ids, *mask, *labels;
+    float *pixels;
+};
+
+static void batch_make(struct batch *b, const struct llava_config *c, size_t B, size_t T) {
+    size_t np = (size_t)c->vision.channels * (size_t)c->vision.image_size * (size_t)c->vision.image_size;
+    b->ids = malloc(B * T * sizeof(int32_t));
+    b->mask = malloc(B * T * sizeof(int32_t));
+    b->labels = malloc(B * T * sizeof(int32_t));
+    b->pixels = malloc(B * np * sizeof(float));
+    for (size_t i = 0; i < B * T; i++) {
+        size_t j = i % T;
+        int img = j >= 1 && j <= (size_t)c->patches;
+        int32_t text = 5 + (int32_t)(rng_u64(11, i) % (uint64_t)(c->text.vocab - 5));
+        b->ids[i] = j == 0 ? 1 : img ? IMAGE_TOKEN : text;
+        b->mask[i] = 1;
+        b->labels[i] = j == 0 || img ? TRAIN_IGNORE : b->ids[i];
+    }
+    for (size_t i = 0; i < B * np; i++)
+        b->pixels[i] = rng_uniform(13, i) * 2.0f - 1.0f;
+}
+
+static void batch_free(struct batch *b) {
+    free(b->ids);
+    free(b->mask);
+    free(b->labels);
+    free(b->pixels);
+}
+
+/* ---- the run */
+
+struct opts {
+    const struct shape *s;
+    int threads, steps, warmup;
+    const char *dump;
+};
+
+static int parse(int argc, char **argv, struct opts *o) {
+    *o = (struct opts){.s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return err_set("bench_train: %s needs a value", a);
+        if (strcmp(a, "--shape") == 0) {
+            o->s = NULL;
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+                if (strcmp(v, shapes[k].name) == 0)
+                    o->s = &shapes[k];
+            if (!o->s)
+                return err_set("bench_train: unknown shape '%s' (tiny, 100m)", v);
+        } else if (strcmp(a, "--threads") == 0)
+            o->threads = atoi(v);
+        else if (strcmp(a, "--steps") == 0)
+            o->steps = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o->warmup = atoi(v);
+        else if (strcmp(a, "--dump-config") == 0)
+            o->dump = v;
+        else
+            return err_set("bench_train: unknown option %s", a);
+        i++;
+    }
+    if (o->threads < 1 || o->threads > 64 || o->steps < 1 || o->warmup < 0)
+        return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0");
+    return 0;
+}
+
+static int dump_config(const char *path, const char *json) {
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(json, f) < 0 || fclose(f) != 0)
+        return err_set("bench_train: cannot write %s", path);
+    return 0;
+}
+
+/* Sets up what trains: everything, or a fresh LoRA adapter (PEFT's initialisation) on the 7 projections. */
+static int trainable(struct llava *m, struct lora *l, int r) {
+    if (r == 0) {
+        llava_set_trainable(m, "", 1);
+    } else {
+        if (lora_create(l, r, 2.0 * r, 0.05) < 0)
+            return -1;
+        lora_set_target_regex(l, LORA_TARGETS);
+        if (llava_lora_add_targets(m, l) < 0)
+            return -1;
+        lora_init(l, 42);
+        if (llava_lora_attach(m, l, 42) < 0)
+            return -1;
+    }
+    llava_grads_init(m);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Linux keeps the peak RSS; writing 5 to clear_refs resets it to the current RSS, so the transient weight
+ * file does not count. Returns 0 when the kernel refused (the peak then includes it). */
+static int reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return 0;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static int run(const struct opts *o, const struct llava_config *cfg) {
+    const struct shape *s = o->s;
+    size_t B = (size_t)s->batch, T = (size_t)s->seq;
+    double peak = sgemm_peak(o->threads);
+    struct llava m;
+    if (model_random(&m, cfg, B, T) < 0)
+        return -1;
+    struct lora l = {0};
+    struct train_adamw opt;
+    if (trainable(&m, &l, s->lora_r) < 0) {
+        llava_free(&m);
+        lora_free(&l);
+        return -1;
+    }
+    train_adamw_init(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+    int reset = reset_peak_rss();
+    struct batch b;
+    batch_make(&b, cfg, B, T);
+    const struct ops *ops = ops_cpu(o->threads);
+    double *dt = calloc((size_t)o->steps, sizeof *dt);
+    float loss = 0;
+    int rc = 0;
+    for (int i = 0; i < o->warmup + o->steps && rc == 0; i++) {
+        double t0 = now();
+        rc = train_step(&m, &opt, ops, b.ids, b.mask, b.labels, B, T, b.pixels, B, 1e-4f, &loss);
+        if (i >= o->warmup)
+            dt[i - o->warmup] = now() - t0;
+    }
+    if (rc == 0) {
+        qsort(dt, (size_t)o->steps, sizeof *dt, cmp_double);
+        double med = dt[o->steps / 2], fl = step_flops(cfg, B, T, s->lora_r);
+        size_t trained = s->lora_r ? m.lora.ngrads : m.ngrads;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("{\"impl\": \"engine\", \"shape\": \"%s\", \"threads\": %d, \"batch\": %zu, \"seq\": %zu,"
+               " \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f, \"tok_s\": %.0f,"
+               " \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %.1f, \"maxrss_mb\": %.0f,"
+               " \"rss_reset\": %d, \"loss\": %.4f}\n",
+               s->name, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med, fl / 1e9,
+               fl / med / 1e9, peak, (double)ru.ru_maxrss / 1024.0, reset, loss);
+    }
+    free(dt);
+    batch_free(&b);
+    train_adamw_free(&opt);
+    llava_free(&m);
+    lora_free(&l);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    struct opts o;
+    struct llava_config cfg;
+    if (parse(argc, argv, &o) < 0) {
+        fprintf(stderr, "%s\n", err_msg());
+        return 2;
+    }
+    char *json = config_json(o.s);
+    int rc = config_parse(json, strlen(json), "bench config", &cfg);
+    if (rc == 0 && o.dump)
+        rc = dump_config(o.dump, json);
+    else if (rc == 0)
+        rc = run(&o, &cfg);
+    free(json);
+    if (rc < 0)
+        fprintf(stderr, "bench_train: %s\n", err_msg());
+    return rc < 0 ? 1 : 0;
+}
