@@ -3,6 +3,7 @@
  * newer layout, bit-identical results for 1 and 2 threads, and one clear line for each bad checkpoint or
  * batch. */
 #include "check.h"
+#include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
@@ -60,20 +61,6 @@ static int load_fixture(void) {
     return fx.pixels && fx.feats && fx.logits ? 0 : -1;
 }
 
-/* ||got - want|| / ||want|| over n values; the largest absolute difference in *maxabs. */
-static double rel_err(const float *got, const float *want, size_t n, double *maxabs) {
-    double num = 0, den = 0;
-    *maxabs = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += (double)want[i] * want[i];
-        if (fabs(d) > *maxabs || d != d)
-            *maxabs = fabs(d);
-    }
-    return sqrt(num) / (den > 0 ? sqrt(den) : 1);
-}
-
 /* The logits of the valid (mask 1) positions, packed; padding positions are not compared: there the engine's
  * attention gives zeros, where transformers attends to the valid keys (no loss ever reads them). */
 static size_t valid_logits(const float *logits, float *out) {
@@ -93,8 +80,8 @@ static void test_matches_transformers(struct llava *m) {
     size_t nv = valid_logits(m->a.logits, got);
     CHECK(valid_logits(fx.logits, want) == nv && nv == 44);
     double fmax, lmax;
-    double frel = rel_err(m->a.proj2, fx.feats, fx.nfeats, &fmax);
-    double lrel = rel_err(got, want, nv * 100, &lmax);
+    double frel = check_rel_err(m->a.proj2, fx.feats, fx.nfeats, &fmax);
+    double lrel = check_rel_err(got, want, nv * 100, &lmax);
     printf("image features: rel %.3g max abs %.3g; logits (%zu positions): rel %.3g max abs %.3g\n", frel,
            fmax, nv, lrel, lmax);
     CHECK(fx.nfeats == (size_t)B * 16 * 32);

@@ -3,6 +3,7 @@
  * parameter's gradient, the weights after 3 AdamW steps; the same bits for 1 and 2 threads; central finite
  * differences of the loss as an independent check; frozen tensors; and the one-line refusals. */
 #include "check.h"
+#include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
@@ -90,18 +91,6 @@ static int loss_and_grads(struct llava *m, const struct ops *ops, float *loss) {
     return llava_backward(m, ops);
 }
 
-/* ||got - want|| / ||want||. */
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += (double)want[i] * want[i];
-    }
-    double r = sqrt(num) / (den > 0 ? sqrt(den) : 1);
-    return r == r ? r : INFINITY;
-}
-
 /* Tensor groups for the report: vision tower, projector, decoder. */
 static int group(const char *name) {
     return strstr(name, "vision_tower") ? 0 : strstr(name, "projector") ? 1 : 2;
@@ -147,7 +136,7 @@ static void compare_all(const struct llava *m, const struct st_file *f, int grad
             free(want);
             continue;
         }
-        double r = rel_err(got, want, n);
+        double r = check_rel_err(got, want, n, NULL);
         if (r >= 1e-4)
             fprintf(stderr, "  %s: %s rel %.3g\n", what, t->name, r);
         CHECK(r < 1e-4);

@@ -3,6 +3,7 @@
  * the adapter after 3 AdamW steps, frozen base weights, 1 vs 2 threads, merge = adapted forward; dropout's
  * mask (fraction, scaling, same in forward and backward, per step); the refusals. */
 #include "check.h"
+#include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
@@ -95,17 +96,6 @@ static int loss_and_grads(struct llava *m, const struct ops *ops, float *loss) {
     return llava_backward(m, ops);
 }
 
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += (double)want[i] * want[i];
-    }
-    double r = sqrt(num) / (den > 0 ? sqrt(den) : 1);
-    return r == r ? r : INFINITY;
-}
-
 /* One tensor against the fixture's "<prefix><name>"; returns its relative error (INFINITY when missing). */
 static double against(const struct st_file *f, const char *prefix, const char *name, const float *got,
                       size_t n) {
@@ -113,7 +103,7 @@ static double against(const struct st_file *f, const char *prefix, const char *n
     size_t nw = 0;
     snprintf(key, sizeof key, "%s%s", prefix, name);
     float *want = tensor(f, key, &nw);
-    double r = want && nw == n ? rel_err(got, want, n) : INFINITY;
+    double r = want && nw == n ? check_rel_err(got, want, n, NULL) : INFINITY;
     if (r >= 1e-4)
         fprintf(stderr, "  %s: rel %.3g\n", key, r);
     free(want);
@@ -228,7 +218,7 @@ static void check_updates(const struct lora *l, const struct st_file *f) {
                 dg[j] = x1[j] - x0[j];
                 dw[j] = want[j] - x0[j];
             }
-            double r = want ? rel_err(dg, dw, n) : INFINITY;
+            double r = want ? check_rel_err(dg, dw, n, NULL) : INFINITY;
             CHECK(r < 1e-4);
             worst = fmax(worst, r);
             free(want);

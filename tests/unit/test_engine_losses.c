@@ -4,6 +4,7 @@
  * bits for 1 and 2 threads; refusals. Then on the tiny model: the LoRA-off reference forward, and GA, GA+KLR
  * and NPO steps that lower the forget batch's answer log-probability. */
 #include "check.h"
+#include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
@@ -44,18 +45,6 @@ static void want(const char *name, float *out, size_t n) {
         fprintf(stderr, "  fixture tensor %s missing or of another size\n", name);
 }
 
-/* ||got - want|| / ||want||. */
-static double rel_err(const float *got, const float *w, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - w[i];
-        num += d * d;
-        den += (double)w[i] * w[i];
-    }
-    double r = sqrt(num) / (den > 0 ? sqrt(den) : 1);
-    return r == r ? r : INFINITY;
-}
-
 /* Every logit of a position that predicts no target (prompt, padding, a row's last) has exactly 0. */
 static int zero_off_targets(const float *d) {
     for (size_t i = 0; i < SB; i++)
@@ -71,7 +60,7 @@ static int zero_off_targets(const float *d) {
 static double worst; /* the largest relative error seen against the fixture, for the report */
 
 static void close_to(const char *what, const float *got, const float *w, size_t n) {
-    double r = rel_err(got, w, n);
+    double r = check_rel_err(got, w, n, NULL);
     worst = r > worst ? r : worst;
     CHECK(r < 1e-5);
     if (r >= 1e-5)
