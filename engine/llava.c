@@ -1,5 +1,5 @@
 /* llava: the model's life cycle (config and shards in, the activation size table, freeing) and the forward's
- * entry point, which checks the caller's batch before the vision tower and the decoder run on it. */
+ * entry points (from pixels, or from cached tower features), which check the caller's batch first. */
 #include "engine/llava.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -290,20 +290,54 @@ static int tokens(struct llava *m, const int32_t *ids, size_t b, size_t t, size_
     return 0;
 }
 
-int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
-                  size_t t, const float *pixels, size_t nimg) {
+size_t llava_feature_tokens(const struct llava *m) {
+    return image_tokens(&m->cfg);
+}
+
+/* Checks the batch, then runs the vision part (from pixels, or from cached tower features in `in` when
+ * cached) and the decoder. */
+static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
+                   size_t t, const float *in, int cached, size_t nimg) {
     if (b < 1 || b > m->B || t < 1 || t > m->T)
         return err_set("llava: batch %zu x %zu does not fit the model's %zu x %zu", b, t, m->B, m->T);
-    if (nimg > m->nimg || (nimg && !pixels))
-        return err_set("llava: %zu images (at most %zu, pixel values required)", nimg, m->nimg);
+    if (nimg > m->nimg || (nimg && !in))
+        return err_set("llava: %zu images (at most %zu, %s required)", nimg, m->nimg,
+                       cached ? "features" : "pixel values");
     m->fb = 0; /* no backward until this forward has run */
     if (lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
-    if (nimg)
-        llava_vision_forward(m, ops, pixels, nimg);
+    if (nimg && !cached) {
+        llava_vision_forward(m, ops, in, nimg);
+    } else if (nimg) {
+        size_t n = nimg * image_tokens(&m->cfg) * (size_t)m->cfg.vision.hidden;
+        memcpy(m->a.feats, in, n * sizeof(float));
+        llava_projector_forward(m, ops, nimg);
+    }
     llava_decoder_forward(m, ops, ids, b, t);
     m->fb = b;
     m->ft = t;
     m->fimg = nimg;
+    m->ffeats = cached;
+    return 0;
+}
+
+int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
+                  size_t t, const float *pixels, size_t nimg) {
+    return forward(m, ops, ids, mask, b, t, pixels, 0, nimg);
+}
+
+int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask,
+                           size_t b, size_t t, const float *feats, size_t nimg) {
+    return forward(m, ops, ids, mask, b, t, feats, 1, nimg);
+}
+
+int llava_vision_features(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg,
+                          float *out) {
+    if (nimg < 1 || nimg > m->nimg || !pixels || !out)
+        return err_set("llava: features of %zu images (1 to %zu, pixel values and output required)", nimg,
+                       m->nimg);
+    m->fb = 0; /* the tower's activations now belong to these images */
+    llava_tower_forward(m, ops, pixels, nimg);
+    memcpy(out, m->a.feats, nimg * image_tokens(&m->cfg) * (size_t)m->cfg.vision.hidden * sizeof(float));
     return 0;
 }

@@ -135,6 +135,7 @@ struct llava {
     int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
     uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature */
     size_t fb, ft, fimg;      /* the last forward's batch, sequence and image count (fb == 0: none yet) */
+    int ffeats;               /* the last forward took cached tower features: no tower activations */
     /* training (llava_grads_init): gradients, twins of p, NULL where frozen, and the backward's scratch */
     struct llava_params g;
     float *grads;
@@ -166,6 +167,18 @@ void llava_free(struct llava *m);
  * break these rules are refused with one line. */
 int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
                   size_t t, const float *pixels, size_t nimg);
+
+/* Frozen vision features: the tower (frozen after pretraining) runs once per image and its output is reused.
+ * llava_vision_features writes the tower's selected hidden state, before the projector (which may train):
+ * out [nimg, llava_feature_tokens(m), vision hidden], nimg <= the model's image capacity. It overwrites the
+ * vision activations, so the last forward can no longer be differentiated. llava_forward_features is
+ * llava_forward with those features in place of pixels: projector and decoder only, the same bits. A backward
+ * after it reaches the projector and the decoder (and LoRA); it is refused while a tower tensor trains. */
+size_t llava_feature_tokens(const struct llava *m); /* config.patches, + 1 with strategy "full" */
+int llava_vision_features(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg,
+                          float *out);
+int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask,
+                           size_t b, size_t t, const float *feats, size_t nimg);
 
 /* Marks every parameter whose name starts with prefix ("" = all, "model.language_model.layers.0." = one
  * layer) trainable (on != 0) or frozen; returns how many matched. Everything is frozen after llava_init. */
@@ -218,6 +231,9 @@ float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total);
 int llava_param_table(struct llava *m);
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
 void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
+/* The two halves of llava_vision_forward: pixels -> m->a.feats, then m->a.feats -> m->a.proj2. */
+void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
+void llava_projector_forward(struct llava *m, const struct ops *ops, size_t nimg);
 void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t);
 void llava_grads_free(struct llava *m);
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);

@@ -133,6 +133,9 @@ int llava_backward(struct llava *m, const struct ops *ops) {
         return err_set("llava: backward before llava_grads_init");
     if (!m->fb)
         return err_set("llava: backward without a successful forward");
+    if (m->ffeats && m->fimg && m->grad_tower)
+        return err_set("llava: backward after llava_forward_features while the vision tower trains (its "
+                       "gradient needs the tower's activations: forward with pixels)");
     llava_decoder_backward(m, ops, m->fb, m->ft);
     if (m->grad_image && m->fimg)
         llava_vision_backward(m, ops, m->fimg);

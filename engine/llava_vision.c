@@ -1,5 +1,6 @@
 /* llava_vision: the CLIP ViT tower up to the selected layer and the projector, on the operation table: pixels
- * [nimg, channels, H, W] in, image features [nimg * image tokens, text hidden] (m->a.proj2) out. */
+ * [nimg, channels, H, W] in, the tower's selected features (m->a.feats, what a frozen tower lets a caller
+ * cache) in between, image features [nimg * image tokens, text hidden] (m->a.proj2) out. */
 #include "engine/llava.h"
 
 #include <string.h>
@@ -58,26 +59,35 @@ static void encoder_layer(struct llava *m, const struct ops *ops, int l, const f
     ops->add(L->res2, L->res1, L->fc2, n * c);
 }
 
-/* The selected hidden state, class token dropped ("default") or kept ("full"), through the projector. */
-static void project(struct llava *m, const struct ops *ops, const float *hidden, size_t nimg) {
-    size_t p = (size_t)m->cfg.patches, s = p + 1, cv = (size_t)m->cfg.vision.hidden;
-    size_t ct = (size_t)m->cfg.text.hidden, drop = m->cfg.select_default ? 1 : 0, per = s - drop;
-    struct llava_acts *a = &m->a;
+/* The selected hidden state into m->a.feats, class token dropped ("default") or kept ("full"). */
+static void select_features(struct llava *m, const float *hidden, size_t nimg) {
+    size_t s = (size_t)m->cfg.patches + 1, cv = (size_t)m->cfg.vision.hidden;
+    size_t drop = m->cfg.select_default ? 1 : 0, per = s - drop;
     for (size_t i = 0; i < nimg; i++)
-        memcpy(a->feats + i * per * cv, hidden + (i * s + drop) * cv, per * cv * sizeof(float));
-    ops->matmul_forward(a->proj1, a->feats, m->p.proj1_w, m->p.proj1_b, nimg * per, cv, ct);
-    ops->gelu_forward(a->proj1_act, a->proj1, nimg * per * ct);
-    ops->matmul_forward(a->proj2, a->proj1_act, m->p.proj2_w, m->p.proj2_b, nimg * per, ct, ct);
+        memcpy(m->a.feats + i * per * cv, hidden + (i * s + drop) * cv, per * cv * sizeof(float));
 }
 
-void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg) {
+void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg) {
     embeddings(m, ops, pixels, nimg);
     const float *h = m->a.pre_ln;
     for (int l = 0; l < m->cfg.vision.layers_used; l++) {
         encoder_layer(m, ops, l, h, nimg);
         h = m->a.vl[l].res2;
     }
-    project(m, ops, h, nimg);
+    select_features(m, h, nimg);
+}
+
+void llava_projector_forward(struct llava *m, const struct ops *ops, size_t nimg) {
+    size_t per = llava_feature_tokens(m), cv = (size_t)m->cfg.vision.hidden, ct = (size_t)m->cfg.text.hidden;
+    struct llava_acts *a = &m->a;
+    ops->matmul_forward(a->proj1, a->feats, m->p.proj1_w, m->p.proj1_b, nimg * per, cv, ct);
+    ops->gelu_forward(a->proj1_act, a->proj1, nimg * per * ct);
+    ops->matmul_forward(a->proj2, a->proj1_act, m->p.proj2_w, m->p.proj2_b, nimg * per, ct, ct);
+}
+
+void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg) {
+    llava_tower_forward(m, ops, pixels, nimg);
+    llava_projector_forward(m, ops, nimg);
 }
 
 /* ---- backward: from the image features' gradient (m->d.proj2) to the tower's first parameters ---- */
