@@ -8,11 +8,12 @@ for trial in 1 2 3; do
   p1=$!
   "$PP" run "$T/m.lua" >"$T/two" 2>&1 &
   p2=$!
-  wait $p1 || { cat "$T/one"; fail "first run failed"; }
-  wait $p2 || { cat "$T/two"; fail "second run failed"; }
+  wait $p1 || { cat "$T/one" "$T/two"; fail "trial $trial: first run failed"; }
+  wait $p2 || { cat "$T/one" "$T/two"; fail "trial $trial: second run failed"; }
   n=$(cat "$T/one" "$T/two" | grep -c ' done in ')
   [ "$n" -eq 6 ] || { cat "$T/one" "$T/two"; fail "trial $trial: $n stage computations, expected 6"; }
   expect_code 0 "$PP" verify
-  [ "$("$PP" log | wc -l)" -eq 6 ] || fail "trial $trial: audit log does not have 6 commits"
+  "$PP" log >"$T/log"
+  [ "$(wc -l <"$T/log")" -eq 6 ] || { cat "$T/log" "$T/one" "$T/two"; fail "trial $trial: audit log does not have 6 commits"; }
 done
 passed
