@@ -27,30 +27,6 @@ static struct {
     float *pixels, loss;
 } fx;
 
-static float *tensor(const struct st_file *f, const char *name, size_t *n) {
-    const struct st_tensor *t = st_find(f, name);
-    if (!t)
-        return NULL;
-    float *x = malloc(t->nelem * sizeof(float));
-    st_to_f32(t, x);
-    if (n)
-        *n = t->nelem;
-    return x;
-}
-
-static int ints(const struct st_file *f, const char *name, int32_t *out) {
-    size_t n = 0;
-    float *x = tensor(f, name, &n);
-    if (!x || n != B * T) {
-        free(x);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++)
-        out[i] = (int32_t)x[i];
-    free(x);
-    return 0;
-}
-
 static int open_in(const char *d, const char *file, struct st_file *f) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", d, file);
@@ -62,11 +38,12 @@ static int load_fixture(void) {
         open_in(gdir, "grads.safetensors", &fx.grads) < 0 ||
         open_in(gdir, "adamw3.safetensors", &fx.adamw3) < 0)
         return -1;
-    if (ints(&fx.io, "input_ids", fx.ids) < 0 || ints(&fx.io, "attention_mask", fx.mask) < 0 ||
-        ints(&fx.lab, "labels", fx.labels) < 0)
+    if (fixture_ints(&fx.io, "input_ids", fx.ids, B * T) < 0 ||
+        fixture_ints(&fx.io, "attention_mask", fx.mask, B * T) < 0 ||
+        fixture_ints(&fx.lab, "labels", fx.labels, B * T) < 0)
         return -1;
-    float *loss = tensor(&fx.lab, "loss", NULL);
-    fx.pixels = tensor(&fx.io, "pixel_values", NULL);
+    float *loss = fixture_tensor(&fx.lab, "loss", NULL);
+    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
     if (!loss || !fx.pixels)
         return -1;
     fx.loss = loss[0];
@@ -123,7 +100,7 @@ static void compare_all(const struct llava *m, const struct st_file *f, int grad
     for (size_t i = 0; i < m->nptab; i++) {
         const struct llava_tensor *t = &m->ptab[i];
         size_t n = 0;
-        float *want = tensor(f, t->name, &n);
+        float *want = fixture_tensor(f, t->name, &n);
         CHECK(want && n == t->n);
         if (!want || n != t->n) {
             fprintf(stderr, "  %s: %s missing or of another size\n", what, t->name);

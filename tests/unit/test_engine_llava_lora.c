@@ -31,27 +31,6 @@ static struct {
     float *pixels;
 } fx;
 
-static float *tensor(const struct st_file *f, const char *name, size_t *n) {
-    const struct st_tensor *t = st_find(f, name);
-    if (!t)
-        return NULL;
-    float *x = malloc(t->nelem * sizeof(float));
-    st_to_f32(t, x);
-    if (n)
-        *n = t->nelem;
-    return x;
-}
-
-static int ints(const struct st_file *f, const char *name, int32_t *out) {
-    size_t n = 0;
-    float *x = tensor(f, name, &n);
-    int rc = x && n == NB * NT ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        out[i] = (int32_t)x[i];
-    free(x);
-    return rc;
-}
-
 static int open_in(const char *d, const char *file, struct st_file *f) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", d, file);
@@ -62,10 +41,11 @@ static int load_fixture(void) {
     if (open_in(tiny, "io.safetensors", &fx.io) < 0 || open_in(ldir, "lora.safetensors", &fx.lora) < 0 ||
         open_in(ldir, "proj.safetensors", &fx.proj) < 0)
         return -1;
-    if (ints(&fx.io, "input_ids", fx.ids) < 0 || ints(&fx.io, "attention_mask", fx.mask) < 0 ||
-        ints(&fx.lora, "labels", fx.labels) < 0)
+    if (fixture_ints(&fx.io, "input_ids", fx.ids, NB * NT) < 0 ||
+        fixture_ints(&fx.io, "attention_mask", fx.mask, NB * NT) < 0 ||
+        fixture_ints(&fx.lora, "labels", fx.labels, NB * NT) < 0)
         return -1;
-    fx.pixels = tensor(&fx.io, "pixel_values", NULL);
+    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
     return fx.pixels ? 0 : -1;
 }
 
@@ -102,7 +82,7 @@ static double against(const struct st_file *f, const char *prefix, const char *n
     char key[256];
     size_t nw = 0;
     snprintf(key, sizeof key, "%s%s", prefix, name);
-    float *want = tensor(f, key, &nw);
+    float *want = fixture_tensor(f, key, &nw);
     double r = want && nw == n ? check_rel_err(got, want, n, NULL) : INFINITY;
     if (r >= 1e-4)
         fprintf(stderr, "  %s: rel %.3g\n", key, r);
@@ -152,7 +132,7 @@ static void test_grads(int proj) {
     CHECK(m.g.tl[0].q_w == NULL && m.g.lm_head == NULL && m.g.embed == NULL);
     CHECK((m.g.proj1_w != NULL) == proj && m.d.vres == NULL);
     CHECK(loss_and_grads(&m, ops_cpu(1), &loss) == 0);
-    float *f = tensor(proj ? &fx.proj : &fx.lora, "loss", NULL);
+    float *f = fixture_tensor(proj ? &fx.proj : &fx.lora, "loss", NULL);
     want = f ? f[0] : NAN;
     free(f);
     double lrel = fabs((double)loss - want) / fabs((double)want);
@@ -212,7 +192,7 @@ static void check_updates(const struct lora *l, const struct st_file *f) {
             size_t n = (size_t)l->r * (k ? a->out : a->in);
             const float *x0 = k ? a->B : a->A, *x1 = k ? b->B : b->A;
             snprintf(key, sizeof key, "adamw3.%s.lora_%c", a->name, k ? 'B' : 'A');
-            float *want = tensor(f, key, NULL), *dg = malloc(n * sizeof(float)),
+            float *want = fixture_tensor(f, key, NULL), *dg = malloc(n * sizeof(float)),
                   *dw = malloc(n * sizeof(float));
             for (size_t j = 0; want && j < n; j++) {
                 dg[j] = x1[j] - x0[j];

@@ -2,6 +2,7 @@
  * features computed once, then llava_forward_features, give the pixel path's logits and (tower frozen) its
  * gradients bit for bit, with and without a LoRA adapter; the refusals. */
 #include "check.h"
+#include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
@@ -28,27 +29,6 @@ static struct {
     float *pixels;
 } fx;
 
-static float *tensor(const struct st_file *f, const char *name, size_t *n) {
-    const struct st_tensor *t = st_find(f, name);
-    if (!t)
-        return NULL;
-    float *x = malloc(t->nelem * sizeof(float));
-    st_to_f32(t, x);
-    if (n)
-        *n = t->nelem;
-    return x;
-}
-
-static int ints(const struct st_file *f, const char *name, int32_t *out) {
-    size_t n = 0;
-    float *x = tensor(f, name, &n);
-    int rc = x && n == B * T ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        out[i] = (int32_t)x[i];
-    free(x);
-    return rc;
-}
-
 static int load_fixture(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/io.safetensors", tiny);
@@ -57,10 +37,11 @@ static int load_fixture(void) {
     snprintf(path, sizeof path, "%s/labels.safetensors", gdir);
     if (st_open(path, &fx.lab) < 0)
         return -1;
-    if (ints(&fx.io, "input_ids", fx.ids) < 0 || ints(&fx.io, "attention_mask", fx.mask) < 0 ||
-        ints(&fx.lab, "labels", fx.labels) < 0)
+    if (fixture_ints(&fx.io, "input_ids", fx.ids, B * T) < 0 ||
+        fixture_ints(&fx.io, "attention_mask", fx.mask, B * T) < 0 ||
+        fixture_ints(&fx.lab, "labels", fx.labels, B * T) < 0)
         return -1;
-    fx.pixels = tensor(&fx.io, "pixel_values", NULL);
+    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
     return fx.pixels ? 0 : -1;
 }
 
