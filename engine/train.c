@@ -118,21 +118,35 @@ int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *o
     return 0;
 }
 
-int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
-               const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
-               size_t nimg, float lr, float *loss) {
+/* One step from pixels (feats == 0) or from cached tower features (feats != 0): the two differ in the forward
+ * only. */
+static int step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+                const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *vis, size_t nimg,
+                int feats, float lr, float *loss) {
     /* LoRA dropout is on for this step's forward and backward only, its masks drawn for this step */
     int was = m->lora.train;
-    uint64_t step = m->lora.step;
+    uint64_t lstep = m->lora.step;
     llava_lora_mode(m, 1, (uint64_t)o->step);
-    int rc = llava_forward(m, ops, ids, mask, b, t, pixels, nimg) < 0 ||
-                     train_ce_loss(m, ops, labels, b, t, loss) < 0
-                 ? -1
-                 : 0;
+    int rc = feats ? llava_forward_features(m, ops, ids, mask, b, t, vis, nimg)
+                   : llava_forward(m, ops, ids, mask, b, t, vis, nimg);
+    if (rc == 0)
+        rc = train_ce_loss(m, ops, labels, b, t, loss);
     if (rc == 0) {
         llava_zero_grad(m);
         rc = llava_backward(m, ops);
     }
-    llava_lora_mode(m, was, step);
+    llava_lora_mode(m, was, lstep);
     return rc < 0 ? -1 : train_adamw_step(o, m, ops, lr, NULL);
+}
+
+int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+               const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
+               size_t nimg, float lr, float *loss) {
+    return step(m, o, ops, ids, mask, labels, b, t, pixels, nimg, 0, lr, loss);
+}
+
+int train_step_features(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+                        const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *feats,
+                        size_t nimg, float lr, float *loss) {
+    return step(m, o, ops, ids, mask, labels, b, t, feats, nimg, 1, lr, loss);
 }

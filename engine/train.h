@@ -48,5 +48,9 @@ int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *o
 int train_step(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
                const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *pixels,
                size_t nimg, float lr, float *loss);
+/* train_step with cached tower features (llava_forward_features) in place of pixels. */
+int train_step_features(struct llava *m, struct train_adamw *o, const struct ops *ops, const int32_t *ids,
+                        const int32_t *mask, const int32_t *labels, size_t b, size_t t, const float *feats,
+                        size_t nimg, float lr, float *loss);
 
 #endif

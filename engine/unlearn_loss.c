@@ -149,6 +149,8 @@ static size_t vocab(const struct llava *m) {
 }
 
 static int forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x) {
+    if (x->feats)
+        return llava_forward_features(m, ops, x->ids, x->mask, x->b, x->t, x->feats, x->nimg);
     return llava_forward(m, ops, x->ids, x->mask, x->b, x->t, x->pixels, x->nimg);
 }
 

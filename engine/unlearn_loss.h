@@ -48,6 +48,7 @@ struct unlearn_batch {
     size_t b, t;
     const float *pixels; /* [nimg, channels, image, image] */
     size_t nimg;
+    const float *feats; /* or, when not NULL, the images' cached tower features (llava_forward_features) */
 };
 
 /* The reference model's logits for a batch: one llava_forward with the attached adapter (if any) switched

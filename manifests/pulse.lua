@@ -1,11 +1,7 @@
--- pulse.lua: the whole PULSE protocol on the full PULSE-Synth world (MLLMU-Bench's sizes).
---
--- The protocol's training and unlearning stages (pretrain, finetune, select, unlearn, evaluate, report) are
--- being built (issues 4-5); today this builds the world they run on.
+-- pulse.lua: the whole PULSE protocol on the full PULSE-Synth world (MLLMU-Bench's sizes): pretraining,
+-- fine-tuning, both knowledge types, GA / GA+KLR / NPO single-shot and in 5 sequential rounds, the update
+-- target ablation, and the report. `pulse-pipe cat report markdown` prints the tables.
 local s = require "settings"
-local w = s.world
+local protocol = require "protocol"
 
-stage "world" {
-  kind = "synth", seed = s.seed,
-  real = w.real, fictitious = w.fictitious, general_eval = w.general_eval, general_train = w.general_train,
-}
+protocol(s)

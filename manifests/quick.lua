@@ -1,12 +1,11 @@
--- quick.lua: the default manifest, minutes on a laptop: the PULSE protocol on a small PULSE-Synth world.
---
--- The protocol's training and unlearning stages (pretrain, finetune, select, unlearn, evaluate, report) are
--- being built (issues 4-5); today this builds the world they run on. Look at it with
+-- quick.lua: the same graph as pulse.lua on a small world with short schedules: minutes on a laptop. The
+-- numbers it reports show the pipeline working, not the protocol's findings (use pulse.lua for those).
+--   pulse-pipe cat report markdown
 --   pulse-pipe cat world contact_sheet > sheet.png
 local s = require "settings"
-local w = s.quick_world
+local protocol = require "protocol"
 
-stage "world" {
-  kind = "synth", seed = s.seed,
-  real = w.real, fictitious = w.fictitious, general_eval = w.general_eval, general_train = w.general_train,
-}
+local q = {}
+for k, v in pairs(s) do q[k] = v end
+for k, v in pairs(s.quick) do q[k] = v end
+protocol(q)

@@ -6,9 +6,13 @@
 extern const struct stage_kind kind_random, kind_concat, kind_check, kind_file;
 extern const struct stage_kind kind_import_dataset;
 extern const struct stage_kind kind_synth;
+extern const struct stage_kind kind_report;
+extern const struct stage_kind kind_pretrain, kind_select, kind_evaluate;
+extern const struct stage_kind kind_finetune, kind_unlearn;
 
 static const struct stage_kind *const kinds[] = {
-    &kind_random, &kind_concat, &kind_check, &kind_file, &kind_import_dataset, &kind_synth,
+    &kind_random,   &kind_concat, &kind_check,    &kind_file,     &kind_import_dataset, &kind_synth,
+    &kind_pretrain, &kind_select, &kind_evaluate, &kind_finetune, &kind_unlearn,        &kind_report,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

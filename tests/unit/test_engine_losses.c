@@ -363,7 +363,7 @@ static void test_lora(struct llava *m, const struct ops *ops, const struct unlea
     size_t px = (size_t)m->cfg.vision.channels * m->cfg.vision.image_size * m->cfg.vision.image_size;
     float *rpix = malloc(2 * px * sizeof *rpix);
     memcpy(rpix, x->pixels + px, px * sizeof *rpix), memcpy(rpix + px, x->pixels, px * sizeof *rpix);
-    struct unlearn_batch retain = {rid, rmask, rlab, MB, MT, rpix, x->nimg};
+    struct unlearn_batch retain = {rid, rmask, rlab, MB, MT, rpix, x->nimg, NULL};
     float ce;
     llava_zero_grad(m);
     CHECK(unlearn_ga_klr(m, ops, x, &retain, 0.7f, &loss, &kl) == 0);
@@ -391,7 +391,7 @@ void test_model(const char *data) {
         return;
     }
     const struct ops *ops = ops_cpu(1);
-    struct unlearn_batch x = {mx.ids, mx.mask, mx.labels, MB, MT, mx.pixels, MB};
+    struct unlearn_batch x = {mx.ids, mx.mask, mx.labels, MB, MT, mx.pixels, MB, NULL};
     float S[MB];
     CHECK(unlearn_ga(&m, ops, &x, S) < 0); /* no gradients yet */
     CHECK_HAS(err_msg(), "llava_grads_init");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# bench/protocol.sh: times a protocol manifest end to end from an empty store, then its cached rerun, and
+# prints the per-stage wall times from the stage records (docs/results.md keeps the figures).
+#   bench/protocol.sh                          # manifests/pulse.lua, threads = nproc
+#   MANIFEST=manifests/quick.lua THREADS=2 bench/protocol.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PP=${PP:-$ROOT/build/pulse-pipe}
+MANIFEST=${MANIFEST:-$ROOT/manifests/pulse.lua}
+THREADS=${THREADS:-$(nproc)}
+STORE=${STORE:-$(mktemp -d)/store}
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+
+now() { date +%s.%N; }
+t0=$(now)
+"$PP" --store "$STORE" run "$MANIFEST" --threads "$THREADS" >"$STORE.log" 2>&1 || { tail -5 "$STORE.log"; exit 1; }
+t1=$(now)
+"$PP" --store "$STORE" run "$MANIFEST" --threads "$THREADS" >"$STORE.rerun.log" 2>&1
+t2=$(now)
+grep -q ' 0 computed, ' "$STORE.rerun.log" || { echo "bench: the rerun computed something" >&2; exit 1; }
+
+echo "manifest: $MANIFEST  threads: $THREADS  commit: $(git -C "$ROOT" rev-parse --short HEAD)  store: $STORE"
+python3 -c "print('full run: %.1f s   cached rerun: %.2f s\n' % ($t1 - $t0, $t2 - $t1))"
+echo "| stage | kind | wall s |"
+echo "|---|---|---:|"
+"$PP" --store "$STORE" status "$MANIFEST" --json |
+  python3 -c 'import json,sys; [print(s["name"], s["kind"]) for s in json.load(sys.stdin)["stages"]]' |
+  while read -r name kind; do
+    "$PP" --store "$STORE" show "$name" --json |
+      python3 -c 'import json,sys; r=json.load(sys.stdin); print("| %s | %s | %.1f |" % (r["name"], r["kind"], r["wall_s"]))'
+  done

@@ -1,0 +1,169 @@
+/* evaluate: a model's accuracy on the protocol's question sets: the forget and the retain people, each split
+ * into multimodal (with the portrait) and text-only questions, and the general suite; both scores of
+ * engine/mcq.h. The labels (knowledge, method, setting, round, target) travel with the numbers so that
+ * `report` can place them (docs/stages.md). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/quiz.h"
+#include "util/err.h"
+
+enum { FORGET_MM, FORGET_TEXT, RETAIN_MM, RETAIN_TEXT, GENERAL, NSETS };
+static const char *const set_names[NSETS] = {"forget_mm", "forget_text", "retain_mm", "retain_text",
+                                             "general"};
+
+struct eval_ctx {
+    const struct world *w;
+    char *role;  /* per person: 'f' forget, 'r' retain, 0 neither */
+    int *set_of; /* per item: its set, or -1 */
+};
+
+static int keep_item(void *arg, size_t i) {
+    return ((struct eval_ctx *)arg)->set_of[i] >= 0;
+}
+
+/* Marks the people of a JSON list of ids with role r. */
+static int mark(struct stage_ctx *c, struct eval_ctx *e, const struct json *ids, char r) {
+    for (size_t i = 0; ids && i < ids->len; i++) {
+        long p = ids->items[i]->type == JSON_STR ? ds_find_person(&e->w->people, ids->items[i]->s) : -1;
+        if (p < 0)
+            return err_set("%s: split: person %zu of the %s list is not among the world's people", c->name,
+                           i + 1, r == 'f' ? "forget" : "retain");
+        e->role[p] = r;
+    }
+    return 0;
+}
+
+/* The forget set: the whole `forget` list, or the first `rounds` groups (sequential unlearning so far). */
+static int read_split(struct stage_ctx *c, struct eval_ctx *e) {
+    void *data;
+    size_t n;
+    if (stage_input_read(c, "split", 0, &data, &n) != 0)
+        return -1;
+    struct json *s = json_parse(data, n);
+    free(data);
+    const struct json *forget = s ? json_get(s, "forget") : NULL, *retain = s ? json_get(s, "retain") : NULL;
+    const struct json *groups = s ? json_get(s, "groups") : NULL;
+    int64_t rounds = stage_int(c, "rounds");
+    int rc = 0;
+    if (!forget || forget->type != JSON_ARR || !retain || retain->type != JSON_ARR || !groups ||
+        groups->type != JSON_ARR)
+        rc = err_set("%s: split: not a split (forget, retain and groups lists)", c->name);
+    else if (rounds < 0 || (size_t)rounds > groups->len)
+        rc = err_set("%s: rounds is %lld but the split has %zu groups", c->name, (long long)rounds,
+                     groups->len);
+    for (int64_t g = 0; rc == 0 && g < rounds; g++)
+        rc = groups->items[g]->type == JSON_ARR
+                 ? mark(c, e, groups->items[g], 'f')
+                 : err_set("%s: split: group %lld is not a list", c->name, (long long)g + 1);
+    if (rc == 0 && rounds == 0)
+        rc = mark(c, e, forget, 'f');
+    if (rc == 0)
+        rc = mark(c, e, retain, 'r');
+    json_free(s);
+    return rc;
+}
+
+static void assign_sets(struct eval_ctx *e, int general) {
+    for (size_t i = 0; i < e->w->items.n; i++) {
+        const struct ds_item *it = &e->w->items.v[i];
+        int mm = strcmp(it->modality, "image") == 0;
+        long p = it->person ? ds_find_person(&e->w->people, it->person) : -1;
+        e->set_of[i] = -1;
+        if (strcmp(it->set, "general") == 0 && strcmp(it->split, "eval") == 0 && general)
+            e->set_of[i] = GENERAL;
+        else if (p >= 0 && e->role[p] == 'f')
+            e->set_of[i] = mm ? FORGET_MM : FORGET_TEXT;
+        else if (p >= 0 && e->role[p] == 'r')
+            e->set_of[i] = mm ? RETAIN_MM : RETAIN_TEXT;
+    }
+}
+
+static struct json *labels_json(struct stage_ctx *c) {
+    struct json *l = json_obj();
+    json_set(l, "knowledge", json_str(stage_str(c, "knowledge")));
+    json_set(l, "method", json_str(stage_str(c, "method")));
+    json_set(l, "setting", json_str(stage_str(c, "setting")));
+    json_set(l, "round", json_int(stage_int(c, "round")));
+    json_set(l, "target", json_str(stage_str(c, "target")));
+    return l;
+}
+
+static int eval_outputs(struct stage_ctx *c, const struct quiz_tally *t) {
+    struct json *o = json_obj(), *sets = json_obj();
+    json_set(o, "labels", labels_json(c));
+    for (int s = 0; s < NSETS; s++) {
+        if (t[s].items == 0)
+            continue;
+        struct json *x = json_obj();
+        double n = (double)t[s].items;
+        json_set(x, "items", json_int((int64_t)t[s].items));
+        json_set(x, "greedy", json_num((double)t[s].greedy / n));
+        json_set(x, "option", json_num((double)t[s].option / n));
+        json_set(x, "unparsed", json_int((int64_t)t[s].unparsed));
+        json_set(sets, set_names[s], x);
+        stage_metric(c, set_names[s], (double)t[s].greedy / n);
+    }
+    json_set(o, "sets", sets);
+    char *text = json_write(o, JSON_CANONICAL, NULL);
+    int rc = stage_output(c, "metrics", text, strlen(text), "json");
+    free(text);
+    json_free(o);
+    return rc;
+}
+
+static int evaluate_run(struct stage_ctx *c) {
+    struct model md;
+    struct world w;
+    struct quiz q;
+    memset(&q, 0, sizeof q);
+    memset(&w, 0, sizeof w);
+    int rc = model_read(c, &md);
+    if (rc == 0)
+        rc = world_read(c, WORLD_PEOPLE | WORLD_ITEMS | WORLD_IMAGES, &w);
+    struct eval_ctx e = {&w, calloc(w.people.n + 1, 1), calloc(w.items.n + 1, sizeof(int))};
+    if (rc == 0)
+        rc = read_split(c, &e);
+    if (rc == 0) {
+        assign_sets(&e, stage_bool(c, "general"));
+        rc = quiz_run(c, &md, &w, keep_item, &e, &q);
+    }
+    struct quiz_tally t[NSETS];
+    memset(t, 0, sizeof t);
+    for (size_t i = 0; rc == 0 && i < q.cp.n; i++) {
+        const struct ds_item *it = &w.items.v[q.cp.e[i].src];
+        quiz_count(&t[e.set_of[q.cp.e[i].src]], &q.res[i], it->answer);
+    }
+    if (rc == 0)
+        rc = eval_outputs(c, t);
+    quiz_free(&q);
+    free(e.role);
+    free(e.set_of);
+    world_free(&w);
+    model_free(&md);
+    return rc;
+}
+
+static const struct param_spec evaluate_params[] = {
+    MODEL_PARAMS,
+    {"people", PARAM_REF, NULL, "the world's people"},
+    {"items", PARAM_REF, NULL, "the world's questions"},
+    {"images", PARAM_REF, NULL, "the world's images"},
+    {"split", PARAM_REF, NULL, "who is forgotten and retained (a select's `split`)"},
+    {"rounds", PARAM_INT, "0",
+     "the forget set: the split's first `rounds` groups (0: its whole forget list)"},
+    {"general", PARAM_BOOL, "true", "score the general suite too"},
+    {"knowledge", PARAM_STR, "\"\"", "label: pretrained or finetuned"},
+    {"method", PARAM_STR, "\"none\"", "label: the unlearning method (none: before unlearning)"},
+    {"setting", PARAM_STR, "\"single\"", "label: single or sequential"},
+    {"round", PARAM_INT, "0", "label: the round just finished"},
+    {"target", PARAM_STR, "\"proj+llm\"", "label: the update target"},
+};
+static const char *const evaluate_outputs[] = {"metrics"};
+
+const struct stage_kind kind_evaluate = {
+    .schema = {"evaluate", 1, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
+               evaluate_outputs, 1},
+    .summary = "accuracy on the forget, retain and general question sets",
+    .run = evaluate_run,
+};

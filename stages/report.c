@@ -1,0 +1,738 @@
+/* report: the stage kind that turns the metrics objects of `evaluate` stages into the PULSE protocol's
+ * results: three tables in Markdown (knowledge type x method, sustainability over sequential rounds, the
+ * update-target ablation), every number in CSV and canonical JSON, and the sustainability curves as SVG and
+ * PNG.
+ *
+ * Inputs come from other stages but are still outside data here: each one is checked and refused with one
+ * line naming its index (position in `metrics`, from 0). Entries are sorted by their labels, so the outputs
+ * do not depend on the order of the inputs. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/report.h"
+#include "stages/stage.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#define MAX_ROUND 1000 /* sequential rounds: bounds the chart's x axis */
+#define MAX_ID 64      /* bytes in a method name, a set name or an extra label's key */
+
+const char *const report_col_set[REPORT_NCOLS] = {"forget_mm", "forget_text", "retain_mm", "retain_text",
+                                                  "general"};
+const char *const report_col_title[REPORT_NCOLS] = {"forget MM", "forget text", "retain MM", "retain text",
+                                                    "general"};
+
+static const char *const knowledges[] = {"finetuned", "pretrained"}; /* table order */
+static const char *const methods[] = {"none", "ga", "ga_klr", "npo"};
+static const char *const settings[] = {"single", "sequential"};
+static const char *const targets[] = {"proj+llm", "llm"};
+static const char *const core_labels[] = {"knowledge", "method", "setting", "round", "target"};
+#define COUNT(a) (sizeof a / sizeof a[0])
+
+struct entry {
+    size_t index;                                      /* position in `metrics` */
+    const char *knowledge, *method, *setting, *target; /* point into labels */
+    int64_t round;
+    struct json *labels, *sets;
+    double greedy[REPORT_NCOLS], option[REPORT_NCOLS]; /* -1 where the set is absent */
+};
+
+struct report {
+    struct entry *e;
+    size_t n;
+};
+
+static void report_free(struct report *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        json_free(r->e[i].labels);
+        json_free(r->e[i].sets);
+    }
+    free(r->e);
+}
+
+/* ---- reading and checking the inputs ------------------------------------------------------------------- */
+
+static int bad(size_t index, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(size_t index, const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return err_set("report: metrics %zu: %s", index, what);
+}
+
+/* An id: what may name a method, a set or a label, and appear unquoted in every output. */
+static int is_id(const char *s, size_t len) {
+    if (len == 0 || len > MAX_ID || strlen(s) != len)
+        return 0;
+    for (size_t k = 0; k < len; k++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+", s[k]))
+            return 0;
+    return 1;
+}
+
+static int keys_are_ids(const struct json *obj) {
+    for (size_t k = 0; k < obj->len; k++)
+        if (!is_id(obj->keys[k], strlen(obj->keys[k])))
+            return 0;
+    return 1;
+}
+
+/* Position of s in list, or -1. */
+static int find_in(const char *s, const char *const *list, size_t n) {
+    for (size_t k = 0; s && k < n; k++)
+        if (strcmp(s, list[k]) == 0)
+            return (int)k;
+    return -1;
+}
+
+static const char *label_one_of(const struct json *labels, const char *key, const char *const *allowed,
+                                size_t index) {
+    const struct json *v = json_get(labels, key);
+    if (v && v->type == JSON_STR && strlen(v->s) == v->len && find_in(v->s, allowed, 2) >= 0)
+        return v->s;
+    bad(index, "'labels.%s' must be \"%s\" or \"%s\"", key, allowed[0], allowed[1]);
+    return NULL;
+}
+
+static int check_round(struct entry *e) {
+    int none = strcmp(e->method, "none") == 0, seq = strcmp(e->setting, "sequential") == 0;
+    if (none && e->round != 0)
+        return bad(e->index, "'labels.round' must be 0 for method none, got %lld", (long long)e->round);
+    if (!none && !seq && e->round != 1)
+        return bad(e->index, "'labels.round' must be 1 for setting single, got %lld", (long long)e->round);
+    if (!none && seq && (e->round < 1 || e->round > MAX_ROUND))
+        return bad(e->index, "'labels.round' must be between 1 and %d for setting sequential, got %lld",
+                   MAX_ROUND, (long long)e->round);
+    return 0;
+}
+
+static int check_labels(const struct json *labels, struct entry *e) {
+    if (!labels || labels->type != JSON_OBJ)
+        return bad(e->index, "'labels' must be an object");
+    if (!keys_are_ids(labels))
+        return bad(e->index, "'labels' has a key that is not an id (1 to %d of A-Z a-z 0-9 _ - . +)", MAX_ID);
+    if (!(e->knowledge = label_one_of(labels, "knowledge", knowledges, e->index)))
+        return -1;
+    const struct json *m = json_get(labels, "method");
+    if (!m || m->type != JSON_STR || !is_id(m->s, m->len))
+        return bad(e->index, "'labels.method' must be an id (1 to %d of A-Z a-z 0-9 _ - . +)", MAX_ID);
+    e->method = m->s;
+    if (!(e->setting = label_one_of(labels, "setting", settings, e->index)))
+        return -1;
+    if (json_get_int(labels, "round", &e->round) != 0)
+        return bad(e->index, "'labels.round' must be an integer");
+    if (!(e->target = label_one_of(labels, "target", targets, e->index)))
+        return -1;
+    return check_round(e);
+}
+
+static int check_set(const struct json *set, const char *name, size_t index, double *greedy, double *option) {
+    int64_t items, unparsed;
+    if (set->type != JSON_OBJ)
+        return bad(index, "'sets.%s' must be an object", name);
+    if (json_get_int(set, "items", &items) != 0 || items < 0)
+        return bad(index, "'sets.%s.items' must be a non-negative integer", name);
+    if (json_get_num(set, "greedy", greedy) != 0 || !(*greedy >= 0 && *greedy <= 1))
+        return bad(index, "'sets.%s.greedy' must be a number between 0 and 1", name);
+    if (json_get_num(set, "option", option) != 0 || !(*option >= 0 && *option <= 1))
+        return bad(index, "'sets.%s.option' must be a number between 0 and 1", name);
+    if (json_get_int(set, "unparsed", &unparsed) != 0 || unparsed < 0)
+        return bad(index, "'sets.%s.unparsed' must be a non-negative integer", name);
+    return 0;
+}
+
+static int check_sets(const struct json *sets, struct entry *e) {
+    if (!sets || sets->type != JSON_OBJ)
+        return bad(e->index, "'sets' must be an object");
+    if (!keys_are_ids(sets))
+        return bad(e->index, "'sets' has a key that is not an id (1 to %d of A-Z a-z 0-9 _ - . +)", MAX_ID);
+    for (int k = 0; k < REPORT_NCOLS; k++)
+        e->greedy[k] = e->option[k] = -1;
+    for (size_t k = 0; k < sets->len; k++) {
+        double g, o;
+        if (check_set(sets->items[k], sets->keys[k], e->index, &g, &o) != 0)
+            return -1;
+        int col = find_in(sets->keys[k], report_col_set, REPORT_NCOLS);
+        if (col >= 0)
+            e->greedy[col] = g, e->option[col] = o;
+    }
+    return 0;
+}
+
+/* Reads input `index` into e: labels and sets kept (extra keys included), everything else dropped. */
+static int read_entry(struct stage_ctx *c, size_t index, struct entry *e) {
+    void *data;
+    size_t n;
+    memset(e, 0, sizeof *e);
+    e->index = index;
+    if (stage_input_read(c, "metrics", index, &data, &n) != 0)
+        return err_prefix("report");
+    struct json *doc = json_parse(data, n);
+    free(data);
+    if (!doc)
+        return err_prefix("report: metrics %zu: not JSON", index);
+    int rc = doc->type == JSON_OBJ ? 0 : bad(index, "not a JSON object");
+    if (rc == 0)
+        e->labels = json_clone(json_get(doc, "labels"));
+    if (rc == 0 && (rc = check_labels(e->labels, e)) == 0) {
+        e->sets = json_clone(json_get(doc, "sets"));
+        rc = check_sets(e->sets, e);
+    }
+    json_free(doc);
+    return rc;
+}
+
+static int rank_of(const char *s, const char *const *list, size_t n) {
+    int k = find_in(s, list, n);
+    return k < 0 ? (int)n : k;
+}
+
+/* Knowledge in table order, methods none/ga/ga_klr/npo then others bytewise, single before sequential, the
+ * default target first, then rounds. */
+static int cmp_core(const struct entry *a, const struct entry *b) {
+    int d = rank_of(a->knowledge, knowledges, 2) - rank_of(b->knowledge, knowledges, 2);
+    if (!d)
+        d = rank_of(a->method, methods, COUNT(methods)) - rank_of(b->method, methods, COUNT(methods));
+    if (!d)
+        d = strcmp(a->method, b->method);
+    if (!d)
+        d = rank_of(a->setting, settings, 2) - rank_of(b->setting, settings, 2);
+    if (!d)
+        d = rank_of(a->target, targets, 2) - rank_of(b->target, targets, 2);
+    if (!d)
+        d = (a->round > b->round) - (a->round < b->round);
+    return d;
+}
+
+static int cmp_entry(const void *pa, const void *pb) {
+    const struct entry *a = pa, *b = pb;
+    int d = cmp_core(a, b);
+    return d ? d : (a->index > b->index) - (a->index < b->index);
+}
+
+static int read_all(struct stage_ctx *c, struct report *r) {
+    size_t n = stage_input_count(c, "metrics");
+    r->e = xcalloc(n ? n : 1, sizeof *r->e);
+    for (r->n = 0; r->n < n; r->n++)
+        if (read_entry(c, r->n, &r->e[r->n]) != 0) {
+            r->n++; /* what it holds is freed with the rest */
+            return -1;
+        }
+    qsort(r->e, r->n, sizeof *r->e, cmp_entry);
+    for (size_t i = 0; i + 1 < r->n; i++)
+        if (cmp_core(&r->e[i], &r->e[i + 1]) == 0)
+            return err_set("report: metrics %zu and %zu have the same labels (knowledge, method, setting, "
+                           "round, target)",
+                           r->e[i].index, r->e[i + 1].index);
+    return 0;
+}
+
+/* ---- views --------------------------------------------------------------------------------------------- */
+
+struct vrow {
+    char cell[3][MAX_ID + 16];
+    const struct entry *e;
+};
+
+/* What a view is: its names, its label columns' titles and its value columns (indices into report_col_set).
+ */
+struct view_spec {
+    const char *key, *title, *empty;
+    const char *const *labels;
+    size_t nlabels;
+    const int *cols;
+    size_t ncols;
+};
+
+struct view {
+    const struct view_spec *s;
+    struct vrow *rows;
+    size_t n, cap;
+};
+
+static void view_add(struct view *v, const struct entry *e, const char *a, const char *b, const char *c) {
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 16;
+        v->rows = xrealloc(v->rows, v->cap * sizeof *v->rows);
+    }
+    struct vrow *row = &v->rows[v->n++];
+    const char *cells[3] = {a, b, c};
+    for (int k = 0; k < 3; k++)
+        snprintf(row->cell[k], sizeof row->cell[k], "%s", cells[k] ? cells[k] : "");
+    row->e = e;
+}
+
+static int is(const char *a, const char *b) {
+    return strcmp(a, b) == 0;
+}
+
+/* The "before unlearning" entry of a knowledge type (of a target too, unless target is NULL): the first
+ * method-none entry in sorted order. */
+static const struct entry *before(const struct report *r, const char *knowledge, const char *target) {
+    for (size_t i = 0; i < r->n; i++)
+        if (is(r->e[i].knowledge, knowledge) && is(r->e[i].method, "none") &&
+            (!target || is(r->e[i].target, target)))
+            return &r->e[i];
+    return NULL;
+}
+
+static const struct entry *single_run(const struct report *r, const char *knowledge, const char *method,
+                                      const char *target) {
+    for (size_t i = 0; i < r->n; i++) {
+        const struct entry *e = &r->e[i];
+        if (is(e->knowledge, knowledge) && is(e->method, method) && is(e->setting, "single") &&
+            is(e->target, target))
+            return e;
+    }
+    return NULL;
+}
+
+/* A round of a sequential curve: what the sustainability view and the chart show. */
+static int is_curve(const struct entry *e, const char *knowledge) {
+    return is(e->knowledge, knowledge) && !is(e->method, "none") && is(e->setting, "sequential") &&
+           is(e->target, "proj+llm");
+}
+
+static void view_knowledge_method(const struct report *r, struct view *v) {
+    for (size_t k = 0; k < COUNT(knowledges); k++) {
+        const struct entry *b = before(r, knowledges[k], NULL);
+        if (b)
+            view_add(v, b, knowledges[k], "none", NULL);
+        for (size_t i = 0; i < r->n; i++) {
+            const struct entry *e = &r->e[i];
+            if (is(e->knowledge, knowledges[k]) && !is(e->method, "none") && is(e->setting, "single") &&
+                is(e->target, "proj+llm"))
+                view_add(v, e, e->knowledge, e->method, NULL);
+        }
+    }
+}
+
+static void add_single_shot(const struct report *r, struct view *v, const struct entry *last) {
+    const struct entry *s = single_run(r, last->knowledge, last->method, "proj+llm");
+    if (s)
+        view_add(v, s, s->knowledge, s->method, "single-shot");
+}
+
+static void view_sustainability(const struct report *r, struct view *v) {
+    for (size_t k = 0; k < COUNT(knowledges); k++) {
+        const struct entry *prev = NULL;
+        for (size_t i = 0; i < r->n; i++) {
+            const struct entry *e = &r->e[i];
+            if (!is_curve(e, knowledges[k]))
+                continue;
+            const struct entry *b = prev ? NULL : before(r, knowledges[k], NULL);
+            if (b)
+                view_add(v, b, b->knowledge, "none", "before");
+            if (prev && !is(prev->method, e->method))
+                add_single_shot(r, v, prev);
+            char round[24];
+            snprintf(round, sizeof round, "%lld", (long long)e->round);
+            view_add(v, e, e->knowledge, e->method, round);
+            prev = e;
+        }
+        if (prev)
+            add_single_shot(r, v, prev);
+    }
+}
+
+/* Methods shown in the ablation: none, ga, and any method run with more than one target. */
+static int in_ablation(const struct report *r, const char *method) {
+    if (is(method, "none") || is(method, "ga"))
+        return 1;
+    int n = 0;
+    for (size_t k = 0; k < COUNT(targets); k++)
+        n += single_run(r, "pretrained", method, targets[k]) != NULL;
+    return n > 1;
+}
+
+static void view_ablation(const struct report *r, struct view *v) {
+    for (size_t i = 0; i < r->n; i++) {
+        const struct entry *e = &r->e[i];
+        if (!is(e->knowledge, "pretrained") || !in_ablation(r, e->method))
+            continue;
+        if (is(e->method, "none") ? before(r, "pretrained", e->target) == e : is(e->setting, "single"))
+            view_add(v, e, e->method, e->target, NULL);
+    }
+}
+
+static const char *const km_labels[] = {"knowledge", "method"};
+static const char *const sus_labels[] = {"knowledge", "method", "round"};
+static const char *const abl_labels[] = {"method", "target"};
+static const int all_cols[] = {0, 1, 2, 3, 4}, abl_cols[] = {0, 1, 4};
+#define NVIEWS 3
+
+static const struct view_spec specs[NVIEWS] = {
+    {"knowledge_method", "Knowledge type x method",
+     "No single-shot runs (target proj+llm) and no runs before unlearning.", km_labels, 2, all_cols, 5},
+    {"sustainability", "Sustainability", "No sequential runs (target proj+llm).", sus_labels, 3, all_cols, 5},
+    {"ablation", "Ablation: update target", "No pretrained-knowledge runs of none or ga.", abl_labels, 2,
+     abl_cols, 3},
+};
+
+static void views_make(const struct report *r, struct view v[NVIEWS]) {
+    memset(v, 0, NVIEWS * sizeof *v);
+    for (int k = 0; k < NVIEWS; k++)
+        v[k].s = &specs[k];
+    view_knowledge_method(r, &v[0]);
+    view_sustainability(r, &v[1]);
+    view_ablation(r, &v[2]);
+}
+
+static void views_free(struct view v[NVIEWS]) {
+    for (int k = 0; k < NVIEWS; k++)
+        free(v[k].rows);
+}
+
+/* ---- Markdown ------------------------------------------------------------------------------------------ */
+
+static void put_percent(struct buf *b, double v) {
+    if (v < 0)
+        buf_puts(b, "-");
+    else
+        buf_printf(b, "%.1f", v * 100.0);
+}
+
+static void md_table(struct buf *b, const struct view *v) {
+    for (size_t k = 0; k < v->s->nlabels; k++)
+        buf_printf(b, "| %s ", v->s->labels[k]);
+    for (size_t k = 0; k < v->s->ncols; k++)
+        buf_printf(b, "| %s ", report_col_title[v->s->cols[k]]);
+    buf_puts(b, "|\n");
+    for (size_t k = 0; k < v->s->nlabels + v->s->ncols; k++)
+        buf_puts(b, k < v->s->nlabels ? "|---" : "|---:");
+    buf_puts(b, "|\n");
+    for (size_t i = 0; i < v->n; i++) {
+        for (size_t k = 0; k < v->s->nlabels; k++)
+            buf_printf(b, "| %s ", v->rows[i].cell[k]);
+        for (size_t k = 0; k < v->s->ncols; k++) {
+            buf_puts(b, "| ");
+            put_percent(b, v->rows[i].e->greedy[v->s->cols[k]]);
+            buf_puts(b, " ");
+        }
+        buf_puts(b, "|\n");
+    }
+}
+
+/* A title is one line of text: control characters become spaces. */
+static void put_line_text(struct buf *b, const char *s) {
+    for (; *s; s++)
+        buf_putc(b, (unsigned char)*s < 0x20 ? ' ' : *s);
+}
+
+static char *make_markdown(const char *title, const struct view v[NVIEWS], size_t *n) {
+    struct buf b = {0};
+    buf_puts(&b, "# ");
+    put_line_text(&b, title);
+    buf_puts(&b,
+             "\n\nGreedy accuracy in % (the first generated token must be the right letter: MLLMU-Bench's "
+             "score). \"-\": the set was not evaluated.\n");
+    for (int k = 0; k < NVIEWS; k++) {
+        buf_printf(&b, "\n## %s\n\n", v[k].s->title);
+        if (v[k].n)
+            md_table(&b, &v[k]);
+        else
+            buf_printf(&b, "%s\n", v[k].s->empty);
+    }
+    buf_puts(&b,
+             "\nOption-letter scores (the accuracy of the highest-scoring option letter), item counts and "
+             "unparsed answers are in the `csv` and `json` outputs.\n");
+    *n = b.len;
+    return buf_take(&b);
+}
+
+/* ---- CSV ----------------------------------------------------------------------------------------------- */
+
+/* RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled. */
+static void csv_field(struct buf *b, const char *s, size_t len) {
+    if (!memchr(s, ',', len) && !memchr(s, '"', len) && !memchr(s, '\n', len) && !memchr(s, '\r', len)) {
+        buf_append(b, s, len);
+        return;
+    }
+    buf_putc(b, '"');
+    for (size_t k = 0; k < len; k++) {
+        if (s[k] == '"')
+            buf_putc(b, '"');
+        buf_putc(b, s[k]);
+    }
+    buf_putc(b, '"');
+}
+
+/* A value as CSV: strings as themselves, anything else as canonical JSON. */
+static void csv_value(struct buf *b, const struct json *v) {
+    if (!v)
+        return;
+    if (v->type == JSON_STR) {
+        csv_field(b, v->s, v->len);
+        return;
+    }
+    size_t len;
+    char *text = json_write(v, JSON_CANONICAL, &len);
+    if (text)
+        csv_field(b, text, len);
+    free(text);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Keys of the labels beyond the protocol's five, over all entries: sorted, each once. */
+static size_t extra_keys(const struct report *r, const char ***out) {
+    size_t n = 0, cap = 8;
+    const char **keys = xmalloc(cap * sizeof *keys);
+    for (size_t i = 0; i < r->n; i++)
+        for (size_t k = 0; k < r->e[i].labels->len; k++) {
+            const char *key = r->e[i].labels->keys[k];
+            if (find_in(key, core_labels, COUNT(core_labels)) >= 0)
+                continue;
+            if (n == cap)
+                keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
+            keys[n++] = key;
+        }
+    qsort(keys, n, sizeof *keys, cmp_str);
+    size_t u = 0;
+    for (size_t k = 0; k < n; k++)
+        if (u == 0 || strcmp(keys[u - 1], keys[k]) != 0)
+            keys[u++] = keys[k];
+    *out = keys;
+    return u;
+}
+
+/* Sets in column order, then the others bytewise. */
+static int cmp_set_name(const void *pa, const void *pb) {
+    const char *a = *(const char *const *)pa, *b = *(const char *const *)pb;
+    int d = rank_of(a, report_col_set, REPORT_NCOLS) - rank_of(b, report_col_set, REPORT_NCOLS);
+    return d ? d : strcmp(a, b);
+}
+
+static void csv_set(struct buf *b, const struct json *sets, const char *name) {
+    const struct json *s = json_get(sets, name);
+    buf_printf(b, "%s,", name);
+    csv_value(b, json_get(s, "items"));
+    buf_putc(b, ',');
+    double g = 0, o = 0;
+    json_get_num(s, "greedy", &g);
+    json_get_num(s, "option", &o);
+    struct json *gj = json_num(g), *oj = json_num(o);
+    csv_value(b, gj);
+    buf_putc(b, ',');
+    csv_value(b, oj);
+    buf_putc(b, ',');
+    csv_value(b, json_get(s, "unparsed"));
+    json_free(gj);
+    json_free(oj);
+}
+
+/* One row per set of the entry; an entry without sets still gets one row, its set fields empty. */
+static void csv_entry(struct buf *b, const struct entry *e, const char **extra, size_t nextra) {
+    const char **names = xmalloc((e->sets->len ? e->sets->len : 1) * sizeof *names);
+    for (size_t k = 0; k < e->sets->len; k++)
+        names[k] = e->sets->keys[k];
+    qsort(names, e->sets->len, sizeof *names, cmp_set_name);
+    for (size_t k = 0; k < (e->sets->len ? e->sets->len : 1); k++) {
+        buf_printf(b, "%s,%s,%s,%lld,%s,", e->knowledge, e->method, e->setting, (long long)e->round,
+                   e->target);
+        if (e->sets->len)
+            csv_set(b, e->sets, names[k]);
+        else
+            buf_puts(b, ",,,,");
+        for (size_t x = 0; x < nextra; x++) {
+            buf_putc(b, ',');
+            csv_value(b, json_get(e->labels, extra[x]));
+        }
+        buf_puts(b, "\n");
+    }
+    free(names);
+}
+
+static char *make_csv(const struct report *r, size_t *n) {
+    struct buf b = {0};
+    const char **extra;
+    size_t nextra = extra_keys(r, &extra);
+    buf_puts(&b, "knowledge,method,setting,round,target,set,items,greedy,option,unparsed");
+    for (size_t x = 0; x < nextra; x++)
+        buf_printf(&b, ",%s", extra[x]);
+    buf_puts(&b, "\n");
+    for (size_t i = 0; i < r->n; i++)
+        csv_entry(&b, &r->e[i], extra, nextra);
+    free(extra);
+    *n = b.len;
+    return buf_take(&b);
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------------------- */
+
+static struct json *str_list(const char *const *s, size_t n) {
+    struct json *a = json_arr();
+    for (size_t k = 0; k < n; k++)
+        json_push(a, json_str(s[k]));
+    return a;
+}
+
+static struct json *values(const double *v, const struct view *view) {
+    struct json *a = json_arr();
+    for (size_t k = 0; k < view->s->ncols; k++) {
+        double x = v[view->s->cols[k]];
+        json_push(a, x < 0 ? json_null() : json_num(x));
+    }
+    return a;
+}
+
+/* A view as JSON, the table's shape: its label columns and value columns, and per row the cells as shown,
+ * the entry's labels, and greedy and option accuracies (null where the set is absent). */
+static struct json *view_json(const struct view *v) {
+    struct json *o = json_obj(), *rows = json_arr(), *cols = json_arr();
+    for (size_t k = 0; k < v->s->ncols; k++)
+        json_push(cols, json_str(report_col_set[v->s->cols[k]]));
+    for (size_t i = 0; i < v->n; i++) {
+        struct json *row = json_obj(), *cells = json_arr();
+        for (size_t k = 0; k < v->s->nlabels; k++)
+            json_push(cells, json_str(v->rows[i].cell[k]));
+        json_set(row, "cells", cells);
+        json_set(row, "labels", json_clone(v->rows[i].e->labels));
+        json_set(row, "greedy", values(v->rows[i].e->greedy, v));
+        json_set(row, "option", values(v->rows[i].e->option, v));
+        json_push(rows, row);
+    }
+    json_set(o, "title", json_str(v->s->title));
+    json_set(o, "label_columns", str_list(v->s->labels, v->s->nlabels));
+    json_set(o, "columns", cols);
+    json_set(o, "rows", rows);
+    return o;
+}
+
+static char *make_json(const char *title, const struct report *r, const struct view v[NVIEWS], size_t *n) {
+    struct json *doc = json_obj(), *entries = json_arr(), *views = json_obj();
+    for (size_t i = 0; i < r->n; i++) {
+        struct json *e = json_obj();
+        json_set(e, "labels", json_clone(r->e[i].labels));
+        json_set(e, "sets", json_clone(r->e[i].sets));
+        json_push(entries, e);
+    }
+    for (int k = 0; k < NVIEWS; k++)
+        json_set(views, v[k].s->key, view_json(&v[k]));
+    json_set(doc, "title", json_str(title));
+    json_set(doc, "entries", entries);
+    json_set(doc, "views", views);
+    char *text = json_write(doc, JSON_CANONICAL, n);
+    json_free(doc);
+    return text;
+}
+
+/* ---- the chart ----------------------------------------------------------------------------------------- */
+
+static void curve_fill(const struct report *r, const char *knowledge, const char *method, int nrounds,
+                       struct report_curve *cv) {
+    cv->method = method;
+    cv->y = xmalloc(((size_t)nrounds + 1) * REPORT_NCOLS * sizeof *cv->y);
+    const struct entry *b = before(r, knowledge, NULL), *s = single_run(r, knowledge, method, "proj+llm");
+    for (int k = 0; k < REPORT_NCOLS; k++) {
+        for (int round = 0; round <= nrounds; round++)
+            cv->y[(size_t)round * REPORT_NCOLS + (size_t)k] = round == 0 && b ? b->greedy[k] : -1;
+        cv->single[k] = s ? s->greedy[k] : -1;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        if (is_curve(&r->e[i], knowledge) && is(r->e[i].method, method))
+            memcpy(cv->y + (size_t)r->e[i].round * REPORT_NCOLS, r->e[i].greedy, sizeof r->e[i].greedy);
+}
+
+/* One curve per method with sequential runs; entries are sorted, so methods arrive in table order. */
+static void chart_row(const struct report *r, const char *knowledge, int nrounds, struct report_row *row) {
+    row->knowledge = knowledge;
+    row->ncurves = 0;
+    row->curves = NULL;
+    const char *last = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!is_curve(&r->e[i], knowledge) || (last && is(last, r->e[i].method)))
+            continue;
+        last = r->e[i].method;
+        row->curves = xrealloc(row->curves, (row->ncurves + 1) * sizeof *row->curves);
+        curve_fill(r, knowledge, last, nrounds, &row->curves[row->ncurves++]);
+    }
+}
+
+static void chart_make(const struct report *r, const char *title, struct report_chart *c) {
+    memset(c, 0, sizeof *c);
+    c->title = title;
+    c->rows = xcalloc(REPORT_MAX_ROWS, sizeof *c->rows);
+    for (size_t i = 0; i < r->n; i++)
+        for (size_t k = 0; k < COUNT(knowledges); k++)
+            if (is_curve(&r->e[i], knowledges[k]) && r->e[i].round > c->nrounds)
+                c->nrounds = (int)r->e[i].round;
+    for (size_t k = 0; k < COUNT(knowledges); k++) {
+        chart_row(r, knowledges[k], c->nrounds, &c->rows[c->nrows]);
+        if (c->rows[c->nrows].ncurves)
+            c->nrows++;
+    }
+}
+
+static void chart_free(struct report_chart *c) {
+    for (size_t k = 0; k < c->nrows; k++) {
+        for (size_t j = 0; j < c->rows[k].ncurves; j++)
+            free(c->rows[k].curves[j].y);
+        free(c->rows[k].curves);
+    }
+    free(c->rows);
+}
+
+/* ---- the kind ------------------------------------------------------------------------------------------ */
+
+/* Takes text; *n is read only here, after the call's arguments (which write it) are evaluated. */
+static int output_text(struct stage_ctx *c, const char *name, char *text, const size_t *n, const char *type) {
+    int rc = text ? stage_output(c, name, text, *n, type) : err_prefix("report: %s", name);
+    free(text);
+    return rc;
+}
+
+static int write_chart(struct stage_ctx *c, const struct report *r, const char *title) {
+    struct report_chart chart;
+    chart_make(r, title, &chart);
+    size_t n;
+    void *png = NULL;
+    int rc = output_text(c, "svg", report_svg(&chart, &n), &n, "svg");
+    if (rc == 0 && (rc = report_png(&chart, &png, &n)) == 0)
+        rc = stage_output(c, "png", png, n, "png");
+    free(png);
+    chart_free(&chart);
+    return rc;
+}
+
+static int report_run(struct stage_ctx *c) {
+    const char *title = stage_str(c, "title");
+    struct report r = {0};
+    struct view v[NVIEWS];
+    if (read_all(c, &r) != 0) {
+        report_free(&r);
+        return -1;
+    }
+    views_make(&r, v);
+    size_t n = 0;
+    int rc = output_text(c, "markdown", make_markdown(title, v, &n), &n, "text");
+    if (rc == 0)
+        rc = output_text(c, "csv", make_csv(&r, &n), &n, "text");
+    if (rc == 0)
+        rc = output_text(c, "json", make_json(title, &r, v, &n), &n, "json");
+    if (rc == 0)
+        rc = write_chart(c, &r, title);
+    if (rc == 0)
+        stage_metric(c, "entries", (double)r.n);
+    views_free(v);
+    report_free(&r);
+    return rc;
+}
+
+static const struct param_spec report_params[] = {
+    {"metrics", PARAM_REFS, NULL, "the metrics objects of evaluate stages"},
+    {"title", PARAM_STR, "\"PULSE results\"", "the report's title"},
+};
+static const char *const report_outputs[] = {"markdown", "csv", "json", "svg", "png"};
+
+const struct stage_kind kind_report = {
+    .schema = {"report", 1, report_params, 2, report_outputs, 5},
+    .summary = "tables (Markdown, CSV, JSON) and sustainability plots (SVG, PNG) of evaluate metrics",
+    .run = report_run,
+};

@@ -1,0 +1,46 @@
+/* trainer: the epoch loop pretrain and finetune share: shuffled batches of a corpus (a fresh order each epoch
+ * from the seed), the learning-rate schedule, AdamW steps, progress lines, the mean loss of the last epoch.
+ */
+#ifndef PULSE_STAGES_TRAINER_H
+#define PULSE_STAGES_TRAINER_H
+
+#include "engine/corpus.h"
+#include "engine/llava.h"
+#include "engine/schedule.h"
+#include "stages/stage.h"
+
+#include <stdint.h>
+
+struct trainer_opts {
+    long epochs;
+    size_t batch;
+    double lr;
+    enum schedule_kind schedule;
+    double warmup; /* fraction of the steps spent warming up */
+    float weight_decay, clip;
+    uint64_t seed;
+};
+
+/* The schedule, batch, lr, warmup, weight_decay, clip and epochs parameters every training kind has, read
+ * from the stage (and checked: one line per bad value). */
+int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o);
+#define TRAINER_PARAMS(epochs, batch, lr, schedule, warmup, wd)                                              \
+    {"epochs", PARAM_INT, epochs, "passes over the training data"},                                          \
+        {"batch", PARAM_INT, batch, "sequences per step"}, {"lr", PARAM_NUM, lr, "peak learning rate"},      \
+        {"schedule", PARAM_STR, schedule, "learning-rate schedule: constant, linear or cosine"},             \
+        {"warmup", PARAM_NUM, warmup, "fraction of the steps spent warming up"},                             \
+        {"weight_decay", PARAM_NUM, wd, "AdamW's decoupled weight decay"},                                   \
+        {"clip", PARAM_NUM, "1.0", "gradient norm limit (0: none)"}, {                                       \
+        "seed", PARAM_INT, "1", "data order"                                                                 \
+    }
+#define TRAINER_NPARAMS 8
+
+/* Trains m's trainable parameters (llava_grads_init done) on every entry of cp. The model's batch capacity
+ * must hold o->batch sequences of cp->maxlen tokens. Reads cp->feats when set (frozen tower), else pixels. */
+int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, const struct corpus *cp,
+                const struct trainer_opts *o, double *last_epoch_loss);
+
+/* A permutation of 0..n-1 from (seed, epoch) (Fisher-Yates on the counter-based generator). */
+void trainer_shuffle(size_t *idx, size_t n, uint64_t seed, uint64_t epoch);
+
+#endif

@@ -1,0 +1,362 @@
+/* unlearn: one unlearning run (or one round of sequential unlearning) on a model: a fresh LoRA adapter on the
+ * decoder, and the projector in full for target "proj+llm", trained on the forget people's facts, with and
+ * without their portrait, by GA, GA+KLR or NPO (engine/unlearn_loss.h, docs/protocol.md). Outputs the round's
+ * adapter (PEFT's files) and the projector after it, which the next round and `evaluate` apply on top of the
+ * model's earlier rounds (stages/model.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/ops.h"
+#include "engine/train.h"
+#include "engine/unlearn_loss.h"
+#include "stages/adapter.h"
+#include "stages/model.h"
+#include "stages/trainer.h"
+#include "stages/world.h"
+#include "util/err.h"
+
+enum method { GA, GA_KLR, NPO };
+
+struct unl {
+    struct stage_ctx *c;
+    const struct ops *ops;
+    struct model md, ref; /* the model trained, and the reference (GA+KLR, NPO) */
+    struct world w;
+    struct lora l;
+    struct corpus forget, retain;
+    char *role; /* per person: 'f' forgotten this round, 'r' retained */
+    enum method method;
+    struct trainer_opts o;
+    float *S_ref, *ref_logits; /* NPO: per forget entry; GA+KLR: one retain batch */
+    int32_t *ids, *mask, *labels, *rids, *rmask, *rlabels;
+    float *vis, *rvis;
+};
+
+/* ---- who and what is forgotten ---- */
+
+static int mark_list(struct unl *u, const struct json *ids, char r) {
+    for (size_t i = 0; ids && ids->type == JSON_ARR && i < ids->len; i++) {
+        long p = ids->items[i]->type == JSON_STR ? ds_find_person(&u->w.people, ids->items[i]->s) : -1;
+        if (p < 0)
+            return err_set("%s: split: entry %zu is not one of the world's people", u->c->name, i + 1);
+        u->role[p] = r;
+    }
+    return 0;
+}
+
+/* This run's forget people: the split's forget list (round 0) or its group `round`; retain: its retain list.
+ */
+static int read_roles(struct unl *u) {
+    void *data;
+    size_t n;
+    if (stage_input_read(u->c, "split", 0, &data, &n) != 0)
+        return -1;
+    struct json *s = json_parse(data, n);
+    free(data);
+    int64_t round = stage_int(u->c, "round");
+    const struct json *groups = s ? json_get(s, "groups") : NULL, *forget = s ? json_get(s, "forget") : NULL;
+    const struct json *who = round == 0 ? forget : NULL;
+    if (round > 0 && groups && groups->type == JSON_ARR && (size_t)round <= groups->len)
+        who = groups->items[round - 1];
+    int rc = 0;
+    if (!who || who->type != JSON_ARR || who->len == 0)
+        rc = err_set("%s: split has no forget %s %lld", u->c->name, round ? "group" : "list",
+                     (long long)round);
+    if (rc == 0)
+        rc = mark_list(u, s ? json_get(s, "retain") : NULL, 'r');
+    if (rc == 0)
+        rc = mark_list(u, who, 'f');
+    json_free(s);
+    return rc;
+}
+
+struct keep_arg {
+    struct unl *u;
+    char role;
+};
+
+/* An example is taken when it is about a person of the role and its source is one of `sources`. */
+static int keep_example(void *arg, size_t i) {
+    struct keep_arg *k = arg;
+    const struct ds_example *x = &k->u->w.examples.v[i];
+    long p = x->person ? ds_find_person(&k->u->w.people, x->person) : -1;
+    if (p < 0 || k->u->role[p] != k->role)
+        return 0;
+    const struct json *src = json_get(k->u->c->params, "sources");
+    for (size_t j = 0; j < src->len; j++)
+        if (strcmp(src->items[j]->s, x->source) == 0)
+            return 1;
+    return 0;
+}
+
+static int build_corpora(struct unl *u) {
+    struct keep_arg f = {u, 'f'}, r = {u, 'r'};
+    if (corpus_from_examples(&u->forget, &u->w.examples, u->w.images, u->md.tok, &u->md.cfg, keep_example,
+                             &f) ||
+        (u->method == GA_KLR && corpus_from_examples(&u->retain, &u->w.examples, u->w.images, u->md.tok,
+                                                     &u->md.cfg, keep_example, &r)))
+        return err_set("%s: %s", u->c->name, err_msg());
+    if (u->forget.n == 0)
+        return err_set("%s: the forget people have no examples of the chosen sources", u->c->name);
+    if (u->method == GA_KLR && u->retain.n == 0)
+        return err_set("%s: GA+KLR needs retain examples; the retain people have none", u->c->name);
+    return 0;
+}
+
+/* ---- models and buffers ---- */
+
+static int build_models(struct unl *u) {
+    size_t T = u->forget.maxlen > u->retain.maxlen ? u->forget.maxlen : u->retain.maxlen, B = u->o.batch;
+    if (model_build(u->c, &u->md, B, T) != 0)
+        return -1;
+    if (strcmp(stage_str(u->c, "target"), "proj+llm") == 0)
+        llava_set_trainable(&u->md.m, "model.multi_modal_projector.", 1);
+    if (adapter_attach(u->c, &u->md.m, &u->l, (uint64_t)stage_int(u->c, "seed")) != 0)
+        return -1;
+    /* the tower never trains here: its features are computed once and shared by both models */
+    if (corpus_features(&u->forget, &u->md.m, u->ops) != 0 ||
+        (u->retain.n && corpus_features(&u->retain, &u->md.m, u->ops) != 0))
+        return err_set("%s: %s", u->c->name, err_msg());
+    if (u->method == GA)
+        return 0;
+    int rounds = strcmp(stage_str(u->c, "reference"), "round_start") == 0;
+    return model_read(u->c, &u->ref) == 0 ? model_build_rounds(u->c, &u->ref, B, T, rounds) : -1;
+}
+
+static void alloc_buffers(struct unl *u) {
+    size_t B = u->o.batch, T = u->md.m.T, V = (size_t)u->md.cfg.text.vocab;
+    size_t per = u->forget.feat_floats ? u->forget.feat_floats : 1;
+    u->ids = malloc(B * T * sizeof *u->ids);
+    u->mask = malloc(B * T * sizeof *u->mask);
+    u->labels = malloc(B * T * sizeof *u->labels);
+    u->rids = malloc(B * T * sizeof *u->rids);
+    u->rmask = malloc(B * T * sizeof *u->rmask);
+    u->rlabels = malloc(B * T * sizeof *u->rlabels);
+    u->vis = malloc(B * per * sizeof *u->vis);
+    u->rvis = malloc(B * per * sizeof *u->rvis);
+    u->S_ref = calloc(u->forget.n, sizeof *u->S_ref);
+    u->ref_logits = u->method == GA_KLR ? malloc(B * T * V * sizeof *u->ref_logits) : NULL;
+}
+
+static struct unlearn_batch make_batch(struct unl *u, const struct corpus *cp, const size_t *idx, size_t b,
+                                       int retain) {
+    struct unlearn_batch x = {0};
+    int32_t *ids = retain ? u->rids : u->ids, *mask = retain ? u->rmask : u->mask;
+    int32_t *labels = retain ? u->rlabels : u->labels;
+    float *vis = retain ? u->rvis : u->vis;
+    int32_t pad = u->md.cfg.pad_token_id >= 0 ? u->md.cfg.pad_token_id : 0;
+    corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &x.nimg, &x.t);
+    x.ids = ids;
+    x.mask = mask;
+    x.labels = labels;
+    x.b = b;
+    x.feats = vis;
+    return x;
+}
+
+/* NPO's anchor: log p_ref(answer) of every forget example, once (the reference does not move). */
+static int npo_reference(struct unl *u) {
+    size_t B = u->o.batch, idx[4096];
+    for (size_t at = 0; at < u->forget.n; at += B) {
+        size_t b = u->forget.n - at < B ? u->forget.n - at : B;
+        for (size_t i = 0; i < b; i++)
+            idx[i] = at + i;
+        struct unlearn_batch x = make_batch(u, &u->forget, idx, b, 0);
+        struct llava *r = &u->ref.m;
+        if (llava_forward_features(r, u->ops, x.ids, x.mask, x.b, x.t, x.feats, x.nimg) != 0 ||
+            unlearn_seq_logprob(u->ops, r->a.logits, x.labels, x.b, x.t, (size_t)r->cfg.text.vocab,
+                                u->S_ref + at) != 0)
+            return err_set("%s: %s", u->c->name, err_msg());
+    }
+    return 0;
+}
+
+/* ---- steps ---- */
+
+/* GA+KLR's retain term: KL(p_ref || p_theta) on a retain batch, its gradient accumulated. */
+static int klr_term(struct unl *u, const struct unlearn_batch *r, float *kl) {
+    struct llava *m = &u->md.m, *ref = &u->ref.m;
+    size_t n = r->b * r->t * (size_t)m->cfg.text.vocab;
+    if (llava_forward_features(ref, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
+        return -1;
+    memcpy(u->ref_logits, ref->a.logits, n * sizeof(float));
+    if (llava_forward_features(m, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
+        return -1;
+    memset(m->d.logits, 0, n * sizeof(float));
+    if (unlearn_kl(u->ops, m->a.logits, u->ref_logits, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
+                   (float)stage_num(u->c, "kl_weight"), m->d.logits, kl) != 0)
+        return -1;
+    return llava_backward(m, u->ops);
+}
+
+static int loss_step(struct unl *u, const struct unlearn_batch *f, const size_t *fidx,
+                     const struct unlearn_batch *r, float *loss) {
+    struct llava *m = &u->md.m;
+    if (u->method == NPO) {
+        float sref[4096];
+        for (size_t i = 0; i < f->b; i++)
+            sref[i] = u->S_ref[fidx[i]];
+        return unlearn_npo_step(m, u->ops, f, sref, (float)stage_num(u->c, "beta"), loss);
+    }
+    if (unlearn_ga(m, u->ops, f, loss) != 0)
+        return -1;
+    float kl = 0;
+    if (u->method == GA_KLR && klr_term(u, r, &kl) != 0)
+        return -1;
+    *loss += (float)stage_num(u->c, "kl_weight") * kl;
+    return 0;
+}
+
+static int train_loop(struct unl *u, struct train_adamw *opt, double *first, double *last) {
+    size_t B = u->o.batch, per_epoch = (u->forget.n + B - 1) / B, rpos = u->retain.n, rpass = 0;
+    size_t *fidx = malloc(u->forget.n * sizeof *fidx), *ridx = malloc((u->retain.n + 1) * sizeof *ridx);
+    long total = (long)per_epoch * u->o.epochs, warm = (long)(u->o.warmup * (double)total), step = 0;
+    int rc = 0;
+    for (long e = 0; rc == 0 && e < u->o.epochs; e++) {
+        trainer_shuffle(fidx, u->forget.n, u->o.seed, (uint64_t)e);
+        double sum = 0;
+        for (size_t s = 0; rc == 0 && s < per_epoch; s++, step++) {
+            size_t at = s * B, fb = u->forget.n - at < B ? u->forget.n - at : B, rb = 0;
+            struct unlearn_batch f = make_batch(u, &u->forget, fidx + at, fb, 0), r = {0};
+            if (u->method == GA_KLR) { /* the retain examples in passes of their own shuffled order */
+                if (rpos + B > u->retain.n) {
+                    trainer_shuffle(ridx, u->retain.n, u->o.seed, 0x7e7a1000ull + rpass++);
+                    rpos = 0;
+                }
+                rb = u->retain.n - rpos < B ? u->retain.n - rpos : B;
+                r = make_batch(u, &u->retain, ridx + rpos, rb, 1);
+                rpos += rb;
+            }
+            float lr = (float)schedule_lr(u->o.schedule, u->o.lr, step, warm, total), loss = 0;
+            llava_zero_grad(&u->md.m);
+            llava_lora_mode(&u->md.m, 1, (uint64_t)step);
+            rc = loss_step(u, &f, fidx + at, &r, &loss);
+            llava_lora_mode(&u->md.m, 0, (uint64_t)step);
+            if (rc == 0)
+                rc = train_adamw_step(opt, &u->md.m, u->ops, lr, NULL);
+            sum += loss;
+            if ((step + 1) % 10 == 0 || step + 1 == total)
+                stage_progress(u->c, "epoch %ld/%ld step %ld/%ld loss %.4f", e + 1, u->o.epochs, step + 1,
+                               total, loss);
+        }
+        if (e == 0)
+            *first = sum / (double)per_epoch;
+        *last = sum / (double)per_epoch;
+    }
+    free(fidx);
+    free(ridx);
+    return rc == 0 ? 0 : err_set("%s: %s", u->c->name, err_msg());
+}
+
+/* ---- the kind ---- */
+
+static int read_method(struct unl *u) {
+    const char *m = stage_str(u->c, "method"), *t = stage_str(u->c, "target"),
+               *r = stage_str(u->c, "reference");
+    if (strcmp(m, "ga") == 0)
+        u->method = GA;
+    else if (strcmp(m, "ga_klr") == 0)
+        u->method = GA_KLR;
+    else if (strcmp(m, "npo") == 0)
+        u->method = NPO;
+    else
+        return err_set("%s: method must be ga, ga_klr or npo, got '%s'", u->c->name, m);
+    if (strcmp(t, "proj+llm") != 0 && strcmp(t, "llm") != 0)
+        return err_set("%s: target must be proj+llm or llm, got '%s'", u->c->name, t);
+    if (strcmp(r, "round_start") != 0 && strcmp(r, "original") != 0)
+        return err_set("%s: reference must be round_start or original, got '%s'", u->c->name, r);
+    if (!(stage_num(u->c, "beta") > 0) || !(stage_num(u->c, "kl_weight") >= 0))
+        return err_set("%s: beta must be positive and kl_weight non-negative", u->c->name);
+    return trainer_opts_read(u->c, &u->o);
+}
+
+static int setup(struct unl *u) {
+    if (read_method(u) != 0 || model_read(u->c, &u->md) != 0 ||
+        world_read(u->c, WORLD_PEOPLE | WORLD_EXAMPLES | WORLD_IMAGES, &u->w) != 0)
+        return -1;
+    u->role = calloc(u->w.people.n + 1, 1);
+    if (read_roles(u) != 0 || build_corpora(u) != 0 || build_models(u) != 0)
+        return -1;
+    alloc_buffers(u);
+    return u->method == NPO ? npo_reference(u) : 0;
+}
+
+static int outputs(struct unl *u, double first, double last) {
+    void *data;
+    size_t n;
+    if (adapter_write(u->c, &u->l) != 0 || model_projector_save(&u->md.m, &data, &n) != 0)
+        return -1;
+    int rc = stage_output(u->c, "projector", data, n, "safetensors");
+    free(data);
+    stage_metric(u->c, "loss_first_epoch", first);
+    stage_metric(u->c, "loss_last_epoch", last);
+    stage_metric(u->c, "forget_examples", (double)u->forget.n);
+    return rc;
+}
+
+static void unl_free(struct unl *u) {
+    llava_lora_detach(&u->md.m);
+    lora_free(&u->l);
+    corpus_free(&u->forget);
+    corpus_free(&u->retain);
+    model_free(&u->md);
+    model_free(&u->ref);
+    world_free(&u->w);
+    free(u->role);
+    free(u->S_ref);
+    free(u->ref_logits);
+    free(u->ids);
+    free(u->mask);
+    free(u->labels);
+    free(u->rids);
+    free(u->rmask);
+    free(u->rlabels);
+    free(u->vis);
+    free(u->rvis);
+}
+
+static int unlearn_run(struct stage_ctx *c) {
+    struct unl u;
+    memset(&u, 0, sizeof u);
+    u.c = c;
+    u.ops = ops_cpu(c->threads);
+    int rc = setup(&u);
+    struct train_adamw opt;
+    memset(&opt, 0, sizeof opt);
+    double first = 0, last = 0;
+    if (rc == 0) {
+        stage_progress(c, "%zu forget examples, %zu retain examples", u.forget.n, u.retain.n);
+        train_adamw_init(&opt, &u.md.m, 0.9f, 0.999f, 1e-8f, u.o.weight_decay, u.o.clip);
+        rc = train_loop(&u, &opt, &first, &last);
+        train_adamw_free(&opt);
+    }
+    if (rc == 0)
+        rc = outputs(&u, first, last);
+    unl_free(&u);
+    return rc;
+}
+
+static const struct param_spec unlearn_params[] = {
+    MODEL_PARAMS,
+    {"people", PARAM_REF, NULL, "the world's people"},
+    {"examples", PARAM_REF, NULL, "the corpus the knowledge came from (a world's `pretrain` or `finetune`)"},
+    {"images", PARAM_REF, NULL, "the world's images"},
+    {"split", PARAM_REF, NULL, "who is forgotten and retained (a select's `split`)"},
+    {"round", PARAM_INT, "0", "forget the split's group `round` (0: its whole forget list)"},
+    {"method", PARAM_STR, "\"ga\"", "ga, ga_klr or npo"},
+    {"target", PARAM_STR, "\"proj+llm\"", "what trains: proj+llm (LoRA + the projector) or llm (LoRA only)"},
+    {"reference", PARAM_STR, "\"round_start\"", "the KL / NPO reference: round_start or original"},
+    {"sources", PARAM_STRS, "[\"fact\"]", "which examples of the forget people are unlearned"},
+    {"beta", PARAM_NUM, "0.4", "NPO's beta"},
+    {"kl_weight", PARAM_NUM, "1.0", "GA+KLR's lambda"},
+    ADAPTER_PARAMS,
+    TRAINER_PARAMS("2", "4", "0.00002", "\"constant\"", "0.0", "0.0"),
+};
+static const char *const unlearn_outputs[] = {"adapter", "adapter_config", "projector"};
+
+const struct stage_kind kind_unlearn = {
+    .schema = {"unlearn", 1, unlearn_params, sizeof unlearn_params / sizeof unlearn_params[0],
+               unlearn_outputs, 3},
+    .summary = "unlearn the forget people (GA, GA+KLR, NPO) with a fresh LoRA adapter",
+    .run = unlearn_run,
+};
