@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/blas_tune.h"
 #include "pipe/pipe.h"
 #include "util/err.h"
 
@@ -37,6 +38,7 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
+    blas_tune_reexec(argv);
     struct pipe_opts o = {.store = getenv("PULSE_STORE")};
     int i = 1, bad = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
