@@ -6,6 +6,7 @@
 
 #include "engine/pixels.h"
 #include "engine/train.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 /* A small open-addressing map from image id to its index in the corpus, so that each image is decoded once.
@@ -52,7 +53,7 @@ static long image_index(struct corpus *c, struct image_map *map, const struct ds
     image_free(&img);
     if (rc != 0)
         return -1;
-    map->ids[h] = strdup(id);
+    map->ids[h] = xstrdup(id);
     map->index[h] = c->nimages;
     return (long)c->nimages++;
 }
@@ -79,9 +80,11 @@ static int add_entry(struct corpus *c, struct image_map *map, const struct ds_im
                       &e->seq) != 0)
         return -1;
     for (size_t i = 0; i < e->seq.n; i++)
-        if (e->seq.ids[i] >= cfg->text.vocab)
-            return err_set("%s: token %d is outside the model's vocabulary (%d)", id, e->seq.ids[i],
-                           cfg->text.vocab);
+        if (e->seq.ids[i] >= cfg->text.vocab) {
+            int32_t bad = e->seq.ids[i];
+            prompt_seq_free(&e->seq);
+            return err_set("%s: token %d is outside the model's vocabulary (%d)", id, bad, cfg->text.vocab);
+        }
     if (e->seq.n > c->maxlen)
         c->maxlen = e->seq.n;
     c->n++;

@@ -40,7 +40,7 @@ int prompt_encode(const struct tokenizer *t, int32_t image_token, size_t image_t
     if (tokenizer_encode(t, prompt, 0, &p, &np) != 0 ||
         (answer && tokenizer_encode(t, answer, 0, &a, &na) != 0)) {
         free(p);
-        return err_set("%s: %s", what, err_msg());
+        return err_prefix("%s", what);
     }
     size_t nimg = count_image(p, np, image_token);
     if (nimg != (has_image ? 1u : 0u)) {

@@ -69,7 +69,7 @@ return function(s)
 
   -- Sustainability: the fine-tuned forget set in sequential rounds, each from the previous round's model.
   local k = knowledge.finetuned
-  for _, method in ipairs(s.methods) do
+  for _, method in ipairs(s.select.finetuned.rounds > 1 and s.methods or {}) do
     local rounds = {}
     for r = 1, s.select.finetuned.rounds do
       local name = "finetuned/" .. method .. "/round" .. r

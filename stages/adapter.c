@@ -39,7 +39,7 @@ int adapter_attach(struct stage_ctx *c, struct llava *m, struct lora *l, uint64_
     }
     buf_free(&re);
     if (rc != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     llava_grads_init(m);
     return 0;
 }
@@ -49,7 +49,7 @@ int adapter_write(struct stage_ctx *c, const struct lora *l) {
     void *ten;
     size_t ncfg, nten;
     if (peft_encode(l, NULL, &cfg, &ncfg, &ten, &nten) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     int rc = stage_output(c, "adapter", ten, nten, "safetensors");
     if (rc == 0)
         rc = stage_output(c, "adapter_config", cfg, ncfg, "json");

@@ -29,6 +29,8 @@ static int mark(struct stage_ctx *c, struct eval_ctx *e, const struct json *ids,
         if (p < 0)
             return err_set("%s: split: person %zu of the %s list is not among the world's people", c->name,
                            i + 1, r == 'f' ? "forget" : "retain");
+        if (e->role[p] && e->role[p] != r)
+            return err_set("%s: split: %s is both forgotten and retained", c->name, ids->items[i]->s);
         e->role[p] = r;
     }
     return 0;

@@ -19,10 +19,10 @@ static int finetune_train(struct stage_ctx *c, struct model *md, const struct wo
     if (trainer_opts_read(c, &o) != 0)
         return -1;
     if (corpus_from_examples(&cp, &w->examples, w->images, md->tok, &md->cfg, NULL, NULL) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     int rc = model_build(c, md, o.batch, cp.maxlen);
     if (rc == 0 && (rc = corpus_features(&cp, &md->m, ops)) != 0)
-        rc = err_set("%s: %s", c->name, err_msg());
+        rc = err_prefix("%s", c->name);
     if (rc == 0)
         rc = adapter_attach(c, &md->m, l, (uint64_t)stage_int(c, "seed"));
     if (rc == 0) {

@@ -29,7 +29,7 @@ int model_read(struct stage_ctx *c, struct model *md) {
         return err_set("%s: %zu adapters but %zu adapter_configs", c->name, stage_input_count(c, "adapters"),
                        stage_input_count(c, "adapter_configs"));
     if (config_parse(cfg, ncfg, "config", &md->cfg) != 0 || !(md->tok = tokenizer_load(tok, ntok)))
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     if (md->tok->vocab_size > md->cfg.text.vocab)
         return err_set("%s: the tokenizer has %d tokens, the model's vocabulary %d", c->name,
                        md->tok->vocab_size, md->cfg.text.vocab);
@@ -97,19 +97,19 @@ int model_build(struct stage_ctx *c, struct model *md, size_t B, size_t T) {
 int model_build_rounds(struct stage_ctx *c, struct model *md, size_t B, size_t T, int rounds) {
     struct st_file f;
     if (st_parse(md->weights, md->weights_len, "model", &f) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     int rc = llava_init(&md->m, &md->cfg, &f, 1, B, T);
     st_close(&f);
     free(md->weights);
     md->weights = NULL;
     if (rc != 0)
-        return err_set("%s: model: %s", c->name, err_msg());
+        return err_prefix("%s: model", c->name);
     md->built = 1;
     for (size_t i = 0; rounds && i < stage_input_count(c, "adapters"); i++)
         if (merge_round(c, md, i) != 0)
-            return err_set("%s: %s", c->name, err_msg());
+            return err_prefix("%s", c->name);
     if (rounds && stage_input_count(c, "projector") && set_projector(c, md) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     return 0;
 }
 

@@ -39,7 +39,7 @@ static int pretrain_config(struct stage_ctx *c, const struct tokenizer *t, struc
         (long long)stage_int(c, "vision_heads"), (long long)stage_int(c, "image_size"),
         (long long)stage_int(c, "patch"));
     if (config_parse(text, strlen(text), "config", &md->cfg) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     md->config_json = config_write(&md->cfg);
     md->config_len = strlen(md->config_json);
     return 0;
@@ -54,11 +54,11 @@ static int pretrain_setup(struct stage_ctx *c, struct model *md, struct world *w
     md->tok_json = tok;
     md->tok_len = ntok;
     if (!(md->tok = tokenizer_load(tok, ntok)))
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     if (pretrain_config(c, md->tok, md) != 0 || world_read(c, WORLD_EXAMPLES | WORLD_IMAGES, w) != 0)
         return -1;
     if (corpus_from_examples(cp, &w->examples, w->images, md->tok, &md->cfg, NULL, NULL) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     if (cp->maxlen > (size_t)md->cfg.text.max_positions)
         return err_set("%s: an example has %zu tokens, more than max_positions (%d)", c->name, cp->maxlen,
                        md->cfg.text.max_positions);
@@ -78,7 +78,7 @@ static int pretrain_run(struct stage_ctx *c) {
         rc = pretrain_setup(c, &md, &w, &cp);
     if (rc == 0 && (rc = llava_init_random(&md.m, &md.cfg, (uint64_t)stage_int(c, "init_seed"), 0.02f,
                                            o.batch, cp.maxlen)) != 0)
-        rc = err_set("%s: %s", c->name, err_msg());
+        rc = err_prefix("%s", c->name);
     md.built = rc == 0;
     double loss = 0;
     if (rc == 0) {

@@ -11,7 +11,7 @@ int quiz_run(struct stage_ctx *c, struct model *md, const struct world *w, int (
              void *arg, struct quiz *q) {
     memset(q, 0, sizeof *q);
     if (corpus_from_items(&q->cp, &w->items, w->images, md->tok, &md->cfg, keep, arg) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     if (q->cp.n == 0)
         return 0;
     if (model_build(c, md, QUIZ_BATCH, q->cp.maxlen) != 0)
@@ -19,7 +19,7 @@ int quiz_run(struct stage_ctx *c, struct model *md, const struct world *w, int (
     q->res = calloc(q->cp.n, sizeof *q->res);
     stage_progress(c, "scoring %zu questions", q->cp.n);
     if (mcq_score(&md->m, ops_cpu(c->threads), &q->cp, md->tok, q->res) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     return 0;
 }
 

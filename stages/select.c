@@ -163,9 +163,12 @@ static int select_run(struct stage_ctx *c) {
     else
         memset(&w, 0, sizeof w);
     struct select_ctx s = {&w, stage_str(c, "group"), calloc(w.people.n + 1, sizeof(long))};
-    long n = rc == 0 ? score_people(c, &md, &w, &s, &ps) : -1;
-    int top = n < 0 ? -1 : check_params(c, n);
-    rc = top < 0 ? -1 : 0;
+    long members = 0;
+    for (size_t p = 0; p < w.people.n; p++)
+        members += strcmp(w.people.v[p].group, s.group) == 0;
+    int top = rc == 0 ? check_params(c, members) : -1; /* before the scoring pass, which is the long part */
+    long n = top < 0 ? -1 : score_people(c, &md, &w, &s, &ps);
+    rc = n < 0 ? -1 : 0;
     if (rc == 0) {
         qsort(ps, (size_t)n, sizeof *ps, by_accuracy);
         rc = select_outputs(c, &w, ps, n, (size_t)top);

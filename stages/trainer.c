@@ -18,7 +18,7 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o) {
     o->clip = (float)stage_num(c, "clip");
     o->seed = (uint64_t)stage_int(c, "seed");
     if (schedule_parse(stage_str(c, "schedule"), &o->schedule) != 0)
-        return err_set("%s: %s", c->name, err_msg());
+        return err_prefix("%s", c->name);
     if (stage_int(c, "epochs") < 0 || stage_int(c, "epochs") > 100000)
         return err_set("%s: epochs must be between 0 and 100000", c->name);
     if (stage_int(c, "batch") < 1 || stage_int(c, "batch") > 4096)
@@ -122,5 +122,5 @@ int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, con
     free(idx);
     free(border);
     train_adamw_free(&opt);
-    return rc == 0 ? 0 : err_set("%s: %s", c->name, err_msg());
+    return rc == 0 ? 0 : err_prefix("%s", c->name);
 }

@@ -39,6 +39,8 @@ static int mark_list(struct unl *u, const struct json *ids, char r) {
         long p = ids->items[i]->type == JSON_STR ? ds_find_person(&u->w.people, ids->items[i]->s) : -1;
         if (p < 0)
             return err_set("%s: split: entry %zu is not one of the world's people", u->c->name, i + 1);
+        if (u->role[p] && u->role[p] != r)
+            return err_set("%s: split: %s is both forgotten and retained", u->c->name, ids->items[i]->s);
         u->role[p] = r;
     }
     return 0;
@@ -95,7 +97,7 @@ static int build_corpora(struct unl *u) {
                              &f) ||
         (u->method == GA_KLR && corpus_from_examples(&u->retain, &u->w.examples, u->w.images, u->md.tok,
                                                      &u->md.cfg, keep_example, &r)))
-        return err_set("%s: %s", u->c->name, err_msg());
+        return err_prefix("%s", u->c->name);
     if (u->forget.n == 0)
         return err_set("%s: the forget people have no examples of the chosen sources", u->c->name);
     if (u->method == GA_KLR && u->retain.n == 0)
@@ -116,7 +118,7 @@ static int build_models(struct unl *u) {
     /* the tower never trains here: its features are computed once and shared by both models */
     if (corpus_features(&u->forget, &u->md.m, u->ops) != 0 ||
         (u->retain.n && corpus_features(&u->retain, &u->md.m, u->ops) != 0))
-        return err_set("%s: %s", u->c->name, err_msg());
+        return err_prefix("%s", u->c->name);
     if (u->method == GA)
         return 0;
     int rounds = strcmp(stage_str(u->c, "reference"), "round_start") == 0;
@@ -166,7 +168,7 @@ static int npo_reference(struct unl *u) {
         if (llava_forward_features(r, u->ops, x.ids, x.mask, x.b, x.t, x.feats, x.nimg) != 0 ||
             unlearn_seq_logprob(u->ops, r->a.logits, x.labels, x.b, x.t, (size_t)r->cfg.text.vocab,
                                 u->S_ref + at) != 0)
-            return err_set("%s: %s", u->c->name, err_msg());
+            return err_prefix("%s", u->c->name);
     }
     return 0;
 }
@@ -245,7 +247,7 @@ static int train_loop(struct unl *u, struct train_adamw *opt, double *first, dou
     }
     free(fidx);
     free(ridx);
-    return rc == 0 ? 0 : err_set("%s: %s", u->c->name, err_msg());
+    return rc == 0 ? 0 : err_prefix("%s", u->c->name);
 }
 
 /* ---- the kind ---- */

@@ -42,7 +42,7 @@ int world_read(struct stage_ctx *c, int parts, struct world *w) {
     for (int bit = 1; bit <= WORLD_IMAGES; bit <<= 1)
         if ((parts & bit) && read_part(c, bit, w) != 0) {
             world_free(w);
-            return err_set("%s: %s", c->name, err_msg());
+            return err_prefix("%s", c->name);
         }
     return 0;
 }

@@ -1,0 +1,33 @@
+-- Stages the protocol's kinds must refuse, on the micro world of micro_settings.lua; tests/cli/protocol.sh
+-- picks one by editing CASE: unlearn with an unknown method, select keeping fewer people than it must forget,
+-- evaluate asking for more rounds than the split has groups, a model whose tokenizer is not one. world and base are micro.lua's (cached).
+local s = require "micro_settings"
+local CASE = "method"
+
+local function with(...)
+  local t = {}
+  for _, part in ipairs({ ... }) do
+    for k, v in pairs(part) do t[k] = v end
+  end
+  return t
+end
+
+local w = stage "world" (with({ kind = "synth", seed = s.seed }, s.world))
+local base = stage "base" (with({ kind = "pretrain", examples = w.out.pretrain, images = w.out.images,
+  tokenizer = w.out.tokenizer }, s.pretrain))
+local model = { model = base.out.model, config = base.out.config, tokenizer = base.out.tokenizer }
+local data = { people = w.out.people, items = w.out.items, images = w.out.images }
+local two = stage "select/two" (with({ kind = "select", group = "real", top = 8, forget = 4, rounds = 2 }, model,
+  data))
+
+if CASE == "method" then
+  stage "bad" (with({ kind = "unlearn", split = two.out.split, examples = w.out.pretrain, people = w.out.people,
+    images = w.out.images, method = "foo" }, s.unlearn, model))
+elseif CASE == "forget" then
+  stage "bad" (with({ kind = "select", group = "real", top = 4, forget = 5 }, model, data))
+elseif CASE == "tokenizer" then
+  stage "bad" (with({ kind = "select", group = "real", top = 8, forget = 4 }, model, data,
+    { tokenizer = w.out.people }))
+elseif CASE == "rounds" then
+  stage "bad" (with({ kind = "evaluate", split = two.out.split, rounds = 3 }, model, data))
+end

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# protocol: the whole PULSE graph (manifests/protocol.lua) on a micro world (tests/cli/manifests/protocol):
+# it runs and the report has its three views; the splits and evaluations have the shapes docs/protocol.md
+# gives; two fresh stores on 1 and 2 threads hold the same object ids for every output; a run killed with
+# SIGKILL after `vanilla` resumes, reusing what was finished, to the same report; a second run computes
+# nothing; bad parameters of unlearn, select and evaluate fail with one clear line and the store verifies.
+source "$(dirname "$0")/lib.bash"
+M="$T/micro.lua"
+cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
+N=34 # stages: world, base, vanilla, 2 selects, 2 befores, 3 methods x 2 knowledge x 2, 3 x 2 rounds x 2, 2, report
+
+# ids_of: every stage's outputs in the current store, "stage output id" per line (all stages must be done).
+ids_of() {
+  python3 - "$PP" "$M" <<'PY'
+import json, subprocess, sys
+pp, m = sys.argv[1:3]
+for s in json.loads(subprocess.check_output([pp, "status", m, "--json"]))["stages"]:
+    assert s["state"] == "done", s
+    r = json.loads(subprocess.check_output([pp, "show", s["name"], "--json"]))
+    for o, v in sorted(r["outputs"].items()):
+        print(s["name"], o, v["id"])
+PY
+}
+
+# The run, on one thread.
+export PULSE_STORE="$T/one"
+start=$(date +%s%N)
+expect_code 0 "$PP" run "$M" --threads 1
+one_ms=$((($(date +%s%N) - start) / 1000000))
+has "$T/out" "$N stages: $N computed, 0 cached, 0 failed, 0 skipped"
+ids_of >"$T/one.ids"
+[ "$(wc -l <"$T/one.ids")" -gt $((2 * N)) ] || fail "too few outputs: $(wc -l <"$T/one.ids")"
+
+# The report: three views, each with the runs it should hold.
+"$PP" cat report markdown >"$T/report.md"
+has "$T/report.md" "# PULSE micro"
+has "$T/report.md" "## Knowledge type x method"
+has "$T/report.md" "## Sustainability"
+has "$T/report.md" "## Ablation: update target"
+for row in "| finetuned | none |" "| pretrained | npo |" "| finetuned | ga_klr | 2 |" "| ga | llm |"; do
+  has "$T/report.md" "$row"
+done
+"$PP" cat report png >"$T/report.png"
+[ "$(head -c 4 "$T/report.png" | tail -c 3)" = PNG ] || fail "report png is not a PNG"
+
+# Splits and evaluations as docs/protocol.md describes them.
+"$PP" cat select/finetuned split >"$T/split_f.json"
+"$PP" cat select/pretrained split >"$T/split_p.json"
+for s in before ga/round1 ga/round2 ga; do "$PP" cat "evaluate/finetuned/$s" metrics >"$T/ev_${s//\//_}.json"; done
+for s in before ga; do "$PP" cat "evaluate/pretrained/$s" metrics >"$T/evp_$s.json"; done
+"$PP" show evaluate/finetuned/npo/round2 --json >"$T/ev_npo2.rec"
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+load = lambda n: json.load(open(f"{t}/{n}"))
+f, p = load("split_f.json"), load("split_p.json")
+assert len(f["forget"]) == 4 and len(f["retain"]) == 4 and not set(f["forget"]) & set(f["retain"]), f
+assert [len(g) for g in f["groups"]] == [2, 2] and sum(f["groups"], []) == f["forget"], f
+assert all(x.startswith("f") for x in f["forget"] + f["retain"]), f
+assert len(p["forget"]) == 4 and len(p["retain"]) == 4 and p["groups"] == [], p
+assert all(x.startswith("r") for x in p["forget"] + p["retain"]) and not set(p["forget"]) & set(p["retain"]), p
+sets = {n: load(f"ev_{n}.json")["sets"] for n in ["before", "ga_round1", "ga_round2", "ga"]}
+for n, s in sets.items():
+    assert sorted(s) == ["forget_mm", "forget_text", "general", "retain_mm", "retain_text"], (n, s)
+    assert s["general"]["items"] == 20, (n, s)
+    assert s["retain_mm"]["items"] == sets["before"]["retain_mm"]["items"] > 0, (n, s)
+# after round k the forget set is groups 1..k: half the people after round 1, all of them after round 2
+for k in ["forget_mm", "forget_text"]:
+    assert 2 * sets["ga_round1"][k]["items"] == sets["ga_round2"][k]["items"] == sets["before"][k]["items"], k
+labels = load("ev_ga_round2.json")["labels"]
+assert labels == {"knowledge": "finetuned", "method": "ga", "round": 2, "setting": "sequential",
+                  "target": "proj+llm"}, labels
+rec = load("ev_npo2.rec")
+assert len(rec["inputs"]["adapters"]) == 2 and len(rec["inputs"]["adapter_configs"]) == 2, rec["inputs"]
+assert rec["inputs"]["projector"], rec["inputs"]
+# unlearning did something: GA moved the pretrained forget set's answers
+assert load("evp_before.json")["sets"] != load("evp_ga.json")["sets"], "unlearn/pretrained/ga changed nothing"
+PY
+
+# A second run computes nothing.
+expect_code 0 "$PP" run "$M" --threads 2
+has "$T/out" "$N stages: 0 computed, $N cached"
+
+# Determinism: a fresh store on two threads holds the same objects.
+export PULSE_STORE="$T/two"
+start=$(date +%s%N)
+expect_code 0 "$PP" run "$M" --threads 2
+two_ms=$((($(date +%s%N) - start) / 1000000))
+ids_of >"$T/two.ids"
+diff "$T/one.ids" "$T/two.ids" >&2 || fail "1 and 2 threads gave different outputs"
+
+# Resume: killed once vanilla is done; the rerun reuses every finished stage and ends at the same report.
+export PULSE_STORE="$T/killed"
+"$PP" run "$M" --threads 2 >"$T/killed.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 1200); do
+  grep -qE '^\[[0-9]+/[0-9]+\] vanilla +done' "$T/killed.out" && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+grep -qE '^\[[0-9]+/[0-9]+\] vanilla +done' "$T/killed.out" || { cat "$T/killed.out" >&2; fail "vanilla never finished"; }
+lacks "$T/killed.out" "$N stages:"
+expect_code 0 "$PP" verify
+expect_code 0 "$PP" run "$M" --threads 1
+finished=$(sed -nE 's/^\[[0-9]+\/[0-9]+\] ([^ ]+) +done in .*/\1/p' "$T/killed.out")
+for s in $finished; do
+  grep -qE "^\[[0-9]+/$N\] $s +cached$" "$T/out" || fail "'$s' was finished before the kill but not reused"
+done
+cached=$(sed -nE "s/.*$N stages: [0-9]+ computed, ([0-9]+) cached, 0 failed.*/\1/p" "$T/out")
+# (a stage may finish between its record and its "done" line: the rerun may reuse one more than were shown)
+[ -n "$cached" ] && [ "$cached" -ge 3 ] && [ "$cached" -ge "$(echo "$finished" | wc -w)" ] ||
+  { cat "$T/out" >&2; fail "the rerun reused $cached stages, $(echo "$finished" | wc -w) were finished"; }
+ids_of >"$T/killed.ids"
+diff "$T/one.ids" "$T/killed.ids" >&2 || fail "the resumed run's outputs differ from the uninterrupted run's"
+expect_code 0 "$PP" verify
+
+# Bad parameters: the stage fails with one clear line, nothing is recorded for it, the store verifies.
+export PULSE_STORE="$T/one"
+bad() {
+  sed "s/^local CASE = .*/local CASE = \"$1\"/" "$T/bad.lua" >"$T/bad_$1.lua"
+  expect_code 1 "$PP" run "$T/bad_$1.lua"
+  [ "$(grep -c "stage 'bad' failed" "$T/err")" -eq 1 ] || { cat "$T/err" >&2; fail "$1: not one failure line"; }
+  grep "stage 'bad' failed" "$T/err" | grep -qxF "pulse-pipe: stage 'bad' failed: bad: $2" ||
+    { cat "$T/err" >&2; fail "$1: the failure line is not 'bad: $2'"; }
+  has "$T/out" "1 failed"
+  expect_code 1 "$PP" show bad
+  expect_code 0 "$PP" verify
+}
+bad method "method must be ga, ga_klr or npo, got 'foo'"
+bad forget "forget must be between 1 and top (4), got 5"
+bad rounds "rounds is 3 but the split has 2 groups"
+bad tokenizer "tokenizer: json: line 2 col 1: unexpected text after the value"
+expect_code 0 "$PP" run "$M"
+has "$T/out" "$N stages: 0 computed, $N cached"
+
+echo "protocol.sh: $N stages in ${one_ms} ms on 1 thread, ${two_ms} ms on 2"
+passed
