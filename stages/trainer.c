@@ -100,6 +100,7 @@ int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, con
     bufs_alloc(&b, cp, o->batch);
     int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
     int rc = 0;
+    double recent = 0;
     *last_epoch_loss = 0;
     for (long e = 0; rc == 0 && e < o->epochs; e++) {
         epoch_order(cp, o, e, idx, border, per_epoch);
@@ -112,9 +113,12 @@ int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, con
                                                  lr, &loss)
                            : train_step(m, &opt, ops, b.ids, b.mask, b.labels, nb, t, b.vis, nimg, lr, &loss);
             sum += loss;
-            if ((step + 1) % 20 == 0 || step + 1 == total)
-                stage_progress(c, "epoch %ld/%ld step %ld/%ld loss %.4f", e + 1, o->epochs, step + 1, total,
-                               loss);
+            recent += loss;
+            if ((step + 1) % 50 == 0 || step + 1 == total) { /* batches differ in length: show a mean */
+                stage_progress(c, "epoch %ld/%ld step %ld/%ld loss %.4f (mean of the last %ld)", e + 1,
+                               o->epochs, step + 1, total, recent / (double)(step % 50 + 1), step % 50 + 1);
+                recent = 0;
+            }
         }
         *last_epoch_loss = per_epoch ? sum / (double)per_epoch : 0;
     }
