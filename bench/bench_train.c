@@ -1,6 +1,7 @@
 /* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md) and prints one
  * JSON line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s against this machine's sgemm peak, peak
  * RSS. */
+#include "bench/prof_ops.h"
 #include "engine/config.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
@@ -224,7 +225,7 @@ static void batch_free(struct batch *b) {
 
 struct opts {
     const struct shape *s;
-    int threads, steps, warmup;
+    int threads, steps, warmup, profile;
     const char *dump;
 };
 
@@ -232,6 +233,10 @@ static int parse(int argc, char **argv, struct opts *o) {
     *o = (struct opts){.s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--profile") == 0) {
+            o->profile = 1;
+            continue;
+        }
         if (!v)
             return err_set("bench_train: %s needs a value", a);
         if (strcmp(a, "--shape") == 0) {
@@ -317,15 +322,19 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     struct batch b;
     batch_make(&b, cfg, B, T);
     const struct ops *ops = ops_cpu(o->threads);
-    double *dt = calloc((size_t)o->steps, sizeof *dt);
+    double *dt = calloc((size_t)o->steps, sizeof *dt), total = 0.0;
     float loss = 0;
     int rc = 0;
     for (int i = 0; i < o->warmup + o->steps && rc == 0; i++) {
+        if (o->profile && i == o->warmup)
+            ops = prof_ops(ops_cpu(o->threads)); /* counts the measured steps only */
         double t0 = now();
         rc = train_step(&m, &opt, ops, b.ids, b.mask, b.labels, B, T, b.pixels, B, 1e-4f, &loss);
         if (i >= o->warmup)
-            dt[i - o->warmup] = now() - t0;
+            total += dt[i - o->warmup] = now() - t0;
     }
+    if (rc == 0 && o->profile)
+        prof_report(stderr, o->steps, total);
     if (rc == 0) {
         qsort(dt, (size_t)o->steps, sizeof *dt, cmp_double);
         double med = dt[o->steps / 2], fl = step_flops(cfg, B, T, s->lora_r);

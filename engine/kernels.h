@@ -23,8 +23,42 @@ PULSE_HD static inline float kernel_gelu_grad(float x) {
     return 0.5f * (1.0f + erff(x * KERNEL_SQRT1_2)) + x * KERNEL_INV_SQRT_2PI * expf(-0.5f * x * x);
 }
 
+/* exp(x) in plain float arithmetic (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a degree-5 polynomial, times
+ * 2^n), so that a vector loop can compute the same bits lane by lane (engine/cpu/cpu.h's cpu_exp4 mirrors it
+ * step for step). Relative error at most 8.2e-8 (glibc's expf: 6e-8); 0 below -87, inf above 88, NaN stays
+ * NaN. The clamps come first so that the conversion to int never sees a NaN or an out-of-range value. */
+#define KERNEL_EXP_LO -87.0f
+#define KERNEL_EXP_HI 88.0f
+#define KERNEL_EXP_ROUND 12582912.0f /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
+#define KERNEL_EXP_C1 0.693359375f   /* ln 2 in two parts: fn * C1 is exact for |n| <= 128 */
+#define KERNEL_EXP_C2 -2.12194440e-4f
+PULSE_HD static inline float kernel_exp_poly(float r) {
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * (r * r) + r + 1.0f;
+}
+PULSE_HD static inline float kernel_exp(float x) {
+    float c = x > KERNEL_EXP_LO ? x : KERNEL_EXP_LO;
+    c = c < KERNEL_EXP_HI ? c : KERNEL_EXP_HI;
+    float fn = (c * 1.44269504088896341f + KERNEL_EXP_ROUND) - KERNEL_EXP_ROUND;
+    float r = c - fn * KERNEL_EXP_C1;
+    r = r - fn * KERNEL_EXP_C2;
+    union {
+        unsigned u;
+        float f;
+    } scale = {.u = (unsigned)((int)fn + 127) << 23};
+    float y = kernel_exp_poly(r) * scale.f;
+    y = x < KERNEL_EXP_LO ? 0.0f : y;
+    y = x > KERNEL_EXP_HI ? INFINITY : y;
+    return x == x ? y : x;
+}
+
 PULSE_HD static inline float kernel_sigmoid(float x) {
-    return 1.0f / (1.0f + expf(-x));
+    return 1.0f / (1.0f + kernel_exp(-x));
 }
 
 /* quick_gelu (CLIP): x * sigmoid(1.702 x). */
@@ -44,13 +78,22 @@ PULSE_HD static inline float kernel_silu_grad(float x) {
     float s = kernel_sigmoid(x);
     return s * (1.0f + x * (1.0f - s));
 }
+/* SwiGLU's backward from one sigmoid: *dgate = dout up silu'(gate), *dup = dout silu(gate), the same bits as
+ * kernel_silu_grad and kernel_silu. */
+PULSE_HD static inline void kernel_swiglu_grad(float dout, float gate, float up, float *dgate, float *dup) {
+    float s = kernel_sigmoid(gate);
+    *dgate = dout * up * (s * (1.0f + gate * (1.0f - s)));
+    *dup = dout * (gate * s);
+}
 
 /* Rotary embedding (HF LLaMA): the angle of pair i (of hs/2) at position pos. Computed in fp32 exactly as
  * transformers does (inv_freq = 1 / theta^(2i/hs) in fp32, then pos * inv_freq in fp32): at long positions
  * the angle's rounding is visible in the output, so the order of these roundings matters. */
+PULSE_HD static inline float kernel_rope_inv_freq(int i, int hs, float theta) {
+    return 1.0f / powf(theta, (float)(2 * i) / (float)hs);
+}
 PULSE_HD static inline float kernel_rope_angle(int pos, int i, int hs, float theta) {
-    float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hs);
-    return (float)pos * inv_freq;
+    return (float)pos * kernel_rope_inv_freq(i, hs, theta);
 }
 
 /* Rotates the pair (x[i], x[i + hs/2]) by the angle whose cosine and sine are cs, sn: HF's x cos +

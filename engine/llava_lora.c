@@ -236,14 +236,10 @@ static uint64_t dropout_key(const struct llava *m, size_t index) {
 }
 
 /* out[e] = in[e] * keep(e) / (1 - p), or accumulates (out += ...) for the backward. */
-static void dropout_apply(const struct llava *m, size_t index, float *out, const float *in, size_t n,
-                          int accumulate) {
-    uint64_t key = dropout_key(m, index);
+static void dropout_apply(const struct llava *m, const struct ops *ops, size_t index, float *out,
+                          const float *in, size_t n, int accumulate) {
     float p = (float)m->lora.l->dropout, s = (float)(1.0 / (1.0 - m->lora.l->dropout));
-    for (size_t e = 0; e < n; e++) {
-        float v = rng_uniform(key, e) < p ? 0.0f : in[e] * s;
-        out[e] = accumulate ? out[e] + v : v;
-    }
+    ops->dropout(out, in, n, dropout_key(m, index), p, s, accumulate);
 }
 
 void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int proj, float *y, const float *x,
@@ -256,13 +252,13 @@ void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int p
     size_t r = (size_t)m->lora.l->r, in = s->mod->in, out = s->mod->out;
     const float *xd = x;
     if (dropout_on(m)) {
-        dropout_apply(m, s->index, m->lora.x, x, n * in, 0);
+        dropout_apply(m, ops, s->index, m->lora.x, x, n * in, 0);
         xd = m->lora.x;
     }
     ops->matmul_forward(s->h, xd, s->mod->A, NULL, n, in, r);
     ops->matmul_forward(m->lora.u, s->h, s->mod->B, NULL, n, r, out);
-    ops->scale(m->lora.u, lora_scale(m->lora.l), n * out); /* PEFT: lora_B(lora_A(x)) * scaling, then + */
-    ops->accumulate(y, m->lora.u, n * out);
+    /* PEFT: lora_B(lora_A(x)) * scaling, then + (add_scaled: the bits of scale then accumulate) */
+    ops->add_scaled(y, m->lora.u, lora_scale(m->lora.l), n * out);
 }
 
 /* dx += d(extra term)/dx; gA, gB accumulate. dy is the gradient of y (the base's and the extra term's). */
@@ -283,8 +279,8 @@ void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int 
         ops->matmul_backward(dx, s->gA, NULL, dh, x, s->mod->A, n, in, r);
         return;
     }
-    dropout_apply(m, s->index, m->lora.x, x, n * in, 0);
+    dropout_apply(m, ops, s->index, m->lora.x, x, n * in, 0);
     memset(m->lora.dx, 0, n * in * sizeof(float));
     ops->matmul_backward(m->lora.dx, s->gA, NULL, dh, m->lora.x, s->mod->A, n, in, r);
-    dropout_apply(m, s->index, dx, m->lora.dx, n * in, 1);
+    dropout_apply(m, ops, s->index, dx, m->lora.dx, n * in, 1);
 }

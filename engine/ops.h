@@ -64,6 +64,15 @@ struct ops {
     void (*add)(float *out, const float *a, const float *b, size_t n);
     void (*accumulate)(float *dst, const float *src, size_t n);
 
+    /* out[i] += x[i] * s: a scaled term added in (LoRA's y += (h B^T) scale), the same bits as scale then
+     * accumulate. */
+    void (*add_scaled)(float *out, const float *x, float s, size_t n);
+    /* Dropout with a counter-based mask: element e is dropped when rng_uniform(key, e) < p (engine/rng.h),
+     * kept ones are multiplied by `scale`; the result is written to out (accumulate == 0) or added to it. The
+     * mask is a pure function of (key, e), so a backward draws it again instead of storing it. */
+    void (*dropout)(float *out, const float *in, size_t n, uint64_t key, float p, float scale,
+                    int accumulate);
+
     /* Rows of a table: out[n,C] = table[tok[i]]; backward: dtable[tok[i]] += dout[i] (in row order). */
     void (*embedding_forward)(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
     void (*embedding_backward)(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);

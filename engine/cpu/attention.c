@@ -1,51 +1,96 @@
-/* attention: rotary embedding and naive O(T^2) multi-head attention with causal and right-padding masks,
- * forward and backward. Each query row (and, in the backward, each key row) is computed whole by one thread.
- */
+/* attention: rotary embedding and multi-head attention with causal and right-padding masks, forward and
+ * backward. Each head (of each sequence) is computed whole by one thread, its products as single-threaded
+ * OpenBLAS calls over the head's strided rows, so the bits never depend on the thread count. */
 #include "engine/cpu/cpu.h"
 #include "engine/kernels.h"
 
 #include "util/buf.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct rope {
     float *x;
-    const int32_t *pos;
+    const int32_t *pos;  /* items: the table row of each of the B*T positions */
+    const int32_t *tpos; /* the position of each table row */
+    float *cs, *sn;      /* the table: [rows][hs/2] cosines and signed sines */
     size_t nh, hs;
     float theta, sign; /* sign -1: the inverse rotation (backward) */
 };
 
-/* Items are the B*T positions; the angles are shared by the heads of a position. */
+static void rope_table_rows(void *ctx, size_t begin, size_t end) {
+    const struct rope *r = ctx;
+    size_t half = r->hs / 2;
+    for (size_t k = begin; k < end; k++)
+        for (size_t f = 0; f < half; f++) {
+            float angle = kernel_rope_angle(r->tpos[k], (int)f, (int)r->hs, r->theta);
+            r->cs[k * half + f] = cosf(angle);
+            r->sn[k * half + f] = r->sign * sinf(angle);
+        }
+}
+
+/* Items are the B*T positions; every head of a position turns by its table row. */
 static void rope_rows(void *ctx, size_t begin, size_t end) {
     const struct rope *r = ctx;
     size_t half = r->hs / 2;
     for (size_t i = begin; i < end; i++) {
-        for (size_t f = 0; f < half; f++) {
-            float angle = kernel_rope_angle(r->pos[i], (int)f, (int)r->hs, r->theta);
-            float cs = cosf(angle), sn = r->sign * sinf(angle);
-            for (size_t h = 0; h < r->nh; h++) {
-                float *x = r->x + (i * r->nh + h) * r->hs;
-                kernel_rope_rotate(&x[f], &x[f + half], cs, sn);
-            }
+        const float *restrict cs = r->cs + (size_t)r->pos[i] * half, *restrict sn =
+                                                                         r->sn + (size_t)r->pos[i] * half;
+        for (size_t h = 0; h < r->nh; h++) {
+            float *restrict x = r->x + (i * r->nh + h) * r->hs;
+            for (size_t f = 0; f < half; f++)
+                kernel_rope_rotate(&x[f], &x[f + half], cs[f], sn[f]);
         }
     }
 }
 
+/* Positions repeat across a batch (0..T-1 in every row), so the cosines and sines are computed once per
+ * position of the range the batch spans; positions spread wider than the batch get a table row each. */
+static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta,
+                 float sign) {
+    size_t n = b * t, half = hs / 2;
+    if (n == 0 || half == 0)
+        return;
+    int32_t lo = pos[0], hi = pos[0];
+    for (size_t i = 1; i < n; i++) {
+        lo = pos[i] < lo ? pos[i] : lo;
+        hi = pos[i] > hi ? pos[i] : hi;
+    }
+    int ranged = (uint64_t)((int64_t)hi - lo) < n;
+    size_t count = ranged ? (size_t)((int64_t)hi - lo) + 1 : n;
+    int32_t *idx = xmalloc((n + count) * sizeof(int32_t)), *tpos = idx + n;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = ranged ? pos[i] - lo : (int32_t)i;
+    for (size_t k = 0; k < count; k++)
+        tpos[k] = ranged ? lo + (int32_t)k : pos[k];
+    float *tab = xmalloc(2 * count * half * sizeof(float));
+    struct rope r = {.x = x,
+                     .pos = idx,
+                     .tpos = tpos,
+                     .cs = tab,
+                     .sn = tab + count * half,
+                     .nh = nh,
+                     .hs = hs,
+                     .theta = theta,
+                     .sign = sign};
+    cpu_parallel(count, 16 * half, rope_table_rows, &r);
+    cpu_parallel(n, 2 * nh * hs, rope_rows, &r);
+    free(tab);
+    free(idx);
+}
+
 void cpu_rope_forward(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta) {
-    struct rope r = {.x = x, .pos = pos, .nh = nh, .hs = hs, .theta = theta, .sign = 1.0f};
-    cpu_parallel(b * t, 16 * hs + 2 * nh * hs, rope_rows, &r);
+    rope(x, pos, b, t, nh, hs, theta, 1.0f);
 }
 
 void cpu_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta) {
-    struct rope r = {.x = dx, .pos = pos, .nh = nh, .hs = hs, .theta = theta, .sign = -1.0f};
-    cpu_parallel(b * t, 16 * hs + 2 * nh * hs, rope_rows, &r);
+    rope(dx, pos, b, t, nh, hs, theta, -1.0f);
 }
 
 struct attn {
     float *out, *probs, *dq, *dk, *dv;
-    float *d; /* backward: D[t] per query row, [B,NH,T] */
     const float *cprobs, *q, *k, *v, *dout;
     const int32_t *len;
     int causal;
@@ -53,55 +98,68 @@ struct attn {
     float scale;
 };
 
-static float dot(const float *a, const float *b, size_t n) {
-    float s = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-/* Offset of row (b, t, head) in a [B,T,NH,HS] tensor. */
+/* Offset of row (b, t, head) in a [B,T,NH,HS] tensor; a head's rows are NH*HS apart, which is the leading
+ * dimension its products use. */
 static size_t attn_at(const struct attn *a, size_t b, size_t t, size_t h) {
     return ((b * a->t + t) * a->nh + h) * a->hs;
 }
 
-/* Number of keys query row t of batch b may see (0 for a padding row). */
-static size_t attn_keys(const struct attn *a, size_t b, size_t t) {
+/* Valid positions of sequence b (right padding): queries and keys at or past it are masked. */
+static size_t attn_len(const struct attn *a, size_t b) {
     size_t len = a->len ? (a->len[b] < 0 ? 0 : (size_t)a->len[b]) : a->t;
-    if (len > a->t)
-        len = a->t;
-    if (t >= len)
-        return 0;
-    return a->causal ? t + 1 : len;
+    return len > a->t ? a->t : len;
 }
 
-/* Items are the B*NH*T query rows, in [B][NH][T] order (the order of probs). */
-static void attention_rows(void *ctx, size_t begin, size_t end) {
+/* C[m,n] = alpha op(A) op(B), one single-threaded sgemm (the pool splits over heads, never inside one). */
+static void attn_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                      const float *b, size_t ldb, float *c, size_t ldc) {
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) { /* heads of size 0: BLAS would refuse the leading dimensions */
+        for (size_t i = 0; i < m; i++)
+            memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+}
+
+/* Softmax in place over the first `keys` of a row's t scores; the masked rest (and a row with no key) zero.
+ */
+static void softmax_row(float *p, size_t keys, size_t t) {
+    float max = -INFINITY, sum = 0.0f;
+    for (size_t s = 0; s < keys; s++)
+        max = p[s] > max ? p[s] : max;
+    size_t s = 0;
+    for (; s + 4 <= keys; s += 4)
+        cpu_store4(p + s, cpu_exp4(cpu_load4(p + s) - cpu_splat4(max)));
+    for (; s < keys; s++)
+        p[s] = kernel_exp(p[s] - max);
+    for (s = 0; s < keys; s++)
+        sum += p[s];
+    for (s = 0; s + 4 <= keys; s += 4)
+        cpu_store4(p + s, cpu_load4(p + s) / cpu_splat4(sum));
+    for (; s < keys; s++)
+        p[s] /= sum;
+    memset(p + keys, 0, (t - keys) * sizeof(float));
+}
+
+/* Items are the B*NH heads. A head's scores are one product over its valid positions (written straight into
+ * probs), masked and normalised row by row, then one product with V. */
+static void attention_heads(void *ctx, size_t begin, size_t end) {
     const struct attn *a = ctx;
-    for (size_t row = begin; row < end; row++) {
-        size_t t = row % a->t, h = row / a->t % a->nh, b = row / a->t / a->nh;
-        float *p = a->probs + row * a->t, *o = a->out + attn_at(a, b, t, h);
-        const float *q = a->q + attn_at(a, b, t, h);
-        size_t keys = attn_keys(a, b, t);
-        memset(p, 0, a->t * sizeof(float));
-        memset(o, 0, a->hs * sizeof(float));
-        if (keys == 0)
-            continue;
-        float max = -INFINITY, sum = 0.0f;
-        for (size_t s = 0; s < keys; s++) {
-            p[s] = dot(q, a->k + attn_at(a, b, s, h), a->hs) * a->scale;
-            max = p[s] > max ? p[s] : max;
-        }
-        for (size_t s = 0; s < keys; s++) {
-            p[s] = expf(p[s] - max);
-            sum += p[s];
-        }
-        for (size_t s = 0; s < keys; s++) {
-            p[s] /= sum;
-            const float *v = a->v + attn_at(a, b, s, h);
-            for (size_t i = 0; i < a->hs; i++)
-                o[i] += p[s] * v[i];
-        }
+    size_t T = a->t, ld = a->nh * a->hs;
+    for (size_t item = begin; item < end; item++) {
+        size_t b = item / a->nh, h = item % a->nh, len = attn_len(a, b), at = attn_at(a, b, 0, h);
+        float *p = a->probs + item * T * T;
+        if (len > 0)
+            attn_gemm(0, 1, len, len, a->hs, a->scale, a->q + at, ld, a->k + at, ld, p, T);
+        for (size_t t = 0; t < T; t++)
+            softmax_row(p + t * T, t >= len ? 0 : a->causal ? t + 1 : len, T);
+        if (len > 0)
+            attn_gemm(0, 0, len, a->hs, len, 1.0f, p, T, a->v + at, ld, a->out + at, ld);
+        for (size_t t = len; t < T; t++)
+            memset(a->out + attn_at(a, b, t, h), 0, a->hs * sizeof(float));
     }
 }
 
@@ -119,75 +177,82 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                      .nh = nh,
                      .hs = hs,
                      .scale = 1.0f / sqrtf((float)hs)};
-    cpu_parallel(b * nh * t, 2 * t * hs, attention_rows, &a);
+    cpu_parallel(b * nh, 2 * t * t * hs, attention_heads, &a);
 }
 
-/* The backward through softmax: with P the probabilities and dP[t,s] = dout[t] . v[s], the score gradient is
- * dS[t,s] = P[t,s] (dP[t,s] - D[t]), D[t] = sum_s P[t,s] dP[t,s]. Masked entries have P = 0, so skipping
- * zeros is exact and needs no mask. dP is recomputed where needed rather than stored: [B,NH,T,T] more memory
- * would cost more than the extra T^2 HS multiply-adds. */
+/* The backward through softmax: with P the probabilities and dP = dout V^T, the score gradient is dS[t,s] =
+ * P[t,s] (dP[t,s] - D[t]), D[t] = sum_s P[t,s] dP[t,s]. The backward has no mask: masked entries have P = 0,
+ * so a head's products run over the smallest box holding its nonzero probabilities, and dS is set to zero
+ * where P is (whatever dP holds there). */
 
-/* D[row] for every query row, and dq[t] += scale sum_s dS[t,s] k[s] when dq is wanted. */
-static void attention_dq_rows(void *ctx, size_t begin, size_t end) {
-    const struct attn *a = ctx;
-    float *acc = xmalloc(a->hs * sizeof(float));
-    for (size_t row = begin; row < end; row++) {
-        size_t t = row % a->t, h = row / a->t % a->nh, b = row / a->t / a->nh;
-        const float *p = a->cprobs + row * a->t, *dy = a->dout + attn_at(a, b, t, h);
-        float d = 0.0f;
-        for (size_t s = 0; s < a->t; s++)
-            if (p[s] != 0.0f)
-                d += p[s] * dot(dy, a->v + attn_at(a, b, s, h), a->hs);
-        a->d[row] = d;
-        if (!a->dq)
-            continue;
-        memset(acc, 0, a->hs * sizeof(float));
-        for (size_t s = 0; s < a->t; s++) {
-            if (p[s] == 0.0f)
-                continue;
-            float ds = p[s] * (dot(dy, a->v + attn_at(a, b, s, h), a->hs) - d) * a->scale;
-            const float *k = a->k + attn_at(a, b, s, h);
-            for (size_t i = 0; i < a->hs; i++)
-                acc[i] += ds * k[i];
-        }
-        float *dq = a->dq + attn_at(a, b, t, h);
-        for (size_t i = 0; i < a->hs; i++)
-            dq[i] += acc[i];
-    }
-    free(acc);
-}
-
-/* dk[s] += scale sum_t dS[t,s] q[t] and dv[s] += sum_t P[t,s] dout[t]: one key row per item, queries in
- * order, summed apart and added once (so a second call adds exactly the same again). */
-static void attention_dkv_rows(void *ctx, size_t begin, size_t end) {
-    const struct attn *a = ctx;
-    float *ak = xmalloc(2 * a->hs * sizeof(float)), *av = ak + a->hs;
-    for (size_t row = begin; row < end; row++) {
-        size_t s = row % a->t, h = row / a->t % a->nh, b = row / a->t / a->nh;
-        const float *p = a->cprobs + (row - s) * a->t + s; /* column s of this head's P: stride T */
-        const float *v = a->v + attn_at(a, b, s, h);
-        memset(ak, 0, 2 * a->hs * sizeof(float));
-        for (size_t t = 0; t < a->t; t++) {
-            float pts = p[t * a->t];
-            if (pts == 0.0f)
-                continue;
-            const float *dy = a->dout + attn_at(a, b, t, h), *q = a->q + attn_at(a, b, t, h);
-            float ds = pts * (dot(dy, v, a->hs) - a->d[row - s + t]) * a->scale;
-            for (size_t i = 0; i < a->hs; i++) {
-                ak[i] += ds * q[i];
-                av[i] += pts * dy[i];
+/* Rows and columns of the box of P [t, t] that holds every nonzero entry. */
+static void attn_box(const float *p, size_t t, size_t *rows, size_t *cols) {
+    *rows = *cols = 0;
+    for (size_t i = 0; i < t; i++)
+        for (size_t s = 0; s < t; s++)
+            if (p[i * t + s] != 0.0f) {
+                *rows = i + 1;
+                *cols = s + 1 > *cols ? s + 1 : *cols;
             }
+}
+
+/* dP [rows, cols] (leading dimension t) into dS in place: D[t] as cpu_dot sums it, then dS four lanes at a
+ * time (zero where P is, by a select). */
+static void attn_dscores(float *dp, const float *p, size_t rows, size_t cols, size_t t, float scale) {
+    for (size_t i = 0; i < rows; i++) {
+        float *r = dp + i * t;
+        const float *pr = p + i * t;
+        float d = cpu_dot(pr, r, cols);
+        cpu_f4 vd = cpu_splat4(d), vs = cpu_splat4(scale), zero = cpu_splat4(0.0f);
+        size_t s = 0;
+        for (; s + 4 <= cols; s += 4) {
+            cpu_f4 ps = cpu_load4(pr + s);
+            cpu_store4(r + s, cpu_select4(ps != zero, ps * (cpu_load4(r + s) - vd) * vs, zero));
         }
-        float *dk = a->dk ? a->dk + attn_at(a, b, s, h) : NULL,
-              *dv = a->dv ? a->dv + attn_at(a, b, s, h) : NULL;
-        for (size_t i = 0; i < a->hs; i++) {
-            if (dk)
-                dk[i] += ak[i];
-            if (dv)
-                dv[i] += av[i];
+        for (; s < cols; s++)
+            r[s] = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
+    }
+}
+
+/* dst rows (leading dimension ld) += src [rows, hs] (contiguous). */
+static void attn_add_rows(float *dst, size_t ld, const float *src, size_t rows, size_t hs) {
+    for (size_t i = 0; i < rows; i++) {
+        size_t j = 0;
+        for (; j + 4 <= hs; j += 4)
+            cpu_store4(dst + i * ld + j, cpu_load4(dst + i * ld + j) + cpu_load4(src + i * hs + j));
+        for (; j < hs; j++)
+            dst[i * ld + j] += src[i * hs + j];
+    }
+}
+
+/* Items are the B*NH heads. Each gradient is computed whole into scratch, then added once, so a second call
+ * adds exactly the same again and dk does not depend on whether dq was asked for. */
+static void attention_grad_heads(void *ctx, size_t begin, size_t end) {
+    const struct attn *a = ctx;
+    size_t T = a->t, hs = a->hs, ld = a->nh * hs;
+    float *dp = xmalloc((T * T + T * hs) * sizeof(float)), *tmp = dp + T * T;
+    for (size_t item = begin; item < end; item++) {
+        size_t b = item / a->nh, h = item % a->nh, at = attn_at(a, b, 0, h), rows, cols;
+        const float *p = a->cprobs + item * T * T;
+        attn_box(p, T, &rows, &cols);
+        if (rows == 0)
+            continue;
+        attn_gemm(0, 1, rows, cols, hs, 1.0f, a->dout + at, ld, a->v + at, ld, dp, T);
+        attn_dscores(dp, p, rows, cols, T, a->scale);
+        if (a->dq) {
+            attn_gemm(0, 0, rows, hs, cols, 1.0f, dp, T, a->k + at, ld, tmp, hs);
+            attn_add_rows(a->dq + at, ld, tmp, rows, hs);
+        }
+        if (a->dk) {
+            attn_gemm(1, 0, cols, hs, rows, 1.0f, dp, T, a->q + at, ld, tmp, hs);
+            attn_add_rows(a->dk + at, ld, tmp, cols, hs);
+        }
+        if (a->dv) {
+            attn_gemm(1, 0, cols, hs, rows, 1.0f, p, T, a->dout + at, ld, tmp, hs);
+            attn_add_rows(a->dv + at, ld, tmp, cols, hs);
         }
     }
-    free(ak);
+    free(dp);
 }
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
@@ -208,10 +273,5 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                      .nh = nh,
                      .hs = hs,
                      .scale = 1.0f / sqrtf((float)hs)};
-    size_t rows = b * nh * t;
-    a.d = xmalloc((rows > 0 ? rows : 1) * sizeof(float));
-    cpu_parallel(rows, 2 * t * hs, attention_dq_rows, &a);
-    if (dk || dv)
-        cpu_parallel(rows, 3 * t * hs, attention_dkv_rows, &a);
-    free(a.d);
+    cpu_parallel(b * nh, 5 * t * t * hs, attention_grad_heads, &a);
 }

@@ -1,10 +1,76 @@
-/* cpu: what the CPU backend's files share: the thread pool that splits work over rows, and the operations
- * each file defines (ops.c puts them in the table of engine/ops.h). */
+/* cpu: what the CPU backend's files share: four-lane vector helpers, the thread pool that splits work over
+ * rows, and the operations each file defines (ops.c puts them in the table of engine/ops.h). */
 #ifndef PULSE_ENGINE_CPU_CPU_H
 #define PULSE_ENGINE_CPU_CPU_H
 
+#include "engine/kernels.h"
+
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* Four floats at a time (GCC/Clang vector extensions: SSE on x86-64, plain code elsewhere). Lane arithmetic
+ * is IEEE's, rounded as the scalar operations are, and nothing is fused (-ffp-contract=off), so a loop body
+ * written step for step like its scalar formula in engine/kernels.h gives that formula's bits. */
+typedef float cpu_f4 __attribute__((vector_size(16)));
+typedef int32_t cpu_i4 __attribute__((vector_size(16)));
+
+static inline cpu_f4 cpu_splat4(float x) {
+    return (cpu_f4){x, x, x, x};
+}
+static inline cpu_f4 cpu_load4(const float *p) {
+    cpu_f4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void cpu_store4(float *p, cpu_f4 v) {
+    memcpy(p, &v, sizeof v);
+}
+/* Lanes of a where mask (a comparison's all-ones / zero lanes) is set, else b's. */
+static inline cpu_f4 cpu_select4(cpu_i4 mask, cpu_f4 a, cpu_f4 b) {
+    return (cpu_f4)(((cpu_i4)a & mask) | ((cpu_i4)b & ~mask));
+}
+
+/* kernel_exp on four lanes, step for step. */
+static inline cpu_f4 cpu_exp4(cpu_f4 x) {
+    cpu_f4 lo = cpu_splat4(KERNEL_EXP_LO), hi = cpu_splat4(KERNEL_EXP_HI),
+           round = cpu_splat4(KERNEL_EXP_ROUND);
+    cpu_f4 c = cpu_select4(x > lo, x, lo);
+    c = cpu_select4(c < hi, c, hi);
+    cpu_f4 fn = (c * cpu_splat4(1.44269504088896341f) + round) - round;
+    cpu_f4 r = c - fn * cpu_splat4(KERNEL_EXP_C1);
+    r = r - fn * cpu_splat4(KERNEL_EXP_C2);
+    cpu_f4 p = cpu_splat4(1.9875691500e-4f);
+    p = p * r + cpu_splat4(1.3981999507e-3f);
+    p = p * r + cpu_splat4(8.3334519073e-3f);
+    p = p * r + cpu_splat4(4.1665795894e-2f);
+    p = p * r + cpu_splat4(1.6666665459e-1f);
+    p = p * r + cpu_splat4(5.0000001201e-1f);
+    cpu_f4 poly = p * (r * r) + r + cpu_splat4(1.0f);
+    cpu_i4 n = __builtin_convertvector(fn, cpu_i4);
+    cpu_f4 y = poly * (cpu_f4)((n + 127) << 23);
+    y = cpu_select4(x < lo, cpu_splat4(0.0f), y);
+    y = cpu_select4(x > hi, cpu_splat4(INFINITY), y);
+    return cpu_select4(x == x, y, x);
+}
+
+/* kernel_sigmoid on four lanes. */
+static inline cpu_f4 cpu_sigmoid4(cpu_f4 x) {
+    return cpu_splat4(1.0f) / (cpu_splat4(1.0f) + cpu_exp4(-x));
+}
+
+/* sum_j a[j] b[j] as four running sums (element j into sum j % 4) combined in a fixed order, then the tail in
+ * order: the grouping depends on n alone, never on the thread count. */
+static inline float cpu_dot(const float *a, const float *b, size_t n) {
+    cpu_f4 acc = cpu_splat4(0.0f);
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        acc += cpu_load4(a + j) * cpu_load4(b + j);
+    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; j < n; j++)
+        s += a[j] * b[j];
+    return s;
+}
 
 /* The most threads the pool will run, whatever the caller asks for. */
 #define CPU_MAX_THREADS 64
@@ -56,6 +122,8 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
                          size_t n);
 void cpu_add(float *out, const float *a, const float *b, size_t n);
 void cpu_accumulate(float *dst, const float *src, size_t n);
+void cpu_add_scaled(float *out, const float *x, float s, size_t n);
+void cpu_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
 void cpu_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
 void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
 

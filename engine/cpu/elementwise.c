@@ -2,12 +2,20 @@
  * split over threads gives the same bits; the per-element math is engine/kernels.h's, shared with CUDA. */
 #include "engine/cpu/cpu.h"
 #include "engine/kernels.h"
+#include "engine/rng.h"
 
+#include <math.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 struct ew {
     float *o1, *o2;
     const float *a, *b, *c;
+    float s, p;   /* add_scaled's factor; dropout's scale and probability */
+    uint64_t key; /* dropout's mask */
+    int accumulate;
     const int32_t *tok;
     size_t c_len; /* embedding row length */
     size_t n;
@@ -23,28 +31,66 @@ static void gelu_bwd(void *ctx, size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++)
         e->o1[i] += e->a[i] * kernel_gelu_grad(e->b[i]);
 }
+/* The activations with a sigmoid run four lanes at a time (cpu.h), each step as in kernels.h's formula, then
+ * the scalar formula on the tail: the same bits either way. */
 static void quick_gelu_fwd(void *ctx, size_t begin, size_t end) {
     const struct ew *e = ctx;
-    for (size_t i = begin; i < end; i++)
-        e->o1[i] = kernel_quick_gelu(e->a[i]);
+    float *restrict out = e->o1;
+    const float *restrict x = e->a;
+    size_t i = begin;
+    for (; i + 4 <= end; i += 4) {
+        cpu_f4 v = cpu_load4(x + i);
+        cpu_store4(out + i, v * cpu_sigmoid4(cpu_splat4(1.702f) * v));
+    }
+    for (; i < end; i++)
+        out[i] = kernel_quick_gelu(x[i]);
 }
 static void quick_gelu_bwd(void *ctx, size_t begin, size_t end) {
-    const struct ew *e = ctx;
-    for (size_t i = begin; i < end; i++)
-        e->o1[i] += e->a[i] * kernel_quick_gelu_grad(e->b[i]);
+    const struct ew *e = ctx; /* a = dout, b = inp */
+    float *restrict dx = e->o1;
+    const float *restrict dy = e->a, *restrict x = e->b;
+    size_t i = begin;
+    for (; i + 4 <= end; i += 4) {
+        cpu_f4 v = cpu_load4(x + i), s = cpu_sigmoid4(cpu_splat4(1.702f) * v);
+        cpu_f4 grad = s + cpu_splat4(1.702f) * v * s * (cpu_splat4(1.0f) - s);
+        cpu_store4(dx + i, cpu_load4(dx + i) + cpu_load4(dy + i) * grad);
+    }
+    for (; i < end; i++)
+        dx[i] += dy[i] * kernel_quick_gelu_grad(x[i]);
 }
 static void swiglu_fwd(void *ctx, size_t begin, size_t end) {
     const struct ew *e = ctx; /* a = gate, b = up */
-    for (size_t i = begin; i < end; i++)
-        e->o1[i] = kernel_silu(e->a[i]) * e->b[i];
+    float *restrict out = e->o1;
+    const float *restrict gate = e->a, *restrict up = e->b;
+    size_t i = begin;
+    for (; i + 4 <= end; i += 4) {
+        cpu_f4 g = cpu_load4(gate + i);
+        cpu_store4(out + i, g * cpu_sigmoid4(g) * cpu_load4(up + i));
+    }
+    for (; i < end; i++)
+        out[i] = kernel_silu(gate[i]) * up[i];
 }
+/* One sigmoid serves both gradients (kernel_swiglu_grad). */
 static void swiglu_bwd(void *ctx, size_t begin, size_t end) {
     const struct ew *e = ctx; /* o1 = dgate, o2 = dup, a = dout, b = gate, c = up */
-    for (size_t i = begin; i < end; i++) {
-        if (e->o1)
-            e->o1[i] += e->a[i] * e->c[i] * kernel_silu_grad(e->b[i]);
-        if (e->o2)
-            e->o2[i] += e->a[i] * kernel_silu(e->b[i]);
+    float *restrict dg = e->o1, *restrict du = e->o2;
+    const float *restrict dout = e->a, *restrict gate = e->b, *restrict up = e->c;
+    size_t i = begin;
+    cpu_f4 one = cpu_splat4(1.0f);
+    for (; i + 4 <= end; i += 4) {
+        cpu_f4 d = cpu_load4(dout + i), g = cpu_load4(gate + i), s = cpu_sigmoid4(g);
+        if (dg)
+            cpu_store4(dg + i, cpu_load4(dg + i) + d * cpu_load4(up + i) * (s * (one + g * (one - s))));
+        if (du)
+            cpu_store4(du + i, cpu_load4(du + i) + d * (g * s));
+    }
+    for (; i < end; i++) {
+        float g, u;
+        kernel_swiglu_grad(dout[i], gate[i], up[i], &g, &u);
+        if (dg)
+            dg[i] += g;
+        if (du)
+            du[i] += u;
     }
 }
 static void add_range(void *ctx, size_t begin, size_t end) {
@@ -56,6 +102,62 @@ static void accumulate_range(void *ctx, size_t begin, size_t end) {
     const struct ew *e = ctx;
     for (size_t i = begin; i < end; i++)
         e->o1[i] += e->a[i];
+}
+
+static void add_scaled_range(void *ctx, size_t begin, size_t end) {
+    const struct ew *e = ctx;
+    float *restrict out = e->o1, s = e->s;
+    const float *restrict x = e->a;
+    for (size_t i = begin; i < end; i++)
+        out[i] += x[i] * s;
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EW_AVX512 1
+/* The dropout mask eight elements at a time with AVX-512's 64-bit multiplies (rng_u64's steps, exact integer
+ * arithmetic), compared as integers: rng_uniform(key, e) < p is (u >> 40) < ceil(p 2^24), both sides exact.
+ * The kept values and the sums are the scalar loop's (one rounded multiply, one rounded add). Returns where
+ * the scalar tail starts. Only called where the CPU has AVX-512 F, DQ and VL. */
+__attribute__((target("avx512f,avx512dq,avx512vl"))) static size_t dropout_avx512(const struct ew *e,
+                                                                                  size_t begin, size_t end) {
+    if (!(e->p > 0.0f))
+        return begin;
+    uint64_t limit = e->p >= 1.0f ? (1u << 24) : (uint64_t)ceilf(e->p * 16777216.0f);
+    __m512i key = _mm512_set1_epi64((long long)e->key),
+            golden = _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ULL);
+    __m512i m1 = _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL),
+            m2 = _mm512_set1_epi64((long long)0x94d049bb133111ebULL);
+    __m512i thr = _mm512_set1_epi64((long long)limit), step = _mm512_set1_epi64(8);
+    __m512i ctr =
+        _mm512_add_epi64(_mm512_set1_epi64((long long)begin + 1), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 scale = _mm256_set1_ps(e->s);
+    size_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+        __m512i z = _mm512_add_epi64(key, _mm512_mullo_epi64(ctr, golden));
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), m2);
+        z = _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 40);
+        __mmask8 keep = _mm512_cmpge_epu64_mask(z, thr);
+        __m256 v = _mm256_maskz_mul_ps(keep, _mm256_loadu_ps(e->a + i), scale);
+        if (e->accumulate)
+            v = _mm256_add_ps(_mm256_loadu_ps(e->o1 + i), v);
+        _mm256_storeu_ps(e->o1 + i, v);
+        ctr = _mm512_add_epi64(ctr, step);
+    }
+    return i;
+}
+#endif
+
+static void dropout_range(void *ctx, size_t begin, size_t end) {
+    const struct ew *e = ctx;
+#ifdef EW_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        begin = dropout_avx512(e, begin, end);
+#endif
+    for (size_t i = begin; i < end; i++) {
+        float v = rng_uniform(e->key, i) < e->p ? 0.0f : e->a[i] * e->s;
+        e->o1[i] = e->accumulate ? e->o1[i] + v : v;
+    }
 }
 
 /* Transcendental activations cost ~20 multiply-adds an element, adds one. */
@@ -91,6 +193,14 @@ void cpu_add(float *out, const float *a, const float *b, size_t n) {
 void cpu_accumulate(float *dst, const float *src, size_t n) {
     if (dst)
         cpu_parallel(n, EW_COST_ADD, accumulate_range, &(struct ew){.o1 = dst, .a = src});
+}
+
+void cpu_add_scaled(float *out, const float *x, float s, size_t n) {
+    cpu_parallel(n, EW_COST_ADD, add_scaled_range, &(struct ew){.o1 = out, .a = x, .s = s});
+}
+void cpu_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate) {
+    cpu_parallel(n, EW_COST_ACT, dropout_range,
+                 &(struct ew){.o1 = out, .a = in, .key = key, .p = p, .s = scale, .accumulate = accumulate});
 }
 
 /* A negative token id (never a valid row) reads as a zero row rather than out of bounds; ids past the table

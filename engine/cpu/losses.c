@@ -1,5 +1,6 @@
 /* losses: per-position log-probabilities of targets and KL divergences to a reference distribution, from
- * logits, with max-subtracted log-softmax. One position (a row of V logits) per item. */
+ * logits, with max-subtracted log-softmax. One position (a row of V logits) per item; the exponentials and
+ * the row sums run four lanes at a time (kernel_exp; sums grouped by column index, never by thread). */
 #include "engine/cpu/cpu.h"
 #include "engine/kernels.h"
 
@@ -13,11 +14,30 @@ struct loss {
     size_t v;
 };
 
-/* log sum exp of a row (v >= 1: the public functions return early on v == 0). */
+/* log sum exp of a row (v >= 1: the public functions return early on v == 0): the max, then the sum of
+ * kernel_exp(x - max), both four lanes at a time (element u in lane u % 4, lanes combined in a fixed order,
+ * the tail in order: the grouping depends on v alone). A NaN anywhere gives NaN. */
 static float row_lse(const float *x, size_t v) {
-    float m = x[0], s = 1.0f;
-    for (size_t u = 1; u < v; u++)
-        kernel_lse_update(&m, &s, x[u]);
+    size_t v4 = v / 4 * 4;
+    float m = x[0];
+    if (v4) {
+        cpu_f4 m4 = cpu_load4(x);
+        for (size_t u = 4; u < v4; u += 4) {
+            cpu_f4 xu = cpu_load4(x + u);
+            m4 = cpu_select4(xu > m4, xu, m4);
+        }
+        m = m4[0] > m4[1] ? m4[0] : m4[1];
+        m = m4[2] > m ? m4[2] : m;
+        m = m4[3] > m ? m4[3] : m;
+    }
+    for (size_t u = v4; u < v; u++)
+        m = x[u] > m ? x[u] : m;
+    cpu_f4 acc = cpu_splat4(0.0f);
+    for (size_t u = 0; u < v4; u += 4)
+        acc += cpu_exp4(cpu_load4(x + u) - cpu_splat4(m));
+    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (size_t u = v4; u < v; u++)
+        s += kernel_exp(x[u] - m);
     return m + logf(s);
 }
 
@@ -44,8 +64,15 @@ static void logprob_bwd(void *ctx, size_t begin, size_t end) {
             continue;
         const float *x = l->logits + i * l->v;
         float *dx = l->dlogits + i * l->v, g = l->dout[i], lse = row_lse(x, l->v);
-        for (size_t u = 0; u < l->v; u++)
-            dx[u] += g * ((u == (size_t)l->target[i] ? 1.0f : 0.0f) - expf(x[u] - lse));
+        size_t t = (size_t)l->target[i], u = 0;
+        float at_target = dx[t]; /* every column gets g (0 - p), then the target g (1 - p) instead */
+        for (; u + 4 <= l->v; u += 4) {
+            cpu_f4 p = cpu_exp4(cpu_load4(x + u) - cpu_splat4(lse));
+            cpu_store4(dx + u, cpu_load4(dx + u) + cpu_splat4(g) * (cpu_splat4(0.0f) - p));
+        }
+        for (; u < l->v; u++)
+            dx[u] += g * (0.0f - kernel_exp(x[u] - lse));
+        dx[t] = at_target + g * (1.0f - kernel_exp(x[t] - lse));
     }
 }
 
@@ -56,10 +83,17 @@ static void kl_fwd(void *ctx, size_t begin, size_t end) {
         if (!loss_on(l, i))
             continue;
         const float *x = l->logits + i * l->v, *r = l->ref + i * l->v;
-        float lx = row_lse(x, l->v), lr = row_lse(r, l->v), kl = 0.0f;
-        for (size_t u = 0; u < l->v; u++) {
+        float lx = row_lse(x, l->v), lr = row_lse(r, l->v);
+        cpu_f4 acc = cpu_splat4(0.0f);
+        size_t u = 0;
+        for (; u + 4 <= l->v; u += 4) {
+            cpu_f4 lpr = cpu_load4(r + u) - cpu_splat4(lr);
+            acc += cpu_exp4(lpr) * (lpr - (cpu_load4(x + u) - cpu_splat4(lx)));
+        }
+        float kl = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (; u < l->v; u++) {
             float lpr = r[u] - lr;
-            kl += expf(lpr) * (lpr - (x[u] - lx));
+            kl += kernel_exp(lpr) * (lpr - (x[u] - lx));
         }
         l->out[i] = kl;
     }
@@ -73,8 +107,14 @@ static void kl_bwd(void *ctx, size_t begin, size_t end) {
         const float *x = l->logits + i * l->v, *r = l->ref + i * l->v;
         float *dx = l->dlogits + i * l->v, g = l->dout[i];
         float lx = row_lse(x, l->v), lr = row_lse(r, l->v);
-        for (size_t u = 0; u < l->v; u++)
-            dx[u] += g * (expf(x[u] - lx) - expf(r[u] - lr));
+        size_t u = 0;
+        for (; u + 4 <= l->v; u += 4) {
+            cpu_f4 d =
+                cpu_exp4(cpu_load4(x + u) - cpu_splat4(lx)) - cpu_exp4(cpu_load4(r + u) - cpu_splat4(lr));
+            cpu_store4(dx + u, cpu_load4(dx + u) + cpu_splat4(g) * d);
+        }
+        for (; u < l->v; u++)
+            dx[u] += g * (kernel_exp(x[u] - lx) - kernel_exp(r[u] - lr));
     }
 }
 

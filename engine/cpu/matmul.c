@@ -9,12 +9,13 @@
 
 /* Products under this many multiply-adds are one block: a split would not pay for the extra packing. */
 #define MM_MIN_WORK (1u << 21)
-/* Each block packs the whole other operand again, a cost of about 1/block of its multiply-adds: blocks of 64
- * ran 10-25% slower than one call on one thread, so blocks have at least 128 rows or columns, multiples of
- * MM_ALIGN, and there are at most 32 of them (a 2048-token batch gives 16). */
+/* Each block packs the whole other operand again, and small blocks run OpenBLAS's kernels below their best:
+ * on this machine blocks of 128 rows ran 10-15% slower than one call, 256 about 5% (K = 256). So a split aims
+ * at blocks of about MM_TARGET rows or columns, multiples of MM_ALIGN, an even number of them (2 or 4 threads
+ * share them evenly), at most MM_MAX_BLOCKS. */
+#define MM_TARGET 256
 #define MM_MAX_BLOCKS 32
 #define MM_ALIGN 16
-#define MM_MIN_BLOCK 128
 
 /* C[m,n] = op(A)[m,k] op(B)[k,n] + beta C (+ bias[n] on each row when bias is given, then beta is 1). */
 struct gemm {
@@ -61,8 +62,8 @@ static void gemm_blocks(void *ctx, size_t begin, size_t end) {
     }
 }
 
-/* Cuts the larger side of C (the other operand is packed once per block) into blocks set by the shape alone.
- */
+/* Cuts the larger side of C (the other operand is packed once per block) into blocks set by the shape alone,
+ * never by the thread count. */
 static void gemm(struct gemm *g) {
     if (g->m == 0 || g->n == 0)
         return;
@@ -70,10 +71,11 @@ static void gemm(struct gemm *g) {
     size_t dim = g->split_m ? g->m : g->n;
     size_t work = g->m * g->n * (g->k ? g->k : 1);
     g->block = dim;
-    if (work >= MM_MIN_WORK) {
-        size_t per = (dim + MM_MAX_BLOCKS - 1) / MM_MAX_BLOCKS;
-        per = (per + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
-        g->block = per < MM_MIN_BLOCK ? MM_MIN_BLOCK : per;
+    if (work >= MM_MIN_WORK && dim >= 2 * MM_ALIGN) {
+        size_t nb = dim / MM_TARGET;
+        nb = nb < 2 ? 2 : nb > MM_MAX_BLOCKS ? MM_MAX_BLOCKS : nb + (nb & 1);
+        size_t per = (dim + nb - 1) / nb;
+        g->block = (per + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
     }
     size_t blocks = (dim + g->block - 1) / g->block;
     cpu_parallel(blocks, work / blocks, gemm_blocks, g);

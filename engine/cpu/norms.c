@@ -1,6 +1,6 @@
 /* norms: LayerNorm (CLIP) and RMSNorm (LLaMA), forward and backward. Rows are independent and split over the
  * threads; the weight gradients sum over rows, so they are split over columns instead, each column summed
- * over all rows in order by one thread. */
+ * over all rows in order by one thread. RMSNorm's row sums run as four lanes (cpu_dot's fixed grouping). */
 #include "engine/cpu/cpu.h"
 
 #include <math.h>
@@ -105,11 +105,12 @@ static void rmsnorm_rows(void *ctx, size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) {
         const float *x = p->inp + i * p->c;
         float *y = p->out + i * p->c;
-        float ss = 0.0f;
-        for (size_t j = 0; j < p->c; j++)
-            ss += x[j] * x[j];
+        float ss = cpu_dot(x, x, p->c);
         float r = 1.0f / sqrtf(ss / (float)p->c + p->eps);
-        for (size_t j = 0; j < p->c; j++)
+        size_t j = 0;
+        for (; j + 4 <= p->c; j += 4)
+            cpu_store4(y + j, cpu_load4(p->w + j) * (cpu_load4(x + j) * cpu_splat4(r)));
+        for (; j < p->c; j++)
             y[j] = p->w[j] * (x[j] * r); /* HF: weight * (x * rsqrt(...)) */
         p->rstd[i] = r;
     }
@@ -127,11 +128,20 @@ static void rmsnorm_dinp_rows(void *ctx, size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) {
         const float *x = p->inp + i * p->c, *dy = p->dout + i * p->c;
         float *dx = p->dinp + i * p->c;
-        float r = p->crstd[i], g = 0.0f;
-        for (size_t j = 0; j < p->c; j++)
+        float r = p->crstd[i];
+        cpu_f4 acc = cpu_splat4(0.0f);
+        size_t j = 0;
+        for (; j + 4 <= p->c; j += 4)
+            acc += cpu_load4(dy + j) * cpu_load4(p->w + j) * cpu_load4(x + j);
+        float g = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (; j < p->c; j++)
             g += dy[j] * p->w[j] * x[j];
         g = g / (float)p->c * r * r;
-        for (size_t j = 0; j < p->c; j++)
+        cpu_f4 vr = cpu_splat4(r), vg = cpu_splat4(g);
+        for (j = 0; j + 4 <= p->c; j += 4)
+            cpu_store4(dx + j, cpu_load4(dx + j) +
+                                   vr * (cpu_load4(dy + j) * cpu_load4(p->w + j) - cpu_load4(x + j) * vg));
+        for (; j < p->c; j++)
             dx[j] += r * (dy[j] * p->w[j] - x[j] * g);
     }
 }
@@ -141,9 +151,13 @@ static void rmsnorm_dw_cols(void *ctx, size_t begin, size_t end) {
     for (size_t j0 = begin; j0 < end; j0 += NORM_COLS) {
         size_t w = end - j0 < NORM_COLS ? end - j0 : NORM_COLS;
         float aw[NORM_COLS] = {0};
+        size_t w4 = w / 4 * 4;
         for (size_t i = 0; i < p->n; i++) {
             const float *x = p->inp + i * p->c + j0, *dy = p->dout + i * p->c + j0;
-            for (size_t j = 0; j < w; j++)
+            cpu_f4 r = cpu_splat4(p->crstd[i]);
+            for (size_t j = 0; j < w4; j += 4) /* columns side by side: each still sums its rows in order */
+                cpu_store4(aw + j, cpu_load4(aw + j) + cpu_load4(dy + j) * (cpu_load4(x + j) * r));
+            for (size_t j = w4; j < w; j++)
                 aw[j] += dy[j] * (x[j] * p->crstd[i]);
         }
         for (size_t j = 0; j < w; j++)
