@@ -29,14 +29,27 @@ static void score_row(const float *logits, size_t v, const int32_t letters[4], c
             r->option = k;
 }
 
-int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, const struct tokenizer *t,
-              struct mcq_result *out) {
-    int32_t letters[4];
+/* The option letters' ids: "▁A".."▁D" when the vocabulary has all four (LLaMA writes a letter after a space
+ * so), else "A".."D". */
+static int letter_ids(const struct tokenizer *t, int32_t letters[4]) {
+    int spaced = 1;
     for (int k = 0; k < 4; k++) {
+        char name[5] = {'\xe2', '\x96', '\x81', (char)('A' + k), 0};
+        spaced &= (letters[k] = tokenizer_id(t, name)) >= 0;
+    }
+    for (int k = 0; !spaced && k < 4; k++) {
         char name[2] = {(char)('A' + k), 0};
         if ((letters[k] = tokenizer_id(t, name)) < 0)
             return err_set("mcq: the tokenizer has no token '%s'", name);
     }
+    return 0;
+}
+
+int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, const struct tokenizer *t,
+              struct mcq_result *out) {
+    int32_t letters[4];
+    if (letter_ids(t, letters) != 0)
+        return -1;
     size_t B = m->B, v = (size_t)m->cfg.text.vocab, *idx = malloc(B * sizeof *idx);
     int32_t *ids = malloc(B * cp->maxlen * sizeof *ids), *mask = malloc(B * cp->maxlen * sizeof *mask);
     int32_t *labels = malloc(B * cp->maxlen * sizeof *labels);

@@ -2,9 +2,9 @@
  *   greedy: MLLMU-Bench's score. The model's first generated token (greedy: the argmax over the whole
  *           vocabulary after the prompt) is decoded; its first non-space character must be the right letter.
  *           A first character outside A-D is "unparsed" (counted wrong).
- *   option: the option letter whose token scores highest at that position (never unparsed).
- * Questions come as a corpus of prompts (corpus_from_items); each row's last prompt token predicts the
- * answer. */
+ *   option: the option letter whose token ("▁A".."▁D" when the vocabulary has all four, as LLaMA's does, else
+ * "A".."D") scores highest at that position (never unparsed). Questions come as a corpus of prompts
+ * (corpus_from_items); each row's last prompt token predicts the answer. */
 #ifndef PULSE_ENGINE_MCQ_H
 #define PULSE_ENGINE_MCQ_H
 

@@ -1,6 +1,9 @@
 /* tokenizer: loads a Hugging Face tokenizer.json and encodes / decodes text exactly as the `tokenizers`
- * library would, refusing every feature it does not implement (see tokenizer.h). */
+ * library would, refusing every feature it does not implement (see tokenizer.h). This file holds what every
+ * model shares (the vocabulary, added tokens, loading, decoding without a decoder) and the WordLevel model;
+ * BPE is in tokenizer_bpe.c. */
 #include "engine/tokenizer.h"
+#include "engine/tokenizer_impl.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -16,23 +19,6 @@
 #define TOK_MAX_FILE (256u << 20)
 
 enum tok_pre { PRE_NONE, PRE_WHITESPACE };
-
-struct added {
-    char *content;
-    size_t len;
-    int32_t id;
-    bool normalized; /* matched after the normalizer (none here): a second pass, as the library does */
-};
-
-struct tokenizer_impl {
-    char **token;           /* by id; NULL where no token has the id */
-    unsigned char *special; /* by id: an added token marked special (dropped by skip_special) */
-    int32_t *slot;          /* open-addressing hash of token -> id; -1 empty */
-    size_t nslot;
-    struct added *added;
-    size_t nadded;
-    enum tok_pre pre;
-};
 
 /* ---- Unicode classes of the Whitespace pre-tokenizer ------------------------------------------------- */
 
@@ -238,7 +224,7 @@ static int cp_class(uint32_t cp) {
 
 /* Decodes the well-formed sequence at s (n > 0 bytes left) into *cp; returns its length, 0 if ill-formed (no
  * overlongs, surrogates or values past U+10FFFF: Rust strings, which the library works on, hold none). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+size_t tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
     if (s[0] < 0x80)
         return *cp = s[0], 1;
     size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
@@ -260,7 +246,7 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
 static int utf8_check(const char *text, size_t n) {
     uint32_t cp;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_next((const unsigned char *)text + i, n - i, &cp);
+        size_t k = tok_utf8_next((const unsigned char *)text + i, n - i, &cp);
         if (k == 0)
             return err_set("tokenizer: text is not valid UTF-8 (byte %zu)", i);
         i += k;
@@ -288,7 +274,7 @@ static size_t vocab_slot(const struct tokenizer_impl *m, const char *s, size_t n
     return k;
 }
 
-static int32_t vocab_find(const struct tokenizer_impl *m, const char *s, size_t n) {
+int32_t tok_vocab_find(const struct tokenizer_impl *m, const char *s, size_t n) {
     return m->nslot ? m->slot[vocab_slot(m, s, n)] : -1;
 }
 
@@ -364,7 +350,7 @@ static int load_pre(struct tokenizer_impl *m, const struct json *root) {
                    type ? type : "without a type");
 }
 
-static int load_vocab(struct tokenizer *t, const struct json *model, const struct json *added) {
+int tok_load_vocab(struct tokenizer *t, const struct json *model, const struct json *added) {
     const struct json *vocab = json_get(model, "vocab");
     if (!vocab || vocab->type != JSON_OBJ)
         return err_set("tokenizer: model.vocab must be an object of token -> id");
@@ -394,13 +380,15 @@ static int load_added_one(struct tokenizer *t, const struct json *a, size_t i) {
     }
     if (vocab_put(t, content, id, "added_tokens") != 0)
         return -1;
-    struct added *d = &t->impl->added[t->impl->nadded++];
-    *d = (struct added){xstrdup(content), strlen(content), (int32_t)id, norm->b};
+    struct tok_added *d = &t->impl->added[t->impl->nadded++];
+    *d = (struct tok_added){xstrdup(content), strlen(content), (int32_t)id, norm->b, special->b, NULL, 0};
+    d->pattern = d->content;
+    d->plen = d->len;
     t->impl->special[id] = special->b;
     return 0;
 }
 
-static int load_added(struct tokenizer *t, const struct json *added) {
+int tok_load_added(struct tokenizer *t, const struct json *added) {
     if (!added || added->type == JSON_NULL)
         return 0;
     t->impl->added = xcalloc(added->len ? added->len : 1, sizeof *t->impl->added);
@@ -418,9 +406,9 @@ static int load_wordlevel(struct tokenizer *t, const struct json *root, const st
     if (!unk)
         return err_set("tokenizer: model.unk_token is missing");
     if (check_absent(root, "WordLevel") != 0 || load_pre(t->impl, root) != 0 ||
-        load_vocab(t, model, added) != 0 || load_added(t, added) != 0)
+        tok_load_vocab(t, model, added) != 0 || tok_load_added(t, added) != 0)
         return -1;
-    t->unk = vocab_find(t->impl, unk, strlen(unk));
+    t->unk = tok_vocab_find(t->impl, unk, strlen(unk));
     if (t->unk < 0)
         return err_set("tokenizer: model.unk_token '%s' is not in the vocabulary", unk);
     return 0;
@@ -441,8 +429,10 @@ struct tokenizer *tokenizer_load(const char *text, size_t len) {
         rc = err_set("tokenizer: not a tokenizer.json (no \"model\" object)");
     else if (type && strcmp(type, "WordLevel") == 0)
         rc = load_wordlevel(t, root, model);
+    else if (type && strcmp(type, "BPE") == 0)
+        rc = tok_bpe_load(t, root, model);
     else
-        rc = err_set("tokenizer: model type %s is not supported (WordLevel only)", type ? type : "(none)");
+        rc = err_set("tokenizer: model type %s is not supported (WordLevel or BPE)", type ? type : "(none)");
     json_free(root);
     if (rc != 0) {
         tokenizer_free(t);
@@ -472,9 +462,14 @@ void tokenizer_free(struct tokenizer *t) {
     struct tokenizer_impl *m = t->impl;
     for (int32_t i = 0; m->token && i < t->vocab_size; i++)
         free(m->token[i]);
-    for (size_t i = 0; i < m->nadded; i++)
+    for (size_t i = 0; i < m->nadded; i++) {
+        if (m->added[i].pattern != m->added[i].content)
+            free(m->added[i].pattern);
         free(m->added[i].content);
+    }
+    tok_bpe_free(m->bpe);
     free(m->token);
+    free(m->name);
     free(m->special);
     free(m->slot);
     free(m->added);
@@ -483,21 +478,18 @@ void tokenizer_free(struct tokenizer *t) {
 }
 
 int32_t tokenizer_id(const struct tokenizer *t, const char *token) {
-    return vocab_find(t->impl, token, strlen(token));
+    return tok_vocab_find(t->impl, token, strlen(token));
 }
 
 const char *tokenizer_token(const struct tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->vocab_size ? t->impl->token[id] : NULL;
+    if (id < 0 || id >= t->vocab_size)
+        return NULL;
+    return t->impl->name && t->impl->name[id] ? t->impl->name[id] : t->impl->token[id];
 }
 
 /* ---- encoding ------------------------------------------------------------------------------------------ */
 
-struct ids {
-    int32_t *v;
-    size_t n, cap;
-};
-
-static void ids_push(struct ids *o, int32_t id) {
+void tok_ids_push(struct tok_ids *o, int32_t id) {
     if (o->n == o->cap) {
         o->cap = o->cap ? 2 * o->cap : 64;
         o->v = xrealloc(o->v, o->cap * sizeof *o->v);
@@ -505,19 +497,19 @@ static void ids_push(struct ids *o, int32_t id) {
     o->v[o->n++] = id;
 }
 
-static void word_push(const struct tokenizer *t, const char *s, size_t n, struct ids *o) {
-    int32_t id = vocab_find(t->impl, s, n);
-    ids_push(o, id >= 0 ? id : t->unk);
+static void word_push(const struct tokenizer *t, const char *s, size_t n, struct tok_ids *o) {
+    int32_t id = tok_vocab_find(t->impl, s, n);
+    tok_ids_push(o, id >= 0 ? id : t->unk);
 }
 
 /* Whitespace: the matches of \w+|[^\w\s]+, i.e. maximal runs of word or of other code points; spaces split.
  */
-static void whitespace_words(const struct tokenizer *t, const char *s, size_t n, struct ids *o) {
+static void whitespace_words(const struct tokenizer *t, const char *s, size_t n, struct tok_ids *o) {
     size_t start = 0;
     int run = CLS_SPACE;
     for (size_t i = 0; i <= n;) {
         uint32_t cp = 0;
-        size_t k = i < n ? utf8_next((const unsigned char *)s + i, n - i, &cp) : 1;
+        size_t k = i < n ? tok_utf8_next((const unsigned char *)s + i, n - i, &cp) : 1;
         k = k ? k : 1; /* cannot happen: tokenizer_encode checked the text */
         int cls = i < n ? cp_class(cp) : CLS_SPACE;
         if (cls != run) {
@@ -531,50 +523,53 @@ static void whitespace_words(const struct tokenizer *t, const char *s, size_t n,
 }
 
 /* The text between added tokens, through the model (the library skips empty pieces). */
-static void model_piece(const struct tokenizer *t, const char *s, size_t n, struct ids *o) {
+static int model_piece(const struct tokenizer *t, const char *s, size_t n, size_t at, struct tok_ids *o) {
+    (void)at;
     if (n == 0)
-        return;
+        return 0;
     if (t->impl->pre == PRE_WHITESPACE)
         whitespace_words(t, s, n, o);
     else
         word_push(t, s, n, o);
+    return 0;
 }
 
 /* The longest added token of this pass (normalized or not) starting at s, or NULL. */
-static const struct added *added_at(const struct tokenizer_impl *m, const char *s, size_t n,
-                                    bool normalized) {
-    const struct added *best = NULL;
+static const struct tok_added *added_at(const struct tokenizer_impl *m, const char *s, size_t n,
+                                        bool normalized) {
+    const struct tok_added *best = NULL;
     for (size_t k = 0; k < m->nadded; k++) {
-        const struct added *a = &m->added[k];
-        if (a->normalized == normalized && a->len <= n && (!best || a->len > best->len) &&
-            memcmp(s, a->content, a->len) == 0)
+        const struct tok_added *a = &m->added[k];
+        if (a->normalized == normalized && a->plen <= n && (!best || a->plen > best->plen) &&
+            memcmp(s, a->pattern, a->plen) == 0)
             best = a;
     }
     return best;
 }
 
-/* Cuts added tokens out leftmost-longest: first those matched on the raw text, then (in what is left) those
- * matched on the normalized text, which is the same text while there is no normalizer. */
-static void split_added(const struct tokenizer *t, const char *s, size_t n, bool normalized, struct ids *o) {
+/* Leftmost-longest, as the library's Aho-Corasick automaton matches. */
+int tok_split_added(const struct tokenizer *t, const char *s, size_t n, size_t at, bool normalized,
+                    tok_piece_fn piece, struct tok_ids *o) {
     size_t start = 0;
     for (size_t i = 0; i < n;) {
-        const struct added *a = added_at(t->impl, s + i, n - i, normalized);
+        const struct tok_added *a = added_at(t->impl, s + i, n - i, normalized);
         if (!a) {
             i++;
             continue;
         }
-        if (normalized)
-            model_piece(t, s + start, i - start, o);
-        else
-            split_added(t, s + start, i - start, true, o);
-        ids_push(o, a->id);
-        i += a->len;
+        if (piece(t, s + start, i - start, at + start, o) != 0)
+            return -1;
+        tok_ids_push(o, a->id);
+        i += a->plen;
         start = i;
     }
-    if (normalized)
-        model_piece(t, s + start, n - start, o);
-    else
-        split_added(t, s + start, n - start, true, o);
+    return piece(t, s + start, n - start, at + start, o);
+}
+
+/* WordLevel: in what is left of the raw text, the tokens matched on normalized text (the same text: there is
+ * no normalizer), then the model. */
+static int wordlevel_gap(const struct tokenizer *t, const char *s, size_t n, size_t at, struct tok_ids *o) {
+    return tok_split_added(t, s, n, at, true, model_piece, o);
 }
 
 int tokenizer_encode(const struct tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n) {
@@ -583,10 +578,15 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, int add_bos, i
         return -1;
     if (add_bos && t->bos < 0)
         return err_set("tokenizer: cannot add a bos token: the vocabulary has no <s>");
-    struct ids o = {xmalloc(64 * sizeof(int32_t)), 0, 64};
+    struct tok_ids o = {xmalloc(64 * sizeof(int32_t)), 0, 64};
     if (add_bos)
-        ids_push(&o, t->bos);
-    split_added(t, text, len, false, &o);
+        tok_ids_push(&o, t->bos);
+    int rc = t->impl->bpe ? tok_bpe_encode(t, text, len, &o)
+                          : tok_split_added(t, text, len, 0, false, wordlevel_gap, &o);
+    if (rc != 0) {
+        free(o.v);
+        return -1;
+    }
     *ids = o.v;
     *n = o.n;
     return 0;
@@ -594,17 +594,33 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, int add_bos, i
 
 /* ---- decoding ------------------------------------------------------------------------------------------ */
 
-char *tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, int skip_special) {
-    struct buf b = {0};
-    bool first = true;
+/* The tokens the library hands its decoder: ids that name no token are dropped, and with skip_special the
+ * added tokens marked special. */
+static const char **kept_tokens(const struct tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                                size_t *kept) {
+    const char **tok = xmalloc((n ? n : 1) * sizeof *tok);
+    *kept = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *tok = tokenizer_token(t, ids[i]);
-        if (!tok || (skip_special && t->impl->special[ids[i]]))
-            continue;
-        if (!first)
-            buf_putc(&b, ' ');
-        buf_puts(&b, tok);
-        first = false;
+        const char *s = tokenizer_token(t, ids[i]);
+        if (s && !(skip_special && t->impl->special[ids[i]]))
+            tok[(*kept)++] = s;
     }
-    return buf_take(&b);
+    return tok;
+}
+
+char *tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, int skip_special) {
+    size_t kept;
+    const char **tok = kept_tokens(t, ids, n, skip_special, &kept);
+    char *text = t->impl->bpe ? tok_bpe_decode(t, tok, kept) : NULL;
+    if (!text) { /* no decoder: the library joins the tokens with one space */
+        struct buf b = {0};
+        for (size_t i = 0; i < kept; i++) {
+            if (i)
+                buf_putc(&b, ' ');
+            buf_puts(&b, tok[i]);
+        }
+        text = buf_take(&b);
+    }
+    free(tok);
+    return text;
 }

@@ -1,11 +1,12 @@
 /* tokenizer: Hugging Face tokenizer.json, encoded and decoded in C exactly as the `tokenizers` library does.
  *
- * Supported now: the WordLevel model (PULSE-Synth's tokenizer, stages/synth_vocab.c) with the Whitespace
- * pre-tokenizer (regex \w+|[^\w\s]+, Unicode classes measured from the library) or none, no normalizer, no
- * post-processor, no decoder, no truncation or padding. Added tokens (lstrip / rstrip / single_word false)
- * are cut out of the text first, leftmost-longest, as the library does. Anything else (BPE comes with issue
- * 7, in tokenizer_bpe.c behind this same interface) is refused with one line: a tokenizer is never loaded if
- * it could tokenize differently from Hugging Face. See docs/formats.md, "Tokenizer". */
+ * Supported: the WordLevel model (PULSE-Synth's tokenizer, stages/synth_vocab.c) with the Whitespace
+ * pre-tokenizer (regex \w+|[^\w\s]+, Unicode classes measured from the library) or none; and the BPE model
+ * as LLaMA's tokenizer.json uses it (engine/tokenizer_bpe.c: byte fallback, unk fusing, the Prepend/Replace
+ * normalizer or the Metaspace pre-tokenizer, the Replace/ByteFallback/Fuse/Strip decoder). Added tokens are
+ * cut out of the text first, leftmost-longest, as the library does. A post-processor is never applied
+ * (encode is add_special_tokens=False; add_bos adds <s>). Anything else is refused with one line: a tokenizer
+ * is never loaded if it could tokenize differently from Hugging Face. See docs/formats.md, "Tokenizer". */
 #ifndef PULSE_ENGINE_TOKENIZER_H
 #define PULSE_ENGINE_TOKENIZER_H
 
@@ -34,7 +35,8 @@ void tokenizer_free(struct tokenizer *t);
  * err_set when the text is not valid UTF-8 or add_bos is set and there is no `<s>`. */
 int tokenizer_encode(const struct tokenizer *t, const char *text, int add_bos, int32_t **ids, size_t *n);
 
-/* Decodes as `tokenizers`' decode(ids, skip_special_tokens) does: WordLevel joins the tokens with one space.
+/* Decodes as `tokenizers`' decode(ids, skip_special_tokens) does: the tokenizer's decoder when it has one
+ * (BPE), else the tokens joined with one space (WordLevel).
  * Ids that name no token are skipped, as the library skips them; with skip_special set, so are added tokens
  * marked special. Returns malloc'd text (never NULL). */
 char *tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, int skip_special);
