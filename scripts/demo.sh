@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds pulse-pipe and runs the default manifest (the README's first quick-start command).
+# Builds pulse-pipe, runs the PULSE protocol on the embedded world (the README's first quick-start command)
+# and prints the report. Another manifest can be given: scripts/demo.sh manifests/pulse.lua
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-build/pulse-pipe run manifests/quick.lua "$@"
+manifest=${1:-manifests/quick.lua}
+build/pulse-pipe run "$manifest"
+build/pulse-pipe cat report markdown
