@@ -52,7 +52,9 @@ for attempt in $(seq 1 60); do
   if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
   wait "$pid" 2>/dev/null || true
   [ ! -e "$PULSE_STORE/FORMAT" ] || expect_code 0 "$PP" verify
-  if "$PP" status "$T/big.lua" | grep -q '^todo'; then continue; fi
+  # No store yet (killed before it was created) or stages left: kill again.
+  st=$("$PP" status "$T/big.lua" 2>&1) || continue
+  if echo "$st" | grep -q '^todo'; then continue; fi
   break
 done
 expect_code 0 "$PP" run "$T/big.lua"
