@@ -61,7 +61,7 @@ static const struct param_spec finetune_params[] = {
     {"examples", PARAM_REF, NULL, "the fine-tuning corpus (a world's `finetune`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
     ADAPTER_PARAMS,
-    TRAINER_PARAMS("5", "4", "0.00002", "\"linear\"", "0.0", "0.0"),
+    TRAINER_PARAMS("5", "4", "0.00002", "\"linear\"", "0.0", "0.0", "0.999"),
 };
 static const char *const finetune_outputs[] = {"model", "config", "tokenizer", "adapter", "adapter_config"};
 

@@ -17,6 +17,10 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o) {
     o->weight_decay = (float)stage_num(c, "weight_decay");
     o->clip = (float)stage_num(c, "clip");
     o->seed = (uint64_t)stage_int(c, "seed");
+    o->beta1 = (float)stage_num(c, "beta1");
+    o->beta2 = (float)stage_num(c, "beta2");
+    if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
+        return err_set("%s: beta1 and beta2 must be in [0, 1)", c->name);
     if (schedule_parse(stage_str(c, "schedule"), &o->schedule) != 0)
         return err_prefix("%s", c->name);
     if (stage_int(c, "epochs") < 0 || stage_int(c, "epochs") > 100000)
@@ -92,7 +96,7 @@ static void bufs_free(struct batch_bufs *b) {
 int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, const struct corpus *cp,
                 const struct trainer_opts *o, double *last_epoch_loss) {
     struct train_adamw opt;
-    train_adamw_init(&opt, m, 0.9f, 0.999f, 1e-8f, o->weight_decay, o->clip);
+    train_adamw_init(&opt, m, o->beta1, o->beta2, 1e-8f, o->weight_decay, o->clip);
     size_t per_epoch = (cp->n + o->batch - 1) / o->batch, *idx = malloc((cp->n ? cp->n : 1) * sizeof *idx);
     size_t *border = malloc((per_epoch ? per_epoch : 1) * sizeof *border);
     long total = (long)per_epoch * o->epochs, warm = (long)(o->warmup * (double)total), step = 0;

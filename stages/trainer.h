@@ -17,23 +17,25 @@ struct trainer_opts {
     double lr;
     enum schedule_kind schedule;
     double warmup; /* fraction of the steps spent warming up */
-    float weight_decay, clip;
+    float weight_decay, clip, beta1, beta2;
     uint64_t seed;
 };
 
 /* The schedule, batch, lr, warmup, weight_decay, clip and epochs parameters every training kind has, read
  * from the stage (and checked: one line per bad value). */
 int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o);
-#define TRAINER_PARAMS(epochs, batch, lr, schedule, warmup, wd)                                              \
+// clang-format off
+#define TRAINER_PARAMS(epochs, batch, lr, schedule, warmup, wd, beta2)                                      \
     {"epochs", PARAM_INT, epochs, "passes over the training data"},                                          \
         {"batch", PARAM_INT, batch, "sequences per step"}, {"lr", PARAM_NUM, lr, "peak learning rate"},      \
         {"schedule", PARAM_STR, schedule, "learning-rate schedule: constant, linear or cosine"},             \
         {"warmup", PARAM_NUM, warmup, "fraction of the steps spent warming up"},                             \
         {"weight_decay", PARAM_NUM, wd, "AdamW's decoupled weight decay"},                                   \
-        {"clip", PARAM_NUM, "1.0", "gradient norm limit (0: none)"}, {                                       \
-        "seed", PARAM_INT, "1", "data order"                                                                 \
-    }
-#define TRAINER_NPARAMS 8
+        {"clip", PARAM_NUM, "1.0", "gradient norm limit (0: none)"},                                         \
+        {"seed", PARAM_INT, "1", "data order"}, {"beta1", PARAM_NUM, "0.9", "AdamW's beta1"},                \
+        {"beta2", PARAM_NUM, beta2, "AdamW's beta2"}
+#define TRAINER_NPARAMS 10
+// clang-format on
 
 /* Trains m's trainable parameters (llava_grads_init done) on every entry of cp. The model's batch capacity
  * must hold o->batch sequences of cp->maxlen tokens. Reads cp->feats when set (frozen tower), else pixels. */

@@ -328,7 +328,7 @@ static int unlearn_run(struct stage_ctx *c) {
     double first = 0, last = 0;
     if (rc == 0) {
         stage_progress(c, "%zu forget examples, %zu retain examples", u.forget.n, u.retain.n);
-        train_adamw_init(&opt, &u.md.m, 0.9f, 0.999f, 1e-8f, u.o.weight_decay, u.o.clip);
+        train_adamw_init(&opt, &u.md.m, u.o.beta1, u.o.beta2, 1e-8f, u.o.weight_decay, u.o.clip);
         rc = train_loop(&u, &opt, &first, &last);
         train_adamw_free(&opt);
     }
@@ -352,7 +352,7 @@ static const struct param_spec unlearn_params[] = {
     {"beta", PARAM_NUM, "0.4", "NPO's beta"},
     {"kl_weight", PARAM_NUM, "1.0", "GA+KLR's lambda"},
     ADAPTER_PARAMS,
-    TRAINER_PARAMS("2", "4", "0.00002", "\"constant\"", "0.0", "0.0"),
+    TRAINER_PARAMS("2", "4", "0.00002", "\"constant\"", "0.0", "0.0", "0.999"),
 };
 static const char *const unlearn_outputs[] = {"adapter", "adapter_config", "projector"};
 
