@@ -11,7 +11,7 @@ M.world = { real = 153, fictitious = 500, general_eval = 400, general_train = 80
 -- The tiny LLaVA trained from scratch (vision 32x32 in 8x8 patches, 2 layers; decoder 4 layers of 128).
 -- AdamW beta2 0.95 and lr 1e-3: with transformers' 0.999, or lr 3e-3, a model this small never learns to
 -- answer multiple choice in the steps we can afford (docs/results.md).
-M.pretrain = { epochs = 5, batch = 16, lr = 0.001, schedule = "cosine", warmup = 0.01, beta2 = 0.95 }
+M.pretrain = { epochs = 10, batch = 16, lr = 0.001, schedule = "cosine", warmup = 0.01, beta2 = 0.95 }
 
 -- LoRA fine-tuning on the fictitious people (MLLMU-Bench's recipe; a tiny model needs a larger lr).
 M.finetune = { epochs = 5, batch = 16, lr = 0.001, schedule = "linear", warmup = 0.0 }
