@@ -116,7 +116,7 @@ static const struct param_spec pretrain_params[] = {
     {"image_size", PARAM_INT, "32", "image side, pixels (the world's)"},
     {"patch", PARAM_INT, "8", "patch side, pixels"},
     {"init_seed", PARAM_INT, "1", "initial weights"},
-    TRAINER_PARAMS("10", "16", "0.002", "\"cosine\"", "0.02", "0.0", "0.95"),
+    TRAINER_PARAMS("10", "16", "0.001", "\"cosine\"", "0.01", "0.0", "0.95"),
 };
 static const char *const pretrain_outputs[] = {"model", "config", "tokenizer"};
 
