@@ -180,6 +180,8 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
 int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask,
                            size_t b, size_t t, const float *feats, size_t nimg);
 
+/* The parameter table's row of that (newer-layout) name, or NULL. */
+struct llava_tensor *llava_param_find(const struct llava *m, const char *name);
 /* Marks every parameter whose name starts with prefix ("" = all, "model.language_model.layers.0." = one
  * layer) trainable (on != 0) or frozen; returns how many matched. Everything is frozen after llava_init. */
 size_t llava_set_trainable(struct llava *m, const char *prefix, int on);

@@ -174,7 +174,7 @@ static const char *shape_str(char *out, size_t cap, int ndim, const int64_t *st,
     return out;
 }
 
-static struct llava_tensor *lookup(struct llava *m, const char *name) {
+struct llava_tensor *llava_param_find(const struct llava *m, const char *name) {
     for (size_t i = 0; i < m->nptab; i++)
         if (strcmp(m->ptab[i].name, name) == 0)
             return &m->ptab[i];
@@ -197,7 +197,7 @@ static int load_one(struct llava *m, const struct st_tensor *s, uint8_t *seen) {
         return err_set("unexpected tensor %.200s (not part of a LLaVA model)", s->name);
     if (ignored(m, name))
         return 0;
-    struct llava_tensor *t = lookup(m, name);
+    struct llava_tensor *t = llava_param_find(m, name);
     if (!t)
         return err_set("unexpected tensor %s (not part of a LLaVA model with this config)", s->name);
     if (!same_shape(s, t))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stages/quiz.h"
+#include "stages/split.h"
 #include "util/err.h"
 
 enum { FORGET_MM, FORGET_TEXT, RETAIN_MM, RETAIN_TEXT, GENERAL, NSETS };
@@ -20,50 +21,6 @@ struct eval_ctx {
 
 static int keep_item(void *arg, size_t i) {
     return ((struct eval_ctx *)arg)->set_of[i] >= 0;
-}
-
-/* Marks the people of a JSON list of ids with role r. */
-static int mark(struct stage_ctx *c, struct eval_ctx *e, const struct json *ids, char r) {
-    for (size_t i = 0; ids && i < ids->len; i++) {
-        long p = ids->items[i]->type == JSON_STR ? ds_find_person(&e->w->people, ids->items[i]->s) : -1;
-        if (p < 0)
-            return err_set("%s: split: person %zu of the %s list is not among the world's people", c->name,
-                           i + 1, r == 'f' ? "forget" : "retain");
-        if (e->role[p] && e->role[p] != r)
-            return err_set("%s: split: %s is both forgotten and retained", c->name, ids->items[i]->s);
-        e->role[p] = r;
-    }
-    return 0;
-}
-
-/* The forget set: the whole `forget` list, or the first `rounds` groups (sequential unlearning so far). */
-static int read_split(struct stage_ctx *c, struct eval_ctx *e) {
-    void *data;
-    size_t n;
-    if (stage_input_read(c, "split", 0, &data, &n) != 0)
-        return -1;
-    struct json *s = json_parse(data, n);
-    free(data);
-    const struct json *forget = s ? json_get(s, "forget") : NULL, *retain = s ? json_get(s, "retain") : NULL;
-    const struct json *groups = s ? json_get(s, "groups") : NULL;
-    int64_t rounds = stage_int(c, "rounds");
-    int rc = 0;
-    if (!forget || forget->type != JSON_ARR || !retain || retain->type != JSON_ARR || !groups ||
-        groups->type != JSON_ARR)
-        rc = err_set("%s: split: not a split (forget, retain and groups lists)", c->name);
-    else if (rounds < 0 || (size_t)rounds > groups->len)
-        rc = err_set("%s: rounds is %lld but the split has %zu groups", c->name, (long long)rounds,
-                     groups->len);
-    for (int64_t g = 0; rc == 0 && g < rounds; g++)
-        rc = groups->items[g]->type == JSON_ARR
-                 ? mark(c, e, groups->items[g], 'f')
-                 : err_set("%s: split: group %lld is not a list", c->name, (long long)g + 1);
-    if (rc == 0 && rounds == 0)
-        rc = mark(c, e, forget, 'f');
-    if (rc == 0)
-        rc = mark(c, e, retain, 'r');
-    json_free(s);
-    return rc;
 }
 
 static void assign_sets(struct eval_ctx *e, int general) {
@@ -125,7 +82,8 @@ static int evaluate_run(struct stage_ctx *c) {
         rc = world_read(c, WORLD_PEOPLE | WORLD_ITEMS | WORLD_IMAGES, &w);
     struct eval_ctx e = {&w, calloc(w.people.n + 1, 1), calloc(w.items.n + 1, sizeof(int))};
     if (rc == 0)
-        rc = read_split(c, &e);
+        rc = split_roles(c, &w.people, "rounds", stage_int(c, "rounds") > 0 ? 1 : 0, stage_int(c, "rounds"),
+                         e.role);
     if (rc == 0) {
         assign_sets(&e, stage_bool(c, "general"));
         rc = quiz_run(c, &md, &w, keep_item, &e, &q);

@@ -61,13 +61,6 @@ static const char *const projector_names[] = {
     "model.multi_modal_projector.linear_1.weight", "model.multi_modal_projector.linear_1.bias",
     "model.multi_modal_projector.linear_2.weight", "model.multi_modal_projector.linear_2.bias"};
 
-static struct llava_tensor *param_named(struct llava *m, const char *name) {
-    for (size_t i = 0; i < m->nptab; i++)
-        if (strcmp(m->ptab[i].name, name) == 0)
-            return &m->ptab[i];
-    return NULL;
-}
-
 static int set_projector(struct stage_ctx *c, struct model *md) {
     void *data;
     size_t n;
@@ -77,7 +70,7 @@ static int set_projector(struct stage_ctx *c, struct model *md) {
     int rc = st_parse(data, n, "projector", &f);
     for (size_t i = 0; rc == 0 && i < 4; i++) {
         const struct st_tensor *t = st_find(&f, projector_names[i]);
-        struct llava_tensor *p = param_named(&md->m, projector_names[i]);
+        struct llava_tensor *p = llava_param_find(&md->m, projector_names[i]);
         if (!t || !p || t->nelem != p->n)
             rc = err_set("projector: tensor %s is missing or has the wrong size", projector_names[i]);
         else
@@ -141,7 +134,7 @@ int model_projector_save(const struct llava *m, void **data, size_t *len) {
     static const char *const meta[] = {"format", "pt"};
     struct st_out outs[4];
     for (size_t i = 0; i < 4; i++) {
-        const struct llava_tensor *t = param_named((struct llava *)m, projector_names[i]);
+        const struct llava_tensor *t = llava_param_find(m, projector_names[i]);
         outs[i] =
             (struct st_out){.name = t->name, .data = m->params + t->offset, .ndim = t->ndim, .dtype = ST_F32};
         for (int d = 0; d < t->ndim; d++)

@@ -11,6 +11,7 @@
 #include "engine/unlearn_loss.h"
 #include "stages/adapter.h"
 #include "stages/model.h"
+#include "stages/split.h"
 #include "stages/trainer.h"
 #include "stages/world.h"
 #include "util/err.h"
@@ -33,44 +34,6 @@ struct unl {
 };
 
 /* ---- who and what is forgotten ---- */
-
-static int mark_list(struct unl *u, const struct json *ids, char r) {
-    for (size_t i = 0; ids && ids->type == JSON_ARR && i < ids->len; i++) {
-        long p = ids->items[i]->type == JSON_STR ? ds_find_person(&u->w.people, ids->items[i]->s) : -1;
-        if (p < 0)
-            return err_set("%s: split: entry %zu is not one of the world's people", u->c->name, i + 1);
-        if (u->role[p] && u->role[p] != r)
-            return err_set("%s: split: %s is both forgotten and retained", u->c->name, ids->items[i]->s);
-        u->role[p] = r;
-    }
-    return 0;
-}
-
-/* This run's forget people: the split's forget list (round 0) or its group `round`; retain: its retain list.
- */
-static int read_roles(struct unl *u) {
-    void *data;
-    size_t n;
-    if (stage_input_read(u->c, "split", 0, &data, &n) != 0)
-        return -1;
-    struct json *s = json_parse(data, n);
-    free(data);
-    int64_t round = stage_int(u->c, "round");
-    const struct json *groups = s ? json_get(s, "groups") : NULL, *forget = s ? json_get(s, "forget") : NULL;
-    const struct json *who = round == 0 ? forget : NULL;
-    if (round > 0 && groups && groups->type == JSON_ARR && (size_t)round <= groups->len)
-        who = groups->items[round - 1];
-    int rc = 0;
-    if (!who || who->type != JSON_ARR || who->len == 0)
-        rc = err_set("%s: split has no forget %s %lld", u->c->name, round ? "group" : "list",
-                     (long long)round);
-    if (rc == 0)
-        rc = mark_list(u, s ? json_get(s, "retain") : NULL, 'r');
-    if (rc == 0)
-        rc = mark_list(u, who, 'f');
-    json_free(s);
-    return rc;
-}
 
 struct keep_arg {
     struct unl *u;
@@ -277,7 +240,9 @@ static int setup(struct unl *u) {
         world_read(u->c, WORLD_PEOPLE | WORLD_EXAMPLES | WORLD_IMAGES, &u->w) != 0)
         return -1;
     u->role = calloc(u->w.people.n + 1, 1);
-    if (read_roles(u) != 0 || build_corpora(u) != 0 || build_models(u) != 0)
+    int64_t round = stage_int(u->c, "round");
+    if (split_roles(u->c, &u->w.people, "round", round, round, u->role) != 0 || build_corpora(u) != 0 ||
+        build_models(u) != 0)
         return -1;
     alloc_buffers(u);
     return u->method == NPO ? npo_reference(u) : 0;

@@ -1,6 +1,8 @@
 -- Stages the protocol's kinds must refuse, on the micro world of micro_settings.lua; tests/cli/protocol.sh
 -- picks one by editing CASE: unlearn with an unknown method, select keeping fewer people than it must forget,
--- evaluate asking for more rounds than the split has groups, a model whose tokenizer is not one. world and base are micro.lua's (cached).
+-- evaluate asking for more rounds than the split has groups, unlearn asking for a round the split lacks, a split
+-- naming a person both forgotten and retained (overlap.json, written by the test), a model whose tokenizer is
+-- not one. world and base are micro.lua's (cached).
 local s = require "micro_settings"
 local CASE = "method"
 
@@ -30,4 +32,10 @@ elseif CASE == "tokenizer" then
     { tokenizer = w.out.people }))
 elseif CASE == "rounds" then
   stage "bad" (with({ kind = "evaluate", split = two.out.split, rounds = 3 }, model, data))
+elseif CASE == "round" then
+  stage "bad" (with({ kind = "unlearn", split = two.out.split, examples = w.out.pretrain, people = w.out.people,
+    images = w.out.images, round = 3 }, s.unlearn, model))
+elseif CASE == "overlap" then
+  local split = stage "overlap" { kind = "file", path = "overlap.json", type = "json" }
+  stage "bad" (with({ kind = "evaluate", split = split.out.data }, model, data))
 end
