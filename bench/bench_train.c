@@ -1,13 +1,13 @@
-/* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md) and prints one
- * JSON line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s against this machine's sgemm peak, peak
- * RSS. */
+/* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md), on the CPU or
+ * the GPU, and prints one JSON line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s (on the CPU
+ * against this machine's sgemm peak), peak RSS. */
 #include "bench/prof_ops.h"
 #include "engine/config.h"
+#include "engine/device.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
-#include "engine/safetensors.h"
 #include "engine/train.h"
 #include "util/err.h"
 
@@ -23,7 +23,11 @@
 #define LORA_TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 /* One benchmark shape: the model (a LlavaConfig JSON, shared with torch_train.py), the batch, and whether the
- * step trains everything or a LoRA adapter (rank r, alpha 2r, dropout 0.05) on the decoder's projections. */
+ * step trains everything or a LoRA adapter (rank r, alpha 2r, dropout 0.05) on the decoder's projections.
+ * "7b" and "13b" are LLaVA-1.5's: CLIP ViT-L/14-336 (23 of its 24 layers: LLaVA takes the second-to-last
+ * layer's output, and with vision_feature_layer -1 the 23 layers that count are all that run), Vicuna 7B /
+ * 13B, 704 tokens a row (BOS, 576 image tokens, 127 text), and LLaVA-1.5's LoRA recipe (r 128, alpha 256,
+ * dropout 0.05). */
 struct shape {
     const char *name;
     int vh, vi, vl, vheads, image, patch; /* vision tower */
@@ -34,6 +38,8 @@ struct shape {
 static const struct shape shapes[] = {
     {"tiny", 128, 512, 2, 4, 32, 4, 256, 688, 4, 4, 4, 1700, 8, 96, 0},
     {"100m", 256, 1024, 2, 4, 64, 8, 768, 2048, 12, 12, 12, 32000, 4, 256, 16},
+    {"7b", 1024, 4096, 23, 16, 336, 14, 4096, 11008, 32, 32, 32, 32064, 4, 704, 128},
+    {"13b", 1024, 4096, 23, 16, 336, 14, 5120, 13824, 40, 40, 40, 32064, 4, 704, 128},
 };
 
 /* vision_feature_layer -1: the last layer's output, so both frameworks run exactly the layers that count. */
@@ -61,36 +67,73 @@ static int is_norm_weight(const char *name) {
     return strcmp(end, ".weight") == 0 && (strstr(name, "norm") || strstr(name, "layrnorm"));
 }
 
-/* Random weights (uniform +-0.02, norm weights 1), drawn in C, handed to llava_init as an in-memory
- * safetensors file. The transient copies are dropped before anything is measured. */
-static int model_random(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
-    struct llava tab;
-    memset(&tab, 0, sizeof tab);
-    tab.cfg = *cfg;
-    llava_param_table(&tab);
-    struct st_out *outs = calloc(tab.nptab, sizeof *outs);
-    for (size_t i = 0; i < tab.nptab; i++) {
-        const struct llava_tensor *t = &tab.ptab[i];
-        float *x = tab.params + t->offset;
+/* Random weights: value e of parameter tensor i is uniform +-0.02 drawn from rng_key(1234, i) at counter e
+ * (norm weights 1), a pure function of (i, e), so the split over threads does not change a bit. The model is
+ * built blank and filled in place: a safetensors image of a 13B model would double its memory. On the GPU the
+ * values are drawn into a host staging buffer a chunk at a time and copied over (ops->copy), so the weights
+ * never migrate between host and device pages. */
+#define FILL_CHUNK ((size_t)1 << 26) /* floats per staging round (256 MB) */
+
+struct fill {
+    const struct llava *m;
+    float *dst;    /* where params[lo] goes */
+    size_t lo, hi; /* this thread's range of m->params */
+};
+
+static void *fill_worker(void *arg) {
+    const struct fill *f = arg;
+    for (size_t i = 0; i < f->m->nptab; i++) {
+        const struct llava_tensor *t = &f->m->ptab[i];
+        size_t lo = t->offset > f->lo ? t->offset : f->lo,
+               hi = t->offset + t->n < f->hi ? t->offset + t->n : f->hi;
+        if (lo >= hi)
+            continue;
         uint64_t key = rng_key(1234, i);
-        for (size_t e = 0; e < t->n; e++)
-            x[e] = is_norm_weight(t->name) ? 1.0f : (rng_uniform(key, e) * 2.0f - 1.0f) * 0.02f;
-        outs[i] = (struct st_out){.name = t->name, .data = x, .ndim = t->ndim, .dtype = ST_F32};
-        for (int d = 0; d < t->ndim; d++)
-            outs[i].shape[d] = (int64_t)t->shape[d];
+        int norm = is_norm_weight(t->name);
+        for (size_t e = lo - t->offset; e < hi - t->offset; e++)
+            f->dst[t->offset + e - f->lo] = norm ? 1.0f : (rng_uniform(key, e) * 2.0f - 1.0f) * 0.02f;
     }
-    void *data;
-    size_t len;
-    int rc = st_write(outs, tab.nptab, NULL, 0, &data, &len);
-    free(outs);
-    llava_free(&tab);
-    struct st_file f;
-    if (rc == 0 && (rc = st_parse(data, len, "random weights", &f)) == 0) {
-        rc = llava_init(m, cfg, &f, 1, B, T);
-        st_close(&f);
+    return NULL;
+}
+
+/* params[lo, hi) into dst, split over `threads` threads. */
+static void fill_range(const struct llava *m, float *dst, size_t lo, size_t hi, int threads) {
+    pthread_t th[64];
+    struct fill f[64];
+    int joined[64];
+    size_t per = (hi - lo + (size_t)threads - 1) / (size_t)threads;
+    for (int k = 0; k < threads; k++) {
+        size_t a = lo + per * (size_t)k, b = a + per;
+        a = a < hi ? a : hi;
+        b = b < hi ? b : hi;
+        f[k] = (struct fill){.m = m, .dst = dst + (a - lo), .lo = a, .hi = b};
+        joined[k] = pthread_create(&th[k], NULL, fill_worker, &f[k]) == 0;
+        if (!joined[k])
+            fill_worker(&f[k]); /* no thread to be had: this range on the calling thread */
     }
-    free(data);
-    return rc;
+    for (int k = 0; k < threads; k++)
+        if (joined[k])
+            pthread_join(th[k], NULL);
+}
+
+static int model_random(struct llava *m, const struct ops *ops, const struct llava_config *cfg, size_t B,
+                        size_t T, int threads) {
+    if (llava_init_blank(m, cfg, B, T) < 0)
+        return -1;
+    if (strcmp(ops->name, "cuda") != 0) {
+        fill_range(m, m->params, 0, m->nparams, threads);
+        return 0;
+    }
+    float *stage = malloc(FILL_CHUNK * sizeof(float));
+    if (!stage)
+        return err_set("bench_train: out of memory for the staging buffer");
+    for (size_t lo = 0; lo < m->nparams; lo += FILL_CHUNK) {
+        size_t hi = lo + FILL_CHUNK < m->nparams ? lo + FILL_CHUNK : m->nparams;
+        fill_range(m, stage, lo, hi, threads);
+        ops->copy(m->params + lo, stage, hi - lo);
+    }
+    free(stage);
+    return 0;
 }
 
 /* ---- FLOPs: every matmul of the step counted explicitly (2 per multiply-add); nothing else is counted. */
@@ -225,16 +268,20 @@ static void batch_free(struct batch *b) {
 
 struct opts {
     const struct shape *s;
-    int threads, steps, warmup, profile;
-    const char *dump;
+    int threads, steps, warmup, profile, flops;
+    const char *dump, *device;
 };
 
 static int parse(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){.s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1};
+    *o = (struct opts){.s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1, .device = "cpu"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--profile") == 0) {
             o->profile = 1;
+            continue;
+        }
+        if (strcmp(a, "--flops") == 0) {
+            o->flops = 1;
             continue;
         }
         if (!v)
@@ -245,7 +292,7 @@ static int parse(int argc, char **argv, struct opts *o) {
                 if (strcmp(v, shapes[k].name) == 0)
                     o->s = &shapes[k];
             if (!o->s)
-                return err_set("bench_train: unknown shape '%s' (tiny, 100m)", v);
+                return err_set("bench_train: unknown shape '%s' (tiny, 100m, 7b, 13b)", v);
         } else if (strcmp(a, "--threads") == 0)
             o->threads = atoi(v);
         else if (strcmp(a, "--steps") == 0)
@@ -254,12 +301,16 @@ static int parse(int argc, char **argv, struct opts *o) {
             o->warmup = atoi(v);
         else if (strcmp(a, "--dump-config") == 0)
             o->dump = v;
+        else if (strcmp(a, "--device") == 0)
+            o->device = v;
         else
             return err_set("bench_train: unknown option %s", a);
         i++;
     }
     if (o->threads < 1 || o->threads > 64 || o->steps < 1 || o->warmup < 0)
         return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0");
+    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+        return err_set("bench_train: unknown device '%s' (cpu, cuda)", o->device);
     return 0;
 }
 
@@ -293,8 +344,9 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Linux keeps the peak RSS; writing 5 to clear_refs resets it to the current RSS, so the transient weight
- * file does not count. Returns 0 when the kernel refused (the peak then includes it). */
+/* Linux keeps the peak RSS; writing 5 to clear_refs resets it to the current RSS, so what the setup freed
+ * (the sgemm peak's buffers) does not count. Returns 0 when the kernel refused (the peak then includes it).
+ */
 static int reset_peak_rss(void) {
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (!f)
@@ -303,12 +355,30 @@ static int reset_peak_rss(void) {
     return fclose(f) == 0 && ok;
 }
 
+/* The GPU's name for the JSON line: device_describe's text with anything JSON would need escaped dropped. */
+static void gpu_name(const struct opts *o, char *out, size_t cap) {
+    char d[512];
+    if (device_describe(o->device, o->threads, d, sizeof d) != 0)
+        snprintf(d, sizeof d, "?");
+    size_t j = 0;
+    for (size_t i = 0; d[i] && j + 1 < cap; i++)
+        if (d[i] != '"' && d[i] != '\\' && (unsigned char)d[i] >= 0x20)
+            out[j++] = d[i];
+    out[j] = 0;
+}
+
 static int run(const struct opts *o, const struct llava_config *cfg) {
     const struct shape *s = o->s;
     size_t B = (size_t)s->batch, T = (size_t)s->seq;
-    double peak = sgemm_peak(o->threads);
+    int cuda = strcmp(o->device, "cuda") == 0;
+    /* before the model: selecting the device switches engine/mem.c to that device's memory */
+    const struct ops *base = ops_select(o->device, o->threads);
+    if (!base)
+        return -1;
+    double peak = cuda ? 0.0 : sgemm_peak(o->threads); /* the CPU's sgemm says nothing about a GPU */
+    double t_init = now();
     struct llava m;
-    if (model_random(&m, cfg, B, T) < 0)
+    if (model_random(&m, base, cfg, B, T, o->threads) < 0)
         return -1;
     struct lora l = {0};
     struct train_adamw opt;
@@ -318,16 +388,18 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
         return -1;
     }
     train_adamw_init(&opt, &m, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+    t_init = now() - t_init;
     int reset = reset_peak_rss();
     struct batch b;
     batch_make(&b, cfg, B, T);
-    const struct ops *ops = ops_cpu(o->threads);
+    const struct ops *ops = base;
     double *dt = calloc((size_t)o->steps, sizeof *dt), total = 0.0;
     float loss = 0;
     int rc = 0;
     for (int i = 0; i < o->warmup + o->steps && rc == 0; i++) {
         if (o->profile && i == o->warmup)
-            ops = prof_ops(ops_cpu(o->threads)); /* counts the measured steps only */
+            ops = prof_ops(base); /* counts the measured steps only */
+        /* every operation waits for its GPU work before it returns, so the host clock times the GPU too */
         double t0 = now();
         rc = train_step(&m, &opt, ops, b.ids, b.mask, b.labels, B, T, b.pixels, B, 1e-4f, &loss);
         if (i >= o->warmup)
@@ -341,12 +413,24 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
         size_t trained = s->lora_r ? m.lora.ngrads : m.ngrads;
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("{\"impl\": \"engine\", \"shape\": \"%s\", \"threads\": %d, \"batch\": %zu, \"seq\": %zu,"
-               " \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f, \"tok_s\": %.0f,"
-               " \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %.1f, \"maxrss_mb\": %.0f,"
-               " \"rss_reset\": %d, \"loss\": %.4f}\n",
-               s->name, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med, fl / 1e9,
-               fl / med / 1e9, peak, (double)ru.ru_maxrss / 1024.0, reset, loss);
+        char peak_s[32], dev[600];
+        if (cuda) {
+            snprintf(peak_s, sizeof peak_s, "null");
+            char name[512];
+            gpu_name(o, name, sizeof name);
+            snprintf(dev, sizeof dev, "\"cuda\", \"gpu\": \"%s\"", name);
+        } else {
+            snprintf(peak_s, sizeof peak_s, "%.1f", peak);
+            snprintf(dev, sizeof dev, "\"cpu\"");
+        }
+        printf(
+            "{\"impl\": \"engine\", \"shape\": \"%s\", \"device\": %s, \"dtype\": \"fp32\", \"threads\": %d,"
+            " \"batch\": %zu, \"seq\": %zu, \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f,"
+            " \"tok_s\": %.0f, \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %s,"
+            " \"maxrss_mb\": %.0f, \"rss_reset\": %d, \"init_s\": %.2f, \"steps\": %d, \"warmup\": %d,"
+            " \"loss\": %.4f}\n",
+            s->name, dev, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med, fl / 1e9,
+            fl / med / 1e9, peak_s, (double)ru.ru_maxrss / 1024.0, reset, t_init, o->steps, o->warmup, loss);
     }
     free(dt);
     batch_free(&b);
@@ -354,6 +438,15 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     llava_free(&m);
     lora_free(&l);
     return rc;
+}
+
+/* --flops: what a driver script needs before any run (bench/gpu.sh): the step's batch, LoRA rank and FLOPs.
+ */
+static void print_flops(const struct shape *s, const struct llava_config *cfg) {
+    double fl = step_flops(cfg, (size_t)s->batch, (size_t)s->seq, s->lora_r);
+    printf("{\"impl\": \"flops\", \"shape\": \"%s\", \"batch\": %d, \"seq\": %d, \"lora_r\": %d, "
+           "\"gflop_step\": %.3f}\n",
+           s->name, s->batch, s->seq, s->lora_r, fl / 1e9);
 }
 
 int main(int argc, char **argv) {
@@ -367,7 +460,9 @@ int main(int argc, char **argv) {
     int rc = config_parse(json, strlen(json), "bench config", &cfg);
     if (rc == 0 && o.dump)
         rc = dump_config(o.dump, json);
-    else if (rc == 0)
+    if (rc == 0 && o.flops)
+        print_flops(o.s, &cfg);
+    else if (rc == 0 && !o.dump)
         rc = run(&o, &cfg);
     free(json);
     if (rc < 0)

@@ -1,5 +1,7 @@
 /* device: device selection and description, with the CUDA query behind PULSE_HAVE_CUDA. */
 #include "engine/device.h"
+#include "engine/mem.h"
+#include "engine/ops.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -42,4 +44,17 @@ int device_describe(const char *device, int threads, char *out, size_t cap) {
     (void)threads;
     return device_check(device);
 #endif
+}
+
+const struct ops *ops_select(const char *device, int threads) {
+    if (device_check(device) != 0)
+        return NULL;
+    int cuda = strcmp(device, "cuda") == 0;
+    if (mem_use_cuda(cuda) != 0)
+        return NULL;
+#ifdef PULSE_HAVE_CUDA
+    if (cuda)
+        return ops_cuda();
+#endif
+    return ops_cpu(threads);
 }

@@ -194,9 +194,9 @@ static size_t left(const struct cur *c) {
 }
 
 static int get_le(struct cur *c, size_t w, uint64_t *v) {
+    *v = 0; /* set on every path: callers read it only on success, but GCC -O3 cannot see that */
     if (left(c) < w)
         return err_set("truncated at byte %zu", c->at);
-    *v = 0;
     for (size_t i = 0; i < w; i++)
         *v |= (uint64_t)c->p[c->at + i] << (8 * i);
     c->at += w;

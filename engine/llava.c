@@ -1,6 +1,7 @@
 /* llava: the model's life cycle (config and shards in, the activation size table, freeing) and the forward's
  * entry points (from pixels, or from cached tower features), which check the caller's batch first. */
 #include "engine/llava.h"
+#include "engine/mem.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fsio.h"
@@ -109,7 +110,7 @@ float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total) {
         tab[i].offset = off;
         off += tab[i].n;
     }
-    float *block = xcalloc(off ? off : 1, sizeof(float));
+    float *block = mem_alloc(off ? off : 1, sizeof(float));
     for (size_t i = 0; i < n; i++)
         *tab[i].slot = block + tab[i].offset;
     *total = off;
@@ -123,14 +124,14 @@ static void act_table(struct llava *m) {
     vision_acts(m);
     text_acts(m);
     m->acts = llava_carve(m->atab, m->natab, &m->nacts);
-    m->tok = xcalloc(m->B * m->T, sizeof(int32_t));
-    m->pos = xcalloc(m->B * m->T, sizeof(int32_t));
-    m->len = xcalloc(m->B, sizeof(int32_t));
-    m->img = xcalloc(m->B * m->T, 1);
+    m->tok = mem_alloc(m->B * m->T, sizeof(int32_t));
+    m->pos = mem_alloc(m->B * m->T, sizeof(int32_t));
+    m->len = mem_alloc(m->B, sizeof(int32_t));
+    m->img = mem_alloc(m->B * m->T, 1);
 }
 
-int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
-               size_t B, size_t T) {
+/* The size tables and the parameter block, before anything is loaded. */
+static int init_tables(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
     memset(m, 0, sizeof *m);
     if (B < 1 || T < 1 || B > 1u << 20 || T > 1u << 20)
         return err_set("llava: batch %zu x sequence %zu is out of range", B, T);
@@ -139,10 +140,24 @@ int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_
     m->T = T;
     m->nimg = B;
     llava_param_table(m);
+    return 0;
+}
+
+int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
+               size_t B, size_t T) {
+    if (init_tables(m, cfg, B, T) < 0)
+        return -1;
     if (llava_load_params(m, files, nfiles) < 0) {
         llava_free(m);
         return -1;
     }
+    act_table(m);
+    return 0;
+}
+
+int llava_init_blank(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
+    if (init_tables(m, cfg, B, T) < 0)
+        return -1;
     act_table(m);
     return 0;
 }
@@ -152,18 +167,18 @@ void llava_free(struct llava *m) {
     llava_grads_free(m);
     free(m->g.vl);
     free(m->g.tl);
-    free(m->params);
+    mem_free(m->params);
     free(m->ptab);
     free(m->p.vl);
     free(m->p.tl);
-    free(m->acts);
+    mem_free(m->acts);
     free(m->atab);
     free(m->a.vl);
     free(m->a.tl);
-    free(m->tok);
-    free(m->pos);
-    free(m->len);
-    free(m->img);
+    mem_free(m->tok);
+    mem_free(m->pos);
+    mem_free(m->len);
+    mem_free(m->img);
     memset(m, 0, sizeof *m);
 }
 
@@ -313,7 +328,7 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
         memcpy(m->a.feats, in, n * sizeof(float));
         llava_projector_forward(m, ops, nimg);
     }
-    llava_decoder_forward(m, ops, ids, b, t);
+    llava_decoder_forward(m, ops, b, t);
     m->fb = b;
     m->ft = t;
     m->fimg = nimg;

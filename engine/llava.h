@@ -157,6 +157,9 @@ struct llava {
  * with the config, a tensor given twice and any other tensor, with one line naming it. */
 int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
                size_t B, size_t T);
+/* llava_init with every parameter 0, for a caller that fills m->params itself (the benchmark fills a 13B
+ * model from many threads; a safetensors round trip would double its memory). */
+int llava_init_blank(struct llava *m, const struct llava_config *cfg, size_t B, size_t T);
 /* Reads dir/config.json and dir/model.safetensors, or the shards dir/model.safetensors.index.json lists. */
 int llava_load(struct llava *m, const char *dir, size_t B, size_t T);
 void llava_free(struct llava *m);
@@ -188,7 +191,7 @@ size_t llava_set_trainable(struct llava *m, const char *prefix, int on);
 /* Gives the trainable parameters their gradients (zeroed; one allocation in table order) and allocates the
  * backward's scratch; call again after changing the flags. */
 void llava_grads_init(struct llava *m);
-void llava_zero_grad(struct llava *m);
+void llava_zero_grad(struct llava *m, const struct ops *ops);
 /* Backward of the last llava_forward, from m->d.logits (d loss / d logits, [b, t, vocab], written by a loss):
  * ACCUMULATES into m->g, through the decoder, the image features, the projector and the tower as far as
  * something trains. Refused with one line without a forward or without llava_grads_init. */
@@ -236,7 +239,7 @@ void llava_vision_forward(struct llava *m, const struct ops *ops, const float *p
 /* The two halves of llava_vision_forward: pixels -> m->a.feats, then m->a.feats -> m->a.proj2. */
 void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
 void llava_projector_forward(struct llava *m, const struct ops *ops, size_t nimg);
-void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t);
+void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, size_t t);
 void llava_grads_free(struct llava *m);
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);
 void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t);

@@ -4,13 +4,23 @@
 
 #include <string.h>
 
+/* The next run of image-token rows at or after *i (m->img marks them): its start in *i, its length returned
+ * (0: none left). An image's tokens are consecutive, so each image is one run and one copy. */
+static size_t image_run(const struct llava *m, size_t *i, size_t n) {
+    while (*i < n && !m->img[*i])
+        (*i)++;
+    size_t end = *i;
+    while (end < n && m->img[end])
+        end++;
+    return end - *i;
+}
+
 /* Embeds the tokens, then overwrites the image tokens' rows, in order, with the projected image features. */
-static void embed(struct llava *m, const struct ops *ops, const int32_t *ids, size_t n) {
-    size_t c = (size_t)m->cfg.text.hidden, next = 0;
+static void embed(struct llava *m, const struct ops *ops, size_t n) {
+    size_t c = (size_t)m->cfg.text.hidden, next = 0, run;
     ops->embedding_forward(m->a.embed_t, m->tok, m->p.embed, n, c);
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] == m->cfg.image_token_index)
-            memcpy(m->a.embed_t + i * c, m->a.proj2 + next++ * c, c * sizeof(float));
+    for (size_t i = 0; (run = image_run(m, &i, n)) > 0; i += run, next += run)
+        ops->copy(m->a.embed_t + i * c, m->a.proj2 + next * c, run * c);
 }
 
 /* Grouped-query attention: kv head j serves query heads j * rep .. (j + 1) * rep - 1 (transformers'
@@ -68,10 +78,10 @@ static void mlp_block(struct llava *m, const struct ops *ops, int l, size_t n) {
     ops->add(L->res2, L->res1, L->down, n * c);
 }
 
-void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t *ids, size_t b, size_t t) {
+void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, size_t t) {
     const struct text_config *tc = &m->cfg.text;
     size_t n = b * t, c = (size_t)tc->hidden;
-    embed(m, ops, ids, n);
+    embed(m, ops, n);
     const float *h = m->a.embed_t;
     for (int l = 0; l < tc->layers; l++) {
         attention_block(m, ops, l, h, b, t);
@@ -85,8 +95,8 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, const int32_t
 /* ---- backward: each block's in reverse, the residual stream's gradient in m->d.res throughout ---- */
 
 /* Zeroed scratch, for backward ops that accumulate. */
-static float *zeroed(float *x, size_t n) {
-    memset(x, 0, n * sizeof(float));
+static float *zeroed(const struct ops *ops, float *x, size_t n) {
+    ops->zero(x, n);
     return x;
 }
 
@@ -121,18 +131,18 @@ static void attention_block_backward(struct llava *m, const struct ops *ops, int
     size_t n = b * t, c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
     size_t hs = c / nh, kv = kvh * hs;
     int gqa = kvh < nh;
-    linear_backward(m, ops, l, LLAVA_O, zeroed(d->att, n * c), g->o_w, d->res, L->att, w->o_w, n, c, c);
-    float *dk = zeroed(gqa ? d->k_rep : d->k, n * (gqa ? c : kv));
-    float *dv = zeroed(gqa ? d->v_rep : d->v, n * (gqa ? c : kv));
-    ops->attention_backward(zeroed(d->q, n * c), dk, dv, d->att, L->probs, L->q, gqa ? L->k_rep : L->k,
+    linear_backward(m, ops, l, LLAVA_O, zeroed(ops, d->att, n * c), g->o_w, d->res, L->att, w->o_w, n, c, c);
+    float *dk = zeroed(ops, gqa ? d->k_rep : d->k, n * (gqa ? c : kv));
+    float *dv = zeroed(ops, gqa ? d->v_rep : d->v, n * (gqa ? c : kv));
+    ops->attention_backward(zeroed(ops, d->q, n * c), dk, dv, d->att, L->probs, L->q, gqa ? L->k_rep : L->k,
                             gqa ? L->v_rep : L->v, b, t, nh, hs);
     if (gqa) {
-        unrepeat_kv(zeroed(d->k, n * kv), d->k_rep, n, kvh, nh / kvh, hs);
-        unrepeat_kv(zeroed(d->v, n * kv), d->v_rep, n, kvh, nh / kvh, hs);
+        unrepeat_kv(zeroed(ops, d->k, n * kv), d->k_rep, n, kvh, nh / kvh, hs);
+        unrepeat_kv(zeroed(ops, d->v, n * kv), d->v_rep, n, kvh, nh / kvh, hs);
     }
     ops->rope_backward(d->q, m->pos, b, t, nh, hs, tc->rope_theta);
     ops->rope_backward(d->k, m->pos, b, t, kvh, hs, tc->rope_theta);
-    zeroed(d->ln, n * c);
+    zeroed(ops, d->ln, n * c);
     linear_backward(m, ops, l, LLAVA_Q, d->ln, g->q_w, d->q, L->ln1, w->q_w, n, c, c);
     linear_backward(m, ops, l, LLAVA_K, d->ln, g->k_w, d->k, L->ln1, w->k_w, n, c, kv);
     linear_backward(m, ops, l, LLAVA_V, d->ln, g->v_w, d->v, L->ln1, w->v_w, n, c, kv);
@@ -146,10 +156,11 @@ static void mlp_block_backward(struct llava *m, const struct ops *ops, int l, si
     const struct llava_text_acts *L = &m->a.tl[l];
     struct llava_grad_acts *d = &m->d;
     size_t c = (size_t)tc->hidden, im = (size_t)tc->intermediate;
-    linear_backward(m, ops, l, LLAVA_DOWN, zeroed(d->swiglu, n * im), g->down_w, d->res, L->swiglu, w->down_w,
-                    n, im, c);
-    ops->swiglu_backward(zeroed(d->gate, n * im), zeroed(d->up, n * im), d->swiglu, L->gate, L->up, n * im);
-    zeroed(d->ln, n * c);
+    linear_backward(m, ops, l, LLAVA_DOWN, zeroed(ops, d->swiglu, n * im), g->down_w, d->res, L->swiglu,
+                    w->down_w, n, im, c);
+    ops->swiglu_backward(zeroed(ops, d->gate, n * im), zeroed(ops, d->up, n * im), d->swiglu, L->gate, L->up,
+                         n * im);
+    zeroed(ops, d->ln, n * c);
     linear_backward(m, ops, l, LLAVA_GATE, d->ln, g->gate_w, d->gate, L->ln2, w->gate_w, n, c, im);
     linear_backward(m, ops, l, LLAVA_UP, d->ln, g->up_w, d->up, L->ln2, w->up_w, n, c, im);
     ops->rmsnorm_backward(d->res, g->ln2_w, d->ln, L->res1, w->ln2_w, L->ln2_rstd, n, c);
@@ -158,14 +169,13 @@ static void mlp_block_backward(struct llava *m, const struct ops *ops, int l, si
 /* d embed_t (in d->res) -> the image features' rows (d->proj2, in order) and the token table. Image rows are
  * cleared first so the embedding's row 0 (the ids they embedded as) gets nothing from them. */
 static void embed_backward(struct llava *m, const struct ops *ops, size_t n) {
-    size_t c = (size_t)m->cfg.text.hidden, next = 0;
+    size_t c = (size_t)m->cfg.text.hidden, next = 0, run;
     struct llava_grad_acts *d = &m->d;
-    for (size_t i = 0; i < n; i++)
-        if (m->img[i]) {
-            if (d->proj2)
-                memcpy(d->proj2 + next++ * c, d->res + i * c, c * sizeof(float));
-            memset(d->res + i * c, 0, c * sizeof(float));
-        }
+    for (size_t i = 0; (run = image_run(m, &i, n)) > 0; i += run, next += run) {
+        if (d->proj2)
+            ops->copy(d->proj2 + next * c, d->res + i * c, run * c);
+        ops->zero(d->res + i * c, run * c);
+    }
     ops->embedding_backward(m->g.embed, d->res, m->tok, n, c);
 }
 
@@ -174,9 +184,10 @@ void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, si
     size_t n = b * t, c = (size_t)tc->hidden;
     struct llava_grad_acts *d = &m->d;
     const float *last = tc->layers ? m->a.tl[tc->layers - 1].res2 : m->a.embed_t;
-    ops->matmul_backward(zeroed(d->ln, n * c), m->g.lm_head, NULL, d->logits, m->a.norm, m->p.lm_head, n, c,
-                         (size_t)tc->vocab);
-    ops->rmsnorm_backward(zeroed(d->res, n * c), m->g.norm_w, d->ln, last, m->p.norm_w, m->a.norm_rstd, n, c);
+    ops->matmul_backward(zeroed(ops, d->ln, n * c), m->g.lm_head, NULL, d->logits, m->a.norm, m->p.lm_head, n,
+                         c, (size_t)tc->vocab);
+    ops->rmsnorm_backward(zeroed(ops, d->res, n * c), m->g.norm_w, d->ln, last, m->p.norm_w, m->a.norm_rstd,
+                          n, c);
     for (int l = tc->layers - 1; l >= 0; l--) {
         mlp_block_backward(m, ops, l, n);
         attention_block_backward(m, ops, l, l ? m->a.tl[l - 1].res2 : m->a.embed_t, b, t);

@@ -1,6 +1,7 @@
 /* llava_grads: what training adds to the model: per-tensor trainable flags, the gradient block (carved by the
  * parameter table, trainable rows only), the backward's scratch block, and the backward's entry point. */
 #include "engine/llava.h"
+#include "engine/mem.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -76,8 +77,8 @@ static void vision_scratch(struct llava *m) {
 }
 
 void llava_grads_free(struct llava *m) {
-    free(m->grads);
-    free(m->dacts);
+    mem_free(m->grads);
+    mem_free(m->dacts);
     free(m->dtab);
     m->grads = m->dacts = NULL;
     m->dtab = NULL;
@@ -105,7 +106,7 @@ void llava_grads_init(struct llava *m) {
     m->grad_image |= m->grad_tower;
     off = llava_lora_grads_layout(m, off); /* an attached adapter's A and B, after the table's rows */
     m->ngrads = off;
-    m->grads = xcalloc(off ? off : 1, sizeof(float));
+    m->grads = mem_alloc(off ? off : 1, sizeof(float));
     for (size_t i = 0; i < m->nptab; i++)
         *m->ptab[i].gslot = m->ptab[i].trainable ? m->grads + m->ptab[i].goffset : NULL;
     llava_lora_grads_bind(m);
@@ -118,14 +119,14 @@ void llava_grads_init(struct llava *m) {
         off += m->dtab[i].n;
     }
     m->ndacts = off;
-    m->dacts = xcalloc(off ? off : 1, sizeof(float));
+    m->dacts = mem_alloc(off ? off : 1, sizeof(float));
     for (size_t i = 0; i < m->ndtab; i++)
         *m->dtab[i].slot = m->dacts + m->dtab[i].offset;
 }
 
-void llava_zero_grad(struct llava *m) {
+void llava_zero_grad(struct llava *m, const struct ops *ops) {
     if (m->grads)
-        memset(m->grads, 0, m->ngrads * sizeof(float));
+        ops->zero(m->grads, m->ngrads);
 }
 
 int llava_backward(struct llava *m, const struct ops *ops) {

@@ -1,6 +1,7 @@
 /* llava_lora: LoRA adapters on the decoder's projections: attaching a struct lora to the model, the adapted
  * linear's extra term y += (B (A dropout(x))) * scale with its backward, dropout masks, and merging. */
 #include "engine/llava.h"
+#include "engine/mem.h"
 #include "engine/lora.h"
 #include "engine/rng.h"
 #include "util/buf.h"
@@ -143,7 +144,7 @@ static void lora_acts(struct llava *m) {
     size_t adapted = 0;
     for (size_t i = 0; i < ns; i++)
         adapted += m->lora.s[i].mod != NULL;
-    float *a = m->lora.acts = xcalloc(adapted * n * r + 3 * n * wide + n * r, sizeof(float));
+    float *a = m->lora.acts = mem_alloc(adapted * n * r + 3 * n * wide + n * r, sizeof(float));
     for (size_t i = 0; i < ns; i++)
         if (m->lora.s[i].mod) {
             m->lora.s[i].h = a;
@@ -171,7 +172,7 @@ int llava_lora_attach(struct llava *m, struct lora *l, uint64_t seed) {
 
 void llava_lora_free(struct llava *m) {
     free(m->lora.s);
-    free(m->lora.acts);
+    mem_free(m->lora.acts);
     memset(&m->lora, 0, sizeof m->lora);
 }
 
@@ -271,16 +272,16 @@ void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int 
         return;
     size_t r = (size_t)m->lora.l->r, in = s->mod->in, out = s->mod->out;
     float *du = m->lora.u, *dh = m->lora.dh;
-    memcpy(du, dy, n * out * sizeof(float));
+    ops->copy(du, dy, n * out);
     ops->scale(du, lora_scale(m->lora.l), n * out);
-    memset(dh, 0, n * r * sizeof(float));
+    ops->zero(dh, n * r);
     ops->matmul_backward(dh, s->gB, NULL, du, s->h, s->mod->B, n, r, out);
     if (!dropout_on(m)) {
         ops->matmul_backward(dx, s->gA, NULL, dh, x, s->mod->A, n, in, r);
         return;
     }
     dropout_apply(m, ops, s->index, m->lora.x, x, n * in, 0);
-    memset(m->lora.dx, 0, n * in * sizeof(float));
+    ops->zero(m->lora.dx, n * in);
     ops->matmul_backward(m->lora.dx, s->gA, NULL, dh, m->lora.x, s->mod->A, n, in, r);
     dropout_apply(m, ops, s->index, dx, m->lora.dx, n * in, 1);
 }

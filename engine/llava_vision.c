@@ -60,11 +60,11 @@ static void encoder_layer(struct llava *m, const struct ops *ops, int l, const f
 }
 
 /* The selected hidden state into m->a.feats, class token dropped ("default") or kept ("full"). */
-static void select_features(struct llava *m, const float *hidden, size_t nimg) {
+static void select_features(struct llava *m, const struct ops *ops, const float *hidden, size_t nimg) {
     size_t s = (size_t)m->cfg.patches + 1, cv = (size_t)m->cfg.vision.hidden;
     size_t drop = m->cfg.select_default ? 1 : 0, per = s - drop;
     for (size_t i = 0; i < nimg; i++)
-        memcpy(m->a.feats + i * per * cv, hidden + (i * s + drop) * cv, per * cv * sizeof(float));
+        ops->copy(m->a.feats + i * per * cv, hidden + (i * s + drop) * cv, per * cv);
 }
 
 void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg) {
@@ -74,7 +74,7 @@ void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pi
         encoder_layer(m, ops, l, h, nimg);
         h = m->a.vl[l].res2;
     }
-    select_features(m, h, nimg);
+    select_features(m, ops, h, nimg);
 }
 
 void llava_projector_forward(struct llava *m, const struct ops *ops, size_t nimg) {
@@ -92,8 +92,8 @@ void llava_vision_forward(struct llava *m, const struct ops *ops, const float *p
 
 /* ---- backward: from the image features' gradient (m->d.proj2) to the tower's first parameters ---- */
 
-static float *zeroed(float *x, size_t n) {
-    memset(x, 0, n * sizeof(float));
+static float *zeroed(const struct ops *ops, float *x, size_t n) {
+    ops->zero(x, n);
     return x;
 }
 
@@ -105,16 +105,16 @@ static void project_backward(struct llava *m, const struct ops *ops, size_t nimg
     size_t sel = nimg * per;
     const struct llava_acts *a = &m->a;
     struct llava_grad_acts *d = &m->d;
-    ops->matmul_backward(zeroed(d->proj1_act, sel * ct), m->g.proj2_w, m->g.proj2_b, d->proj2, a->proj1_act,
-                         m->p.proj2_w, sel, ct, ct);
-    ops->gelu_backward(zeroed(d->proj1, sel * ct), d->proj1_act, a->proj1, sel * ct);
-    float *dfeats = m->grad_tower ? zeroed(d->feats, sel * cv) : NULL;
+    ops->matmul_backward(zeroed(ops, d->proj1_act, sel * ct), m->g.proj2_w, m->g.proj2_b, d->proj2,
+                         a->proj1_act, m->p.proj2_w, sel, ct, ct);
+    ops->gelu_backward(zeroed(ops, d->proj1, sel * ct), d->proj1_act, a->proj1, sel * ct);
+    float *dfeats = m->grad_tower ? zeroed(ops, d->feats, sel * cv) : NULL;
     ops->matmul_backward(dfeats, m->g.proj1_w, m->g.proj1_b, d->proj1, a->feats, m->p.proj1_w, sel, cv, ct);
     if (!dfeats)
         return;
-    zeroed(d->vres, nimg * s * cv);
+    zeroed(ops, d->vres, nimg * s * cv);
     for (size_t i = 0; i < nimg; i++)
-        memcpy(d->vres + (i * s + drop) * cv, dfeats + i * per * cv, per * cv * sizeof(float));
+        ops->copy(d->vres + (i * s + drop) * cv, dfeats + i * per * cv, per * cv);
 }
 
 /* d res2 (in d->vres) -> d in (d->vres), the MLP half then the attention half. */
@@ -125,16 +125,17 @@ static void encoder_layer_backward(struct llava *m, const struct ops *ops, int l
     const struct llava_vision_acts *L = &m->a.vl[l];
     struct llava_grad_acts *d = &m->d;
     size_t s = (size_t)m->cfg.patches + 1, n = nimg * s, c = (size_t)v->hidden, iv = (size_t)v->intermediate;
-    ops->matmul_backward(zeroed(d->fc1_act, n * iv), g->fc2_w, g->fc2_b, d->vres, L->fc1_act, w->fc2_w, n, iv,
-                         c);
-    ops->quick_gelu_backward(zeroed(d->fc1, n * iv), d->fc1_act, L->fc1, n * iv);
-    ops->matmul_backward(zeroed(d->vln, n * c), g->fc1_w, g->fc1_b, d->fc1, L->ln2, w->fc1_w, n, c, iv);
+    ops->matmul_backward(zeroed(ops, d->fc1_act, n * iv), g->fc2_w, g->fc2_b, d->vres, L->fc1_act, w->fc2_w,
+                         n, iv, c);
+    ops->quick_gelu_backward(zeroed(ops, d->fc1, n * iv), d->fc1_act, L->fc1, n * iv);
+    ops->matmul_backward(zeroed(ops, d->vln, n * c), g->fc1_w, g->fc1_b, d->fc1, L->ln2, w->fc1_w, n, c, iv);
     ops->layernorm_backward(d->vres, g->ln2_w, g->ln2_b, d->vln, L->res1, w->ln2_w, L->ln2_mean, L->ln2_rstd,
                             n, c);
-    ops->matmul_backward(zeroed(d->vatt, n * c), g->o_w, g->o_b, d->vres, L->att, w->o_w, n, c, c);
-    ops->attention_backward(zeroed(d->vq, n * c), zeroed(d->vk, n * c), zeroed(d->vv, n * c), d->vatt,
-                            L->probs, L->q, L->k, L->v, nimg, s, (size_t)v->heads, c / (size_t)v->heads);
-    zeroed(d->vln, n * c);
+    ops->matmul_backward(zeroed(ops, d->vatt, n * c), g->o_w, g->o_b, d->vres, L->att, w->o_w, n, c, c);
+    ops->attention_backward(zeroed(ops, d->vq, n * c), zeroed(ops, d->vk, n * c), zeroed(ops, d->vv, n * c),
+                            d->vatt, L->probs, L->q, L->k, L->v, nimg, s, (size_t)v->heads,
+                            c / (size_t)v->heads);
+    zeroed(ops, d->vln, n * c);
     ops->matmul_backward(d->vln, g->q_w, g->q_b, d->vq, L->ln1, w->q_w, n, c, c);
     ops->matmul_backward(d->vln, g->k_w, g->k_b, d->vk, L->ln1, w->k_w, n, c, c);
     ops->matmul_backward(d->vln, g->v_w, g->v_b, d->vv, L->ln1, w->v_w, n, c, c);
@@ -150,7 +151,7 @@ static void embeddings_backward(struct llava *m, const struct ops *ops, size_t n
     size_t k = (size_t)(v->channels * v->patch_size * v->patch_size);
     const struct llava_acts *a = &m->a;
     struct llava_grad_acts *d = &m->d;
-    ops->layernorm_backward(zeroed(d->embed_v, nimg * s * c), m->g.pre_ln_w, m->g.pre_ln_b, d->vres,
+    ops->layernorm_backward(zeroed(ops, d->embed_v, nimg * s * c), m->g.pre_ln_w, m->g.pre_ln_b, d->vres,
                             a->embed_v, m->p.pre_ln_w, a->pre_ln_mean, a->pre_ln_rstd, nimg * s, c);
     for (size_t i = 0; i < nimg; i++) {
         const float *e = d->embed_v + i * s * c;
@@ -158,7 +159,7 @@ static void embeddings_backward(struct llava *m, const struct ops *ops, size_t n
             ops->accumulate(m->g.class_emb, e, c);
         if (m->g.pos_emb)
             ops->accumulate(m->g.pos_emb, e, s * c);
-        memcpy(d->patch + i * p * c, e + c, p * c * sizeof(float));
+        ops->copy(d->patch + i * p * c, e + c, p * c);
     }
     ops->matmul_backward(NULL, m->g.patch_w, NULL, d->patch, a->im2col, m->p.patch_w, nimg * p, k, c);
 }

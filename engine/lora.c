@@ -1,5 +1,6 @@
 /* lora: LoRA adapters in memory: PEFT's initialisation, target matching and merge (see lora.h). */
 #include "engine/lora.h"
+#include "engine/mem.h"
 
 #include "engine/rng.h"
 #include "util/buf.h"
@@ -96,8 +97,8 @@ int lora_add(struct lora *l, const char *name, size_t in, size_t out) {
     m->name = xstrdup(name);
     m->in = in;
     m->out = out;
-    m->A = xcalloc((size_t)l->r * in, sizeof(float));
-    m->B = xcalloc(out * (size_t)l->r, sizeof(float));
+    m->A = mem_alloc((size_t)l->r * in, sizeof(float));
+    m->B = mem_alloc(out * (size_t)l->r, sizeof(float));
     return 0;
 }
 
@@ -105,8 +106,8 @@ void lora_free(struct lora *l) {
     free_targets(l);
     for (size_t i = 0; i < l->n; i++) {
         free(l->m[i].name);
-        free(l->m[i].A);
-        free(l->m[i].B);
+        mem_free(l->m[i].A);
+        mem_free(l->m[i].B);
     }
     free(l->m);
     memset(l, 0, sizeof *l);

@@ -1,7 +1,7 @@
-/* ops: the operation table every model computation goes through. One table per backend (cpu/ now, cuda/
- * next), so the model code (llava.c) is written once. All tensors are fp32, row-major, in the backend's
- * memory; shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @
- * weight^T + bias.
+/* ops: the operation table every model computation goes through. One table per backend (cpu/ and cuda/), so
+ * the model code (llava.c) is written once. All tensors are fp32, row-major, in memory from engine/mem.h;
+ * shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @ weight^T +
+ * bias.
  *
  * Conventions, llm.c style: every forward writes its outputs (and whatever its backward needs, e.g.
  * LayerNorm's mean and rstd); every backward ACCUMULATES (+=) into the gradient buffers it is given, so
@@ -13,6 +13,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 struct ops {
     const char *name;
@@ -63,6 +67,10 @@ struct ops {
     /* out[i] = a[i] + b[i]; backward of an add is a copy-accumulate: dst[i] += src[i]. */
     void (*add)(float *out, const float *a, const float *b, size_t n);
     void (*accumulate)(float *dst, const float *src, size_t n);
+    /* dst[i] = src[i]; x[i] = 0. Data movement inside the backend's memory goes through these, so the model
+     * code never walks device memory on the host. */
+    void (*copy)(float *dst, const float *src, size_t n);
+    void (*zero)(float *x, size_t n);
 
     /* out[i] += x[i] * s: a scaled term added in (LoRA's y += (h B^T) scale), the same bits as scale then
      * accumulate. */
@@ -104,5 +112,15 @@ struct ops {
 /* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows.
  */
 const struct ops *ops_cpu(int threads);
+/* The CUDA backend (engine/cuda/): cuBLAS for matmuls, kernels for the rest, on the first visible GPU. Only
+ * in builds with PULSE_HAVE_CUDA; callers go through ops_select. */
+const struct ops *ops_cuda(void);
+/* The table for a device name ("cpu" or "cuda"), with engine/mem.c switched to that device's memory; NULL
+ * with err_set when the device cannot be used (no CUDA build, no GPU). */
+const struct ops *ops_select(const char *device, int threads);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

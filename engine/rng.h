@@ -10,24 +10,34 @@
 
 #include <stdint.h>
 
-static inline uint64_t rng_mix(uint64_t z) {
+/* Callable from CUDA kernels too (engine/cuda/elementwise.cu's dropout draws the same mask): the same guarded
+ * definition as engine/kernels.h's, so either header may come first. */
+#ifndef PULSE_HD
+#ifdef __CUDACC__
+#define PULSE_HD __host__ __device__
+#else
+#define PULSE_HD
+#endif
+#endif
+
+PULSE_HD static inline uint64_t rng_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
 /* The counter-th 64-bit value of the stream named by key. */
-static inline uint64_t rng_u64(uint64_t key, uint64_t counter) {
+PULSE_HD static inline uint64_t rng_u64(uint64_t key, uint64_t counter) {
     return rng_mix(key + (counter + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
 /* An independent stream key for (seed, stream). */
-static inline uint64_t rng_key(uint64_t seed, uint64_t stream) {
+PULSE_HD static inline uint64_t rng_key(uint64_t seed, uint64_t stream) {
     return rng_mix(rng_mix(seed) ^ (stream * 0xd1b54a32d192ed03ULL + 0x2545f4914f6cdd1dULL));
 }
 
 /* Uniform float in [0, 1) with 24 random bits. */
-static inline float rng_uniform(uint64_t key, uint64_t counter) {
+PULSE_HD static inline float rng_uniform(uint64_t key, uint64_t counter) {
     return (float)(rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -1,6 +1,7 @@
 /* train: cross-entropy over answer tokens, AdamW with global-norm clipping, and a full training step, on the
  * operation table, for a LLaVA model whose trainable tensors have gradients (llava_grads_init). */
 #include "engine/train.h"
+#include "engine/mem.h"
 #include "engine/lora.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -32,9 +33,9 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
         return err_set("train: labels %zu x %zu do not match the last forward (%zu x %zu)", b, t, m->fb,
                        m->ft);
     size_t n = b * t, v = (size_t)m->cfg.text.vocab;
-    int32_t *tgt = xmalloc(n * sizeof *tgt);
-    uint8_t *on = xmalloc(n);
-    float *logp = xmalloc(2 * n * sizeof *logp), *dlogp = logp + n;
+    int32_t *tgt = mem_alloc(n, sizeof *tgt);
+    uint8_t *on = mem_alloc(n, 1);
+    float *logp = mem_alloc(2 * n, sizeof *logp), *dlogp = logp + n;
     long count = train_targets(labels, b, t, m->cfg.text.vocab, tgt, on);
     int rc = count < 0    ? -1
              : count == 0 ? err_set("train: the batch has no target token (all labels -100)")
@@ -47,12 +48,12 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
         *loss = (float)(-sum / (double)count);
         for (size_t i = 0; i < n; i++)
             dlogp[i] = on[i] ? -1.0f / (float)count : 0.0f;
-        memset(m->d.logits, 0, n * v * sizeof(float));
+        ops->zero(m->d.logits, n * v);
         ops->logprob_backward(m->d.logits, dlogp, m->a.logits, tgt, on, n, v);
     }
-    free(tgt);
-    free(on);
-    free(logp);
+    mem_free(tgt);
+    mem_free(on);
+    mem_free(logp);
     return rc;
 }
 
@@ -65,12 +66,12 @@ void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1,
     o->weight_decay = weight_decay;
     o->clip = clip;
     o->n = m->ngrads;
-    o->m = xcalloc(2 * (o->n ? o->n : 1), sizeof(float));
+    o->m = mem_alloc(2 * (o->n ? o->n : 1), sizeof(float));
     o->v = o->m + (o->n ? o->n : 1);
 }
 
 void train_adamw_free(struct train_adamw *o) {
-    free(o->m);
+    mem_free(o->m);
     memset(o, 0, sizeof *o);
 }
 
@@ -132,7 +133,7 @@ static int step(struct llava *m, struct train_adamw *o, const struct ops *ops, c
     if (rc == 0)
         rc = train_ce_loss(m, ops, labels, b, t, loss);
     if (rc == 0) {
-        llava_zero_grad(m);
+        llava_zero_grad(m, ops);
         rc = llava_backward(m, ops);
     }
     llava_lora_mode(m, was, lstep);

@@ -1,6 +1,7 @@
 /* unlearn_loss: per-sequence answer log-probabilities, KL to a reference on answer positions, and the GA,
  * GA+KLR and NPO objectives composed from them and from train_ce_loss, on the operation table. */
 #include "engine/unlearn_loss.h"
+#include "engine/mem.h"
 #include "engine/train.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -17,15 +18,15 @@ struct targets {
 };
 
 static void targets_free(struct targets *g) {
-    free(g->tgt);
-    free(g->on);
+    mem_free(g->tgt);
+    mem_free(g->on);
 }
 
 /* per_row: every row must have a target (a sequence's log-probability over nothing means nothing). */
 static int targets_make(struct targets *g, const int32_t *labels, size_t b, size_t t, size_t v, int per_row) {
     size_t n = b * t;
-    g->tgt = xmalloc((n ? n : 1) * sizeof *g->tgt);
-    g->on = xmalloc(n ? n : 1);
+    g->tgt = mem_alloc(n ? n : 1, sizeof *g->tgt);
+    g->on = mem_alloc(n ? n : 1, 1);
     g->count = train_targets(labels, b, t, (int)v, g->tgt, g->on);
     int rc = g->count < 0    ? -1
              : g->count == 0 ? err_set("unlearn: the batch has no target token (all labels -100)")
@@ -45,7 +46,7 @@ static int targets_make(struct targets *g, const int32_t *labels, size_t b, size
 /* S[i]: the row's log-probabilities summed in double, in position order (same bits for any thread count). */
 static void seq_sum(const struct ops *ops, const struct targets *g, const float *logits, size_t b, size_t t,
                     size_t v, float *S) {
-    float *logp = xmalloc(b * t * sizeof *logp);
+    float *logp = mem_alloc(b * t, sizeof *logp);
     ops->logprob_forward(logp, logits, g->tgt, g->on, b * t, v);
     for (size_t i = 0; i < b; i++) {
         double s = 0.0;
@@ -53,17 +54,17 @@ static void seq_sum(const struct ops *ops, const struct targets *g, const float 
             s += g->on[i * t + j] ? logp[i * t + j] : 0.0;
         S[i] = (float)s;
     }
-    free(logp);
+    mem_free(logp);
 }
 
 /* dlogits += sum_i dS[i] d S[i] / d logits: every target of row i gets dlogp = dS[i]. */
 static void seq_back(const struct ops *ops, const struct targets *g, float *dlogits, const float *dS,
                      const float *logits, size_t b, size_t t, size_t v) {
-    float *dlogp = xmalloc(b * t * sizeof *dlogp);
+    float *dlogp = mem_alloc(b * t, sizeof *dlogp);
     for (size_t i = 0; i < b * t; i++)
         dlogp[i] = g->on[i] ? dS[i / t] : 0.0f;
     ops->logprob_backward(dlogits, dlogp, logits, g->tgt, g->on, b * t, v);
-    free(dlogp);
+    mem_free(dlogp);
 }
 
 int unlearn_seq_logprob(const struct ops *ops, const float *logits, const int32_t *labels, size_t b, size_t t,
@@ -92,7 +93,7 @@ int unlearn_kl(const struct ops *ops, const float *logits, const float *ref_logi
     if (targets_make(&g, labels, b, t, v, 0) < 0)
         return -1;
     size_t n = b * t;
-    float *pos = xmalloc(2 * n * sizeof *pos), *dpos = pos + n;
+    float *pos = mem_alloc(2 * n, sizeof *pos), *dpos = pos + n;
     ops->kl_forward(pos, logits, ref_logits, g.on, n, v);
     double sum = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -103,7 +104,7 @@ int unlearn_kl(const struct ops *ops, const float *logits, const float *ref_logi
             dpos[i] = g.on[i] ? scale / (float)g.count : 0.0f;
         ops->kl_backward(dlogits, dpos, logits, ref_logits, g.on, n, v);
     }
-    free(pos);
+    mem_free(pos);
     targets_free(&g);
     return 0;
 }
@@ -126,7 +127,7 @@ int unlearn_npo(const struct ops *ops, const float *logits, const int32_t *label
     struct targets g;
     if (targets_make(&g, labels, b, t, v, 1) < 0)
         return -1;
-    float *S = xmalloc(2 * b * sizeof *S), *dS = S + b;
+    float *S = mem_alloc(2 * b, sizeof *S), *dS = S + b;
     seq_sum(ops, &g, logits, b, t, v, S);
     double sum = 0.0;
     for (size_t i = 0; i < b; i++) {
@@ -137,7 +138,7 @@ int unlearn_npo(const struct ops *ops, const float *logits, const int32_t *label
     *loss = (float)(2.0 / beta * sum / (double)b);
     if (dlogits)
         seq_back(ops, &g, dlogits, dS, logits, b, t, v);
-    free(S);
+    mem_free(S);
     targets_free(&g);
     return 0;
 }
@@ -161,17 +162,17 @@ int unlearn_ref_forward(struct llava *m, const struct ops *ops, const struct unl
     int rc = forward(m, ops, x);
     m->lora.s = slots;
     if (rc == 0)
-        memcpy(ref, m->a.logits, x->b * x->t * vocab(m) * sizeof(float));
+        ops->copy(ref, m->a.logits, x->b * x->t * vocab(m));
     return rc;
 }
 
 int unlearn_ref_seq_logprob(struct llava *m, const struct ops *ops, const struct unlearn_batch *x,
                             float *S_ref) {
-    float *ref = xmalloc(x->b * x->t * vocab(m) * sizeof *ref);
+    float *ref = mem_alloc(x->b * x->t * vocab(m), sizeof *ref);
     int rc = unlearn_ref_forward(m, ops, x, ref);
     if (rc == 0)
         rc = unlearn_seq_logprob(ops, ref, x->labels, x->b, x->t, vocab(m), S_ref);
-    free(ref);
+    mem_free(ref);
     return rc;
 }
 
@@ -195,16 +196,16 @@ int unlearn_ga_klr(struct llava *m, const struct ops *ops, const struct unlearn_
     if (need_grads(m) < 0 || unlearn_ga(m, ops, forget, &ga) < 0)
         return -1;
     size_t n = retain->b * retain->t * vocab(m);
-    float *ref = xmalloc(n * sizeof *ref);
+    float *ref = mem_alloc(n, sizeof *ref);
     int rc = unlearn_ref_forward(m, ops, retain, ref) < 0 || forward(m, ops, retain) < 0 ? -1 : 0;
     if (rc == 0) {
-        memset(m->d.logits, 0, n * sizeof(float));
+        ops->zero(m->d.logits, n);
         rc = unlearn_kl(ops, m->a.logits, ref, retain->labels, retain->b, retain->t, vocab(m), lambda,
                         m->d.logits, &klv);
     }
     if (rc == 0)
         rc = llava_backward(m, ops);
-    free(ref);
+    mem_free(ref);
     *loss = ga + lambda * klv;
     if (kl)
         *kl = klv;
@@ -216,7 +217,7 @@ int unlearn_npo_step(struct llava *m, const struct ops *ops, const struct unlear
     if (need_grads(m) < 0 || forward(m, ops, forget) < 0)
         return -1;
     size_t n = forget->b * forget->t * vocab(m);
-    memset(m->d.logits, 0, n * sizeof(float));
+    ops->zero(m->d.logits, n);
     if (unlearn_npo(ops, m->a.logits, forget->labels, S_ref, forget->b, forget->t, vocab(m), beta,
                     m->d.logits, loss) < 0)
         return -1;

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "engine/device.h"
+#include "engine/ops.h"
 #include "pipe/pipe.h"
 #include "util/err.h"
 
@@ -108,7 +109,8 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
         .progress_arg = &pr,
     };
     double t0 = pipe_now();
-    if (kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0 || paths_still(paths) != 0) {
+    c.ops = ops_select(env->device, env->threads);
+    if (!c.ops || kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0 || paths_still(paths) != 0) {
         json_free(c.outputs);
         json_free(c.metrics);
         json_free(kparams);

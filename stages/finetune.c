@@ -15,7 +15,7 @@ static int finetune_train(struct stage_ctx *c, struct model *md, const struct wo
                           double *loss) {
     struct trainer_opts o;
     struct corpus cp;
-    const struct ops *ops = ops_cpu(c->threads);
+    const struct ops *ops = c->ops;
     if (trainer_opts_read(c, &o) != 0)
         return -1;
     if (corpus_from_examples(&cp, &w->examples, w->images, md->tok, &md->cfg, NULL, NULL) != 0)

@@ -85,7 +85,7 @@ static int pretrain_run(struct stage_ctx *c) {
         llava_set_trainable(&md.m, "", 1);
         llava_grads_init(&md.m);
         stage_progress(c, "%zu examples, %zu images, up to %zu tokens", cp.n, cp.nimages, cp.maxlen);
-        rc = trainer_run(c, &md.m, ops_cpu(c->threads), &cp, &o, &loss);
+        rc = trainer_run(c, &md.m, c->ops, &cp, &o, &loss);
     }
     if (rc == 0)
         rc = model_write(c, &md);

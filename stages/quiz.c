@@ -18,7 +18,7 @@ int quiz_run(struct stage_ctx *c, struct model *md, const struct world *w, int (
         return -1;
     q->res = calloc(q->cp.n, sizeof *q->res);
     stage_progress(c, "scoring %zu questions", q->cp.n);
-    if (mcq_score(&md->m, ops_cpu(c->threads), &q->cp, md->tok, q->res) != 0)
+    if (mcq_score(&md->m, c->ops, &q->cp, md->tok, q->res) != 0)
         return err_prefix("%s", c->name);
     return 0;
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "store/store.h"
+
+struct ops;
 #include "util/json.h"
 #include "util/schema.h"
 
@@ -32,7 +34,8 @@ struct stage_ctx {
     struct json *outputs;      /* filled by stage_output: {name: {"id", "size", "type"}} */
     struct json *metrics;      /* filled by stage_metric */
     int threads;
-    const char *device; /* "cpu" or "cuda" */
+    const char *device;    /* "cpu" or "cuda" */
+    const struct ops *ops; /* that device's operation table (engine/ops.h); tensor memory follows it */
     void (*progress)(void *arg, const char *line);
     void *progress_arg;
 };

@@ -28,7 +28,7 @@ struct unl {
     char *role; /* per person: 'f' forgotten this round, 'r' retained */
     enum method method;
     struct trainer_opts o;
-    float *S_ref, *ref_logits; /* NPO: per forget entry; GA+KLR: one retain batch */
+    float *S_ref; /* NPO: log p_ref of each forget entry */
     int32_t *ids, *mask, *labels, *rids, *rmask, *rlabels;
     float *vis, *rvis;
 };
@@ -89,7 +89,7 @@ static int build_models(struct unl *u) {
 }
 
 static void alloc_buffers(struct unl *u) {
-    size_t B = u->o.batch, T = u->md.m.T, V = (size_t)u->md.cfg.text.vocab;
+    size_t B = u->o.batch, T = u->md.m.T;
     size_t per = u->forget.feat_floats ? u->forget.feat_floats : 1;
     u->ids = malloc(B * T * sizeof *u->ids);
     u->mask = malloc(B * T * sizeof *u->mask);
@@ -100,7 +100,6 @@ static void alloc_buffers(struct unl *u) {
     u->vis = malloc(B * per * sizeof *u->vis);
     u->rvis = malloc(B * per * sizeof *u->rvis);
     u->S_ref = calloc(u->forget.n, sizeof *u->S_ref);
-    u->ref_logits = u->method == GA_KLR ? malloc(B * T * V * sizeof *u->ref_logits) : NULL;
 }
 
 static struct unlearn_batch make_batch(struct unl *u, const struct corpus *cp, const size_t *idx, size_t b,
@@ -144,11 +143,11 @@ static int klr_term(struct unl *u, const struct unlearn_batch *r, float *kl) {
     size_t n = r->b * r->t * (size_t)m->cfg.text.vocab;
     if (llava_forward_features(ref, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
         return -1;
-    memcpy(u->ref_logits, ref->a.logits, n * sizeof(float));
+    /* the reference is a model of its own: its logits stay in place while the current model runs */
     if (llava_forward_features(m, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
         return -1;
-    memset(m->d.logits, 0, n * sizeof(float));
-    if (unlearn_kl(u->ops, m->a.logits, u->ref_logits, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
+    u->ops->zero(m->d.logits, n);
+    if (unlearn_kl(u->ops, m->a.logits, ref->a.logits, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
                    (float)stage_num(u->c, "kl_weight"), m->d.logits, kl) != 0)
         return -1;
     return llava_backward(m, u->ops);
@@ -193,7 +192,7 @@ static int train_loop(struct unl *u, struct train_adamw *opt, double *first, dou
                 rpos += rb;
             }
             float lr = (float)schedule_lr(u->o.schedule, u->o.lr, step, warm, total), loss = 0;
-            llava_zero_grad(&u->md.m);
+            llava_zero_grad(&u->md.m, u->ops);
             llava_lora_mode(&u->md.m, 1, (uint64_t)step);
             rc = loss_step(u, &f, fidx + at, &r, &loss);
             llava_lora_mode(&u->md.m, 0, (uint64_t)step);
@@ -271,7 +270,6 @@ static void unl_free(struct unl *u) {
     world_free(&u->w);
     free(u->role);
     free(u->S_ref);
-    free(u->ref_logits);
     free(u->ids);
     free(u->mask);
     free(u->labels);
@@ -286,7 +284,7 @@ static int unlearn_run(struct stage_ctx *c) {
     struct unl u;
     memset(&u, 0, sizeof u);
     u.c = c;
-    u.ops = ops_cpu(c->threads);
+    u.ops = c->ops;
     int rc = setup(&u);
     struct train_adamw opt;
     memset(&opt, 0, sizeof opt);

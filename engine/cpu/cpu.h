@@ -122,6 +122,8 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
                          size_t n);
 void cpu_add(float *out, const float *a, const float *b, size_t n);
 void cpu_accumulate(float *dst, const float *src, size_t n);
+void cpu_copy(float *dst, const float *src, size_t n);
+void cpu_zero(float *x, size_t n);
 void cpu_add_scaled(float *out, const float *x, float s, size_t n);
 void cpu_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
 void cpu_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c);

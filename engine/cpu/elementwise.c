@@ -239,3 +239,13 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *tok
         cpu_parallel(c, n, embedding_cols,
                      &(struct ew){.o1 = dtable, .a = dout, .tok = tok, .c_len = c, .n = n});
 }
+
+void cpu_copy(float *dst, const float *src, size_t n) {
+    if (n)
+        memmove(dst, src, n * sizeof(float));
+}
+
+void cpu_zero(float *x, size_t n) {
+    if (n)
+        memset(x, 0, n * sizeof(float));
+}

@@ -72,7 +72,7 @@ static int loss_and_grads(struct llava *m, const struct ops *ops, float *loss) {
     if (llava_forward(m, ops, fx.ids, fx.mask, NB, NT, fx.pixels, NB) < 0 ||
         train_ce_loss(m, ops, fx.labels, NB, NT, loss) < 0)
         return -1;
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops);
     return llava_backward(m, ops);
 }
 

@@ -79,7 +79,7 @@ static void same_grads(struct llava *m, const char *what) {
     float l1 = 0, l2 = 0, *feats = malloc(feats_len(m) * sizeof(float));
     CHECK(llava_forward(m, ops_cpu(1), fx.ids, fx.mask, B, T, fx.pixels, B) == 0);
     CHECK(train_ce_loss(m, ops_cpu(1), fx.labels, B, T, &l1) == 0);
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops_cpu(1));
     CHECK(llava_backward(m, ops_cpu(1)) == 0);
     float *want = malloc(m->ngrads * sizeof(float));
     memcpy(want, m->grads, m->ngrads * sizeof(float));
@@ -87,7 +87,7 @@ static void same_grads(struct llava *m, const char *what) {
     memset(m->a.feats, 0, feats_len(m) * sizeof(float)); /* the forward must take the caller's copy */
     CHECK(llava_forward_features(m, ops_cpu(1), fx.ids, fx.mask, B, T, feats, B) == 0);
     CHECK(train_ce_loss(m, ops_cpu(1), fx.labels, B, T, &l2) == 0);
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops_cpu(1));
     CHECK(llava_backward(m, ops_cpu(1)) == 0);
     size_t nonzero = 0;
     for (size_t i = 0; i < m->ngrads; i++)

@@ -298,7 +298,7 @@ static void test_ga_full(struct llava *m, const struct ops *ops, const struct un
     CHECK(train_ce_loss(m, ops, x->labels, x->b, x->t, &ce) == 0);
     struct train_adamw o;
     train_adamw_init(&o, m, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f);
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops);
     CHECK(unlearn_ga(m, ops, x, &ga) == 0);
     CHECK(ga == -ce);
     CHECK(train_adamw_step(&o, m, ops, 1e-2f, NULL) == 0);
@@ -345,7 +345,7 @@ static void test_lora(struct llava *m, const struct ops *ops, const struct unlea
     /* a zero SB makes the adapted model the reference: NPO's loss is (2/beta) log 2 */
     for (size_t i = 0; i < l.n; i++)
         memset(l.m[i].B, 0, l.m[i].out * l.r * sizeof(float));
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops);
     CHECK(unlearn_npo_step(m, ops, x, S_ref, 0.5f, &loss) == 0);
     CHECK(fabs(loss - 4.0 * log(2.0)) < 1e-5);
     struct train_adamw o;
@@ -365,7 +365,7 @@ static void test_lora(struct llava *m, const struct ops *ops, const struct unlea
     memcpy(rpix, x->pixels + px, px * sizeof *rpix), memcpy(rpix + px, x->pixels, px * sizeof *rpix);
     struct unlearn_batch retain = {rid, rmask, rlab, MB, MT, rpix, x->nimg, NULL};
     float ce;
-    llava_zero_grad(m);
+    llava_zero_grad(m, ops);
     CHECK(unlearn_ga_klr(m, ops, x, &retain, 0.7f, &loss, &kl) == 0);
     CHECK(kl > 0);
     CHECK(llava_forward(m, ops, x->ids, x->mask, MB, MT, x->pixels, x->nimg) == 0 &&

@@ -42,8 +42,8 @@ static int count_cb(const char *p, const struct stat *st, int flag, struct FTW *
 
 /* Regular files under root/sub whose names end in suffix ("" counts all). */
 static size_t count_files(const char *root, const char *sub, const char *suffix) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", root, sub);
+    char dir[1024];
+    CHECK(snprintf(dir, sizeof dir, "%s/%s", root, sub) < (int)sizeof dir);
     nfound = 0;
     want_suffix = suffix;
     if (access(dir, F_OK) == 0)

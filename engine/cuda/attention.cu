@@ -1,0 +1,325 @@
+/* attention (CUDA): rotary embedding and multi-head attention with causal and right-padding masks, forward
+ * and backward, with the semantics of engine/cpu/attention.c. The products are cuBLAS strided-batched gemms,
+ * one call per sequence over its NH heads (the heads of one sequence share its valid length, so one shape
+ * fits them all); the masked softmax and the softmax backward are row kernels (one block per row, a fixed
+ * shared-memory tree, so the bits depend on the shapes only).
+ *
+ * Layouts: q, k, v, out [B,T,NH,HS] (row-major), so head h of sequence b is the rows at
+ * q + (b*T*NH + h)*HS, NH*HS apart (the leading dimension), and the next head starts HS further on (the
+ * batch stride); probs [B,NH,T,T], a head's [T,T] scores T*T further on. cuBLAS is column-major: a row-major
+ * [R,C] matrix with leading dimension ld is a column-major [C,R] one, and (A B)^T = B^T A^T. */
+#include "engine/cuda/cuda.h"
+#include "engine/kernels.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Row kernels: one block of ATT_THREADS (a power of two: the reduction tree halves it) per row. */
+#define ATT_THREADS 256
+/* Element kernels (RoPE). */
+#define ROPE_THREADS 256
+
+/* cuBLAS takes int sizes: a size that does not fit is an engine error, reported like cuda_check's. */
+static int att_int(size_t v, const char *what) {
+    if (v > (size_t)INT_MAX) {
+        fprintf(stderr, "pulse-pipe: cuBLAS error in %s: size %zu does not fit an int\n", what, v);
+        exit(3);
+    }
+    return (int)v;
+}
+
+/* C = alpha op(A) op(B) + beta C for `count` matrices sa, sb, sc floats apart (column-major terms). */
+static void att_gemm(cublasOperation_t ta, cublasOperation_t tb, size_t m, size_t n, size_t k, float alpha,
+                     const float *a, size_t lda, size_t sa, const float *b, size_t ldb, size_t sb, float beta,
+                     float *c, size_t ldc, size_t sc, size_t count, const char *op) {
+    cuda_blas_check(cublasSgemmStridedBatched(cuda_blas(), ta, tb, att_int(m, op), att_int(n, op),
+                                              att_int(k, op), &alpha, a, att_int(lda, op), (long long)sa, b,
+                                              att_int(ldb, op), (long long)sb, &beta, c, att_int(ldc, op),
+                                              (long long)sc, att_int(count, op)),
+                    op);
+}
+
+/* Block reductions over ATT_THREADS values, a fixed tree (sh holds ATT_THREADS values). Every thread of the
+ * block must call them; all get the result. */
+static __device__ float att_block_sum(float v, float *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = ATT_THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s)
+            sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    float r = sh[0];
+    __syncthreads(); /* sh is reused by the next reduction */
+    return r;
+}
+
+/* The CPU's max (p > max ? p : max from -inf) never picks a NaN; neither does this tree of the same
+ * comparison over per-thread maxima that never hold one, so the max is the CPU's exactly. */
+static __device__ float att_block_max(float v, float *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = ATT_THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            float o = sh[threadIdx.x + s];
+            sh[threadIdx.x] = o > sh[threadIdx.x] ? o : sh[threadIdx.x];
+        }
+        __syncthreads();
+    }
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+static __device__ size_t att_block_max_index(size_t v, size_t *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = ATT_THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s && sh[threadIdx.x + s] > sh[threadIdx.x])
+            sh[threadIdx.x] = sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    size_t r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+/* RoPE: one thread per (position i, pair f); the angle's cosine and signed sine are computed once and turn
+ * that pair in every head. Neighbouring threads take neighbouring pairs, so the accesses coalesce. The
+ * inverse frequencies come from the host (glibc's powf, as the CPU's): CUDA's powf may be an ulp off, and an
+ * ulp of the frequency grows with the position (1.3e-5 relative at position 4095). */
+static __global__ void rope_kernel(float *x, const int32_t *pos, const float *inv, size_t n, size_t nh,
+                                   size_t hs, float sign) {
+    size_t half = hs / 2, items = n * half, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t it = (size_t)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
+        size_t i = it / half, f = it % half;
+        float angle = (float)pos[i] * inv[f]; /* kernel_rope_angle's product */
+        float cs = cosf(angle), sn = sign * sinf(angle);
+        for (size_t h = 0; h < nh; h++) {
+            float *r = x + (i * nh + h) * hs;
+            kernel_rope_rotate(&r[f], &r[f + half], cs, sn);
+        }
+    }
+}
+
+/* The positions and the inverse frequencies are copied into device scratch first, so a host array works as
+ * well as managed memory. */
+static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta,
+                 float sign, const char *op) {
+    size_t n = b * t, half = hs / 2;
+    if (n == 0 || half == 0 || nh == 0) {
+        cuda_done(op);
+        return;
+    }
+    if (hs > (size_t)INT_MAX) { /* kernel_rope_inv_freq takes int pair indices and sizes */
+        fprintf(stderr, "pulse-pipe: CUDA error in %s: head size %zu does not fit an int\n", op, hs);
+        exit(3);
+    }
+    float *inv = (float *)malloc(half * sizeof(float));
+    if (!inv) {
+        fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
+        exit(3);
+    }
+    for (size_t f = 0; f < half; f++)
+        inv[f] = kernel_rope_inv_freq((int)f, (int)hs, theta);
+    int32_t *dpos = (int32_t *)cuda_scratch(0, n * sizeof(int32_t));
+    float *dinv = (float *)cuda_scratch(1, half * sizeof(float));
+    cuda_check(cudaMemcpy(dpos, pos, n * sizeof(int32_t), cudaMemcpyDefault), op);
+    cuda_check(cudaMemcpy(dinv, inv, half * sizeof(float), cudaMemcpyHostToDevice), op);
+    free(inv);
+    rope_kernel<<<cuda_blocks(n * half, ROPE_THREADS), ROPE_THREADS>>>(x, dpos, dinv, n, nh, hs, sign);
+    cuda_done(op);
+}
+
+void cuda_rope_forward(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta) {
+    rope(x, pos, b, t, nh, hs, theta, 1.0f, "rope_forward");
+}
+
+void cuda_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
+                        float theta) {
+    rope(dx, pos, b, t, nh, hs, theta, -1.0f, "rope_backward");
+}
+
+/* Masked softmax in place, one block per row of probs [B,NH,T,T]. Row (b, h, tq) has `keys` valid scores
+ * (none for a padding query, tq + 1 when causal, else len[b]); they become exp(s - max) / sum with
+ * kernel_exp as the CPU's softmax_row; the rest of the row (never written by the scores product, or masked)
+ * becomes exactly zero. Only the sum's grouping differs from the CPU (a tree, not a running sum). */
+static __global__ void attention_softmax(float *probs, const int32_t *lens, int causal, size_t t, size_t nh,
+                                         size_t rows) {
+    __shared__ float sh[ATT_THREADS];
+    for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        size_t b = row / (nh * t), tq = row % t, len = (size_t)lens[b];
+        size_t keys = tq >= len ? 0 : causal ? tq + 1 : len;
+        float *p = probs + row * t;
+        float max = -INFINITY;
+        for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS)
+            max = p[s] > max ? p[s] : max;
+        max = att_block_max(max, sh);
+        float sum = 0.0f;
+        for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) {
+            float e = kernel_exp(p[s] - max);
+            p[s] = e;
+            sum += e;
+        }
+        sum = att_block_sum(sum, sh);
+        for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) /* the values this thread wrote above */
+            p[s] /= sum;
+        for (size_t s = keys + threadIdx.x; s < t; s += ATT_THREADS)
+            p[s] = 0.0f;
+    }
+}
+
+/* Valid length of each sequence, clamped to 0..T as the CPU's attn_len; all T when len is NULL. */
+static void attention_lens(int32_t *host, const int32_t *len, size_t b, size_t t, const char *op) {
+    if (len)
+        cuda_check(cudaMemcpy(host, len, b * sizeof(int32_t), cudaMemcpyDefault), op);
+    for (size_t i = 0; i < b; i++) {
+        size_t l = len ? (host[i] < 0 ? 0 : (size_t)host[i]) : t;
+        host[i] = (int32_t)(l > t ? t : l); /* t <= INT_MAX: checked by the caller */
+    }
+}
+
+void cuda_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                            const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+    const char *op = "attention_forward";
+    if (b == 0 || t == 0 || nh == 0) {
+        cuda_done(op);
+        return;
+    }
+    att_int(t, op);
+    size_t ld = nh * hs, tt = t * t;
+    float scale = 1.0f / sqrtf((float)hs);
+    int32_t *lens = (int32_t *)malloc(b * sizeof(int32_t));
+    if (!lens) {
+        fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
+        exit(3);
+    }
+    attention_lens(lens, len, b, t, op);
+    int32_t *dlens = (int32_t *)cuda_scratch(0, b * sizeof(int32_t));
+    cuda_check(cudaMemcpy(dlens, lens, b * sizeof(int32_t), cudaMemcpyHostToDevice), op);
+    /* Scores over each sequence's valid box, straight into probs: S^T [len(keys), len(queries)] = K (K^T
+     * stored, so op T) times Q^T (stored, op N), alpha = scale. Heads of size 0 have zero scores (cuBLAS
+     * would refuse the leading dimensions), as on the CPU. */
+    for (size_t i = 0; i < b; i++) {
+        size_t l = (size_t)lens[i], at = i * t * ld;
+        float *p = probs + i * nh * tt;
+        if (l == 0)
+            continue;
+        if (hs == 0)
+            cuda_check(cudaMemset(p, 0, nh * tt * sizeof(float)), op);
+        else
+            att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k + at, ld, hs, q + at, ld, hs, 0.0f, p, t,
+                     tt, nh, op);
+    }
+    size_t rows = b * nh * t;
+    attention_softmax<<<cuda_blocks(rows, 1), ATT_THREADS>>>(probs, dlens, causal, t, nh, rows);
+    cuda_check(cudaGetLastError(), op);
+    /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding query
+     * rows (all heads of positions len..T-1, one contiguous stretch) are zero. */
+    for (size_t i = 0; i < b; i++) {
+        size_t l = (size_t)lens[i], at = i * t * ld;
+        if (l > 0 && hs > 0)
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, v + at, ld, hs, probs + i * nh * tt, t, tt,
+                     0.0f, out + at, ld, hs, nh, op);
+        if (l < t && hs > 0)
+            cuda_check(cudaMemset(out + at + l * ld, 0, (t - l) * ld * sizeof(float)), op);
+    }
+    free(lens);
+    cuda_done(op);
+}
+
+/* The backward, as the CPU's: with P the probabilities and dP = dout V^T, dS[t,s] = P[t,s] (dP[t,s] - D[t]) *
+ * scale, D[t] = sum_s P[t,s] dP[t,s], and dS = 0 where P is 0 (by a select, whatever dP holds there). The
+ * products run over the box of P holding its nonzero entries; the CPU takes each head's box, here one
+ * sequence's heads share the box of their union (so one gemm shape fits them). The extra entries have P = 0
+ * and dS = 0 and lie inside the valid positions, so they add only zero terms. */
+
+/* box[2b] = rows, box[2b+1] = columns of the union box of sequence b's heads: one block per row of probs.
+ * Integer atomicMax: the maximum does not depend on the order the blocks finish in. */
+static __global__ void attention_box(int *box, const float *probs, size_t t, size_t nh, size_t rows) {
+    __shared__ size_t sh[ATT_THREADS];
+    for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float *p = probs + row * t;
+        size_t cols = 0;
+        for (size_t s = threadIdx.x; s < t; s += ATT_THREADS)
+            if (p[s] != 0.0f)
+                cols = s + 1;
+        cols = att_block_max_index(cols, sh);
+        if (threadIdx.x == 0 && cols > 0) {
+            size_t b = row / (nh * t), tq = row % t;
+            atomicMax(&box[2 * b], (int)(tq + 1));
+            atomicMax(&box[2 * b + 1], (int)cols);
+        }
+    }
+}
+
+/* dP into dS in place for one sequence: rows (h, tq) of its heads, tq < nrows, the first ncols entries of
+ * each (leading dimension t, heads t*t apart, in dp and p alike). D as a tree sum of P dP (the CPU's
+ * cpu_dot terms, in another grouping); then dS with the CPU's expression, (p (dp - D)) scale. */
+static __global__ void attention_dscores(float *dp, const float *p, size_t nrows, size_t ncols, size_t t,
+                                         float scale, size_t rows) {
+    __shared__ float sh[ATT_THREADS];
+    for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        size_t h = row / nrows, tq = row % nrows, at = (h * t + tq) * t;
+        float *r = dp + at;
+        const float *pr = p + at;
+        float d = 0.0f;
+        for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS)
+            d += pr[s] * r[s];
+        d = att_block_sum(d, sh);
+        for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) /* each thread reads what only it writes */
+            r[s] = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
+    }
+}
+
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                             const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                             size_t hs) {
+    const char *op = "attention_backward";
+    /* Heads of size 0 have empty gradients (the CPU's products over them change nothing either). */
+    if ((!dq && !dk && !dv) || b == 0 || t == 0 || nh == 0 || hs == 0) {
+        cuda_done(op);
+        return;
+    }
+    att_int(t, op);
+    size_t ld = nh * hs, tt = t * t, rows = b * nh * t;
+    float scale = 1.0f / sqrtf((float)hs);
+    int *box = (int *)malloc(2 * b * sizeof(int));
+    if (!box) {
+        fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
+        exit(3);
+    }
+    int *dbox = (int *)cuda_scratch(1, 2 * b * sizeof(int));
+    cuda_check(cudaMemset(dbox, 0, 2 * b * sizeof(int)), op);
+    attention_box<<<cuda_blocks(rows, 1), ATT_THREADS>>>(dbox, probs, t, nh, rows);
+    cuda_check(cudaGetLastError(), op);
+    cuda_check(cudaMemcpy(box, dbox, 2 * b * sizeof(int), cudaMemcpyDeviceToHost), op);
+    float *dp = (float *)cuda_scratch(0, nh * tt * sizeof(float));
+    for (size_t i = 0; i < b; i++) {
+        size_t nr = (size_t)box[2 * i], nc = (size_t)box[2 * i + 1], at = i * t * ld;
+        const float *p = probs + i * nh * tt;
+        if (nr == 0)
+            continue;
+        /* dP^T [nc(keys), nr(queries)] = V (V^T stored, op T) times dout^T (stored, op N). */
+        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, v + at, ld, hs, dout + at, ld, hs, 0.0f, dp, t,
+                 tt, nh, op);
+        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, p, nr, nc, t, scale, nh * nr);
+        cuda_check(cudaGetLastError(), op);
+        /* dq [nr, HS] += dS [nr, nc] K [nc, HS]: dq^T = K^T (stored, op N) times dS^T (stored, op N). */
+        if (dq)
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, k + at, ld, hs, dp, t, tt, 1.0f, dq + at, ld,
+                     hs, nh, op);
+        /* dk [nc, HS] += dS^T Q [nr, HS]: dk^T = Q^T (stored, op N) times dS (dS^T stored, op T). */
+        if (dk)
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, q + at, ld, hs, dp, t, tt, 1.0f, dk + at, ld,
+                     hs, nh, op);
+        /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q. */
+        if (dv)
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, dout + at, ld, hs, p, t, tt, 1.0f, dv + at,
+                     ld, hs, nh, op);
+    }
+    free(box);
+    cuda_done(op);
+}

@@ -1,0 +1,104 @@
+/* cuda: what the CUDA backend's files share: the operations each file defines (ops.cu puts them in the table
+ * of engine/ops.h), the cuBLAS handle, scratch memory, and the error check every operation ends with.
+ *
+ * Memory: every tensor an operation receives was allocated by engine/mem.c in CUDA mode, i.e. CUDA managed
+ * memory, so the model code may still read and write it on the host between operations. To make that safe,
+ * every operation finishes its work before it returns (cuda_done synchronises): no kernel is ever in flight
+ * while host code runs. Scratch an operation needs for itself comes from cuda_scratch (plain device memory).
+ *
+ * Determinism: no floating-point atomics anywhere. Reductions have a fixed tree that depends on the shapes
+ * only, and cuBLAS is bit-reproducible on one GPU model (its documented guarantee), so two runs give the same
+ * bits. The per-element math is engine/kernels.h's, compiled as __host__ __device__ with --fmad=false, so
+ * those steps round exactly as on the CPU (library functions such as erff and expf may differ by an ulp). */
+#ifndef PULSE_ENGINE_CUDA_CUDA_H
+#define PULSE_ENGINE_CUDA_CUDA_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Ends every operation: checks the launch and waits for the device; on a CUDA error prints one line naming
+ * the operation and exits (status 3): an engine error mid-stage leaves the store as it was. */
+void cuda_done(const char *op);
+/* Checks a CUDA runtime call / a cuBLAS call the same way. */
+void cuda_check(cudaError_t e, const char *what);
+void cuda_blas_check(cublasStatus_t s, const char *what);
+/* The process's cuBLAS handle (created on first use, pedantic fp32 math: no TF32). */
+cublasHandle_t cuda_blas(void);
+/* Device scratch of at least `bytes`, slot 0..CUDA_SCRATCH_SLOTS-1; valid until the next call for the same
+ * slot with a larger size. Operations use distinct slots for buffers they need at the same time. */
+#define CUDA_SCRATCH_SLOTS 4
+void *cuda_scratch(int slot, size_t bytes);
+
+/* Grid size for n items at `threads` per block (at least 1, capped so the grid stays legal; kernels loop
+ * with a grid stride). */
+unsigned cuda_blocks(size_t n, unsigned threads);
+
+/* matmul.cu */
+void cuda_matmul_forward(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
+                         size_t oc);
+void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, size_t n, size_t ic, size_t oc);
+
+/* norms.cu */
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, size_t n, size_t c, float eps);
+void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, size_t n, size_t c);
+void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t n, size_t c,
+                          float eps);
+void cuda_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                           const float *rstd, size_t n, size_t c);
+
+/* attention.cu */
+void cuda_rope_forward(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
+void cuda_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta);
+void cuda_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                            const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs);
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                             const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                             size_t hs);
+
+/* elementwise.cu */
+void cuda_gelu_forward(float *out, const float *inp, size_t n);
+void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void cuda_quick_gelu_forward(float *out, const float *inp, size_t n);
+void cuda_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                          size_t n);
+void cuda_add(float *out, const float *a, const float *b, size_t n);
+void cuda_accumulate(float *dst, const float *src, size_t n);
+void cuda_add_scaled(float *out, const float *x, float s, size_t n);
+void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
+void cuda_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
+void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
+void cuda_copy(float *dst, const float *src, size_t n);
+void cuda_zero(float *x, size_t n);
+
+/* losses.cu */
+void cuda_logprob_forward(float *logp, const float *logits, const int32_t *target, const uint8_t *mask,
+                          size_t n, size_t v);
+void cuda_logprob_backward(float *dlogits, const float *dlogp, const float *logits, const int32_t *target,
+                           const uint8_t *mask, size_t n, size_t v);
+void cuda_kl_forward(float *kl, const float *logits, const float *ref_logits, const uint8_t *mask, size_t n,
+                     size_t v);
+void cuda_kl_backward(float *dlogits, const float *dkl, const float *logits, const float *ref_logits,
+                      const uint8_t *mask, size_t n, size_t v);
+
+/* optim.cu */
+double cuda_sum_squares(const float *x, size_t n);
+void cuda_scale(float *x, float s, size_t n);
+void cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,100 @@
+/* ops (CUDA): the CUDA backend's operation table, and what its files share: the error check each operation
+ * ends with, the cuBLAS handle and the scratch buffers (engine/cuda/cuda.h). */
+#include "engine/cuda/cuda.h"
+#include "engine/ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void cuda_check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess)
+        return;
+    fprintf(stderr, "pulse-pipe: CUDA error in %s: %s\n", what, cudaGetErrorString(e));
+    exit(3);
+}
+
+void cuda_blas_check(cublasStatus_t s, const char *what) {
+    if (s == CUBLAS_STATUS_SUCCESS)
+        return;
+    fprintf(stderr, "pulse-pipe: cuBLAS error in %s: %s\n", what, cublasGetStatusString(s));
+    exit(3);
+}
+
+void cuda_done(const char *op) {
+    cuda_check(cudaGetLastError(), op);
+    cuda_check(cudaDeviceSynchronize(), op);
+}
+
+cublasHandle_t cuda_blas(void) {
+    static cublasHandle_t h;
+    if (!h) {
+        cuda_blas_check(cublasCreate(&h), "cublasCreate");
+        /* Pedantic fp32: no TF32 or reduced-precision shortcuts, so the parity tests hold at 1e-5. */
+        cuda_blas_check(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+    }
+    return h;
+}
+
+void *cuda_scratch(int slot, size_t bytes) {
+    static void *buf[CUDA_SCRATCH_SLOTS];
+    static size_t cap[CUDA_SCRATCH_SLOTS];
+    if (slot < 0 || slot >= CUDA_SCRATCH_SLOTS) {
+        fprintf(stderr, "pulse-pipe: cuda_scratch: bad slot %d\n", slot);
+        exit(3);
+    }
+    if (bytes > cap[slot]) {
+        cuda_check(cudaDeviceSynchronize(), "cuda_scratch");
+        if (buf[slot])
+            cuda_check(cudaFree(buf[slot]), "cuda_scratch free");
+        buf[slot] = NULL;
+        cap[slot] = 0;
+        cuda_check(cudaMalloc(&buf[slot], bytes), "cuda_scratch");
+        cap[slot] = bytes;
+    }
+    return buf[slot];
+}
+
+unsigned cuda_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return b < 1 ? 1u : b > 65535u * 16u ? 65535u * 16u : (unsigned)b;
+}
+
+static struct ops cuda_table = {
+    .name = "cuda",
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .layernorm_forward = cuda_layernorm_forward,
+    .layernorm_backward = cuda_layernorm_backward,
+    .rmsnorm_forward = cuda_rmsnorm_forward,
+    .rmsnorm_backward = cuda_rmsnorm_backward,
+    .rope_forward = cuda_rope_forward,
+    .rope_backward = cuda_rope_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .gelu_forward = cuda_gelu_forward,
+    .gelu_backward = cuda_gelu_backward,
+    .quick_gelu_forward = cuda_quick_gelu_forward,
+    .quick_gelu_backward = cuda_quick_gelu_backward,
+    .swiglu_forward = cuda_swiglu_forward,
+    .swiglu_backward = cuda_swiglu_backward,
+    .add = cuda_add,
+    .accumulate = cuda_accumulate,
+    .copy = cuda_copy,
+    .zero = cuda_zero,
+    .add_scaled = cuda_add_scaled,
+    .dropout = cuda_dropout,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .logprob_forward = cuda_logprob_forward,
+    .logprob_backward = cuda_logprob_backward,
+    .kl_forward = cuda_kl_forward,
+    .kl_backward = cuda_kl_backward,
+    .sum_squares = cuda_sum_squares,
+    .scale = cuda_scale,
+    .adamw = cuda_adamw,
+    .threads = 1,
+};
+
+const struct ops *ops_cuda(void) {
+    return &cuda_table;
+}

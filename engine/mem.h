@@ -1,0 +1,23 @@
+/* mem: the memory every tensor an operation touches comes from. On the CPU it is plain zeroed heap memory;
+ * once the process has selected the CUDA device (ops_select), it is CUDA managed memory, reachable from the
+ * host and the GPU alike, so the model code that fills token arrays or reads a loss on the host works
+ * unchanged while the operations run on the GPU (engine/cuda/cuda.h says why that is safe).
+ *
+ * Model blocks (parameters, activations, gradients), LoRA matrices, optimizer state and the loss buffers a
+ * caller hands to an operation are all allocated here; host-only bookkeeping keeps using xmalloc. */
+#ifndef PULSE_ENGINE_MEM_H
+#define PULSE_ENGINE_MEM_H
+
+#include <stddef.h>
+
+/* `n` zeroed elements of `size` bytes. Never NULL: out of memory (or, on the GPU, more than the device has
+ * free) prints one line saying how much was asked and how much is free, and exits. */
+void *mem_alloc(size_t n, size_t size);
+/* Frees what mem_alloc returned (NULL is fine), with the allocator that made it. */
+void mem_free(void *p);
+/* Every later mem_alloc uses CUDA managed memory (cuda != 0) or the heap. Blocks keep the allocator they
+ * were made with. Returns -1 with err_set when this build has no CUDA backend. */
+int mem_use_cuda(int cuda);
+int mem_on_cuda(void);
+
+#endif

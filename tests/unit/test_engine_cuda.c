@@ -1,0 +1,1327 @@
+/* test_engine_cuda: the CUDA backend against the CPU backend, whose results are the reference semantics.
+ * Every entry of the operation table runs on the same random inputs on both (accumulated gradients, NULL
+ * optional pointers, causal and padding masks, odd sizes, rows long enough for multi-block reductions, empty
+ * shapes); then the LLaVA model, on the tiny fixture and on a mid-size random model: logits, loss and every
+ * gradient with all parameters trainable and with a LoRA adapter (dropout on), and the weights after a few
+ * AdamW steps. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU log says where
+ * the backends part, and lists every failure at the end. Exits 77 (skipped) in a build without the CUDA
+ * backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips the model (for a run under
+ * compute-sanitizer, whose slower kernels the model's sizes would not fit). */
+#ifndef PULSE_HAVE_CUDA
+
+#include <stdio.h>
+
+int main(void) {
+    printf("SKIP: this build has no CUDA backend\n");
+    return 77;
+}
+
+#else
+
+#include "check.h"
+#include "numcheck.h"
+#include "engine/config.h"
+#include "engine/device.h"
+#include "engine/llava.h"
+#include "engine/llava_io.h"
+#include "engine/lora.h"
+#include "engine/mem.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+#include "engine/train.h"
+#include "util/err.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const struct ops *CPU, *GPU;
+
+/* Every failed comparison, for the summary at the end (the count goes on past the list's end). */
+#define MAX_FAILED 128
+static char failed[MAX_FAILED][160];
+static int nfailed;
+
+static void verdict(int ok, const char *what) {
+    check_count++;
+    if (ok)
+        return;
+    check_failures++;
+    if (nfailed < MAX_FAILED)
+        snprintf(failed[nfailed], sizeof failed[0], "%s", what);
+    nfailed++;
+}
+
+/* ---- memory and comparisons ---- */
+
+/* n floats from engine/mem.h (CUDA managed memory once the CUDA table is selected), uniform in [lo, hi), a
+ * pure function of seed. */
+static float *rnd(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = mem_alloc(n ? n : 1, sizeof(float));
+    uint64_t key = rng_key(seed, 0x70617269);
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * rng_uniform(key, i);
+    return x;
+}
+
+static float *fdup(const float *x, size_t n) {
+    float *y = mem_alloc(n ? n : 1, sizeof(float));
+    if (n)
+        memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+static int32_t *ints(size_t n) {
+    return mem_alloc(n ? n : 1, sizeof(int32_t));
+}
+
+/* max |got - want| / max |want| over n values (the plain difference when want is all zero): the parity
+ * measure, relative to the output's scale, so an element that cancels to near zero is not judged on its own
+ * tiny size. INFINITY when a NaN or infinity appears where the two differ. *ndiff: elements whose bits
+ * differ.
+ */
+static double max_rel(const float *got, const float *want, size_t n, size_t *ndiff) {
+    double worst = 0.0, scale = 0.0;
+    size_t nd = 0;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            nd++;
+        if (isfinite(want[i]) && fabs((double)want[i]) > scale)
+            scale = fabs((double)want[i]);
+        if (got[i] == want[i])
+            continue;
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= DBL_MAX))
+            bad = 1;
+        else if (d > worst)
+            worst = d;
+    }
+    if (ndiff)
+        *ndiff = nd;
+    if (bad)
+        return INFINITY;
+    return scale > 0.0 ? worst / scale : worst;
+}
+
+/* fp32 parity of one operation: relative to the largest |reference| value of the output. The operations
+ * differ from the CPU's only in summation order (and library erff/expf/cosf/powf by an ulp); 1e-5 is ~100
+ * roundings, far below what a wrong index, mask or formula gives (>= 1e-3). */
+#define TOL 1e-5
+
+/* ---- one operation, both backends ---- */
+
+/* An output of a case: each backend's copy starts as `init` (n values) or, without init, as uniform values
+ * from seed (nonzero, so an accumulate that overwrites or a forward that skips an element shows); null: the
+ * operation is given NULL instead. A list of them ends with a zero entry. */
+struct out {
+    const char *name;
+    size_t n;
+    uint64_t seed;
+    int null;
+    const float *init;
+};
+
+#define NOUT 4
+typedef void (*run_fn)(const struct ops *o, const void *ctx, float *const *out);
+
+/* Runs the case on the CPU table, then twice on the CUDA table (from the same starting outputs), and
+ * compares every output: CUDA against CPU within tol (0: the same values), CUDA against CUDA bit for bit. */
+static void parity(const char *op, const char *shape, run_fn run, const void *ctx, const struct out *outs,
+                   double tol) {
+    float *c[NOUT] = {0}, *g[NOUT] = {0}, *g2[NOUT] = {0};
+    int k, nout = 0, any = 0;
+    for (k = 0; outs[k].name && k < NOUT; k++) {
+        nout++;
+        if (outs[k].null)
+            continue;
+        any = 1;
+        float *init = outs[k].init ? fdup(outs[k].init, outs[k].n) : rnd(outs[k].n, outs[k].seed, -1, 1);
+        c[k] = fdup(init, outs[k].n);
+        g[k] = fdup(init, outs[k].n);
+        g2[k] = fdup(init, outs[k].n);
+        mem_free(init);
+    }
+    run(CPU, ctx, c);
+    run(GPU, ctx, g);
+    run(GPU, ctx, g2);
+    char what[160];
+    for (k = 0; k < nout; k++) {
+        if (outs[k].null)
+            continue;
+        size_t n = outs[k].n, nd = 0;
+        double err = max_rel(g[k], c[k], n, &nd);
+        int same = n == 0 || memcmp(g[k], g2[k], n * sizeof(float)) == 0;
+        int ok = err <= tol && same;
+        printf("%-20s %-44s %-6s max_rel_err %.2e (tol %.0e; %zu of %zu differ)%s%s\n", op, shape,
+               outs[k].name, err, tol, nd, n, same ? "" : " NOT DETERMINISTIC", ok ? "" : "  FAIL");
+        snprintf(what, sizeof what, "%s [%s] %s: max_rel_err %.3g%s", op, shape, outs[k].name, err,
+                 same ? "" : ", two CUDA runs differ");
+        verdict(ok, what);
+    }
+    if (!any) {
+        printf("%-20s %-44s every output NULL: ran\n", op, shape);
+        verdict(1, op);
+    }
+    fflush(stdout);
+    for (k = 0; k < nout; k++) {
+        mem_free(c[k]);
+        mem_free(g[k]);
+        mem_free(g2[k]);
+    }
+}
+
+/* ---- matmul ---- */
+
+struct mm {
+    const float *inp, *w, *b, *dout;
+    size_t n, ic, oc;
+};
+static void mm_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct mm *p = ctx;
+    o->matmul_forward(out[0], p->inp, p->w, p->b, p->n, p->ic, p->oc);
+}
+static void mm_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct mm *p = ctx;
+    o->matmul_backward(out[0], out[1], out[2], p->dout, p->inp, p->w, p->n, p->ic, p->oc);
+}
+
+static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uint64_t seed) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "n=%zu ic=%zu oc=%zu%s", n, ic, oc, bias ? " bias" : "");
+    struct mm p = {.inp = rnd(n * ic, seed, -1, 1),
+                   .w = rnd(oc * ic, seed + 1, -1, 1),
+                   .b = bias ? rnd(oc, seed + 2, -1, 1) : NULL,
+                   .dout = rnd(n * oc, seed + 3, -1, 1),
+                   .n = n,
+                   .ic = ic,
+                   .oc = oc};
+    parity("matmul_forward", sh, mm_fwd, &p, (const struct out[]){{"out", n * oc, seed + 4, 0, NULL}, {0}},
+           TOL);
+    parity("matmul_backward", sh, mm_bwd, &p,
+           (const struct out[]){{"dinp", n * ic, seed + 5, 0, NULL},
+                                {"dw", oc * ic, seed + 6, 0, NULL},
+                                {"db", oc, seed + 7, 0, NULL},
+                                {0}},
+           TOL);
+    if (nulls) { /* each gradient on its own: a NULL one is skipped and changes nothing else */
+        char s2[128];
+        snprintf(s2, sizeof s2, "%s dw,db=NULL", sh);
+        parity("matmul_backward", s2, mm_bwd, &p,
+               (const struct out[]){{"dinp", n * ic, seed + 5, 0, NULL},
+                                    {"dw", oc * ic, 0, 1, NULL},
+                                    {"db", oc, 0, 1, NULL},
+                                    {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s dinp,db=NULL", sh);
+        parity("matmul_backward", s2, mm_bwd, &p,
+               (const struct out[]){{"dinp", n * ic, 0, 1, NULL},
+                                    {"dw", oc * ic, seed + 6, 0, NULL},
+                                    {"db", oc, 0, 1, NULL},
+                                    {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s dinp,dw=NULL", sh);
+        parity("matmul_backward", s2, mm_bwd, &p,
+               (const struct out[]){{"dinp", n * ic, 0, 1, NULL},
+                                    {"dw", oc * ic, 0, 1, NULL},
+                                    {"db", oc, seed + 7, 0, NULL},
+                                    {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s all NULL", sh);
+        parity("matmul_backward", s2, mm_bwd, &p,
+               (const struct out[]){
+                   {"dinp", n * ic, 0, 1, NULL}, {"dw", oc * ic, 0, 1, NULL}, {"db", oc, 0, 1, NULL}, {0}},
+               TOL);
+    }
+    mem_free((void *)p.inp);
+    mem_free((void *)p.w);
+    mem_free((void *)p.b);
+    mem_free((void *)p.dout);
+}
+
+/* ---- norms ---- */
+
+struct nm {
+    const float *inp, *w, *b, *dout, *mean, *rstd;
+    size_t n, c;
+};
+static void ln_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct nm *p = ctx;
+    o->layernorm_forward(out[0], out[1], out[2], p->inp, p->w, p->b, p->n, p->c, 1e-5f);
+}
+static void ln_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct nm *p = ctx;
+    o->layernorm_backward(out[0], out[1], out[2], p->dout, p->inp, p->w, p->mean, p->rstd, p->n, p->c);
+}
+static void rms_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct nm *p = ctx;
+    o->rmsnorm_forward(out[0], out[1], p->inp, p->w, p->n, p->c, 1e-5f);
+}
+static void rms_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct nm *p = ctx;
+    o->rmsnorm_backward(out[0], out[1], p->dout, p->inp, p->w, p->rstd, p->n, p->c);
+}
+
+/* Inputs off centre ([-3, 5)), so the mean matters; the saved statistics the backward reads come from the
+ * CPU forward, the same for both. */
+static void test_norms(size_t n, size_t c, int bias, int nulls, uint64_t seed) {
+    char sh[96], s2[128];
+    snprintf(sh, sizeof sh, "n=%zu c=%zu%s", n, c, bias ? " bias" : "");
+    struct nm p = {.inp = rnd(n * c, seed, -3, 5),
+                   .w = rnd(c, seed + 1, 0.5f, 1.5f),
+                   .b = bias ? rnd(c, seed + 2, -1, 1) : NULL,
+                   .dout = rnd(n * c, seed + 3, -1, 1),
+                   .n = n,
+                   .c = c};
+    float *y = mem_alloc(n * c + 1, sizeof(float)), *mean = mem_alloc(n + 1, sizeof(float)),
+          *rstd = mem_alloc(n + 1, sizeof(float));
+    p.mean = mean;
+    p.rstd = rstd;
+    parity("layernorm_forward", sh, ln_fwd, &p,
+           (const struct out[]){{"out", n * c, seed + 4, 0, NULL},
+                                {"mean", n, seed + 5, 0, NULL},
+                                {"rstd", n, seed + 6, 0, NULL},
+                                {0}},
+           TOL);
+    CPU->layernorm_forward(y, mean, rstd, p.inp, p.w, p.b, n, c, 1e-5f);
+    parity("layernorm_backward", sh, ln_bwd, &p,
+           (const struct out[]){{"dinp", n * c, seed + 7, 0, NULL},
+                                {"dw", c, seed + 8, 0, NULL},
+                                {"db", c, seed + 9, 0, NULL},
+                                {0}},
+           TOL);
+    if (nulls) {
+        snprintf(s2, sizeof s2, "%s dw,db=NULL", sh);
+        parity("layernorm_backward", s2, ln_bwd, &p,
+               (const struct out[]){
+                   {"dinp", n * c, seed + 7, 0, NULL}, {"dw", c, 0, 1, NULL}, {"db", c, 0, 1, NULL}, {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s dinp,db=NULL", sh);
+        parity("layernorm_backward", s2, ln_bwd, &p,
+               (const struct out[]){
+                   {"dinp", n * c, 0, 1, NULL}, {"dw", c, seed + 8, 0, NULL}, {"db", c, 0, 1, NULL}, {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s dinp,dw=NULL", sh);
+        parity("layernorm_backward", s2, ln_bwd, &p,
+               (const struct out[]){
+                   {"dinp", n * c, 0, 1, NULL}, {"dw", c, 0, 1, NULL}, {"db", c, seed + 9, 0, NULL}, {0}},
+               TOL);
+    }
+    parity("rmsnorm_forward", sh, rms_fwd, &p,
+           (const struct out[]){{"out", n * c, seed + 10, 0, NULL}, {"rstd", n, seed + 11, 0, NULL}, {0}},
+           TOL);
+    CPU->rmsnorm_forward(y, rstd, p.inp, p.w, n, c, 1e-5f);
+    parity("rmsnorm_backward", sh, rms_bwd, &p,
+           (const struct out[]){{"dinp", n * c, seed + 12, 0, NULL}, {"dw", c, seed + 13, 0, NULL}, {0}},
+           TOL);
+    if (nulls) {
+        snprintf(s2, sizeof s2, "%s dw=NULL", sh);
+        parity("rmsnorm_backward", s2, rms_bwd, &p,
+               (const struct out[]){{"dinp", n * c, seed + 12, 0, NULL}, {"dw", c, 0, 1, NULL}, {0}}, TOL);
+        snprintf(s2, sizeof s2, "%s dinp=NULL", sh);
+        parity("rmsnorm_backward", s2, rms_bwd, &p,
+               (const struct out[]){{"dinp", n * c, 0, 1, NULL}, {"dw", c, seed + 13, 0, NULL}, {0}}, TOL);
+    }
+    mem_free(y);
+    mem_free(mean);
+    mem_free(rstd);
+    mem_free((void *)p.inp);
+    mem_free((void *)p.w);
+    mem_free((void *)p.b);
+    mem_free((void *)p.dout);
+}
+
+/* ---- rotary embedding and attention ---- */
+
+struct rp {
+    const int32_t *pos;
+    size_t b, t, nh, hs;
+    float theta;
+};
+static void rope_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct rp *p = ctx;
+    o->rope_forward(out[0], p->pos, p->b, p->t, p->nh, p->hs, p->theta);
+}
+static void rope_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct rp *p = ctx;
+    o->rope_backward(out[0], p->pos, p->b, p->t, p->nh, p->hs, p->theta);
+}
+
+/* spread: positions far apart and out of order (up to 4095, LLaVA-1.5's last position) instead of 0..t-1 in
+ * every row. At such positions an ulp of the frequency moves the angle visibly (kernels.h's rope comment), so
+ * this also shows whether the GPU computes the angles as the CPU does. */
+static void test_rope(size_t b, size_t t, size_t nh, size_t hs, int spread, uint64_t seed) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "b=%zu t=%zu nh=%zu hs=%zu pos=%s", b, t, nh, hs, spread ? "spread" : "0..t-1");
+    int32_t *pos = ints(b * t);
+    for (size_t i = 0; i < b * t; i++)
+        pos[i] = spread ? (int32_t)(4095 - (i * 1237) % 4096) : (int32_t)(i % t);
+    struct rp p = {.pos = pos, .b = b, .t = t, .nh = nh, .hs = hs, .theta = 10000.0f};
+    float *x = rnd(b * t * nh * hs, seed, -2, 2);
+    parity("rope_forward", sh, rope_fwd, &p, (const struct out[]){{"x", b * t * nh * hs, 0, 0, x}, {0}}, TOL);
+    parity("rope_backward", sh, rope_bwd, &p, (const struct out[]){{"dx", b * t * nh * hs, 0, 0, x}, {0}},
+           TOL);
+    mem_free(x);
+    mem_free(pos);
+}
+
+struct at {
+    const float *q, *k, *v, *dout, *probs;
+    const int32_t *len;
+    int causal;
+    size_t b, t, nh, hs;
+};
+static void att_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct at *p = ctx;
+    o->attention_forward(out[0], out[1], p->q, p->k, p->v, p->len, p->causal, p->b, p->t, p->nh, p->hs);
+}
+static void att_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct at *p = ctx;
+    o->attention_backward(out[0], out[1], out[2], p->dout, p->probs, p->q, p->k, p->v, p->b, p->t, p->nh,
+                          p->hs);
+}
+
+/* lens: b valid lengths, or NULL for no padding mask. Scores of order 1 (q, k in [-2, 2), scaled by
+ * 1/sqrt(hs)), so the softmax is neither flat nor one-hot. The backward reads the CPU forward's probs. */
+static void test_attention(size_t b, size_t t, size_t nh, size_t hs, int causal, const int32_t *lens,
+                           int nulls, uint64_t seed) {
+    char sh[128], s2[160];
+    int k = snprintf(sh, sizeof sh, "b=%zu t=%zu nh=%zu hs=%zu %s len=", b, t, nh, hs,
+                     causal ? "causal" : "full");
+    for (size_t i = 0; lens && i < b && k > 0 && (size_t)k < sizeof sh; i++)
+        k += snprintf(sh + k, sizeof sh - (size_t)k, "%s%d", i ? "," : "", lens[i]);
+    if (!lens)
+        snprintf(sh + k, sizeof sh - (size_t)k, "NULL");
+    size_t n = b * t * nh * hs, np = b * nh * t * t;
+    int32_t *len = NULL;
+    if (lens) {
+        len = ints(b);
+        memcpy(len, lens, b * sizeof(int32_t));
+    }
+    struct at p = {.q = rnd(n, seed, -2, 2),
+                   .k = rnd(n, seed + 1, -2, 2),
+                   .v = rnd(n, seed + 2, -1, 1),
+                   .dout = rnd(n, seed + 3, -1, 1),
+                   .len = len,
+                   .causal = causal,
+                   .b = b,
+                   .t = t,
+                   .nh = nh,
+                   .hs = hs};
+    float *out = mem_alloc(n + 1, sizeof(float)), *probs = mem_alloc(np + 1, sizeof(float));
+    p.probs = probs;
+    parity("attention_forward", sh, att_fwd, &p,
+           (const struct out[]){{"out", n, seed + 4, 0, NULL}, {"probs", np, seed + 5, 0, NULL}, {0}}, TOL);
+    CPU->attention_forward(out, probs, p.q, p.k, p.v, p.len, causal, b, t, nh, hs);
+    parity("attention_backward", sh, att_bwd, &p,
+           (const struct out[]){
+               {"dq", n, seed + 6, 0, NULL}, {"dk", n, seed + 7, 0, NULL}, {"dv", n, seed + 8, 0, NULL}, {0}},
+           TOL);
+    if (nulls) {
+        snprintf(s2, sizeof s2, "%s dk,dv=NULL", sh);
+        parity("attention_backward", s2, att_bwd, &p,
+               (const struct out[]){
+                   {"dq", n, seed + 6, 0, NULL}, {"dk", n, 0, 1, NULL}, {"dv", n, 0, 1, NULL}, {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s dq=NULL", sh);
+        parity("attention_backward", s2, att_bwd, &p,
+               (const struct out[]){
+                   {"dq", n, 0, 1, NULL}, {"dk", n, seed + 7, 0, NULL}, {"dv", n, seed + 8, 0, NULL}, {0}},
+               TOL);
+        snprintf(s2, sizeof s2, "%s all NULL", sh);
+        parity("attention_backward", s2, att_bwd, &p,
+               (const struct out[]){{"dq", n, 0, 1, NULL}, {"dk", n, 0, 1, NULL}, {"dv", n, 0, 1, NULL}, {0}},
+               TOL);
+    }
+    mem_free(out);
+    mem_free(probs);
+    mem_free(len);
+    mem_free((void *)p.q);
+    mem_free((void *)p.k);
+    mem_free((void *)p.v);
+    mem_free((void *)p.dout);
+}
+
+/* ---- elementwise, embeddings, optimizer ---- */
+
+struct ew {
+    const float *a, *b, *c;
+    const int32_t *tok;
+    size_t n, cols;
+    float s, p;
+    uint64_t key;
+    int acc;
+};
+static void gelu_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->gelu_forward(out[0], e->a, e->n);
+}
+static void gelu_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx; /* a = inp, b = dout */
+    o->gelu_backward(out[0], e->b, e->a, e->n);
+}
+static void qgelu_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->quick_gelu_forward(out[0], e->a, e->n);
+}
+static void qgelu_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->quick_gelu_backward(out[0], e->b, e->a, e->n);
+}
+static void swiglu_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx; /* a = gate, c = up */
+    o->swiglu_forward(out[0], e->a, e->c, e->n);
+}
+static void swiglu_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->swiglu_backward(out[0], out[1], e->b, e->a, e->c, e->n);
+}
+static void add_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->add(out[0], e->a, e->b, e->n);
+}
+static void acc_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->accumulate(out[0], e->a, e->n);
+}
+static void copy_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->copy(out[0], e->a, e->n);
+}
+static void zero_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->zero(out[0], e->n);
+}
+static void add_scaled_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->add_scaled(out[0], e->a, e->s, e->n);
+}
+static void dropout_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->dropout(out[0], e->a, e->n, e->key, e->p, e->s, e->acc);
+}
+static void scale_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx;
+    o->scale(out[0], e->s, e->n);
+}
+static void emb_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx; /* a = table */
+    o->embedding_forward(out[0], e->tok, e->a, e->n, e->cols);
+}
+static void emb_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ew *e = ctx; /* b = dout */
+    o->embedding_backward(out[0], e->b, e->tok, e->n, e->cols);
+}
+
+/* Inputs in [-8, 8): the activations' tails (sigmoid saturating, erf near 1) as well as their middle. Data
+ * movement, the adds and dropout are one rounding (or none) per element on both sides: they must agree
+ * exactly (tol 0), and dropout's mask is a pure function of (key, index). */
+static void test_elementwise(size_t n, uint64_t seed) {
+    char sh[64], s2[96];
+    snprintf(sh, sizeof sh, "n=%zu", n);
+    struct ew e = {
+        .a = rnd(n, seed, -8, 8), .b = rnd(n, seed + 1, -1, 1), .c = rnd(n, seed + 2, -2, 2), .n = n};
+    parity("gelu_forward", sh, gelu_f, &e, (const struct out[]){{"out", n, seed + 3, 0, NULL}, {0}}, TOL);
+    parity("gelu_backward", sh, gelu_b, &e, (const struct out[]){{"dinp", n, seed + 4, 0, NULL}, {0}}, TOL);
+    parity("quick_gelu_forward", sh, qgelu_f, &e, (const struct out[]){{"out", n, seed + 5, 0, NULL}, {0}},
+           TOL);
+    parity("quick_gelu_backward", sh, qgelu_b, &e, (const struct out[]){{"dinp", n, seed + 6, 0, NULL}, {0}},
+           TOL);
+    parity("swiglu_forward", sh, swiglu_f, &e, (const struct out[]){{"out", n, seed + 7, 0, NULL}, {0}}, TOL);
+    parity("swiglu_backward", sh, swiglu_b, &e,
+           (const struct out[]){{"dgate", n, seed + 8, 0, NULL}, {"dup", n, seed + 9, 0, NULL}, {0}}, TOL);
+    snprintf(s2, sizeof s2, "%s dup=NULL", sh);
+    parity("swiglu_backward", s2, swiglu_b, &e,
+           (const struct out[]){{"dgate", n, seed + 8, 0, NULL}, {"dup", n, 0, 1, NULL}, {0}}, TOL);
+    snprintf(s2, sizeof s2, "%s dgate=NULL", sh);
+    parity("swiglu_backward", s2, swiglu_b, &e,
+           (const struct out[]){{"dgate", n, 0, 1, NULL}, {"dup", n, seed + 9, 0, NULL}, {0}}, TOL);
+    snprintf(s2, sizeof s2, "%s dinp=NULL", sh);
+    parity("gelu_backward", s2, gelu_b, &e, (const struct out[]){{"dinp", n, 0, 1, NULL}, {0}}, TOL);
+    parity("quick_gelu_backward", s2, qgelu_b, &e, (const struct out[]){{"dinp", n, 0, 1, NULL}, {0}}, TOL);
+
+    parity("add", sh, add_f, &e, (const struct out[]){{"out", n, seed + 10, 0, NULL}, {0}}, 0);
+    parity("accumulate", sh, acc_f, &e, (const struct out[]){{"dst", n, seed + 11, 0, NULL}, {0}}, 0);
+    snprintf(s2, sizeof s2, "%s dst=NULL", sh);
+    parity("accumulate", s2, acc_f, &e, (const struct out[]){{"dst", n, 0, 1, NULL}, {0}}, 0);
+    parity("copy", sh, copy_f, &e, (const struct out[]){{"dst", n, seed + 12, 0, NULL}, {0}}, 0);
+    parity("zero", sh, zero_f, &e, (const struct out[]){{"x", n, seed + 13, 0, NULL}, {0}}, 0);
+    e.s = 0.3711f;
+    parity("add_scaled", sh, add_scaled_f, &e, (const struct out[]){{"out", n, seed + 14, 0, NULL}, {0}}, 0);
+    parity("scale", sh, scale_f, &e, (const struct out[]){{"x", n, seed + 15, 0, NULL}, {0}}, 0);
+    static const float probs[] = {0.0f, 0.1f, 0.5f};
+    for (int acc = 0; acc < 2; acc++)
+        for (size_t k = 0; k < sizeof probs / sizeof probs[0]; k++) {
+            e.p = probs[k];
+            e.s = 1.0f / (1.0f - e.p);
+            e.key = rng_key(seed, 1000 + k);
+            e.acc = acc;
+            snprintf(s2, sizeof s2, "%s p=%.1f %s", sh, (double)e.p, acc ? "accumulate" : "write");
+            parity("dropout", s2, dropout_f, &e, (const struct out[]){{"out", n, seed + 16, 0, NULL}, {0}},
+                   0);
+        }
+    mem_free((void *)e.a);
+    mem_free((void *)e.b);
+    mem_free((void *)e.c);
+}
+
+/* n token rows of c columns from a table of `rows`: repeated ids (the backward sums them in row order) and
+ * negative ones (a zero row, no gradient). */
+static void test_embedding(size_t n, size_t c, size_t rows, uint64_t seed) {
+    char sh[64], s2[96];
+    snprintf(sh, sizeof sh, "n=%zu c=%zu rows=%zu", n, c, rows);
+    int32_t *tok = ints(n);
+    uint64_t key = rng_key(seed, 5);
+    for (size_t i = 0; i < n; i++)
+        tok[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(key, i) % (rows < 5 ? rows : 5 + rows / 4));
+    struct ew e = {
+        .a = rnd(rows * c, seed, -1, 1), .b = rnd(n * c, seed + 1, -1, 1), .tok = tok, .n = n, .cols = c};
+    parity("embedding_forward", sh, emb_f, &e, (const struct out[]){{"out", n * c, seed + 2, 0, NULL}, {0}},
+           0);
+    parity("embedding_backward", sh, emb_b, &e,
+           (const struct out[]){{"dtable", rows * c, seed + 3, 0, NULL}, {0}}, TOL);
+    snprintf(s2, sizeof s2, "%s dtable=NULL", sh);
+    parity("embedding_backward", s2, emb_b, &e, (const struct out[]){{"dtable", rows * c, 0, 1, NULL}, {0}},
+           TOL);
+    mem_free((void *)e.a);
+    mem_free((void *)e.b);
+    mem_free(tok);
+}
+
+struct aw {
+    const float *grad;
+    size_t n;
+    float lr, beta1, beta2, eps, wd;
+    int t;
+};
+static void adamw_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct aw *a = ctx;
+    o->adamw(out[0], a->grad, out[1], out[2], a->n, a->lr, a->beta1, a->beta2, a->eps, a->wd, a->t);
+}
+
+static void test_adamw(size_t n, int t, float beta1, uint64_t seed) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "n=%zu t=%d beta1=%.2f", n, t, (double)beta1);
+    struct aw a = {.grad = rnd(n, seed, -1, 1),
+                   .n = n,
+                   .lr = 1e-3f,
+                   .beta1 = beta1,
+                   .beta2 = 0.999f,
+                   .eps = 1e-8f,
+                   .wd = 0.01f,
+                   .t = t};
+    float *p = rnd(n, seed + 1, -1, 1), *m = rnd(n, seed + 2, -0.1f, 0.1f), *v = rnd(n, seed + 3, 0, 0.01f);
+    parity("adamw", sh, adamw_f, &a,
+           (const struct out[]){{"param", n, 0, 0, p}, {"m", n, 0, 0, m}, {"v", n, 0, 0, v}, {0}}, TOL);
+    mem_free(p);
+    mem_free(m);
+    mem_free(v);
+    mem_free((void *)a.grad);
+}
+
+/* sum_squares: both sum exact double products in double, so only the order of the double additions differs:
+ * a relative 1e-11 is ~1e5 double roundings, and a float accumulation (or float products) would be ~1e-7 off.
+ * Two CUDA calls must return the same double. */
+static void test_sum_squares(size_t n, uint64_t seed) {
+    float *x = rnd(n, seed, -2, 2);
+    double c = CPU->sum_squares(x, n), g = GPU->sum_squares(x, n), g2 = GPU->sum_squares(x, n);
+    double rel = c != 0.0 ? fabs(g - c) / fabs(c) : fabs(g);
+    int same = memcmp(&g, &g2, sizeof g) == 0, ok = rel <= 1e-11 && same;
+    char sh[64], what[160];
+    snprintf(sh, sizeof sh, "n=%zu", n);
+    printf("%-20s %-44s %-6s rel_err %.2e (tol 1e-11; cuda %.17g, cpu %.17g)%s%s\n", "sum_squares", sh, "sum",
+           rel, g, c, same ? "" : " NOT DETERMINISTIC", ok ? "" : "  FAIL");
+    snprintf(what, sizeof what, "sum_squares [%s]: rel_err %.3g%s", sh, rel,
+             same ? "" : ", two CUDA runs differ");
+    verdict(ok, what);
+    mem_free(x);
+}
+
+/* ---- losses ---- */
+
+struct ls {
+    const float *logits, *ref, *dout;
+    const int32_t *target;
+    const uint8_t *mask;
+    size_t n, v;
+};
+static void lp_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ls *l = ctx;
+    o->logprob_forward(out[0], l->logits, l->target, l->mask, l->n, l->v);
+}
+static void lp_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ls *l = ctx;
+    o->logprob_backward(out[0], l->dout, l->logits, l->target, l->mask, l->n, l->v);
+}
+static void kl_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ls *l = ctx;
+    o->kl_forward(out[0], l->logits, l->ref, l->mask, l->n, l->v);
+}
+static void kl_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ls *l = ctx;
+    o->kl_backward(out[0], l->dout, l->logits, l->ref, l->mask, l->n, l->v);
+}
+
+/* The CPU's own KL over a long row is off the exact value by up to ~1e-5 relative: each of its four lanes
+ * sums v/4 terms in order (measured against a double reference: 8.3e-6 at v = 32000, logits in [-4, 4), the
+ * reference's in [-6, 6)). A GPU that sums in a tree is nearer the exact value, so the two may differ by that
+ * much (an H200 gave 8.7e-6): 5e-5 leaves room, and a wrong term is still >= 1e-3 off. The log-probabilities
+ * (a difference of order 10, not a sum) and the gradients (no long sum in the value itself) keep 1e-5. */
+#define KL_TOL 5e-5
+
+/* Row i's target: ids at both ends of the vocabulary, and every 5th out of range (masked, as the CPU reads
+ * it); mask: every 4th position off, or NULL. */
+static void test_losses(size_t n, size_t v, int use_mask, uint64_t seed) {
+    char sh[96], s2[128];
+    snprintf(sh, sizeof sh, "n=%zu v=%zu mask=%s", n, v, use_mask ? "some off" : "NULL");
+    int32_t *tgt = ints(n);
+    uint8_t *mask = use_mask ? mem_alloc(n, 1) : NULL;
+    uint64_t key = rng_key(seed, 9);
+    for (size_t i = 0; i < n; i++) {
+        tgt[i] = i % 5 == 4   ? (i % 2 ? -1 : (int32_t)v)
+                 : i % 5 == 0 ? 0
+                 : i % 5 == 1 ? (int32_t)v - 1
+                              : (int32_t)(v ? rng_u64(key, i) % v : 0);
+        if (mask)
+            mask[i] = i % 4 != 2;
+    }
+    struct ls l = {.logits = rnd(n * v, seed, -4, 4),
+                   .ref = rnd(n * v, seed + 1, -6, 6),
+                   .dout = rnd(n, seed + 2, -1, 1),
+                   .target = tgt,
+                   .mask = mask,
+                   .n = n,
+                   .v = v};
+    parity("logprob_forward", sh, lp_f, &l, (const struct out[]){{"logp", n, seed + 3, 0, NULL}, {0}}, TOL);
+    parity("logprob_backward", sh, lp_b, &l, (const struct out[]){{"dlogits", n * v, seed + 4, 0, NULL}, {0}},
+           TOL);
+    parity("kl_forward", sh, kl_f, &l, (const struct out[]){{"kl", n, seed + 5, 0, NULL}, {0}}, KL_TOL);
+    parity("kl_backward", sh, kl_b, &l, (const struct out[]){{"dlogits", n * v, seed + 6, 0, NULL}, {0}},
+           TOL);
+    snprintf(s2, sizeof s2, "%s dlogits=NULL", sh);
+    parity("logprob_backward", s2, lp_b, &l, (const struct out[]){{"dlogits", n * v, 0, 1, NULL}, {0}}, TOL);
+    parity("kl_backward", s2, kl_b, &l, (const struct out[]){{"dlogits", n * v, 0, 1, NULL}, {0}}, TOL);
+    mem_free((void *)l.logits);
+    mem_free((void *)l.ref);
+    mem_free((void *)l.dout);
+    mem_free(tgt);
+    mem_free(mask);
+}
+
+static void test_ops(void) {
+    printf("== operations: CUDA against CPU (%s), max |cuda - cpu| / max |cpu| per output ==\n", CPU->name);
+    test_matmul(1, 1, 1, 1, 0, 10);
+    test_matmul(67, 45, 33, 1, 1, 20);
+    test_matmul(67, 45, 33, 0, 0, 30);
+    test_matmul(300, 257, 130, 1, 0, 40);
+    test_matmul(5, 1031, 3, 1, 0, 50);   /* a long inner sum */
+    test_matmul(3, 64, 4099, 0, 0, 60);  /* an lm_head-like product: many columns, few rows */
+    test_matmul(130, 96, 128, 1, 0, 70); /* multiples of 32 */
+
+    test_norms(1, 1, 1, 0, 100);
+    test_norms(7, 45, 1, 1, 110);
+    test_norms(33, 1000, 0, 0, 120);
+    test_norms(300, 64, 1, 1, 130); /* weight gradients summed over many rows */
+    test_norms(4, 4099, 1, 0, 140); /* rows longer than a block */
+
+    test_rope(2, 37, 3, 64, 0, 200);
+    test_rope(1, 16, 2, 6, 0, 210);
+    test_rope(2, 24, 2, 128, 1, 220);
+
+    static const int32_t l37[] = {37, 20}, l33[] = {33, 17}, l300[] = {250}, ledge[] = {12, 0, -1, 5};
+    test_attention(2, 37, 3, 20, 1, l37, 1, 300);   /* the decoder: causal, row 1 padded */
+    test_attention(2, 37, 3, 20, 0, NULL, 0, 310);  /* the vision tower: no mask */
+    test_attention(2, 37, 3, 20, 1, NULL, 0, 320);  /* causal, no padding */
+    test_attention(2, 33, 2, 16, 0, l33, 0, 330);   /* padding without causal */
+    test_attention(1, 300, 2, 64, 1, l300, 0, 340); /* rows longer than a block */
+    test_attention(4, 9, 2, 8, 1, ledge, 0, 350);   /* len > t (clamped), 0 and negative (all-zero rows) */
+
+    test_elementwise(100003, 400); /* odd, many blocks */
+    test_elementwise(3, 410);      /* shorter than a vector */
+    test_embedding(100, 45, 50, 500);
+    test_embedding(7, 4099, 3, 510);
+    test_adamw(100003, 1, 0.9f, 600);
+    test_adamw(1001, 7, 0.9f, 610);
+    test_adamw(1001, 3, 0.3f, 620); /* beta1 < 0.5: lerp's other branch */
+    test_sum_squares(1, 700);
+    test_sum_squares(16384 * 3 + 5, 710);
+    test_sum_squares(5000011, 720);
+
+    test_losses(5, 32000, 1, 800); /* rows far longer than a block */
+    test_losses(6, 32000, 0, 810);
+    test_losses(33, 7, 1, 820);
+    test_losses(10, 4099, 1, 830);
+}
+
+/* Empty shapes: nothing to compute, nothing may change, and no illegal launch (a CUDA error exits the test,
+ * so these run last among the operations). */
+static void test_empty(void) {
+    printf("== empty shapes ==\n");
+    fflush(stdout);
+    test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
+    test_norms(0, 5, 1, 0, 910);
+    test_rope(0, 4, 2, 8, 0, 920);
+    static const int32_t l1[] = {3};
+    test_attention(0, 4, 2, 8, 1, NULL, 0, 930);
+    test_attention(1, 0, 2, 8, 1, l1, 0, 940);
+    test_elementwise(0, 950);
+    test_embedding(0, 5, 4, 960);
+    test_adamw(0, 1, 0.9f, 970);
+    test_sum_squares(0, 980);
+    test_losses(0, 7, 1, 990);
+    test_losses(3, 0, 1, 995); /* no classes: the CPU leaves every output as it was */
+}
+
+/* ---- the model ---- */
+
+/* Model-level parity. A model chains dozens of operations, each off by a few roundings in its own summation
+ * order, and softmaxes and norms pass the differences on: the fixture tests hold the CPU to 1e-4 against
+ * PyTorch for the same model, and the backends are held to the same bound here. The loss is one mean of
+ * log-probabilities. */
+#define LOGIT_TOL 1e-4
+#define GRAD_TOL 1e-4
+#define LOSS_TOL 1e-5
+
+/* AdamW steps: STEPS of them at LR with eps ADAM_EPS. eps is far above its usual 1e-8 on purpose: with eps
+ * far below the gradients, AdamW's first steps are lr sign(g), and a value whose gradient is within rounding
+ * of zero may step +lr on one backend and -lr on the other, a legitimate difference the size of the update.
+ * With eps of the order of the gradients the update is a smooth function of the gradient (|du/dg| <= lr/eps),
+ * so the updates can be held tight; the per-element arithmetic is checked for eps 1e-8 at the operation
+ * level. The updates (after - before) are compared, relative to the largest update of each tensor, within
+ * UPD_TOL: looser than the gradients' because three steps' gradient differences add up, steps 2 and 3 start
+ * from weights that step 1 already left apart, and the clip coefficient differs by a rounding. */
+#define STEPS 3
+#define LR 1e-3f
+#define ADAM_EPS 1e-3f
+#define UPD_TOL 1e-3
+
+#define TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+#define MP "model.multi_modal_projector."
+
+static int cpu_threads;
+
+struct batch {
+    int32_t *ids, *mask, *labels;
+    float *pixels;
+    size_t b, t, nimg;
+};
+
+static void batch_free(struct batch *x) {
+    mem_free(x->ids);
+    mem_free(x->mask);
+    mem_free(x->labels);
+    mem_free(x->pixels);
+    memset(x, 0, sizeof *x);
+}
+
+enum { G_VISION, G_PROJ, G_DECODER, G_LORA, NGROUPS };
+static const char *const group_name[NGROUPS] = {"vision tower", "projector", "decoder", "LoRA"};
+
+/* One trainable tensor: its values and its gradient's offset in m->grads. */
+struct view {
+    char name[LLAVA_NAME_MAX + 16];
+    float *val;
+    size_t n, goff;
+    int group;
+};
+
+/* The trainable tensors, table rows then the adapter's A and B (m->grads' layout); returns how many, filling
+ * v when it is not NULL. */
+static size_t views(const struct llava *m, struct view *v) {
+    size_t k = 0;
+    for (size_t i = 0; i < m->nptab; i++) {
+        const struct llava_tensor *t = &m->ptab[i];
+        if (!t->trainable)
+            continue;
+        if (v) {
+            snprintf(v[k].name, sizeof v[k].name, "%s", t->name);
+            v[k].val = m->params + t->offset;
+            v[k].n = t->n;
+            v[k].goff = t->goffset;
+            v[k].group = strstr(t->name, "vision_tower") ? G_VISION
+                         : strstr(t->name, "projector")  ? G_PROJ
+                                                         : G_DECODER;
+        }
+        k++;
+    }
+    size_t slots = m->lora.s ? (size_t)m->cfg.text.layers * LLAVA_NPROJ : 0;
+    for (size_t i = 0; i < slots; i++) {
+        const struct llava_lora_slot *s = &m->lora.s[i];
+        if (!s->mod)
+            continue;
+        size_t na = (size_t)m->lora.l->r * s->mod->in, nb = (size_t)m->lora.l->r * s->mod->out;
+        if (v) {
+            snprintf(v[k].name, sizeof v[k].name, "%s.lora_A", s->mod->name);
+            v[k].val = s->mod->A;
+            v[k].n = na;
+            v[k].goff = s->goffset;
+            v[k].group = G_LORA;
+            snprintf(v[k + 1].name, sizeof v[k + 1].name, "%s.lora_B", s->mod->name);
+            v[k + 1].val = s->mod->B;
+            v[k + 1].n = nb;
+            v[k + 1].goff = s->goffset + na;
+            v[k + 1].group = G_LORA;
+        }
+        k += 2;
+    }
+    return k;
+}
+
+/* The tower's key biases have a gradient of exactly zero in exact arithmetic (a constant added to every key
+ * shifts all of a query's scores alike, and softmax ignores that): both backends hold rounding noise there,
+ * which a relative error cannot compare. They are checked to be noise: below 1e-4 of the largest gradient. */
+static int zero_in_exact(const char *name) {
+    return strstr(name, "vision_tower") && strstr(name, "self_attn.k_proj.bias");
+}
+
+/* Per-tensor failure lines for one comparison: the first few, then only the count (a broken operation fails
+ * nearly every tensor). */
+#define MAX_TENSOR_LINES 8
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fabs((double)x[i]) > m ? fabs((double)x[i]) : m;
+    return m;
+}
+
+/* One model-level measure: printed, and checked. */
+static void check_line(int ok, const char *label, const char *measure, double err, double tol) {
+    char what[160];
+    printf("model %-12s %s %.2e (tol %.0e)%s\n", label, measure, err, tol, ok ? "" : "  FAIL");
+    snprintf(what, sizeof what, "model %s: %s %.3g", label, measure, err);
+    verdict(ok, what);
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b) {
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Forward, cross-entropy, zeroed gradients, backward. */
+static int fwd_bwd(struct llava *m, const struct ops *o, const struct batch *x, float *loss) {
+    if (llava_forward(m, o, x->ids, x->mask, x->b, x->t, x->pixels, x->nimg) < 0 ||
+        train_ce_loss(m, o, x->labels, x->b, x->t, loss) < 0) {
+        fprintf(stderr, "  %s: %s\n", o->name, err_msg());
+        return -1;
+    }
+    llava_zero_grad(m, o);
+    if (llava_backward(m, o) < 0) {
+        fprintf(stderr, "  %s: %s\n", o->name, err_msg());
+        return -1;
+    }
+    return 0;
+}
+
+/* Every trainable tensor's gradient, CUDA (got) against CPU (want), in m->grads' layout; the worst per group
+ * is printed, every failure too. */
+static void compare_grads(const struct llava *m, const struct view *v, size_t nv, const float *got,
+                          const float *want, const char *label) {
+    double worst[NGROUPS] = {0}, gmax = max_abs(want, m->ngrads);
+    const char *wname[NGROUPS] = {0};
+    int seen[NGROUPS] = {0}, bad = 0;
+    for (size_t i = 0; i < nv; i++) {
+        const float *g = got + v[i].goff, *w = want + v[i].goff;
+        if (zero_in_exact(v[i].name)) {
+            double noise = fmax(max_abs(g, v[i].n), max_abs(w, v[i].n));
+            if (noise > 1e-4 * gmax && bad++ < MAX_TENSOR_LINES)
+                fprintf(stderr, "  %s: %s: |gradient| %.3g, not noise (largest gradient %.3g)\n", label,
+                        v[i].name, noise, gmax);
+            continue;
+        }
+        double err = max_rel(g, w, v[i].n, NULL);
+        if (!(err <= GRAD_TOL) && bad++ < MAX_TENSOR_LINES)
+            fprintf(stderr, "  %s: gradient of %s: max_rel_err %.3g\n", label, v[i].name, err);
+        int k = v[i].group;
+        seen[k] = 1;
+        if (!wname[k] || !(err <= worst[k])) {
+            worst[k] = err;
+            wname[k] = v[i].name;
+        }
+    }
+    for (int k = 0; k < NGROUPS; k++)
+        if (seen[k])
+            printf("model %-12s gradients, %-12s max_rel_err %.2e (tol %.0e; worst %s)\n", label,
+                   group_name[k], worst[k], GRAD_TOL, wname[k] ? wname[k] : "-");
+    char what[160];
+    snprintf(what, sizeof what, "model %s: %d gradient tensors off (of %zu)", label, bad, nv);
+    verdict(bad == 0, what);
+    if (bad)
+        printf("model %-12s %d of %zu gradient tensors FAIL\n", label, bad, nv);
+}
+
+/* Forward and backward on CUDA twice (the same bits), then on the CPU: logits, loss, gradients. Returns the
+ * CPU gradient norm (for the AdamW check's clip), or -1. */
+static double model_parity(struct llava *m, const struct batch *x, const char *label) {
+    const struct ops *mc = ops_cpu(cpu_threads);
+    size_t nl = x->b * x->t * (size_t)m->cfg.text.vocab, ng = m->ngrads;
+    float lg = 0, lg2 = 0, lc = 0;
+    float *logits = malloc(nl * sizeof(float)), *grads = malloc((ng ? ng : 1) * sizeof(float));
+    struct timespec t[6];
+    memset(t, 0, sizeof t);
+    clock_gettime(CLOCK_MONOTONIC, &t[0]);
+    int ok = fwd_bwd(m, GPU, x, &lg) == 0;
+    clock_gettime(CLOCK_MONOTONIC, &t[1]);
+    if (ok) {
+        memcpy(logits, m->a.logits, nl * sizeof(float));
+        memcpy(grads, m->grads, ng * sizeof(float));
+        clock_gettime(CLOCK_MONOTONIC, &t[2]);
+        ok = fwd_bwd(m, GPU, x, &lg2) == 0;
+        clock_gettime(CLOCK_MONOTONIC, &t[3]);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "model %s: CUDA forward/backward ran", label);
+    verdict(ok, what);
+    if (!ok) {
+        free(logits);
+        free(grads);
+        return -1;
+    }
+    double s1 = GPU->sum_squares(m->grads, ng), s2 = GPU->sum_squares(m->grads, ng);
+    int same_l = memcmp(logits, m->a.logits, nl * sizeof(float)) == 0,
+        same_loss = memcmp(&lg, &lg2, sizeof lg) == 0,
+        same_g = memcmp(grads, m->grads, ng * sizeof(float)) == 0, same_s = memcmp(&s1, &s2, sizeof s1) == 0;
+    int det = same_l && same_loss && same_g && same_s;
+    printf("model %-12s CUDA twice: logits %s, loss %s, %zu gradients %s, sum_squares %s%s\n", label,
+           same_l ? "same" : "DIFFER", same_loss ? "same" : "DIFFER", ng, same_g ? "same" : "DIFFER",
+           same_s ? "same" : "DIFFERS", det ? "" : "  FAIL");
+    snprintf(what, sizeof what, "model %s: two CUDA forward/backward runs differ", label);
+    verdict(det, what);
+
+    clock_gettime(CLOCK_MONOTONIC, &t[4]);
+    ok = fwd_bwd(m, mc, x, &lc) == 0;
+    clock_gettime(CLOCK_MONOTONIC, &t[5]);
+    snprintf(what, sizeof what, "model %s: CPU forward/backward ran", label);
+    verdict(ok, what);
+    double norm = -1;
+    if (ok) {
+        double el = max_rel(logits, m->a.logits, nl, NULL);
+        check_line(el <= LOGIT_TOL, label, "logits max_rel_err", el, LOGIT_TOL);
+        double rl = fabs((double)lg - lc) / fabs((double)lc);
+        printf("model %-12s loss cuda %.7f cpu %.7f\n", label, lg, lc);
+        check_line(rl <= LOSS_TOL, label, "loss rel_err", rl, LOSS_TOL);
+        size_t nv = views(m, NULL);
+        struct view *v = malloc((nv ? nv : 1) * sizeof *v);
+        views(m, v);
+        compare_grads(m, v, nv, grads, m->grads, label);
+        free(v);
+        norm = sqrt(mc->sum_squares(m->grads, ng));
+    }
+    printf("model %-12s forward+backward: cuda %.1f ms (first run), %.1f ms (second); cpu %.1f ms (%d "
+           "threads)\n",
+           label, ms_between(&t[0], &t[1]), ms_between(&t[2], &t[3]), ms_between(&t[4], &t[5]), cpu_threads);
+    fflush(stdout);
+    free(logits);
+    free(grads);
+    return norm;
+}
+
+/* The trainable values, one tensor after another in view order, to dst / from src. */
+static void gather(const struct view *v, size_t nv, float *dst) {
+    for (size_t i = 0; i < nv; i++) {
+        memcpy(dst, v[i].val, v[i].n * sizeof(float));
+        dst += v[i].n;
+    }
+}
+static void scatter(const struct view *v, size_t nv, const float *src) {
+    for (size_t i = 0; i < nv; i++) {
+        memcpy(v[i].val, src, v[i].n * sizeof(float));
+        src += v[i].n;
+    }
+}
+
+/* STEPS AdamW steps (train_step: clipping at clip, weight decay, an adapter's dropout on) from the same
+ * weights on each backend: the losses, the updates of every trainable tensor, and frozen tensors untouched.
+ * The model's weights are put back afterwards. */
+static void adamw_parity(struct llava *m, const struct batch *x, const char *label, float clip) {
+    size_t nv = views(m, NULL), total = 0;
+    struct view *v = malloc((nv ? nv : 1) * sizeof *v);
+    views(m, v);
+    for (size_t i = 0; i < nv; i++)
+        total += v[i].n;
+    float *p0 = malloc(m->nparams * sizeof(float)), *v0 = malloc((total ? total : 1) * sizeof(float));
+    float *after[2] = {malloc((total ? total : 1) * sizeof(float)),
+                       malloc((total ? total : 1) * sizeof(float))};
+    float loss[2][STEPS] = {{0}};
+    memcpy(p0, m->params, m->nparams * sizeof(float));
+    gather(v, nv, v0);
+    const struct ops *be[2] = {GPU, ops_cpu(cpu_threads)};
+    int ok = 1, frozen_kept = 1;
+    for (int k = 0; k < 2; k++) {
+        memcpy(m->params, p0, m->nparams * sizeof(float));
+        scatter(v, nv, v0);
+        struct train_adamw o;
+        train_adamw_init(&o, m, 0.9f, 0.999f, ADAM_EPS, 0.01f, clip);
+        for (int s = 0; s < STEPS && ok; s++)
+            if (train_step(m, &o, be[k], x->ids, x->mask, x->labels, x->b, x->t, x->pixels, x->nimg, LR,
+                           &loss[k][s]) < 0) {
+                fprintf(stderr, "  %s: %s step %d: %s\n", label, be[k]->name, s, err_msg());
+                ok = 0;
+            }
+        gather(v, nv, after[k]);
+        for (size_t i = 0; i < m->nptab; i++) {
+            const struct llava_tensor *t = &m->ptab[i];
+            if (!t->trainable && memcmp(m->params + t->offset, p0 + t->offset, t->n * sizeof(float)) != 0) {
+                fprintf(stderr, "  %s: %s: frozen %s changed\n", label, be[k]->name, t->name);
+                frozen_kept = 0;
+            }
+        }
+        train_adamw_free(&o);
+    }
+    memcpy(m->params, p0, m->nparams * sizeof(float));
+    scatter(v, nv, v0);
+    char what[160];
+    snprintf(what, sizeof what, "model %s: AdamW steps ran, frozen tensors kept", label);
+    verdict(ok && frozen_kept, what);
+    if (ok) {
+        printf("model %-12s AdamW (clip %.3g, eps %.0e) losses: cuda", label, clip, (double)ADAM_EPS);
+        for (int s = 0; s < STEPS; s++)
+            printf(" %.7f", loss[0][s]);
+        printf(", cpu");
+        for (int s = 0; s < STEPS; s++)
+            printf(" %.7f", loss[1][s]);
+        printf("\n");
+        double lw = 0;
+        for (int s = 0; s < STEPS; s++)
+            lw = fmax(lw, fabs((double)loss[0][s] - loss[1][s]) / fabs((double)loss[1][s]));
+        check_line(lw <= LOSS_TOL, label, "AdamW step losses rel_err", lw, LOSS_TOL);
+        /* updates, per tensor, relative to that tensor's largest CPU update */
+        double worst[NGROUPS] = {0};
+        const char *wname[NGROUPS] = {0};
+        int seen[NGROUPS] = {0}, bad = 0;
+        const float *a = after[0], *b = after[1], *b0 = v0;
+        for (size_t i = 0; i < nv; i++) {
+            double dmax = 0, umax = 0, ug = 0;
+            for (size_t e = 0; e < v[i].n; e++) {
+                double uc = (double)b[e] - b0[e], u = (double)a[e] - b0[e];
+                dmax = fmax(dmax, fabs(u - uc));
+                umax = fmax(umax, fabs(uc));
+                ug = fmax(ug, fabs(u));
+            }
+            a += v[i].n;
+            b += v[i].n;
+            b0 += v[i].n;
+            if (zero_in_exact(v[i].name)) { /* noise gradients: steps far below lr */
+                if (fmax(umax, ug) > 1e-2 * LR * STEPS && bad++ < MAX_TENSOR_LINES)
+                    fprintf(stderr, "  %s: %s moved %.3g, more than noise\n", label, v[i].name,
+                            fmax(umax, ug));
+                continue;
+            }
+            double err = umax > 0 ? dmax / umax : dmax;
+            if ((!(err <= UPD_TOL) || umax == 0) && bad++ < MAX_TENSOR_LINES)
+                fprintf(stderr, "  %s: update of %s: max_rel_err %.3g (largest cpu update %.3g)\n", label,
+                        v[i].name, err, umax);
+            int k = v[i].group;
+            seen[k] = 1;
+            if (!wname[k] || !(err <= worst[k])) {
+                worst[k] = err;
+                wname[k] = v[i].name;
+            }
+        }
+        for (int k = 0; k < NGROUPS; k++)
+            if (seen[k])
+                printf("model %-12s AdamW updates, %-12s max_rel_err %.2e (tol %.0e; worst %s)\n", label,
+                       group_name[k], worst[k], UPD_TOL, wname[k] ? wname[k] : "-");
+        snprintf(what, sizeof what, "model %s: %d tensors' AdamW updates off (of %zu)", label, bad, nv);
+        verdict(bad == 0, what);
+    }
+    fflush(stdout);
+    free(p0);
+    free(v0);
+    free(after[0]);
+    free(after[1]);
+    free(v);
+}
+
+/* The full model trainable, then (everything frozen) a LoRA adapter of rank r on every decoder projection,
+ * with B drawn too (PEFT's B = 0 would leave A without a gradient) and dropout 0.1 on, and with the projector
+ * trainable when proj. */
+static void model_configs(struct llava *m, const struct batch *x, const char *name, int r, int proj) {
+    char label[64];
+    snprintf(label, sizeof label, "%s full", name);
+    llava_set_trainable(m, "", 1);
+    llava_grads_init(m);
+    double norm = model_parity(m, x, label);
+    if (norm > 0)
+        adamw_parity(m, x, label, (float)(0.5 * norm)); /* half the norm: every step clips */
+
+    snprintf(label, sizeof label, "%s LoRA", name);
+    llava_set_trainable(m, "", 0);
+    struct lora l;
+    int ok = lora_create(&l, r, 2.0 * r, 0.1) == 0;
+    if (ok) {
+        lora_set_target_regex(&l, TARGETS);
+        ok = llava_lora_add_targets(m, &l) == 0;
+        if (ok) {
+            lora_init(&l, 17);
+            for (size_t i = 0; i < l.n; i++) {
+                uint64_t key = rng_key(19, i);
+                for (size_t e = 0; e < l.m[i].out * (size_t)r; e++)
+                    l.m[i].B[e] = 0.05f * (2.0f * rng_uniform(key, e) - 1.0f);
+            }
+            ok = llava_lora_attach(m, &l, 23) == 0;
+        }
+        if (!ok)
+            fprintf(stderr, "  %s: %s\n", label, err_msg());
+    }
+    char what[160];
+    snprintf(what, sizeof what, "model %s: adapter attached", label);
+    verdict(ok, what);
+    if (ok) {
+        if (proj)
+            llava_set_trainable(m, MP, 1);
+        llava_grads_init(m);
+        llava_lora_mode(m, 1, 3); /* dropout on, the masks of step 3, on both backends */
+        norm = model_parity(m, x, label);
+        llava_lora_mode(m, 0, 0);
+        if (norm > 0)
+            adamw_parity(m, x, label, (float)(0.5 * norm));
+        llava_lora_detach(m);
+    }
+    lora_free(&l);
+}
+
+static int fixture_batch(const char *data, struct batch *x) {
+    char path[4200];
+    struct st_file io, lab;
+    x->b = 2, x->t = 24, x->nimg = 2;
+    size_t n = x->b * x->t, np = 0;
+    snprintf(path, sizeof path, "%s/llava_tiny/io.safetensors", data);
+    if (st_open(path, &io) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/llava_grad/labels.safetensors", data);
+    if (st_open(path, &lab) < 0) {
+        st_close(&io);
+        return -1;
+    }
+    x->ids = ints(n);
+    x->mask = ints(n);
+    x->labels = ints(n);
+    float *px = fixture_tensor(&io, "pixel_values", &np);
+    int rc = fixture_ints(&io, "input_ids", x->ids, n) == 0 &&
+                     fixture_ints(&io, "attention_mask", x->mask, n) == 0 &&
+                     fixture_ints(&lab, "labels", x->labels, n) == 0 && px
+                 ? 0
+                 : -1;
+    if (px) {
+        x->pixels = fdup(px, np);
+        free(px);
+    }
+    st_close(&io);
+    st_close(&lab);
+    return rc;
+}
+
+/* Two rows of t tokens: <s>, one image's tokens, text; row 1 ends in 20 positions of padding. Labels are the
+ * text tokens (the image, <s> and the padding are not targets). */
+static void mid_batch(const struct llava *m, struct batch *x, size_t t) {
+    const struct llava_config *c = &m->cfg;
+    size_t ntok = llava_feature_tokens(m),
+           np = (size_t)c->vision.channels * c->vision.image_size * c->vision.image_size;
+    x->b = 2, x->t = t, x->nimg = 2;
+    x->ids = ints(2 * t);
+    x->mask = ints(2 * t);
+    x->labels = ints(2 * t);
+    uint64_t key = rng_key(31, 0);
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = i ? t - 20 : t;
+        for (size_t j = 0; j < t; j++) {
+            int32_t id = j == 0 ? 1 : j <= ntok ? c->image_token_index : 0;
+            if (j > ntok && j < len) {
+                id = (int32_t)(2 + rng_u64(key, i * t + j) % (uint64_t)(c->text.vocab - 2));
+                if (id == c->image_token_index)
+                    id = 3;
+            }
+            x->ids[i * t + j] = id;
+            x->mask[i * t + j] = j < len;
+            x->labels[i * t + j] = j > ntok && j < len ? id : TRAIN_IGNORE;
+        }
+    }
+    x->pixels = rnd(2 * np, 37, -1.8f, 2.1f);
+}
+
+/* A mid-size model: wide enough for multi-block rows everywhere (hidden 512, 4096 logits), four decoder
+ * layers without GQA (the fixture has it), the "full" feature strategy (the fixture uses "default"). */
+static const char *mid_config =
+    "{\"model_type\":\"llava\",\"image_token_index\":4000,\"pad_token_id\":0,\"projector_hidden_act\":"
+    "\"gelu\","
+    "\"vision_feature_layer\":-1,\"vision_feature_select_strategy\":\"full\","
+    "\"text_config\":{\"model_type\":\"llama\",\"hidden_size\":512,\"intermediate_size\":1376,"
+    "\"num_hidden_layers\":4,\"num_attention_heads\":8,\"num_key_value_heads\":8,\"vocab_size\":4096,"
+    "\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0},"
+    "\"vision_config\":{\"model_type\":\"clip_vision_model\",\"hidden_size\":256,\"intermediate_size\":1024,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"image_size\":64,\"patch_size\":8,\"num_channels\":3,"
+    "\"layer_norm_eps\":1e-05}}";
+
+static void test_models(const char *data) {
+    printf("== the model: CUDA against CPU ==\n");
+    struct llava m;
+    struct batch x = {0};
+    char dir[4200];
+    memset(&m, 0, sizeof m);
+    snprintf(dir, sizeof dir, "%s/llava_tiny", data);
+    int ok = llava_load(&m, dir, 2, 24) == 0;
+    if (!ok)
+        fprintf(stderr, "  tiny: %s\n", err_msg());
+    ok = ok && fixture_batch(data, &x) == 0;
+    verdict(ok, "model tiny: fixture loaded");
+    if (ok)
+        model_configs(&m, &x, "tiny", 4, 0);
+    llava_free(&m);
+    batch_free(&x);
+
+    struct llava_config cfg;
+    memset(&m, 0, sizeof m);
+    ok = config_parse(mid_config, strlen(mid_config), "mid config", &cfg) == 0 &&
+         llava_init_random(&m, &cfg, 1234, 0.02f, 2, 100) == 0;
+    if (!ok)
+        fprintf(stderr, "  mid: %s\n", err_msg());
+    verdict(ok, "model mid: random model built");
+    if (ok) {
+        printf("model mid: %zu parameters, %zu image tokens, batch 2 x 100\n", m.nparams,
+               llava_feature_tokens(&m));
+        mid_batch(&m, &x, 100);
+        model_configs(&m, &x, "mid", 8, 1);
+        llava_free(&m);
+        batch_free(&x);
+    }
+}
+
+int main(void) {
+    if (device_check("cuda") != 0) {
+        printf("SKIP: no GPU: %s\n", err_msg());
+        return 77;
+    }
+    GPU = ops_select("cuda", 1);
+    if (!GPU) {
+        printf("SKIP: no GPU: %s\n", err_msg());
+        return 77;
+    }
+    CPU = ops_cpu(1);
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_threads = nc < 1 ? 1 : nc > 8 ? 8 : (int)nc;
+    char desc[512];
+    if (device_describe("cuda", 1, desc, sizeof desc) == 0)
+        printf("device: %s; memory on CUDA: %s\n", desc, mem_on_cuda() ? "yes" : "no");
+    const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
+
+    test_ops();
+    const char *only = getenv("PULSE_PARITY_OPS_ONLY");
+    if (!only || strcmp(only, "1") != 0)
+        test_models(data);
+    test_empty();
+
+    if (nfailed) {
+        fprintf(stderr, "%d failed:\n", nfailed);
+        for (int i = 0; i < nfailed && i < MAX_FAILED; i++)
+            fprintf(stderr, "  %s\n", failed[i]);
+    }
+    return check_done("engine_cuda");
+}
+
+#endif
