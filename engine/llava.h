@@ -128,6 +128,7 @@ struct llava {
     float *params;
     struct llava_tensor *ptab;
     size_t nparams, nptab;
+    enum st_dtype wdtype; /* how the loaded weights were stored: their one dtype, F32 when mixed */
     struct llava_acts a;
     float *acts;
     struct llava_tensor *atab;

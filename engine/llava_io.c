@@ -25,12 +25,12 @@ static float init_value(const char *name, uint64_t key, size_t e, float std) {
 }
 
 /* The table's parameters as st_out rows pointing into tab->params. */
-static struct st_out *table_rows(const struct llava *tab) {
+static struct st_out *table_rows(const struct llava *tab, enum st_dtype dtype) {
     struct st_out *outs = calloc(tab->nptab, sizeof *outs);
     for (size_t i = 0; i < tab->nptab; i++) {
         const struct llava_tensor *t = &tab->ptab[i];
         outs[i] = (struct st_out){
-            .name = t->name, .data = tab->params + t->offset, .ndim = t->ndim, .dtype = ST_F32};
+            .name = t->name, .data = tab->params + t->offset, .ndim = t->ndim, .dtype = dtype};
         for (int d = 0; d < t->ndim; d++)
             outs[i].shape[d] = (int64_t)t->shape[d];
     }
@@ -38,8 +38,12 @@ static struct st_out *table_rows(const struct llava *tab) {
 }
 
 int llava_save(const struct llava *m, void **data, size_t *len) {
+    return llava_save_as(m, ST_F32, data, len);
+}
+
+int llava_save_as(const struct llava *m, enum st_dtype dtype, void **data, size_t *len) {
     static const char *const meta[] = {"format", "pt"};
-    struct st_out *outs = table_rows(m);
+    struct st_out *outs = table_rows(m, dtype);
     int rc = st_write(outs, m->nptab, meta, 1, data, len);
     free(outs);
     return rc;

@@ -212,10 +212,13 @@ static int load_one(struct llava *m, const struct st_tensor *s, uint8_t *seen) {
 
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles) {
     uint8_t *seen = xcalloc(m->nptab + 1, 1);
-    int rc = 0;
+    int rc = 0, first = 1;
     for (size_t f = 0; f < nfiles && rc == 0; f++)
-        for (size_t i = 0; i < files[f].n && rc == 0; i++)
+        for (size_t i = 0; i < files[f].n && rc == 0; i++) {
             rc = load_one(m, &files[f].t[i], seen);
+            m->wdtype = first || files[f].t[i].dtype == m->wdtype ? files[f].t[i].dtype : ST_F32;
+            first = 0;
+        }
     for (size_t i = 0; i < m->nptab && rc == 0; i++)
         if (!seen[i])
             rc = err_set("missing tensor %s", m->ptab[i].name);
