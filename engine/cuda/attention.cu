@@ -9,6 +9,7 @@
  * batch stride); probs [B,NH,T,T], a head's [T,T] scores T*T further on. cuBLAS is column-major: a row-major
  * [R,C] matrix with leading dimension ld is a column-major [C,R] one, and (A B)^T = B^T A^T. */
 #include "engine/cuda/cuda.h"
+#include "engine/cuda/reduce.cuh"
 #include "engine/kernels.h"
 
 #include <limits.h>
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 
 /* Row kernels: one block of ATT_THREADS (a power of two: the reduction tree halves it) per row. */
-#define ATT_THREADS 256
+#define ATT_THREADS CUDA_BLOCK
 /* Element kernels (RoPE). */
 #define ROPE_THREADS 256
 
@@ -39,38 +40,6 @@ static void att_gemm(cublasOperation_t ta, cublasOperation_t tb, size_t m, size_
                                               att_int(ldb, op), (long long)sb, &beta, c, att_int(ldc, op),
                                               (long long)sc, att_int(count, op)),
                     op);
-}
-
-/* Block reductions over ATT_THREADS values, a fixed tree (sh holds ATT_THREADS values). Every thread of the
- * block must call them; all get the result. */
-static __device__ float att_block_sum(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = ATT_THREADS / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads(); /* sh is reused by the next reduction */
-    return r;
-}
-
-/* The CPU's max (p > max ? p : max from -inf) never picks a NaN; neither does this tree of the same
- * comparison over per-thread maxima that never hold one, so the max is the CPU's exactly. */
-static __device__ float att_block_max(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = ATT_THREADS / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            float o = sh[threadIdx.x + s];
-            sh[threadIdx.x] = o > sh[threadIdx.x] ? o : sh[threadIdx.x];
-        }
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
 }
 
 static __device__ size_t att_block_max_index(size_t v, size_t *sh) {
@@ -156,14 +125,14 @@ static __global__ void attention_softmax(float *probs, const int32_t *lens, int 
         float max = -INFINITY;
         for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS)
             max = p[s] > max ? p[s] : max;
-        max = att_block_max(max, sh);
+        max = cuda_block_max(max, sh);
         float sum = 0.0f;
         for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) {
             float e = kernel_exp(p[s] - max);
             p[s] = e;
             sum += e;
         }
-        sum = att_block_sum(sum, sh);
+        sum = cuda_block_sum(sum, sh);
         for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) /* the values this thread wrote above */
             p[s] /= sum;
         for (size_t s = keys + threadIdx.x; s < t; s += ATT_THREADS)
@@ -268,7 +237,7 @@ static __global__ void attention_dscores(float *dp, const float *p, size_t nrows
         float d = 0.0f;
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS)
             d += pr[s] * r[s];
-        d = att_block_sum(d, sh);
+        d = cuda_block_sum(d, sh);
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) /* each thread reads what only it writes */
             r[s] = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
     }

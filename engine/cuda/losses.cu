@@ -4,41 +4,12 @@
  * row's max and sums are fixed trees (thread t takes logits t, t + LOSS_THREADS, ... in order, then a
  * shared-memory tree), so the grouping depends on v alone. */
 #include "engine/cuda/cuda.h"
+#include "engine/cuda/reduce.cuh"
 #include "engine/kernels.h"
 
 #include <math.h>
 
-#define LOSS_THREADS 256 /* a power of two: the trees halve it */
-
-/* The sum / the max of every thread's value, returned to all threads of the block (blockDim.x ==
- * LOSS_THREADS). The trailing barrier lets the caller reuse sh at once. */
-static __device__ float loss_block_sum(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = LOSS_THREADS / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    float total = sh[0];
-    __syncthreads();
-    return total;
-}
-
-static __device__ float loss_block_max(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = LOSS_THREADS / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            float o = sh[threadIdx.x + s];
-            sh[threadIdx.x] = o > sh[threadIdx.x] ? o : sh[threadIdx.x];
-        }
-        __syncthreads();
-    }
-    float m = sh[0];
-    __syncthreads();
-    return m;
-}
+#define LOSS_THREADS CUDA_BLOCK /* one block per row (engine/cuda/reduce.cuh) */
 
 /* log sum exp of a row (v >= 1): the max, then the sum of kernel_exp(x - max), as the CPU's row_lse. A NaN
  * anywhere gives NaN: the max may skip it, but its exp term in the sum is NaN. Called by the whole block. */
@@ -46,11 +17,11 @@ static __device__ float loss_row_lse(const float *x, size_t v, float *sh) {
     float m = -INFINITY;
     for (size_t u = threadIdx.x; u < v; u += LOSS_THREADS)
         m = x[u] > m ? x[u] : m;
-    m = loss_block_max(m, sh);
+    m = cuda_block_max(m, sh);
     float s = 0.0f;
     for (size_t u = threadIdx.x; u < v; u += LOSS_THREADS)
         s += kernel_exp(x[u] - m);
-    s = loss_block_sum(s, sh);
+    s = cuda_block_sum(s, sh);
     return m + logf(s);
 }
 
@@ -114,7 +85,7 @@ static __global__ void kl_fwd_kernel(float *kl, const float *logits, const float
             float lpr = r[u] - lr;
             acc += kernel_exp(lpr) * (lpr - (x[u] - lx));
         }
-        acc = loss_block_sum(acc, sh);
+        acc = cuda_block_sum(acc, sh);
         if (threadIdx.x == 0)
             kl[i] = acc;
     }

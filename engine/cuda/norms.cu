@@ -4,27 +4,13 @@
  * column sums over rows, without atomics: each chunk of NORM_CHUNK rows is summed per column in row order
  * into scratch, then the chunks in order (for n <= NORM_CHUNK that is the CPU's order exactly). */
 #include "engine/cuda/cuda.h"
+#include "engine/cuda/reduce.cuh"
 
 #include <math.h>
 
-#define NORM_THREADS 256 /* a power of two: the tree halves it */
-#define NORM_CHUNK 64    /* rows per partial column sum in the weight gradients */
+#define NORM_THREADS CUDA_BLOCK
+#define NORM_CHUNK 64 /* rows per partial column sum in the weight gradients */
 #define NORM_EW_THREADS 256
-
-/* The sum of every thread's v, returned to all threads of the block (blockDim.x == NORM_THREADS). The
- * trailing barrier lets the caller reuse sh at once. */
-static __device__ float norm_block_sum(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = NORM_THREADS / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    float total = sh[0];
-    __syncthreads();
-    return total;
-}
 
 /* One block per row (grid-stride over rows). Both statistics are complete before any output is written, so
  * out may alias inp. */
@@ -37,11 +23,11 @@ static __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd
         float m = 0.0f;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             m += x[j];
-        m = norm_block_sum(m, sh) / (float)c;
+        m = cuda_block_sum(m, sh) / (float)c;
         float v = 0.0f;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             v += (x[j] - m) * (x[j] - m);
-        v = norm_block_sum(v, sh) / (float)c; /* biased, as PyTorch */
+        v = cuda_block_sum(v, sh) / (float)c; /* biased, as PyTorch */
         float r = 1.0f / sqrtf(v + eps);
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             y[j] = (x[j] - m) * r * w[j] + (b ? b[j] : 0.0f);
@@ -73,8 +59,8 @@ static __global__ void layernorm_dinp_kernel(float *dinp, const float *dout, con
             g += dn;
             gx += dn * (x[j] - m) * r;
         }
-        g = norm_block_sum(g, sh) / (float)c;
-        gx = norm_block_sum(gx, sh) / (float)c;
+        g = cuda_block_sum(g, sh) / (float)c;
+        gx = cuda_block_sum(gx, sh) / (float)c;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             dx[j] += (dy[j] * w[j] - g - (x[j] - m) * r * gx) * r;
     }
@@ -144,7 +130,7 @@ static __global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *
         float ss = 0.0f;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             ss += x[j] * x[j];
-        ss = norm_block_sum(ss, sh);
+        ss = cuda_block_sum(ss, sh);
         float r = 1.0f / sqrtf(ss / (float)c + eps);
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             y[j] = w[j] * (x[j] * r);
@@ -171,7 +157,7 @@ static __global__ void rmsnorm_dinp_kernel(float *dinp, const float *dout, const
         float g = 0.0f;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             g += dy[j] * w[j] * x[j];
-        g = norm_block_sum(g, sh);
+        g = cuda_block_sum(g, sh);
         g = g / (float)c * r * r;
         for (size_t j = threadIdx.x; j < c; j += NORM_THREADS)
             dx[j] += r * (dy[j] * w[j] - x[j] * g);
