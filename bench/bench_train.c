@@ -1,6 +1,7 @@
 /* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md), on the CPU or
- * the GPU, and prints one JSON line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s (on the CPU
- * against this machine's sgemm peak), peak RSS. */
+ * the GPU, with fp32 or bf16 matrix products (--dtype, engine/ops.h's ops_precision), and prints one JSON
+ * line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s (on the CPU against this machine's sgemm peak),
+ * peak RSS. */
 #include "bench/prof_ops.h"
 #include "engine/config.h"
 #include "engine/device.h"
@@ -269,11 +270,12 @@ static void batch_free(struct batch *b) {
 struct opts {
     const struct shape *s;
     int threads, steps, warmup, profile, flops;
-    const char *dump, *device;
+    const char *dump, *device, *dtype;
 };
 
 static int parse(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){.s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1, .device = "cpu"};
+    *o = (struct opts){
+        .s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1, .device = "cpu", .dtype = "fp32"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--profile") == 0) {
@@ -303,6 +305,8 @@ static int parse(int argc, char **argv, struct opts *o) {
             o->dump = v;
         else if (strcmp(a, "--device") == 0)
             o->device = v;
+        else if (strcmp(a, "--dtype") == 0)
+            o->dtype = v;
         else
             return err_set("bench_train: unknown option %s", a);
         i++;
@@ -311,6 +315,8 @@ static int parse(int argc, char **argv, struct opts *o) {
         return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0");
     if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
         return err_set("bench_train: unknown device '%s' (cpu, cuda)", o->device);
+    if (strcmp(o->dtype, "fp32") != 0 && strcmp(o->dtype, "bf16") != 0)
+        return err_set("bench_train: unknown dtype '%s' (fp32, bf16)", o->dtype);
     return 0;
 }
 
@@ -375,6 +381,11 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     const struct ops *base = ops_select(o->device, o->threads);
     if (!base)
         return -1;
+    /* the step's table: bf16 products (both inputs rounded, fp32 accumulation) or fp32; the model is built
+     * and filled with base, the device's own table */
+    const struct ops *step_ops = ops_precision(base, o->dtype);
+    if (!step_ops)
+        return -1;
     double peak = cuda ? 0.0 : sgemm_peak(o->threads); /* the CPU's sgemm says nothing about a GPU */
     double t_init = now();
     struct llava m;
@@ -392,13 +403,13 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     int reset = reset_peak_rss();
     struct batch b;
     batch_make(&b, cfg, B, T);
-    const struct ops *ops = base;
+    const struct ops *ops = step_ops;
     double *dt = calloc((size_t)o->steps, sizeof *dt), total = 0.0;
     float loss = 0;
     int rc = 0;
     for (int i = 0; i < o->warmup + o->steps && rc == 0; i++) {
         if (o->profile && i == o->warmup)
-            ops = prof_ops(base); /* counts the measured steps only */
+            ops = prof_ops(step_ops); /* counts the measured steps only */
         /* every operation waits for its GPU work before it returns, so the host clock times the GPU too */
         double t0 = now();
         rc = train_step(&m, &opt, ops, b.ids, b.mask, b.labels, B, T, b.pixels, B, 1e-4f, &loss);
@@ -423,14 +434,14 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
             snprintf(peak_s, sizeof peak_s, "%.1f", peak);
             snprintf(dev, sizeof dev, "\"cpu\"");
         }
-        printf(
-            "{\"impl\": \"engine\", \"shape\": \"%s\", \"device\": %s, \"dtype\": \"fp32\", \"threads\": %d,"
-            " \"batch\": %zu, \"seq\": %zu, \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f,"
-            " \"tok_s\": %.0f, \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %s,"
-            " \"maxrss_mb\": %.0f, \"rss_reset\": %d, \"init_s\": %.2f, \"steps\": %d, \"warmup\": %d,"
-            " \"loss\": %.4f}\n",
-            s->name, dev, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med, fl / 1e9,
-            fl / med / 1e9, peak_s, (double)ru.ru_maxrss / 1024.0, reset, t_init, o->steps, o->warmup, loss);
+        printf("{\"impl\": \"engine\", \"shape\": \"%s\", \"device\": %s, \"dtype\": \"%s\", \"threads\": %d,"
+               " \"batch\": %zu, \"seq\": %zu, \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f,"
+               " \"tok_s\": %.0f, \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %s,"
+               " \"maxrss_mb\": %.0f, \"rss_reset\": %d, \"init_s\": %.2f, \"steps\": %d, \"warmup\": %d,"
+               " \"loss\": %.4f}\n",
+               s->name, dev, o->dtype, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med,
+               fl / 1e9, fl / med / 1e9, peak_s, (double)ru.ru_maxrss / 1024.0, reset, t_init, o->steps,
+               o->warmup, loss);
     }
     free(dt);
     batch_free(&b);

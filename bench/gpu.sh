@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/gpu.sh: the GPU benchmark (bench/README.md). On a machine with an NVIDIA GPU, a CUDA build of
 # bench_train (configured with -DPULSE_CUDA=ON and built already) and python3 with torch, transformers and
-# peft: measures the GPU's dense matmul peak (torch), then for each shape runs this engine (fp32), torch fp32
-# (no TF32) and torch bf16, and prints a Markdown table. Every run has a time limit, so one hang cannot eat
-# the rest; a run that fails or times out is a row saying so.
+# peft: measures the GPU's dense matmul peak (torch), then for each shape runs this engine and torch in bf16,
+# then both in fp32 (no TF32; last, so that a tight budget drops them first), and prints a Markdown table.
+# Every run has a time limit, so one hang cannot eat the rest; a run that fails or times out is a row saying
+# so.
 #   bench/gpu.sh              # BUILD=build-cuda SHAPES="7b 13b" STEPS=2 WARMUP=1 TIMEOUT=150 BUDGET=300
 #   SHAPES=7b STEPS=1 TIMEOUT=120 bench/gpu.sh
 #   DEVICE=cpu PEAK_N=512 SHAPES=tiny BUILD=build-bench PY=.venv/bin/python bench/gpu.sh
@@ -107,9 +108,9 @@ for shape in $SHAPES; do
     fi
     read -r B T R < <(tail -n 1 "$JSONL" |
         "$PY" -c 'import json, sys; r = json.load(sys.stdin); print(r["batch"], r["seq"], r["lora_r"])')
-    run "$shape.engine.fp32" "$BIN" --shape "$shape" --device "$DEVICE" --threads "$THREADS" --steps "$STEPS" \
-        --warmup "$WARMUP"
-    for dtype in fp32 bf16; do
+    for dtype in bf16 fp32; do
+        run "$shape.engine.$dtype" "$BIN" --shape "$shape" --device "$DEVICE" --dtype "$dtype" --threads "$THREADS" \
+            --steps "$STEPS" --warmup "$WARMUP"
         run "$shape.torch.$dtype" "$PY" -W ignore "$ROOT/bench/torch_train.py" --config "$cfg" --shape "$shape" \
             --device "$DEVICE" --dtype "$dtype" --batch "$B" --seq "$T" --lora-r "$R" --threads "$THREADS" \
             --steps "$STEPS" --warmup "$WARMUP"
@@ -133,12 +134,12 @@ print("TFLOP/s: the engine's matmul count for the step (bench_train.c step_flops
       " count for every framework; MFU = that over the measured peak. Memory: nvidia-smi's peak during the run.")
 print()
 print("| shape | framework | dtype | step s | tokens/s | TFLOP/s | MFU vs bf16 peak | MFU vs fp32 peak"
-      " | peak GPU mem GiB | tokens/s vs torch fp32 |")
+      " | peak GPU mem GiB | tokens/s vs torch, same dtype |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for shape in sys.argv[2].split():
-    ref = by.get(f"{shape}.torch.fp32", {})
-    ref_tok = ref.get("tok_s") if "failed" not in ref else None
-    for impl, dtype in (("engine", "fp32"), ("torch", "fp32"), ("torch", "bf16")):
+    for impl, dtype in (("engine", "bf16"), ("torch", "bf16"), ("engine", "fp32"), ("torch", "fp32")):
+        ref = by.get(f"{shape}.torch.{dtype}", {})
+        ref_tok = ref.get("tok_s") if "failed" not in ref else None
         r = by.get(f"{shape}.{impl}.{dtype}")
         if r is None:
             continue
@@ -150,7 +151,7 @@ for shape in sys.argv[2].split():
         s, tok, gf = r["step_ms"] / 1e3, r["tok_s"], flops.get(shape)
         tf = gf / s / 1e3 if gf else None
         mfu = lambda p: "-" if tf is None or not p else f"{100 * tf / p:.1f}%"
-        ratio = f"{tok / ref_tok:.2f}x" if ref_tok else "-"
+        ratio = f"{tok / ref_tok:.2f}x" if ref_tok and impl == "engine" else "-"
         print(f"| {shape} | {impl} | {dtype} | {s:.3f} | {tok:.0f} | {fmt(tf, '.1f')} | {mfu(bf16_peak)}"
               f" | {mfu(fp32_peak)} | {mem} | {ratio} |")
 PYEOF

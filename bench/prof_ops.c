@@ -23,6 +23,8 @@ enum {
     P_SWIGLU_B,
     P_ADD,
     P_ACC,
+    P_COPY,
+    P_ZERO,
     P_ADDS,
     P_DROP,
     P_EMB_F,
@@ -55,6 +57,8 @@ static const char *const prof_names[P_N] = {"matmul_forward",
                                             "swiglu_backward",
                                             "add",
                                             "accumulate",
+                                            "copy",
+                                            "zero",
                                             "add_scaled",
                                             "dropout",
                                             "embedding_forward",
@@ -142,6 +146,8 @@ PROF_WRAP(P_SWIGLU_B, swiglu_backward,
           (dg, du, d, g, u, n))
 PROF_WRAP(P_ADD, add, (float *o, const float *a, const float *b, size_t n), (o, a, b, n))
 PROF_WRAP(P_ACC, accumulate, (float *d, const float *s, size_t n), (d, s, n))
+PROF_WRAP(P_COPY, copy, (float *d, const float *s, size_t n), (d, s, n))
+PROF_WRAP(P_ZERO, zero, (float *x, size_t n), (x, n))
 PROF_WRAP(P_ADDS, add_scaled, (float *o, const float *x, float sc, size_t n), (o, x, sc, n))
 PROF_WRAP(P_DROP, dropout, (float *o, const float *i, size_t n, uint64_t key, float p, float sc, int acc),
           (o, i, n, key, p, sc, acc))
@@ -196,6 +202,8 @@ const struct ops *prof_ops(const struct ops *inner) {
                          .swiglu_backward = prof_swiglu_backward,
                          .add = prof_add,
                          .accumulate = prof_accumulate,
+                         .copy = prof_copy,
+                         .zero = prof_zero,
                          .add_scaled = prof_add_scaled,
                          .dropout = prof_dropout,
                          .embedding_forward = prof_embedding_forward,

@@ -4,6 +4,7 @@
 #include "engine/ops.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/err.h"
@@ -46,15 +47,25 @@ int device_describe(const char *device, int threads, char *out, size_t cap) {
 #endif
 }
 
+/* PULSE_CHECK_OPS=1 wraps the table in ops_checked (engine/ops_check.c), which aborts on a pointer that is
+ * not inside memory from mem_alloc. The registry it consults starts here, before the stage allocates
+ * anything. */
 const struct ops *ops_select(const char *device, int threads) {
     if (device_check(device) != 0)
         return NULL;
     int cuda = strcmp(device, "cuda") == 0;
     if (mem_use_cuda(cuda) != 0)
         return NULL;
+    const char *chk = getenv("PULSE_CHECK_OPS");
+    int checked = chk && strcmp(chk, "1") == 0;
+    if (checked)
+        mem_check_enable();
+    const struct ops *o;
 #ifdef PULSE_HAVE_CUDA
     if (cuda)
-        return ops_cuda();
+        o = ops_cuda();
+    else
 #endif
-    return ops_cpu(threads);
+        o = ops_cpu(threads);
+    return checked ? ops_checked(o) : o;
 }

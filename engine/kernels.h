@@ -123,6 +123,27 @@ PULSE_HD static inline void kernel_lse_merge(float *m, float *s, float m2, float
     }
 }
 
+/* fp32 -> bf16 -> fp32: x rounded to bfloat16's 8-bit significand (round to nearest, ties to even; the
+ * standard conversion, as engine/safetensors.c's st_f32_to_bf16), returned as the float of that value, whose
+ * low 16 bits are zero (the bf16 bits are the high half). A carry out of the significand reaches the next
+ * binade or infinity; infinities pass; a NaN stays a NaN: truncated, with the quiet bit set when truncation
+ * would leave no payload (rounding its bits could make it an infinity, or carry into the sign). The bf16
+ * matmul tables (ops_precision) round both inputs of a product with this on every backend, so they round
+ * alike. */
+PULSE_HD static inline float kernel_bf16_round(float x) {
+    union {
+        unsigned u;
+        float f;
+    } v = {.f = x};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) {
+        v.u &= 0xffff0000u;
+        v.u |= (v.u & 0x007f0000u) ? 0u : 0x00400000u;
+    } else {
+        v.u = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) & 0xffff0000u;
+    }
+    return v.f;
+}
+
 /* torch.lerp's formula (a + w (b - a), or from the other end when w >= 0.5), which AdamW's first moment uses.
  */
 PULSE_HD static inline float kernel_lerp(float a, float b, float w) {

@@ -1,10 +1,14 @@
 /* mem: heap or CUDA managed memory for tensors (engine/mem.h). A small header in front of each block records
- * which allocator made it, so mem_free never has to be told and blocks survive a change of mode. */
+ * which allocator made it, so mem_free never has to be told and blocks survive a change of mode. With
+ * checking on (mem_check_enable), a registry of the live blocks answers mem_owns for the checked operation
+ * table. */
 #include "engine/mem.h"
 
 #include "util/buf.h"
 #include "util/err.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,56 @@ enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461 };
 
 static int use_cuda;
 
+/* The live blocks' payloads, sorted by start address (blocks never overlap, so the only block that can hold
+ * an address is the last one starting at or before it: a binary search). Stages may allocate from more than
+ * one thread, hence the mutex; `checking` is read on every mem_alloc and mem_free without it, so that normal
+ * runs pay one relaxed load. */
+struct mem_block {
+    uintptr_t start;
+    size_t bytes;
+};
+static atomic_int checking;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mem_block *reg;
+static size_t reg_n, reg_cap;
+
+/* The number of blocks starting at or before `a` (the caller holds reg_mu). */
+static size_t reg_upto(uintptr_t a) {
+    size_t lo = 0, hi = reg_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (reg[mid].start <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void reg_add(const void *p, size_t bytes) {
+    pthread_mutex_lock(&reg_mu);
+    if (reg_n == reg_cap) {
+        reg_cap = reg_cap ? 2 * reg_cap : 256;
+        reg = xrealloc(reg, reg_cap * sizeof *reg);
+    }
+    size_t at = reg_upto((uintptr_t)p);
+    memmove(reg + at + 1, reg + at, (reg_n - at) * sizeof *reg);
+    reg[at] = (struct mem_block){(uintptr_t)p, bytes};
+    reg_n++;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+/* A block made before checking was enabled is not in the registry: nothing to remove. */
+static void reg_remove(const void *p) {
+    pthread_mutex_lock(&reg_mu);
+    size_t at = reg_upto((uintptr_t)p);
+    if (at > 0 && reg[at - 1].start == (uintptr_t)p) {
+        memmove(reg + at - 1, reg + at, (reg_n - at) * sizeof *reg);
+        reg_n--;
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
 void *mem_alloc(size_t n, size_t size) {
     if (size && n > (SIZE_MAX - MEM_HEADER) / size) {
         fprintf(stderr, "pulse-pipe: out of memory: %zu x %zu bytes\n", n, size);
@@ -37,12 +91,16 @@ void *mem_alloc(size_t n, size_t size) {
         p = xcalloc(1, bytes);
     uint32_t tag = use_cuda ? MEM_CUDA : MEM_HEAP;
     memcpy(p, &tag, sizeof tag);
+    if (atomic_load_explicit(&checking, memory_order_relaxed))
+        reg_add(p + MEM_HEADER, n * size);
     return p + MEM_HEADER;
 }
 
 void mem_free(void *q) {
     if (!q)
         return;
+    if (atomic_load_explicit(&checking, memory_order_relaxed))
+        reg_remove(q); /* before the free: another thread's mem_alloc may get the address back at once */
     unsigned char *p = (unsigned char *)q - MEM_HEADER;
     uint32_t tag;
     memcpy(&tag, p, sizeof tag);
@@ -66,4 +124,26 @@ int mem_use_cuda(int cuda) {
 
 int mem_on_cuda(void) {
     return use_cuda;
+}
+
+void mem_check_enable(void) {
+    atomic_store(&checking, 1);
+}
+
+int mem_check_enabled(void) {
+    return atomic_load(&checking);
+}
+
+int mem_owns(const void *p, size_t bytes) {
+    uintptr_t a = (uintptr_t)p;
+    int owns = 0;
+    pthread_mutex_lock(&reg_mu);
+    size_t at = reg_upto(a);
+    if (at > 0) {
+        const struct mem_block *b = &reg[at - 1];
+        size_t off = a - b->start; /* a >= start: the block starts at or before p */
+        owns = off <= b->bytes && bytes <= b->bytes - off;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return owns;
 }

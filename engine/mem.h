@@ -20,4 +20,14 @@ void mem_free(void *p);
 int mem_use_cuda(int cuda);
 int mem_on_cuda(void);
 
+/* Checking (PULSE_CHECK_OPS=1, engine/ops_check.c): from mem_check_enable on, every mem_alloc block is kept
+ * in a registry of live blocks (start, bytes) until mem_free, so mem_owns can tell memory from here apart
+ * from a plain malloc'd buffer. Off by default, so normal runs pay nothing; call it before the first
+ * mem_alloc (a block made earlier is not known). It cannot be turned off again. Thread-safe. */
+void mem_check_enable(void);
+int mem_check_enabled(void);
+/* 1 when [p, p + bytes) lies inside one live mem_alloc block (bytes == 0: p inside it or just past its end);
+ * 0 otherwise, and always 0 while checking is off. */
+int mem_owns(const void *p, size_t bytes);
+
 #endif

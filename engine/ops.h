@@ -118,6 +118,20 @@ const struct ops *ops_cuda(void);
 /* The table for a device name ("cpu" or "cuda"), with engine/mem.c switched to that device's memory; NULL
  * with err_set when the device cannot be used (no CUDA build, no GPU). */
 const struct ops *ops_select(const char *device, int threads);
+/* A table that checks every non-NULL pointer argument against engine/mem.h's registry of live blocks for the
+ * extent the operation reads or writes, then forwards the call to `inner`; a pointer outside memory from
+ * mem_alloc (a malloc'd buffer, which the GPU cannot reach, or one too short) prints one line and aborts.
+ * Turns the registry on (mem_check_enable). One at a time; ops_select returns it under PULSE_CHECK_OPS=1. */
+const struct ops *ops_checked(const struct ops *inner);
+/* The table ops_checked wraps, when `table` is that wrapper; else NULL. */
+const struct ops *ops_checked_inner(const struct ops *table);
+/* The table for a matrix-product precision: "fp32" returns table itself; "bf16" its backend's bf16 twin (name
+ * "cpu-bf16" / "cuda-bf16"), identical but for matmul_forward and matmul_backward, whose products round both
+ * inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into fp32 outputs with the usual
+ * accumulate rules (the bias and db stay fp32). Weights, activations, gradients and optimizer state stay fp32
+ * in memory, attention's products and every other operation too. NULL with err_set for another precision or
+ * a table that is not a backend's. */
+const struct ops *ops_precision(const struct ops *table, const char *precision);
 
 #ifdef __cplusplus
 }

@@ -78,6 +78,11 @@ static inline float cpu_dot(const float *a, const float *b, size_t n) {
 /* The thread count of the CPU table (its `threads` field, clamped to 1..CPU_MAX_THREADS). */
 int cpu_threads(void);
 
+/* The "cpu-bf16" table (engine/precision.c's ops_precision) when table is the CPU table or that twin itself,
+ * else NULL (ops.c). */
+struct ops;
+const struct ops *cpu_ops_bf16(const struct ops *table);
+
 /* Work on items [begin, end) of a parallel loop. */
 typedef void (*cpu_range_fn)(void *ctx, size_t begin, size_t end);
 
@@ -92,6 +97,11 @@ void cpu_matmul_forward(float *out, const float *inp, const float *w, const floa
                         size_t oc);
 void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, size_t n, size_t ic, size_t oc);
+/* The same with both inputs of every product rounded to bf16 (fp32 accumulation; the "cpu-bf16" table). */
+void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
+                             size_t ic, size_t oc);
+void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                              const float *w, size_t n, size_t ic, size_t oc);
 
 /* norms.c */
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,

@@ -1,11 +1,15 @@
 /* matmul: linear layers on OpenBLAS. Each product's output is cut into blocks whose bounds depend only on the
  * shapes; each block is one single-threaded sgemm, and the pool runs the blocks. OpenBLAS's own threading
  * does not give the same bits for 1 and 2 threads (0.3.21 differs on about a third of odd shapes); a fixed
- * cut does. */
+ * cut does. The bf16 variants (the "cpu-bf16" table of ops_precision) emulate bf16 products with fp32
+ * accumulation: both inputs rounded to bf16 values (kept in fp32 arrays), then the same sgemm path. */
 #include "engine/cpu/cpu.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "util/buf.h"
 
 /* Products under this many multiply-adds are one block: a split would not pay for the extra packing. */
 #define MM_MIN_WORK (1u << 21)
@@ -156,4 +160,55 @@ void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, c
         struct colsum s = {.db = db, .dout = dout, .n = n, .oc = oc};
         cpu_parallel(oc, n, colsum_range, &s);
     }
+}
+
+/* ---- bf16 precision ---- */
+
+struct bf16_round {
+    float *dst;
+    const float *src;
+};
+
+static void bf16_range(void *ctx, size_t begin, size_t end) {
+    const struct bf16_round *r = ctx;
+    for (size_t i = begin; i < end; i++)
+        r->dst[i] = kernel_bf16_round(r->src[i]);
+}
+
+/* x[n] rounded to bf16 (kernel_bf16_round, the CUDA backend's rounding) into fresh memory the caller frees.
+ * The rounding is per element, so the split over threads changes no bit. A product of two bf16 values is
+ * exact in fp32 (8 + 8 significand bits), so sgemm on these copies is bf16 products with fp32 accumulation,
+ * as cuBLAS computes them: the backends differ only in summation order. */
+static float *bf16_copy(const float *x, size_t n) {
+    float *r = xmalloc((n ? n : 1) * sizeof(float));
+    cpu_parallel(n, 1, bf16_range, &(struct bf16_round){.dst = r, .src = x});
+    return r;
+}
+
+/* cpu_matmul_forward on bf16-rounded inp and w; the bias stays fp32. */
+void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
+                             size_t ic, size_t oc) {
+    if (n == 0 || oc == 0) /* no output: nothing to round (cpu_matmul_forward does nothing either) */
+        return;
+    float *ri = bf16_copy(inp, n * ic), *rw = bf16_copy(w, oc * ic);
+    cpu_matmul_forward(out, ri, rw, b, n, ic, oc);
+    free(ri);
+    free(rw);
+}
+
+/* cpu_matmul_backward's two products on bf16-rounded operands (dout, and w for dinp, inp for dw); db, a sum
+ * rather than a product, is the fp32 column sum of the unrounded dout, as in the fp32 table. */
+void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                              const float *w, size_t n, size_t ic, size_t oc) {
+    int want_dinp = dinp && n > 0 && ic > 0, want_dw = dw && oc > 0 && ic > 0;
+    if (want_dinp || want_dw) {
+        float *rd = bf16_copy(dout, n * oc);
+        float *rw = want_dinp ? bf16_copy(w, oc * ic) : NULL, *ri = want_dw ? bf16_copy(inp, n * ic) : NULL;
+        cpu_matmul_backward(want_dinp ? dinp : NULL, want_dw ? dw : NULL, NULL, rd, ri, rw, n, ic, oc);
+        free(rd);
+        free(rw);
+        free(ri);
+    }
+    if (db)
+        cpu_matmul_backward(NULL, NULL, db, dout, inp, w, n, ic, oc);
 }

@@ -1,6 +1,6 @@
-/* ops (CPU): the CPU backend's operation table. The operations live in the files beside this one (matmul.c,
- * norms.c, attention.c, elementwise.c, losses.c, optim.c); this file assembles them and owns the thread
- * count. */
+/* ops (CPU): the CPU backend's operation table and its bf16 twin. The operations live in the files beside
+ * this one (matmul.c, norms.c, attention.c, elementwise.c, losses.c, optim.c); this file assembles them and
+ * owns the thread count. */
 #include "engine/ops.h"
 #include "engine/cpu/cpu.h"
 
@@ -46,6 +46,21 @@ static struct ops cpu_table = {
 int cpu_threads(void) {
     int t = cpu_table.threads;
     return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
+}
+
+/* The bf16 twin (ops_precision): the same table but for the two matmul entries. Refreshed from cpu_table
+ * whenever it is asked for, so it has the thread count ops_cpu last set (its functions read cpu_table's
+ * anyway, through cpu_threads). */
+static struct ops cpu_bf16_table;
+
+const struct ops *cpu_ops_bf16(const struct ops *table) {
+    if (table != &cpu_table && table != &cpu_bf16_table)
+        return NULL;
+    cpu_bf16_table = cpu_table;
+    cpu_bf16_table.name = "cpu-bf16";
+    cpu_bf16_table.matmul_forward = cpu_matmul_forward_bf16;
+    cpu_bf16_table.matmul_backward = cpu_matmul_backward_bf16;
+    return &cpu_bf16_table;
 }
 
 /* OpenBLAS runs single-threaded inside each call: matmul.c splits products over the pool in blocks fixed by

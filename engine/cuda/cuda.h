@@ -30,10 +30,18 @@ void cuda_check(cudaError_t e, const char *what);
 void cuda_blas_check(cublasStatus_t s, const char *what);
 /* The process's cuBLAS handle (created on first use, pedantic fp32 math: no TF32). */
 cublasHandle_t cuda_blas(void);
+/* A second handle for the bf16 products (matmul.cu's *_bf16), in cuBLAS's default math mode: pedantic math,
+ * which the fp32 handle needs against TF32, would keep bf16 products off the tensor cores. */
+cublasHandle_t cuda_blas_bf16(void);
 /* Device scratch of at least `bytes`, slot 0..CUDA_SCRATCH_SLOTS-1; valid until the next call for the same
  * slot with a larger size. Operations use distinct slots for buffers they need at the same time. */
 #define CUDA_SCRATCH_SLOTS 4
 void *cuda_scratch(int slot, size_t bytes);
+
+/* The "cuda-bf16" table when table is the CUDA table or that twin itself, else NULL (ops.cu;
+ * engine/precision.c asks). */
+struct ops;
+const struct ops *cuda_ops_bf16(const struct ops *table);
 
 /* Grid size for n items at `threads` per block (at least 1, capped so the grid stays legal; kernels loop
  * with a grid stride). */
@@ -44,6 +52,12 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
                          size_t oc);
 void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                           const float *w, size_t n, size_t ic, size_t oc);
+/* The same with both inputs of every product rounded to bf16 (kernel_bf16_round) into scratch slots 2 and 3,
+ * then cublasGemmEx with fp32 accumulation and fp32 outputs: the "cuda-bf16" table. */
+void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
+                              size_t ic, size_t oc);
+void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, size_t n, size_t ic, size_t oc);
 
 /* norms.cu */
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,

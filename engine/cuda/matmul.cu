@@ -2,9 +2,13 @@
  * row-major and cuBLAS is column-major, so every product is written for the transposes: a row-major [R,C]
  * matrix is a column-major [C,R] one with the same leading dimension, and (A B)^T = B^T A^T. The bias is
  * handled as on the CPU (copied into the output rows, then the product added with beta = 1), and the bias
- * gradient is a column sum over the rows in order, one thread per column, so db gets the CPU's exact bits. */
+ * gradient is a column sum over the rows in order, one thread per column, so db gets the CPU's exact bits.
+ * The bf16 variants (the "cuda-bf16" table) round both inputs of each product to bf16 into scratch, then run
+ * the same products through cublasGemmEx with fp32 accumulation. */
 #include "engine/cuda/cuda.h"
+#include "engine/kernels.h"
 
+#include <cuda_bf16.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +97,95 @@ void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, 
                                     mm_ld(ic, op)),
                         op);
     /* With no rows this still adds the zero sums, as the CPU does. */
+    if (db && oc > 0)
+        matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+    cuda_done(op);
+}
+
+/* ---- bf16 precision ---- */
+
+/* Scratch slots of the rounded operands: attention, the norms, rope, copy and sum_squares use 0 and 1, and no
+ * operation calls a matmul inside itself (every operation finishes before the next starts). */
+#define MM_SLOT_A 2
+#define MM_SLOT_B 3
+
+/* dst[i] = src[i] as bf16, rounded by kernel_bf16_round (the CPU backend's rounding, so both backends
+ * multiply the same values): its result's high 16 bits are the bf16 bits. */
+static __global__ void matmul_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        __nv_bfloat16_raw r;
+        r.x = (unsigned short)(__float_as_uint(kernel_bf16_round(src[i])) >> 16);
+        dst[i] = __nv_bfloat16(r);
+    }
+}
+
+/* n values of src rounded to bf16 into scratch `slot` (n > 0). */
+static const __nv_bfloat16 *mm_bf16(int slot, const float *src, size_t n, const char *op) {
+    __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, n * sizeof(__nv_bfloat16));
+    matmul_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, src, n);
+    cuda_check(cudaGetLastError(), op);
+    return dst;
+}
+
+/* C (fp32, column-major [m,n], ldc) = op(A) op(B) + beta C with A and B bf16: products exact in fp32, summed
+ * in fp32 (CUBLAS_COMPUTE_32F). The fp32 path's cublasSgemm with bf16 operands. */
+static void mm_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
+                         float *c, int ldc, const char *op) {
+    const float one = 1.0f;
+    cuda_blas_check(cublasGemmEx(cuda_blas_bf16(), ta, tb, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
+                                 ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    op);
+}
+
+/* cuda_matmul_forward with inp and w rounded to bf16 (slots A and B); the bias stays fp32. */
+void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
+                              size_t ic, size_t oc) {
+    const char *op = "matmul_forward_bf16";
+    if (n == 0 || oc == 0) {
+        cuda_done(op);
+        return;
+    }
+    int m_ = mm_int(oc, op), n_ = mm_int(n, op), k_ = mm_int(ic, op);
+    float beta = 0.0f;
+    if (b) {
+        matmul_bias_rows<<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>(out, b, n, oc);
+        cuda_check(cudaGetLastError(), op);
+        beta = 1.0f;
+    }
+    if (ic == 0) { /* an empty product: the bias alone, or zeros */
+        if (!b)
+            cuda_check(cudaMemset(out, 0, n * oc * sizeof(float)), op);
+    } else {
+        const __nv_bfloat16 *bi = mm_bf16(MM_SLOT_A, inp, n * ic, op),
+                            *bw = mm_bf16(MM_SLOT_B, w, oc * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta, out,
+                     mm_ld(oc, op), op);
+    }
+    cuda_done(op);
+}
+
+/* cuda_matmul_backward's products on bf16 operands: dout rounded once (slot A) for both; w for dinp, then inp
+ * for dw, in slot B (stream order: the dw rounding starts after the dinp product has read w's copy, and a
+ * slot that must grow synchronises first). db is the fp32 column sum of the unrounded dout, as in fp32. */
+void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_backward_bf16";
+    int want_dinp = dinp && n > 0 && ic > 0 && oc > 0, want_dw = dw && n > 0 && ic > 0 && oc > 0;
+    const __nv_bfloat16 *bd = want_dinp || want_dw ? mm_bf16(MM_SLOT_A, dout, n * oc, op) : NULL;
+    /* dinp^T [IC,N] += w^T [IC,OC] (op N) times dout^T [OC,N] (op N), column-major as in the fp32 path */
+    if (want_dinp) {
+        const __nv_bfloat16 *bw = mm_bf16(MM_SLOT_B, w, oc * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), bw,
+                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dinp, mm_ld(ic, op), op);
+    }
+    /* dw^T [IC,OC] += inp^T [IC,N] (op N) times dout [N,OC] (op T) */
+    if (want_dw) {
+        const __nv_bfloat16 *bi = mm_bf16(MM_SLOT_B, inp, n * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op), mm_int(n, op), bi,
+                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dw, mm_ld(ic, op), op);
+    }
     if (db && oc > 0)
         matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
     cuda_done(op);

@@ -1,5 +1,5 @@
-/* ops (CUDA): the CUDA backend's operation table, and what its files share: the error check each operation
- * ends with, the cuBLAS handle and the scratch buffers (engine/cuda/cuda.h). */
+/* ops (CUDA): the CUDA backend's operation table and its bf16 twin, and what its files share: the error check
+ * each operation ends with, the cuBLAS handles and the scratch buffers (engine/cuda/cuda.h). */
 #include "engine/cuda/cuda.h"
 #include "engine/ops.h"
 
@@ -31,6 +31,18 @@ cublasHandle_t cuda_blas(void) {
         cuda_blas_check(cublasCreate(&h), "cublasCreate");
         /* Pedantic fp32: no TF32 or reduced-precision shortcuts, so the parity tests hold at 1e-5. */
         cuda_blas_check(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+    }
+    return h;
+}
+
+cublasHandle_t cuda_blas_bf16(void) {
+    static cublasHandle_t h;
+    if (!h) {
+        cuda_blas_check(cublasCreate(&h), "cublasCreate");
+        /* Default math: the inputs are bf16 already (nothing left to shorten), and pedantic math would keep
+         * cuBLAS off the tensor cores, the point of bf16 products. The compute type (CUBLAS_COMPUTE_32F)
+         * keeps the accumulation fp32. */
+        cuda_blas_check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     }
     return h;
 }
@@ -97,4 +109,18 @@ static struct ops cuda_table = {
 
 const struct ops *ops_cuda(void) {
     return &cuda_table;
+}
+
+/* The bf16 twin (ops_precision): the same table but for the two matmul entries, refreshed from cuda_table
+ * whenever it is asked for. */
+static struct ops cuda_bf16_table;
+
+extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
+    if (table != &cuda_table && table != &cuda_bf16_table)
+        return NULL;
+    cuda_bf16_table = cuda_table;
+    cuda_bf16_table.name = "cuda-bf16";
+    cuda_bf16_table.matmul_forward = cuda_matmul_forward_bf16;
+    cuda_bf16_table.matmul_backward = cuda_matmul_backward_bf16;
+    return &cuda_bf16_table;
 }

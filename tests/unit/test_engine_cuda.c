@@ -3,7 +3,8 @@
  * optional pointers, causal and padding masks, odd sizes, rows long enough for multi-block reductions, empty
  * shapes); then the LLaVA model, on the tiny fixture and on a mid-size random model: logits, loss and every
  * gradient with all parameters trainable and with a LoRA adapter (dropout on), and the weights after a few
- * AdamW steps. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU log says where
+ * AdamW steps; then the bf16 tables (ops_precision): the matmul cases, and the tiny model's LoRA forward and
+ * backward. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU log says where
  * the backends part, and lists every failure at the end. Exits 77 (skipped) in a build without the CUDA
  * backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips the model (for a run under
  * compute-sanitizer, whose slower kernels the model's sizes would not fit). */
@@ -192,6 +193,11 @@ static void mm_bwd(const struct ops *o, const void *ctx, float *const *out) {
     o->matmul_backward(out[0], out[1], out[2], p->dout, p->inp, p->w, p->n, p->ic, p->oc);
 }
 
+/* The matmul cases' names: "matmul_forward" / "matmul_backward", with "_bf16" appended while the bf16 tables
+ * run them (test_ops_bf16). */
+static const char *mm_fwd_name = "matmul_forward", *mm_bwd_name = "matmul_backward";
+static double mm_tol = TOL;
+
 static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uint64_t seed) {
     char sh[96];
     snprintf(sh, sizeof sh, "n=%zu ic=%zu oc=%zu%s", n, ic, oc, bias ? " bias" : "");
@@ -202,42 +208,42 @@ static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uin
                    .n = n,
                    .ic = ic,
                    .oc = oc};
-    parity("matmul_forward", sh, mm_fwd, &p, (const struct out[]){{"out", n * oc, seed + 4, 0, NULL}, {0}},
-           TOL);
-    parity("matmul_backward", sh, mm_bwd, &p,
+    parity(mm_fwd_name, sh, mm_fwd, &p, (const struct out[]){{"out", n * oc, seed + 4, 0, NULL}, {0}},
+           mm_tol);
+    parity(mm_bwd_name, sh, mm_bwd, &p,
            (const struct out[]){{"dinp", n * ic, seed + 5, 0, NULL},
                                 {"dw", oc * ic, seed + 6, 0, NULL},
                                 {"db", oc, seed + 7, 0, NULL},
                                 {0}},
-           TOL);
+           mm_tol);
     if (nulls) { /* each gradient on its own: a NULL one is skipped and changes nothing else */
         char s2[128];
         snprintf(s2, sizeof s2, "%s dw,db=NULL", sh);
-        parity("matmul_backward", s2, mm_bwd, &p,
+        parity(mm_bwd_name, s2, mm_bwd, &p,
                (const struct out[]){{"dinp", n * ic, seed + 5, 0, NULL},
                                     {"dw", oc * ic, 0, 1, NULL},
                                     {"db", oc, 0, 1, NULL},
                                     {0}},
-               TOL);
+               mm_tol);
         snprintf(s2, sizeof s2, "%s dinp,db=NULL", sh);
-        parity("matmul_backward", s2, mm_bwd, &p,
+        parity(mm_bwd_name, s2, mm_bwd, &p,
                (const struct out[]){{"dinp", n * ic, 0, 1, NULL},
                                     {"dw", oc * ic, seed + 6, 0, NULL},
                                     {"db", oc, 0, 1, NULL},
                                     {0}},
-               TOL);
+               mm_tol);
         snprintf(s2, sizeof s2, "%s dinp,dw=NULL", sh);
-        parity("matmul_backward", s2, mm_bwd, &p,
+        parity(mm_bwd_name, s2, mm_bwd, &p,
                (const struct out[]){{"dinp", n * ic, 0, 1, NULL},
                                     {"dw", oc * ic, 0, 1, NULL},
                                     {"db", oc, seed + 7, 0, NULL},
                                     {0}},
-               TOL);
+               mm_tol);
         snprintf(s2, sizeof s2, "%s all NULL", sh);
-        parity("matmul_backward", s2, mm_bwd, &p,
+        parity(mm_bwd_name, s2, mm_bwd, &p,
                (const struct out[]){
                    {"dinp", n * ic, 0, 1, NULL}, {"dw", oc * ic, 0, 1, NULL}, {"db", oc, 0, 1, NULL}, {0}},
-               TOL);
+               mm_tol);
     }
     mem_free((void *)p.inp);
     mem_free((void *)p.w);
@@ -759,12 +765,51 @@ static void test_ops(void) {
     test_losses(10, 4099, 1, 830);
 }
 
+/* bf16 products with fp32 accumulation on both sides ("cuda-bf16" against "cpu-bf16"): both round the inputs
+ * with kernel_bf16_round, and a product of two bf16 values is exact in fp32, so the backends differ only in
+ * summation order, as in fp32: the same tolerance, and two CUDA runs the same bits. The bias and db are fp32.
+ * (cuBLAS runs these on the tensor cores, whose fp32 accumulation may round differently from an FMA chain;
+ * the long inner sum, 1031 terms, is where that would show first.) */
+#define BF16_TOL 1e-5
+
+/* The matmul cases on the bf16 tables; empty: the empty shapes (test_empty's turn: a CUDA error exits). */
+static void test_ops_bf16(int empty) {
+    const struct ops *cpu = CPU, *gpu = GPU;
+    CPU = ops_precision(cpu, "bf16");
+    GPU = ops_precision(gpu, "bf16");
+    verdict(CPU && GPU, "ops_precision: bf16 tables");
+    if (CPU && GPU) {
+        mm_fwd_name = "matmul_forward_bf16";
+        mm_bwd_name = "matmul_backward_bf16";
+        mm_tol = BF16_TOL;
+        if (empty) {
+            test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
+            test_matmul(4, 0, 3, 1, 0, 905); /* no inner dimension: the bias alone, nothing added */
+        } else {
+            printf("== bf16 matmul: %s against %s ==\n", GPU->name, CPU->name);
+            test_matmul(1, 1, 1, 1, 0, 10);
+            test_matmul(67, 45, 33, 1, 1, 20);
+            test_matmul(67, 45, 33, 0, 0, 30);
+            test_matmul(300, 257, 130, 1, 0, 40);
+            test_matmul(5, 1031, 3, 1, 0, 50);   /* a long inner sum */
+            test_matmul(3, 64, 4099, 0, 0, 60);  /* an lm_head-like product: many columns, few rows */
+            test_matmul(130, 96, 128, 1, 0, 70); /* multiples of 32 */
+        }
+        mm_fwd_name = "matmul_forward";
+        mm_bwd_name = "matmul_backward";
+        mm_tol = TOL;
+    }
+    CPU = cpu;
+    GPU = gpu;
+}
+
 /* Empty shapes: nothing to compute, nothing may change, and no illegal launch (a CUDA error exits the test,
  * so these run last among the operations). */
 static void test_empty(void) {
     printf("== empty shapes ==\n");
     fflush(stdout);
     test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
+    test_ops_bf16(1);
     test_norms(0, 5, 1, 0, 910);
     test_rope(0, 4, 2, 8, 0, 920);
     static const int32_t l1[] = {3};
@@ -787,6 +832,24 @@ static void test_empty(void) {
 #define LOGIT_TOL 1e-4
 #define GRAD_TOL 1e-4
 #define LOSS_TOL 1e-5
+
+/* In bf16 (both backends through ops_precision: every linear layer's inputs rounded to bf16) the backends
+ * still differ only in summation order, but a value within that difference of a rounding boundary rounds to
+ * the other neighbouring bf16 value on one side: that input moves by one bf16 step (2^-8 to 2^-7 of itself),
+ * and so does its term in every output it feeds. Such flips are rare (a difference of a few fp32 ulps against
+ * a bf16 step of 2^16 of them) but a model rounds ~1e5 values. An emulation on the CPU (this tiny LoRA case;
+ * one side's matmuls summed in double, its norms' and attention's outputs given one-ulp noise, 8 noise seeds)
+ * moved the logits by 0, 1.7e-4 or 2.8e-4 and the adapter's gradients by 0 or 2.0e-4 (max_rel, as here):
+ * discrete jumps, a flip's worth each, where fp32 moved ~1e-6. BF16_MODEL_TOL, 2^-8 ~ 4e-3 of the tensor's
+ * scale (one bf16 step of a term as large as the output), holds the logits and gradients with 14 times the
+ * largest jump seen. A real fault is larger: one side computing in fp32 is 1e-2 off in the logits and 3e-2
+ * in the gradients (tests/unit/test_engine_bf16.c), and the loss (a mean, which a flip barely moves: 0 in the
+ * emulation) keeps LOSS_TOL, 80 times below the fp32/bf16 gap of 8e-4. */
+#define BF16_MODEL_TOL 4e-3
+
+/* The precision model_parity runs both backends in, and its tolerances (model_configs sets them). */
+static const char *model_prec = "fp32";
+static double logit_tol = LOGIT_TOL, grad_tol = GRAD_TOL;
 
 /* AdamW steps: STEPS of them at LR with eps ADAM_EPS. eps is far above its usual 1e-8 on purpose: with eps
  * far below the gradients, AdamW's first steps are lr sign(g), and a value whose gradient is within rounding
@@ -935,7 +998,7 @@ static void compare_grads(const struct llava *m, const struct view *v, size_t nv
             continue;
         }
         double err = max_rel(g, w, v[i].n, NULL);
-        if (!(err <= GRAD_TOL) && bad++ < MAX_TENSOR_LINES)
+        if (!(err <= grad_tol) && bad++ < MAX_TENSOR_LINES)
             fprintf(stderr, "  %s: gradient of %s: max_rel_err %.3g\n", label, v[i].name, err);
         int k = v[i].group;
         seen[k] = 1;
@@ -947,7 +1010,7 @@ static void compare_grads(const struct llava *m, const struct view *v, size_t nv
     for (int k = 0; k < NGROUPS; k++)
         if (seen[k])
             printf("model %-12s gradients, %-12s max_rel_err %.2e (tol %.0e; worst %s)\n", label,
-                   group_name[k], worst[k], GRAD_TOL, wname[k] ? wname[k] : "-");
+                   group_name[k], worst[k], grad_tol, wname[k] ? wname[k] : "-");
     char what[160];
     snprintf(what, sizeof what, "model %s: %d gradient tensors off (of %zu)", label, bad, nv);
     verdict(bad == 0, what);
@@ -958,20 +1021,26 @@ static void compare_grads(const struct llava *m, const struct view *v, size_t nv
 /* Forward and backward on CUDA twice (the same bits), then on the CPU: logits, loss, gradients. Returns the
  * CPU gradient norm (for the AdamW check's clip), or -1. */
 static double model_parity(struct llava *m, const struct batch *x, const char *label) {
-    const struct ops *mc = ops_cpu(cpu_threads);
+    const struct ops *mc = ops_precision(ops_cpu(cpu_threads), model_prec),
+                     *gpu = ops_precision(GPU, model_prec);
+    if (!mc || !gpu) {
+        fprintf(stderr, "  %s: %s\n", label, err_msg());
+        verdict(0, "model: ops_precision");
+        return -1;
+    }
     size_t nl = x->b * x->t * (size_t)m->cfg.text.vocab, ng = m->ngrads;
     float lg = 0, lg2 = 0, lc = 0;
     float *logits = malloc(nl * sizeof(float)), *grads = malloc((ng ? ng : 1) * sizeof(float));
     struct timespec t[6];
     memset(t, 0, sizeof t);
     clock_gettime(CLOCK_MONOTONIC, &t[0]);
-    int ok = fwd_bwd(m, GPU, x, &lg) == 0;
+    int ok = fwd_bwd(m, gpu, x, &lg) == 0;
     clock_gettime(CLOCK_MONOTONIC, &t[1]);
     if (ok) {
         memcpy(logits, m->a.logits, nl * sizeof(float));
         memcpy(grads, m->grads, ng * sizeof(float));
         clock_gettime(CLOCK_MONOTONIC, &t[2]);
-        ok = fwd_bwd(m, GPU, x, &lg2) == 0;
+        ok = fwd_bwd(m, gpu, x, &lg2) == 0;
         clock_gettime(CLOCK_MONOTONIC, &t[3]);
     }
     char what[160];
@@ -982,7 +1051,7 @@ static double model_parity(struct llava *m, const struct batch *x, const char *l
         free(grads);
         return -1;
     }
-    double s1 = GPU->sum_squares(m->grads, ng), s2 = GPU->sum_squares(m->grads, ng);
+    double s1 = gpu->sum_squares(m->grads, ng), s2 = gpu->sum_squares(m->grads, ng);
     int same_l = memcmp(logits, m->a.logits, nl * sizeof(float)) == 0,
         same_loss = memcmp(&lg, &lg2, sizeof lg) == 0,
         same_g = memcmp(grads, m->grads, ng * sizeof(float)) == 0, same_s = memcmp(&s1, &s2, sizeof s1) == 0;
@@ -1001,7 +1070,7 @@ static double model_parity(struct llava *m, const struct batch *x, const char *l
     double norm = -1;
     if (ok) {
         double el = max_rel(logits, m->a.logits, nl, NULL);
-        check_line(el <= LOGIT_TOL, label, "logits max_rel_err", el, LOGIT_TOL);
+        check_line(el <= logit_tol, label, "logits max_rel_err", el, logit_tol);
         double rl = fabs((double)lg - lc) / fabs((double)lc);
         printf("model %-12s loss cuda %.7f cpu %.7f\n", label, lg, lc);
         check_line(rl <= LOSS_TOL, label, "loss rel_err", rl, LOSS_TOL);
@@ -1140,17 +1209,22 @@ static void adamw_parity(struct llava *m, const struct batch *x, const char *lab
 
 /* The full model trainable, then (everything frozen) a LoRA adapter of rank r on every decoder projection,
  * with B drawn too (PEFT's B = 0 would leave A without a gradient) and dropout 0.1 on, and with the projector
- * trainable when proj. */
-static void model_configs(struct llava *m, const struct batch *x, const char *name, int r, int proj) {
+ * trainable when proj. bf16: the LoRA configuration alone, forward and backward on the bf16 tables (no AdamW
+ * steps: the optimizer is fp32 in either precision). */
+static void model_configs(struct llava *m, const struct batch *x, const char *name, int r, int proj,
+                          int bf16) {
     char label[64];
-    snprintf(label, sizeof label, "%s full", name);
-    llava_set_trainable(m, "", 1);
-    llava_grads_init(m);
-    double norm = model_parity(m, x, label);
-    if (norm > 0)
-        adamw_parity(m, x, label, (float)(0.5 * norm)); /* half the norm: every step clips */
+    double norm;
+    if (!bf16) {
+        snprintf(label, sizeof label, "%s full", name);
+        llava_set_trainable(m, "", 1);
+        llava_grads_init(m);
+        norm = model_parity(m, x, label);
+        if (norm > 0)
+            adamw_parity(m, x, label, (float)(0.5 * norm)); /* half the norm: every step clips */
+    }
 
-    snprintf(label, sizeof label, "%s LoRA", name);
+    snprintf(label, sizeof label, "%s LoRA%s", name, bf16 ? " bf16" : "");
     llava_set_trainable(m, "", 0);
     struct lora l;
     int ok = lora_create(&l, r, 2.0 * r, 0.1) == 0;
@@ -1177,9 +1251,16 @@ static void model_configs(struct llava *m, const struct batch *x, const char *na
             llava_set_trainable(m, MP, 1);
         llava_grads_init(m);
         llava_lora_mode(m, 1, 3); /* dropout on, the masks of step 3, on both backends */
+        if (bf16) {
+            model_prec = "bf16";
+            logit_tol = grad_tol = BF16_MODEL_TOL;
+        }
         norm = model_parity(m, x, label);
+        model_prec = "fp32";
+        logit_tol = LOGIT_TOL;
+        grad_tol = GRAD_TOL;
         llava_lora_mode(m, 0, 0);
-        if (norm > 0)
+        if (norm > 0 && !bf16)
             adamw_parity(m, x, label, (float)(0.5 * norm));
         llava_lora_detach(m);
     }
@@ -1270,8 +1351,10 @@ static void test_models(const char *data) {
         fprintf(stderr, "  tiny: %s\n", err_msg());
     ok = ok && fixture_batch(data, &x) == 0;
     verdict(ok, "model tiny: fixture loaded");
-    if (ok)
-        model_configs(&m, &x, "tiny", 4, 0);
+    if (ok) {
+        model_configs(&m, &x, "tiny", 4, 0, 0);
+        model_configs(&m, &x, "tiny", 4, 0, 1);
+    }
     llava_free(&m);
     batch_free(&x);
 
@@ -1286,7 +1369,7 @@ static void test_models(const char *data) {
         printf("model mid: %zu parameters, %zu image tokens, batch 2 x 100\n", m.nparams,
                llava_feature_tokens(&m));
         mid_batch(&m, &x, 100);
-        model_configs(&m, &x, "mid", 8, 1);
+        model_configs(&m, &x, "mid", 8, 1, 0);
         llava_free(&m);
         batch_free(&x);
     }
@@ -1311,6 +1394,7 @@ int main(void) {
     const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
 
     test_ops();
+    test_ops_bf16(0);
     const char *only = getenv("PULSE_PARITY_OPS_ONLY");
     if (!only || strcmp(only, "1") != 0)
         test_models(data);

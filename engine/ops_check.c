@@ -1,0 +1,395 @@
+/* ops_check: an operation table that checks, before forwarding each call to another table, that every pointer
+ * it is given lies inside memory from mem_alloc for the whole extent the operation reads or writes. A plain
+ * malloc'd buffer works on the CPU but is an illegal address on the GPU (the CUDA backend needs managed
+ * memory), and a short buffer is an overrun on either; PULSE_CHECK_OPS=1 (ops_select) finds both on the CPU.
+ *
+ * Extents are engine/ops.h's shapes, taken exactly as the backends read them: a NULL pointer (an optional
+ * argument, a gradient that is not needed) and an empty extent are not checked, and an input a backward reads
+ * only for one gradient (matmul_backward reads w only for dinp, inp only for dw) is checked only when that
+ * gradient is asked for. The embedding table's row count is not passed: the check covers rows 0 through the
+ * largest token id the call indexes (negative ids index none), read from tok once tok itself has passed. */
+#include "engine/mem.h"
+#include "engine/ops.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const struct ops *inner;
+static struct ops checked;
+
+/* a * b, saturating at SIZE_MAX: an extent too large to exist fails the check instead of wrapping around. */
+static size_t mul(size_t a, size_t b) {
+    return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+static size_t f32(size_t n) {
+    return mul(n, sizeof(float));
+}
+static size_t i32(size_t n) {
+    return mul(n, sizeof(int32_t));
+}
+
+/* A bad pointer is a bug in the caller, not bad input: one line, then abort() for a core and a backtrace. */
+static void check(const char *op, const char *name, const void *p, size_t bytes) {
+    if (!p || bytes == 0 || mem_owns(p, bytes))
+        return;
+    fprintf(stderr,
+            "pulse-pipe: ops check: %s: argument %s (%zu bytes at %p) is not inside memory from mem_alloc\n",
+            op, name, bytes, p);
+    abort();
+}
+
+/* Rows of an embedding table the call indexes: the largest non-negative id + 1 (0 when none is). */
+static size_t indexed_rows(const int32_t *tok, size_t n) {
+    size_t rows = 0;
+    for (size_t i = 0; tok && i < n; i++)
+        if (tok[i] >= 0 && (size_t)tok[i] + 1 > rows)
+            rows = (size_t)tok[i] + 1;
+    return rows;
+}
+
+static void check_matmul_forward(float *out, const float *inp, const float *w, const float *b, size_t n,
+                                 size_t ic, size_t oc) {
+    const char *op = "matmul_forward";
+    check(op, "out", out, f32(mul(n, oc)));
+    check(op, "inp", inp, f32(mul(n, ic)));
+    check(op, "w", w, f32(mul(oc, ic)));
+    check(op, "b", b, f32(oc));
+    inner->matmul_forward(out, inp, w, b, n, ic, oc);
+}
+
+static void check_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_backward";
+    check(op, "dinp", dinp, f32(mul(n, ic)));
+    check(op, "dw", dw, f32(mul(oc, ic)));
+    check(op, "db", db, f32(oc));
+    if (dinp || dw || db)
+        check(op, "dout", dout, f32(mul(n, oc)));
+    if (dw)
+        check(op, "inp", inp, f32(mul(n, ic)));
+    if (dinp)
+        check(op, "w", w, f32(mul(oc, ic)));
+    inner->matmul_backward(dinp, dw, db, dout, inp, w, n, ic, oc);
+}
+
+static void check_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                    const float *b, size_t n, size_t c, float eps) {
+    const char *op = "layernorm_forward";
+    check(op, "out", out, f32(mul(n, c)));
+    check(op, "mean", mean, f32(n));
+    check(op, "rstd", rstd, f32(n));
+    check(op, "inp", inp, f32(mul(n, c)));
+    check(op, "w", w, f32(c));
+    check(op, "b", b, f32(c));
+    inner->layernorm_forward(out, mean, rstd, inp, w, b, n, c, eps);
+}
+
+static void check_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                     const float *w, const float *mean, const float *rstd, size_t n,
+                                     size_t c) {
+    const char *op = "layernorm_backward";
+    check(op, "dinp", dinp, f32(mul(n, c)));
+    check(op, "dw", dw, f32(c));
+    check(op, "db", db, f32(c));
+    if (dinp || dw || db) {
+        check(op, "dout", dout, f32(mul(n, c)));
+        check(op, "inp", inp, f32(mul(n, c)));
+        check(op, "mean", mean, f32(n));
+        check(op, "rstd", rstd, f32(n));
+    }
+    if (dinp)
+        check(op, "w", w, f32(c));
+    inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, n, c);
+}
+
+static void check_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t n,
+                                  size_t c, float eps) {
+    const char *op = "rmsnorm_forward";
+    check(op, "out", out, f32(mul(n, c)));
+    check(op, "rstd", rstd, f32(n));
+    check(op, "inp", inp, f32(mul(n, c)));
+    check(op, "w", w, f32(c));
+    inner->rmsnorm_forward(out, rstd, inp, w, n, c, eps);
+}
+
+static void check_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                                   const float *w, const float *rstd, size_t n, size_t c) {
+    const char *op = "rmsnorm_backward";
+    check(op, "dinp", dinp, f32(mul(n, c)));
+    check(op, "dw", dw, f32(c));
+    if (dinp || dw) {
+        check(op, "dout", dout, f32(mul(n, c)));
+        check(op, "inp", inp, f32(mul(n, c)));
+        check(op, "rstd", rstd, f32(n));
+    }
+    if (dinp)
+        check(op, "w", w, f32(c));
+    inner->rmsnorm_backward(dinp, dw, dout, inp, w, rstd, n, c);
+}
+
+static void check_rope(const char *op, const char *xname, const float *x, const int32_t *pos, size_t b,
+                       size_t t, size_t nh, size_t hs) {
+    check(op, xname, x, f32(mul(mul(mul(b, t), nh), hs)));
+    check(op, "pos", pos, i32(mul(b, t)));
+}
+
+static void check_rope_forward(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
+                               float theta) {
+    check_rope("rope_forward", "x", x, pos, b, t, nh, hs);
+    inner->rope_forward(x, pos, b, t, nh, hs, theta);
+}
+
+static void check_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
+                                float theta) {
+    check_rope("rope_backward", "dx", dx, pos, b, t, nh, hs);
+    inner->rope_backward(dx, pos, b, t, nh, hs, theta);
+}
+
+static void check_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                                    const int32_t *len, int causal, size_t b, size_t t, size_t nh,
+                                    size_t hs) {
+    const char *op = "attention_forward";
+    size_t x = f32(mul(mul(mul(b, t), nh), hs));
+    check(op, "out", out, x);
+    check(op, "probs", probs, f32(mul(mul(mul(b, nh), t), t)));
+    check(op, "q", q, x);
+    check(op, "k", k, x);
+    check(op, "v", v, x);
+    check(op, "len", len, i32(b));
+    inner->attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs);
+}
+
+static void check_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                     const float *q, const float *k, const float *v, size_t b, size_t t,
+                                     size_t nh, size_t hs) {
+    const char *op = "attention_backward";
+    size_t x = f32(mul(mul(mul(b, t), nh), hs));
+    check(op, "dq", dq, x);
+    check(op, "dk", dk, x);
+    check(op, "dv", dv, x);
+    if (dq || dk || dv) { /* dP = dout V^T feeds every gradient; dq reads k, dk reads q */
+        check(op, "dout", dout, x);
+        check(op, "probs", probs, f32(mul(mul(mul(b, nh), t), t)));
+        check(op, "v", v, x);
+    }
+    if (dk)
+        check(op, "q", q, x);
+    if (dq)
+        check(op, "k", k, x);
+    inner->attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs);
+}
+
+static void check_gelu_forward(float *out, const float *inp, size_t n) {
+    check("gelu_forward", "out", out, f32(n));
+    check("gelu_forward", "inp", inp, f32(n));
+    inner->gelu_forward(out, inp, n);
+}
+
+static void check_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    if (dinp) {
+        check("gelu_backward", "dinp", dinp, f32(n));
+        check("gelu_backward", "dout", dout, f32(n));
+        check("gelu_backward", "inp", inp, f32(n));
+    }
+    inner->gelu_backward(dinp, dout, inp, n);
+}
+
+static void check_quick_gelu_forward(float *out, const float *inp, size_t n) {
+    check("quick_gelu_forward", "out", out, f32(n));
+    check("quick_gelu_forward", "inp", inp, f32(n));
+    inner->quick_gelu_forward(out, inp, n);
+}
+
+static void check_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    if (dinp) {
+        check("quick_gelu_backward", "dinp", dinp, f32(n));
+        check("quick_gelu_backward", "dout", dout, f32(n));
+        check("quick_gelu_backward", "inp", inp, f32(n));
+    }
+    inner->quick_gelu_backward(dinp, dout, inp, n);
+}
+
+static void check_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    check("swiglu_forward", "out", out, f32(n));
+    check("swiglu_forward", "gate", gate, f32(n));
+    check("swiglu_forward", "up", up, f32(n));
+    inner->swiglu_forward(out, gate, up, n);
+}
+
+static void check_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                                  const float *up, size_t n) {
+    const char *op = "swiglu_backward";
+    check(op, "dgate", dgate, f32(n));
+    check(op, "dup", dup, f32(n));
+    if (dgate || dup) { /* one sigmoid serves both gradients: all three inputs are read for either */
+        check(op, "dout", dout, f32(n));
+        check(op, "gate", gate, f32(n));
+        check(op, "up", up, f32(n));
+    }
+    inner->swiglu_backward(dgate, dup, dout, gate, up, n);
+}
+
+static void check_add(float *out, const float *a, const float *b, size_t n) {
+    check("add", "out", out, f32(n));
+    check("add", "a", a, f32(n));
+    check("add", "b", b, f32(n));
+    inner->add(out, a, b, n);
+}
+
+static void check_accumulate(float *dst, const float *src, size_t n) {
+    if (dst) {
+        check("accumulate", "dst", dst, f32(n));
+        check("accumulate", "src", src, f32(n));
+    }
+    inner->accumulate(dst, src, n);
+}
+
+static void check_copy(float *dst, const float *src, size_t n) {
+    check("copy", "dst", dst, f32(n));
+    check("copy", "src", src, f32(n));
+    inner->copy(dst, src, n);
+}
+
+static void check_zero(float *x, size_t n) {
+    check("zero", "x", x, f32(n));
+    inner->zero(x, n);
+}
+
+static void check_add_scaled(float *out, const float *x, float s, size_t n) {
+    check("add_scaled", "out", out, f32(n));
+    check("add_scaled", "x", x, f32(n));
+    inner->add_scaled(out, x, s, n);
+}
+
+static void check_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale,
+                          int accumulate) {
+    check("dropout", "out", out, f32(n));
+    check("dropout", "in", in, f32(n));
+    inner->dropout(out, in, n, key, p, scale, accumulate);
+}
+
+static void check_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c) {
+    const char *op = "embedding_forward";
+    check(op, "out", out, f32(mul(n, c)));
+    check(op, "tok", tok, i32(n));
+    if (c)
+        check(op, "table", table, f32(mul(indexed_rows(tok, n), c)));
+    inner->embedding_forward(out, tok, table, n, c);
+}
+
+static void check_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n,
+                                     size_t c) {
+    const char *op = "embedding_backward";
+    if (dtable && c) {
+        check(op, "dout", dout, f32(mul(n, c)));
+        check(op, "tok", tok, i32(n));
+        check(op, "dtable", dtable, f32(mul(indexed_rows(tok, n), c)));
+    }
+    inner->embedding_backward(dtable, dout, tok, n, c);
+}
+
+/* The four losses share their shapes: rows [n, v] of logits, one float, target and mask byte per row. v == 0
+ * touches nothing (the backends return at once), nor does a backward without dlogits. */
+static void check_loss(const char *op, const char *oname, const float *o, size_t obytes, const float *dlogp,
+                       const float *logits, const float *ref, const int32_t *target, const uint8_t *mask,
+                       size_t n, size_t v) {
+    if (v == 0)
+        return;
+    check(op, oname, o, obytes);
+    check(op, "dout", dlogp, f32(n));
+    check(op, "logits", logits, f32(mul(n, v)));
+    check(op, "ref_logits", ref, f32(mul(n, v)));
+    check(op, "target", target, i32(n));
+    check(op, "mask", mask, n);
+}
+
+static void check_logprob_forward(float *logp, const float *logits, const int32_t *target,
+                                  const uint8_t *mask, size_t n, size_t v) {
+    check_loss("logprob_forward", "logp", logp, f32(n), NULL, logits, NULL, target, mask, n, v);
+    inner->logprob_forward(logp, logits, target, mask, n, v);
+}
+
+static void check_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+                                   const int32_t *target, const uint8_t *mask, size_t n, size_t v) {
+    if (dlogits)
+        check_loss("logprob_backward", "dlogits", dlogits, f32(mul(n, v)), dlogp, logits, NULL, target, mask,
+                   n, v);
+    inner->logprob_backward(dlogits, dlogp, logits, target, mask, n, v);
+}
+
+static void check_kl_forward(float *kl, const float *logits, const float *ref_logits, const uint8_t *mask,
+                             size_t n, size_t v) {
+    check_loss("kl_forward", "kl", kl, f32(n), NULL, logits, ref_logits, NULL, mask, n, v);
+    inner->kl_forward(kl, logits, ref_logits, mask, n, v);
+}
+
+static void check_kl_backward(float *dlogits, const float *dkl, const float *logits, const float *ref_logits,
+                              const uint8_t *mask, size_t n, size_t v) {
+    if (dlogits)
+        check_loss("kl_backward", "dlogits", dlogits, f32(mul(n, v)), dkl, logits, ref_logits, NULL, mask, n,
+                   v);
+    inner->kl_backward(dlogits, dkl, logits, ref_logits, mask, n, v);
+}
+
+static double check_sum_squares(const float *x, size_t n) {
+    check("sum_squares", "x", x, f32(n));
+    return inner->sum_squares(x, n);
+}
+
+static void check_scale(float *x, float s, size_t n) {
+    check("scale", "x", x, f32(n));
+    inner->scale(x, s, n);
+}
+
+static void check_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                        float beta2, float eps, float weight_decay, int t) {
+    check("adamw", "param", param, f32(n));
+    check("adamw", "grad", grad, f32(n));
+    check("adamw", "m", m, f32(n));
+    check("adamw", "v", v, f32(n));
+    inner->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+}
+
+const struct ops *ops_checked_inner(const struct ops *table) {
+    return table == &checked ? inner : NULL;
+}
+
+const struct ops *ops_checked(const struct ops *in) {
+    mem_check_enable();
+    inner = in;
+    checked = (struct ops){.name = in->name,
+                           .matmul_forward = check_matmul_forward,
+                           .matmul_backward = check_matmul_backward,
+                           .layernorm_forward = check_layernorm_forward,
+                           .layernorm_backward = check_layernorm_backward,
+                           .rmsnorm_forward = check_rmsnorm_forward,
+                           .rmsnorm_backward = check_rmsnorm_backward,
+                           .rope_forward = check_rope_forward,
+                           .rope_backward = check_rope_backward,
+                           .attention_forward = check_attention_forward,
+                           .attention_backward = check_attention_backward,
+                           .gelu_forward = check_gelu_forward,
+                           .gelu_backward = check_gelu_backward,
+                           .quick_gelu_forward = check_quick_gelu_forward,
+                           .quick_gelu_backward = check_quick_gelu_backward,
+                           .swiglu_forward = check_swiglu_forward,
+                           .swiglu_backward = check_swiglu_backward,
+                           .add = check_add,
+                           .accumulate = check_accumulate,
+                           .copy = check_copy,
+                           .zero = check_zero,
+                           .add_scaled = check_add_scaled,
+                           .dropout = check_dropout,
+                           .embedding_forward = check_embedding_forward,
+                           .embedding_backward = check_embedding_backward,
+                           .logprob_forward = check_logprob_forward,
+                           .logprob_backward = check_logprob_backward,
+                           .kl_forward = check_kl_forward,
+                           .kl_backward = check_kl_backward,
+                           .sum_squares = check_sum_squares,
+                           .scale = check_scale,
+                           .adamw = check_adamw,
+                           .threads = in->threads};
+    return &checked;
+}

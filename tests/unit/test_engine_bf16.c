@@ -1,0 +1,546 @@
+/* test_engine_bf16: bf16 products (ops_precision, engine/ops.h) on the CPU. kernel_bf16_round against known
+ * values (ties to even, the carry into the next binade and into infinity, NaN, infinities, subnormals, signed
+ * zeros) and against engine/safetensors.c's conversion over a sweep of bit patterns; the table choice; the
+ * "cpu-bf16" matmul forward and backward against a double-precision reference computed from the bf16-rounded
+ * inputs (tight), against the fp32 table (within bf16's rounding bound, element by element), equal to the
+ * fp32 table bit for bit on inputs that are bf16 values already, the same bits for 1 and 3 threads, NULL
+ * gradients and empty shapes; and the tiny LLaVA with a LoRA adapter, forward and backward in bf16. */
+#include "check.h"
+#include "numcheck.h"
+#include "engine/kernels.h"
+#include "engine/llava.h"
+#include "engine/lora.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+#include "engine/train.h"
+#include "util/err.h"
+
+#include <float.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ---- */
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* n uniform floats in [lo, hi), a pure function of seed. */
+static float *vec(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    uint64_t key = rng_key(seed, 0x6266);
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * rng_uniform(key, i);
+    return x;
+}
+static float *dup(const float *x, size_t n) {
+    float *y = malloc((n ? n : 1) * sizeof(float));
+    if (n)
+        memcpy(y, x, n * sizeof(float));
+    return y;
+}
+static float *rounded(const float *x, size_t n) {
+    float *y = dup(x, n);
+    for (size_t i = 0; i < n; i++)
+        y[i] = kernel_bf16_round(x[i]);
+    return y;
+}
+static int same_bits(const float *a, const float *b, size_t n) {
+    return n == 0 || memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/* ---- kernel_bf16_round ---- */
+
+/* Known cases as bit patterns: x -> the float of the bf16 value it rounds to. bf16 keeps the high 16 bits, so
+ * the low half decides: below 0x8000 down, above up, exactly 0x8000 (a tie) to the even high half. */
+static const struct {
+    uint32_t in, want;
+    const char *what;
+} rounds[] = {
+    {0x3f800000, 0x3f800000, "1 (a bf16 value) unchanged"},
+    {0x3f808000, 0x3f800000, "1 + 2^-8: tie between 1 and 1 + 2^-7, to 1 (even)"},
+    {0x3f818000, 0x3f820000, "1 + 3 2^-8: tie between 1 + 2^-7 (odd) and 1 + 2^-6 (even), up"},
+    {0x3f808001, 0x3f810000, "1 + 2^-8 + 2^-23: just above the tie, up"},
+    {0x3f807fff, 0x3f800000, "1 + 2^-8 - 2^-23: just below the tie, down"},
+    {0xbf808000, 0xbf800000, "-(1 + 2^-8): ties to even on the negative side too"},
+    {0xbf818000, 0xbf820000, "-(1 + 3 2^-8): to even, away from zero"},
+    {0xbf808001, 0xbf810000, "-(1 + 2^-8 + 2^-23): away from zero"},
+    {0x3fffffff, 0x40000000, "just below 2: the carry reaches the next binade"},
+    {0x40490fdb, 0x40490000, "pi: 3.14159274 -> 3.140625"},
+    {0x3dcccccd, 0x3dcd0000, "0.1 -> 0.10009765625"},
+    {0x7f7f0000, 0x7f7f0000, "the largest finite bf16 unchanged"},
+    {0x7f7f7fff, 0x7f7f0000, "just below the tie past it: stays finite"},
+    {0x7f7f8000, 0x7f800000, "the tie past the largest finite bf16 (odd) goes to infinity (even)"},
+    {0x7f7fffff, 0x7f800000, "FLT_MAX -> infinity"},
+    {0xff7fffff, 0xff800000, "-FLT_MAX -> -infinity"},
+    {0x7f800000, 0x7f800000, "infinity"},
+    {0xff800000, 0xff800000, "-infinity"},
+    {0x00000000, 0x00000000, "+0"},
+    {0x80000000, 0x80000000, "-0 keeps its sign"},
+    {0x00000001, 0x00000000, "the smallest fp32 subnormal -> +0"},
+    {0x80000001, 0x80000000, "its negative -> -0"},
+    {0x00008000, 0x00000000, "a subnormal tie between 0 (even) and the smallest bf16 subnormal: 0"},
+    {0x00008001, 0x00010000, "just above it: the smallest bf16 subnormal"},
+    {0x00018000, 0x00020000, "a subnormal tie between 0x0001 (odd) and 0x0002: up"},
+    {0x00010000, 0x00010000, "the smallest bf16 subnormal unchanged"},
+    {0x007fffff, 0x00800000, "the largest fp32 subnormal: the carry makes it FLT_MIN"},
+    {0x00800000, 0x00800000, "FLT_MIN unchanged"},
+};
+
+/* NaNs in, NaN out, truncated: a payload only in the low half (rounding it could give infinity, or carry
+ * into the sign for 0x7fffffff) keeps a NaN by setting the quiet bit. */
+static const struct {
+    uint32_t in, want;
+} nans[] = {
+    {0x7fc00000, 0x7fc00000}, /* the default quiet NaN */
+    {0xffc00000, 0xffc00000}, /* negative */
+    {0x7fffffff, 0x7fff0000}, /* all ones: rounding up would carry into the sign bit */
+    {0x7f800001, 0x7fc00000}, /* signalling, payload in the low half only: would truncate to infinity */
+    {0xff800001, 0xffc00000},
+    {0x7f810000, 0x7f810000}, /* signalling with a payload in the high half: kept as it is */
+    {0x7f80ffff, 0x7fc00000}, /* low-half payload that rounding would carry to 0x7f81: truncated instead */
+};
+
+static void test_round_known(void) {
+    int bad = 0;
+    for (size_t i = 0; i < sizeof rounds / sizeof rounds[0]; i++) {
+        uint32_t got = bits(kernel_bf16_round(from_bits(rounds[i].in)));
+        if (got != rounds[i].want) {
+            fprintf(stderr, "  kernel_bf16_round(0x%08x): got 0x%08x, want 0x%08x (%s)\n", rounds[i].in, got,
+                    rounds[i].want, rounds[i].what);
+            bad++;
+        }
+    }
+    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++) {
+        float r = kernel_bf16_round(from_bits(nans[i].in));
+        if (!isnan(r) || bits(r) != nans[i].want) {
+            fprintf(stderr, "  kernel_bf16_round(NaN 0x%08x): got 0x%08x, want 0x%08x\n", nans[i].in, bits(r),
+                    nans[i].want);
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(kernel_bf16_round(1.0f + 0x1p-8f) == 1.0f);
+    CHECK(kernel_bf16_round(FLT_MAX) == INFINITY);
+    CHECK(kernel_bf16_round(-INFINITY) == -INFINITY);
+    CHECK(isnan(kernel_bf16_round(NAN)));
+}
+
+/* Against st_f32_to_bf16 (engine/safetensors.c, itself tested exhaustively from the bf16 side): every high
+ * half with the low halves that matter (0, 1, just below / at / above the tie, all ones), and a strided walk
+ * over all 2^32 patterns. Every result's low half is zero, and a NaN stays a NaN. */
+static void test_round_sweep(void) {
+    static const uint32_t lows[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff};
+    size_t bad = 0, nan_lost = 0, low_set = 0, n = 0;
+    for (uint64_t i = 0; i < (1ull << 32); i += i < (1ull << 16) * 6 ? 1 : 65521) {
+        uint32_t x = i < (1ull << 16) * 6 ? (uint32_t)(i / 6) << 16 | lows[i % 6] : (uint32_t)i;
+        float f = from_bits(x), r = kernel_bf16_round(f);
+        uint32_t want = (uint32_t)st_f32_to_bf16(f) << 16;
+        bad += bits(r) != want;
+        nan_lost += isnan(f) && !isnan(r);
+        low_set += (bits(r) & 0xffffu) != 0;
+        n++;
+    }
+    printf("kernel_bf16_round: %zu patterns against st_f32_to_bf16: %zu differ, %zu NaNs lost\n", n, bad,
+           nan_lost);
+    CHECK(bad == 0);
+    CHECK(nan_lost == 0);
+    CHECK(low_set == 0);
+}
+
+/* ---- ops_precision ---- */
+
+static void test_precision(void) {
+    const struct ops *cpu = ops_cpu(2);
+    CHECK(ops_precision(cpu, "fp32") == cpu);
+    const struct ops *b = ops_precision(cpu, "bf16");
+    CHECK(b != NULL && b != cpu);
+    if (b) {
+        CHECK_STR(b->name, "cpu-bf16");
+        CHECK(b->matmul_forward != cpu->matmul_forward);
+        CHECK(b->matmul_backward != cpu->matmul_backward);
+        CHECK(b->threads == cpu->threads);
+        /* every other entry is the fp32 table's: the struct is pointers up to `threads`, no padding */
+        struct ops t = *b;
+        t.name = cpu->name;
+        t.matmul_forward = cpu->matmul_forward;
+        t.matmul_backward = cpu->matmul_backward;
+        CHECK(memcmp(&t, cpu, offsetof(struct ops, threads) + sizeof(int)) == 0);
+        CHECK(ops_precision(b, "bf16") == b); /* the twin's twin is itself */
+    }
+    err_clear();
+    CHECK(ops_precision(cpu, "fp16") == NULL);
+    CHECK_STR(err_msg(), "precision: unknown 'fp16' (fp32 or bf16)");
+    CHECK(ops_precision(cpu, "") == NULL);
+    CHECK(ops_precision(cpu, "BF16") == NULL);
+    CHECK(ops_precision(cpu, NULL) == NULL);
+    struct ops copy = *cpu; /* a table that is no backend's own (a wrapper): no twin to give */
+    CHECK(ops_precision(&copy, "bf16") == NULL);
+    CHECK_HAS(err_msg(), "not a backend's own");
+    CHECK(ops_precision(&copy, "fp32") == &copy);
+}
+
+/* ---- matmul ---- */
+
+struct mm {
+    float *inp, *w, *b, *dout;
+    size_t n, ic, oc;
+};
+
+static struct mm mm_make(size_t n, size_t ic, size_t oc, int bias, uint64_t seed) {
+    return (struct mm){.inp = vec(n * ic, seed, -1, 1),
+                       .w = vec(oc * ic, seed + 1, -1, 1),
+                       .b = bias ? vec(oc, seed + 2, -1, 1) : NULL,
+                       .dout = vec(n * oc, seed + 3, -1, 1),
+                       .n = n,
+                       .ic = ic,
+                       .oc = oc};
+}
+static void mm_free(struct mm *p) {
+    free(p->inp);
+    free(p->w);
+    free(p->b);
+    free(p->dout);
+}
+
+/* One product in double: out[i,j] = init[i,j] + sum_k a(i,k) b(k,j) where a(i,k) = A[i*sai + k*sak] and
+ * b(k,j) = B[k*sbk + j*sbj]; mag[i,j] = |init| + sum |a b| (the scale of the rounding errors). */
+static void ref_product(double *out, double *mag, const float *init, const float *A, size_t sai, size_t sak,
+                        const float *B, size_t sbk, size_t sbj, size_t m, size_t n, size_t k) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = init ? init[i * n + j] : 0.0, g = init ? fabs((double)init[i * n + j]) : 0.0;
+            for (size_t t = 0; t < k; t++) {
+                double p = (double)A[i * sai + t * sak] * B[t * sbk + j * sbj];
+                s += p;
+                g += fabs(p);
+            }
+            out[i * n + j] = s;
+            if (mag)
+                mag[i * n + j] = g;
+        }
+}
+
+/* max |got - want| / max |want| (the parity measure of test_engine_cuda.c). */
+static double max_rel(const float *got, const double *want, size_t n) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        double d = fabs((double)got[i] - want[i]);
+        worst = d > worst || d != d ? d : worst;
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
+/* A product of two bf16 values is exact in fp32, so the bf16 table differs from the exact sum of the rounded
+ * inputs' products only by its fp32 summation: roundings of 2^-24 of partial sums no larger than the output's
+ * scale, adding up like a random walk (seen: <= 2.6e-7, relative to the output's largest value, with
+ * OpenBLAS's kernels for this CPU and under valgrind's). 1e-6 is tight: skipping the rounding of either input
+ * is off by ~1e-3. */
+#define TIGHT 1e-6
+
+/* Against the fp32 table, element by element: each input is rounded with a relative error of at most u =
+ * 2^-8 (bf16 keeps 8 significand bits, round to nearest), so each product is off by at most (2u + u^2) |a
+ * b|, and the sum by (2^-7 + 2^-16) sum |a b|; both sides' fp32 sums add at most (k + 2) 2^-24 (sum |a b| +
+ * |init|) each (accumulation and the final +=). That is the worst case, every rounding one way; the largest
+ * ratio seen is 0.15 to 0.65 (highest for the short sums of few terms), so the test also checks that the
+ * bound is not vacuous: above 1/30 in every case with some work. */
+static double loose_bound(double mag, size_t k) {
+    return (0x1p-7 + 0x1p-16 + 2.0 * (double)(k + 2) * 0x1p-24) * mag;
+}
+
+/* got (bf16 table) against fp32 (fp32 table) within loose_bound; returns the largest |got - fp32| / bound. */
+static double against_fp32(const char *what, const float *got, const float *fp32, const double *mag, size_t n,
+                           size_t k) {
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)got[i] - fp32[i]) / loose_bound(mag[i], k);
+        if (r > worst || r != r) {
+            worst = r;
+            at = i;
+        }
+    }
+    if (!(worst <= 1.0))
+        fprintf(stderr, "  %s: element %zu: bf16 %.9g, fp32 %.9g, %.3g times the bound\n", what, at, got[at],
+                fp32[at], worst);
+    return worst;
+}
+
+/* forward: out = inp @ w^T (+ b); backward: dinp += dout @ w, dw += dout^T @ inp, db += colsum(dout). The
+ * outputs start from random values (an overwrite or a skipped accumulate shows). */
+static void test_matmul_case(size_t n, size_t ic, size_t oc, int bias, uint64_t seed) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "n=%zu ic=%zu oc=%zu%s", n, ic, oc, bias ? " bias" : "");
+    const struct ops *f32 = ops_cpu(2), *b16 = ops_precision(f32, "bf16");
+    struct mm p = mm_make(n, ic, oc, bias, seed);
+    float *ri = rounded(p.inp, n * ic), *rw = rounded(p.w, oc * ic), *rd = rounded(p.dout, n * oc);
+    float *di0 = vec(n * ic, seed + 5, -1, 1), *dw0 = vec(oc * ic, seed + 6, -1, 1),
+          *db0 = vec(oc, seed + 7, -1, 1);
+    size_t no = n * oc, ni = n * ic, nw = oc * ic;
+    double *want = malloc((no + ni + nw + 1) * sizeof(double)),
+           *mag = malloc((no + ni + nw + 1) * sizeof(double));
+    double worst_tight = 0.0, worst_loose = 0.0;
+
+    /* forward */
+    float *out = vec(no, seed + 4, -1, 1), *out32 = vec(no, seed + 4, -1, 1);
+    b16->matmul_forward(out, p.inp, p.w, p.b, n, ic, oc);
+    f32->matmul_forward(out32, p.inp, p.w, p.b, n, ic, oc);
+    float *bias_rows = NULL;
+    if (bias) {
+        bias_rows = malloc((no ? no : 1) * sizeof(float));
+        for (size_t i = 0; i < no; i++)
+            bias_rows[i] = p.b[i % oc];
+    }
+    ref_product(want, NULL, bias_rows, ri, ic, 1, rw, 1, ic, n, oc, ic);
+    worst_tight = fmax(worst_tight, max_rel(out, want, no));
+    ref_product(want, mag, bias_rows, p.inp, ic, 1, p.w, 1, ic, n, oc, ic);
+    worst_loose = fmax(worst_loose, against_fp32("forward out", out, out32, mag, no, ic));
+
+    /* backward, all three gradients */
+    float *di = dup(di0, ni), *dw = dup(dw0, nw), *db = dup(db0, oc);
+    float *di32 = dup(di0, ni), *dw32 = dup(dw0, nw), *db32 = dup(db0, oc);
+    b16->matmul_backward(di, dw, db, p.dout, p.inp, p.w, n, ic, oc);
+    f32->matmul_backward(di32, dw32, db32, p.dout, p.inp, p.w, n, ic, oc);
+    ref_product(want, NULL, di0, rd, oc, 1, rw, ic, 1, n, ic, oc); /* dinp[n,ic] += dout[n,oc] w[oc,ic] */
+    worst_tight = fmax(worst_tight, max_rel(di, want, ni));
+    ref_product(want, mag, di0, p.dout, oc, 1, p.w, ic, 1, n, ic, oc);
+    worst_loose = fmax(worst_loose, against_fp32("backward dinp", di, di32, mag, ni, oc));
+    ref_product(want, NULL, dw0, rd, 1, oc, ri, ic, 1, oc, ic, n); /* dw[oc,ic] += dout^T[oc,n] inp[n,ic] */
+    worst_tight = fmax(worst_tight, max_rel(dw, want, nw));
+    ref_product(want, mag, dw0, p.dout, 1, oc, p.inp, ic, 1, oc, ic, n);
+    worst_loose = fmax(worst_loose, against_fp32("backward dw", dw, dw32, mag, nw, n));
+    CHECK(same_bits(db, db32, oc)); /* the bias gradient is a sum of the fp32 dout, as in fp32 */
+
+    printf("cpu-bf16 matmul %-32s vs exact from rounded inputs %.2e (tol %.0e); vs fp32 %.3f of the bound\n",
+           sh, worst_tight, TIGHT, worst_loose);
+    CHECK(worst_tight <= TIGHT);
+    CHECK(worst_loose <= 1.0);
+    if (n * ic * oc >= 1000) /* the bound is met with room, but not with orders of magnitude */
+        CHECK(worst_loose > 1.0 / 30);
+
+    /* each gradient alone: a NULL one changes nothing else, and the others get the same bits */
+    float *x = dup(di0, ni), *y = dup(dw0, nw), *z = dup(db0, oc);
+    b16->matmul_backward(x, NULL, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    b16->matmul_backward(NULL, y, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    b16->matmul_backward(NULL, NULL, z, p.dout, p.inp, p.w, n, ic, oc);
+    b16->matmul_backward(NULL, NULL, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    CHECK(same_bits(x, di, ni) && same_bits(y, dw, nw) && same_bits(z, db, oc));
+
+    /* inputs that are bf16 values already: rounding changes nothing, so the fp32 table's bits */
+    float *o1 = vec(no, seed + 8, -1, 1), *o2 = dup(o1, no);
+    b16->matmul_forward(o1, ri, rw, p.b, n, ic, oc);
+    f32->matmul_forward(o2, ri, rw, p.b, n, ic, oc);
+    CHECK(same_bits(o1, o2, no));
+    memcpy(x, di0, ni * sizeof(float));
+    memcpy(y, dw0, nw * sizeof(float));
+    memcpy(z, db0, oc * sizeof(float));
+    memcpy(di32, di0, ni * sizeof(float));
+    memcpy(dw32, dw0, nw * sizeof(float));
+    memcpy(db32, db0, oc * sizeof(float));
+    b16->matmul_backward(x, y, z, rd, ri, rw, n, ic, oc);
+    f32->matmul_backward(di32, dw32, db32, rd, ri, rw, n, ic, oc);
+    CHECK(same_bits(x, di32, ni) && same_bits(y, dw32, nw) && same_bits(z, db32, oc));
+
+    /* 1 and 3 threads: the same bits */
+    const struct ops *b1 = ops_precision(ops_cpu(1), "bf16");
+    memcpy(o1, out32, no * sizeof(float));
+    b1->matmul_forward(o1, p.inp, p.w, p.b, n, ic, oc);
+    memcpy(x, di0, ni * sizeof(float));
+    memcpy(y, dw0, nw * sizeof(float));
+    b1->matmul_backward(x, y, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    int same1 = same_bits(o1, out, no) && same_bits(x, di, ni) && same_bits(y, dw, nw);
+    const struct ops *b3 = ops_precision(ops_cpu(3), "bf16");
+    memcpy(o1, out32, no * sizeof(float));
+    b3->matmul_forward(o1, p.inp, p.w, p.b, n, ic, oc);
+    memcpy(x, di0, ni * sizeof(float));
+    memcpy(y, dw0, nw * sizeof(float));
+    b3->matmul_backward(x, y, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    CHECK(same1 && same_bits(o1, out, no) && same_bits(x, di, ni) && same_bits(y, dw, nw));
+    ops_cpu(2);
+
+    float *all[] = {ri, rw, rd,   di0,  dw0,  db0, out, out32, bias_rows, di,
+                    dw, db, di32, dw32, db32, x,   y,   z,     o1,        o2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    free(want);
+    free(mag);
+    mm_free(&p);
+}
+
+/* No rows (or no outputs): nothing is computed, nothing changes (db gets zero sums added, as in fp32). */
+static void test_matmul_empty(size_t n, size_t ic, size_t oc) {
+    const struct ops *b16 = ops_precision(ops_cpu(2), "bf16");
+    struct mm p = mm_make(n, ic, oc, 1, 900);
+    float *out = vec(n * oc, 901, -1, 1), *out0 = dup(out, n * oc);
+    float *di = vec(n * ic, 902, -1, 1), *dw = vec(oc * ic, 903, -1, 1), *db = vec(oc, 904, -1, 1);
+    float *di0 = dup(di, n * ic), *dw0 = dup(dw, oc * ic), *db0 = dup(db, oc);
+    b16->matmul_forward(out, p.inp, p.w, p.b, n, ic, oc);
+    b16->matmul_backward(di, dw, db, p.dout, p.inp, p.w, n, ic, oc);
+    if (ic == 0) { /* an empty product: the bias alone */
+        int ok = 1;
+        for (size_t i = 0; i < n * oc; i++)
+            ok &= out[i] == p.b[i % oc];
+        CHECK(ok);
+    } else {
+        CHECK(same_bits(out, out0, n * oc));
+    }
+    CHECK(same_bits(di, di0, n * ic) && same_bits(dw, dw0, oc * ic));
+    if (n == 0)
+        CHECK(same_bits(db, db0, oc));
+    float *all[] = {out, out0, di, dw, db, di0, dw0, db0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    mm_free(&p);
+}
+
+static void test_matmul(void) {
+    test_matmul_case(1, 1, 1, 1, 10);
+    test_matmul_case(67, 45, 33, 1, 20);
+    test_matmul_case(67, 45, 33, 0, 30);
+    test_matmul_case(300, 257, 130, 1, 40); /* split into blocks over the pool */
+    test_matmul_case(5, 1031, 3, 1, 50);    /* a long inner sum */
+    test_matmul_case(3, 64, 4099, 0, 60);   /* many columns, few rows (lm_head-like) */
+    test_matmul_empty(0, 5, 3);
+    test_matmul_empty(4, 0, 3);
+    test_matmul_empty(4, 5, 0);
+}
+
+/* ---- the tiny LLaVA, LoRA, in bf16 ---- */
+
+#define NB 2
+#define NT 24
+#define TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+static int fwd_bwd(struct llava *m, const struct ops *o, const int32_t *ids, const int32_t *mask,
+                   const int32_t *labels, const float *pixels, float *loss) {
+    if (llava_forward(m, o, ids, mask, NB, NT, pixels, NB) < 0 ||
+        train_ce_loss(m, o, labels, NB, NT, loss) < 0)
+        return -1;
+    llava_zero_grad(m, o);
+    return llava_backward(m, o);
+}
+
+/* The tiny fixture model with a rank-4 adapter on every decoder projection (B drawn, dropout 0.1 on, the
+ * masks of step 3): forward and backward through the bf16 table against the fp32 table. Every linear layer's
+ * inputs are rounded by up to 2^-8 relative, and the differences pass through a dozen layers: measured as
+ * max |bf16 - fp32| / max |fp32| per tensor, the logits moved 1.0e-2, the adapter's gradients up to 2.9e-2,
+ * the loss 8.1e-4 relative. The bounds (5e-2, 0.1, 1e-2) leave a few times that and still fail a gradient
+ * that is wrong rather than rounded (relative error ~1); none of them may be 0 (the bf16 entries ran). 1 and
+ * 2 threads: the same bits. */
+static void test_model(void) {
+    const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/llava_tiny", data);
+    struct llava m;
+    struct lora l;
+    struct st_file io, lab;
+    memset(&io, 0, sizeof io);
+    memset(&lab, 0, sizeof lab);
+    memset(&m, 0, sizeof m);
+    memset(&l, 0, sizeof l);
+    int32_t ids[NB * NT], mask[NB * NT], labels[NB * NT];
+    float *pixels = NULL;
+    snprintf(path, sizeof path, "%s/io.safetensors", dir);
+    int ok_io = st_open(path, &io) == 0;
+    snprintf(path, sizeof path, "%s/llava_grad/labels.safetensors", data);
+    int ok_lab = st_open(path, &lab) == 0, ok = ok_io && ok_lab;
+    ok = ok && fixture_ints(&io, "input_ids", ids, NB * NT) == 0 &&
+         fixture_ints(&io, "attention_mask", mask, NB * NT) == 0 &&
+         fixture_ints(&lab, "labels", labels, NB * NT) == 0 &&
+         (pixels = fixture_tensor(&io, "pixel_values", NULL));
+    ok = ok && llava_load(&m, dir, NB, NT) == 0;
+    if (ok)
+        llava_set_trainable(&m, "", 0);
+    ok = ok && lora_create(&l, 4, 8.0, 0.1) == 0;
+    if (ok) {
+        lora_set_target_regex(&l, TARGETS);
+        ok = llava_lora_add_targets(&m, &l) == 0;
+    }
+    if (ok) {
+        lora_init(&l, 17);
+        for (size_t i = 0; i < l.n; i++) {
+            uint64_t key = rng_key(19, i);
+            for (size_t e = 0; e < l.m[i].out * (size_t)l.r; e++)
+                l.m[i].B[e] = 0.05f * (2.0f * rng_uniform(key, e) - 1.0f);
+        }
+        ok = llava_lora_attach(&m, &l, 23) == 0;
+    }
+    if (!ok)
+        fprintf(stderr, "  tiny model: %s\n", err_msg());
+    CHECK(ok);
+    if (ok) {
+        llava_grads_init(&m);
+        llava_lora_mode(&m, 1, 3);
+        size_t ng = m.ngrads;
+        float l32 = 0, l16 = 0, l16b = 0;
+        size_t nl = NB * NT * (size_t)m.cfg.text.vocab;
+        float *g32 = malloc(ng * sizeof(float)), *g16 = malloc(ng * sizeof(float));
+        double *lg32 = malloc(nl * sizeof(double));
+        ok = fwd_bwd(&m, ops_cpu(1), ids, mask, labels, pixels, &l32) == 0;
+        memcpy(g32, m.grads, ng * sizeof(float));
+        for (size_t i = 0; i < nl; i++)
+            lg32[i] = m.a.logits[i];
+        ok = ok && fwd_bwd(&m, ops_precision(ops_cpu(1), "bf16"), ids, mask, labels, pixels, &l16) == 0;
+        memcpy(g16, m.grads, ng * sizeof(float));
+        double el = max_rel(m.a.logits, lg32, nl);
+        ok = ok && fwd_bwd(&m, ops_precision(ops_cpu(2), "bf16"), ids, mask, labels, pixels, &l16b) == 0;
+        CHECK(ok);
+        double rl = fabs((double)l16 - l32) / fabs((double)l32), worst = 0.0;
+        const char *wname = "-";
+        for (size_t i = 0; ok && i < (size_t)m.cfg.text.layers * LLAVA_NPROJ; i++) {
+            const struct llava_lora_slot *s = &m.lora.s[i];
+            if (!s->mod)
+                continue;
+            size_t n = (size_t)l.r * (s->mod->in + s->mod->out);
+            double *w = malloc(n * sizeof(double));
+            for (size_t e = 0; e < n; e++)
+                w[e] = g32[s->goffset + e];
+            double r = max_rel(g16 + s->goffset, w, n);
+            free(w);
+            if (r > worst || r != r) {
+                worst = r;
+                wname = s->mod->name;
+            }
+        }
+        printf("tiny LoRA: loss fp32 %.7f bf16 %.7f (rel %.2e); logits bf16 vs fp32 max_rel %.2e; adapter "
+               "gradients max_rel %.2e (worst %s)\n",
+               l32, l16, rl, el, worst, wname);
+        CHECK(rl > 0 && rl <= 1e-2);
+        CHECK(el > 0 && el <= 5e-2);
+        CHECK(worst > 0 && worst <= 0.1);
+        CHECK(memcmp(&l16, &l16b, sizeof l16) == 0 && same_bits(g16, m.grads, ng));
+        free(g32);
+        free(g16);
+        free(lg32);
+        ops_cpu(2);
+    }
+    if (ok_io)
+        st_close(&io);
+    if (ok_lab)
+        st_close(&lab);
+    free(pixels);
+    llava_free(&m);
+    lora_free(&l);
+}
+
+int main(void) {
+    test_round_known();
+    test_round_sweep();
+    test_precision();
+    test_matmul();
+    test_model();
+    return check_done("engine_bf16");
+}
