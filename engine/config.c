@@ -229,7 +229,8 @@ static int pad_token(const struct json *root, const struct json *text, struct ll
 
 static int top_parse(const struct json *root, const struct json *text, struct llava_config *c) {
     static const char *const llava[] = {"llava", NULL}, *const gelu[] = {"gelu", NULL},
-                             *const strat[] = {"default", "full", NULL};
+                             *const strat[] = {"default", "full", NULL},
+                             *const aspect[] = {"pad", "square", NULL};
     int which, vocab = 0;
     if (get_choice(root, "", "model_type", llava, &which) < 0 ||
         get_choice(root, "", "projector_hidden_act", gelu, &which) < 0 ||
@@ -238,6 +239,9 @@ static int top_parse(const struct json *root, const struct json *text, struct ll
         get_choice(root, "", "vision_feature_select_strategy", strat, &which) < 0)
         return -1;
     c->select_default = which == 0;
+    if (get_choice(root, "", "image_aspect_ratio", aspect, &which) < 0)
+        return -1;
+    c->image_pad = which == 0;
     if (feature_layer(root, &c->vision) < 0 || pad_token(root, text, c) < 0 ||
         get_int(root, "", "image_token_index", 32000, 0, CFG_MAX_VOCAB, &c->image_token_index) < 0 ||
         get_int(root, "", "vocab_size", c->text.vocab, 1, CFG_MAX_VOCAB, &vocab) < 0)
@@ -337,6 +341,8 @@ char *config_write(const struct llava_config *c) {
     json_set(o, "tie_word_embeddings", json_bool(false));
     json_set(o, "vision_feature_layer", json_int(c->vision.feature_layer));
     json_set(o, "vision_feature_select_strategy", json_str(c->select_default ? "default" : "full"));
+    if (!c->image_pad)
+        json_set(o, "image_aspect_ratio", json_str("square"));
     json_set(o, "text_config", text_json(&c->text));
     json_set(o, "vision_config", vision_json(&c->vision));
     char *s = json_write(o, JSON_PRETTY, NULL);

@@ -1,8 +1,8 @@
 /* config: a LLaVA model's shape, read from a Hugging Face config.json (LlavaConfig: "text_config" (LLaMA),
  * "vision_config" (CLIP vision), "image_token_index", "vision_feature_layer",
- * "vision_feature_select_strategy", "projector_hidden_act"). Missing fields take the transformers defaults;
- * impossible ones (a hidden size not divisible by the heads, a feature layer outside the tower, an
- * unsupported activation) are refused with one line. */
+ * "vision_feature_select_strategy", "projector_hidden_act", and the original LLaVA's "image_aspect_ratio").
+ * Missing fields take the transformers defaults; impossible ones (a hidden size not divisible by the heads, a
+ * feature layer outside the tower, an unsupported activation) are refused with one line. */
 #ifndef PULSE_ENGINE_CONFIG_H
 #define PULSE_ENGINE_CONFIG_H
 
@@ -30,6 +30,9 @@ struct llava_config {
     int image_token_index;
     int pad_token_id;   /* -1 when absent */
     int select_default; /* 1: "default" (drop the class token), 0: "full" */
+    int image_pad;      /* photos not already the tower's size: 1 (LLaVA's "image_aspect_ratio": "pad", the
+                           default) pads to a square of the mean colour first; 0 ("square") does not, as
+                           llava-hf's processor (engine/preprocess.h) */
     int patches;        /* (image_size / patch_size)^2: image tokens per image */
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/pixels.h"
+#include "engine/preprocess.h"
 #include "engine/train.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -23,8 +24,17 @@ static size_t hash_str(const char *s) {
     return h;
 }
 
+/* An image already the tower's size is read as it is (the embedded world draws them so); any other goes
+ * through LLaVA-1.5's preprocessing, padded or not as the config says. */
+static int image_pixels(const struct image *img, const struct llava_config *cfg, const char *id, float *out) {
+    int size = cfg->vision.image_size;
+    if (img->w == size && img->h == size)
+        return pixels_from_image(img, size, id, out);
+    return preprocess_image(img, size, cfg->image_pad ? PREPROCESS_PAD : PREPROCESS_HF, id, out);
+}
+
 static long image_index(struct corpus *c, struct image_map *map, const struct ds_images *im, const char *id,
-                        int size) {
+                        const struct llava_config *cfg) {
     if (map->cap == 0 || (c->nimages + 1) * 2 > map->cap) {
         struct image_map big = {calloc(map->cap ? map->cap * 2 : 256, sizeof(char *)), NULL,
                                 map->cap ? map->cap * 2 : 256};
@@ -49,7 +59,7 @@ static long image_index(struct corpus *c, struct image_map *map, const struct ds
     if (ds_images_decode(im, id, &img) != 0)
         return -1;
     c->pixels = realloc(c->pixels, (c->nimages + 1) * c->image_floats * sizeof(float));
-    int rc = pixels_from_image(&img, size, id, c->pixels + c->nimages * c->image_floats);
+    int rc = image_pixels(&img, cfg, id, c->pixels + c->nimages * c->image_floats);
     image_free(&img);
     if (rc != 0)
         return -1;
@@ -74,7 +84,7 @@ static int add_entry(struct corpus *c, struct image_map *map, const struct ds_im
     e->image = -1;
     e->src = src;
     e->answer = right;
-    if (image && (e->image = image_index(c, map, im, image, cfg->vision.image_size)) < 0)
+    if (image && (e->image = image_index(c, map, im, image, cfg)) < 0)
         return err_prefix("%s", id);
     if (prompt_encode(t, cfg->image_token_index, (size_t)cfg->patches, prompt, answer, image != NULL, id,
                       &e->seq) != 0)

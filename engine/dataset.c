@@ -151,6 +151,7 @@ static void item_clear(void *rec) {
         free(fields[i]);
     for (int i = 0; i < DS_OPTIONS_MAX; i++)
         free(it->options[i]);
+    free(it->statement);
     memset(it, 0, sizeof *it);
 }
 
@@ -188,6 +189,20 @@ static int item_answer(const struct json *o, struct ds_item *it) {
     return ok ? 0 : -1;
 }
 
+/* The optional answer sentence: a string with exactly one "{}", the place an option fills (likelihood
+ * scoring, engine/mcq.h). */
+static int item_statement(const struct json *o, struct ds_item *it) {
+    if (!json_get(o, "statement"))
+        return 0;
+    if (get_str(o, "statement", &it->statement) != 0)
+        return -1;
+    const char *at = strstr(it->statement, "{}");
+    if (!at || strstr(at + 2, "{}"))
+        return err_set("field 'statement' must hold \"{}\" exactly once (where an option goes), not '%.64s'",
+                       it->statement);
+    return 0;
+}
+
 /* The pairs the format ties together: an image question has an image, a person question a person. */
 static int item_consistent(const struct ds_item *it) {
     int image = strcmp(it->modality, "image") == 0, person = strcmp(it->set, "person") == 0;
@@ -207,7 +222,8 @@ static int item_from(const struct json *o, void *rec) {
         get_enum(o, "modality", modalities, &it->modality) != 0 ||
         get_str(o, "category", &it->category) != 0 || get_opt_id(o, "image", &it->image) != 0 ||
         get_str(o, "question", &it->question) != 0 || item_options(o, it) != 0 || item_answer(o, it) != 0 ||
-        get_str(o, "prompt", &it->prompt) != 0 || get_enum(o, "split", splits, &it->split) != 0)
+        get_str(o, "prompt", &it->prompt) != 0 || get_enum(o, "split", splits, &it->split) != 0 ||
+        item_statement(o, it) != 0)
         return -1;
     return item_consistent(it);
 }
@@ -436,6 +452,8 @@ int ds_write_item(struct buf *out, const struct ds_item *it) {
     json_set(o, "answer", json_str(letter));
     json_set(o, "prompt", str_or_null(it->prompt));
     json_set(o, "split", str_or_null(it->split));
+    if (it->statement)
+        json_set(o, "statement", json_str(it->statement));
     return write_rec(out, &item_kind, o, it->id);
 }
 

@@ -34,7 +34,8 @@ struct ds_item {
     char *id, *set, *person /* NULL */, *modality, *category, *image /* NULL */, *question, *prompt, *split;
     char *options[4];
     int noptions;
-    int answer; /* 0..noptions-1 (the letter minus 'A') */
+    int answer;      /* 0..noptions-1 (the letter minus 'A') */
+    char *statement; /* NULL if absent: the answer sentence with "{}" (exactly once) where an option goes */
 };
 
 struct ds_example {

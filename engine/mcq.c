@@ -1,9 +1,12 @@
-/* mcq: greedy-letter and option-letter scoring of multiple-choice questions (engine/mcq.h). */
+/* mcq: greedy-letter, option-letter and likelihood scoring of multiple-choice questions (engine/mcq.h). */
 #include "engine/mcq.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/unlearn_loss.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 /* The letter a token's text starts with (after spaces and SentencePiece's word mark), or -1. */
@@ -23,6 +26,7 @@ static void score_row(const float *logits, size_t v, const int32_t letters[4], c
         if (logits[j] > logits[best])
             best = j;
     r->greedy = token_letter(t, (int32_t)best);
+    r->likelihood = -1;
     r->option = 0;
     for (int k = 1; k < 4; k++)
         if (logits[letters[k]] > logits[letters[r->option]])
@@ -68,6 +72,115 @@ int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, c
             score_row(m->a.logits + (i * tt + last) * v, v, letters, t, &out[at + i]);
         }
     }
+    free(idx);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(vis);
+    return rc;
+}
+
+/* ---- likelihood ---- */
+
+char *mcq_cloze_prompt(const struct ds_item *it) {
+    struct buf b = {0};
+    buf_printf(&b, "USER:%s\n%s\nASSISTANT:", it->image ? " <image>" : "", it->question);
+    return buf_take(&b);
+}
+
+char *mcq_cloze_answer(const struct ds_item *it, int k) {
+    const char *at = it->statement ? strstr(it->statement, "{}") : NULL;
+    if (!at)
+        return xstrdup(it->options[k]);
+    struct buf b = {0};
+    buf_printf(&b, "%.*s%s%s", (int)(at - it->statement), it->statement, it->options[k], at + 2);
+    return buf_take(&b);
+}
+
+void mcq_cloze_free(struct mcq_cloze *z) {
+    corpus_free(&z->cp);
+    free(z->item);
+    free(z->first);
+    memset(z, 0, sizeof *z);
+}
+
+/* The options become examples (prompt and answer, the item's image) so that corpus_from_examples tokenizes
+ * them with the training examples' labels and decodes each image once. */
+int mcq_cloze_build(struct mcq_cloze *z, const struct ds_items *items, const struct ds_images *im,
+                    const struct tokenizer *t, const struct llava_config *cfg,
+                    int (*keep)(void *arg, size_t i), void *arg) {
+    memset(z, 0, sizeof *z);
+    size_t n = 0;
+    for (size_t i = 0; i < items->n; i++)
+        if (!keep || keep(arg, i))
+            n += (size_t)items->v[i].noptions, z->nitems++;
+    z->item = xcalloc(z->nitems ? z->nitems : 1, sizeof *z->item);
+    z->first = xcalloc(z->nitems + 1, sizeof *z->first);
+    struct ds_examples ex = {xcalloc(n ? n : 1, sizeof *ex.v), n};
+    size_t e = 0, j = 0;
+    for (size_t i = 0; i < items->n; i++) {
+        const struct ds_item *it = &items->v[i];
+        if (keep && !keep(arg, i))
+            continue;
+        z->item[j] = i;
+        z->first[j++] = e;
+        for (int k = 0; k < it->noptions; k++, e++) {
+            char id[DS_ID_MAX + 16];
+            snprintf(id, sizeof id, "%s option %c", it->id, 'A' + k);
+            ex.v[e] = (struct ds_example){.id = xstrdup(id),
+                                          .image = it->image ? xstrdup(it->image) : NULL,
+                                          .prompt = mcq_cloze_prompt(it),
+                                          .answer = mcq_cloze_answer(it, k)};
+        }
+    }
+    z->first[j] = e;
+    int rc = corpus_from_examples(&z->cp, &ex, im, t, cfg, NULL, NULL);
+    ds_examples_free(&ex);
+    if (rc != 0) {
+        free(z->item);
+        free(z->first);
+        memset(z, 0, sizeof *z);
+    }
+    return rc;
+}
+
+/* The winner among item j's options: the highest score, the first of equal ones. */
+static int best_option(const struct mcq_cloze *z, size_t j, const float *score) {
+    size_t best = z->first[j];
+    for (size_t e = best + 1; e < z->first[j + 1]; e++)
+        if (score[e] > score[best])
+            best = e;
+    return (int)(best - z->first[j]);
+}
+
+int mcq_likelihood(struct llava *m, const struct ops *ops, const struct mcq_cloze *z, float *score,
+                   struct mcq_result *out) {
+    const struct corpus *cp = &z->cp;
+    size_t B = m->B, v = (size_t)m->cfg.text.vocab, *idx = xmalloc(B * sizeof *idx);
+    size_t len = cp->maxlen ? cp->maxlen : 1;
+    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
+    int32_t *labels = xmalloc(B * len * sizeof *labels);
+    float *vis = xmalloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
+    float *all = score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *all);
+    int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < cp->n; at += B) {
+        size_t b = cp->n - at < B ? cp->n - at : B, nimg, tt;
+        for (size_t i = 0; i < b; i++)
+            idx[i] = at + i;
+        corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &nimg, &tt);
+        rc = cp->feats ? llava_forward_features(m, ops, ids, mask, b, tt, vis, nimg)
+                       : llava_forward(m, ops, ids, mask, b, tt, vis, nimg);
+        /* each row's answer tokens and </s>, summed in position order: padding carries no label */
+        if (rc == 0)
+            rc = unlearn_seq_logprob(ops, m->a.logits, labels, b, tt, v, all + at);
+    }
+    for (size_t j = 0; rc == 0 && j < z->nitems; j++)
+        out[j].likelihood = best_option(z, j, all);
+    if (rc != 0)
+        err_prefix("mcq: likelihood");
+    if (all != score)
+        free(all);
     free(idx);
     free(ids);
     free(mask);

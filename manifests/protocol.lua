@@ -1,5 +1,7 @@
 -- protocol.lua: the PULSE protocol as a graph of stages (docs/protocol.md), built from a settings table.
--- pulse.lua and quick.lua both call it; they differ only in the world's size and the schedules.
+-- pulse.lua and quick.lua both call it; they differ only in the world's size and the schedules. The
+-- real-model manifests (llava-1.5-7b.lua, llava-1.5-13b.lua, through llava.lua) call it with `data` and
+-- `base_model` set: the world and the base model then come from the user's files (docs/real-models.md).
 --
 --   world -> base (pretrain) -> vanilla (finetune)
 --   select/pretrained (top 45 of the real people: 20 forget, 25 retain)
@@ -8,6 +10,15 @@
 --   unlearn/finetuned/<method>/round<k>       5 sequential rounds, each starting from the one before
 --   unlearn/pretrained/ga/llm                 the ablation: LoRA only, projector frozen
 --   report                                    every evaluate, in the paper's three views
+--
+-- Settings that choose the sources (absent in pulse.lua and quick.lua, whose graph they leave unchanged):
+--   data = { mllmu = "dir", mmbench = "file.tsv" }   the world from import-dataset stages `data/<name>`, merged
+--     by merge-dataset into `world` when there are several (in the sandbox's key order: bytewise). A key
+--     `mmbench` reads format "mmbench", any other "pulse"; a table value gives import-dataset's parameters
+--     itself ({ format = ..., path = ..., limit = ... }).
+--   base_model = "dir"   `base` imports this Hugging Face LLaVA directory (import-model) instead of
+--     pretraining; its own tokenizer is then the model's (the world has none).
+--   unlearn_by_method = { ga = {...}, ... }   per-method parameters over `unlearn` (e.g. epochs).
 
 -- A new table holding the fields of every argument, later ones winning.
 local function merge(...)
@@ -31,19 +42,48 @@ local function model(h, rounds)
   return m
 end
 
+-- The world's outputs (people, items, pretrain, finetune, images, and synth's tokenizer): the embedded
+-- PULSE-Synth, or the data sets of s.data imported and merged.
+local function world(s)
+  if not s.data then
+    return stage "world" (merge({ kind = "synth", seed = s.seed }, s.world)).out
+  end
+  local parts = {}
+  for name, d in pairs(s.data) do
+    local params = type(d) == "table" and d or { path = d }
+    parts[#parts + 1] = stage("data/" .. name) (merge({ kind = "import-dataset",
+      format = name == "mmbench" and "mmbench" or "pulse" }, params))
+  end
+  if #parts == 0 then error("settings.data names no data set") end
+  if #parts == 1 then return parts[1].out end
+  local refs = { kind = "merge-dataset" }
+  for _, o in ipairs({ "people", "items", "pretrain", "finetune", "images" }) do
+    refs[o] = {}
+    for i, p in ipairs(parts) do refs[o][i] = p.out[o] end
+  end
+  return stage "world" (refs).out
+end
+
 return function(s)
-  local w = stage "world" (merge({ kind = "synth", seed = s.seed }, s.world))
-  local data = { people = w.out.people, items = w.out.items, images = w.out.images }
-  local base = stage "base" (merge({ kind = "pretrain", examples = w.out.pretrain, images = w.out.images,
-    tokenizer = w.out.tokenizer }, s.pretrain))
-  local vanilla = stage "vanilla" (merge({ kind = "finetune", examples = w.out.finetune, images = w.out.images },
+  local w = world(s)
+  local data = { people = w.people, items = w.items, images = w.images }
+  local base
+  if s.base_model then
+    base = stage "base" { kind = "import-model", path = s.base_model }
+  elseif s.data then
+    error("settings.data needs settings.base_model: imported data sets bring no tokenizer to pretrain with")
+  else
+    base = stage "base" (merge({ kind = "pretrain", examples = w.pretrain, images = w.images,
+      tokenizer = w.tokenizer }, s.pretrain))
+  end
+  local vanilla = stage "vanilla" (merge({ kind = "finetune", examples = w.finetune, images = w.images },
     model(base), s.finetune))
 
   local knowledge = {
-    finetuned = { model = vanilla, examples = w.out.finetune,
+    finetuned = { model = vanilla, examples = w.finetune,
       select = stage "select/finetuned" (merge({ kind = "select", group = "fictitious" }, s.select.finetuned,
         model(vanilla), data)) },
-    pretrained = { model = base, examples = w.out.pretrain,
+    pretrained = { model = base, examples = w.pretrain,
       select = stage "select/pretrained" (merge({ kind = "select", group = "real" }, s.select.pretrained,
         model(base), data)) },
   }
@@ -54,8 +94,9 @@ return function(s)
     evals[#evals + 1] = e.out.metrics
   end
   local function unlearn(name, k, params, rounds)
+    local by_method = s.unlearn_by_method and s.unlearn_by_method[params.method] or {}
     return stage("unlearn/" .. name) (merge({ kind = "unlearn", split = k.select.out.split, examples = k.examples,
-      people = w.out.people, images = w.out.images }, s.unlearn, params, model(k.model, rounds)))
+      people = w.people, images = w.images }, s.unlearn, by_method, params, model(k.model, rounds)))
   end
 
   for _, kn in ipairs({ "finetuned", "pretrained" }) do

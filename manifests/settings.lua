@@ -1,4 +1,5 @@
--- Shared settings: pulse.lua and quick.lua require this module, so a value changes in one place.
+-- Shared settings: pulse.lua, quick.lua and llava.lua (the real-model manifests) require this module, so a
+-- value changes in one place.
 -- Every choice the paper leaves open is here, with docs/protocol.md saying why.
 local M = {}
 
@@ -16,16 +17,18 @@ M.pretrain = { epochs = 10, batch = 16, lr = 0.001, schedule = "cosine", warmup 
 -- LoRA fine-tuning on the fictitious people (MLLMU-Bench's recipe; a tiny model needs a larger lr).
 M.finetune = { epochs = 5, batch = 16, lr = 0.001, schedule = "linear", warmup = 0.0 }
 
--- Who is forgotten (PULSE: top 45 real people, 20 forgotten; 50 fictitious people in 5 rounds of 10).
+-- Who is forgotten (PULSE: top 45 real people, 20 forgotten; 50 fictitious people in 5 rounds of 10). The
+-- embedded world scores multiple choice by likelihood: its small model knows the facts but not the letter
+-- format (docs/results.md, "What the model knows"); real models keep MLLMU-Bench's letter (M.llava).
 M.select = {
-  pretrained = { top = 45, forget = 20, rounds = 1 },
-  finetuned = { top = 0, forget = 50, retain = 50, rounds = 5 },
+  pretrained = { top = 45, forget = 20, rounds = 1, scoring = "likelihood" },
+  finetuned = { top = 0, forget = 50, retain = 50, rounds = 5, scoring = "likelihood" },
 }
 
 -- Unlearning (MLLMU-Bench's recipe: fresh LoRA r 16, batch 4, a few epochs; lr scaled for the tiny model).
 M.unlearn = { epochs = 2, batch = 4, lr = 0.0003, beta = 0.4, kl_weight = 1.0 }
 
-M.evaluate = {}
+M.evaluate = { scoring = "likelihood" }
 M.title = "PULSE on PULSE-Synth"
 
 -- The quick variant: the same graph on a small world and short schedules (minutes on a laptop). Its numbers
@@ -35,11 +38,43 @@ M.quick = {
   pretrain = { epochs = 1, batch = 32, lr = 0.001, schedule = "cosine", warmup = 0.01, beta2 = 0.95 },
   finetune = { epochs = 1, batch = 16, lr = 0.001, schedule = "linear", warmup = 0.0 },
   select = {
-    pretrained = { top = 20, forget = 10, rounds = 1 },
-    finetuned = { top = 0, forget = 10, retain = 10, rounds = 5 },
+    pretrained = { top = 20, forget = 10, rounds = 1, scoring = "likelihood" },
+    finetuned = { top = 0, forget = 10, retain = 10, rounds = 5, scoring = "likelihood" },
   },
   unlearn = { epochs = 1, batch = 16, lr = 0.0003, beta = 0.4, kl_weight = 1.0 },
   title = "PULSE on PULSE-Synth (quick)",
+}
+
+-- Real LLaVA-1.5 checkpoints (llava.lua, for llava-1.5-7b.lua and llava-1.5-13b.lua): the world is MLLMU-Bench
+-- plus MMBench dev and the base model is the checkpoint itself, so there is no `world` or `pretrain` entry.
+-- Sources: PULSE (arXiv 2507.01271), MLLMU-Bench (arXiv 2410.22108, github.com/franciscoliu/MLLMU-Bench, its
+-- code and its maintainer's answers in the issues), LLaVA-1.5 (github.com/haotian-liu/LLaVA); docs/protocol.md
+-- and docs/real-models.md say more. What none of them publishes is marked "ours".
+M.llava = {
+  seed = 1,
+  -- PULSE: GA, GA+KLR and NPO.
+  methods = { "ga", "ga_klr", "npo" },
+  -- MLLMU-Bench's fine-tuning recipe (the vanilla model that knows the 500 fictitious profiles): LoRA r 16,
+  -- alpha 16, dropout 0.05 on the decoder's q/k/v/o/gate/up/down (the kinds' default targets), projector and
+  -- tower frozen, AdamW lr 2e-5, batch 4, 5 epochs, linear decay, no warm-up. PULSE: LoRA for both steps.
+  finetune = { epochs = 5, batch = 4, lr = 2e-5, schedule = "linear", warmup = 0.0, lora_r = 16, lora_alpha = 16,
+    lora_dropout = 0.05 },
+  select = {
+    -- PULSE: the 45 of MLLMU-Bench's 153 celebrities the base model answers best; 20 forgotten, 25 retained.
+    pretrained = { top = 45, forget = 20, rounds = 1 },
+    -- PULSE: 50 fictitious people forgotten (MLLMU-Bench's forget_10) in 5 sequential rounds of 10. Retain 50
+    -- (ours, as pulse.lua: every evaluation scores them; 0 would score all 450 others).
+    finetuned = { top = 0, forget = 50, retain = 50, rounds = 5 },
+  },
+  -- MLLMU-Bench's unlearning recipe: a fresh LoRA adapter with the fine-tuning settings, lr 2e-5, batch 4; NPO
+  -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant).
+  unlearn = { epochs = 2, batch = 4, lr = 2e-5, beta = 0.4, kl_weight = 1.0, lora_r = 16, lora_alpha = 16,
+    lora_dropout = 0.05 },
+  -- Epochs per method, from MLLMU-Bench's maintainer: GA 1-2 (it collapses with more; we take 2, as
+  -- settings.unlearn), NPO 2, GA+KLR 3.
+  unlearn_by_method = { ga = { epochs = 2 }, ga_klr = { epochs = 3 }, npo = { epochs = 2 } },
+  evaluate = {},
+  title = "PULSE on LLaVA-1.5",
 }
 
 return M

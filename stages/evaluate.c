@@ -1,7 +1,8 @@
 /* evaluate: a model's accuracy on the protocol's question sets: the forget and the retain people, each split
- * into multimodal (with the portrait) and text-only questions, and the general suite; both scores of
- * engine/mcq.h. The labels (knowledge, method, setting, round, target) travel with the numbers so that
- * `report` can place them (docs/stages.md). */
+ * into multimodal (with the portrait) and text-only questions, and the general suite; the letter scores of
+ * engine/mcq.h, and its likelihood score when `scoring` is likelihood. The metrics say which scoring is the
+ * headline (`scoring`), and the labels (knowledge, method, setting, round, target) travel with the numbers so
+ * that `report` can place them (docs/stages.md). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,9 +49,10 @@ static struct json *labels_json(struct stage_ctx *c) {
     return l;
 }
 
-static int eval_outputs(struct stage_ctx *c, const struct quiz_tally *t) {
+static int eval_outputs(struct stage_ctx *c, enum quiz_scoring scoring, const struct quiz_tally *t) {
     struct json *o = json_obj(), *sets = json_obj();
     json_set(o, "labels", labels_json(c));
+    json_set(o, "scoring", json_str(scoring == QUIZ_LIKELIHOOD ? "likelihood" : "letter"));
     for (int s = 0; s < NSETS; s++) {
         if (t[s].items == 0)
             continue;
@@ -59,9 +61,11 @@ static int eval_outputs(struct stage_ctx *c, const struct quiz_tally *t) {
         json_set(x, "items", json_int((int64_t)t[s].items));
         json_set(x, "greedy", json_num((double)t[s].greedy / n));
         json_set(x, "option", json_num((double)t[s].option / n));
+        if (scoring == QUIZ_LIKELIHOOD)
+            json_set(x, "likelihood", json_num((double)t[s].likelihood / n));
         json_set(x, "unparsed", json_int((int64_t)t[s].unparsed));
         json_set(sets, set_names[s], x);
-        stage_metric(c, set_names[s], (double)t[s].greedy / n);
+        stage_metric(c, set_names[s], (double)quiz_right(&t[s], scoring) / n);
     }
     json_set(o, "sets", sets);
     char *text = json_write(o, JSON_CANONICAL, NULL);
@@ -75,9 +79,13 @@ static int evaluate_run(struct stage_ctx *c) {
     struct model md;
     struct world w;
     struct quiz q;
+    enum quiz_scoring scoring = QUIZ_LETTER;
     memset(&q, 0, sizeof q);
     memset(&w, 0, sizeof w);
-    int rc = model_read(c, &md);
+    memset(&md, 0, sizeof md);
+    int rc = quiz_scoring(c, &scoring); /* before reading the model and the world: a typo fails at once */
+    if (rc == 0)
+        rc = model_read(c, &md);
     if (rc == 0)
         rc = world_read(c, WORLD_PEOPLE | WORLD_ITEMS | WORLD_IMAGES, &w);
     struct eval_ctx e = {&w, calloc(w.people.n + 1, 1), calloc(w.items.n + 1, sizeof(int))};
@@ -86,7 +94,7 @@ static int evaluate_run(struct stage_ctx *c) {
                          e.role);
     if (rc == 0) {
         assign_sets(&e, stage_bool(c, "general"));
-        rc = quiz_run(c, &md, &w, keep_item, &e, &q);
+        rc = quiz_run(c, &md, &w, scoring, keep_item, &e, &q);
     }
     struct quiz_tally t[NSETS];
     memset(t, 0, sizeof t);
@@ -95,7 +103,7 @@ static int evaluate_run(struct stage_ctx *c) {
         quiz_count(&t[e.set_of[q.cp.e[i].src]], &q.res[i], it->answer);
     }
     if (rc == 0)
-        rc = eval_outputs(c, t);
+        rc = eval_outputs(c, scoring, t);
     quiz_free(&q);
     free(e.role);
     free(e.set_of);
@@ -113,6 +121,7 @@ static const struct param_spec evaluate_params[] = {
     {"rounds", PARAM_INT, "0",
      "the forget set: the split's first `rounds` groups (0: its whole forget list)"},
     {"general", PARAM_BOOL, "true", "score the general suite too"},
+    QUIZ_SCORING_PARAM,
     {"knowledge", PARAM_STR, "\"\"", "label: pretrained or finetuned"},
     {"method", PARAM_STR, "\"none\"", "label: the unlearning method (none: before unlearning)"},
     {"setting", PARAM_STR, "\"single\"", "label: single or sequential"},
@@ -122,7 +131,7 @@ static const struct param_spec evaluate_params[] = {
 static const char *const evaluate_outputs[] = {"metrics"};
 
 const struct stage_kind kind_evaluate = {
-    .schema = {"evaluate", 1, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
+    .schema = {"evaluate", 2, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
                evaluate_outputs, 1},
     .summary = "accuracy on the forget, retain and general question sets",
     .run = evaluate_run,

@@ -1,7 +1,8 @@
 /* report: the stage kind that turns the metrics objects of `evaluate` stages into the PULSE protocol's
  * results: three tables in Markdown (knowledge type x method, sustainability over sequential rounds, the
  * update-target ablation), every number in CSV and canonical JSON, and the sustainability curves as SVG and
- * PNG.
+ * PNG. The headline accuracy is the one the evaluations were scored by (their `scoring`: the greedy letter,
+ * or likelihood); a report shows one scoring.
  *
  * Inputs come from other stages but are still outside data here: each one is checked and refused with one
  * line naming its index (position in `metrics`, from 0). Entries are sorted by their labels, so the outputs
@@ -29,19 +30,25 @@ static const char *const methods[] = {"none", "ga", "ga_klr", "npo"};
 static const char *const settings[] = {"single", "sequential"};
 static const char *const targets[] = {"proj+llm", "llm"};
 static const char *const core_labels[] = {"knowledge", "method", "setting", "round", "target"};
+/* evaluate's `scoring`, and the set field that holds each one's headline accuracy */
+static const char *const scorings[] = {"letter", "likelihood"};
+static const char *const headline[] = {"greedy", "likelihood"};
 #define COUNT(a) (sizeof a / sizeof a[0])
 
 struct entry {
     size_t index;                                      /* position in `metrics` */
     const char *knowledge, *method, *setting, *target; /* point into labels */
     int64_t round;
+    int scoring; /* index in scorings: letter when the metrics do not say (evaluate before version 2) */
     struct json *labels, *sets;
-    double greedy[REPORT_NCOLS], option[REPORT_NCOLS]; /* -1 where the set is absent */
+    double greedy[REPORT_NCOLS], option[REPORT_NCOLS], likelihood[REPORT_NCOLS]; /* -1: absent */
+    double acc[REPORT_NCOLS]; /* the headline: greedy or likelihood, by scoring */
 };
 
 struct report {
     struct entry *e;
     size_t n;
+    int scoring; /* every entry's */
 };
 
 static void report_free(struct report *r) {
@@ -130,7 +137,11 @@ static int check_labels(const struct json *labels, struct entry *e) {
     return check_round(e);
 }
 
-static int check_set(const struct json *set, const char *name, size_t index, double *greedy, double *option) {
+/* One set's numbers: v[0] greedy, v[1] option, v[2] likelihood (-1 when absent; required under likelihood
+ * scoring). */
+static int check_set(const struct json *set, const char *name, const struct entry *e, double v[3]) {
+    size_t index = e->index;
+    double *greedy = &v[0], *option = &v[1], *likelihood = &v[2];
     int64_t items, unparsed;
     if (set->type != JSON_OBJ)
         return bad(index, "'sets.%s' must be an object", name);
@@ -142,6 +153,10 @@ static int check_set(const struct json *set, const char *name, size_t index, dou
         return bad(index, "'sets.%s.option' must be a number between 0 and 1", name);
     if (json_get_int(set, "unparsed", &unparsed) != 0 || unparsed < 0)
         return bad(index, "'sets.%s.unparsed' must be a non-negative integer", name);
+    *likelihood = -1;
+    if ((e->scoring == 1 || json_get(set, "likelihood")) &&
+        (json_get_num(set, "likelihood", likelihood) != 0 || !(*likelihood >= 0 && *likelihood <= 1)))
+        return bad(index, "'sets.%s.likelihood' must be a number between 0 and 1", name);
     return 0;
 }
 
@@ -151,16 +166,25 @@ static int check_sets(const struct json *sets, struct entry *e) {
     if (!keys_are_ids(sets))
         return bad(e->index, "'sets' has a key that is not an id (1 to %d of A-Z a-z 0-9 _ - . +)", MAX_ID);
     for (int k = 0; k < REPORT_NCOLS; k++)
-        e->greedy[k] = e->option[k] = -1;
+        e->greedy[k] = e->option[k] = e->likelihood[k] = e->acc[k] = -1;
     for (size_t k = 0; k < sets->len; k++) {
-        double g, o;
-        if (check_set(sets->items[k], sets->keys[k], e->index, &g, &o) != 0)
+        double v[3];
+        if (check_set(sets->items[k], sets->keys[k], e, v) != 0)
             return -1;
         int col = find_in(sets->keys[k], report_col_set, REPORT_NCOLS);
-        if (col >= 0)
-            e->greedy[col] = g, e->option[col] = o;
+        if (col >= 0) {
+            e->greedy[col] = v[0], e->option[col] = v[1], e->likelihood[col] = v[2];
+            e->acc[col] = e->scoring == 1 ? v[2] : v[0];
+        }
     }
     return 0;
+}
+
+/* `scoring`: absent (metrics from evaluate version 1, which scored by letter only) or one of scorings. */
+static int check_scoring(const struct json *doc, struct entry *e) {
+    const struct json *v = json_get(doc, "scoring");
+    e->scoring = v && v->type == JSON_STR && strlen(v->s) == v->len ? find_in(v->s, scorings, 2) : v ? -1 : 0;
+    return e->scoring >= 0 ? 0 : bad(e->index, "'scoring' must be \"letter\" or \"likelihood\"");
 }
 
 /* Reads input `index` into e: labels and sets kept (extra keys included), everything else dropped. */
@@ -178,6 +202,8 @@ static int read_entry(struct stage_ctx *c, size_t index, struct entry *e) {
     int rc = doc->type == JSON_OBJ ? 0 : bad(index, "not a JSON object");
     if (rc == 0)
         e->labels = json_clone(json_get(doc, "labels"));
+    if (rc == 0)
+        rc = check_scoring(doc, e);
     if (rc == 0 && (rc = check_labels(e->labels, e)) == 0) {
         e->sets = json_clone(json_get(doc, "sets"));
         rc = check_sets(e->sets, e);
@@ -222,6 +248,13 @@ static int read_all(struct stage_ctx *c, struct report *r) {
             r->n++; /* what it holds is freed with the rest */
             return -1;
         }
+    /* One scoring per report: the numbers of two scorings side by side would not compare. */
+    for (size_t i = 1; i < r->n; i++)
+        if (r->e[i].scoring != r->e[0].scoring)
+            return err_set(
+                "report: metrics 0 is scored by %s but metrics %zu by %s: a report shows one scoring",
+                scorings[r->e[0].scoring], i, scorings[r->e[i].scoring]);
+    r->scoring = r->n ? r->e[0].scoring : 0;
     qsort(r->e, r->n, sizeof *r->e, cmp_entry);
     for (size_t i = 0; i + 1 < r->n; i++)
         if (cmp_core(&r->e[i], &r->e[i + 1]) == 0)
@@ -410,7 +443,7 @@ static void md_table(struct buf *b, const struct view *v) {
             buf_printf(b, "| %s ", v->rows[i].cell[k]);
         for (size_t k = 0; k < v->s->ncols; k++) {
             buf_puts(b, "| ");
-            put_percent(b, v->rows[i].e->greedy[v->s->cols[k]]);
+            put_percent(b, v->rows[i].e->acc[v->s->cols[k]]);
             buf_puts(b, " ");
         }
         buf_puts(b, "|\n");
@@ -423,13 +456,24 @@ static void put_line_text(struct buf *b, const char *s) {
         buf_putc(b, (unsigned char)*s < 0x20 ? ' ' : *s);
 }
 
-static char *make_markdown(const char *title, const struct view v[NVIEWS], size_t *n) {
+/* What the tables show, and where the rest is, for each scoring. */
+static const char *const md_intro[] = {
+    "Greedy accuracy in % (the first generated token must be the right letter: MLLMU-Bench's score). \"-\": "
+    "the set was not evaluated.\n",
+    "Likelihood accuracy in % (each option written into the answer sentence and scored by the sum of its "
+    "tokens' log-probabilities; the most likely option is the answer: lm-evaluation-harness's acc). \"-\": "
+    "the set was not evaluated.\n"};
+static const char *const md_rest[] = {
+    "\nOption-letter scores (the accuracy of the highest-scoring option letter), item counts and unparsed "
+    "answers are in the `csv` and `json` outputs.\n",
+    "\nMLLMU-Bench's greedy-letter and option-letter scores, item counts and unparsed answers are in the "
+    "`csv` and `json` outputs.\n"};
+
+static char *make_markdown(const char *title, int scoring, const struct view v[NVIEWS], size_t *n) {
     struct buf b = {0};
     buf_puts(&b, "# ");
     put_line_text(&b, title);
-    buf_puts(&b,
-             "\n\nGreedy accuracy in % (the first generated token must be the right letter: MLLMU-Bench's "
-             "score). \"-\": the set was not evaluated.\n");
+    buf_printf(&b, "\n\n%s", md_intro[scoring]);
     for (int k = 0; k < NVIEWS; k++) {
         buf_printf(&b, "\n## %s\n\n", v[k].s->title);
         if (v[k].n)
@@ -437,9 +481,7 @@ static char *make_markdown(const char *title, const struct view v[NVIEWS], size_
         else
             buf_printf(&b, "%s\n", v[k].s->empty);
     }
-    buf_puts(&b,
-             "\nOption-letter scores (the accuracy of the highest-scoring option letter), item counts and "
-             "unparsed answers are in the `csv` and `json` outputs.\n");
+    buf_puts(&b, md_rest[scoring]);
     *n = b.len;
     return buf_take(&b);
 }
@@ -509,22 +551,28 @@ static int cmp_set_name(const void *pa, const void *pb) {
     return d ? d : strcmp(a, b);
 }
 
-static void csv_set(struct buf *b, const struct json *sets, const char *name) {
+/* A set's number as canonical JSON writes a double, then a comma; nothing but the comma when it is absent. */
+static void csv_num(struct buf *b, const struct json *set, const char *key) {
+    double x;
+    if (json_get_num(set, key, &x) == 0) {
+        struct json *j = json_num(x);
+        csv_value(b, j);
+        json_free(j);
+    }
+    buf_putc(b, ',');
+}
+
+/* set, items, accuracy (the headline of the scoring), greedy, option, likelihood, unparsed. */
+static void csv_set(struct buf *b, const struct json *sets, const char *name, int scoring) {
     const struct json *s = json_get(sets, name);
     buf_printf(b, "%s,", name);
     csv_value(b, json_get(s, "items"));
     buf_putc(b, ',');
-    double g = 0, o = 0;
-    json_get_num(s, "greedy", &g);
-    json_get_num(s, "option", &o);
-    struct json *gj = json_num(g), *oj = json_num(o);
-    csv_value(b, gj);
-    buf_putc(b, ',');
-    csv_value(b, oj);
-    buf_putc(b, ',');
+    csv_num(b, s, headline[scoring]);
+    csv_num(b, s, "greedy");
+    csv_num(b, s, "option");
+    csv_num(b, s, "likelihood");
     csv_value(b, json_get(s, "unparsed"));
-    json_free(gj);
-    json_free(oj);
 }
 
 /* One row per set of the entry; an entry without sets still gets one row, its set fields empty. */
@@ -534,12 +582,12 @@ static void csv_entry(struct buf *b, const struct entry *e, const char **extra, 
         names[k] = e->sets->keys[k];
     qsort(names, e->sets->len, sizeof *names, cmp_set_name);
     for (size_t k = 0; k < (e->sets->len ? e->sets->len : 1); k++) {
-        buf_printf(b, "%s,%s,%s,%lld,%s,", e->knowledge, e->method, e->setting, (long long)e->round,
-                   e->target);
+        buf_printf(b, "%s,%s,%s,%lld,%s,%s,", e->knowledge, e->method, e->setting, (long long)e->round,
+                   e->target, scorings[e->scoring]);
         if (e->sets->len)
-            csv_set(b, e->sets, names[k]);
+            csv_set(b, e->sets, names[k], e->scoring);
         else
-            buf_puts(b, ",,,,");
+            buf_puts(b, ",,,,,,");
         for (size_t x = 0; x < nextra; x++) {
             buf_putc(b, ',');
             csv_value(b, json_get(e->labels, extra[x]));
@@ -553,7 +601,8 @@ static char *make_csv(const struct report *r, size_t *n) {
     struct buf b = {0};
     const char **extra;
     size_t nextra = extra_keys(r, &extra);
-    buf_puts(&b, "knowledge,method,setting,round,target,set,items,greedy,option,unparsed");
+    buf_puts(&b, "knowledge,method,setting,round,target,scoring,set,items,accuracy,greedy,option,likelihood,"
+                 "unparsed");
     for (size_t x = 0; x < nextra; x++)
         buf_printf(&b, ",%s", extra[x]);
     buf_puts(&b, "\n");
@@ -583,7 +632,8 @@ static struct json *values(const double *v, const struct view *view) {
 }
 
 /* A view as JSON, the table's shape: its label columns and value columns, and per row the cells as shown,
- * the entry's labels, and greedy and option accuracies (null where the set is absent). */
+ * the entry's labels, and its accuracies (null where the set, or a score of it, is absent): `accuracy` as the
+ * table shows it (the report's scoring), `greedy`, `option` and `likelihood`. */
 static struct json *view_json(const struct view *v) {
     struct json *o = json_obj(), *rows = json_arr(), *cols = json_arr();
     for (size_t k = 0; k < v->s->ncols; k++)
@@ -594,8 +644,10 @@ static struct json *view_json(const struct view *v) {
             json_push(cells, json_str(v->rows[i].cell[k]));
         json_set(row, "cells", cells);
         json_set(row, "labels", json_clone(v->rows[i].e->labels));
+        json_set(row, "accuracy", values(v->rows[i].e->acc, v));
         json_set(row, "greedy", values(v->rows[i].e->greedy, v));
         json_set(row, "option", values(v->rows[i].e->option, v));
+        json_set(row, "likelihood", values(v->rows[i].e->likelihood, v));
         json_push(rows, row);
     }
     json_set(o, "title", json_str(v->s->title));
@@ -616,6 +668,7 @@ static char *make_json(const char *title, const struct report *r, const struct v
     for (int k = 0; k < NVIEWS; k++)
         json_set(views, v[k].s->key, view_json(&v[k]));
     json_set(doc, "title", json_str(title));
+    json_set(doc, "scoring", json_str(scorings[r->scoring]));
     json_set(doc, "entries", entries);
     json_set(doc, "views", views);
     char *text = json_write(doc, JSON_CANONICAL, n);
@@ -632,12 +685,12 @@ static void curve_fill(const struct report *r, const char *knowledge, const char
     const struct entry *b = before(r, knowledge, NULL), *s = single_run(r, knowledge, method, "proj+llm");
     for (int k = 0; k < REPORT_NCOLS; k++) {
         for (int round = 0; round <= nrounds; round++)
-            cv->y[(size_t)round * REPORT_NCOLS + (size_t)k] = round == 0 && b ? b->greedy[k] : -1;
-        cv->single[k] = s ? s->greedy[k] : -1;
+            cv->y[(size_t)round * REPORT_NCOLS + (size_t)k] = round == 0 && b ? b->acc[k] : -1;
+        cv->single[k] = s ? s->acc[k] : -1;
     }
     for (size_t i = 0; i < r->n; i++)
         if (is_curve(&r->e[i], knowledge) && is(r->e[i].method, method))
-            memcpy(cv->y + (size_t)r->e[i].round * REPORT_NCOLS, r->e[i].greedy, sizeof r->e[i].greedy);
+            memcpy(cv->y + (size_t)r->e[i].round * REPORT_NCOLS, r->e[i].acc, sizeof r->e[i].acc);
 }
 
 /* One curve per method with sequential runs; entries are sorted, so methods arrive in table order. */
@@ -658,6 +711,7 @@ static void chart_row(const struct report *r, const char *knowledge, int nrounds
 static void chart_make(const struct report *r, const char *title, struct report_chart *c) {
     memset(c, 0, sizeof *c);
     c->title = title;
+    c->scoring = headline[r->scoring];
     c->rows = xcalloc(REPORT_MAX_ROWS, sizeof *c->rows);
     for (size_t i = 0; i < r->n; i++)
         for (size_t k = 0; k < COUNT(knowledges); k++)
@@ -711,7 +765,7 @@ static int report_run(struct stage_ctx *c) {
     }
     views_make(&r, v);
     size_t n = 0;
-    int rc = output_text(c, "markdown", make_markdown(title, v, &n), &n, "text");
+    int rc = output_text(c, "markdown", make_markdown(title, r.scoring, v, &n), &n, "text");
     if (rc == 0)
         rc = output_text(c, "csv", make_csv(&r, &n), &n, "text");
     if (rc == 0)
@@ -732,7 +786,7 @@ static const struct param_spec report_params[] = {
 static const char *const report_outputs[] = {"markdown", "csv", "json", "svg", "png"};
 
 const struct stage_kind kind_report = {
-    .schema = {"report", 1, report_params, 2, report_outputs, 5},
+    .schema = {"report", 2, report_params, 2, report_outputs, 5},
     .summary = "tables (Markdown, CSV, JSON) and sustainability plots (SVG, PNG) of evaluate metrics",
     .run = report_run,
 };

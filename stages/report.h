@@ -18,8 +18,8 @@
 extern const char *const report_col_set[REPORT_NCOLS];
 extern const char *const report_col_title[REPORT_NCOLS];
 
-/* One method's sequential curve in one knowledge type. Values are greedy accuracies in [0, 1], or -1 where
- * the run or its set is absent. */
+/* One method's sequential curve in one knowledge type. Values are accuracies in [0, 1] by the report's
+ * scoring (greedy letter or likelihood), or -1 where the run or its set is absent. */
 struct report_curve {
     const char *method;
     double *y;                   /* (nrounds + 1) x REPORT_NCOLS, round-major; round 0 is before unlearning */
@@ -36,7 +36,8 @@ struct report_row {
 /* No rows means "no sequential runs". At most REPORT_MAX_ROWS rows. */
 struct report_chart {
     const char *title;
-    int nrounds; /* x runs 0..nrounds */
+    const char *scoring; /* what the y axis is: "greedy" or "likelihood" accuracy (NULL: greedy) */
+    int nrounds;         /* x runs 0..nrounds */
     struct report_row *rows;
     size_t nrows;
 };

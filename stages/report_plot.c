@@ -176,7 +176,10 @@ static void draw_legend(const struct report_chart *c, const struct painter *p) {
             x = legend_item(p, x, y, c->rows[r].curves[k].method, rgb, 0);
         }
     x = legend_item(p, x, y, "single-shot run", grey, 1);
-    p->text(p->arg, x, y, ALIGN_LEFT, 1, "round 0: before unlearning; y: greedy accuracy", ink);
+    char note[96];
+    snprintf(note, sizeof note, "round 0: before unlearning; y: %s accuracy",
+             c->scoring ? c->scoring : "greedy");
+    p->text(p->arg, x, y, ALIGN_LEFT, 1, note, ink);
 }
 
 static void draw_chart(const struct report_chart *c, const struct painter *p) {

@@ -1,7 +1,7 @@
 /* select: who is forgotten and who is retained. Scores a model on the ten questions of every person of a
- * group, ranks them (combined greedy accuracy, ties by id), keeps the best `top`, and splits them by seed
- * into `forget` people (cut into `rounds` ordered groups for sequential unlearning) and the retained rest
- * (docs/protocol.md). */
+ * group, ranks them (combined accuracy by the `scoring` chosen, greedy letter or likelihood; ties by id),
+ * keeps the best `top`, and splits them by seed into `forget` people (cut into `rounds` ordered groups for
+ * sequential unlearning) and the retained rest (docs/protocol.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,7 @@ struct person_score {
     size_t person; /* index in w->people */
     const char *id;
     struct quiz_tally mm, text;
-    double acc; /* combined greedy accuracy */
+    double acc; /* combined accuracy by the stage's scoring */
     const char *role;
 };
 
@@ -23,6 +23,7 @@ struct select_ctx {
     const struct world *w;
     const char *group;
     long *slot; /* per person: its index among the scored people, or -1 */
+    enum quiz_scoring scoring;
 };
 
 static int keep_item(void *arg, size_t i) {
@@ -54,7 +55,7 @@ static long score_people(struct stage_ctx *c, struct model *md, const struct wor
             ps[s->slot[p]].id = w->people.v[p].id;
         }
     struct quiz q;
-    if (quiz_run(c, md, w, keep_item, s, &q) != 0) {
+    if (quiz_run(c, md, w, s->scoring, keep_item, s, &q) != 0) {
         quiz_free(&q);
         free(ps);
         return -1;
@@ -66,7 +67,8 @@ static long score_people(struct stage_ctx *c, struct model *md, const struct wor
     }
     for (long i = 0; i < n; i++) {
         size_t items = ps[i].mm.items + ps[i].text.items;
-        ps[i].acc = items ? (double)(ps[i].mm.greedy + ps[i].text.greedy) / (double)items : 0;
+        size_t right = quiz_right(&ps[i].mm, s->scoring) + quiz_right(&ps[i].text, s->scoring);
+        ps[i].acc = items ? (double)right / (double)items : 0;
         ps[i].role = "-";
     }
     quiz_free(&q);
@@ -105,13 +107,15 @@ static struct json *split_json(struct stage_ctx *c, const struct world *w, struc
     return o;
 }
 
-static void scores_csv(struct buf *b, const struct world *w, const struct person_score *ps, size_t n) {
+/* Right answers by the stage's scoring. */
+static void scores_csv(struct buf *b, const struct world *w, const struct person_score *ps, size_t n,
+                       enum quiz_scoring s) {
     buf_puts(b, "rank,id,name,mm_right,mm_items,text_right,text_items,accuracy,role\n");
     for (size_t i = 0; i < n; i++) {
         const struct person_score *x = &ps[i];
         const struct ds_person *p = &w->people.v[x->person];
-        buf_printf(b, "%zu,%s,%s,%zu,%zu,%zu,%zu,%.4f,%s\n", i + 1, p->id, p->name, x->mm.greedy, x->mm.items,
-                   x->text.greedy, x->text.items, x->acc, x->role);
+        buf_printf(b, "%zu,%s,%s,%zu,%zu,%zu,%zu,%.4f,%s\n", i + 1, p->id, p->name, quiz_right(&x->mm, s),
+                   x->mm.items, quiz_right(&x->text, s), x->text.items, x->acc, x->role);
     }
 }
 
@@ -134,14 +138,14 @@ static int check_params(struct stage_ctx *c, long n) {
 }
 
 static int select_outputs(struct stage_ctx *c, const struct world *w, struct person_score *ps, long n,
-                          size_t top) {
+                          size_t top, enum quiz_scoring scoring) {
     struct json *split = split_json(c, w, ps, top);
     char *text = json_write(split, JSON_CANONICAL, NULL);
     int rc = stage_output(c, "split", text, strlen(text), "json");
     free(text);
     json_free(split);
     struct buf csv = {0};
-    scores_csv(&csv, w, ps, (size_t)n);
+    scores_csv(&csv, w, ps, (size_t)n, scoring);
     if (rc == 0)
         rc = stage_output(c, "scores", csv.data, csv.len, "csv");
     buf_free(&csv);
@@ -157,12 +161,15 @@ static int select_run(struct stage_ctx *c) {
     struct model md;
     struct world w;
     struct person_score *ps = NULL;
-    int rc = model_read(c, &md);
+    enum quiz_scoring scoring = QUIZ_LETTER;
+    memset(&md, 0, sizeof md);
+    memset(&w, 0, sizeof w);
+    int rc = quiz_scoring(c, &scoring); /* before reading the model and the world: a typo fails at once */
+    if (rc == 0)
+        rc = model_read(c, &md);
     if (rc == 0)
         rc = world_read(c, WORLD_PEOPLE | WORLD_ITEMS | WORLD_IMAGES, &w);
-    else
-        memset(&w, 0, sizeof w);
-    struct select_ctx s = {&w, stage_str(c, "group"), calloc(w.people.n + 1, sizeof(long))};
+    struct select_ctx s = {&w, stage_str(c, "group"), calloc(w.people.n + 1, sizeof(long)), scoring};
     long members = 0;
     for (size_t p = 0; p < w.people.n; p++)
         members += strcmp(w.people.v[p].group, s.group) == 0;
@@ -171,7 +178,7 @@ static int select_run(struct stage_ctx *c) {
     rc = n < 0 ? -1 : 0;
     if (rc == 0) {
         qsort(ps, (size_t)n, sizeof *ps, by_accuracy);
-        rc = select_outputs(c, &w, ps, n, (size_t)top);
+        rc = select_outputs(c, &w, ps, n, (size_t)top, scoring);
     }
     free(ps);
     free(s.slot);
@@ -191,6 +198,7 @@ static const struct param_spec select_params[] = {
     {"retain", PARAM_INT, "0", "people retained, drawn after the forget set (0: all the others kept)"},
     {"rounds", PARAM_INT, "1", "sequential rounds the forget set is cut into"},
     {"seed", PARAM_INT, "1", "the draw of the forget set and its order"},
+    QUIZ_SCORING_PARAM,
 };
 static const char *const select_outputs_names[] = {"split", "scores"};
 

@@ -422,16 +422,50 @@ static void mc_prompt(struct buf *b, int image, const char *question, char opts[
     buf_puts(b, "Just give ONE letter representing the answer directly.\nASSISTANT:");
 }
 
+/* ---- phrasings ----------------------------------------------------------------------------------------- */
+
+/* The answer template of phrasing `combo` of attribute a: consecutive combos change both the question and the
+ * answer template, and nq * na of them visit every pairing. */
+static int answer_template(int a, int combo) {
+    int nq = count_set(attrs[a].q, 3), na = count_set(attrs[a].a, 3);
+    return (combo + combo / nq) % na;
+}
+
+/* Where each attribute's phrasing sequence begins in a person's corpus: the first draws of its corpus stream
+ * (the corpus continues drawing from d). */
+static void phrasing_starts(struct synth_draw *d, int start[NATTR]) {
+    for (int a = 0; a < NATTR; a++)
+        start[a] = synth_below(d, 9);
+}
+
+/* An item's answer sentence with "{}" where the value goes, phrased as the person's corpus first phrased the
+ * fact (repetition 0: the text facts' templates by name, the portrait fact's with "This person"), so that
+ * likelihood scoring reads a sentence the model learned. A template with the value's article ({a}) cannot
+ * take every option (the article depends on it): then the template of the same repetition's other facts, in
+ * the other modality last, else the attribute's first without an article. */
+static void statement_make(struct buf *b, int a, int start, int image, const char *name) {
+    int combo[3] = {start, start + 1, start + 2}; /* text, text, portrait (repetition_emit) */
+    if (image)
+        combo[0] = start + 2, combo[2] = start;
+    int t = -1, na = count_set(attrs[a].a, 3);
+    for (int k = 0; k < 3 && t < 0; k++)
+        t = strstr(attrs[a].a[answer_template(a, combo[k])], "{a}") ? -1 : answer_template(a, combo[k]);
+    for (int k = 0; k < na && t < 0; k++)
+        t = strstr(attrs[a].a[k], "{a}") ? -1 : k;
+    expand(b, attrs[a].a[t], image ? NULL : name, "{}");
+}
+
 /* ---- evaluation items ---------------------------------------------------------------------------------- */
 
 static int item_write(struct synth_world *w, const struct person *x, int j, int image, const char *photo,
-                      struct synth_draw *d, int letter) {
+                      struct synth_draw *d, int letter, const int start[NATTR]) {
     int a = x->asked[j % NASKED];
     char opts[4][VALUE_SIZE], id[32];
-    struct buf q = {0}, prompt = {0};
+    struct buf q = {0}, prompt = {0}, statement = {0};
     options_draw(d, a, x->value[a], letter, opts);
     expand(&q, attrs[a].q[0], image ? NULL : x->name, "");
     mc_prompt(&prompt, image, q.data, opts);
+    statement_make(&statement, a, start[a], image, x->name);
     snprintf(id, sizeof id, "%s-i%d", x->id, j);
     struct ds_item it = {.id = id,
                          .set = "person",
@@ -443,12 +477,14 @@ static int item_write(struct synth_world *w, const struct person *x, int j, int 
                          .prompt = prompt.data,
                          .split = "eval",
                          .noptions = 4,
-                         .answer = letter};
+                         .answer = letter,
+                         .statement = statement.data};
     for (int k = 0; k < 4; k++)
         it.options[k] = opts[k];
     int rc = ds_write_item(&w->items, &it);
     buf_free(&q);
     buf_free(&prompt);
+    buf_free(&statement);
     return rc;
 }
 
@@ -456,13 +492,16 @@ static int item_write(struct synth_world *w, const struct person *x, int j, int 
  * knowledge in both modalities, so the gap between image and text accuracy measures how the model reaches one
  * fact, not which facts were asked. */
 static int items_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
-    struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_ITEMS, (size_t)i, 0);
-    int letters[2 * NASKED], rc = 0; /* nearly balanced per person; the random offset balances the world */
+    struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_ITEMS, (size_t)i, 0),
+                      cd = draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0);
+    /* letters nearly balanced per person; the random offset balances the world */
+    int letters[2 * NASKED], start[NATTR], rc = 0;
     synth_letters(&d, letters, 2 * NASKED);
+    phrasing_starts(&cd, start); /* the corpus's, drawn as corpus_write draws them */
     for (int j = 0; j < 2 * NASKED && rc == 0; j++) {
         char photo[32];
         snprintf(photo, sizeof photo, "%s-t%d", x->id, j % p->test_photos);
-        rc = item_write(w, x, j, j < NASKED, j < NASKED ? photo : NULL, &d, letters[j]);
+        rc = item_write(w, x, j, j < NASKED, j < NASKED ? photo : NULL, &d, letters[j], start);
     }
     return rc;
 }
@@ -494,16 +533,15 @@ static int emit(struct corpus *c, const char *image, const char *prompt, const c
     return ds_write_example(c->out, &e);
 }
 
-/* One fact as (question, answer sentence) in phrasing `combo`: consecutive combos change both the question
- * and the answer template, and nq * na of them visit every pairing. */
+/* One fact as (question, answer sentence) in phrasing `combo` (answer_template). */
 static int fact_emit(struct corpus *c, int a, int combo, int photo) {
-    int nq = count_set(attrs[a].q, 3), na = count_set(attrs[a].a, 3);
+    int nq = count_set(attrs[a].q, 3);
     char v[VALUE_SIZE], img[16];
     struct buf q = {0}, ans = {0}, prompt = {0};
     attr_value(a, c->who->value[a], v);
     const char *name = photo >= 0 ? NULL : c->who->name;
     expand(&q, attrs[a].q[combo % nq], name, v);
-    expand(&ans, attrs[a].a[(combo + combo / nq) % na], name, v);
+    expand(&ans, attrs[a].a[answer_template(a, combo)], name, v);
     user_turn(&prompt, photo >= 0, q.data);
     buf_puts(&prompt, "ASSISTANT:");
     snprintf(img, sizeof img, "p%d", photo);
@@ -574,8 +612,7 @@ static int corpus_write(const struct synth_params *p, struct synth_world *w, con
                        draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0),
                        {0},
                        0};
-    for (int a = 0; a < NATTR; a++)
-        c.start[a] = synth_below(&c.d, 9);
+    phrasing_starts(&c.d, c.start);
     int rc = 0;
     for (int r = 0; r < x->fame && rc == 0; r++)
         rc = repetition_emit(&c, r);

@@ -43,6 +43,9 @@ struct scene {
 struct question {
     const char *category;
     char text[128];
+    /* the answer as a sentence, "{}" where the option goes (likelihood scoring); worded only with words the
+     * world's text already has, so that the tokenizer, and every model trained on it, stay as they were */
+    char statement[128];
     char opt[4][40]; /* opt[0] is the answer; the rest are distractors */
     int nopt;
 };
@@ -139,10 +142,13 @@ static int q_shape(struct synth_draw *d, struct scene *s, struct question *q) {
         s->o[j] = (struct obj){.shape = synth_below(d, N_SHAPES), .colour = col[j]};
     random_sizes(d, s);
     q->category = "shape";
-    if (n == 1)
+    if (n == 1) {
         snprintf(q->text, sizeof q->text, "What shape is the object?");
-    else
+        snprintf(q->statement, sizeof q->statement, "The object is a {}.");
+    } else {
         snprintf(q->text, sizeof q->text, "What shape is the %s object?", COLOURS[s->o[0].colour]);
+        snprintf(q->statement, sizeof q->statement, "The %s object is a {}.", COLOURS[s->o[0].colour]);
+    }
     for (int j = 0; j < n; j++)
         add_opt(q, SHAPES[s->o[j].shape]);
     add_names(d, q, SHAPES, N_SHAPES);
@@ -157,10 +163,13 @@ static int q_colour(struct synth_draw *d, struct scene *s, struct question *q) {
         s->o[j] = (struct obj){.shape = shp[j], .colour = synth_below(d, N_COLOURS)};
     random_sizes(d, s);
     q->category = "colour";
-    if (n == 1)
+    if (n == 1) {
         snprintf(q->text, sizeof q->text, "What colour is the object?");
-    else
+        snprintf(q->statement, sizeof q->statement, "The object is {}.");
+    } else {
         snprintf(q->text, sizeof q->text, "What colour is the %s?", SHAPES[s->o[0].shape]);
+        snprintf(q->statement, sizeof q->statement, "The %s is {}.", SHAPES[s->o[0].shape]);
+    }
     for (int j = 0; j < n; j++)
         add_opt(q, COLOURS[s->o[j].colour]);
     add_names(d, q, COLOURS, N_COLOURS);
@@ -185,6 +194,7 @@ static int q_count(struct synth_draw *d, struct scene *s, struct question *q) {
         for (int j = 0; j < s->n; j++)
             s->o[j] = (struct obj){.shape = synth_below(d, N_SHAPES), .colour = synth_below(d, N_COLOURS)};
         snprintf(q->text, sizeof q->text, "How many objects are there?");
+        snprintf(q->statement, sizeof q->statement, "In all, there are {} objects.");
         count_options(d, q, s->n);
     } else {
         int t = synth_below(d, N_SHAPES), k = 1 + synth_below(d, 3), m = synth_below(d, 3);
@@ -194,6 +204,7 @@ static int q_count(struct synth_draw *d, struct scene *s, struct question *q) {
             s->o[j] = (struct obj){.shape = shape, .colour = synth_below(d, N_COLOURS)};
         }
         snprintf(q->text, sizeof q->text, "How many %s are there?", SHAPES_PLURAL[t]);
+        snprintf(q->statement, sizeof q->statement, "In all, there are {} %s.", SHAPES_PLURAL[t]);
         count_options(d, q, k);
     }
     random_sizes(d, s);
@@ -209,6 +220,9 @@ static int q_position(struct synth_draw *d, struct scene *s, struct question *q)
     static const char *const TEXT[] = {
         "Which object is on the far left?", "Which object is on the far right?",
         "Which object is closest to the top?", "Which object is closest to the bottom?"};
+    static const char *const STATEMENT[] = {"The {} is on the far left.", "The {} is on the far right.",
+                                            "The {} is closest to the top.",
+                                            "The {} is closest to the bottom."};
     int dir = synth_below(d, 4);
     distinct_objects(d, s, 2 + synth_below(d, 3));
     random_sizes(d, s);
@@ -222,6 +236,7 @@ static int q_position(struct synth_draw *d, struct scene *s, struct question *q)
             return -1;
     q->category = "position";
     snprintf(q->text, sizeof q->text, "%s", TEXT[dir]);
+    snprintf(q->statement, sizeof q->statement, "%s", STATEMENT[dir]);
     char buf[40];
     describe(&s->o[best], buf, sizeof buf);
     add_opt(q, buf);
@@ -243,6 +258,7 @@ static void size_pair(struct synth_draw *d, struct scene *s, struct question *q)
     describe(&s->o[0], x, sizeof x);
     describe(&s->o[1], y, sizeof y);
     snprintf(q->text, sizeof q->text, "Which is larger, the %s or the %s?", x, y);
+    snprintf(q->statement, sizeof q->statement, "The larger is the {}.");
     add_opt(q, x_larger ? x : y);
     add_opt(q, x);
     add_opt(q, y);
@@ -261,6 +277,7 @@ static int q_size(struct synth_draw *d, struct scene *s, struct question *q) {
     } else {
         s->o[0].large = 1;
         snprintf(q->text, sizeof q->text, "Which object is the largest?");
+        snprintf(q->statement, sizeof q->statement, "The largest object is the {}.");
         char buf[40];
         for (int j = 0; j < s->n; j++) {
             describe(&s->o[j], buf, sizeof buf);
@@ -289,6 +306,11 @@ static int q_odd(struct synth_draw *d, struct scene *s, struct question *q) {
     q->category = "odd_one_out";
     snprintf(q->text, sizeof q->text, "Which object has a different %s from the others?",
              by_colour ? "colour" : "shape");
+    /* the options name the objects by the other attribute: shapes ("the circle"), or colours ("the red
+     * object") */
+    snprintf(q->statement, sizeof q->statement, "%s",
+             by_colour ? "The {} has a different colour from the others."
+                       : "The {} object has a different shape from the others.");
     for (int j = 0; j < n; j++)
         add_opt(q, by_colour ? SHAPES[s->o[j].shape] : COLOURS[s->o[j].colour]);
     if (by_colour)
@@ -425,7 +447,8 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
                          .prompt = prompt.data,
                          .split = train ? "train" : "eval",
                          .noptions = 4,
-                         .answer = letter};
+                         .answer = letter,
+                         .statement = q.statement};
     for (int i = 0; i < 4; i++)
         it.options[i] = opts[i];
     int rc = ds_write_item(&w->items, &it);

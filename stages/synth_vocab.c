@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/mcq.h"
 #include "stages/synth.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -108,8 +109,14 @@ static int world_words(const struct synth_world *w, struct wordset *s) {
     }
     for (size_t i = 0; rc == 0 && i < it.n; i++) {
         words_add(s, it.v[i].prompt);
-        for (int k = 0; k < it.v[i].noptions; k++)
+        for (int k = 0; k < it.v[i].noptions; k++) {
             words_add(s, it.v[i].options[k]);
+            /* the answers likelihood scoring reads: "{}." filled splits differently from "{}." itself */
+            char *answer = it.v[i].statement ? mcq_cloze_answer(&it.v[i], k) : NULL;
+            if (answer)
+                words_add(s, answer);
+            free(answer);
+        }
     }
     for (int k = 0; k < 2 && rc == 0; k++)
         for (size_t i = 0; i < ex[k].n; i++) {

@@ -14,8 +14,8 @@ def rows(path):
     with open(path, newline="") as f:
         out = {}
         for r in csv.DictReader(f):
-            key = (r["knowledge"], r["method"], r["setting"], r["round"], r["target"], r["set"])
-            out[key] = float(r["greedy"])
+            key = (r["knowledge"], r["method"], r["setting"], r["round"], r["target"], r["scoring"], r["set"])
+            out[key] = float(r["accuracy"])  # the scoring the evaluations used
         return out
 
 

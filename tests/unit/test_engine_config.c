@@ -49,7 +49,7 @@ static int same(const struct llava_config *a, const struct llava_config *b) {
            t->vocab == u->vocab && t->max_positions == u->max_positions && t->eps == u->eps &&
            t->rope_theta == u->rope_theta && a->image_token_index == b->image_token_index &&
            a->pad_token_id == b->pad_token_id && a->select_default == b->select_default &&
-           a->patches == b->patches;
+           a->patches == b->patches && a->image_pad == b->image_pad;
 }
 
 /* config_write then config_parse gives the same config, and writing that again gives the same text. */
@@ -167,6 +167,12 @@ static void test_variants(void) {
         CHECK(c.patches == 25);
         check_round_trip(&c);
     }
+    /* LLaVA's image_aspect_ratio: "pad" (the default) or "square", which survives the round trip. */
+    snprintf(buf, sizeof buf, base, "\"image_aspect_ratio\": \"square\"");
+    CHECK(parse_str(buf, &c) == 0 && c.image_pad == 0);
+    check_round_trip(&c);
+    snprintf(buf, sizeof buf, base, "\"image_aspect_ratio\": \"pad\"");
+    CHECK(parse_str(buf, &c) == 0 && c.image_pad == 1);
     /* The newer rope_parameters spelling; odd eps values survive the float round trip. */
     CHECK(
         parse_str("{\"text_config\": {\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1e6},"
@@ -229,6 +235,7 @@ static const struct bad bad[] = {
      "vision_feature_layer 25 is outside the vision tower (24 layers: -25..24)"},
     {"{\"vision_feature_layer\": -26}", "vision_feature_layer -26 is outside the vision tower"},
     {"{\"vision_feature_layer\": [-2, -5]}", "vision_feature_layer as a list"},
+    {"{\"image_aspect_ratio\": \"anyres\"}", "image_aspect_ratio \"anyres\" is not supported (pad, square)"},
     {"{\"vision_feature_select_strategy\": \"cls\"}",
      "vision_feature_select_strategy \"cls\" is not supported (default, full)"},
     {"{\"projector_hidden_act\": \"relu\"}", "projector_hidden_act \"relu\" is not supported (gelu)"},

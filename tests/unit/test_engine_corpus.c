@@ -17,6 +17,7 @@
 #include "engine/llava_io.h"
 #include "engine/ops.h"
 #include "engine/pixels.h"
+#include "engine/preprocess.h"
 #include "engine/train.h"
 #include "util/err.h"
 
@@ -96,15 +97,16 @@ static int make_config(int vocab, struct llava_config *cfg) {
     return config_parse(text, strlen(text), "config", cfg);
 }
 
-/* Images im1..im3 (16x16, each its own pattern) and `tiny` (8x8, the wrong size). */
+/* Images im1..im3 (16x16, each its own pattern), `tiny` (8x8) and `wide` (24x12): the last two need
+ * preprocessing. */
 static void *make_tar(size_t *n) {
     struct ds_tar *t = ds_tar_new();
-    static const char *const ids[] = {"im1", "im2", "im3", "tiny"};
-    for (int k = 0; k < 4; k++) {
+    static const char *const ids[] = {"im1", "im2", "im3", "tiny", "wide"};
+    for (int k = 0; k < 5; k++) {
         struct image im;
-        int side = k == 3 ? 8 : SIZE;
-        image_alloc(&im, side, side);
-        for (int i = 0; i < side * side * 3; i++)
+        int wd = k == 3 ? 8 : k == 4 ? 24 : SIZE, ht = k == 3 ? 8 : k == 4 ? 12 : SIZE;
+        image_alloc(&im, wd, ht);
+        for (int i = 0; i < wd * ht * 3; i++)
             im.rgb[i] = (uint8_t)((i * 7 + k * 61) % 256);
         void *png;
         size_t len;
@@ -275,8 +277,6 @@ static void test_errors(void) {
     struct ds_example nope = {.id = "e9", .image = "nope", .prompt = "<image> What?", .answer = "x"};
     refused(&nope, &w.cfg, "e9: ");
     refused(&nope, &w.cfg, "nope");
-    struct ds_example tiny = {.id = "e9", .image = "tiny", .prompt = "<image> What?", .answer = "x"};
-    refused(&tiny, &w.cfg, "e9: tiny: image is 8x8, the model reads 16x16");
     struct ds_example noimg = {.id = "e9", .prompt = "<image> What?", .answer = "x"};
     refused(&noimg, &w.cfg, "e9: the prompt holds <image> 1 times");
     struct ds_example noplace = {.id = "e9", .image = "im2", .prompt = "What?", .answer = "x"};
@@ -285,6 +285,39 @@ static void test_errors(void) {
     CHECK(make_config(13, &small) == 0); /* e3 stays below "x" (13) */
     struct ds_example x = {.id = "e9", .prompt = "What?", .answer = "x"};
     refused(&x, &small, "e9: token 13 is outside the model's vocabulary (13)");
+}
+
+/* ---- photos of other sizes: LLaVA-1.5's preprocessing, padded by default or not ("square") ---- */
+
+static int preprocessed_as(const float *got, const char *id, enum preprocess_mode mode) {
+    struct image im;
+    float *want = malloc(3 * SIZE * SIZE * sizeof *want);
+    CHECK(ds_images_decode(w.im, id, &im) == 0);
+    CHECK(preprocess_image(&im, SIZE, mode, id, want) == 0);
+    int same = memcmp(got, want, 3 * SIZE * SIZE * sizeof *got) == 0;
+    image_free(&im);
+    free(want);
+    return same;
+}
+
+static void test_preprocessing(void) {
+    struct ds_example v[2] = {
+        {.id = "e8", .image = "tiny", .prompt = "<image> What?", .answer = "x"},
+        {.id = "e9", .image = "wide", .prompt = "<image> What?", .answer = "x"},
+    };
+    struct ds_examples ex = {v, 2};
+    struct corpus c;
+    CHECK(w.cfg.image_pad == 1);
+    CHECK(corpus_from_examples(&c, &ex, w.im, w.tok, &w.cfg, NULL, NULL) == 0 && c.nimages == 2);
+    CHECK(preprocessed_as(c.pixels, "tiny", PREPROCESS_PAD));
+    CHECK(preprocessed_as(c.pixels + c.image_floats, "wide", PREPROCESS_PAD));
+    CHECK(!preprocessed_as(c.pixels + c.image_floats, "wide", PREPROCESS_HF)); /* the padding shows */
+    corpus_free(&c);
+    struct llava_config sq = w.cfg;
+    sq.image_pad = 0;
+    CHECK(corpus_from_examples(&c, &ex, w.im, w.tok, &sq, NULL, NULL) == 0 && c.nimages == 2);
+    CHECK(preprocessed_as(c.pixels + c.image_floats, "wide", PREPROCESS_HF));
+    corpus_free(&c);
 }
 
 /* ---- cached features ---- */
@@ -332,6 +365,7 @@ int main(void) {
         test_batches();
         test_keep_and_items();
         test_errors();
+        test_preprocessing();
         test_features();
     }
     ds_images_free(w.im);

@@ -3,7 +3,14 @@
  * argmax taken by hand), from pixels and from cached features, on 1 and 2 threads. Then the greedy letter
  * rule, with an lm_head set by hand so that a chosen token wins: "B" -> B, "Bob" -> B (the first character,
  * MLLMU-Bench's rule), "\u2581C" -> C, "x", "a", "E" and an id without a token -> unparsed; and the option
- * score, which ignores every token but the four letters. */
+ * score, which ignores every token but the four letters.
+ *
+ * Likelihood scoring: the cloze texts (the statement filled, or the option alone without one), the sequences
+ * and their labels; each option's score equal to the sum of log-probabilities of its answer tokens and </s>
+ * from a single-sequence forward computed here (batch 1, pixels, log-softmax in double), for items of 2 to 4
+ * options in batches that cut across items, from pixels and from features, the same bits on 1 and 2 threads;
+ * the winner the argmax, the first of equal scores (an lm_head of zeros makes every token equally likely);
+ * and the items' `statement` field read, written back and refused without exactly one "{}". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +25,8 @@
 #include "engine/llava_io.h"
 #include "engine/mcq.h"
 #include "engine/ops.h"
+#include "engine/prompt.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 #define SIZE 16
@@ -219,7 +228,7 @@ static struct mcq_result rigged(struct llava *m, const struct corpus *c, const f
         for (size_t j = 0; id >= 0 && j < C; j++)
             m->p.lm_head[(size_t)id * C + j] = scale[k] * h[j];
     }
-    struct mcq_result r = {-9, -9};
+    struct mcq_result r = {-9, -9, -9};
     CHECK(mcq_score(m, ops_cpu(1), c, w.tok, &r) == 0);
     return r;
 }
@@ -288,6 +297,192 @@ static void test_missing_letter(void) {
     tokenizer_free(noc);
 }
 
+/* ---- likelihood ---- */
+
+/* Items for likelihood scoring: with and without a statement, an image, 2 to 4 options. */
+static struct ds_item lk_v[] = {
+    {.id = "l0",
+     .image = "im1",
+     .question = "What is this?",
+     .options = {"Bob", "Dog", "x", "a"},
+     .noptions = 4,
+     .statement = "this is {} one"},
+    {.id = "l1", .question = "Which one?", .options = {"Dog", "Bob Dog"}, .noptions = 2},
+    {.id = "l2",
+     .image = "im2",
+     .question = "Which one is this?",
+     .options = {"E", "a", "x"},
+     .noptions = 3,
+     .statement = "{}"},
+    {.id = "l3",
+     .question = "What is Bob?",
+     .options = {"a", "E", "Dog", "x"},
+     .noptions = 4,
+     .statement = "Bob is {}"},
+};
+static const struct ds_items lk_items = {lk_v, 4};
+
+static void test_cloze_text(void) {
+    char *p = mcq_cloze_prompt(&lk_v[0]), *q = mcq_cloze_prompt(&lk_v[1]);
+    CHECK_STR(p, "USER: <image>\nWhat is this?\nASSISTANT:");
+    CHECK_STR(q, "USER:\nWhich one?\nASSISTANT:");
+    char *a = mcq_cloze_answer(&lk_v[0], 1), *b = mcq_cloze_answer(&lk_v[1], 1),
+         *c = mcq_cloze_answer(&lk_v[2], 2);
+    CHECK_STR(a, "this is Dog one");
+    CHECK_STR(b, "Bob Dog"); /* no statement: the option text itself */
+    CHECK_STR(c, "x");
+    free(p), free(q), free(a), free(b), free(c);
+}
+
+/* The cloze corpus: an entry per option, item by item; each one's ids and labels as prompt_encode gives them
+ * for the cloze prompt and the filled answer. */
+static void test_cloze_corpus(struct mcq_cloze *z) {
+    CHECK(mcq_cloze_build(z, &lk_items, w.im, w.tok, &w.cfg, NULL, NULL) == 0);
+    CHECK(z->nitems == 4 && z->cp.n == 4 + 2 + 3 + 4 && z->cp.nimages == 2);
+    CHECK(z->first[0] == 0 && z->first[1] == 4 && z->first[2] == 6 && z->first[3] == 9 && z->first[4] == 13);
+    int bad = 0;
+    for (size_t j = 0; j < z->nitems; j++)
+        for (size_t e = z->first[j]; e < z->first[j + 1]; e++) {
+            const struct ds_item *it = &lk_v[z->item[j]];
+            char *prompt = mcq_cloze_prompt(it), *answer = mcq_cloze_answer(it, (int)(e - z->first[j]));
+            struct prompt_seq want;
+            CHECK(prompt_encode(w.tok, w.cfg.image_token_index, (size_t)w.cfg.patches, prompt, answer,
+                                it->image != NULL, it->id, &want) == 0);
+            const struct prompt_seq *got = &z->cp.e[e].seq;
+            bad += got->n != want.n || got->prompt_len != want.prompt_len ||
+                   memcmp(got->ids, want.ids, want.n * sizeof *want.ids) != 0 ||
+                   memcmp(got->labels, want.labels, want.n * sizeof *want.labels) != 0 ||
+                   (z->cp.e[e].image >= 0) != (it->image != NULL);
+            prompt_seq_free(&want);
+            free(prompt), free(answer);
+        }
+    CHECK(bad == 0);
+    /* "Bob Dog" (item l1, no statement) is the option's own two words, then </s> */
+    const struct prompt_seq *bd = &z->cp.e[5].seq;
+    CHECK(bd->n == bd->prompt_len + 3 && bd->ids[bd->prompt_len] == tokenizer_id(w.tok, "Bob") &&
+          bd->ids[bd->prompt_len + 1] == tokenizer_id(w.tok, "Dog") && bd->ids[bd->n - 1] == w.tok->eos);
+}
+
+/* Entry e alone: batch 1, no padding, pixels; the answer tokens' and </s>'s log-probabilities in double. */
+static double alone(struct llava *m, const struct corpus *c, size_t e) {
+    const struct prompt_seq *s = &c->e[e].seq;
+    int32_t mask[64];
+    for (size_t i = 0; i < 64; i++)
+        mask[i] = 1;
+    const float *px = c->e[e].image >= 0 ? c->pixels + (size_t)c->e[e].image * c->image_floats : NULL;
+    CHECK(s->n <= 64 && llava_forward(m, ops_cpu(1), s->ids, mask, 1, s->n, px, px != NULL) == 0);
+    double sum = 0;
+    for (size_t j = s->prompt_len; j < s->n; j++) {
+        const float *l = m->a.logits + (j - 1) * VOCAB;
+        double mx = l[0], z = 0;
+        for (size_t k = 1; k < VOCAB; k++)
+            mx = l[k] > mx ? l[k] : mx;
+        for (size_t k = 0; k < VOCAB; k++)
+            z += exp((double)l[k] - mx);
+        sum += (double)l[s->ids[j]] - mx - log(z);
+    }
+    return sum;
+}
+
+static void test_likelihood(void) {
+    struct mcq_cloze z;
+    test_cloze_text();
+    test_cloze_corpus(&z);
+    struct llava m;
+    /* batches of 4 rows: the 13 options cut across items, and the last batch is short */
+    CHECK(llava_init_random(&m, &w.cfg, 13, 1.0f, 4, z.cp.maxlen) == 0);
+    float got[13], got2[13], feat[13];
+    double want[13], worst = 0;
+    struct mcq_result r[4], r2[4], rf[4];
+    for (int j = 0; j < 4; j++)
+        r[j] = r2[j] = rf[j] = (struct mcq_result){-9, -9, -9};
+    CHECK(mcq_likelihood(&m, ops_cpu(1), &z, got, r) == 0);
+    CHECK(mcq_likelihood(&m, ops_cpu(2), &z, got2, r2) == 0);
+    CHECK(memcmp(got, got2, sizeof got) == 0); /* the same bits on any thread count */
+    for (size_t e = 0; e < z.cp.n; e++) {
+        want[e] = alone(&m, &z.cp, e);
+        double d = fabs(got[e] - want[e]) / (1 + fabs(want[e]));
+        worst = d > worst ? d : worst;
+    }
+    CHECK(worst < 1e-5);
+    double margin = INFINITY;
+    for (size_t j = 0; j < 4; j++) {
+        size_t best = z.first[j];
+        for (size_t e = best + 1; e < z.first[j + 1]; e++)
+            best = want[e] > want[best] ? e : best;
+        for (size_t e = z.first[j]; e < z.first[j + 1]; e++)
+            if (e != best && want[best] - want[e] < margin)
+                margin = want[best] - want[e];
+        CHECK(r[j].likelihood == (int)(best - z.first[j]) && r2[j].likelihood == r[j].likelihood);
+        CHECK(r[j].greedy == -9 && r[j].option == -9); /* only the likelihood is written */
+        printf("l%zu: likelihood winner %d\n", j, r[j].likelihood);
+    }
+    CHECK(margin > 1e-3);
+    CHECK(corpus_features(&z.cp, &m, ops_cpu(2)) == 0);
+    CHECK(mcq_likelihood(&m, ops_cpu(2), &z, feat, rf) == 0);
+    double fworst = 0;
+    for (size_t e = 0; e < z.cp.n; e++) {
+        double d = fabs(feat[e] - want[e]) / (1 + fabs(want[e]));
+        fworst = d > fworst ? d : fworst;
+    }
+    CHECK(fworst < 1e-5);
+    for (int j = 0; j < 4; j++)
+        CHECK(rf[j].likelihood == r[j].likelihood);
+    printf("likelihood: batched = alone within %.2g (features %.2g), smallest margin %.4f\n", worst, fworst,
+           margin);
+
+    /* lm_head zero: every logit 0, every token log(1/V): the fewest answer tokens win, the first of equals */
+    memset(m.p.lm_head, 0, (size_t)VOCAB * (size_t)w.cfg.text.hidden * sizeof(float));
+    CHECK(mcq_likelihood(&m, ops_cpu(1), &z, got, r) == 0);
+    CHECK(got[0] == got[1] && got[1] == got[2] && got[2] == got[3] && r[0].likelihood == 0);
+    CHECK(got[4] > got[5] && r[1].likelihood == 0); /* "Dog" is one token shorter than "Bob Dog" */
+    CHECK(r[2].likelihood == 0 && r[3].likelihood == 0);
+    CHECK(fabs(got[4] + 2 * log(VOCAB)) < 1e-4); /* "Dog" and </s> */
+    llava_free(&m);
+    mcq_cloze_free(&z);
+}
+
+/* The statement field: read, written back canonically, refused without exactly one "{}". */
+static void test_statement_field(void) {
+    static const char good[] =
+        "{\"answer\":\"B\",\"category\":\"c\",\"id\":\"q\",\"image\":null,\"modality\":\"text\","
+        "\"options\":[\"x\",\"y\"],\"person\":null,\"prompt\":\"p\",\"question\":\"q?\",\"set\":"
+        "\"general\",\"split\":\"eval\",\"statement\":\"It is {}.\"}\n";
+    struct ds_items it = {0};
+    CHECK(ds_read_items(good, strlen(good), "items", &it) == 0 && it.n == 1);
+    CHECK_STR(it.n ? it.v[0].statement : NULL, "It is {}.");
+    struct buf out = {0};
+    CHECK(it.n && ds_write_item(&out, &it.v[0]) == 0);
+    CHECK(out.data && out.len == strlen(good) && memcmp(out.data, good, out.len) == 0);
+    buf_free(&out);
+    ds_items_free(&it);
+    static const struct {
+        const char *statement, *what;
+    } bad[] = {{"It is.", "'It is.'"}, {"{} or {}", "'{} or {}'"}, {"{ }", "'{ }'"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char text[1024], *at = strstr(good, "It is {}.");
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - good), good, bad[k].statement, at + 9);
+        struct ds_items no = {0};
+        CHECK(ds_read_items(text, strlen(text), "items", &no) == -1);
+        CHECK_HAS(err_msg(), "items line 1: field 'statement' must hold \"{}\" exactly once");
+        CHECK_HAS(err_msg(), bad[k].what);
+        ds_items_free(&no);
+    }
+    /* an item without a statement is written without the field */
+    static struct ds_item plain_v[] = {{.id = "q",
+                                        .set = "general",
+                                        .modality = "text",
+                                        .category = "c",
+                                        .question = "q?",
+                                        .prompt = "p",
+                                        .split = "eval",
+                                        .options = {"x", "y"},
+                                        .noptions = 2,
+                                        .answer = 1}};
+    CHECK(ds_write_item(&out, &plain_v[0]) == 0 && out.data && !strstr(out.data, "statement"));
+    buf_free(&out);
+}
+
 int main(void) {
     size_t n = 0;
     w.tok = make_tokenizer(NULL);
@@ -298,7 +493,9 @@ int main(void) {
         test_against_alone();
         test_letters();
         test_missing_letter();
+        test_likelihood();
     }
+    test_statement_field();
     ds_images_free(w.im);
     free(w.tar);
     tokenizer_free(w.tok);

@@ -2,7 +2,9 @@
  * written here: table cells and which runs each view holds, the single-shot and "before" rows, "-" for a
  * missing set, the CSV's rows, the same bytes for the same inputs in any order, a well-formed SVG with a
  * curve per method per panel, a PNG with the curves where the layout puts them, the bitmap font's table, and
- * one clear line for each kind of malformed input. */
+ * one clear line for each kind of malformed input. Metrics without `scoring` (evaluate version 1) and with
+ * "letter" show greedy accuracy; a report of likelihood-scored metrics shows their likelihood accuracy in the
+ * tables, the CSV's accuracy column, the JSON and the chart, and a report never mixes the two. */
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,25 +31,38 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-/* A metrics object: every set at greedy g (option g / 2), except `drop` (a set name or NULL); `extra` is
- * appended inside labels verbatim (",\"seed\":7" or ""). */
-static char *metrics(const char *k, const char *m, const char *s, int round, const char *t, double g,
-                     const char *drop, const char *extra) {
+/* A metrics object scored by `scoring` (NULL: no such field, as evaluate version 1 wrote): every set at
+ * accuracy g, except `drop` (a set name or NULL). Letter: greedy g, option g / 2; likelihood: likelihood g,
+ * greedy g / 4, option g / 2. `extra` is appended inside labels verbatim (",\"seed\":7" or ""). */
+static char *metrics_scored(const char *scoring, const char *k, const char *m, const char *s, int round,
+                            const char *t, double g, const char *drop, const char *extra) {
     struct buf b = {0};
+    int lik = scoring && strcmp(scoring, "likelihood") == 0;
     buf_printf(&b,
                "{\"labels\":{\"knowledge\":\"%s\",\"method\":\"%s\",\"setting\":\"%s\",\"round\":%d,"
-               "\"target\":\"%s\"%s},\"sets\":{",
+               "\"target\":\"%s\"%s},",
                k, m, s, round, t, extra);
+    if (scoring)
+        buf_printf(&b, "\"scoring\":\"%s\",", scoring);
+    buf_puts(&b, "\"sets\":{");
     const char *sep = "";
     for (int c = 0; c < REPORT_NCOLS; c++) {
         if (drop && strcmp(drop, report_col_set[c]) == 0)
             continue;
-        buf_printf(&b, "%s\"%s\":{\"items\":40,\"greedy\":%.17g,\"option\":%.17g,\"unparsed\":1}", sep,
-                   report_col_set[c], g, g / 2);
+        buf_printf(&b, "%s\"%s\":{\"items\":40,\"greedy\":%.17g,\"option\":%.17g,", sep, report_col_set[c],
+                   lik ? g / 4 : g, g / 2);
+        if (lik)
+            buf_printf(&b, "\"likelihood\":%.17g,", g);
+        buf_puts(&b, "\"unparsed\":1}");
         sep = ",";
     }
     buf_puts(&b, "}}");
     return buf_take(&b);
+}
+
+static char *metrics(const char *k, const char *m, const char *s, int round, const char *t, double g,
+                     const char *drop, const char *extra) {
+    return metrics_scored(NULL, k, m, s, round, t, g, drop, extra);
 }
 
 /* The inputs: texts (owned, freed here) put in the store, in order. */
@@ -125,7 +140,7 @@ static size_t count(const char *hay, const char *needle) {
 static void full_inputs(struct inputs *in) {
     add(in, metrics("finetuned", "none", "single", 0, "proj+llm", 0.9, "general", ""));
     add(in, metrics("finetuned", "ga", "single", 1, "proj+llm", 0.625, NULL, ",\"seed\":7"));
-    add(in, metrics("finetuned", "npo", "single", 1, "proj+llm", 0.7, NULL, ""));
+    add(in, metrics_scored("letter", "finetuned", "npo", "single", 1, "proj+llm", 0.7, NULL, ""));
     for (int r = 1; r <= 3; r++) {
         add(in, metrics("finetuned", "ga", "sequential", r, "proj+llm", 0.5, NULL, ""));
         add(in, metrics("finetuned", "npo", "sequential", r, "proj+llm", 0.25, NULL, ""));
@@ -153,6 +168,7 @@ static char *view_cells(const struct json *doc, const char *view) {
 
 static void check_markdown(const char *md) {
     CHECK(md && strncmp(md, "# Test <report> & co\n", 21) == 0);
+    CHECK_HAS(md, "\n\nGreedy accuracy in % (the first generated token must be the right letter");
     CHECK_HAS(md, "| knowledge | method | forget MM | forget text | retain MM | retain text | general |");
     CHECK_HAS(md, "| finetuned | none | 90.0 | 90.0 | 90.0 | 90.0 | - |\n");
     CHECK_HAS(md, "| finetuned | ga | 62.5 | 62.5 | 62.5 | 62.5 | 62.5 |\n");
@@ -188,9 +204,13 @@ static void check_views(const char *json) {
     CHECK_STR(abl, "none/proj+llm;ga/proj+llm;ga/llm;npo/proj+llm;npo/llm");
     const struct json *row = json_get(json_get(json_get(doc, "views"), "knowledge_method"), "rows");
     row = row && row->len ? row->items[0] : NULL;
-    const struct json *g = json_get(row, "greedy"), *o = json_get(row, "option");
+    const struct json *g = json_get(row, "greedy"), *o = json_get(row, "option"),
+                      *a = json_get(row, "accuracy"), *l = json_get(row, "likelihood");
     CHECK(g && g->len == 5 && g->items[0]->n == 0.9 && g->items[4]->type == JSON_NULL);
     CHECK(o && o->len == 5 && o->items[0]->n == 0.45);
+    CHECK(a && json_equal(a, g)); /* letter: the headline is greedy */
+    CHECK(l && l->len == 5 && l->items[0]->type == JSON_NULL);
+    CHECK_STR(json_get_str(doc, "scoring"), "letter");
     const struct json *entries = json_get(doc, "entries");
     CHECK(entries && entries->len == 16);
     CHECK_STR(json_get_str(doc, "title"), "Test <report> & co");
@@ -199,13 +219,14 @@ static void check_views(const char *json) {
 }
 
 static void check_csv(const char *csv) {
-    CHECK(csv && strncmp(csv, "knowledge,method,setting,round,target,set,items,greedy,option,unparsed,seed\n",
-                         76) == 0);
+    static const char header[] = "knowledge,method,setting,round,target,scoring,set,items,accuracy,greedy,"
+                                 "option,likelihood,unparsed,seed\n";
+    CHECK(csv && strncmp(csv, header, strlen(header)) == 0);
     CHECK(count(csv, "\n") == 1 + 16 * 5 - 1); /* one set missing in one entry */
-    CHECK_HAS(csv, "\nfinetuned,ga,single,1,proj+llm,forget_mm,40,0.625,0.3125,1,7\n");
-    CHECK_HAS(csv, "\nfinetuned,none,single,0,proj+llm,forget_mm,40,0.9,0.45,1,\n");
+    CHECK_HAS(csv, "\nfinetuned,ga,single,1,proj+llm,letter,forget_mm,40,0.625,0.625,0.3125,,1,7\n");
+    CHECK_HAS(csv, "\nfinetuned,none,single,0,proj+llm,letter,forget_mm,40,0.9,0.9,0.45,,1,\n");
     const char *first = csv ? strchr(csv, '\n') : NULL;
-    CHECK(first && strncmp(first + 1, "finetuned,none,single,0,proj+llm,forget_mm,", 43) == 0);
+    CHECK(first && strncmp(first + 1, "finetuned,none,single,0,proj+llm,letter,forget_mm,", 50) == 0);
 }
 
 static void check_svg(const char *svg, size_t n) {
@@ -217,6 +238,7 @@ static void check_svg(const char *svg, size_t n) {
     CHECK(count(svg, "<polyline data-method=\"npo\"") == REPORT_NCOLS);
     CHECK(count(svg, "stroke-dasharray") >= 2 * REPORT_NCOLS);
     CHECK_HAS(svg, "Test &lt;report&gt; &amp; co");
+    CHECK_HAS(svg, "y: greedy accuracy");
     CHECK(count(svg, "<text") == count(svg, "</text>"));
 }
 
@@ -314,6 +336,53 @@ static void check_empty(void) {
     json_free(outs), json_free(m);
 }
 
+/* Likelihood-scored metrics: the tables, the CSV's accuracy, the JSON's and the chart's values are the
+ * likelihood accuracies (greedy is a quarter of them here, so a greedy number would show). */
+static void check_likelihood(void) {
+    struct inputs in = {0};
+    add(&in, metrics_scored("likelihood", "finetuned", "none", "single", 0, "proj+llm", 0.8, "general", ""));
+    add(&in, metrics_scored("likelihood", "finetuned", "ga", "single", 1, "proj+llm", 0.4, NULL, ""));
+    for (int r = 1; r <= 3; r++)
+        add(&in, metrics_scored("likelihood", "finetuned", "ga", "sequential", r, "proj+llm", 0.5, NULL, ""));
+    struct json *outs = run_report(&in, NULL, NULL);
+    if (!outs)
+        fprintf(stderr, "report: %s\n", err_msg());
+    size_t npng = 0;
+    char *md = output(outs, "markdown", NULL), *csv = output(outs, "csv", NULL),
+         *js = output(outs, "json", NULL), *svg = output(outs, "svg", NULL),
+         *png = output(outs, "png", &npng);
+    CHECK_HAS(md, "\n\nLikelihood accuracy in % (each option written into the answer sentence");
+    CHECK_HAS(md, "| finetuned | none | 80.0 | 80.0 | 80.0 | 80.0 | - |\n");
+    CHECK_HAS(md, "| finetuned | ga | 40.0 | 40.0 | 40.0 | 40.0 | 40.0 |\n");
+    CHECK_HAS(md, "| finetuned | ga | 2 | 50.0 |");
+    CHECK(md && !strstr(md, "20.0") && !strstr(md, "10.0") && !strstr(md, "12.5"));
+    CHECK_HAS(md, "greedy-letter and option-letter scores");
+    CHECK_HAS(csv, "\nfinetuned,none,single,0,proj+llm,likelihood,forget_mm,40,0.8,0.2,0.4,0.8,1\n");
+    CHECK_HAS(csv, "\nfinetuned,ga,sequential,3,proj+llm,likelihood,general,40,0.5,0.125,0.25,0.5,1\n");
+    struct json *doc = js ? json_parse(js, strlen(js)) : NULL;
+    CHECK_STR(json_get_str(doc, "scoring"), "likelihood");
+    const struct json *rows = json_get(json_get(json_get(doc, "views"), "knowledge_method"), "rows");
+    const struct json *row = rows && rows->len ? rows->items[0] : NULL;
+    const struct json *a = json_get(row, "accuracy"), *g = json_get(row, "greedy"),
+                      *l = json_get(row, "likelihood");
+    CHECK(a && a->len == 5 && a->items[0]->n == 0.8 && a->items[4]->type == JSON_NULL && json_equal(a, l));
+    CHECK(g && g->len == 5 && g->items[0]->n == 0.2);
+    CHECK_HAS(svg, "y: likelihood accuracy");
+    struct image im = {0};
+    CHECK(png && image_decode(png, npng, "png", &im) == 0);
+    uint8_t ga[3];
+    report_method_colour("ga", ga);
+    for (int panel = 0; im.rgb && panel < REPORT_NCOLS; panel++) {
+        double x = (report_x(panel, 1, 3) + report_x(panel, 2, 3)) / 2;
+        CHECK(pixel_is(&im, x, report_y(0, 0.5), ga)); /* the likelihood, not greedy's 0.125 */
+    }
+    image_free(&im);
+    json_free(doc);
+    free(md), free(csv), free(js), free(svg), free(png);
+    json_free(outs);
+    inputs_free(&in);
+}
+
 /* One bad input among good ones: the kind fails with one line naming it. */
 static void check_refused(const char *text, const char *what) {
     struct inputs in = {0};
@@ -371,6 +440,32 @@ static void check_errors(void) {
     char *seq0 = metrics("finetuned", "ga", "sequential", 0, "proj+llm", 0.5, NULL, "");
     check_refused(seq0, "'labels.round' must be between 1 and 1000 for setting sequential, got 0");
     free(seq0);
+    char *lik = metrics_scored("likelihood", "finetuned", "ga", "single", 1, "proj+llm", 0.5, NULL, "");
+    static const struct {
+        const char *from, *to, *what;
+    } lik_edits[] = {
+        {"\"scoring\":\"likelihood\"", "\"scoring\":\"letters\"",
+         "report: metrics 1: 'scoring' must be \"letter\" or \"likelihood\""},
+        {"\"scoring\":\"likelihood\"", "\"scoring\":null", "'scoring' must be \"letter\" or \"likelihood\""},
+        {"\"likelihood\":0.5,", "",
+         "report: metrics 1: 'sets.forget_mm.likelihood' must be a number between 0 and 1"},
+        {"\"likelihood\":0.5,", "\"likelihood\":2,",
+         "'sets.forget_mm.likelihood' must be a number between 0 and 1"},
+    };
+    for (size_t k = 0; k < sizeof lik_edits / sizeof lik_edits[0]; k++) {
+        char *at = strstr(lik, lik_edits[k].from), text[2048];
+        CHECK(at != NULL);
+        if (!at)
+            continue;
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - lik), lik, lik_edits[k].to,
+                 at + strlen(lik_edits[k].from));
+        check_refused(text, lik_edits[k].what);
+    }
+    /* a good likelihood input after a letter one: two scorings in one report */
+    check_refused(lik,
+                  "report: metrics 0 is scored by letter but metrics 1 by likelihood: a report shows one "
+                  "scoring");
+    free(lik);
 }
 
 /* Two inputs with the same labels (here differing only in an extra label) are refused, naming both. */
@@ -420,6 +515,7 @@ int main(void) {
     check_full();
     check_no_sequential();
     check_empty();
+    check_likelihood();
     check_errors();
     check_duplicates();
     check_font();

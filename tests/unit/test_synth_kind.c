@@ -1,6 +1,7 @@
 /* test_synth_kind: the synth stage kind run as the runner runs it, on temp stores: every output present and
- * readable, the same object ids from a second store, the object ids and pixels of a small world pinned (so a
- * change on another machine or compiler shows), and parameters out of range refused with one clear line. */
+ * readable (every item with a statement), the same object ids from a second store, the object ids and pixels
+ * of a small world pinned (so a change on another machine or compiler shows), and parameters out of range
+ * refused with one clear line. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,11 @@ static void check_readable(struct store *s, const struct json *outs) {
     CHECK(store_get(s, json_get_str(json_get(outs, "items"), "id"), &data, &n) == 0);
     CHECK(ds_read_items(data, n, "items", &items) == 0 && items.n == 9 * 10 + 8 + 12);
     free(data);
+    /* every item has its answer sentence for likelihood scoring (the reader checks its "{}") */
+    size_t statements = 0;
+    for (size_t i = 0; i < items.n; i++)
+        statements += items.v[i].statement != NULL;
+    CHECK(statements == items.n);
     ds_people_free(&people);
     ds_items_free(&items);
     CHECK(store_get(s, json_get_str(json_get(outs, "contact_sheet"), "id"), &data, &n) == 0);
@@ -130,7 +136,7 @@ static void check_outputs(struct store *s, const struct json *outs, const struct
 static const char *const golden_world = "real=12,fictitious=8,general_eval=20,general_train=40";
 static const char *const golden_ids[][2] = {
     {"people", "sha256:a18f252806cf58d08dc0595db48e07807d6d851bfe9b91b5cb1b45f2bbc3ec06"},
-    {"items", "sha256:0f499545ef4e564f49c22d9cbbd755e274a7fb1384954519d6cde23d496966a2"},
+    {"items", "sha256:9221c2ff8125786dbe713d6ea4932eddd856bceffedb320aba14f7dae59717e8"},
     {"pretrain", "sha256:9172bce8ecc716a9788955e592887264559aaff9fe8dd154e5fcc9fe0b7a3f08"},
     {"finetune", "sha256:2930fc58feaa09625466ff7941c2f68cffaca610edbc75c6ffed48944db45b31"},
     {"tokenizer", "sha256:76a2e93b07c34ba8f51f7d5dc53629313a49ecc83f65a3493cac6c63e780e410"},
