@@ -49,15 +49,16 @@ static int letter_ids(const struct tokenizer *t, int32_t letters[4]) {
     return 0;
 }
 
-int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, const struct tokenizer *t,
-              struct mcq_result *out) {
-    int32_t letters[4];
-    if (letter_ids(t, letters) != 0)
-        return -1;
-    size_t B = m->B, v = (size_t)m->cfg.text.vocab, *idx = malloc(B * sizeof *idx);
-    int32_t *ids = malloc(B * cp->maxlen * sizeof *ids), *mask = malloc(B * cp->maxlen * sizeof *mask);
-    int32_t *labels = malloc(B * cp->maxlen * sizeof *labels);
-    float *vis = malloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
+/* Runs the corpus through the model in batches of its capacity (cached tower features when the corpus has
+ * them); after each forward, each(ctx, at, b, tt, labels) reads what it needs from m->a.logits. */
+typedef int (*batch_fn)(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels);
+
+static int forward_batches(struct llava *m, const struct ops *ops, const struct corpus *cp, batch_fn each,
+                           void *ctx) {
+    size_t B = m->B, len = cp->maxlen ? cp->maxlen : 1, *idx = xmalloc(B * sizeof *idx);
+    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
+    int32_t *labels = xmalloc(B * len * sizeof *labels);
+    float *vis = xmalloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
     int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
     int rc = 0;
     for (size_t at = 0; rc == 0 && at < cp->n; at += B) {
@@ -67,10 +68,8 @@ int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, c
         corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &nimg, &tt);
         rc = cp->feats ? llava_forward_features(m, ops, ids, mask, b, tt, vis, nimg)
                        : llava_forward(m, ops, ids, mask, b, tt, vis, nimg);
-        for (size_t i = 0; rc == 0 && i < b; i++) {
-            size_t last = cp->e[at + i].seq.n - 1;
-            score_row(m->a.logits + (i * tt + last) * v, v, letters, t, &out[at + i]);
-        }
+        if (rc == 0)
+            rc = each(ctx, at, b, tt, labels);
     }
     free(idx);
     free(ids);
@@ -78,6 +77,34 @@ int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, c
     free(labels);
     free(vis);
     return rc;
+}
+
+struct letter_ctx {
+    const struct llava *m;
+    const struct corpus *cp;
+    const struct tokenizer *t;
+    int32_t letters[4];
+    struct mcq_result *out;
+};
+
+/* Each row's last prompt position predicts the answer. */
+static int letter_batch(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels) {
+    const struct letter_ctx *c = ctx;
+    size_t v = (size_t)c->m->cfg.text.vocab;
+    (void)labels;
+    for (size_t i = 0; i < b; i++) {
+        size_t last = c->cp->e[at + i].seq.n - 1;
+        score_row(c->m->a.logits + (i * tt + last) * v, v, c->letters, c->t, &c->out[at + i]);
+    }
+    return 0;
+}
+
+int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, const struct tokenizer *t,
+              struct mcq_result *out) {
+    struct letter_ctx c = {.m = m, .cp = cp, .t = t, .out = out};
+    if (letter_ids(t, c.letters) != 0)
+        return -1;
+    return forward_batches(m, ops, cp, letter_batch, &c);
 }
 
 /* ---- likelihood ---- */
@@ -153,38 +180,29 @@ static int best_option(const struct mcq_cloze *z, size_t j, const float *score) 
     return (int)(best - z->first[j]);
 }
 
+struct likelihood_ctx {
+    const struct llava *m;
+    const struct ops *ops;
+    float *score;
+};
+
+/* Each row's answer tokens and </s>, summed in position order: padding carries no label. */
+static int likelihood_batch(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels) {
+    const struct likelihood_ctx *c = ctx;
+    return unlearn_seq_logprob(c->ops, c->m->a.logits, labels, b, tt, (size_t)c->m->cfg.text.vocab,
+                               c->score + at);
+}
+
 int mcq_likelihood(struct llava *m, const struct ops *ops, const struct mcq_cloze *z, float *score,
                    struct mcq_result *out) {
     const struct corpus *cp = &z->cp;
-    size_t B = m->B, v = (size_t)m->cfg.text.vocab, *idx = xmalloc(B * sizeof *idx);
-    size_t len = cp->maxlen ? cp->maxlen : 1;
-    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
-    int32_t *labels = xmalloc(B * len * sizeof *labels);
-    float *vis = xmalloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
-    float *all = score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *all);
-    int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
-    int rc = 0;
-    for (size_t at = 0; rc == 0 && at < cp->n; at += B) {
-        size_t b = cp->n - at < B ? cp->n - at : B, nimg, tt;
-        for (size_t i = 0; i < b; i++)
-            idx[i] = at + i;
-        corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &nimg, &tt);
-        rc = cp->feats ? llava_forward_features(m, ops, ids, mask, b, tt, vis, nimg)
-                       : llava_forward(m, ops, ids, mask, b, tt, vis, nimg);
-        /* each row's answer tokens and </s>, summed in position order: padding carries no label */
-        if (rc == 0)
-            rc = unlearn_seq_logprob(ops, m->a.logits, labels, b, tt, v, all + at);
-    }
+    struct likelihood_ctx c = {m, ops, score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *score)};
+    int rc = forward_batches(m, ops, cp, likelihood_batch, &c);
     for (size_t j = 0; rc == 0 && j < z->nitems; j++)
-        out[j].likelihood = best_option(z, j, all);
+        out[j].likelihood = best_option(z, j, c.score);
     if (rc != 0)
         err_prefix("mcq: likelihood");
-    if (all != score)
-        free(all);
-    free(idx);
-    free(ids);
-    free(mask);
-    free(labels);
-    free(vis);
+    if (c.score != score)
+        free(c.score);
     return rc;
 }
