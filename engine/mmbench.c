@@ -122,6 +122,7 @@ struct mmb_row {
 
 struct mmb {
     const char *what;
+    enum mmbench_template tmpl;
     size_t nfields;
     int col[MMB_NCOLS]; /* field number of each known column, -1 when absent */
     struct mmb_row *rows;
@@ -293,8 +294,26 @@ static int mmb_options(const struct mmb *m, size_t row, struct ds_item *it) {
     return 0;
 }
 
-/* LLaVA's MMBench prompt: "<image>\n{hint\n}{question}\nA. ..\n...\nAnswer with the option's letter ...". */
+/* LLaVA-1.5's vicuna_v1 conversation: the system line, then the roles, " " between turns. */
+#define MMB_VICUNA_SYSTEM                                                                                    \
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, " \
+    "detailed, and polite answers to the human's questions."
+
+int mmbench_template_parse(const char *name, enum mmbench_template *out) {
+    if (strcmp(name, "plain") == 0)
+        *out = MMB_PLAIN;
+    else if (strcmp(name, "vicuna_v1") == 0)
+        *out = MMB_VICUNA_V1;
+    else
+        return err_set("template '%s' is not known (plain, vicuna_v1)", name);
+    return 0;
+}
+
+/* LLaVA's MMBench prompt: "<image>\n{hint\n}{question}\nA. ..\n...\nAnswer with the option's letter ...",
+ * in the conversation template when asked. */
 static void mmb_prompt(const struct mmb *m, size_t row, const struct ds_item *it, struct buf *p) {
+    if (m->tmpl == MMB_VICUNA_V1)
+        buf_puts(p, MMB_VICUNA_SYSTEM " USER: ");
     buf_puts(p, "<image>\n");
     const char *hint = mmb_field(m, row, C_HINT);
     if (!is_none(hint))
@@ -303,6 +322,8 @@ static void mmb_prompt(const struct mmb *m, size_t row, const struct ds_item *it
     for (int k = 0; k < it->noptions; k++)
         buf_printf(p, "%c. %s\n", 'A' + k, it->options[k]);
     buf_puts(p, "Answer with the option's letter from the given choices directly.");
+    if (m->tmpl == MMB_VICUNA_V1)
+        buf_puts(p, " ASSISTANT:");
 }
 
 /* The row's own fields: question, category, options and answer (errors without the line; the caller adds it).
@@ -381,10 +402,10 @@ static void mmb_free(struct mmb *m) {
 }
 
 int mmbench_read(char *text, size_t n, const char *what, const char *split, size_t limit,
-                 struct mmbench_out *out) {
+                 enum mmbench_template tmpl, struct mmbench_out *out) {
     if (memchr(text, '\0', n))
         return err_set("%s: holds a NUL byte (not a TSV file)", what);
-    struct mmb m = {.what = what};
+    struct mmb m = {.what = what, .tmpl = tmpl};
     int rc =
         mmb_parse(&m, text, n) == 0 && mmb_index(&m) == 0 && mmb_items(&m, split, limit, out) == 0 ? 0 : -1;
     mmb_free(&m);

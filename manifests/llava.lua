@@ -36,7 +36,11 @@ return function(p)
   local s = {}
   for k, v in pairs(settings.llava) do s[k] = v end
   for k, v in pairs(p.settings or {}) do s[k] = v end
-  s.data = { mllmu = p.mllmu, mmbench = p.mmbench }
+  -- LLaVA-1.5's MMBench evaluation wraps each prompt in its conversation template (vicuna_v1); a table given
+  -- for mmbench may say otherwise.
+  local mmbench = { template = "vicuna_v1" }
+  for k, v in pairs(type(p.mmbench) == "table" and p.mmbench or { path = p.mmbench }) do mmbench[k] = v end
+  s.data = { mllmu = p.mllmu, mmbench = mmbench }
   s.base_model = p.model
   s.title = p.title or s.title
   protocol(s)

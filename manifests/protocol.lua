@@ -48,8 +48,11 @@ local function world(s)
   if not s.data then
     return stage "world" (merge({ kind = "synth", seed = s.seed }, s.world)).out
   end
-  local parts = {}
-  for name, d in pairs(s.data) do
+  local parts, names = {}, {}
+  for name in pairs(s.data) do names[#names + 1] = name end
+  table.sort(names) -- pairs' order is not fixed (Lua seeds its string hashes per run); the merge's order is
+  for _, name in ipairs(names) do
+    local d = s.data[name]
     local params = type(d) == "table" and d or { path = d }
     parts[#parts + 1] = stage("data/" .. name) (merge({ kind = "import-dataset",
       format = name == "mmbench" and "mmbench" or "pulse" }, params))

@@ -27,13 +27,14 @@ struct import_out {
 
 /* ---- MMBench TSV (engine/mmbench.h) ---- */
 
-static int import_mmbench(const char *path, const char *split, int64_t limit, struct import_out *o) {
+static int import_mmbench(const char *path, const char *split, int64_t limit, enum mmbench_template tmpl,
+                          struct import_out *o) {
     char *text;
     size_t n;
     if (fsio_read_file(path, IMPORT_MAX_FILE, &text, &n) != 0)
         return -1;
     struct mmbench_out m = {.images = o->images};
-    int rc = mmbench_read(text, n, path, split, (size_t)limit, &m);
+    int rc = mmbench_read(text, n, path, split, (size_t)limit, tmpl, &m);
     free(text);
     o->items = m.items;
     o->nitems = m.nitems;
@@ -319,10 +320,16 @@ static int import_run(struct stage_ctx *c) {
         return err_set("parameter 'format' must be \"pulse\" or \"mmbench\", got '%s'", format);
     if (limit < 0)
         return err_set("parameter 'limit' must be 0 (all) or more, got %lld", (long long)limit);
+    enum mmbench_template tmpl;
+    if (mmbench_template_parse(stage_str(c, "template"), &tmpl) != 0)
+        return err_prefix("parameter 'template'");
+    if (!mmbench && tmpl != MMB_PLAIN)
+        return err_set(
+            "parameter 'template' applies to format \"mmbench\" only (pulse prompts are stored whole)");
     struct import_out o = {.images = ds_tar_new()};
     void *tar = NULL;
     size_t tar_n = 0;
-    int rc = mmbench ? import_mmbench(path, stage_str(c, "split"), limit, &o)
+    int rc = mmbench ? import_mmbench(path, stage_str(c, "split"), limit, tmpl, &o)
                      : import_pulse(path, limit, &o, &tar, &tar_n);
     if (rc == 0 && mmbench) {
         struct ds_tar *t = o.images;
@@ -343,13 +350,16 @@ static const struct param_spec import_params[] = {
      "the directory or file to import (relative paths start at the manifest's directory)"},
     {"split", PARAM_STR, "\"dev\"",
      "MMBench: the rows whose split column equals this (when the column exists)"},
+    {"template", PARAM_STR, "\"plain\"",
+     "MMBench: \"plain\" (LLaVA's question text) or \"vicuna_v1\" (inside LLaVA-1.5's conversation, as its "
+     "evaluation feeds the model)"},
     {"limit", PARAM_INT, "0",
      "at most this many items (MMBench: the first rows kept; pulse: the first ids); 0 = all"},
 };
 static const char *const import_outputs[] = {"people", "items", "pretrain", "finetune", "images"};
 
 const struct stage_kind kind_import_dataset = {
-    .schema = {"import-dataset", 2, import_params, 4, import_outputs, 5},
+    .schema = {"import-dataset", 2, import_params, 5, import_outputs, 5},
     .summary =
         "a data set from disk (a pulse directory from MLLMU-Bench, or an MMBench TSV), in the store's format",
     .run = import_run,

@@ -108,6 +108,19 @@ grep -q '"id":"mmb-11"' "$T/items.jsonl" || fail "limit keeps the first rows of 
 manifest "$T/m.lua" mmb mmbench mmb.tsv ', split = "tset"'
 expect_code 1 "$PP" run "$T/m.lua"
 has "$T/err" "$R/mmb.tsv: no row has split 'tset'"
+# the prompt inside LLaVA-1.5's conversation (vicuna_v1); pulse prompts take no template; unknown names fail
+manifest "$T/m.lua" mmb mmbench mmb.tsv ', template = "vicuna_v1"'
+expect_code 0 "$PP" run "$T/m.lua"
+object mmb items "$T/items.jsonl"
+grep -q '"prompt":"A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human'"'"'s questions. USER: <image>\\n' "$T/items.jsonl" ||
+    fail "vicuna_v1 prompts open with the system line and USER:"
+grep -q 'directly. ASSISTANT:"' "$T/items.jsonl" || fail "vicuna_v1 prompts end with ASSISTANT:"
+manifest "$T/m.lua" mmb mmbench mmb.tsv ', template = "chatml"'
+expect_code 1 "$PP" run "$T/m.lua"
+has "$T/err" "parameter 'template': template 'chatml' is not known (plain, vicuna_v1)"
+manifest "$T/m.lua" pt pulse mmb.tsv ', template = "vicuna_v1"'
+expect_code 1 "$PP" run "$T/m.lua"
+has "$T/err" "parameter 'template' applies to format \"mmbench\" only"
 
 # ---- MMBench: each malformed file fails with one line "<path>:<line>: <problem>" ----
 # bad_tsv NAME EXPECTED EDIT: the good TSV changed by a Python statement over `rows` (lists of fields), written

@@ -78,11 +78,12 @@ struct result {
 };
 
 /* Runs the reader on a copy of text; 0 with the outputs read back, -1 with the reader's error. */
-static int run(const char *text, const char *split, size_t limit, struct result *r) {
+static int run_as(const char *text, const char *split, size_t limit, enum mmbench_template tmpl,
+                  struct result *r) {
     memset(r, 0, sizeof *r);
     char *copy = xstrdup(text);
     r->out.images = ds_tar_new();
-    int rc = mmbench_read(copy, strlen(copy), "t.tsv", split, limit, &r->out);
+    int rc = mmbench_read(copy, strlen(copy), "t.tsv", split, limit, tmpl, &r->out);
     free(copy);
     size_t n = 0;
     if (ds_tar_finish(r->out.images, &r->tar, &n) != 0 || ds_images_open(r->tar, n, "tar", &r->images) != 0)
@@ -91,6 +92,10 @@ static int run(const char *text, const char *split, size_t limit, struct result 
         ds_read_items(r->out.items.data ? r->out.items.data : "", r->out.items.len, "items", &r->items) != 0)
         return -2;
     return rc;
+}
+
+static int run(const char *text, const char *split, size_t limit, struct result *r) {
+    return run_as(text, split, limit, MMB_PLAIN, r);
 }
 
 static void result_free(struct result *r) {
@@ -211,7 +216,7 @@ static void test_refusals(void) {
 
     char nul[] = "index\tq\0x\n";
     struct mmbench_out o = {.images = ds_tar_new()};
-    CHECK(mmbench_read(nul, sizeof nul - 1, "nul.tsv", "dev", 0, &o) == -1);
+    CHECK(mmbench_read(nul, sizeof nul - 1, "nul.tsv", "dev", 0, MMB_PLAIN, &o) == -1);
     CHECK_STR(err_msg(), "nul.tsv: holds a NUL byte (not a TSV file)");
     ds_tar_free(o.images);
     buf_free(&o.items);
@@ -230,8 +235,35 @@ static void test_images(void) {
     free(text);
 }
 
+/* vicuna_v1: LLaVA-1.5's conversation around the same prompt, byte for byte as its conversation.py builds it
+ * (system, " ", "USER: " + message, " ", "ASSISTANT:"); unknown template names are refused. */
+static void test_template(void) {
+    char *text = fixture();
+    struct result r;
+    CHECK(run_as(text, "dev", 0, MMB_VICUNA_V1, &r) == 0 && r.items.n == 3);
+    if (r.items.n == 3) {
+        struct buf want = {0};
+        buf_printf(
+            &want,
+            "A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+            "helpful, detailed, and polite answers to the human's questions. USER: <image>\nColour?\nA. "
+            "red\nB. green\n%s ASSISTANT:",
+            tail);
+        CHECK_STR(r.items.v[1].prompt, want.data);
+        buf_free(&want);
+    }
+    result_free(&r);
+    free(text);
+    enum mmbench_template t;
+    CHECK(mmbench_template_parse("vicuna_v1", &t) == 0 && t == MMB_VICUNA_V1);
+    CHECK(mmbench_template_parse("plain", &t) == 0 && t == MMB_PLAIN);
+    CHECK(mmbench_template_parse("chatml", &t) == -1);
+    CHECK_HAS(err_msg(), "template 'chatml' is not known (plain, vicuna_v1)");
+}
+
 int main(void) {
     test_pandas_file();
+    test_template();
     test_refusals();
     test_images();
     return check_done("test_engine_mmbench");
