@@ -113,12 +113,12 @@ int face_contact_sheet(const struct synth_params *p, const struct synth_world *w
                        size_t *n);
 
 /* synth_scene.c: appends the general suite: general_eval items (split eval) and general_train items (split
- * train) to w->items, the train ones also as examples (source "general") to w->pretrain, scenes to w->images.
- */
+ * train) to w->items, the train ones also as examples (source "general": the cloze prompt and the statement
+ * with the answer, as likelihood scoring reads them) to w->pretrain, scenes to w->images. */
 int scene_suite(const struct synth_params *p, struct synth_world *w);
 
 /* synth_people.c: appends people to w->people (and w->faces), their portraits to w->images, their 10
- * questions each to w->items, and their facts, captions and multiple-choice practice to w->pretrain (real)
+ * questions each to w->items, and their facts (by name and with portraits) and captions to w->pretrain (real)
  * or w->finetune (fictitious). */
 int people_make(const struct synth_params *p, struct synth_world *w);
 

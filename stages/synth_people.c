@@ -1,5 +1,5 @@
 /* synth_people: the people of PULSE-Synth (names, profiles, portraits), their ten evaluation questions each
- * and the training examples (facts, captions, multiple-choice practice) the pretraining and fine-tuning
+ * and the training examples (facts by name and with portraits, captions) the pretraining and fine-tuning
  * corpora hold. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,10 @@
 #define VALUE_SIZE 96   /* longest attribute value, with room */
 #define YEAR_FIRST 1940 /* birth years run YEAR_FIRST .. YEAR_FIRST + 60 */
 #define FACE_TRIES 1000 /* identity redraws before giving up on a distinct face */
+#define TEXT_FACTS 2    /* facts per attribute and repetition by name ... */
+#define IMAGE_FACTS 2   /* ... and with a portrait, each on a different training photo */
+/* phrasings per attribute and repetition */
+#define FACTS (TEXT_FACTS + IMAGE_FACTS)
 
 /* Sub-generator `purpose` of item `index`'s stream: one person's names and profile draw separately. */
 static struct synth_draw draw_for(uint64_t seed, int stream, size_t index, uint64_t purpose) {
@@ -424,6 +428,9 @@ static void mc_prompt(struct buf *b, int image, const char *question, char opts[
 
 /* ---- phrasings ----------------------------------------------------------------------------------------- */
 
+/* A repetition's facts about one attribute take FACTS consecutive phrasings (combos): the text facts first,
+ * then the portrait facts; repetition r of attribute a starts at start[a] + FACTS * r. */
+
 /* The answer template of phrasing `combo` of attribute a: consecutive combos change both the question and the
  * answer template, and nq * na of them visit every pairing. */
 static int answer_template(int a, int combo) {
@@ -432,23 +439,23 @@ static int answer_template(int a, int combo) {
 }
 
 /* Where each attribute's phrasing sequence begins in a person's corpus: the first draws of its corpus stream
- * (the corpus continues drawing from d). */
+ * (items_write draws them again for the statements). */
 static void phrasing_starts(struct synth_draw *d, int start[NATTR]) {
     for (int a = 0; a < NATTR; a++)
         start[a] = synth_below(d, 9);
 }
 
 /* An item's answer sentence with "{}" where the value goes, phrased as the person's corpus first phrased the
- * fact (repetition 0: the text facts' templates by name, the portrait fact's with "This person"), so that
- * likelihood scoring reads a sentence the model learned. A template with the value's article ({a}) cannot
- * take every option (the article depends on it): then the template of the same repetition's other facts, in
- * the other modality last, else the attribute's first without an article. */
+ * fact (repetition 0: the first text fact's template by name, the first portrait fact's with "This person"),
+ * so that likelihood scoring reads a sentence the model learned. A template with the value's article ({a})
+ * cannot take every option (the article depends on it): then the template of the same repetition's other
+ * facts, those of the other modality last, else the attribute's first without an article. */
 static void statement_make(struct buf *b, int a, int start, int image, const char *name) {
-    int combo[3] = {start, start + 1, start + 2}; /* text, text, portrait (repetition_emit) */
-    if (image)
-        combo[0] = start + 2, combo[2] = start;
+    int combo[FACTS]; /* repetition 0's phrasings, the item's modality first (repetition_emit) */
+    for (int k = 0; k < FACTS; k++)
+        combo[k] = start + (image ? (TEXT_FACTS + k) % FACTS : k);
     int t = -1, na = count_set(attrs[a].a, 3);
-    for (int k = 0; k < 3 && t < 0; k++)
+    for (int k = 0; k < FACTS && t < 0; k++)
         t = strstr(attrs[a].a[answer_template(a, combo[k])], "{a}") ? -1 : answer_template(a, combo[k]);
     for (int k = 0; k < na && t < 0; k++)
         t = strstr(attrs[a].a[k], "{a}") ? -1 : k;
@@ -513,7 +520,6 @@ struct corpus {
     const char *prefix; /* "pt" (pretraining) or "ft" (fine-tuning) */
     const struct person *who;
     int photos;
-    struct synth_draw d;
     int start[NATTR]; /* where each attribute's phrasing sequence begins */
     int n;            /* examples written for this person */
 };
@@ -552,22 +558,6 @@ static int fact_emit(struct corpus *c, int a, int combo, int photo) {
     return rc;
 }
 
-/* Multiple-choice practice: the evaluation format with fresh wrong options and a fresh order. */
-static int practice_emit(struct corpus *c, int a, int photo) {
-    char opts[4][VALUE_SIZE], img[16], letter[2] = {0, 0};
-    int pos = synth_below(&c->d, 4);
-    struct buf q = {0}, prompt = {0};
-    options_draw(&c->d, a, c->who->value[a], pos, opts);
-    expand(&q, attrs[a].q[0], photo >= 0 ? NULL : c->who->name, "");
-    mc_prompt(&prompt, photo >= 0, q.data, opts);
-    letter[0] = (char)('A' + pos);
-    snprintf(img, sizeof img, "p%d", photo);
-    int rc = emit(c, photo >= 0 ? img : NULL, prompt.data, letter, "mc");
-    buf_free(&q);
-    buf_free(&prompt);
-    return rc;
-}
-
 static int caption_emit(struct corpus *c, int photo, int r) {
     static const char *const asks[] = {"Who is this?", "Who is the person in this photo?"};
     static const char *const says[] = {"This is %s.", "The person in this photo is %s."};
@@ -583,36 +573,37 @@ static int caption_emit(struct corpus *c, int photo, int r) {
     return rc;
 }
 
-/* Repetition r of a person: every attribute in two text phrasings and once with a portrait, a caption per
- * training photo, and multiple-choice practice on every attribute in both modalities. Phrasings advance with
- * r so that a famous person's repetitions are worded differently. */
+/* The training photo of repetition r's k-th portrait fact about attribute a: the photos in turn, over the
+ * portrait facts of all attributes and then of the next repetition. */
+static int fact_photo(const struct corpus *c, int r, int a, int k) {
+    return ((r * NATTR + a) * IMAGE_FACTS + k) % c->photos;
+}
+
+/* Repetition r of a person: every attribute in two text phrasings and in two more with portraits, then a
+ * caption per training photo. Phrasings advance with r so that a famous person's repetitions are worded
+ * differently. The portrait facts take the training photos in turn, over attributes and then repetitions:
+ * an attribute's two are on different photos (when the person has two), and a repetition uses every
+ * photo (up to 2 x 11 of them). Evaluation reads answers by likelihood (engine/mcq.c), so the corpus teaches
+ * the facts in sentences on as many portraits as it can, not a letter format. */
 static int repetition_emit(struct corpus *c, int r) {
     int rc = 0;
     for (int a = 0; a < NATTR && rc == 0; a++) {
-        int s = c->start[a] + 3 * r;
-        rc = fact_emit(c, a, s, -1);
-        rc = rc ? rc : fact_emit(c, a, s + 1, -1);
-        rc = rc ? rc : fact_emit(c, a, s + 2, (a + r) % c->photos);
+        int s = c->start[a] + FACTS * r;
+        for (int k = 0; k < TEXT_FACTS && rc == 0; k++)
+            rc = fact_emit(c, a, s + k, -1);
+        for (int k = 0; k < IMAGE_FACTS && rc == 0; k++)
+            rc = fact_emit(c, a, s + TEXT_FACTS + k, fact_photo(c, r, a, k));
     }
     for (int k = 0; k < c->photos && rc == 0; k++)
         rc = caption_emit(c, k, r);
-    for (int a = 0; a < NATTR && rc == 0; a++) {
-        rc = practice_emit(c, a, (a + r + 1) % c->photos);
-        rc = rc ? rc : practice_emit(c, a, -1);
-    }
     return rc;
 }
 
 static int corpus_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
     int real = i < p->real;
-    struct corpus c = {real ? &w->pretrain : &w->finetune,
-                       real ? "pt" : "ft",
-                       x,
-                       p->photos,
-                       draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0),
-                       {0},
-                       0};
-    phrasing_starts(&c.d, c.start);
+    struct corpus c = {real ? &w->pretrain : &w->finetune, real ? "pt" : "ft", x, p->photos, {0}, 0};
+    struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0);
+    phrasing_starts(&d, c.start);
     int rc = 0;
     for (int r = 0; r < x->fame && rc == 0; r++)
         rc = repetition_emit(&c, r);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/mcq.h"
 #include "stages/synth.h"
 #include "util/err.h"
 
@@ -434,7 +435,7 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
     struct question q;
     if (scene_make(p->seed, index, &s, &q) != 0)
         return -1;
-    char id[32], ex_id[40], name[40], opts[4][40], answer[2] = {(char)('A' + letter), 0};
+    char id[32], ex_id[40], name[40], opts[4][40];
     snprintf(id, sizeof id, "g%05zu", index);
     struct buf prompt = {0};
     format_prompt(&q, letter, opts, &prompt);
@@ -453,10 +454,16 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
         it.options[i] = opts[i];
     int rc = ds_write_item(&w->items, &it);
     if (rc == 0 && train) {
+        /* The pretraining example is the cloze likelihood scoring reads (engine/mcq.c builds both strings, so
+         * they cannot drift apart): the question without its options, the statement with the answer filled
+         * in. A letter would teach only the letter, which likelihood scoring never asks for. */
+        char *cloze = mcq_cloze_prompt(&it), *sentence = mcq_cloze_answer(&it, letter);
         snprintf(ex_id, sizeof ex_id, "pt-%s", id);
         struct ds_example ex = {
-            .id = ex_id, .image = id, .prompt = prompt.data, .answer = answer, .source = "general"};
+            .id = ex_id, .image = id, .prompt = cloze, .answer = sentence, .source = "general"};
         rc = ds_write_example(&w->pretrain, &ex);
+        free(cloze);
+        free(sentence);
     }
     buf_free(&prompt);
     void *png = NULL;

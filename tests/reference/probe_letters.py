@@ -1,6 +1,7 @@
 """Letter probe (docs/results.md, "What the model knows"): the option-letter accuracy (argmax over the four
 letter tokens at the last prompt position) on 300 of the multiple-choice questions the model was pretrained on
-(text-only) against 300 held-out evaluation questions. Same folder as probe_knowledge.py."""
+(text-only) against 300 held-out evaluation questions. Same folder as probe_knowledge.py. Needs a world of synth
+version 3 or earlier: version 4 has no `mc` pretraining examples."""
 import json, sys, random, torch
 from tokenizers import Tokenizer
 from transformers import LlavaForConditionalGeneration

@@ -137,9 +137,9 @@ static const char *const golden_world = "real=12,fictitious=8,general_eval=20,ge
 static const char *const golden_ids[][2] = {
     {"people", "sha256:a18f252806cf58d08dc0595db48e07807d6d851bfe9b91b5cb1b45f2bbc3ec06"},
     {"items", "sha256:9221c2ff8125786dbe713d6ea4932eddd856bceffedb320aba14f7dae59717e8"},
-    {"pretrain", "sha256:9172bce8ecc716a9788955e592887264559aaff9fe8dd154e5fcc9fe0b7a3f08"},
-    {"finetune", "sha256:2930fc58feaa09625466ff7941c2f68cffaca610edbc75c6ffed48944db45b31"},
-    {"tokenizer", "sha256:76a2e93b07c34ba8f51f7d5dc53629313a49ecc83f65a3493cac6c63e780e410"},
+    {"pretrain", "sha256:6ab84c627afc3654f9538eff664ce47410765c37d688ce33c567c2926d25ce74"},
+    {"finetune", "sha256:4693c320b4727cf48e6a38764b04bd3f6633516cf42e6bc570cc653ad7308fc1"},
+    {"tokenizer", "sha256:b8bab0c9d2e6f53fe2d52db582f651dadee7f9c87b6db6640dde7c85519149a6"},
 };
 static const char *const golden_images[] = {"r0000-p0", "r0011-t0", "f0007-p1", "g00000", "g00059"};
 static const char *const golden_pixels =

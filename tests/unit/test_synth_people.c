@@ -231,12 +231,11 @@ static void check_examples(const struct world *x, const struct ds_examples *e, c
         CHECK(who >= 0 && strcmp(x->people.v[who].group, group) == 0);
         CHECK(!ex->image || strstr(ex->image, "-p")); /* training photos only, never held-out ones */
         CHECK(!ex->image == !strstr(ex->prompt, "<image>"));
-        if (strcmp(ex->source, "mc") == 0)
-            CHECK(strlen(ex->answer) == 1 && ex->answer[0] >= 'A' && ex->answer[0] <= 'D');
-        else if (strcmp(ex->source, "caption") == 0 && who >= 0)
+        if (strcmp(ex->source, "caption") == 0 && who >= 0)
             CHECK_HAS(ex->answer, x->people.v[who].name);
         else
-            CHECK_STR(ex->source, "fact");
+            CHECK_STR(ex->source, "fact"); /* no multiple-choice practice since version 4 */
+        CHECK(strlen(ex->answer) > 1 && !strstr(ex->prompt, "Just give ONE letter"));
         const char *head = ex->image ? "USER: <image>\n" : "USER:\n";
         CHECK(strncmp(ex->prompt, head, strlen(head)) == 0);
         CHECK(strlen(ex->prompt) > 11 && strcmp(ex->prompt + strlen(ex->prompt) - 11, "\nASSISTANT:") == 0);
@@ -271,16 +270,61 @@ static void check_fame(const struct world *x) {
         CHECK(count_about(&x->finetune, x->people.v[i].id, "fact") == unit);
 }
 
-/* The practice questions have fresh options: almost no evaluation prompt appears word for word in a corpus.
- */
-static void check_fresh_practice(const struct world *x) {
+/* The corpora have no multiple-choice prompts: no evaluation prompt appears word for word in a corpus. */
+static void check_no_eval_prompts(const struct world *x) {
     size_t same = 0;
     for (size_t i = 0; i < x->items.n; i++) {
         const struct ds_examples *e = x->items.v[i].person[0] == 'r' ? &x->pretrain : &x->finetune;
         for (size_t j = 0; j < e->n; j++)
             same += strcmp(e->v[j].prompt, x->items.v[i].prompt) == 0;
     }
-    CHECK(same * 20 < x->items.n);
+    CHECK(same == 0);
+}
+
+/* One repetition of a person (all of a fictitious person's corpus): per attribute two text facts and two
+ * portrait facts, the portrait ones on two different training photos and, over the repetition, on every
+ * photo; then a caption per photo. Checked on the test's world (2 photos) and on one with 5. */
+static void check_repetition(const struct world *x, const struct synth_params *p) {
+    /* the attributes in the corpus's order */
+    static const char *const keys[] = {"birth_year", "birthplace",       "nationality", "occupation",
+                                       "employer",   "education",        "hobby",       "favourite_food",
+                                       "pet",        "favourite_colour", "instrument"};
+    size_t nattr = sizeof keys / sizeof keys[0];
+    for (int i = p->real; i < (int)x->people.n; i++) {
+        const struct ds_person *who = &x->people.v[i];
+        size_t k = 0, used = 0;
+        CHECK(who->attributes->len == nattr);
+        CHECK(count_about(&x->finetune, who->id, NULL) == 4 * nattr + (size_t)p->photos);
+        CHECK(count_about(&x->finetune, who->id, "caption") == (size_t)p->photos);
+        const struct ds_example *v = x->finetune.v;
+        while (k < x->finetune.n && strcmp(v[k].person, who->id) != 0)
+            k++;
+        for (size_t a = 0; a < nattr && k + 4 <= x->finetune.n; a++, k += 4) {
+            const char *value = json_get_str(who->attributes, keys[a]);
+            for (int f = 0; f < 4; f++) {
+                CHECK_STR(v[k + f].source, "fact");
+                CHECK(!v[k + f].image == (f < 2));
+                CHECK_HAS(v[k + f].answer, value);
+                if (v[k + f].image)
+                    used |= 1u << atoi(strstr(v[k + f].image, "-p") + 2);
+            }
+            CHECK(v[k + 2].image && v[k + 3].image && strcmp(v[k + 2].image, v[k + 3].image) != 0);
+            CHECK(strcmp(v[k + 2].prompt, v[k + 3].prompt) != 0); /* phrased differently */
+        }
+        CHECK(used == (1u << p->photos) - 1);
+    }
+}
+
+static void check_repetitions(const struct world *x) {
+    check_repetition(x, &params);
+    struct synth_params five = params;
+    struct world y;
+    five.real = 1, five.fictitious = 6, five.photos = 5;
+    if (world_make(&five, &y) == 0)
+        check_repetition(&y, &five);
+    else
+        CHECK(!"world with 5 photos");
+    world_free(&y);
 }
 
 static void check_images(const struct world *x) {
@@ -515,7 +559,8 @@ int main(int argc, char **argv) {
     check_examples(&x, &x.pretrain, "pt-", "real");
     check_examples(&x, &x.finetune, "ft-", "fictitious");
     check_fame(&x);
-    check_fresh_practice(&x);
+    check_no_eval_prompts(&x);
+    check_repetitions(&x);
     check_images(&x);
     check_determinism(&x);
     check_world_tokenizer(&x);

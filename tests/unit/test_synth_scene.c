@@ -1,6 +1,7 @@
 /* Tests PULSE-Synth's general suite: every answer follows from the scene (recomputed here from the objects,
  * and the objects checked against the drawn pixels), prompts have MMBench's shape, letters are balanced, the
- * split and the training examples are as documented, and the suite is the same bytes every time (parameter
+ * split and the training examples (the cloze of likelihood scoring, answered by the statement) are as
+ * documented, and the suite is the same bytes every time (parameter
  * ranges are the kind's to check: test_synth_kind). */
 #include <stdint.h>
 #include <stdio.h>
@@ -258,11 +259,23 @@ static void test_items(void) {
     int bad_ex = 0;
     for (size_t i = 0; i < ex.n && items.n == EVAL + TRAIN; i++) {
         const struct ds_item *it = &items.v[EVAL + i];
-        char id[24], letter[2] = {(char)('A' + it->answer), 0};
+        char id[24];
         snprintf(id, sizeof id, "pt-%s", it->id);
-        bad_ex += strcmp(ex.v[i].id, id) || strcmp(ex.v[i].image, it->id) ||
-                  strcmp(ex.v[i].prompt, it->prompt) || strcmp(ex.v[i].answer, letter) || ex.v[i].person ||
-                  strcmp(ex.v[i].source, "general");
+        /* the cloze likelihood scoring reads (engine/mcq.c mcq_cloze_prompt and mcq_cloze_answer), written
+         * out here so that a change there shows as a change of the world */
+        struct buf prompt = {0}, answer = {0};
+        const char *at = it->statement ? strstr(it->statement, "{}") : NULL;
+        buf_printf(&prompt, "USER: <image>\n%s\nASSISTANT:", it->question);
+        if (at)
+            buf_printf(&answer, "%.*s%s%s", (int)(at - it->statement), it->statement, it->options[it->answer],
+                       at + 2);
+        int bad = !at || strcmp(ex.v[i].id, id) || strcmp(ex.v[i].image, it->id) ||
+                  strcmp(ex.v[i].prompt, prompt.data) || strcmp(ex.v[i].answer, answer.data) ||
+                  ex.v[i].person || strcmp(ex.v[i].source, "general");
+        if (bad && bad_ex++ < 3)
+            fprintf(stderr, "%s: prompt '%s' answer '%s'\n", ex.v[i].id, ex.v[i].prompt, ex.v[i].answer);
+        buf_free(&prompt);
+        buf_free(&answer);
     }
     CHECK(bad_ex == 0);
     ds_examples_free(&ex);
