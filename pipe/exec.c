@@ -8,6 +8,7 @@
 #include "engine/ops.h"
 #include "pipe/pipe.h"
 #include "util/err.h"
+#include "util/schema.h"
 
 struct progress {
     const char *name;
@@ -110,6 +111,8 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
     };
     double t0 = pipe_now();
     c.ops = ops_select(env->device, env->threads);
+    if (c.ops && schema_param(&kind->schema, "precision"))
+        c.ops = ops_precision(c.ops, json_get_str(kparams, "precision"));
     if (!c.ops || kind->run(&c) != 0 || check_outputs(kind, c.outputs) != 0 || paths_still(paths) != 0) {
         json_free(c.outputs);
         json_free(c.metrics);

@@ -114,6 +114,7 @@ static int evaluate_run(struct stage_ctx *c) {
 
 static const struct param_spec evaluate_params[] = {
     MODEL_PARAMS,
+    PRECISION_PARAM,
     {"people", PARAM_REF, NULL, "the world's people"},
     {"items", PARAM_REF, NULL, "the world's questions"},
     {"images", PARAM_REF, NULL, "the world's images"},

@@ -58,6 +58,7 @@ static int finetune_run(struct stage_ctx *c) {
 
 static const struct param_spec finetune_params[] = {
     MODEL_PARAMS,
+    PRECISION_PARAM,
     {"examples", PARAM_REF, NULL, "the fine-tuning corpus (a world's `finetune`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
     ADAPTER_PARAMS,

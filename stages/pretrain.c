@@ -117,6 +117,7 @@ static const struct param_spec pretrain_params[] = {
     {"patch", PARAM_INT, "8", "patch side, pixels"},
     {"init_seed", PARAM_INT, "1", "initial weights"},
     TRAINER_PARAMS("10", "16", "0.001", "\"cosine\"", "0.01", "0.0", "0.95"),
+    PRECISION_PARAM,
 };
 static const char *const pretrain_outputs[] = {"model", "config", "tokenizer"};
 

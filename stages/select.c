@@ -189,6 +189,7 @@ static int select_run(struct stage_ctx *c) {
 
 static const struct param_spec select_params[] = {
     MODEL_PARAMS,
+    PRECISION_PARAM,
     {"people", PARAM_REF, NULL, "the world's people"},
     {"items", PARAM_REF, NULL, "the world's questions"},
     {"images", PARAM_REF, NULL, "the world's images"},

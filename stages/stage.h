@@ -40,6 +40,16 @@ struct stage_ctx {
     void *progress_arg;
 };
 
+/* The precision of the linear layers' products, for every kind that runs the model: the executor
+ * (pipe/exec.c) gives such a stage the table ops_precision makes of its device's (engine/ops.h). A parameter,
+ * not a flag of the run, because it changes the results: it is part of the stage's key. */
+#define PRECISION_PARAM                                                                                      \
+    {                                                                                                        \
+        "precision", PARAM_STR, "\"fp32\"",                                                                  \
+            "linear layers' products: \"fp32\", or \"bf16\" (inputs rounded to bf16, fp32 accumulation; "    \
+            "docs/engine.md)"                                                                                \
+    }
+
 /* Parameters (the runner has checked their types against the schema). */
 int64_t stage_int(struct stage_ctx *c, const char *name);
 double stage_num(struct stage_ctx *c, const char *name);

@@ -303,6 +303,7 @@ static int unlearn_run(struct stage_ctx *c) {
 
 static const struct param_spec unlearn_params[] = {
     MODEL_PARAMS,
+    PRECISION_PARAM,
     {"people", PARAM_REF, NULL, "the world's people"},
     {"examples", PARAM_REF, NULL, "the corpus the knowledge came from (a world's `pretrain` or `finetune`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
