@@ -21,4 +21,16 @@ lacks() { ! grep -qF -- "$2" "$1" || { cat "$1" >&2; fail "$1 should not contain
 one_line() { [ "$(wc -l <"$1")" -eq 1 ] || { cat "$1" >&2; fail "$1 is not one line"; }; }
 # output_id STAGE OUTPUT: the object id a stage's record gives an output.
 output_id() { "$PP" show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['outputs']['$2']['id'])"; }
+# ids_of MANIFEST: every stage's outputs in the current store, "stage output id" per line (all must be done).
+ids_of() {
+  python3 - "$PP" "$1" <<'PY'
+import json, subprocess, sys
+pp, m = sys.argv[1:3]
+for s in json.loads(subprocess.check_output([pp, "status", m, "--json"]))["stages"]:
+    assert s["state"] == "done", s
+    r = json.loads(subprocess.check_output([pp, "show", s["name"], "--json"]))
+    for o, v in sorted(r["outputs"].items()):
+        print(s["name"], o, v["id"])
+PY
+}
 passed() { echo "PASS: $(basename "$0")"; }

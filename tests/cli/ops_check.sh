@@ -11,26 +11,13 @@ M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
 N=34
 
-# ids_of: every stage's outputs in the current store, "stage output id" per line (as protocol.sh).
-ids_of() {
-  python3 - "$PP" "$M" <<'PY'
-import json, subprocess, sys
-pp, m = sys.argv[1:3]
-for s in json.loads(subprocess.check_output([pp, "status", m, "--json"]))["stages"]:
-    assert s["state"] == "done", s
-    r = json.loads(subprocess.check_output([pp, "show", s["name"], "--json"]))
-    for o, v in sorted(r["outputs"].items()):
-        print(s["name"], o, v["id"])
-PY
-}
-
 export PULSE_STORE="$T/checked"
 start=$(date +%s%N)
 PULSE_CHECK_OPS=1 expect_code 0 "$PP" run "$M" --threads 2
 ms=$((($(date +%s%N) - start) / 1000000))
 has "$T/out" "$N stages: $N computed, 0 cached, 0 failed, 0 skipped"
 lacks "$T/err" "ops check"
-ids_of >"$T/checked.ids"
+ids_of "$M" >"$T/checked.ids"
 PULSE_CHECK_OPS=1 expect_code 0 "$PP" audit unlearn/finetuned/ga_klr/round2 --threads 1
 lacks "$T/err" "ops check"
 has "$T/out" "same "
@@ -41,18 +28,8 @@ lacks "$T/out" "different"
 # model with the projector frozen.
 cat >"$T/extra.lua" <<'LUA'
 local s = require "micro_settings"
-local function with(...)
-  local t = {}
-  for _, part in ipairs({ ... }) do
-    for k, v in pairs(part) do t[k] = v end
-  end
-  return t
-end
-local w = stage "world" (with({ kind = "synth", seed = s.seed }, s.world))
-local base = stage "base" (with({ kind = "pretrain", examples = w.out.pretrain, images = w.out.images,
-  tokenizer = w.out.tokenizer }, s.pretrain))
-local model = { model = base.out.model, config = base.out.config, tokenizer = base.out.tokenizer }
-local data = { people = w.out.people, items = w.out.items, images = w.out.images }
+local b = require "micro_base"
+local with, w, model, data = b.with, b.w, b.model, b.data
 stage "extra/finetune" (with({ kind = "finetune", examples = w.out.finetune, images = w.out.images },
   s.finetune, model, { lora_dropout = 0.0, lora_targets = { "q_proj", "down_proj" }, weight_decay = 0.01 }))
 local two = stage "extra/select" (with({ kind = "select", group = "real", top = 8, forget = 4, rounds = 2 },
@@ -71,7 +48,7 @@ lacks "$T/err" "ops check"
 
 export PULSE_STORE="$T/plain"
 expect_code 0 "$PP" run "$M" --threads 2
-ids_of >"$T/plain.ids"
+ids_of "$M" >"$T/plain.ids"
 diff "$T/plain.ids" "$T/checked.ids" >&2 || fail "the checked run's outputs differ from the unchecked run's"
 
 echo "ops_check.sh: $N stages checked in ${ms} ms"

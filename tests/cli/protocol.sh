@@ -9,26 +9,13 @@ M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
 N=34 # stages: world, base, vanilla, 2 selects, 2 befores, 3 methods x 2 knowledge x 2, 3 x 2 rounds x 2, 2, report
 
-# ids_of: every stage's outputs in the current store, "stage output id" per line (all stages must be done).
-ids_of() {
-  python3 - "$PP" "$M" <<'PY'
-import json, subprocess, sys
-pp, m = sys.argv[1:3]
-for s in json.loads(subprocess.check_output([pp, "status", m, "--json"]))["stages"]:
-    assert s["state"] == "done", s
-    r = json.loads(subprocess.check_output([pp, "show", s["name"], "--json"]))
-    for o, v in sorted(r["outputs"].items()):
-        print(s["name"], o, v["id"])
-PY
-}
-
 # The run, on one thread.
 export PULSE_STORE="$T/one"
 start=$(date +%s%N)
 expect_code 0 "$PP" run "$M" --threads 1
 one_ms=$((($(date +%s%N) - start) / 1000000))
 has "$T/out" "$N stages: $N computed, 0 cached, 0 failed, 0 skipped"
-ids_of >"$T/one.ids"
+ids_of "$M" >"$T/one.ids"
 [ "$(wc -l <"$T/one.ids")" -gt $((2 * N)) ] || fail "too few outputs: $(wc -l <"$T/one.ids")"
 
 # The report: three views, each with the runs it should hold.
@@ -86,7 +73,7 @@ export PULSE_STORE="$T/two"
 start=$(date +%s%N)
 expect_code 0 "$PP" run "$M" --threads 2
 two_ms=$((($(date +%s%N) - start) / 1000000))
-ids_of >"$T/two.ids"
+ids_of "$M" >"$T/two.ids"
 diff "$T/one.ids" "$T/two.ids" >&2 || fail "1 and 2 threads gave different outputs"
 
 # Resume: killed once vanilla is done; the rerun reuses every finished stage and ends at the same report.
@@ -112,7 +99,7 @@ cached=$(sed -nE "s/.*$N stages: [0-9]+ computed, ([0-9]+) cached, 0 failed.*/\1
 # (a stage may finish between its record and its "done" line: the rerun may reuse one more than were shown)
 [ -n "$cached" ] && [ "$cached" -ge 3 ] && [ "$cached" -ge "$(echo "$finished" | wc -w)" ] ||
   { cat "$T/out" >&2; fail "the rerun reused $cached stages, $(echo "$finished" | wc -w) were finished"; }
-ids_of >"$T/killed.ids"
+ids_of "$M" >"$T/killed.ids"
 diff "$T/one.ids" "$T/killed.ids" >&2 || fail "the resumed run's outputs differ from the uninterrupted run's"
 expect_code 0 "$PP" verify
 

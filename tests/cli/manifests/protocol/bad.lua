@@ -6,19 +6,9 @@
 local s = require "micro_settings"
 local CASE = "method"
 
-local function with(...)
-  local t = {}
-  for _, part in ipairs({ ... }) do
-    for k, v in pairs(part) do t[k] = v end
-  end
-  return t
-end
+local b = require "micro_base"
+local with, w, model, data = b.with, b.w, b.model, b.data
 
-local w = stage "world" (with({ kind = "synth", seed = s.seed }, s.world))
-local base = stage "base" (with({ kind = "pretrain", examples = w.out.pretrain, images = w.out.images,
-  tokenizer = w.out.tokenizer }, s.pretrain))
-local model = { model = base.out.model, config = base.out.config, tokenizer = base.out.tokenizer }
-local data = { people = w.out.people, items = w.out.items, images = w.out.images }
 local two = stage "select/two" (with({ kind = "select", group = "real", top = 8, forget = 4, rounds = 2 }, model,
   data))
 
