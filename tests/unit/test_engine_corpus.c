@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "imagetar.h"
 #include "engine/config.h"
 #include "engine/corpus.h"
 #include "engine/dataset.h"
@@ -99,25 +100,14 @@ static int make_config(int vocab, struct llava_config *cfg) {
 
 /* Images im1..im3 (16x16, each its own pattern), `tiny` (8x8) and `wide` (24x12): the last two need
  * preprocessing. */
+static uint8_t tar_pattern(int i, int k) {
+    return (uint8_t)((i * 7 + k * 61) % 256);
+}
+
 static void *make_tar(size_t *n) {
-    struct ds_tar *t = ds_tar_new();
     static const char *const ids[] = {"im1", "im2", "im3", "tiny", "wide"};
-    for (int k = 0; k < 5; k++) {
-        struct image im;
-        int wd = k == 3 ? 8 : k == 4 ? 24 : SIZE, ht = k == 3 ? 8 : k == 4 ? 12 : SIZE;
-        image_alloc(&im, wd, ht);
-        for (int i = 0; i < wd * ht * 3; i++)
-            im.rgb[i] = (uint8_t)((i * 7 + k * 61) % 256);
-        void *png;
-        size_t len;
-        CHECK(image_png_encode(&im, &png, &len) == 0);
-        CHECK(ds_tar_add_image(t, ids[k], png, len, ids[k]) == 0);
-        free(png);
-        image_free(&im);
-    }
-    void *data = NULL;
-    CHECK(ds_tar_finish(t, &data, n) == 0);
-    return data;
+    static const int w[] = {SIZE, SIZE, SIZE, 8, 24}, h[] = {SIZE, SIZE, SIZE, 8, 12};
+    return imagetar_make(ids, w, h, 5, tar_pattern, n);
 }
 
 static struct {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "imagetar.h"
 #include "engine/config.h"
 #include "engine/corpus.h"
 #include "engine/dataset.h"
@@ -96,24 +97,14 @@ static int make_config(struct llava_config *cfg) {
     return config_parse(text, strlen(text), "config", cfg);
 }
 
+static uint8_t tar_pattern(int i, int k) {
+    return (uint8_t)((i * (5 + 8 * k) + 40 * k) % 256);
+}
+
 static void *make_tar(size_t *n) {
-    struct ds_tar *t = ds_tar_new();
     static const char *const ids[] = {"im1", "im2"};
-    for (int k = 0; k < 2; k++) {
-        struct image im;
-        image_alloc(&im, SIZE, SIZE);
-        for (int i = 0; i < SIZE * SIZE * 3; i++)
-            im.rgb[i] = (uint8_t)((i * (5 + 8 * k) + 40 * k) % 256);
-        void *png;
-        size_t len;
-        CHECK(image_png_encode(&im, &png, &len) == 0);
-        CHECK(ds_tar_add_image(t, ids[k], png, len, ids[k]) == 0);
-        free(png);
-        image_free(&im);
-    }
-    void *data = NULL;
-    CHECK(ds_tar_finish(t, &data, n) == 0);
-    return data;
+    static const int side[] = {SIZE, SIZE};
+    return imagetar_make(ids, side, side, 2, tar_pattern, n);
 }
 
 static struct {
