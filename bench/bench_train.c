@@ -72,7 +72,9 @@ static int is_norm_weight(const char *name) {
  * (norm weights 1), a pure function of (i, e), so the split over threads does not change a bit. The model is
  * built blank and filled in place: a safetensors image of a 13B model would double its memory. On the GPU the
  * values are drawn into a host staging buffer a chunk at a time and copied over (ops->copy), so the weights
- * never migrate between host and device pages. */
+ * never migrate between host and device pages. The buffer is plain heap memory, which only the copy's source
+ * may be (both backends copy with memmove / cudaMemcpyDefault); PULSE_CHECK_OPS would refuse it, so the
+ * benchmark is not run checked. */
 #define FILL_CHUNK ((size_t)1 << 26) /* floats per staging round (256 MB) */
 
 struct fill {
