@@ -54,6 +54,13 @@ struct ops {
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
                                size_t hs);
+    /* Attention of one new query per sequence against cached keys and values (generation, engine/generate.h):
+     * q, out [B,NH,HS]; k, v [B,CAP,KVH,HS], KVH dividing NH (query head h reads kv head h / (NH/KVH), as
+     * transformers' repeat_kv pairs them). Sequence b attends to its first len[b] cached positions (clamped
+     * to 0..CAP; none: out is zeros); the query is the newest of them, so nothing later needs masking. Scale
+     * 1/sqrt(HS). Inference only: nothing is saved for a backward. */
+    void (*attention_decode)(float *out, const float *q, const float *k, const float *v, const int32_t *len,
+                             size_t b, size_t cap, size_t nh, size_t kvh, size_t hs);
 
     /* Elementwise activations over n values. */
     void (*gelu_forward)(float *out, const float *inp, size_t n); /* exact: x/2 (1 + erf(x/sqrt 2)) */

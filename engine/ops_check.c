@@ -160,6 +160,19 @@ static void check_attention_forward(float *out, float *probs, const float *q, co
     inner->attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs);
 }
 
+static void check_attention_decode(float *out, const float *q, const float *k, const float *v,
+                                   const int32_t *len, size_t b, size_t cap, size_t nh, size_t kvh,
+                                   size_t hs) {
+    const char *op = "attention_decode";
+    size_t x = f32(mul(mul(b, nh), hs)), cache = f32(mul(mul(mul(b, cap), kvh), hs));
+    check(op, "out", out, x);
+    check(op, "q", q, x);
+    check(op, "k", k, cache);
+    check(op, "v", v, cache);
+    check(op, "len", len, i32(b));
+    inner->attention_decode(out, q, k, v, len, b, cap, nh, kvh, hs);
+}
+
 static void check_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                      const float *q, const float *k, const float *v, size_t b, size_t t,
                                      size_t nh, size_t hs) {
@@ -369,6 +382,7 @@ const struct ops *ops_checked(const struct ops *in) {
                            .rope_backward = check_rope_backward,
                            .attention_forward = check_attention_forward,
                            .attention_backward = check_attention_backward,
+                           .attention_decode = check_attention_decode,
                            .gelu_forward = check_gelu_forward,
                            .gelu_backward = check_gelu_backward,
                            .quick_gelu_forward = check_quick_gelu_forward,

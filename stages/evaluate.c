@@ -2,10 +2,12 @@
  * into multimodal (with the portrait) and text-only questions, and the general suite; the letter scores of
  * engine/mcq.h, and its likelihood score when `scoring` is likelihood. The metrics say which scoring is the
  * headline (`scoring`), and the labels (knowledge, method, setting, round, target) travel with the numbers so
- * that `report` can place them (docs/stages.md). */
+ * that `report` can place them (docs/stages.md). `answers` gives every item's answers, and with `generate`
+ * its greedy generation (engine/generate.h) too. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/generate.h"
 #include "stages/quiz.h"
 #include "stages/split.h"
 #include "util/err.h"
@@ -75,15 +77,105 @@ static int eval_outputs(struct stage_ctx *c, enum quiz_scoring scoring, const st
     return rc;
 }
 
+/* A score's letter, or null (an unparsed greedy answer, a likelihood not scored). */
+static struct json *letter(int k) {
+    char s[2] = {(char)('A' + k), 0};
+    return k >= 0 && k < 4 ? json_str(s) : json_null();
+}
+
+/* Every question's greedy generation of up to max_new tokens (engine/generate.h), stopped by the tokenizer's
+ * </s>: ids [questions * max_new], n [questions] (the stop token counted when met). */
+struct gens {
+    size_t max_new;
+    int32_t *ids;
+    size_t *n;
+};
+
+static int generate_all(struct stage_ctx *c, struct model *md, const struct quiz *q, struct gens *g) {
+    struct llava_gen opt = {.max_new = g->max_new, .eos = md->tok->eos};
+    g->ids = malloc(q->cp.n * g->max_new * sizeof *g->ids + 1);
+    g->n = calloc(q->cp.n + 1, sizeof *g->n);
+    if (!g->ids || !g->n)
+        return err_set("%s: out of memory for %zu generations", c->name, q->cp.n);
+    stage_progress(c, "generating up to %zu tokens for %zu questions", g->max_new, q->cp.n);
+    if (llava_generate_corpus(&md->m, c->ops, &q->cp, &opt, g->ids, g->n) != 0)
+        return err_prefix("%s", c->name);
+    return 0;
+}
+
+/* Question i's `generated`: the text as a grader reads it (decoded without special tokens, so without the
+ * stop token), and `generated_ids`: the new ids themselves, the stop token included when it came. */
+static void generated_fields(struct json *x, const struct tokenizer *t, const struct gens *g, size_t i) {
+    const int32_t *ids = g->ids + i * g->max_new;
+    struct json *arr = json_arr();
+    for (size_t k = 0; k < g->n[i]; k++)
+        json_push(arr, json_int(ids[k]));
+    char *text = tokenizer_decode(t, ids, g->n[i], 1);
+    json_set(x, "generated", json_str(text));
+    json_set(x, "generated_ids", arr);
+    free(text);
+}
+
+/* `answers`: per item, in the corpus's order, its set, the right letter and each score's letter, plus the
+ * generation when there is one (g NULL: none). */
+static int answers_output(struct stage_ctx *c, const struct eval_ctx *e, const struct quiz *q,
+                          enum quiz_scoring scoring, const struct tokenizer *t, const struct gens *g) {
+    struct json *o = json_obj(), *items = json_arr();
+    for (size_t i = 0; i < q->cp.n; i++) {
+        const struct ds_item *it = &e->w->items.v[q->cp.e[i].src];
+        struct json *x = json_obj();
+        json_set(x, "id", json_str(it->id));
+        json_set(x, "set", json_str(set_names[e->set_of[q->cp.e[i].src]]));
+        json_set(x, "answer", letter(it->answer));
+        json_set(x, "greedy", letter(q->res[i].greedy));
+        json_set(x, "option", letter(q->res[i].option));
+        if (scoring == QUIZ_LIKELIHOOD)
+            json_set(x, "likelihood", letter(q->res[i].likelihood));
+        if (g)
+            generated_fields(x, t, g, i);
+        json_push(items, x);
+    }
+    json_set(o, "items", items);
+    char *text = json_write(o, JSON_CANONICAL, NULL);
+    int rc = stage_output(c, "answers", text, strlen(text), "json");
+    free(text);
+    json_free(o);
+    return rc;
+}
+
+/* The `generate` parameter: 0 (off) to LLAVA_GEN_MAX tokens. */
+static int generate_param(struct stage_ctx *c, size_t *max_new) {
+    int64_t v = stage_int(c, "generate");
+    if (v < 0 || v > LLAVA_GEN_MAX)
+        return err_set("%s: generate must be 0 to %d, got %lld", c->name, LLAVA_GEN_MAX, (long long)v);
+    *max_new = (size_t)v;
+    return 0;
+}
+
+/* The per-item output, with the generations when asked for (max_new > 0). */
+static int answers(struct stage_ctx *c, struct model *md, const struct eval_ctx *e, const struct quiz *q,
+                   enum quiz_scoring scoring, size_t max_new) {
+    struct gens g = {.max_new = max_new};
+    int rc = max_new && q->cp.n ? generate_all(c, md, q, &g) : 0;
+    if (rc == 0)
+        rc = answers_output(c, e, q, scoring, md->tok, max_new ? &g : NULL);
+    free(g.ids);
+    free(g.n);
+    return rc;
+}
+
 static int evaluate_run(struct stage_ctx *c) {
     struct model md;
     struct world w;
     struct quiz q;
     enum quiz_scoring scoring = QUIZ_LETTER;
+    size_t max_new = 0;
     memset(&q, 0, sizeof q);
     memset(&w, 0, sizeof w);
     memset(&md, 0, sizeof md);
     int rc = quiz_scoring(c, &scoring); /* before reading the model and the world: a typo fails at once */
+    if (rc == 0)
+        rc = generate_param(c, &max_new);
     if (rc == 0)
         rc = model_read(c, &md);
     if (rc == 0)
@@ -104,6 +196,8 @@ static int evaluate_run(struct stage_ctx *c) {
     }
     if (rc == 0)
         rc = eval_outputs(c, scoring, t);
+    if (rc == 0)
+        rc = answers(c, &md, &e, &q, scoring, max_new);
     quiz_free(&q);
     free(e.role);
     free(e.set_of);
@@ -123,17 +217,19 @@ static const struct param_spec evaluate_params[] = {
      "the forget set: the split's first `rounds` groups (0: its whole forget list)"},
     {"general", PARAM_BOOL, "true", "score the general suite too"},
     QUIZ_SCORING_PARAM,
+    {"generate", PARAM_INT, "0",
+     "also generate up to this many tokens greedily per item, written as `generated` in `answers` (0: off)"},
     {"knowledge", PARAM_STR, "\"\"", "label: pretrained or finetuned"},
     {"method", PARAM_STR, "\"none\"", "label: the unlearning method (none: before unlearning)"},
     {"setting", PARAM_STR, "\"single\"", "label: single or sequential"},
     {"round", PARAM_INT, "0", "label: the round just finished"},
     {"target", PARAM_STR, "\"proj+llm\"", "label: the update target"},
 };
-static const char *const evaluate_outputs[] = {"metrics"};
+static const char *const evaluate_outputs[] = {"metrics", "answers"};
 
 const struct stage_kind kind_evaluate = {
-    .schema = {"evaluate", 2, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
-               evaluate_outputs, 1},
+    .schema = {"evaluate", 3, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
+               evaluate_outputs, 2},
     .summary = "accuracy on the forget, retain and general question sets",
     .run = evaluate_run,
 };

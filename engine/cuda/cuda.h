@@ -77,6 +77,9 @@ void cuda_attention_forward(float *out, float *probs, const float *q, const floa
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                              const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
                              size_t hs);
+/* attention_decode.cu */
+void cuda_attention_decode(float *out, const float *q, const float *k, const float *v, const int32_t *len,
+                           size_t b, size_t cap, size_t nh, size_t kvh, size_t hs);
 
 /* elementwise.cu */
 void cuda_gelu_forward(float *out, const float *inp, size_t n);

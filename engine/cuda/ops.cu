@@ -83,6 +83,7 @@ static struct ops cuda_table = {
     .rope_backward = cuda_rope_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .attention_decode = cuda_attention_decode,
     .gelu_forward = cuda_gelu_forward,
     .gelu_backward = cuda_gelu_backward,
     .quick_gelu_forward = cuda_quick_gelu_forward,

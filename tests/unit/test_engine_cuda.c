@@ -454,6 +454,40 @@ static void test_attention(size_t b, size_t t, size_t nh, size_t hs, int causal,
     mem_free((void *)p.dout);
 }
 
+/* attention_decode (generation): one query per sequence against a cache of cap positions, kvh kv heads. */
+struct atd {
+    const float *q, *k, *v;
+    const int32_t *len;
+    size_t b, cap, nh, kvh, hs;
+};
+static void atd_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct atd *p = ctx;
+    o->attention_decode(out[0], p->q, p->k, p->v, p->len, p->b, p->cap, p->nh, p->kvh, p->hs);
+}
+static void test_attention_decode(size_t b, size_t cap, size_t nh, size_t kvh, size_t hs, const int32_t *lens,
+                                  uint64_t seed) {
+    char sh[128];
+    snprintf(sh, sizeof sh, "b=%zu cap=%zu nh=%zu kvh=%zu hs=%zu len0=%d", b, cap, nh, kvh, hs, lens[0]);
+    size_t nc = b * cap * kvh * hs;
+    int32_t *len = ints(b);
+    memcpy(len, lens, b * sizeof(int32_t));
+    struct atd p = {.q = rnd(b * nh * hs, seed, -2, 2),
+                    .k = rnd(nc, seed + 1, -2, 2),
+                    .v = rnd(nc, seed + 2, -1, 1),
+                    .len = len,
+                    .b = b,
+                    .cap = cap,
+                    .nh = nh,
+                    .kvh = kvh,
+                    .hs = hs};
+    parity("attention_decode", sh, atd_f, &p,
+           (const struct out[]){{"out", b * nh * hs, seed + 3, 0, NULL}, {0}}, TOL);
+    mem_free((void *)p.q);
+    mem_free((void *)p.k);
+    mem_free((void *)p.v);
+    mem_free(len);
+}
+
 /* ---- elementwise, embeddings, optimizer ---- */
 
 struct ew {
@@ -747,6 +781,10 @@ static void test_ops(void) {
     test_attention(2, 33, 2, 16, 0, l33, 0, 330);   /* padding without causal */
     test_attention(1, 300, 2, 64, 1, l300, 0, 340); /* rows longer than a block */
     test_attention(4, 9, 2, 8, 1, ledge, 0, 350);   /* len > t (clamped), 0 and negative (all-zero rows) */
+    static const int32_t dgqa[] = {37, 1, 20}, dlong[] = {600}, dedge[] = {12, 0, -1, 5};
+    test_attention_decode(3, 40, 4, 2, 20, dgqa, 360);    /* grouped-query heads, a one-key sequence */
+    test_attention_decode(1, 700, 2, 2, 128, dlong, 370); /* keys longer than a block, LLaMA's head size */
+    test_attention_decode(4, 9, 2, 1, 8, dedge, 380);     /* len > cap (clamped), 0 and negative (zeros) */
 
     test_elementwise(100003, 400); /* odd, many blocks */
     test_elementwise(3, 410);      /* shorter than a vector */
