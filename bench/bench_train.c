@@ -1,11 +1,14 @@
 /* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md), on the CPU or
- * the GPU, with fp32 or bf16 matrix products (--dtype, engine/ops.h's ops_precision), and prints one JSON
- * line: step time, tokens/s, the step's matmul FLOPs, GFLOP/s (on the CPU against this machine's sgemm peak),
- * peak RSS. */
+ * the GPU, with fp32 or bf16 matrix products (--dtype, engine/ops.h's ops_precision), with or without
+ * activation recomputation (--recompute), and prints one JSON line: step time, tokens/s, the step's matmul
+ * FLOPs, GFLOP/s (on the CPU against this machine's sgemm peak), peak RSS. --plan prints the step's memory
+ * plan instead (engine/llava_plan.h; --reference adds unlearning's frozen reference model), without building
+ * anything: a 13B budget can be read on any machine. */
 #include "bench/prof_ops.h"
 #include "engine/config.h"
 #include "engine/device.h"
 #include "engine/llava.h"
+#include "engine/llava_plan.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
@@ -271,23 +274,31 @@ static void batch_free(struct batch *b) {
 
 struct opts {
     const struct shape *s;
-    int threads, steps, warmup, profile, flops;
+    int threads, steps, warmup, profile, flops, recompute, plan, reference;
+    double gpu_gib; /* --plan: the GPU's memory to compare with (0: the device's own, when there is one) */
     const char *dump, *device, *dtype;
 };
+
+/* The flags without a value; 0 when a is not one of them. */
+static int flag(const char *a, struct opts *o) {
+    int *f = strcmp(a, "--profile") == 0     ? &o->profile
+             : strcmp(a, "--flops") == 0     ? &o->flops
+             : strcmp(a, "--recompute") == 0 ? &o->recompute
+             : strcmp(a, "--plan") == 0      ? &o->plan
+             : strcmp(a, "--reference") == 0 ? &o->reference
+                                             : NULL;
+    if (f)
+        *f = 1;
+    return f != NULL;
+}
 
 static int parse(int argc, char **argv, struct opts *o) {
     *o = (struct opts){
         .s = &shapes[0], .threads = 2, .steps = 5, .warmup = 1, .device = "cpu", .dtype = "fp32"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--profile") == 0) {
-            o->profile = 1;
+        if (flag(a, o))
             continue;
-        }
-        if (strcmp(a, "--flops") == 0) {
-            o->flops = 1;
-            continue;
-        }
         if (!v)
             return err_set("bench_train: %s needs a value", a);
         if (strcmp(a, "--shape") == 0) {
@@ -309,12 +320,14 @@ static int parse(int argc, char **argv, struct opts *o) {
             o->device = v;
         else if (strcmp(a, "--dtype") == 0)
             o->dtype = v;
+        else if (strcmp(a, "--gpu-gib") == 0)
+            o->gpu_gib = atof(v);
         else
             return err_set("bench_train: unknown option %s", a);
         i++;
     }
-    if (o->threads < 1 || o->threads > 64 || o->steps < 1 || o->warmup < 0)
-        return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0");
+    if (o->threads < 1 || o->threads > 64 || o->steps < 1 || o->warmup < 0 || !(o->gpu_gib >= 0))
+        return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0, gpu-gib >= 0");
     if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
         return err_set("bench_train: unknown device '%s' (cpu, cuda)", o->device);
     if (strcmp(o->dtype, "fp32") != 0 && strcmp(o->dtype, "bf16") != 0)
@@ -393,6 +406,7 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     struct llava m;
     if (model_random(&m, base, cfg, B, T, o->threads) < 0)
         return -1;
+    llava_set_recompute(&m, o->recompute); /* before the first forward makes the activation block */
     struct lora l = {0};
     struct train_adamw opt;
     if (trainable(&m, &l, s->lora_r) < 0) {
@@ -436,14 +450,15 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
             snprintf(peak_s, sizeof peak_s, "%.1f", peak);
             snprintf(dev, sizeof dev, "\"cpu\"");
         }
-        printf("{\"impl\": \"engine\", \"shape\": \"%s\", \"device\": %s, \"dtype\": \"%s\", \"threads\": %d,"
-               " \"batch\": %zu, \"seq\": %zu, \"params\": %zu, \"trainable\": %zu, \"step_ms\": %.2f,"
-               " \"tok_s\": %.0f, \"gflop_step\": %.3f, \"gflops\": %.1f, \"peak_gflops\": %s,"
-               " \"maxrss_mb\": %.0f, \"rss_reset\": %d, \"init_s\": %.2f, \"steps\": %d, \"warmup\": %d,"
-               " \"loss\": %.4f}\n",
-               s->name, dev, o->dtype, o->threads, B, T, m.nparams, trained, med * 1e3, (double)(B * T) / med,
-               fl / 1e9, fl / med / 1e9, peak_s, (double)ru.ru_maxrss / 1024.0, reset, t_init, o->steps,
-               o->warmup, loss);
+        printf(
+            "{\"impl\": \"engine\", \"shape\": \"%s\", \"device\": %s, \"dtype\": \"%s\", \"threads\": %d,"
+            " \"recompute\": %d, \"batch\": %zu, \"seq\": %zu, \"params\": %zu, \"trainable\": %zu,"
+            " \"step_ms\": %.2f, \"tok_s\": %.0f, \"gflop_step\": %.3f, \"gflops\": %.1f,"
+            " \"peak_gflops\": %s, \"maxrss_mb\": %.0f, \"rss_reset\": %d, \"init_s\": %.2f, \"steps\": %d,"
+            " \"warmup\": %d, \"loss\": %.4f}\n",
+            s->name, dev, o->dtype, o->threads, o->recompute, B, T, m.nparams, trained, med * 1e3,
+            (double)(B * T) / med, fl / 1e9, fl / med / 1e9, peak_s, (double)ru.ru_maxrss / 1024.0, reset,
+            t_init, o->steps, o->warmup, loss);
     }
     free(dt);
     batch_free(&b);
@@ -462,6 +477,40 @@ static void print_flops(const struct shape *s, const struct llava_config *cfg) {
            s->name, s->batch, s->seq, s->lora_r, fl / 1e9);
 }
 
+/* --plan: what the step's setup (trainable(), train_adamw_init, train_step) holds, from the size tables. */
+static int print_plan(const struct opts *o, const struct llava_config *cfg) {
+    const struct shape *s = o->s;
+    struct lora l = {0};
+    struct llava_plan_opts po = {.B = (size_t)s->batch,
+                                 .T = (size_t)s->seq,
+                                 .train = 1,
+                                 .trainable = s->lora_r ? NULL : "",
+                                 .recompute = o->recompute,
+                                 .reference = o->reference,
+                                 .precision = o->dtype,
+                                 .device = o->device};
+    if (s->lora_r) {
+        if (lora_create(&l, s->lora_r, 2.0 * s->lora_r, 0.05) < 0)
+            return -1;
+        lora_set_target_regex(&l, LORA_TARGETS);
+        po.lora = &l;
+    }
+    struct llava_plan p;
+    int rc = llava_memory_plan(cfg, &po, &p);
+    lora_free(&l);
+    if (rc < 0)
+        return -1;
+    size_t gpu = o->gpu_gib > 0 ? (size_t)(o->gpu_gib * 1073741824.0) : llava_plan_device_bytes(o->device);
+    char what[64];
+    snprintf(what, sizeof what, s->lora_r ? "LoRA r %d on q/k/v/o/gate/up/down" : "every parameter trains",
+             s->lora_r);
+    printf("%s: %s, batch %d x %d, %s, recompute %s, %s%s\n", s->name, what, s->batch, s->seq, o->dtype,
+           o->recompute ? "on" : "off", o->device,
+           o->reference ? ", with a reference model (GA+KLR, NPO)" : "");
+    llava_plan_print(stdout, &p, "  ", strcmp(o->device, "cuda") == 0 ? gpu : 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct opts o;
     struct llava_config cfg;
@@ -475,6 +524,8 @@ int main(int argc, char **argv) {
         rc = dump_config(o.dump, json);
     if (rc == 0 && o.flops)
         print_flops(o.s, &cfg);
+    else if (rc == 0 && o.plan)
+        rc = print_plan(&o, &cfg);
     else if (rc == 0 && !o.dump)
         rc = run(&o, &cfg);
     free(json);

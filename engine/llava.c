@@ -1,5 +1,6 @@
-/* llava: the model's life cycle (config and shards in, the activation size table, freeing) and the forward's
- * entry points (from pixels, or from cached tower features), which check the caller's batch first. */
+/* llava: the model's life cycle (config and shards in, the activation size table in either layout, with or
+ * without recomputation, freeing) and the forward's entry points (from pixels, or from cached tower
+ * features), which check the caller's batch first. */
 #include "engine/llava.h"
 #include "engine/mem.h"
 #include "util/buf.h"
@@ -26,6 +27,12 @@ static void act(struct llava *m, float **slot, size_t n, const char *name, int l
     t->slot = slot;
 }
 
+/* With recomputation, a layer after the first gets a row of its own only for its output (res2, the next
+ * layer's input); its other fields are layer 0's rows, which share_layers points it at. */
+static int own_rows(const struct llava *m, int l) {
+    return !m->recompute || l == 0;
+}
+
 /* Image tokens per image: the patches, plus the class token when the strategy keeps it ("full"). */
 static size_t image_tokens(const struct llava_config *c) {
     return (size_t)c->patches + (c->select_default ? 0 : 1);
@@ -50,9 +57,13 @@ static void vision_acts(struct llava *m) {
         static const char *fn[] = {"ln1", "q", "k", "v", "att", "att_o", "res1", "ln2", "fc2", "res2"};
         char name[64];
         for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++) {
+            if (full[i] != &L->res2 && !own_rows(m, l))
+                continue;
             snprintf(name, sizeof name, "vision.%s", fn[i]);
             act(m, full[i], nv * c, name, l);
         }
+        if (!own_rows(m, l))
+            continue;
         act(m, &L->ln1_mean, nv, "vision.ln1_mean", l);
         act(m, &L->ln1_rstd, nv, "vision.ln1_rstd", l);
         act(m, &L->ln2_mean, nv, "vision.ln2_mean", l);
@@ -76,9 +87,13 @@ static void text_layer_acts(struct llava *m, int l, size_t n) {
     static const char *fn[] = {"ln1", "q", "att", "att_o", "res1", "ln2", "down", "res2"};
     char name[64];
     for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++) {
+        if (full[i] != &L->res2 && !own_rows(m, l))
+            continue;
         snprintf(name, sizeof name, "text.%s", fn[i]);
         act(m, full[i], n * c, name, l);
     }
+    if (!own_rows(m, l))
+        return;
     act(m, &L->ln1_rstd, n, "text.ln1_rstd", l);
     act(m, &L->ln2_rstd, n, "text.ln2_rstd", l);
     act(m, &L->k, n * kv, "text.k", l);
@@ -117,21 +132,69 @@ float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total) {
     return block;
 }
 
-/* The activation table and its one allocation, as for the parameters. */
-static void act_table(struct llava *m) {
+void llava_act_rows(struct llava *m) {
     m->a.vl = xcalloc((size_t)m->cfg.vision.layers_used + 1, sizeof *m->a.vl);
-    m->a.tl = xcalloc((size_t)m->cfg.text.layers, sizeof *m->a.tl);
+    m->a.tl = xcalloc((size_t)m->cfg.text.layers + 1, sizeof *m->a.tl);
     vision_acts(m);
     text_acts(m);
-    m->acts = llava_carve(m->atab, m->natab, &m->nacts);
-    m->tok = mem_alloc(m->B * m->T, sizeof(int32_t));
-    m->pos = mem_alloc(m->B * m->T, sizeof(int32_t));
-    m->len = mem_alloc(m->B, sizeof(int32_t));
-    m->img = mem_alloc(m->B * m->T, 1);
 }
 
-/* The size tables and the parameter block, before anything is loaded. */
-static int init_tables(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
+/* Recomputation: a layer's intermediates are layer 0's rows; only its output is its own. */
+static void share_layers(struct llava *m) {
+    for (int l = 1; m->recompute && l < m->cfg.vision.layers_used; l++) {
+        float *out = m->a.vl[l].res2;
+        m->a.vl[l] = m->a.vl[0];
+        m->a.vl[l].res2 = out;
+    }
+    for (int l = 1; m->recompute && l < m->cfg.text.layers; l++) {
+        float *out = m->a.tl[l].res2;
+        m->a.tl[l] = m->a.tl[0];
+        m->a.tl[l].res2 = out;
+    }
+}
+
+/* The activation table and its one allocation, as for the parameters; made by the first forward, so that
+ * llava_set_recompute can choose the layout before any memory is spent on it. */
+static void acts_ready(struct llava *m) {
+    if (m->acts)
+        return;
+    llava_act_rows(m);
+    m->acts = llava_carve(m->atab, m->natab, &m->nacts);
+    share_layers(m);
+}
+
+static void acts_drop(struct llava *m) {
+    mem_free(m->acts);
+    free(m->atab);
+    free(m->a.vl);
+    free(m->a.tl);
+    memset(&m->a, 0, sizeof m->a);
+    m->acts = NULL;
+    m->atab = NULL;
+    m->nacts = m->natab = 0;
+}
+
+void llava_set_recompute(struct llava *m, int on) {
+    if ((on != 0) == m->recompute)
+        return;
+    m->recompute = on != 0;
+    acts_drop(m); /* remade in the new layout by the next forward */
+    m->fb = 0;
+}
+
+size_t llava_token_bytes(const struct llava *m) {
+    return m->B * m->T * 2 * sizeof(int32_t) + m->B * sizeof(int32_t) + m->B * m->T;
+}
+
+/* tok, pos, len and img, one block in that order (each part's offset keeps int32 alignment). */
+static void token_block(struct llava *m) {
+    m->tok = mem_alloc(llava_token_bytes(m), 1);
+    m->pos = m->tok + m->B * m->T;
+    m->len = m->pos + m->B * m->T;
+    m->img = (uint8_t *)(m->len + m->B);
+}
+
+int llava_tables(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
     memset(m, 0, sizeof *m);
     if (B < 1 || T < 1 || B > 1u << 20 || T > 1u << 20)
         return err_set("llava: batch %zu x sequence %zu is out of range", B, T);
@@ -139,27 +202,31 @@ static int init_tables(struct llava *m, const struct llava_config *cfg, size_t B
     m->B = B;
     m->T = T;
     m->nimg = B;
-    llava_param_table(m);
+    return llava_param_rows(m);
+}
+
+/* The size tables, the parameter block (before anything is loaded) and the token block. */
+static int init_blocks(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
+    if (llava_tables(m, cfg, B, T) < 0)
+        return -1;
+    m->params = llava_carve(m->ptab, m->nptab, &m->nparams);
+    token_block(m);
     return 0;
 }
 
 int llava_init(struct llava *m, const struct llava_config *cfg, const struct st_file *files, size_t nfiles,
                size_t B, size_t T) {
-    if (init_tables(m, cfg, B, T) < 0)
+    if (init_blocks(m, cfg, B, T) < 0)
         return -1;
     if (llava_load_params(m, files, nfiles) < 0) {
         llava_free(m);
         return -1;
     }
-    act_table(m);
     return 0;
 }
 
 int llava_init_blank(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
-    if (init_tables(m, cfg, B, T) < 0)
-        return -1;
-    act_table(m);
-    return 0;
+    return init_blocks(m, cfg, B, T);
 }
 
 void llava_free(struct llava *m) {
@@ -171,14 +238,8 @@ void llava_free(struct llava *m) {
     free(m->ptab);
     free(m->p.vl);
     free(m->p.tl);
-    mem_free(m->acts);
-    free(m->atab);
-    free(m->a.vl);
-    free(m->a.tl);
+    acts_drop(m);
     mem_free(m->tok);
-    mem_free(m->pos);
-    mem_free(m->len);
-    mem_free(m->img);
     memset(m, 0, sizeof *m);
 }
 
@@ -321,6 +382,7 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
     m->fb = 0; /* no backward until this forward has run */
     if (lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
+    acts_ready(m);
     if (nimg && !cached) {
         llava_vision_forward(m, ops, in, nimg);
     } else if (nimg) {
@@ -352,6 +414,7 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
         return err_set("llava: features of %zu images (1 to %zu, pixel values and output required)", nimg,
                        m->nimg);
     m->fb = 0; /* the tower's activations now belong to these images */
+    acts_ready(m);
     llava_tower_forward(m, ops, pixels, nimg);
     memcpy(out, m->a.feats, nimg * image_tokens(&m->cfg) * (size_t)m->cfg.vision.hidden * sizeof(float));
     return 0;

@@ -121,6 +121,15 @@ struct llava_lora {
     uint64_t seed, step;       /* dropout mask of element e: rng_key(rng_key(seed, step), module), e */
 };
 
+/* A K/V cache for greedy generation (engine/generate.c makes it): per decoder layer, the keys (after RoPE)
+ * and the values of every position of b sequences so far, k[l] and v[l] [b, cap, kv_heads * head size] from
+ * mem_alloc; len [b] (mem_alloc: the attention op reads it) counts each sequence's positions. */
+struct llava_kv {
+    float **k, **v; /* [layers] */
+    int32_t *len;
+    size_t b, cap;
+};
+
 struct llava {
     struct llava_config cfg;
     size_t B, T, nimg; /* the activation block's capacity */
@@ -130,11 +139,12 @@ struct llava {
     size_t nparams, nptab;
     enum st_dtype wdtype; /* how the loaded weights were stored: their one dtype, F32 when mixed */
     struct llava_acts a;
-    float *acts;
+    float *acts; /* made by the first forward (llava_set_recompute decides its layout first) */
     struct llava_tensor *atab;
     size_t nacts, natab;
+    int recompute;            /* llava_set_recompute */
     int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
-    uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature */
+    uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature (tok's block) */
     size_t fb, ft, fimg;      /* the last forward's batch, sequence and image count (fb == 0: none yet) */
     int ffeats;               /* the last forward took cached tower features: no tower activations */
     /* training (llava_grads_init): gradients, twins of p, NULL where frozen, and the backward's scratch */
@@ -147,6 +157,7 @@ struct llava {
     size_t ndacts, ndtab;
     int grad_image, grad_tower; /* some projector / vision tower tensor trains: the backward goes there */
     struct llava_lora lora;
+    struct llava_kv *kv; /* while set (generation), the decoder's forward stores every layer's K/V in it */
 };
 
 /* Builds the model for cfg with parameters from the given safetensors files (the shards of one checkpoint),
@@ -183,6 +194,15 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
                           float *out);
 int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask,
                            size_t b, size_t t, const float *feats, size_t nimg);
+
+/* Activation recomputation, off after llava_init. On, the activation block keeps, per layer (decoder and
+ * tower), only the layer's output (the next layer's input) and one set of intermediates that every layer
+ * shares; the backward re-runs a layer's forward into that set before differentiating it. Gradients, losses
+ * and steps are the same bits (the same operations on the same inputs; LoRA dropout masks are a pure function
+ * of seed, step, module and element); the activations shrink from a set per layer to one set
+ * (engine/llava_plan.h sums both layouts). The block is made by the first forward, so switching before it
+ * costs nothing; switching later remakes it and drops the last forward. */
+void llava_set_recompute(struct llava *m, int on);
 
 /* The parameter table's row of that (newer-layout) name, or NULL. */
 struct llava_tensor *llava_param_find(const struct llava *m, const char *name);
@@ -235,12 +255,29 @@ void llava_lora_free(struct llava *m);
  * into it and returns it; *total receives its length in floats. */
 float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total);
 int llava_param_table(struct llava *m);
+/* The size tables without their blocks (engine/llava_plan.c sums them; the model carves them):
+ * llava_tables sets cfg, B and T and builds the parameter rows; llava_param_rows is llava_param_table's rows
+ * alone; llava_act_rows builds the activation rows for m->recompute; llava_token_bytes is the block of the
+ * token arrays (tok, pos, len, img); llava_grads_layout is llava_grads_init's offsets and scratch rows for
+ * the current trainable flags (and attached adapter); llava_lora_plan gives the floats of the modules l's
+ * targets select (A and B together: their gradients take as many) and of the adapter's activation block. */
+int llava_tables(struct llava *m, const struct llava_config *cfg, size_t B, size_t T);
+int llava_param_rows(struct llava *m);
+void llava_act_rows(struct llava *m);
+size_t llava_token_bytes(const struct llava *m);
+void llava_grads_layout(struct llava *m);
+int llava_lora_plan(const struct llava *m, const struct lora *l, size_t *ab, size_t *acts);
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
 void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
 /* The two halves of llava_vision_forward: pixels -> m->a.feats, then m->a.feats -> m->a.proj2. */
 void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
 void llava_projector_forward(struct llava *m, const struct ops *ops, size_t nimg);
 void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, size_t t);
+/* One generation step of b sequences against m->kv (engine/generate.c): sequence i's new token m->tok[i] sits
+ * at position m->pos[i] == m->kv->len[i] - 1 (the caller has counted it); its K and V join the cache there
+ * and its logits land in row i of m->a.logits [b, vocab]. The decoder's own layer code, run for one position
+ * each; the activations of the last forward are overwritten. */
+void llava_decoder_step(struct llava *m, const struct ops *ops, size_t b);
 void llava_grads_free(struct llava *m);
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);
 void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t);

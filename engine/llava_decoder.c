@@ -38,9 +38,10 @@ static void linear(struct llava *m, const struct ops *ops, int l, int proj, floa
     llava_lora_forward(m, ops, l, proj, y, x, n);
 }
 
-/* Self-attention half of a layer: x + o_proj(attn(rope(q), rope(k), v)) with causal and padding masks. */
-static void attention_block(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
-                            size_t t) {
+/* The attention half's input side: RMSNorm, then q, k, v of the b * t positions, q and k rotated to their
+ * positions (m->pos). */
+static void attention_qkv(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
+                          size_t t) {
     const struct text_config *tc = &m->cfg.text;
     const struct llava_text_layer *w = &m->p.tl[l];
     struct llava_text_acts *L = &m->a.tl[l];
@@ -52,6 +53,23 @@ static void attention_block(struct llava *m, const struct ops *ops, int l, const
     linear(m, ops, l, LLAVA_V, L->v, L->ln1, w->v_w, n, c, kv);
     ops->rope_forward(L->q, m->pos, b, t, nh, hs, tc->rope_theta);
     ops->rope_forward(L->k, m->pos, b, t, kvh, hs, tc->rope_theta);
+}
+
+/* Its output side: res1 = in + o_proj(att) over n positions. */
+static void attention_out(struct llava *m, const struct ops *ops, int l, const float *in, size_t n) {
+    struct llava_text_acts *L = &m->a.tl[l];
+    size_t c = (size_t)m->cfg.text.hidden;
+    linear(m, ops, l, LLAVA_O, L->att_o, L->att, m->p.tl[l].o_w, n, c, c);
+    ops->add(L->res1, in, L->att_o, n * c);
+}
+
+/* Self-attention half of a layer: x + o_proj(attn(rope(q), rope(k), v)) with causal and padding masks. */
+static void attention_block(struct llava *m, const struct ops *ops, int l, const float *in, size_t b,
+                            size_t t) {
+    const struct text_config *tc = &m->cfg.text;
+    struct llava_text_acts *L = &m->a.tl[l];
+    size_t n = b * t, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads, hs = (size_t)tc->hidden / nh;
+    attention_qkv(m, ops, l, in, b, t);
     const float *k = L->k, *v = L->v;
     if (kvh < nh) {
         repeat_kv(L->k_rep, L->k, n, kvh, nh / kvh, hs);
@@ -60,8 +78,18 @@ static void attention_block(struct llava *m, const struct ops *ops, int l, const
         v = L->v_rep;
     }
     ops->attention_forward(L->att, L->probs, L->q, k, v, m->len, 1, b, t, nh, hs);
-    linear(m, ops, l, LLAVA_O, L->att_o, L->att, w->o_w, n, c, c);
-    ops->add(L->res1, in, L->att_o, n * c);
+    attention_out(m, ops, l, in, n);
+}
+
+/* Generation: `count` rows of layer l's k and v from row `row` on, into sequence i's cache from position `at`
+ * on. */
+static void kv_store(struct llava *m, const struct ops *ops, int l, size_t i, size_t row, size_t at,
+                     size_t count) {
+    const struct llava_kv *kv = m->kv;
+    const struct llava_text_acts *L = &m->a.tl[l];
+    size_t d = (size_t)m->cfg.text.kv_heads * ((size_t)m->cfg.text.hidden / (size_t)m->cfg.text.heads);
+    ops->copy(kv->k[l] + (i * kv->cap + at) * d, L->k + row * d, count * d);
+    ops->copy(kv->v[l] + (i * kv->cap + at) * d, L->v + row * d, count * d);
 }
 
 /* MLP half: res1 + down(silu(gate(x)) * up(x)), x = post_attention_layernorm(res1). */
@@ -85,11 +113,35 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, siz
     const float *h = m->a.embed_t;
     for (int l = 0; l < tc->layers; l++) {
         attention_block(m, ops, l, h, b, t);
+        for (size_t i = 0; m->kv && i < b; i++) /* a generation's prompt: its valid positions */
+            kv_store(m, ops, l, i, i * t, 0, (size_t)m->len[i]);
         mlp_block(m, ops, l, n);
         h = m->a.tl[l].res2;
     }
     ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, n, c, tc->eps);
     ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, n, c, (size_t)tc->vocab);
+}
+
+/* The forward's layers for one new position per sequence: q, k, v as ever, the new K/V appended to the cache,
+ * attention over the cache (attention_decode reads the kv heads directly: no repeat), then the rest. */
+void llava_decoder_step(struct llava *m, const struct ops *ops, size_t b) {
+    const struct text_config *tc = &m->cfg.text;
+    size_t c = (size_t)tc->hidden, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads;
+    ops->embedding_forward(m->a.embed_t, m->tok, m->p.embed, b, c);
+    const float *h = m->a.embed_t;
+    for (int l = 0; l < tc->layers; l++) {
+        struct llava_text_acts *L = &m->a.tl[l];
+        attention_qkv(m, ops, l, h, b, 1);
+        for (size_t i = 0; i < b; i++)
+            kv_store(m, ops, l, i, i, (size_t)m->pos[i], 1);
+        ops->attention_decode(L->att, L->q, m->kv->k[l], m->kv->v[l], m->kv->len, b, m->kv->cap, nh, kvh,
+                              c / nh);
+        attention_out(m, ops, l, h, b);
+        mlp_block(m, ops, l, b);
+        h = L->res2;
+    }
+    ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, b, c, tc->eps);
+    ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, b, c, (size_t)tc->vocab);
 }
 
 /* ---- backward: each block's in reverse, the residual stream's gradient in m->d.res throughout ---- */
@@ -189,8 +241,15 @@ void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, si
     ops->rmsnorm_backward(zeroed(ops, d->res, n * c), m->g.norm_w, d->ln, last, m->p.norm_w, m->a.norm_rstd,
                           n, c);
     for (int l = tc->layers - 1; l >= 0; l--) {
+        const float *in = l ? m->a.tl[l - 1].res2 : m->a.embed_t;
+        /* recomputation (llava_set_recompute): the shared intermediates hold the last layer the forward ran,
+         * so every other layer runs again from its kept input first, the same operations on the same bits */
+        if (m->recompute && l < tc->layers - 1) {
+            attention_block(m, ops, l, in, b, t);
+            mlp_block(m, ops, l, n);
+        }
         mlp_block_backward(m, ops, l, n);
-        attention_block_backward(m, ops, l, l ? m->a.tl[l - 1].res2 : m->a.embed_t, b, t);
+        attention_block_backward(m, ops, l, in, b, t);
     }
     embed_backward(m, ops, n);
 }

@@ -91,9 +91,8 @@ void llava_grads_free(struct llava *m) {
     m->lora.ngrads = 0;
 }
 
-/* Gradient rows in table order, trainable ones only; then the scratch, carved the same way. */
-void llava_grads_init(struct llava *m) {
-    llava_grads_free(m);
+/* Gradient rows in table order, trainable ones only, then an attached adapter's; the scratch rows. */
+void llava_grads_layout(struct llava *m) {
     size_t off = 0;
     m->grad_image = m->grad_tower = 0;
     for (size_t i = 0; i < m->nptab; i++) {
@@ -104,24 +103,24 @@ void llava_grads_init(struct llava *m) {
         m->grad_image |= t->trainable && strncmp(t->name, MP, strlen(MP)) == 0;
     }
     m->grad_image |= m->grad_tower;
-    off = llava_lora_grads_layout(m, off); /* an attached adapter's A and B, after the table's rows */
-    m->ngrads = off;
-    m->grads = mem_alloc(off ? off : 1, sizeof(float));
-    for (size_t i = 0; i < m->nptab; i++)
-        *m->ptab[i].gslot = m->ptab[i].trainable ? m->grads + m->ptab[i].goffset : NULL;
-    llava_lora_grads_bind(m);
+    m->ngrads = llava_lora_grads_layout(m, off); /* an attached adapter's A and B, after the table's rows */
     text_scratch(m);
     if (m->grad_image)
         vision_scratch(m);
-    off = 0;
-    for (size_t i = 0; i < m->ndtab; i++) {
-        m->dtab[i].offset = off;
-        off += m->dtab[i].n;
-    }
-    m->ndacts = off;
-    m->dacts = mem_alloc(off ? off : 1, sizeof(float));
+    m->ndacts = 0;
     for (size_t i = 0; i < m->ndtab; i++)
-        *m->dtab[i].slot = m->dacts + m->dtab[i].offset;
+        m->ndacts += m->dtab[i].n;
+}
+
+/* The layout's two blocks: the gradients, and the scratch carved by its table. */
+void llava_grads_init(struct llava *m) {
+    llava_grads_free(m);
+    llava_grads_layout(m);
+    m->grads = mem_alloc(m->ngrads ? m->ngrads : 1, sizeof(float));
+    for (size_t i = 0; i < m->nptab; i++)
+        *m->ptab[i].gslot = m->ptab[i].trainable ? m->grads + m->ptab[i].goffset : NULL;
+    llava_lora_grads_bind(m);
+    m->dacts = llava_carve(m->dtab, m->ndtab, &m->ndacts);
 }
 
 void llava_zero_grad(struct llava *m, const struct ops *ops) {

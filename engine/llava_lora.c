@@ -89,14 +89,13 @@ static int targets_elsewhere(const struct llava *m, const struct lora *l, char *
     return 0;
 }
 
-int llava_lora_add_targets(const struct llava *m, struct lora *l) {
+/* Calls add(arg, name, in, out) for every decoder projection l's targets select, in layer order, q k v o
+ * gate up down, by the first name layout that matches; stops at the first failure. Returns the count, or -1.
+ */
+static long each_target(const struct llava *m, const struct lora *l,
+                        int (*add)(void *arg, const char *name, size_t in, size_t out), void *arg) {
     char name[LLAVA_NAME_MAX];
-    if (targets_elsewhere(m, l, name, sizeof name))
-        return lora_targets(l, name) < 0 ? -1
-                                         : err_set("lora: target_modules also matches %s; only the decoder's "
-                                                   "q/k/v/o/gate/up/down projections can be adapted",
-                                                   name);
-    size_t before = l->n;
+    long n = 0;
     for (int layer = 0; layer < m->cfg.text.layers; layer++)
         for (int p = 0; p < LLAVA_NPROJ; p++)
             for (int k = 0; k < 2; k++) {
@@ -104,13 +103,75 @@ int llava_lora_add_targets(const struct llava *m, struct lora *l) {
                 size_t in, out;
                 proj_weight(m, layer, p, &in, &out);
                 if (lora_targets(l, name) == 1) {
-                    if (lora_add(l, name, in, out) < 0)
+                    if (add(arg, name, in, out) < 0)
                         return -1;
+                    n++;
                     break;
                 }
             }
-    if (l->n == before)
+    return n;
+}
+
+static int add_module(void *arg, const char *name, size_t in, size_t out) {
+    return lora_add(arg, name, in, out);
+}
+
+/* A module's A [r, in] and B [out, r] together; its gradients take as many floats. */
+static size_t ab_floats(size_t r, size_t in, size_t out) {
+    return r * (in + out);
+}
+
+struct plan_sum {
+    size_t r, ab;
+};
+
+static int sum_module(void *arg, const char *name, size_t in, size_t out) {
+    struct plan_sum *p = arg;
+    (void)name;
+    p->ab += ab_floats(p->r, in, out);
+    return 0;
+}
+
+/* The activation block: h [N, r] per adapted module, then the scratch of one adapted linear (dropout(x), B h
+ * and d dropout(x), each [N, wide] for the widest projection, and dh [N, r]). */
+static size_t acts_floats(const struct llava *m, size_t adapted, size_t r) {
+    size_t n = m->B * m->T;
+    size_t wide = (size_t)(m->cfg.text.hidden > m->cfg.text.intermediate ? m->cfg.text.hidden
+                                                                         : m->cfg.text.intermediate);
+    return adapted * n * r + 3 * n * wide + n * r;
+}
+
+/* Refuses targets outside the decoder's projections (one line naming the first). */
+static int targets_ok(const struct llava *m, const struct lora *l) {
+    char name[LLAVA_NAME_MAX];
+    if (targets_elsewhere(m, l, name, sizeof name))
+        return lora_targets(l, name) < 0 ? -1
+                                         : err_set("lora: target_modules also matches %s; only the decoder's "
+                                                   "q/k/v/o/gate/up/down projections can be adapted",
+                                                   name);
+    return 0;
+}
+
+int llava_lora_add_targets(const struct llava *m, struct lora *l) {
+    if (targets_ok(m, l) < 0)
+        return -1;
+    long n = each_target(m, l, add_module, l);
+    if (n < 0)
+        return -1;
+    if (n == 0)
         return err_set("lora: target_modules matches none of the decoder's projections");
+    return 0;
+}
+
+int llava_lora_plan(const struct llava *m, const struct lora *l, size_t *ab, size_t *acts) {
+    struct plan_sum p = {(size_t)l->r, 0};
+    long n = targets_ok(m, l) < 0 ? -1 : each_target(m, l, sum_module, &p);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return err_set("lora: target_modules matches none of the decoder's projections");
+    *ab = p.ab;
+    *acts = acts_floats(m, (size_t)n, p.r);
     return 0;
 }
 
@@ -136,7 +197,7 @@ static int map_modules(struct llava *m, struct lora *l) {
     return 0;
 }
 
-/* The activation block: h [N, r] per adapted module, then the scratch, sized for the widest projection. */
+/* The activation block (acts_floats) carved: every h, then the scratch. */
 static void lora_acts(struct llava *m) {
     size_t n = m->B * m->T, r = (size_t)m->lora.l->r, ns = (size_t)m->cfg.text.layers * LLAVA_NPROJ;
     size_t wide = (size_t)(m->cfg.text.hidden > m->cfg.text.intermediate ? m->cfg.text.hidden
@@ -144,7 +205,7 @@ static void lora_acts(struct llava *m) {
     size_t adapted = 0;
     for (size_t i = 0; i < ns; i++)
         adapted += m->lora.s[i].mod != NULL;
-    float *a = m->lora.acts = mem_alloc(adapted * n * r + 3 * n * wide + n * r, sizeof(float));
+    float *a = m->lora.acts = mem_alloc(acts_floats(m, adapted, r), sizeof(float));
     for (size_t i = 0; i < ns; i++)
         if (m->lora.s[i].mod) {
             m->lora.s[i].h = a;
@@ -207,7 +268,7 @@ size_t llava_lora_grads_layout(struct llava *m, size_t off) {
         if (!s->mod)
             continue;
         s->goffset = off;
-        off += (size_t)m->lora.l->r * (s->mod->in + s->mod->out);
+        off += ab_floats((size_t)m->lora.l->r, s->mod->in, s->mod->out);
     }
     m->lora.ngrads = off - start;
     return off;

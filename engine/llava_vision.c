@@ -168,7 +168,11 @@ void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg) 
     project_backward(m, ops, nimg);
     if (!m->grad_tower)
         return;
-    for (int l = m->cfg.vision.layers_used - 1; l >= 0; l--)
-        encoder_layer_backward(m, ops, l, l ? m->a.vl[l - 1].res2 : m->a.pre_ln, nimg);
+    for (int l = m->cfg.vision.layers_used - 1; l >= 0; l--) {
+        const float *in = l ? m->a.vl[l - 1].res2 : m->a.pre_ln;
+        if (m->recompute && l < m->cfg.vision.layers_used - 1)
+            encoder_layer(m, ops, l, in, nimg); /* recomputation, as the decoder's backward does */
+        encoder_layer_backward(m, ops, l, in, nimg);
+    }
     embeddings_backward(m, ops, nimg);
 }

@@ -115,10 +115,15 @@ static void grad_slots(struct llava *m) {
     m->nptab = n;
 }
 
-/* Builds the table, then the one allocation it describes (zeroed), and points every slot into it. */
-int llava_param_table(struct llava *m) {
+int llava_param_rows(struct llava *m) {
     table_rows(m, &m->p);
     grad_slots(m);
+    return 0;
+}
+
+/* Builds the table, then the one allocation it describes (zeroed), and points every slot into it. */
+int llava_param_table(struct llava *m) {
+    llava_param_rows(m);
     m->params = llava_carve(m->ptab, m->nptab, &m->nparams);
     return 0;
 }

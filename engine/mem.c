@@ -1,7 +1,7 @@
 /* mem: heap or CUDA managed memory for tensors (engine/mem.h). A small header in front of each block records
- * which allocator made it, so mem_free never has to be told and blocks survive a change of mode. With
- * checking on (mem_check_enable), a registry of the live blocks answers mem_owns for the checked operation
- * table. */
+ * which allocator made it, so mem_free never has to be told and blocks survive a change of mode, and its
+ * size, for the bytes-in-use accounting memory plans are checked against. With checking on
+ * (mem_check_enable), a registry of the live blocks answers mem_owns for the checked operation table. */
 #include "engine/mem.h"
 
 #include "util/buf.h"
@@ -25,6 +25,18 @@ void cuda_mem_free(void *p);
 enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461 };
 
 static int use_cuda;
+
+/* The header's layout: the allocator's tag, then (at MEM_SIZE_AT) the payload's size for the accounting. */
+#define MEM_SIZE_AT 8
+static atomic_size_t in_use, peak;
+
+/* Raises the peak to at least `now` (a CAS loop: another thread may raise it meanwhile). */
+static void peak_raise(size_t now) {
+    size_t seen = atomic_load_explicit(&peak, memory_order_relaxed);
+    while (now > seen && !atomic_compare_exchange_weak_explicit(&peak, &seen, now, memory_order_relaxed,
+                                                                memory_order_relaxed))
+        ;
+}
 
 /* The live blocks' payloads, sorted by start address (blocks never overlap, so the only block that can hold
  * an address is the last one starting at or before it: a binary search). Stages may allocate from more than
@@ -90,7 +102,10 @@ void *mem_alloc(size_t n, size_t size) {
 #endif
         p = xcalloc(1, bytes);
     uint32_t tag = use_cuda ? MEM_CUDA : MEM_HEAP;
+    size_t payload = n * size;
     memcpy(p, &tag, sizeof tag);
+    memcpy(p + MEM_SIZE_AT, &payload, sizeof payload);
+    peak_raise(atomic_fetch_add_explicit(&in_use, payload, memory_order_relaxed) + payload);
     if (atomic_load_explicit(&checking, memory_order_relaxed))
         reg_add(p + MEM_HEADER, n * size);
     return p + MEM_HEADER;
@@ -103,7 +118,10 @@ void mem_free(void *q) {
         reg_remove(q); /* before the free: another thread's mem_alloc may get the address back at once */
     unsigned char *p = (unsigned char *)q - MEM_HEADER;
     uint32_t tag;
+    size_t payload;
     memcpy(&tag, p, sizeof tag);
+    memcpy(&payload, p + MEM_SIZE_AT, sizeof payload);
+    atomic_fetch_sub_explicit(&in_use, payload, memory_order_relaxed);
 #ifdef PULSE_HAVE_CUDA
     if (tag == MEM_CUDA) {
         cuda_mem_free(p);
@@ -146,4 +164,16 @@ int mem_owns(const void *p, size_t bytes) {
     }
     pthread_mutex_unlock(&reg_mu);
     return owns;
+}
+
+size_t mem_in_use(void) {
+    return atomic_load(&in_use);
+}
+
+size_t mem_peak(void) {
+    return atomic_load(&peak);
+}
+
+void mem_peak_reset(void) {
+    atomic_store(&peak, atomic_load(&in_use));
 }

@@ -20,6 +20,17 @@ void mem_free(void *p);
 int mem_use_cuda(int cuda);
 int mem_on_cuda(void);
 
+/* What the CUDA allocator leaves free on the device for cuBLAS's workspace, the backend's scratch buffers and
+ * the CUDA context (engine/cuda/mem.cu refuses a block that would cut into it; memory plans count it). */
+#define MEM_CUDA_RESERVE ((size_t)512 << 20)
+
+/* Accounting, always on: the bytes of the live blocks (what callers asked for, headers not counted) and the
+ * most they reached since the last mem_peak_reset. Memory plans (engine/llava_plan.h) are checked against
+ * these. Thread-safe. */
+size_t mem_in_use(void);
+size_t mem_peak(void);
+void mem_peak_reset(void);
+
 /* Checking (PULSE_CHECK_OPS=1, engine/ops_check.c): from mem_check_enable on, every mem_alloc block is kept
  * in a registry of live blocks (start, bytes) until mem_free, so mem_owns can tell memory from here apart
  * from a plain malloc'd buffer. Off by default, so normal runs pay nothing; call it before the first

@@ -33,9 +33,9 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
         return err_set("train: labels %zu x %zu do not match the last forward (%zu x %zu)", b, t, m->fb,
                        m->ft);
     size_t n = b * t, v = (size_t)m->cfg.text.vocab;
-    int32_t *tgt = mem_alloc(n, sizeof *tgt);
-    uint8_t *on = mem_alloc(n, 1);
-    float *logp = mem_alloc(2 * n, sizeof *logp), *dlogp = logp + n;
+    float *logp = mem_alloc(train_loss_bytes(n), 1), *dlogp = logp + n; /* the layout train_loss_bytes sums */
+    int32_t *tgt = (int32_t *)(dlogp + n);
+    uint8_t *on = (uint8_t *)(tgt + n);
     long count = train_targets(labels, b, t, m->cfg.text.vocab, tgt, on);
     int rc = count < 0    ? -1
              : count == 0 ? err_set("train: the batch has no target token (all labels -100)")
@@ -51,10 +51,16 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
         ops->zero(m->d.logits, n * v);
         ops->logprob_backward(m->d.logits, dlogp, m->a.logits, tgt, on, n, v);
     }
-    mem_free(tgt);
-    mem_free(on);
     mem_free(logp);
     return rc;
+}
+
+size_t train_loss_bytes(size_t n) {
+    return n * (2 * sizeof(float) + sizeof(int32_t) + sizeof(uint8_t));
+}
+
+size_t train_adamw_floats(const struct llava *m) {
+    return 2 * (m->ngrads ? m->ngrads : 1);
 }
 
 void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1, float beta2, float eps,
@@ -66,8 +72,8 @@ void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1,
     o->weight_decay = weight_decay;
     o->clip = clip;
     o->n = m->ngrads;
-    o->m = mem_alloc(2 * (o->n ? o->n : 1), sizeof(float));
-    o->v = o->m + (o->n ? o->n : 1);
+    o->m = mem_alloc(train_adamw_floats(m), sizeof(float));
+    o->v = o->m + train_adamw_floats(m) / 2;
 }
 
 void train_adamw_free(struct train_adamw *o) {

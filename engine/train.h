@@ -24,6 +24,10 @@ long train_targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t
 int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels, size_t b, size_t t,
                   float *loss);
 
+/* Bytes train_ce_loss allocates for a batch of n = b * t positions (one block, freed before it returns):
+ * memory plans count it. */
+size_t train_loss_bytes(size_t n);
+
 struct train_adamw {
     float beta1, beta2, eps, weight_decay;
     float clip;   /* global gradient norm limit; 0: no clipping */
@@ -36,6 +40,8 @@ struct train_adamw {
 void train_adamw_init(struct train_adamw *o, const struct llava *m, float beta1, float beta2, float eps,
                       float weight_decay, float clip);
 void train_adamw_free(struct train_adamw *o);
+/* The moments' floats for the model's current trainable set (m and v, one block). */
+size_t train_adamw_floats(const struct llava *m);
 /* One step at learning rate lr over every trainable parameter, from m->grads (scaled in place when clipped):
  * the table's trainable tensors, then an attached LoRA adapter's A and B (engine/llava.h), whose gradients
  * and moments follow in the same blocks. *gnorm (may be NULL) receives the gradient norm before clipping,

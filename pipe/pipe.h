@@ -79,6 +79,11 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
                const struct stage_kind *kind, const struct json *params, const struct json *inputs,
                const struct json *paths, const char *key, struct json **record);
 
+/* dryplan: under a stage that `run --dry-run` would run, the memory plan of the model it trains, when its
+ * kind can say (stage_kind.memory) and the model's config is known without running anything; on "cuda",
+ * against the GPU's memory. Prints nothing for other kinds. */
+void dryplan_print(const struct plan *p, struct store *s, size_t i, const char *device);
+
 /* gitinfo: the manifest's provenance {"path", "commit": hex|null, "dirty": bool} for records. */
 struct json *gitinfo_for(const char *path);
 

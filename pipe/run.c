@@ -1,5 +1,6 @@
 /* run: executes a manifest: every selected stage whose record is not in the store is computed and published,
- * in dependency order; everything else is reused. */
+ * in dependency order; everything else is reused. A dry run says what would run and, under each training
+ * stage, what it would hold in memory (dryplan.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ static const char run_usage[] =
     "reused.\n"
     "  --only NAME    run NAME and what it needs, nothing else (repeatable)\n"
     "  --force NAME   recompute NAME even if its record exists (repeatable)\n"
-    "  --dry-run      say what would run, run nothing\n"
+    "  --dry-run      say what would run, run nothing; under a training stage, its memory plan\n"
     "  --threads N    CPU threads for stages (default: all cores); results do not depend on it\n"
     "  --device D     cpu (default) or cuda\n";
 
@@ -127,9 +128,12 @@ static enum state step(struct run *r, size_t i) {
     int known = plan_resolve(&r->plan, i);
     if (known == 1) { /* only in a dry run: a producer would run first */
         say(r, i, "would run (after its inputs)");
+        dryplan_print(&r->plan, r->store, i, r->env.device);
         return ST_WOULD;
     }
     enum state s = known == 0 ? run_stage(r, i) : ST_FAILED;
+    if (s == ST_WOULD)
+        dryplan_print(&r->plan, r->store, i, r->env.device);
     if (s == ST_FAILED) {
         say(r, i, "FAILED");
         fprintf(stderr, "pulse-pipe: stage '%s' failed: %s\n", r->plan.dag.stages[i].name, err_msg());

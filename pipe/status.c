@@ -9,6 +9,7 @@
 #include "store/record.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/schema.h"
 
 static void value_text(struct buf *b, const struct json *v) {
     char *t = v ? json_write(v, JSON_CANONICAL, NULL) : NULL;
@@ -33,8 +34,8 @@ static void diff_params(struct buf *b, const struct json *was, const struct json
         for (size_t k = 0; sides[s] && k < sides[s]->len; k++) {
             const char *name = sides[s]->keys[k];
             const struct json *a = json_get(was, name), *c = json_get(now, name);
-            if ((s == 1 && c) || (a && c && json_equal(a, c)))
-                continue; /* the second pass only reports parameters that disappeared */
+            if ((s == 1 && c) || (a && c && json_equal(a, c)) || !schema_param_keyed(name))
+                continue; /* the second pass only reports removed parameters; unkeyed ones never count */
             sep(b);
             buf_printf(b, "param %s: ", name);
             value_text(b, a);

@@ -22,7 +22,7 @@ static int targets_regex(struct stage_ctx *c, struct buf *re) {
     return t->len ? 0 : err_set("%s: lora_targets is empty", c->name);
 }
 
-int adapter_attach(struct stage_ctx *c, struct llava *m, struct lora *l, uint64_t seed) {
+int adapter_create(struct stage_ctx *c, struct lora *l) {
     memset(l, 0, sizeof *l);
     int64_t r = stage_int(c, "lora_r");
     double alpha = stage_num(c, "lora_alpha"), drop = stage_num(c, "lora_dropout");
@@ -30,14 +30,22 @@ int adapter_attach(struct stage_ctx *c, struct llava *m, struct lora *l, uint64_
         return err_set("%s: lora_r must be 1-4096, lora_alpha positive, lora_dropout in [0, 1)", c->name);
     struct buf re = {0};
     int rc = targets_regex(c, &re);
-    if (rc == 0 && (rc = lora_create(l, (int)r, alpha, drop)) == 0) {
+    if (rc == 0 && lora_create(l, (int)r, alpha, drop) != 0)
+        rc = err_prefix("%s", c->name);
+    if (rc == 0)
         lora_set_target_regex(l, re.data);
-        if ((rc = llava_lora_add_targets(m, l)) == 0) {
-            lora_init(l, seed);
-            rc = llava_lora_attach(m, l, seed);
-        }
-    }
     buf_free(&re);
+    return rc;
+}
+
+int adapter_attach(struct stage_ctx *c, struct llava *m, struct lora *l, uint64_t seed) {
+    if (adapter_create(c, l) != 0)
+        return -1; /* its message names the stage */
+    int rc = llava_lora_add_targets(m, l);
+    if (rc == 0) {
+        lora_init(l, seed);
+        rc = llava_lora_attach(m, l, seed);
+    }
     if (rc != 0)
         return err_prefix("%s", c->name);
     llava_grads_init(m);

@@ -19,6 +19,9 @@
     }
 #define ADAPTER_NPARAMS 4
 
+/* The adapter the stage's parameters describe, without modules yet (rank, alpha, dropout, target regex): what
+ * adapter_attach starts from and what a memory plan needs (engine/llava_plan.h). */
+int adapter_create(struct stage_ctx *c, struct lora *l);
 /* Creates the adapter (PEFT's initialisation from seed), attaches it and gives the model its gradients. */
 int adapter_attach(struct stage_ctx *c, struct llava *m, struct lora *l, uint64_t seed);
 /* Outputs `adapter` (adapter_model.safetensors) and `adapter_config` (adapter_config.json). */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/llava_plan.h"
 #include "engine/ops.h"
 #include "stages/adapter.h"
 #include "stages/model.h"
@@ -21,6 +22,8 @@ static int finetune_train(struct stage_ctx *c, struct model *md, const struct wo
     if (corpus_from_examples(&cp, &w->examples, w->images, md->tok, &md->cfg, NULL, NULL) != 0)
         return err_prefix("%s", c->name);
     int rc = model_build(c, md, o.batch, cp.maxlen);
+    if (rc == 0)
+        llava_set_recompute(&md->m, stage_recompute(c)); /* before the first forward makes the activations */
     if (rc == 0 && (rc = corpus_features(&cp, &md->m, ops)) != 0)
         rc = err_prefix("%s", c->name);
     if (rc == 0)
@@ -56,9 +59,19 @@ static int finetune_run(struct stage_ctx *c) {
     return rc;
 }
 
+/* The dry run's memory plan: an adapter on the decoder, nothing else trains. */
+static int finetune_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
+                           struct lora *l) {
+    if (trainer_memory(c, cfg, o) != 0 || adapter_create(c, l) != 0)
+        return -1;
+    o->lora = l;
+    return 0;
+}
+
 static const struct param_spec finetune_params[] = {
     MODEL_PARAMS,
     PRECISION_PARAM,
+    RECOMPUTE_PARAM,
     {"examples", PARAM_REF, NULL, "the fine-tuning corpus (a world's `finetune`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
     ADAPTER_PARAMS,
@@ -71,4 +84,5 @@ const struct stage_kind kind_finetune = {
                finetune_outputs, 5},
     .summary = "LoRA fine-tuning merged into the model (the vanilla model)",
     .run = finetune_run,
+    .memory = finetune_memory,
 };

@@ -82,6 +82,7 @@ static int pretrain_run(struct stage_ctx *c) {
     md.built = rc == 0;
     double loss = 0;
     if (rc == 0) {
+        llava_set_recompute(&md.m, stage_recompute(c));
         llava_set_trainable(&md.m, "", 1);
         llava_grads_init(&md.m);
         stage_progress(c, "%zu examples, %zu images, up to %zu tokens", cp.n, cp.nimages, cp.maxlen);
@@ -118,6 +119,7 @@ static const struct param_spec pretrain_params[] = {
     {"init_seed", PARAM_INT, "1", "initial weights"},
     TRAINER_PARAMS("10", "16", "0.001", "\"cosine\"", "0.01", "0.0", "0.95"),
     PRECISION_PARAM,
+    RECOMPUTE_PARAM,
 };
 static const char *const pretrain_outputs[] = {"model", "config", "tokenizer"};
 

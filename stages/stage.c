@@ -37,6 +37,11 @@ int stage_bool(struct stage_ctx *c, const char *name) {
     return param(c, name, JSON_BOOL)->b;
 }
 
+int stage_recompute(struct stage_ctx *c) {
+    const struct json *v = json_get(c->params, "recompute");
+    return v && v->type == JSON_BOOL && v->b;
+}
+
 size_t stage_input_count(struct stage_ctx *c, const char *param_name) {
     const struct json *v = json_get(c->inputs, param_name);
     if (!v || v->type == JSON_NULL)

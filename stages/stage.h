@@ -17,11 +17,20 @@ struct ops;
 #include "util/schema.h"
 
 struct stage_ctx;
+struct llava_config;
+struct llava_plan_opts;
+struct lora;
 
 struct stage_kind {
     struct kind_schema schema;
     const char *summary; /* one line for `pulse-pipe kinds` */
     int (*run)(struct stage_ctx *ctx);
+    /* Optional, for `run --dry-run`'s memory plan (engine/llava_plan.h): how run() would set up a model of
+     * config cfg for these parameters: batch, sequence (0 when the kind cannot tell: its corpus is not in
+     * the store yet, and ctx->inputs is NULL until every producer has run), what trains, the adapter (rank
+     * and targets, into l), recompute. Reads nothing but parameters and, when there, inputs. */
+    int (*memory)(struct stage_ctx *ctx, const struct llava_config *cfg, struct llava_plan_opts *o,
+                  struct lora *l);
 };
 
 struct stage_ctx {
@@ -49,6 +58,17 @@ struct stage_ctx {
             "linear layers' products: \"fp32\", or \"bf16\" (inputs rounded to bf16, fp32 accumulation; "    \
             "docs/engine.md)"                                                                                \
     }
+
+/* Activation recomputation for every kind that trains a model (engine/llava.h's llava_set_recompute): less
+ * memory, a slower backward, the same bits. Not part of the stage's key (util/schema.h's schema_param_keyed):
+ * switching it reuses stored results, which are what the other setting computes too. */
+#define RECOMPUTE_PARAM                                                                                      \
+    {                                                                                                        \
+        "recompute", PARAM_BOOL, "false",                                                                    \
+            "recompute each layer's activations in the backward: less memory, same results (not in the key)" \
+    }
+/* The stage's `recompute` (false when a record from before the parameter existed is re-executed). */
+int stage_recompute(struct stage_ctx *c);
 
 /* Parameters (the runner has checked their types against the schema). */
 int64_t stage_int(struct stage_ctx *c, const char *name);

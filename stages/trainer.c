@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/llava_plan.h"
+#include "engine/prompt.h"
 #include "engine/rng.h"
 #include "engine/train.h"
+#include "stages/world.h"
 #include "util/err.h"
 
 int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o) {
@@ -32,6 +35,41 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o) {
         return err_set("%s: lr must be in [0, 10), warmup in [0, 1], clip >= 0, weight_decay in [0, 1)",
                        c->name);
     return 0;
+}
+
+/* The longest example, encoded as corpus_from_examples encodes it (engine/corpus.c), images not decoded. */
+static int longest_example(struct stage_ctx *c, const struct llava_config *cfg, size_t *T) {
+    struct world w;
+    void *tj = NULL;
+    size_t ntj = 0;
+    struct tokenizer *t = NULL;
+    memset(&w, 0, sizeof w);
+    int rc = world_read(c, WORLD_EXAMPLES, &w);
+    if (rc == 0 && (rc = stage_input_read(c, "tokenizer", 0, &tj, &ntj)) == 0 &&
+        !(t = tokenizer_load(tj, ntj)))
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < w.examples.n; i++) {
+        const struct ds_example *x = &w.examples.v[i];
+        struct prompt_seq s;
+        rc = prompt_encode(t, cfg->image_token_index, (size_t)cfg->patches, x->prompt, x->answer,
+                           x->image != NULL, x->id, &s);
+        if (rc == 0 && s.n > *T)
+            *T = s.n;
+        if (rc == 0)
+            prompt_seq_free(&s);
+    }
+    tokenizer_free(t);
+    free(tj);
+    world_free(&w);
+    return rc;
+}
+
+int trainer_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o) {
+    o->B = (size_t)stage_int(c, "batch");
+    o->train = 1;
+    o->recompute = stage_recompute(c);
+    o->T = 0;
+    return c->inputs ? longest_example(c, cfg, &o->T) : 0;
 }
 
 void trainer_shuffle(size_t *idx, size_t n, uint64_t seed, uint64_t epoch) {

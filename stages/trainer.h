@@ -42,6 +42,13 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o);
 int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, const struct corpus *cp,
                 const struct trainer_opts *o, double *last_epoch_loss);
 
+/* For a training kind's memory hook (stage_kind.memory): batch, training, recompute from the parameters, and
+ * the sequence: the longest of the stage's `examples` (prompt and answer, the image expanded) under its
+ * `tokenizer` for a model of config cfg, an upper bound for any subset the kind trains on; 0 when those
+ * inputs are not known yet. */
+struct llava_plan_opts;
+int trainer_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o);
+
 /* A permutation of 0..n-1 from (seed, epoch) (Fisher-Yates on the counter-based generator). */
 void trainer_shuffle(size_t *idx, size_t n, uint64_t seed, uint64_t epoch);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/llava_plan.h"
 #include "engine/ops.h"
 #include "engine/train.h"
 #include "engine/unlearn_loss.h"
@@ -74,6 +75,7 @@ static int build_models(struct unl *u) {
     size_t T = u->forget.maxlen > u->retain.maxlen ? u->forget.maxlen : u->retain.maxlen, B = u->o.batch;
     if (model_build(u->c, &u->md, B, T) != 0)
         return -1;
+    llava_set_recompute(&u->md.m, stage_recompute(u->c)); /* before the first forward makes the activations */
     if (strcmp(stage_str(u->c, "target"), "proj+llm") == 0)
         llava_set_trainable(&u->md.m, "model.multi_modal_projector.", 1);
     if (adapter_attach(u->c, &u->md.m, &u->l, (uint64_t)stage_int(u->c, "seed")) != 0)
@@ -85,7 +87,11 @@ static int build_models(struct unl *u) {
     if (u->method == GA)
         return 0;
     int rounds = strcmp(stage_str(u->c, "reference"), "round_start") == 0;
-    return model_read(u->c, &u->ref) == 0 ? model_build_rounds(u->c, &u->ref, B, T, rounds) : -1;
+    if (model_read(u->c, &u->ref) != 0 || model_build_rounds(u->c, &u->ref, B, T, rounds) != 0)
+        return -1;
+    /* the reference only runs forwards: its logits are the same bits in either layout, the smaller will do */
+    llava_set_recompute(&u->ref.m, stage_recompute(u->c));
+    return 0;
 }
 
 static void alloc_buffers(struct unl *u) {
@@ -301,9 +307,23 @@ static int unlearn_run(struct stage_ctx *c) {
     return rc;
 }
 
+/* The dry run's memory plan: the adapter, the projector for proj+llm, and the reference model GA+KLR and NPO
+ * hold beside it (build_models). */
+static int unlearn_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
+                          struct lora *l) {
+    struct unl u = {.c = c};
+    if (read_method(&u) != 0 || trainer_memory(c, cfg, o) != 0 || adapter_create(c, l) != 0)
+        return -1;
+    o->lora = l;
+    o->trainable = strcmp(stage_str(c, "target"), "proj+llm") == 0 ? "model.multi_modal_projector." : NULL;
+    o->reference = u.method != GA;
+    return 0;
+}
+
 static const struct param_spec unlearn_params[] = {
     MODEL_PARAMS,
     PRECISION_PARAM,
+    RECOMPUTE_PARAM,
     {"people", PARAM_REF, NULL, "the world's people"},
     {"examples", PARAM_REF, NULL, "the corpus the knowledge came from (a world's `pretrain` or `finetune`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
@@ -325,4 +345,5 @@ const struct stage_kind kind_unlearn = {
                unlearn_outputs, 3},
     .summary = "unlearn the forget people (GA, GA+KLR, NPO) with a fresh LoRA adapter",
     .run = unlearn_run,
+    .memory = unlearn_memory,
 };

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "util/err.h"
+#include "util/schema.h"
 
 static const struct json *field(const struct json *spec, const char *name, enum json_type type) {
     const struct json *v = json_get(spec, name);
@@ -25,6 +26,13 @@ static struct json *path_digests(const struct json *paths, struct json *params) 
         json_del(params, paths->keys[i]);
     }
     return digests;
+}
+
+/* Drops the parameters that never change a result (schema_param_keyed): switching one reuses the record. */
+static void drop_unkeyed(struct json *params) {
+    for (size_t i = params->len; i > 0; i--)
+        if (!schema_param_keyed(params->keys[i - 1]))
+            json_del(params, params->keys[i - 1]);
 }
 
 /* The fields every spec needs, with their types. */
@@ -52,6 +60,7 @@ static struct json *key_object(const struct json *spec) {
         return NULL;
     const struct json *paths = json_get(spec, "paths");
     struct json *k = json_obj(), *params = json_clone(json_get(spec, "params"));
+    drop_unkeyed(params);
     if (paths && paths->len) {
         struct json *digests = path_digests(paths, params);
         if (!digests) {

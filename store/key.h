@@ -3,7 +3,8 @@
  *
  * key = "sha256:" + SHA-256 of the canonical JSON (json_write JSON_CANONICAL) of
  *   {"inputs": inputs, "kind": kind, "kind_version": kind_version,
- *    "params": params without the keys that "paths" names,
+ *    "params": params without the keys that "paths" names and without those schema_param_keyed excludes
+ *              (parameters that never change a result, such as "recompute"),
  *    "paths": {param: digest}      only when "paths" is present and not empty}
  * A file parameter is keyed by its content digest, never by how its path is spelled. docs/store.md has more.
  */

@@ -15,6 +15,10 @@ const struct param_spec *schema_param(const struct kind_schema *k, const char *n
     return NULL;
 }
 
+int schema_param_keyed(const char *name) {
+    return !name || strcmp(name, "recompute") != 0;
+}
+
 int schema_has_output(const struct kind_schema *k, const char *name) {
     if (!k || !name)
         return 0;
@@ -82,6 +86,8 @@ int schema_check_params(const struct kind_schema *k, const struct json *params) 
         const struct json *v = json_get(params, p->name);
         if (p->type == PARAM_REF || p->type == PARAM_REFS)
             continue;
+        if (!v && !schema_param_keyed(p->name))
+            continue; /* not in the key: a record from before the parameter existed is the same result */
         if (!v)
             return err_set("kind %s: parameter '%s' is missing", k->name, p->name);
         if (!schema_value_fits(p->type, v))

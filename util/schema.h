@@ -36,6 +36,12 @@ struct kind_schema {
 };
 
 const struct param_spec *schema_param(const struct kind_schema *k, const char *name);
+/* 0 for a parameter that chooses how a result is computed, never what: every kind that has it produces the
+ * same bits either way (a test of its own proves it), so it stays out of the cache key (store/key.h) and
+ * changing it reuses what is stored. Today one: `recompute` (activation recomputation, docs/engine.md). 1 for
+ * every other name. A record made before such a parameter existed may lack it (schema_check_params allows
+ * that). */
+int schema_param_keyed(const char *name);
 int schema_has_output(const struct kind_schema *k, const char *name);
 const char *param_type_name(enum param_type t);
 /* Checks stored canonical parameters (e.g. from a record) against the schema: every non-ref parameter present

@@ -2,12 +2,14 @@
  * the GPU has free is refused before it is asked for (oversubscribing managed memory can stall the whole
  * GPU, not only this process). */
 #include "engine/cuda/cuda.h"
+#include "engine/mem.h" /* MEM_CUDA_RESERVE */
 
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Left free for cuBLAS's workspace, the scratch buffers and the CUDA context's own needs. */
-#define MEM_RESERVE ((size_t)512 << 20)
+/* Left free for cuBLAS's workspace, the scratch buffers and the CUDA context's own needs (engine/mem.h: memory
+ * plans count it too). */
+#define MEM_RESERVE MEM_CUDA_RESERVE
 
 extern "C" void *cuda_mem_alloc(size_t bytes) {
     size_t free_b = 0, total = 0;

@@ -1,5 +1,6 @@
 /* test_store_key: the cache key is the SHA-256 of exactly the canonical JSON docs/store.md describes; file
- * parameters count by their content digest, never by their path's spelling; malformed specs are refused. */
+ * parameters count by their content digest, never by their path's spelling; `recompute` does not count;
+ * malformed specs are refused. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,14 @@ static void test_canonical(void) {
              "\"%s\"}}",
              digest);
     expect_key(spec, canonical);
+    /* recompute never changes a result (util/schema.h): left out, true or false, the same key */
+    const char *plain = "{\"inputs\":{},\"kind\":\"pretrain\",\"kind_version\":1,\"params\":{\"lr\":1}}";
+    expect_key("{\"kind\": \"pretrain\", \"kind_version\": 1, \"params\": {\"lr\": 1, \"recompute\": true}, "
+               "\"inputs\": {}}",
+               plain);
+    expect_key("{\"kind\": \"pretrain\", \"kind_version\": 1, \"params\": {\"recompute\": false, \"lr\": 1}, "
+               "\"inputs\": {}}",
+               plain);
 }
 
 static int key_text(const char *text, char key[HASH_ID_SIZE]) {

@@ -1,0 +1,151 @@
+/* llava_plan: a job's memory block by block (engine/llava_plan.h), summed from a model shell's size tables.
+ */
+#include "engine/llava_plan.h"
+#include "engine/llava.h"
+#include "engine/lora.h"
+#include "engine/mem.h"
+#include "engine/train.h"
+#include "util/err.h"
+
+#include <string.h>
+
+#ifdef PULSE_HAVE_CUDA
+int cuda_device_query(char *name, size_t cap, double *gib); /* engine/cuda/device.cu */
+#endif
+
+static void block(struct llava_plan *p, const char *name, size_t bytes) {
+    if (p->n < LLAVA_PLAN_MAX)
+        p->b[p->n++] = (struct llava_plan_block){name, bytes};
+}
+
+/* The bytes of a block of n floats as mem_alloc is asked for it (an empty block still takes one float). */
+static size_t floats(size_t n) {
+    return (n ? n : 1) * sizeof(float);
+}
+
+/* What llava_carve lays out for a table: its rows, one after another. */
+static size_t table_floats(const struct llava_tensor *t, size_t n) {
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += t[i].n;
+    return sum;
+}
+
+/* A model's tables without its blocks, in o's activation layout. */
+static int shell(struct llava *s, const struct llava_config *cfg, const struct llava_plan_opts *o) {
+    if (llava_tables(s, cfg, o->B, o->T) < 0) {
+        llava_free(s);
+        return -1;
+    }
+    s->recompute = o->recompute != 0;
+    llava_act_rows(s);
+    return 0;
+}
+
+/* The blocks every model holds: parameters, then activations with the token arrays. */
+static size_t model_bytes(const struct llava *s, size_t *weights) {
+    *weights = floats(table_floats(s->ptab, s->nptab));
+    return floats(table_floats(s->atab, s->natab)) + llava_token_bytes(s);
+}
+
+/* Gradients, backward scratch, AdamW and the loss's buffers for the flags o sets; ab: the adapter's floats.
+ * Returns the loss's bytes (allocated and freed within a step). */
+static size_t training_blocks(struct llava *s, const struct llava_plan_opts *o, size_t ab,
+                              struct llava_plan *p) {
+    if (o->trainable)
+        llava_set_trainable(s, o->trainable, 1);
+    llava_grads_layout(s);
+    s->ngrads += ab; /* an attached adapter's A and B follow the table's rows (llava_lora_grads_layout) */
+    block(p, "gradients", floats(s->ngrads));
+    block(p, "backward scratch", floats(s->ndacts));
+    block(p, "AdamW moments", train_adamw_floats(s) * sizeof(float));
+    size_t loss = train_loss_bytes(o->B * o->T);
+    block(p, "loss buffers (during a step)", loss);
+    return loss;
+}
+
+static int check_opts(const struct llava_plan_opts *o) {
+    if (o->precision && strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0)
+        return err_set("memory plan: unknown precision '%s' (fp32 or bf16)", o->precision);
+    if (o->device && strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+        return err_set("memory plan: unknown device '%s' (cpu or cuda)", o->device);
+    return 0;
+}
+
+int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_opts *o, struct llava_plan *p) {
+    memset(p, 0, sizeof *p);
+    struct llava s;
+    if (check_opts(o) < 0 || shell(&s, cfg, o) < 0)
+        return -1;
+    size_t ab = 0, lacts = 0, weights, transient = 0;
+    if (o->lora && llava_lora_plan(&s, o->lora, &ab, &lacts) < 0) {
+        llava_free(&s);
+        return -1;
+    }
+    size_t acts = model_bytes(&s, &weights);
+    block(p, "weights (fp32)", weights);
+    block(p, o->recompute ? "activations (recomputed per layer)" : "activations (kept for every layer)",
+          acts);
+    if (o->lora) {
+        block(p, "LoRA adapter (A, B)", ab * sizeof(float));
+        block(p, "LoRA activations", lacts * sizeof(float));
+    }
+    if (o->train)
+        transient = training_blocks(&s, o, ab, p);
+    llava_free(&s);
+    if (o->reference) {
+        struct llava r;
+        if (shell(&r, cfg, o) < 0)
+            return -1;
+        size_t racts = model_bytes(&r, &weights);
+        block(p, "reference model (KL / NPO)", weights + racts);
+        llava_free(&r);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        p->total += p->b[i].bytes;
+    p->resident = p->total - transient;
+    p->reserve = o->device && strcmp(o->device, "cuda") == 0 ? MEM_CUDA_RESERVE : 0;
+    return 0;
+}
+
+static const char *size_text(char *out, size_t cap, size_t bytes) {
+    double kib = (double)bytes / 1024.0;
+    if (kib < 1024.0)
+        snprintf(out, cap, "%.1f KiB", kib);
+    else if (kib < 1048576.0)
+        snprintf(out, cap, "%.1f MiB", kib / 1024.0);
+    else
+        snprintf(out, cap, "%.2f GiB", kib / 1048576.0);
+    return out;
+}
+
+void llava_plan_print(FILE *f, const struct llava_plan *p, const char *indent, size_t device_bytes) {
+    char a[32], b[32];
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(f, "%s%-40s %12s\n", indent, p->b[i].name, size_text(a, sizeof a, p->b[i].bytes));
+    fprintf(f, "%s%-40s %12s\n", indent, "total", size_text(a, sizeof a, p->total));
+    if (p->reserve)
+        fprintf(f, "%s%-40s %12s\n", indent, "CUDA reserve (context, cuBLAS, scratch)",
+                size_text(a, sizeof a, p->reserve));
+    if (!device_bytes)
+        return;
+    size_t need = p->total + p->reserve;
+    if (need <= device_bytes)
+        fprintf(f, "%sfits the device's %s: %s to spare\n", indent, size_text(a, sizeof a, device_bytes),
+                size_text(b, sizeof b, device_bytes - need));
+    else
+        fprintf(f, "%sdoes NOT fit the device's %s: %s short\n", indent, size_text(a, sizeof a, device_bytes),
+                size_text(b, sizeof b, need - device_bytes));
+}
+
+size_t llava_plan_device_bytes(const char *device) {
+#ifdef PULSE_HAVE_CUDA
+    char name[256];
+    double gib;
+    if (device && strcmp(device, "cuda") == 0 && cuda_device_query(name, sizeof name, &gib) == 0)
+        return (size_t)(gib * 1073741824.0 + 0.5);
+#else
+    (void)device;
+#endif
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* llava_plan: the memory a LLaVA job will hold, block by block, before anything is allocated.
+ *
+ * The plan is computed from the size tables the model carves its blocks from (engine/llava.h: llava_tables,
+ * llava_act_rows, llava_grads_layout, llava_lora_plan) and the optimizer's and loss's own size functions
+ * (engine/train.h), on a model shell that holds the tables only. So it is exact, not an estimate: for a job
+ * set up as llava_memory_plan describes, the bytes mem_alloc hands out at a training step's peak
+ * (engine/mem.h's mem_peak) equal the plan's total (tests/unit/test_engine_recompute.c checks it). What it
+ * does not count: host-only bookkeeping (tables, corpora, tokenizers: xmalloc'd) and, on CUDA, what the
+ * allocator leaves free for the context, cuBLAS and the backend's scratch (MEM_CUDA_RESERVE, shown on its own
+ * line). */
+#ifndef PULSE_ENGINE_LLAVA_PLAN_H
+#define PULSE_ENGINE_LLAVA_PLAN_H
+
+#include "engine/config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct lora;
+
+struct llava_plan_opts {
+    size_t B, T;             /* the model's batch and sequence capacity (up to B images) */
+    int train;               /* 1: training steps (gradients, scratch, AdamW, the loss); 0: forwards only */
+    const char *trainable;   /* parameters that train in full, by name prefix ("" = all,
+                                "model.multi_modal_projector." = the projector), or NULL */
+    const struct lora *lora; /* an adapter's rank and target_modules (lora_create, lora_set_targets: no
+                                modules needed), or NULL */
+    int recompute;           /* llava_set_recompute */
+    int reference;           /* a second, frozen copy of the model for forwards (the KL and NPO reference of
+                                stages/unlearn.c), in the same activation layout */
+    const char *precision;   /* "fp32" or "bf16": bf16 products keep fp32 weights and activations today, so
+                                the blocks are the same */
+    const char *device;      /* "cpu" or "cuda" (adds the CUDA reserve) */
+};
+
+#define LLAVA_PLAN_MAX 12
+
+struct llava_plan_block {
+    const char *name;
+    size_t bytes;
+};
+
+struct llava_plan {
+    struct llava_plan_block b[LLAVA_PLAN_MAX];
+    size_t n;
+    size_t resident; /* the blocks held from setup to the end */
+    size_t total;    /* resident + what one step allocates and frees (the loss's buffers): the peak */
+    size_t reserve;  /* on CUDA, MEM_CUDA_RESERVE; 0 on the CPU */
+};
+
+/* The plan for a model of config cfg set up as o says: blocks in the order a stage allocates them. -1 with
+ * one line on options that cannot be set up (a batch out of range, LoRA targets that select nothing). */
+int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_opts *o, struct llava_plan *p);
+
+/* One line per block ("<indent><name>  <size>", in KiB, MiB or GiB), the total, the CUDA reserve when there
+ * is one; when device_bytes is not 0, whether the total and the reserve fit the device. */
+void llava_plan_print(FILE *f, const struct llava_plan *p, const char *indent, size_t device_bytes);
+
+/* The device's memory in bytes for "cuda" (the GPU's total), 0 for "cpu" or when it cannot be asked. */
+size_t llava_plan_device_bytes(const char *device);
+
+#endif

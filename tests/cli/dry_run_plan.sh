@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# dry_run_plan: `run --dry-run` prints, under each training stage that would run, its memory plan (one line per
+# block and the total, engine/llava_plan.h) when its model's config is known without running anything: from
+# the store once the model's producer has run (the sequence then the corpus's longest), or from the directory
+# an import-model stage would read (the sequence then max_positions); `recompute` shrinks the activations.
+# Nothing is run by a dry run, and the store stays valid.
+source "$(dirname "$0")/lib.bash"
+cp "$SRC"/tests/cli/manifests/protocol/micro_settings.lua "$T/"
+M="$T/plan.lua"
+cat >"$M" <<LUA
+local s = require "micro_settings"
+local function with(...)
+  local t = {}
+  for _, part in ipairs({ ... }) do for k, v in pairs(part) do t[k] = v end end
+  return t
+end
+local w = stage "world" (with({ kind = "synth", seed = s.seed }, s.world))
+-- two decoder layers: with one, recomputation has no other layer to share that layer's intermediates with
+local base = stage "base" (with({ kind = "pretrain", examples = w.out.pretrain, images = w.out.images,
+  tokenizer = w.out.tokenizer }, s.pretrain, { layers = 2 }))
+local data = { examples = w.out.finetune, images = w.out.images }
+local model = { model = base.out.model, config = base.out.config, tokenizer = base.out.tokenizer }
+stage "ft" (with({ kind = "finetune" }, s.finetune, data, model))
+stage "ft_rc" (with({ kind = "finetune", recompute = true }, s.finetune, data, model))
+local imp = stage "imported" { kind = "import-model", path = "$SRC/tests/data/llava_tiny" }
+stage "ft_imported" (with({ kind = "finetune" }, s.finetune, data,
+  { model = imp.out.model, config = imp.out.config, tokenizer = imp.out.tokenizer, batch = 4 }))
+LUA
+
+# Nothing in the store: the pretrained model's config is unknown, the imported one's is on disk.
+expect_code 0 "$PP" run "$M" --dry-run
+has "$T/out" "memory plan: once 'base' has run"
+has "$T/out" "memory plan: batch 4 x 64 tokens (max_positions: the corpus is not in the store yet), fp32, \
+recompute off"
+sed -n '/ft_imported/,$p' "$T/out" >"$T/imported"
+for line in "weights (fp32)" "activations (kept for every layer)" "LoRA adapter (A, B)" "LoRA activations" \
+  "gradients" "backward scratch" "AdamW moments" "loss buffers (during a step)" "total"; do
+  has "$T/imported" "        $line"
+done
+lacks "$T/out" "reference model"
+
+# The base model in the store: its config and the corpus are known, for both finetunes.
+expect_code 0 "$PP" run "$M" --only base
+expect_code 0 "$PP" run "$M" --dry-run
+sed -n '/\] ft  /,/\] ft_rc/p' "$T/out" >"$T/ft"
+sed -n '/\] ft_rc/,/\] imported/p' "$T/out" >"$T/ft_rc"
+has "$T/ft" "tokens (its examples' longest sequence), fp32, recompute off"
+has "$T/ft" "activations (kept for every layer)"
+has "$T/ft_rc" "tokens (its examples' longest sequence), fp32, recompute on"
+has "$T/ft_rc" "activations (recomputed per layer)"
+# the same batch and sequence; the activations and the total are smaller with recompute
+python3 - "$T/ft" "$T/ft_rc" <<'PY'
+import re, sys
+def plan(path):
+    text = open(path).read()
+    unit = {"KiB": 1, "MiB": 1024, "GiB": 1 << 20}
+    sizes = {m[0].split(" (")[0]: float(m[1]) * unit[m[2]]
+             for m in re.findall(r"^ +(\S.*?) {2,}([0-9.]+) (KiB|MiB|GiB)$", text, re.M)}
+    return re.search(r"batch (\d+) x (\d+) tokens", text).groups(), sizes
+(shape_a, a), (shape_b, b) = plan(sys.argv[1]), plan(sys.argv[2])
+assert shape_a == shape_b and int(shape_a[1]) > 0, (shape_a, shape_b)
+assert b["activations"] < a["activations"] and b["total"] < a["total"], (a, b)
+assert b["weights"] == a["weights"] and b["gradients"] == a["gradients"], (a, b)
+PY
+
+expect_code 0 "$PP" verify
+passed
