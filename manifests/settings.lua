@@ -57,8 +57,11 @@ M.llava = {
   -- MLLMU-Bench's fine-tuning recipe (the vanilla model that knows the 500 fictitious profiles): LoRA r 16,
   -- alpha 16, dropout 0.05 on the decoder's q/k/v/o/gate/up/down (the kinds' default targets), projector and
   -- tower frozen, AdamW lr 2e-5, batch 4, 5 epochs, linear decay, no warm-up. PULSE: LoRA for both steps.
+  -- recompute (ours; not part of the cache key, the same bits): activation recomputation, so that the 13B LoRA
+  -- step fits an 80 GB card (memory plan, batch 4 x 704: 63.5 GiB with it, 115.9 without;
+  -- docs/real-models.md). It costs about one more forward per step.
   finetune = { epochs = 5, batch = 4, lr = 2e-5, schedule = "linear", warmup = 0.0, lora_r = 16, lora_alpha = 16,
-    lora_dropout = 0.05 },
+    lora_dropout = 0.05, recompute = true },
   select = {
     -- PULSE: the 45 of MLLMU-Bench's 153 celebrities the base model answers best; 20 forgotten, 25 retained.
     pretrained = { top = 45, forget = 20, rounds = 1 },
@@ -67,9 +70,11 @@ M.llava = {
     finetuned = { top = 0, forget = 50, retain = 50, rounds = 5 },
   },
   -- MLLMU-Bench's unlearning recipe: a fresh LoRA adapter with the fine-tuning settings, lr 2e-5, batch 4; NPO
-  -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant).
+  -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant). recompute as
+  -- for fine-tuning: GA then fits an 80 GB card, and GA+KLR / NPO (which hold a reference model) an H200 (117.6
+  -- GiB; 222.3 without).
   unlearn = { epochs = 2, batch = 4, lr = 2e-5, beta = 0.4, kl_weight = 1.0, lora_r = 16, lora_alpha = 16,
-    lora_dropout = 0.05 },
+    lora_dropout = 0.05, recompute = true },
   -- Epochs per method, from MLLMU-Bench's maintainer: GA 1-2 (it collapses with more; we take 2, as
   -- settings.unlearn), NPO 2, GA+KLR 3.
   unlearn_by_method = { ga = { epochs = 2 }, ga_klr = { epochs = 3 }, npo = { epochs = 2 } },

@@ -2,9 +2,11 @@
 """mllmu_to_pulse: converts MLLMU-Bench's published Parquet files into a pulse-pipe "pulse" directory.
 
 The directory is what the `import-dataset` stage kind reads with format "pulse" (docs/loaders.md):
-people.jsonl, items.jsonl and finetune.jsonl in the canonical form of docs/datasets.md (the C writers' bytes),
-images/<id>.png|.jpg, and splits/forget_{5,10,15}.json in split.json's shape. Debian has no Parquet library,
-so this one step runs in Python with pyarrow (no pandas); everything after it is the C pipeline.
+people.jsonl, items.jsonl, finetune.jsonl (the fictitious people's ft_Data) and pretrain.jsonl (the
+celebrities' facts, for unlearning pretrained knowledge) in the canonical form of docs/datasets.md (the C
+writers' bytes), images/<id>.png|.jpg, and splits/forget_{5,10,15}.json in split.json's shape. Debian has no
+Parquet library, so this one step runs in Python with pyarrow (no pandas); everything after it is the C
+pipeline.
 
     mllmu_to_pulse.py --data DIR_WITH_PARQUETS --out OUTDIR
 
@@ -31,6 +33,10 @@ QUESTION_KINDS = (("Image_Textual_Questions", "image"), ("Pure_Text_Questions", 
 # The two evaluation modes of MLLMU-Bench's eval code: the profile's own photo with its questions, and
 # Test_Set's transformed photos with Test_Set's questions (its "test" mode).
 MODES = {"i": "profile", "t": "profile_test"}
+# Retain_Set's columns that hold the celebrities' facts (pretrain.jsonl; "the celebrities' facts" below), and
+# Generation_Task's Type -> whether its question is asked about the portrait.
+FACT_COLUMNS = ("question", "answer", "Generation_Task")
+GENERATION_TYPES = {"Image_Textual": True, "Pure_Text": False}
 
 
 class ConvertError(Exception):
@@ -184,10 +190,10 @@ def add_photo(world, person, data, ext):
 
 def read_people(data, world):
     """Full_Set (fictitious) and Retain_Set (real) rows; real ids get "real-" when the two sets share ids.
-    Returns (row, id) pairs, for their questions."""
+    Returns (row, id) pairs, for their questions and the celebrities' facts."""
     cols, opt = ["ID", "image", "Classification_Task"], ["biography"]
     fictitious = read_config(data, "Full_Set", cols, opt, required=True)
-    real = read_config(data, "Retain_Set", cols, opt) or []
+    real = read_config(data, "Retain_Set", cols, opt + list(FACT_COLUMNS)) or []
     fict_ids = [person_id(raw_id(r), r["_where"]) for r in fictitious]
     real_ids = [person_id(raw_id(r), r["_where"]) for r in real]
     if set(fict_ids) & set(real_ids):
@@ -349,6 +355,91 @@ def read_finetune(data, world):
             )
 
 
+# ---- the celebrities' facts (pretrain.jsonl) ----
+#
+# Unlearning pretrained knowledge (PULSE) trains on the forget celebrities' `fact` examples, and MLLMU-Bench has
+# no ft_Data for them. Its own unlearning code (github.com/franciscoliu/oct_arr_mllmu_bench, the authors' code
+# release) trains a forget person's question/answer pairs on the person's photo, `USER: <image>\n{question}\n
+# ASSISTANT: {answer}` (data/preprocess.py), the pairs being the profile's ft_Data plus the profile's own
+# `question`/`answer` columns (data/data_split.py appends them to the pairs; preprocess.py's code that reads
+# them as a regular pair is commented out there); its text-only collator drops the image,
+# `USER: {question}\nASSISTANT: {answer}`, as its Pure_Text generation prompt does.
+# A Retain_Set row holds such pairs in the same `question`/`answer` columns and in Generation_Task
+# ({Question, Ground_Truth}: open questions with free-text answers, Image_Textual ones about the portrait,
+# Pure_Text ones naming the person), so those are the facts, each in that prompt shape: with the portrait and
+# `<image>` as finetune.jsonl's, without for Pure_Text. Left out: Classification_Task, the multiple-choice
+# questions PULSE scores (training on them would teach the test; a fact whose question is one of them is
+# dropped too), and Mask_Task (fill-in-the-blank sentences, not questions).
+
+
+def fact_prompt(question, image):
+    """The prompt of MLLMU-Bench's training collators, up to the answer."""
+    return f"USER: <image>\n{question}\nASSISTANT:" if image else f"USER: {question}\nASSISTANT:"
+
+
+def generation_pairs(task, where):
+    """(question, answer, with the portrait) for each Generation_Task entry, in order."""
+    out = []
+    for k, entry in enumerate(need(task, list, where, "Generation_Task", optional=True) or []):
+        what = f"Generation_Task[{k}]"
+        need(entry, dict, where, what)
+        kind = text(entry.get("Type"), where, f"{what}.Type")
+        if kind not in GENERATION_TYPES:
+            raise ConvertError(f"{where}: {what}.Type '{kind}' is not Image_Textual or Pure_Text")
+        question = text(entry.get("Question"), where, f"{what}.Question", optional=True) or ""
+        answer = text(entry.get("Ground_Truth"), where, f"{what}.Ground_Truth", optional=True) or ""
+        out.append((question, answer, GENERATION_TYPES[kind]))
+    return out
+
+
+def celebrity_pairs(row):
+    """The row's own question/answer (asked with the portrait, as MLLMU-Bench trains a profile's), then
+    Generation_Task's."""
+    where = row["_where"]
+    question = text(row.get("question"), where, "question", optional=True) or ""
+    answer = text(row.get("answer"), where, "answer", optional=True) or ""
+    return [(question, answer, True)] + generation_pairs(row.get("Generation_Task"), where)
+
+
+def question_key(question):
+    """A question as the evaluation check compares it: whitespace runs as one space, case folded."""
+    return " ".join(question.split()).casefold()
+
+
+def add_facts(world, row, pid, asked):
+    """The examples <pid>-pt<k> of one celebrity; `asked`: the keys of the person's evaluation questions."""
+    photo = world["people"][pid]["photos"][0]
+    seen = set()
+    for question, answer, image in celebrity_pairs(row):
+        prompt = fact_prompt(question, image)
+        if not question.strip() or not answer.strip():
+            world["skipped"] += 1
+        elif question_key(question) in asked:
+            world["left_out"] += 1
+        elif (prompt, answer) not in seen:  # a pair given twice would count twice in the loss
+            world["pretrain"].append(
+                {
+                    "answer": answer,
+                    "id": f"{pid}-pt{len(seen)}",
+                    "image": photo if image else None,
+                    "person": pid,
+                    "prompt": prompt,
+                    "source": "fact",
+                }
+            )
+            seen.add((prompt, answer))
+
+
+def read_facts(world, rows):
+    """pretrain.jsonl: the celebrities' facts, after every item is made (the evaluation check reads them)."""
+    asked = {}
+    for item in world["items"]:
+        asked.setdefault(item["person"], set()).add(question_key(item["question"]))
+    for row, pid in rows:
+        if world["people"][pid]["group"] == "real":
+            add_facts(world, row, pid, asked.get(pid, set()))
+
+
 def read_splits(data, world):
     """forget_k / retain_(100-k) as split.json objects: who is forgotten, who retained."""
     out = {}
@@ -379,6 +470,7 @@ def write_out(out, world, splits):
     write_jsonl(out / "people.jsonl", world["people"].values())
     write_jsonl(out / "items.jsonl", world["items"])
     write_jsonl(out / "finetune.jsonl", world["finetune"])
+    write_jsonl(out / "pretrain.jsonl", world["pretrain"])
     for image_id, (data, ext) in sorted(world["images"].items()):
         (out / "images" / f"{image_id}.{ext}").write_bytes(data)
     if splits:
@@ -388,25 +480,31 @@ def write_out(out, world, splits):
 
 
 def convert(data, out):
-    world = {"people": {}, "raw_ids": {}, "items": [], "finetune": [], "images": {}, "counts": {}}
-    world["skipped"] = 0
+    world = {"people": {}, "raw_ids": {}, "items": [], "finetune": [], "pretrain": [], "images": {}, "counts": {}}
+    world.update(skipped=0, left_out=0)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before the slow part
         raise ConvertError(f"{out}: exists and is not an empty directory (choose a new one)")
-    for row, pid in read_people(data, world):
+    rows = read_people(data, world)
+    for row, pid in rows:
         person = world["people"][pid]
         add_items(world, pid, row.get("Classification_Task"), row["_where"], "i", person["photos"][:1])
     read_test_set(data, world)
     read_finetune(data, world)
+    read_facts(world, rows)
     splits = read_splits(data, world)
     write_out(out, world, splits)
+    print(f"mllmu_to_pulse: {summary(world)}, splits {', '.join(splits) or 'none'} -> {out}")
+
+
+def summary(world):
     groups = [p["group"] for p in world["people"].values()]
     tested = sum(item["category"] == MODES["t"] for item in world["items"])
-    skipped = f" ({world['skipped']} empty pairs skipped)" if world["skipped"] else ""
-    print(
-        f"mllmu_to_pulse: {len(groups)} people ({groups.count('fictitious')} fictitious, "
-        f"{groups.count('real')} real), {len(world['items'])} items ({tested} of Test_Set), "
-        f"{len(world['finetune'])} fine-tuning examples{skipped}, {len(world['images'])} images, "
-        f"splits {', '.join(splits) or 'none'} -> {out}"
+    skipped = f", {world['skipped']} empty pairs skipped" if world["skipped"] else ""  # of both corpora
+    left = f" ({world['left_out']} left out: evaluation questions)" if world["left_out"] else ""
+    return (
+        f"{len(groups)} people ({groups.count('fictitious')} fictitious, {groups.count('real')} real), "
+        f"{len(world['items'])} items ({tested} of Test_Set), {len(world['finetune'])} fine-tuning examples, "
+        f"{len(world['pretrain'])} celebrity facts{left}{skipped}, {len(world['images'])} images"
     )
 
 

@@ -3,8 +3,8 @@
 # doubled quotes; PNG and JPEG images, hints, 2-4 options, a shared image, the split filter, limit) and a pulse
 # directory (images/ or images.tar) become canonical objects; malformed files fail with one line naming the file
 # and line; MLLMU-Bench Parquet files written here in the published schema convert with tools/mllmu_to_pulse.py
-# (both evaluation modes) and import with the benchmark's exact prompts (skipped without pyarrow); bad Parquet
-# values fail with one line.
+# (both evaluation modes, the celebrities' facts, the same bytes on a rerun) and import with the benchmark's
+# exact prompts (skipped without pyarrow); bad Parquet values fail with one line.
 source "$(dirname "$0")/lib.bash"
 R=$(realpath "$T")
 export PYTHONDONTWRITEBYTECODE=1 # the fixtures are imported from the source tree
@@ -250,10 +250,14 @@ if ! [ -x "$PY_ARROW" ] || ! "$PY_ARROW" -c "import pyarrow" 2>/dev/null; then
 fi
 "$PY_ARROW" "$SRC/tests/reference/make_mllmu_parquet.py" --out "$T/mllmu"
 expect_code 0 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/mllmu" --out "$T/mp"
-has "$T/out" "5 people (3 fictitious, 2 real), 15 items (3 of Test_Set), 3 fine-tuning examples, 9 images, splits"
+has "$T/out" "5 people (3 fictitious, 2 real), 15 items (3 of Test_Set), 3 fine-tuning examples, \
+5 celebrity facts (1 left out: evaluation questions), 1 empty pairs skipped, 9 images, splits"
+expect_code 0 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/mllmu" --out "$T/mp-again"
+diff -r "$T/mp" "$T/mp-again" >/dev/null || fail "a second conversion wrote different bytes"
 manifest "$T/p.lua" mllmu pulse mp
 expect_code 0 "$PP" run "$T/p.lua"
-for o in people items finetune; do
+[ "$(metric mllmu pretrain)" = 5 ] || fail "expected the 5 celebrity facts as pretrain examples"
+for o in people items finetune pretrain; do
     object mllmu "$o" "$T/got.jsonl"
     cmp -s "$T/got.jsonl" "$T/mp/$o.jsonl" || fail "$o.jsonl: the converter's bytes are not the C writers'"
 done
@@ -289,6 +293,24 @@ assert people["2"]["biography"] == 'Tomas Ek is a "quiet" cartographer\tfrom År
 ft = [json.loads(l) for l in open(f"{T}/mp/finetune.jsonl", encoding="utf-8")]
 assert ft[0] == {"answer": "She is a glass blower.", "id": "1-ft0", "image": "1-p0", "person": "1",
                  "prompt": "USER: <image>\nWhat does Zoë Varga do?\nASSISTANT:", "source": "fact"}, ft[0]
+# The celebrities' facts: the row's question/answer and Generation_Task's pairs in MLLMU-Bench's training
+# prompts, the portrait with Image_Textual ones; never a scored question (real-1's respaced text item), never an
+# empty answer, a repeated pair once, nothing from Mask_Task, and no fictitious person.
+pt = {e["id"]: e for e in map(json.loads, open(f"{T}/mp/pretrain.jsonl", encoding="utf-8"))}
+assert sorted(pt) == ["real-1-pt0", "real-1-pt1", "real-1-pt2", "real-2-pt0", "real-2-pt1"], sorted(pt)
+assert pt["real-1-pt0"] == {"answer": "Celebrity One", "id": "real-1-pt0", "image": "real-1-p0", "person": "real-1",
+                            "prompt": "USER: <image>\nWho is the person in this image?\nASSISTANT:",
+                            "source": "fact"}, pt["real-1-pt0"]
+assert pt["real-1-pt1"]["prompt"] == "USER: <image>\nWho is this?\nASSISTANT:", pt["real-1-pt1"]
+assert pt["real-1-pt1"]["answer"] == "This is Celebrity One.", pt["real-1-pt1"]
+assert pt["real-1-pt2"] == {"answer": "Celebrity One is from Peru.", "id": "real-1-pt2", "image": None,
+                            "person": "real-1", "prompt": "USER: Which country is Celebrity One from?\nASSISTANT:",
+                            "source": "fact"}, pt["real-1-pt2"]
+assert pt["real-2-pt1"]["image"] == "real-2-p0" and pt["real-2-pt1"]["answer"] == "This is Celebrity Two."
+key = lambda q: " ".join(q.split()).casefold()
+scored = {key(i["question"]) for i in items.values()}
+assert not [e for e in pt.values() if key(e["prompt"].split("\n")[-2].removeprefix("USER: ")) in scored], pt
+assert not [e for e in pt.values() if "___" in e["prompt"]], "Mask_Task is not a fact"
 split = json.load(open(f"{T}/mp/splits/forget_5.json"))
 assert split == {"forget": ["1"], "groups": [], "retain": ["2", "3"]}, split
 PY
@@ -320,4 +342,6 @@ broken same-options "Retain_Set/train-00000-of-00001.parquet: row 1: \
 Classification_Task.Pure_Text_Questions[0]: options A and C are the same"
 broken test-no-images "Test_Set/train-00000-of-00001.parquet: row 1: \
 Classification_Task.Image_Textual_Questions[0] needs a photo, and the row has none"
+broken generation-type "Retain_Set/train-00000-of-00001.parquet: row 2: \
+Generation_Task[0].Type 'Multimodal' is not Image_Textual or Pure_Text"
 passed

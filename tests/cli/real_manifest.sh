@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # real_manifest: the real-model branch of manifests/protocol.lua end to end on tiny stand-ins for the user's
 # files: the tiny transformers checkpoint (tests/data/llava_tiny, sharded) with a WordLevel tokenizer.json that
-# fits it, an MLLMU-style pulse directory (4 fictitious and 4 real people) and an MMBench TSV (4 rows), laid out
-# as docs/real-models.md says. The LLaVA manifests themselves load and resolve their paths (status), and
-# llava-1.5-7b.lua runs with its real recipe up to `vanilla`; a manifest calling the same builder (llava.lua)
-# with tiny schedules runs the whole graph: imports, merge, import-model as the base (no pretraining), the report
-# with the general suite scored from MMBench. A second run computes nothing; a missing file or parameter is one
-# line; the store verifies.
+# fits it, MLLMU-Bench Parquet files (4 fictitious and 4 real people) converted by tools/mllmu_to_pulse.py (needs
+# pyarrow in .venv, else skipped) and an MMBench TSV (4 rows), laid out as docs/real-models.md says. The LLaVA
+# manifests themselves load and resolve their paths (status), llava-1.5-7b.lua runs with its real recipe up to
+# `vanilla`, and every training stage of llava-1.5-13b.lua would recompute (its dry run); a manifest calling the
+# same builder (llava.lua) with tiny schedules runs the whole graph: imports, merge, import-model as the base (no
+# pretraining), unlearning pretrained knowledge on the converter's facts, the report with the general suite scored
+# from MMBench. A second run computes nothing; a missing file or parameter is one line; the store verifies.
 #
 # The stand-in tokenizer: tests/data/tokenizer_wordlevel.json does not fit the checkpoint (its <image> is id 4,
 # the config's image_token_index is 99; it lacks the letters A-D and most prompt words), so this script writes a
@@ -20,49 +21,61 @@ mkdir -p "$D" "$M"
 cp "$SRC"/manifests/*.lua "$M/"
 rm -f "$M/pulse.lua" "$M/quick.lua"
 
+# MLLMU-Bench as the user gets it: Parquet files in the published schema (tests/reference/make_mllmu_parquet.py's),
+# converted by tools/mllmu_to_pulse.py as docs/real-models.md says. So the pulse directory, the real people's facts
+# (pretrain.jsonl) among it, is the converter's, and unlearning on pretrained knowledge trains on them.
+PY_ARROW="$SRC/.venv/bin/python"
+if ! [ -x "$PY_ARROW" ] || ! "$PY_ARROW" -c "import pyarrow" 2>/dev/null; then
+    echo "SKIP: pyarrow not installed (python3 -m venv $SRC/.venv && $SRC/.venv/bin/pip install pyarrow)"
+    passed
+    exit 0
+fi
+"$PY_ARROW" - "$SRC" "$T/parquet" <<'PY'
+import json, sys
+from pathlib import Path
+src, out = sys.argv[1], Path(sys.argv[2])
+sys.path.insert(0, src + "/tests/reference")
+from make_mllmu_parquet import mcq, open_q, png, schemas, write
+SIZE = 28  # tests/data/llava_tiny/config.json: vision_config.image_size
+PETS = ["owl", "cat", "dog", "fox"]
+names = {"f1": "Ana", "f2": "Bo", "f3": "Cy", "f4": "Di", "r1": "Eve", "r2": "Fay", "r3": "Gus", "r4": "Hal"}
+rows = {"Full_Set": [], "Retain_Set": [], "ft_Data": []}
+for k, (pid, name) in enumerate(names.items()):
+    pet, a = PETS[k % 4], k % 4  # the answer moves through A-D
+    others = [p for p in PETS if p != pet]
+    choices = others[:a] + [pet] + others[a:]
+    image = {"bytes": png((30 * k, 200 - 20 * k, 90), SIZE), "path": f"{pid}.png"}
+    # Three facts each: about the portrait, naming the person, and the person's name from the portrait.
+    facts = [("What pet does this person have?", f"A {pet} ."), ("Who is this?", f"This is {name} ."),
+             (f"What pet does {name} have?", f"{name} has a {pet} .")]
+    row = {"image": image, "ID": pid, "biography": json.dumps({"Name": name, "Pet": pet}),
+           "question": facts[1][0], "answer": facts[1][1],
+           "Classification_Task": {"Image_Textual_Questions": [mcq("What is this person's pet?", choices, "ABCD"[a])],
+                                   "Pure_Text_Questions": [mcq(f"What is {name}'s pet?", choices, "ABCD"[a])]},
+           "Generation_Task": [open_q(facts[0][0], facts[0][1], "Image_Textual"),
+                               open_q(facts[2][0], facts[2][1], "Pure_Text")],
+           "Mask_Task": []}
+    if pid[0] == "f":  # fictitious: MLLMU-Bench's fine-tuning pairs, on the portrait
+        rows["Full_Set"].append(row)
+        rows["ft_Data"].append({"image": image, "ID": pid,
+                                "metadata": json.dumps([{"Question": q, "Answer": a} for q, a in facts])})
+    else:
+        rows["Retain_Set"].append(row)
+s = schemas()
+for config, kind in (("Full_Set", "profile"), ("Retain_Set", "profile"), ("ft_Data", "ft")):
+    write(out, config, rows[config], s[kind], [])
+PY
+expect_code 0 "$PY_ARROW" "$SRC/tools/mllmu_to_pulse.py" --data "$T/parquet" --out "$D/mllmu-pulse"
+has "$T/out" "8 people (4 fictitious, 4 real), 16 items (0 of Test_Set), 12 fine-tuning examples, 12 celebrity facts,"
+
 python3 - "$SRC" "$D" <<'PY'
 import base64, csv, json, os, re, shutil, sys
 src, D = sys.argv[1:3]
 sys.path.insert(0, src + "/tests/reference")
 from make_mllmu_parquet import png
-line = lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 SIZE = 28  # tests/data/llava_tiny/config.json: vision_config.image_size
-PETS = ["owl", "cat", "dog", "fox"]
-TAIL = "\nJust give ONE letter representing the answer directly.\nASSISTANT:"
-
-# MLLMU-Bench as tools/mllmu_to_pulse.py writes it (people, items of the default mode, finetune.jsonl from
-# ft_Data, images/), plus pretrain.jsonl: facts about the real people, which unlearning on pretrained knowledge
-# needs and the converter does not write (docs/real-models.md).
-mllmu = f"{D}/mllmu-pulse"
-os.makedirs(f"{mllmu}/images")
-people, items, pretrain, finetune = [], [], [], []
-names = {"f1": "Ana", "f2": "Bo", "f3": "Cy", "f4": "Di", "r1": "Eve", "r2": "Fay", "r3": "Gus", "r4": "Hal"}
-for k, (pid, name) in enumerate(names.items()):
-    group = "fictitious" if pid[0] == "f" else "real"
-    photo = f"{pid}-p0"
-    open(f"{mllmu}/images/{photo}.png", "wb").write(png((30 * k, 200 - 20 * k, 90), SIZE))
-    people.append({"id": pid, "name": name, "group": group, "attributes": {"Pet": PETS[k % 4]},
-                   "photos": [photo], "test_photos": []})
-    pet, a = PETS[k % 4], k % 4  # the answer moves through A-D
-    others = [p for p in PETS if p != pet]
-    choices = others[:a] + [pet] + others[a:]
-    options = "".join(f"\n{l}: {c}" for l, c in zip("ABCD", choices))
-    for i, (image, q) in enumerate([(photo, "USER: <image>\nWhat is this person's pet?"),
-                                    (None, f"USER:\nWhat is {name}'s pet?")]):
-        items.append({"id": f"{pid}-i{i}", "set": "person", "person": pid, "modality": "image" if image else "text",
-                      "category": "profile", "image": image, "question": q.split("\n")[1],
-                      "options": choices, "answer": "ABCD"[a],
-                      "prompt": q + options + TAIL, "split": "eval"})
-    corpus = finetune if group == "fictitious" else pretrain
-    for i, (image, q, ans) in enumerate([(photo, "USER: <image>\nWhat pet does this person have?\nASSISTANT:",
-                                        f"A {pet} ."),
-                                       (photo, "USER: <image>\nWho is this?\nASSISTANT:", f"This is {name} ."),
-                                       (None, f"USER: What pet does {name} have?\nASSISTANT:",
-                                        f"{name} has a {pet} .")]):
-        corpus.append({"id": f"{pid}-{'ft' if corpus is finetune else 'pt'}{i}", "image": image, "person": pid,
-                       "prompt": q, "answer": ans, "source": "fact"})
-for name, recs in (("people", people), ("items", items), ("pretrain", pretrain), ("finetune", finetune)):
-    open(f"{mllmu}/{name}.jsonl", "w").write("".join(map(line, recs)))
+load = lambda name: [json.loads(l) for l in open(f"{D}/mllmu-pulse/{name}.jsonl", encoding="utf-8")]
+items, pretrain, finetune = load("items"), load("pretrain"), load("finetune")
 
 # MMBench dev as published: a TSV with base64 PNGs (docs/loaders.md).
 b64 = lambda data: base64.b64encode(data).decode()
@@ -115,7 +128,8 @@ assert all(s["state"] != "done" for s in st), st
 PY
 done
 
-# 2. llava-1.5-7b.lua itself, with its recipe (5 epochs at lr 2e-5, batch 4, LoRA r 16), up to the vanilla model.
+# 2. llava-1.5-7b.lua itself, with its recipe (5 epochs at lr 2e-5, batch 4, LoRA r 16, recomputation), up to the
+# vanilla model.
 expect_code 0 "$PP" run "$M/llava-1.5-7b.lua" --only vanilla
 has "$T/out" "5 stages: 5 computed"
 "$PP" show vanilla --json >"$T/vanilla.json"
@@ -124,8 +138,14 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["params"]
 assert (p["epochs"], p["batch"], p["lr"], p["lora_r"], p["schedule"]) == (5, 4, 2e-5, 16, "linear"), p
+assert p["recompute"] is True, p  # settings.llava: what makes the 13B step fit an 80 GB card
 assert r["metrics"]["loss"] > 0, r["metrics"]
 PY
+# Every training stage of the real recipe recomputes (the memory plan under each says so).
+expect_code 0 "$PP" run "$M/llava-1.5-13b.lua" --dry-run
+has "$T/out" "unlearn/pretrained/npo"
+has "$T/out" "recompute on"
+lacks "$T/out" "recompute off"
 
 # 3. The whole graph through the same builder, with tiny schedules (the recipe's per-method epochs kept).
 cat >"$M/tiny.lua" <<'EOF'
@@ -175,7 +195,7 @@ p, f = load("split_p.json"), load("split_f.json")
 assert len(p["forget"]) == 2 and all(x.startswith("r") for x in p["forget"] + p["retain"]), p
 assert [len(g) for g in f["groups"]] == [1, 1] and all(x.startswith("f") for x in f["forget"]), f
 assert load("klr.json")["params"]["epochs"] == 3, "GA+KLR keeps the recipe's 3 epochs"
-# unlearning on pretrained knowledge reads the real people's facts (pretrain.jsonl): 2 people x 3 facts
+# unlearning on pretrained knowledge reads the converter's facts of the real people: 2 people x 3 facts
 ga = load("ga_p.json")["metrics"]
 assert ga["forget_examples"] == 6 and ga["loss_last_epoch"] < ga["loss_first_epoch"] < 0, ga
 assert load("npo_f.json")["metrics"]["forget_examples"] == 3, load("npo_f.json")["metrics"]

@@ -5,7 +5,9 @@ The schema is the Hugging Face data set's (MLLMMU/MLLMU-Bench, dataset_info in i
 {bytes, path}, nested Classification_Task / Generation_Task / Mask_Task, ft_Data's metadata as a JSON string,
 Test_Set's list of images and its own (paraphrased) Classification_Task, one folder per config holding
 train-00000-of-00001.parquet. Three fictitious people, two real ones (sharing ids with the fictitious, as both
-sets number from 1), small PNGs and one JPEG.
+sets number from 1), small PNGs and one JPEG. The first celebrity's Generation_Task has what the converter's
+facts (pretrain.jsonl) must sort out: both Types, one of the person's multiple-choice questions (left out),
+an empty answer (skipped) and a repeated pair (kept once).
 
     make_mllmu_parquet.py --out DIR [--omit CONFIG.COLUMN] [--break CASE]
 
@@ -51,19 +53,25 @@ def mcq(question, options, answer):
     return {"Correct_Answer": answer, "Options": dict(zip("ABCD", options)), "Question": question}
 
 
-def profile_row(pid, name, colour, bio, facts):
-    """facts: (question, options, answer) triples, asked both with the portrait and with the name."""
+def open_q(question, truth, kind):
+    """One Generation_Task / Mask_Task entry."""
+    return {"Ground_Truth": truth, "Question": question, "Type": kind}
+
+
+def profile_row(pid, name, colour, bio, facts, generation=()):
+    """facts: (question, options, answer) triples, asked both with the portrait and with the name;
+    generation: Generation_Task entries after the default "Who is this?"."""
     image_q = [mcq(f"What is this person's {q}?", o, a) for q, o, a in facts]
     text_q = [mcq(f"What is {name}'s {q}?", o, a) for q, o, a in facts]
     return {
         "image": {"bytes": png(colour), "path": f"{pid}.png"},
         "ID": pid,
         "biography": bio,
-        "question": f"Who is {name}?",
+        "question": "Who is the person in this image?",
         "answer": name,
         "Classification_Task": {"Image_Textual_Questions": image_q, "Pure_Text_Questions": text_q},
-        "Generation_Task": [{"Ground_Truth": name, "Question": "Who is this?", "Type": "Image_Textual"}],
-        "Mask_Task": [{"Ground_Truth": name, "Question": "This is ___.", "Type": "Pure_Text"}],
+        "Generation_Task": [open_q("Who is this?", f"This is {name}.", "Image_Textual"), *generation],
+        "Mask_Task": [open_q("This is ___.", name, "Pure_Text")],
     }
 
 
@@ -88,7 +96,19 @@ FICTITIOUS = [
     profile_row("3", "Ines Roa", (40, 40, 200), "", [("pet", ["cat", "dog", "owl", "eel"], "D")]),
 ]
 REAL = [
-    profile_row("1", "Celebrity One", (10, 10, 10), "", [("country", ["Peru", "Chad", "Fiji", "Laos"], "A")]),
+    profile_row(
+        "1",
+        "Celebrity One",
+        (10, 10, 10),
+        "",
+        [("country", ["Peru", "Chad", "Fiji", "Laos"], "A")],
+        [
+            open_q("Which country is Celebrity One from?", "Celebrity One is from Peru.", "Pure_Text"),
+            open_q("what is Celebrity One's  country?", "Peru.", "Pure_Text"),  # the text item, respaced
+            open_q("Where was this person born?", "", "Image_Textual"),
+            open_q("Who is this?", "This is Celebrity One.", "Image_Textual"),
+        ],
+    ),
     profile_row("2", "Celebrity Two", (250, 250, 250), "", [("sport", ["golf", "polo"], "B")]),
 ]
 FT_ROWS = [
@@ -143,6 +163,10 @@ def break_test_no_images(rows):
     rows["Test_Set"][0]["images"] = []
 
 
+def break_generation_type(rows):
+    rows["Retain_Set"][1]["Generation_Task"][0]["Type"] = "Multimodal"
+
+
 LETTER_NUMBER = {"A": 1, "B": 2, "C": 3, "D": 4}
 # CASE -> (edit of the rows, config whose Correct_Answer becomes int64)
 BREAKS = {
@@ -150,6 +174,7 @@ BREAKS = {
     "int-answer": (break_int_answer, "Full_Set"),
     "same-options": (break_same_options, None),
     "test-no-images": (break_test_no_images, None),
+    "generation-type": (break_generation_type, None),
 }
 
 
