@@ -2,8 +2,11 @@
  * the GPU, with fp32 or bf16 matrix products (--dtype, engine/ops.h's ops_precision), with or without
  * activation recomputation (--recompute), and prints one JSON line: step time, tokens/s, the step's matmul
  * FLOPs, GFLOP/s (on the CPU against this machine's sgemm peak), peak RSS. --plan prints the step's memory
- * plan instead (engine/llava_plan.h; --reference adds unlearning's frozen reference model), without building
- * anything: a 13B budget can be read on any machine. */
+ * plan instead (engine/llava_plan.h), without building anything: a 13B budget can be read on any machine.
+ * With --plan: --projector trains the projector in full too (unlearning's target proj+llm); --reference adds
+ * GA+KLR / NPO's reference as the unlearn stage holds it by default (round_start: shared weights, its logits
+ * and the start values of what trains in full), --reference-model a second frozen model (reference
+ * "original"). */
 #include "bench/prof_ops.h"
 #include "engine/config.h"
 #include "engine/device.h"
@@ -274,19 +277,21 @@ static void batch_free(struct batch *b) {
 
 struct opts {
     const struct shape *s;
-    int threads, steps, warmup, profile, flops, recompute, plan, reference;
+    int threads, steps, warmup, profile, flops, recompute, plan, reference, reference_model, projector;
     double gpu_gib; /* --plan: the GPU's memory to compare with (0: the device's own, when there is one) */
     const char *dump, *device, *dtype;
 };
 
 /* The flags without a value; 0 when a is not one of them. */
 static int flag(const char *a, struct opts *o) {
-    int *f = strcmp(a, "--profile") == 0     ? &o->profile
-             : strcmp(a, "--flops") == 0     ? &o->flops
-             : strcmp(a, "--recompute") == 0 ? &o->recompute
-             : strcmp(a, "--plan") == 0      ? &o->plan
-             : strcmp(a, "--reference") == 0 ? &o->reference
-                                             : NULL;
+    int *f = strcmp(a, "--profile") == 0           ? &o->profile
+             : strcmp(a, "--flops") == 0           ? &o->flops
+             : strcmp(a, "--recompute") == 0       ? &o->recompute
+             : strcmp(a, "--plan") == 0            ? &o->plan
+             : strcmp(a, "--reference") == 0       ? &o->reference
+             : strcmp(a, "--reference-model") == 0 ? &o->reference_model
+             : strcmp(a, "--projector") == 0       ? &o->projector
+                                                   : NULL;
     if (f)
         *f = 1;
     return f != NULL;
@@ -477,6 +482,20 @@ static void print_flops(const struct shape *s, const struct llava_config *cfg) {
            s->name, s->batch, s->seq, s->lora_r, fl / 1e9);
 }
 
+/* --plan's title: the step, then what --projector and --reference(-model) add. */
+static void plan_title(const struct opts *o) {
+    const struct shape *s = o->s;
+    char what[64];
+    snprintf(what, sizeof what, s->lora_r ? "LoRA r %d on q/k/v/o/gate/up/down" : "every parameter trains",
+             s->lora_r);
+    const char *ref = o->reference_model ? ", with a reference model (GA+KLR, NPO; reference \"original\")"
+                      : o->reference ? ", with the shared reference (GA+KLR, NPO; reference \"round_start\")"
+                                     : "";
+    printf("%s: %s%s, batch %d x %d, %s, recompute %s, %s%s\n", s->name, what,
+           s->lora_r && o->projector ? " + the projector" : "", s->batch, s->seq, o->dtype,
+           o->recompute ? "on" : "off", o->device, ref);
+}
+
 /* --plan: what the step's setup (trainable(), train_adamw_init, train_step) holds, from the size tables. */
 static int print_plan(const struct opts *o, const struct llava_config *cfg) {
     const struct shape *s = o->s;
@@ -484,9 +503,13 @@ static int print_plan(const struct opts *o, const struct llava_config *cfg) {
     struct llava_plan_opts po = {.B = (size_t)s->batch,
                                  .T = (size_t)s->seq,
                                  .train = 1,
-                                 .trainable = s->lora_r ? NULL : "",
+                                 .trainable = !s->lora_r     ? ""
+                                              : o->projector ? "model.multi_modal_projector."
+                                                             : NULL,
                                  .recompute = o->recompute,
-                                 .reference = o->reference,
+                                 .reference = o->reference_model ? LLAVA_PLAN_REF_MODEL
+                                              : o->reference     ? LLAVA_PLAN_REF_SHARED
+                                                                 : LLAVA_PLAN_REF_NONE,
                                  .precision = o->dtype,
                                  .device = o->device};
     if (s->lora_r) {
@@ -501,12 +524,7 @@ static int print_plan(const struct opts *o, const struct llava_config *cfg) {
     if (rc < 0)
         return -1;
     size_t gpu = o->gpu_gib > 0 ? (size_t)(o->gpu_gib * 1073741824.0) : llava_plan_device_bytes(o->device);
-    char what[64];
-    snprintf(what, sizeof what, s->lora_r ? "LoRA r %d on q/k/v/o/gate/up/down" : "every parameter trains",
-             s->lora_r);
-    printf("%s: %s, batch %d x %d, %s, recompute %s, %s%s\n", s->name, what, s->batch, s->seq, o->dtype,
-           o->recompute ? "on" : "off", o->device,
-           o->reference ? ", with a reference model (GA+KLR, NPO)" : "");
+    plan_title(o);
     llava_plan_print(stdout, &p, "  ", strcmp(o->device, "cuda") == 0 ? gpu : 0);
     return 0;
 }

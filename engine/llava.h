@@ -118,6 +118,7 @@ struct llava_lora {
     float *x, *u, *dh, *dx;    /* scratch: dropout(x) [N, wide], B h [N, wide], dh [N, r], d dropout(x) */
     size_t ngrads;             /* LoRA values at the end of m->grads */
     int train;                 /* dropout on (train_step turns it on for its own forward) */
+    int bypass;                /* llava_lora_bypass: the adapted linears add nothing (a reference forward) */
     uint64_t seed, step;       /* dropout mask of element e: rng_key(rng_key(seed, step), module), e */
 };
 
@@ -236,6 +237,11 @@ int llava_lora_attach(struct llava *m, struct lora *l, uint64_t seed);
 void llava_lora_detach(struct llava *m);
 /* Dropout on (train != 0) or off, and the step its masks are drawn for. */
 void llava_lora_mode(struct llava *m, int train, uint64_t step);
+/* Bypass on (on != 0): the adapted linears skip their LoRA term altogether, forward and backward, so a
+ * forward computes the base model's bits exactly (not base + a zero term: x + 0 turns -0 into +0). The
+ * adapter, its gradients and the dropout mode stay as they are; off again, the next forward is the adapted
+ * one. The reference forwards of unlearning use it (engine/unlearn_loss.h). */
+void llava_lora_bypass(struct llava *m, int on);
 /* Merges the attached adapter into the base weights (lora_merge: W += scale B A, PEFT's merge) and
  * detaches it: the plain forward then computes what the adapted one did. */
 void llava_lora_merge(struct llava *m);

@@ -1,5 +1,6 @@
 /* llava_lora: LoRA adapters on the decoder's projections: attaching a struct lora to the model, the adapted
- * linear's extra term y += (B (A dropout(x))) * scale with its backward, dropout masks, and merging. */
+ * linear's extra term y += (B (A dropout(x))) * scale with its backward, dropout masks, bypassing the term
+ * (unlearning's reference forwards), and merging. */
 #include "engine/llava.h"
 #include "engine/mem.h"
 #include "engine/lora.h"
@@ -250,6 +251,10 @@ void llava_lora_mode(struct llava *m, int train, uint64_t step) {
     m->lora.step = step;
 }
 
+void llava_lora_bypass(struct llava *m, int on) {
+    m->lora.bypass = on != 0;
+}
+
 void llava_lora_merge(struct llava *m) {
     for (int layer = 0; m->lora.s && layer < m->cfg.text.layers; layer++)
         for (int p = 0; p < LLAVA_NPROJ; p++) {
@@ -306,7 +311,7 @@ static void dropout_apply(const struct llava *m, const struct ops *ops, size_t i
 
 void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int proj, float *y, const float *x,
                         size_t n) {
-    if (!m->lora.s)
+    if (!m->lora.s || m->lora.bypass)
         return;
     struct llava_lora_slot *s = &m->lora.s[layer * LLAVA_NPROJ + proj];
     if (!s->mod)
@@ -326,7 +331,7 @@ void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int p
 /* dx += d(extra term)/dx; gA, gB accumulate. dy is the gradient of y (the base's and the extra term's). */
 void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int proj, float *dx,
                          const float *dy, const float *x, size_t n) {
-    if (!m->lora.s)
+    if (!m->lora.s || m->lora.bypass)
         return;
     struct llava_lora_slot *s = &m->lora.s[layer * LLAVA_NPROJ + proj];
     if (!s->mod)

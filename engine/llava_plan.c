@@ -5,6 +5,7 @@
 #include "engine/lora.h"
 #include "engine/mem.h"
 #include "engine/train.h"
+#include "engine/unlearn_loss.h"
 #include "util/err.h"
 
 #include <string.h>
@@ -64,11 +65,23 @@ static size_t training_blocks(struct llava *s, const struct llava_plan_opts *o, 
     return loss;
 }
 
+/* The shared reference (struct unlearn_ref) for the shell's capacity and trainable flags: its logits, and
+ * the start copies of what trains in full when something does. */
+static void shared_reference(const struct llava *s, struct llava_plan *p) {
+    size_t logits, start;
+    unlearn_ref_floats(s, &logits, &start);
+    block(p, "reference logits (KL / NPO)", logits * sizeof(float));
+    if (start)
+        block(p, "reference start values (trained tensors)", start * sizeof(float));
+}
+
 static int check_opts(const struct llava_plan_opts *o) {
     if (o->precision && strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0)
         return err_set("memory plan: unknown precision '%s' (fp32 or bf16)", o->precision);
     if (o->device && strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
         return err_set("memory plan: unknown device '%s' (cpu or cuda)", o->device);
+    if (o->reference < LLAVA_PLAN_REF_NONE || o->reference > LLAVA_PLAN_REF_SHARED)
+        return err_set("memory plan: unknown reference kind %d", o->reference);
     return 0;
 }
 
@@ -92,8 +105,10 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
     }
     if (o->train)
         transient = training_blocks(&s, o, ab, p);
+    if (o->reference == LLAVA_PLAN_REF_SHARED)
+        shared_reference(&s, p);
     llava_free(&s);
-    if (o->reference) {
+    if (o->reference == LLAVA_PLAN_REF_MODEL) {
         struct llava r;
         if (shell(&r, cfg, o) < 0)
             return -1;

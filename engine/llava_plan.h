@@ -18,6 +18,13 @@
 
 struct lora;
 
+/* The reference an unlearning job holds besides the trained model. SHARED (reference = "round_start"): the
+ * trained model itself with its adapter bypassed (engine/unlearn_loss.h's struct unlearn_ref), which holds
+ * only a logits buffer [B, T, vocab] and the start values of the tensors that train in full (the projector).
+ * MODEL (reference = "original"): a second, frozen model for forwards, its weights and activations in the
+ * same activation layout. */
+enum { LLAVA_PLAN_REF_NONE, LLAVA_PLAN_REF_MODEL, LLAVA_PLAN_REF_SHARED };
+
 struct llava_plan_opts {
     size_t B, T;             /* the model's batch and sequence capacity (up to B images) */
     int train;               /* 1: training steps (gradients, scratch, AdamW, the loss); 0: forwards only */
@@ -26,8 +33,7 @@ struct llava_plan_opts {
     const struct lora *lora; /* an adapter's rank and target_modules (lora_create, lora_set_targets: no
                                 modules needed), or NULL */
     int recompute;           /* llava_set_recompute */
-    int reference;           /* a second, frozen copy of the model for forwards (the KL and NPO reference of
-                                stages/unlearn.c), in the same activation layout */
+    int reference;           /* the KL and NPO reference of stages/unlearn.c: LLAVA_PLAN_REF_* */
     const char *precision;   /* "fp32" or "bf16": bf16 products keep fp32 weights and activations today, so
                                 the blocks are the same */
     const char *device;      /* "cpu" or "cuda" (adds the CUDA reserve) */

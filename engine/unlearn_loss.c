@@ -1,5 +1,6 @@
-/* unlearn_loss: per-sequence answer log-probabilities, KL to a reference on answer positions, and the GA,
- * GA+KLR and NPO objectives composed from them and from train_ce_loss, on the operation table. */
+/* unlearn_loss: per-sequence answer log-probabilities, KL to a reference on answer positions, the GA, GA+KLR
+ * and NPO objectives composed from them and from train_ce_loss, on the operation table, and the reference
+ * model as the trained model's own weights (adapter bypassed, trained tensors at their start values). */
 #include "engine/unlearn_loss.h"
 #include "engine/mem.h"
 #include "engine/train.h"
@@ -156,14 +157,83 @@ static int forward(struct llava *m, const struct ops *ops, const struct unlearn_
 }
 
 int unlearn_ref_forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x, float *ref) {
-    /* the adapted linears add their term only when the slots are there: hide them for one forward */
-    struct llava_lora_slot *slots = m->lora.s;
-    m->lora.s = NULL;
+    int was = m->lora.bypass;
+    llava_lora_bypass(m, 1);
     int rc = forward(m, ops, x);
-    m->lora.s = slots;
+    llava_lora_bypass(m, was);
     if (rc == 0)
         ops->copy(ref, m->a.logits, x->b * x->t * vocab(m));
+    m->fb = 0; /* these activations are not the adapted model's: nothing may differentiate them */
     return rc;
+}
+
+/* mem_alloc's alignment in floats on the GPU (engine/mem.c: 256-byte payloads from cudaMallocManaged). */
+#define REF_ALIGN 64
+
+/* Walks the trainable rows in table order, giving each its place in the start block: the first position
+ * after the previous copy whose alignment within REF_ALIGN is the row's in the parameter block (laid out by
+ * llava_carve, row after row: the offsets are summed here, as a plan's shell has none). Returns the block's
+ * floats; at (may be NULL) receives each trainable row's position, (size_t)-1 for the others. */
+static size_t ref_layout(const struct llava *m, size_t *at) {
+    size_t used = 0, offset = 0;
+    for (size_t i = 0; i < m->nptab; offset += m->ptab[i].n, i++) {
+        if (at)
+            at[i] = (size_t)-1;
+        if (!m->ptab[i].trainable)
+            continue;
+        used += (offset + REF_ALIGN - used % REF_ALIGN) % REF_ALIGN;
+        if (at)
+            at[i] = used;
+        used += m->ptab[i].n;
+    }
+    return used;
+}
+
+void unlearn_ref_floats(const struct llava *m, size_t *logits, size_t *start) {
+    *start = ref_layout(m, NULL);
+    *logits = m->B * m->T * vocab(m);
+}
+
+void unlearn_ref_init(struct unlearn_ref *r, const struct llava *m, const struct ops *ops) {
+    size_t *pos = xmalloc((m->nptab ? m->nptab : 1) * sizeof *pos), nstart = ref_layout(m, pos);
+    r->nptab = m->nptab;
+    r->at = xcalloc(m->nptab ? m->nptab : 1, sizeof *r->at);
+    r->start = nstart ? mem_alloc(nstart, sizeof(float)) : NULL;
+    for (size_t i = 0; i < m->nptab; i++)
+        if (pos[i] != (size_t)-1) {
+            r->at[i] = r->start + pos[i];
+            ops->copy(r->at[i], *m->ptab[i].slot, m->ptab[i].n);
+        }
+    free(pos);
+    r->logits = mem_alloc(m->B * m->T * vocab(m), sizeof(float));
+}
+
+/* Exchanges every trainable row's slot with its start copy: once to read the start values, once more to
+ * restore the trained ones. */
+static void ref_swap(struct unlearn_ref *r, struct llava *m) {
+    for (size_t i = 0; i < m->nptab; i++)
+        if (r->at[i]) {
+            float *now = *m->ptab[i].slot;
+            *m->ptab[i].slot = r->at[i];
+            r->at[i] = now;
+        }
+}
+
+int unlearn_ref_logits(struct unlearn_ref *r, struct llava *m, const struct ops *ops,
+                       const struct unlearn_batch *x) {
+    if (!r->logits || r->nptab != m->nptab)
+        return err_set("unlearn: the reference was not made for this model (unlearn_ref_init)");
+    ref_swap(r, m);
+    int rc = unlearn_ref_forward(m, ops, x, r->logits);
+    ref_swap(r, m);
+    return rc;
+}
+
+void unlearn_ref_free(struct unlearn_ref *r) {
+    mem_free(r->start);
+    mem_free(r->logits);
+    free(r->at);
+    memset(r, 0, sizeof *r);
 }
 
 int unlearn_ref_seq_logprob(struct llava *m, const struct ops *ops, const struct unlearn_batch *x,

@@ -7,9 +7,11 @@
  * into m->d.logits, llava_backward, ACCUMULATING into m->grads (the caller zeroes them, then steps AdamW;
  * LoRA dropout is whatever llava_lora_mode says: train_step's on-for-one-step is the caller's to repeat).
  *
- * The reference model is the same struct llava with its LoRA adapter switched off for one forward
- * (unlearn_ref_forward): the frozen base weights are shared, only the reference logits need a buffer of
- * their own. Without an adapter the "reference" is the current weights: take it before the first step. */
+ * The reference model is the same struct llava with its LoRA adapter bypassed for one forward
+ * (unlearn_ref_forward, llava_lora_bypass): the frozen base weights are shared, only the reference logits
+ * need a buffer of their own. When tensors of the table train in full too (the projector, PULSE's proj+llm),
+ * struct unlearn_ref also keeps their start values and points the model at them for the reference's forwards:
+ * the reference is then exactly the model as it was before the first step, without a second model. */
 #ifndef PULSE_ENGINE_UNLEARN_LOSS_H
 #define PULSE_ENGINE_UNLEARN_LOSS_H
 
@@ -51,13 +53,41 @@ struct unlearn_batch {
     const float *feats; /* or, when not NULL, the images' cached tower features (llava_forward_features) */
 };
 
-/* The reference model's logits for a batch: one llava_forward with the attached adapter (if any) switched
- * off, copied to ref [b, t, vocab]. Run it BEFORE the current model's forward on the batch: it overwrites the
- * activations llava_backward reads. */
+/* The reference model's logits for a batch: one llava_forward with the attached adapter (if any) bypassed
+ * (llava_lora_bypass), copied to ref [b, t, vocab] (memory from mem_alloc). Run it BEFORE the current model's
+ * forward on the batch: it overwrites the activations llava_backward reads (which refuses until the next
+ * forward). */
 int unlearn_ref_forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x, float *ref);
 /* The reference model's S_ref [b] (NPO's anchor; constant while the base is frozen: cache it). */
 int unlearn_ref_seq_logprob(struct llava *m, const struct ops *ops, const struct unlearn_batch *x,
                             float *S_ref);
+
+/* The reference "the model as it was when unlearn_ref_init ran": the same struct llava with its adapter (if
+ * any) bypassed and every tensor whose table row trains (llava_set_trainable; the projector for proj+llm)
+ * read from a copy of its start values. Call unlearn_ref_init after setting the trainable flags and attaching
+ * the adapter, before the first step; the adapter must be fresh (B = 0, PEFT's init), or the reference is the
+ * base without it. */
+struct unlearn_ref {
+    float *start;  /* the trainable rows' start values, one block (mem_alloc), or NULL when nothing trains */
+    float **at;    /* [nptab] (xmalloc): row i's copy inside `start`, NULL for a frozen row */
+    size_t nptab;  /* the model's table rows when the copy was made */
+    float *logits; /* [B, T, vocab] (mem_alloc): the last unlearn_ref_logits */
+};
+
+/* The floats unlearn_ref_init takes from mem_alloc for m's capacity and trainable flags: the logits (*logits)
+ * and the start copies (*start; 0 when nothing trains). Each copy sits at its row's offset modulo 256 bytes,
+ * mem_alloc's alignment on the GPU, so a product reads it at the alignment it reads the row at: cuBLAS may
+ * choose kernels by alignment, and the same kernels give the same bits. The memory plan sums the same
+ * numbers (engine/llava_plan.h). */
+void unlearn_ref_floats(const struct llava *m, size_t *logits, size_t *start);
+/* Copies the trainable rows' current values (ops->copy) and allocates the logits buffer. */
+void unlearn_ref_init(struct unlearn_ref *r, const struct llava *m, const struct ops *ops);
+/* The reference's logits for a batch, into r->logits [b, t, vocab]: the trainable rows' slots point at their
+ * start values for one unlearn_ref_forward (adapter bypassed, dropout irrelevant), then back. The activations
+ * then hold the reference's forward: llava_backward refuses until the next forward. */
+int unlearn_ref_logits(struct unlearn_ref *r, struct llava *m, const struct ops *ops,
+                       const struct unlearn_batch *x);
+void unlearn_ref_free(struct unlearn_ref *r);
 
 /* GA: *loss = minus the mean answer-token NLL of the forget batch (train_ce_loss negated), gradients
  * accumulated into m->grads. */

@@ -2,7 +2,13 @@
  * decoder, and the projector in full for target "proj+llm", trained on the forget people's facts, with and
  * without their portrait, by GA, GA+KLR or NPO (engine/unlearn_loss.h, docs/protocol.md). Outputs the round's
  * adapter (PEFT's files) and the projector after it, which the next round and `evaluate` apply on top of the
- * model's earlier rounds (stages/model.h). */
+ * model's earlier rounds (stages/model.h).
+ *
+ * GA+KLR and NPO compare with a reference. reference = "round_start" (the default) is the model the round
+ * starts from, which is the trained model with its fresh adapter bypassed and the projector at its start
+ * values: no second model, only the reference's logits and the projector's start copy (engine/unlearn_loss.h,
+ * struct unlearn_ref). reference = "original" lacks the earlier rounds' merged adapters and projector, so it
+ * is a second model of its own. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +28,8 @@ enum method { GA, GA_KLR, NPO };
 struct unl {
     struct stage_ctx *c;
     const struct ops *ops;
-    struct model md, ref; /* the model trained, and the reference (GA+KLR, NPO) */
+    struct model md, ref;    /* the model trained, and the reference model of reference = "original" */
+    struct unlearn_ref sref; /* reference = "round_start": the reference shares md's weights */
     struct world w;
     struct lora l;
     struct corpus forget, retain;
@@ -86,8 +93,12 @@ static int build_models(struct unl *u) {
         return err_prefix("%s", u->c->name);
     if (u->method == GA)
         return 0;
-    int rounds = strcmp(stage_str(u->c, "reference"), "round_start") == 0;
-    if (model_read(u->c, &u->ref) != 0 || model_build_rounds(u->c, &u->ref, B, T, rounds) != 0)
+    if (strcmp(stage_str(u->c, "reference"), "round_start") == 0) {
+        /* after the flags and the adapter: the projector's start values when it trains */
+        unlearn_ref_init(&u->sref, &u->md.m, u->ops);
+        return 0;
+    }
+    if (model_read(u->c, &u->ref) != 0 || model_build_rounds(u->c, &u->ref, B, T, 0) != 0)
         return -1;
     /* the reference only runs forwards: its logits are the same bits in either layout, the smaller will do */
     llava_set_recompute(&u->ref.m, stage_recompute(u->c));
@@ -124,6 +135,17 @@ static struct unlearn_batch make_batch(struct unl *u, const struct corpus *cp, c
     return x;
 }
 
+/* The reference's logits for a batch: the shared model's (adapter bypassed, projector at its start values)
+ * or the separate model's. NULL on failure. */
+static const float *reference_logits(struct unl *u, const struct unlearn_batch *x) {
+    if (!u->ref.built)
+        return unlearn_ref_logits(&u->sref, &u->md.m, u->ops, x) == 0 ? u->sref.logits : NULL;
+    struct llava *r = &u->ref.m;
+    return llava_forward_features(r, u->ops, x->ids, x->mask, x->b, x->t, x->feats, x->nimg) == 0
+               ? r->a.logits
+               : NULL;
+}
+
 /* NPO's anchor: log p_ref(answer) of every forget example, once (the reference does not move). */
 static int npo_reference(struct unl *u) {
     size_t B = u->o.batch, idx[4096];
@@ -132,10 +154,9 @@ static int npo_reference(struct unl *u) {
         for (size_t i = 0; i < b; i++)
             idx[i] = at + i;
         struct unlearn_batch x = make_batch(u, &u->forget, idx, b, 0);
-        struct llava *r = &u->ref.m;
-        if (llava_forward_features(r, u->ops, x.ids, x.mask, x.b, x.t, x.feats, x.nimg) != 0 ||
-            unlearn_seq_logprob(u->ops, r->a.logits, x.labels, x.b, x.t, (size_t)r->cfg.text.vocab,
-                                u->S_ref + at) != 0)
+        const float *ref = reference_logits(u, &x);
+        if (!ref || unlearn_seq_logprob(u->ops, ref, x.labels, x.b, x.t, (size_t)u->md.cfg.text.vocab,
+                                        u->S_ref + at) != 0)
             return err_prefix("%s", u->c->name);
     }
     return 0;
@@ -145,15 +166,15 @@ static int npo_reference(struct unl *u) {
 
 /* GA+KLR's retain term: KL(p_ref || p_theta) on a retain batch, its gradient accumulated. */
 static int klr_term(struct unl *u, const struct unlearn_batch *r, float *kl) {
-    struct llava *m = &u->md.m, *ref = &u->ref.m;
+    struct llava *m = &u->md.m;
     size_t n = r->b * r->t * (size_t)m->cfg.text.vocab;
-    if (llava_forward_features(ref, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
-        return -1;
-    /* the reference is a model of its own: its logits stay in place while the current model runs */
-    if (llava_forward_features(m, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
+    /* first: a shared reference's forward overwrites the activations the backward reads; its logits (or the
+     * separate model's) stay in a buffer of their own while the current model runs */
+    const float *ref = reference_logits(u, r);
+    if (!ref || llava_forward_features(m, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
         return -1;
     u->ops->zero(m->d.logits, n);
-    if (unlearn_kl(u->ops, m->a.logits, ref->a.logits, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
+    if (unlearn_kl(u->ops, m->a.logits, ref, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
                    (float)stage_num(u->c, "kl_weight"), m->d.logits, kl) != 0)
         return -1;
     return llava_backward(m, u->ops);
@@ -273,6 +294,7 @@ static void unl_free(struct unl *u) {
     corpus_free(&u->retain);
     model_free(&u->md);
     model_free(&u->ref);
+    unlearn_ref_free(&u->sref);
     world_free(&u->w);
     free(u->role);
     free(u->S_ref);
@@ -307,8 +329,8 @@ static int unlearn_run(struct stage_ctx *c) {
     return rc;
 }
 
-/* The dry run's memory plan: the adapter, the projector for proj+llm, and the reference model GA+KLR and NPO
- * hold beside it (build_models). */
+/* The dry run's memory plan: the adapter, the projector for proj+llm, and what GA+KLR and NPO hold for their
+ * reference (build_models): the shared one's logits and projector copy, or the "original" model. */
 static int unlearn_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
                           struct lora *l) {
     struct unl u = {.c = c};
@@ -316,7 +338,9 @@ static int unlearn_memory(struct stage_ctx *c, const struct llava_config *cfg, s
         return -1;
     o->lora = l;
     o->trainable = strcmp(stage_str(c, "target"), "proj+llm") == 0 ? "model.multi_modal_projector." : NULL;
-    o->reference = u.method != GA;
+    o->reference = u.method == GA                                          ? LLAVA_PLAN_REF_NONE
+                   : strcmp(stage_str(c, "reference"), "round_start") == 0 ? LLAVA_PLAN_REF_SHARED
+                                                                           : LLAVA_PLAN_REF_MODEL;
     return 0;
 }
 
