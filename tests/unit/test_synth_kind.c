@@ -137,9 +137,9 @@ static const char *const golden_world = "real=12,fictitious=8,general_eval=20,ge
 static const char *const golden_ids[][2] = {
     {"people", "sha256:a18f252806cf58d08dc0595db48e07807d6d851bfe9b91b5cb1b45f2bbc3ec06"},
     {"items", "sha256:9221c2ff8125786dbe713d6ea4932eddd856bceffedb320aba14f7dae59717e8"},
-    {"pretrain", "sha256:6ab84c627afc3654f9538eff664ce47410765c37d688ce33c567c2926d25ce74"},
+    {"pretrain", "sha256:239fe7feac589f582e3dfbdd6aff570e2a37764a1496bc1576f2123a82aa8263"},
     {"finetune", "sha256:4693c320b4727cf48e6a38764b04bd3f6633516cf42e6bc570cc653ad7308fc1"},
-    {"tokenizer", "sha256:b8bab0c9d2e6f53fe2d52db582f651dadee7f9c87b6db6640dde7c85519149a6"},
+    {"tokenizer", "sha256:3105a68e8a5733e346fd0498e51f742230ba2fb10cbf8c67e1d21edda547b499"},
 };
 static const char *const golden_images[] = {"r0000-p0", "r0011-t0", "f0007-p1", "g00000", "g00059"};
 static const char *const golden_pixels =

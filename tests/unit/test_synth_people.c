@@ -228,6 +228,8 @@ static void check_examples(const struct world *x, const struct ds_examples *e, c
         const struct ds_example *ex = &e->v[i];
         long who = ex->person ? ds_find_person(&x->people, ex->person) : -1;
         CHECK(strncmp(ex->id, prefix, 3) == 0);
+        if (strcmp(ex->source, "mention") == 0) /* the directory: every group, checked by check_mentions */
+            continue;
         CHECK(who >= 0 && strcmp(x->people.v[who].group, group) == 0);
         CHECK(!ex->image || strstr(ex->image, "-p")); /* training photos only, never held-out ones */
         CHECK(!ex->image == !strstr(ex->prompt, "<image>"));
@@ -268,6 +270,30 @@ static void check_fame(const struct world *x) {
                 CHECK(total_by_fame[g] > total_by_fame[f]);
     for (int i = params.real; i < (int)x->people.n; i++)
         CHECK(count_about(&x->finetune, x->people.v[i].id, "fact") == unit);
+}
+
+/* The directory (version 5): every person's name twice in pretraining, given name first and family name
+ * first, no image, no fact; the fine-tuning corpus has none. */
+static void check_mentions(const struct world *x) {
+    for (size_t i = 0; i < x->people.n; i++) {
+        const struct ds_person *who = &x->people.v[i];
+        const char *space = strchr(who->name, ' ');
+        char given_first[80], family_first[80];
+        snprintf(given_first, sizeof given_first, "%s.", who->name);
+        snprintf(family_first, sizeof family_first, "%s, %.*s.", space + 1, (int)(space - who->name),
+                 who->name);
+        CHECK(count_about(&x->pretrain, who->id, "mention") == 2);
+        CHECK(count_about(&x->finetune, who->id, "mention") == 0);
+        int seen = 0;
+        for (size_t j = 0; j < x->pretrain.n; j++) {
+            const struct ds_example *ex = &x->pretrain.v[j];
+            if (!ex->person || strcmp(ex->person, who->id) != 0 || strcmp(ex->source, "mention") != 0)
+                continue;
+            CHECK(!ex->image && !strstr(ex->prompt, "<image>"));
+            seen |= (strcmp(ex->answer, given_first) == 0) | (strcmp(ex->answer, family_first) == 0) << 1;
+        }
+        CHECK(seen == 3);
+    }
 }
 
 /* The corpora have no multiple-choice prompts: no evaluation prompt appears word for word in a corpus. */
@@ -559,6 +585,7 @@ int main(int argc, char **argv) {
     check_examples(&x, &x.pretrain, "pt-", "real");
     check_examples(&x, &x.finetune, "ft-", "fictitious");
     check_fame(&x);
+    check_mentions(&x);
     check_no_eval_prompts(&x);
     check_repetitions(&x);
     check_images(&x);
