@@ -187,3 +187,28 @@ void corpus_batch(const struct corpus *c, const size_t *idx, size_t b, int32_t p
     *nimg = k;
     *t = T;
 }
+
+int corpus_each_batch(const struct corpus *c, const struct llava *m,
+                      int (*each)(void *ctx, const struct corpus_rows *rows), void *ctx) {
+    size_t B = m->B, len = c->maxlen ? c->maxlen : 1, *idx = xmalloc(B * sizeof *idx);
+    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
+    int32_t *labels = xmalloc(B * len * sizeof *labels);
+    float *vis = xmalloc(B * (c->feats ? c->feat_floats : c->image_floats) * sizeof *vis);
+    int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
+    struct corpus_rows r = {
+        .ids = ids, .mask = mask, .labels = labels, .vis = vis, .feats = c->feats != NULL};
+    int rc = 0;
+    for (r.at = 0; rc == 0 && r.at < c->n; r.at += B) {
+        r.b = c->n - r.at < B ? c->n - r.at : B;
+        for (size_t i = 0; i < r.b; i++)
+            idx[i] = r.at + i;
+        corpus_batch(c, idx, r.b, pad, ids, mask, labels, vis, &r.nimg, &r.t);
+        rc = each(ctx, &r);
+    }
+    free(idx);
+    free(ids);
+    free(mask);
+    free(labels);
+    free(vis);
+    return rc;
+}

@@ -130,28 +130,25 @@ int llava_generate(struct llava *m, const struct ops *ops, const int32_t *ids, c
     return rc;
 }
 
+struct corpus_gen {
+    struct llava *m;
+    const struct ops *ops;
+    struct llava_gen g;
+    int32_t *out;
+    size_t *n;
+};
+
+/* One batch's rows: their tokens and counts at the rows' places in out and n. */
+static int generate_rows(void *ctx, const struct corpus_rows *r) {
+    struct corpus_gen *c = ctx;
+    return llava_generate(c->m, c->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg, &c->g,
+                          c->out + r->at * c->g.max_new, c->n + r->at);
+}
+
 int llava_generate_corpus(struct llava *m, const struct ops *ops, const struct corpus *cp,
                           const struct llava_gen *g, int32_t *out, size_t *n) {
-    size_t B = m->B, len = cp->maxlen ? cp->maxlen : 1, *idx = xmalloc(B * sizeof *idx);
-    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
-    int32_t *labels = xmalloc(B * len * sizeof *labels);
-    float *vis = xmalloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
-    int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
-    struct llava_gen one = *g;
-    one.feats = cp->feats != NULL;
-    one.logits = NULL;
-    int rc = 0;
-    for (size_t at = 0; rc == 0 && at < cp->n; at += B) {
-        size_t b = cp->n - at < B ? cp->n - at : B, nimg, tt;
-        for (size_t i = 0; i < b; i++)
-            idx[i] = at + i;
-        corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &nimg, &tt);
-        rc = llava_generate(m, ops, ids, mask, b, tt, vis, nimg, &one, out + at * g->max_new, n + at);
-    }
-    free(idx);
-    free(ids);
-    free(mask);
-    free(labels);
-    free(vis);
-    return rc;
+    struct corpus_gen c = {.m = m, .ops = ops, .g = *g, .out = out, .n = n};
+    c.g.feats = cp->feats != NULL;
+    c.g.logits = NULL;
+    return corpus_each_batch(cp, m, generate_rows, &c);
 }

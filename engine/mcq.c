@@ -50,33 +50,27 @@ static int letter_ids(const struct tokenizer *t, int32_t letters[4]) {
 }
 
 /* Runs the corpus through the model in batches of its capacity (cached tower features when the corpus has
- * them); after each forward, each(ctx, at, b, tt, labels) reads what it needs from m->a.logits. */
-typedef int (*batch_fn)(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels);
+ * them); after each forward, each(ctx, rows) reads what it needs from m->a.logits. */
+typedef int (*batch_fn)(void *ctx, const struct corpus_rows *r);
+
+struct forward_ctx {
+    struct llava *m;
+    const struct ops *ops;
+    batch_fn each;
+    void *ctx;
+};
+
+static int forward_rows(void *ctx, const struct corpus_rows *r) {
+    const struct forward_ctx *f = ctx;
+    int rc = r->feats ? llava_forward_features(f->m, f->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg)
+                      : llava_forward(f->m, f->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg);
+    return rc == 0 ? f->each(f->ctx, r) : rc;
+}
 
 static int forward_batches(struct llava *m, const struct ops *ops, const struct corpus *cp, batch_fn each,
                            void *ctx) {
-    size_t B = m->B, len = cp->maxlen ? cp->maxlen : 1, *idx = xmalloc(B * sizeof *idx);
-    int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
-    int32_t *labels = xmalloc(B * len * sizeof *labels);
-    float *vis = xmalloc(B * (cp->feats ? cp->feat_floats : cp->image_floats) * sizeof *vis);
-    int32_t pad = m->cfg.pad_token_id >= 0 ? m->cfg.pad_token_id : 0;
-    int rc = 0;
-    for (size_t at = 0; rc == 0 && at < cp->n; at += B) {
-        size_t b = cp->n - at < B ? cp->n - at : B, nimg, tt;
-        for (size_t i = 0; i < b; i++)
-            idx[i] = at + i;
-        corpus_batch(cp, idx, b, pad, ids, mask, labels, vis, &nimg, &tt);
-        rc = cp->feats ? llava_forward_features(m, ops, ids, mask, b, tt, vis, nimg)
-                       : llava_forward(m, ops, ids, mask, b, tt, vis, nimg);
-        if (rc == 0)
-            rc = each(ctx, at, b, tt, labels);
-    }
-    free(idx);
-    free(ids);
-    free(mask);
-    free(labels);
-    free(vis);
-    return rc;
+    struct forward_ctx f = {m, ops, each, ctx};
+    return corpus_each_batch(cp, m, forward_rows, &f);
 }
 
 struct letter_ctx {
@@ -88,13 +82,12 @@ struct letter_ctx {
 };
 
 /* Each row's last prompt position predicts the answer. */
-static int letter_batch(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels) {
+static int letter_batch(void *ctx, const struct corpus_rows *r) {
     const struct letter_ctx *c = ctx;
     size_t v = (size_t)c->m->cfg.text.vocab;
-    (void)labels;
-    for (size_t i = 0; i < b; i++) {
-        size_t last = c->cp->e[at + i].seq.n - 1;
-        score_row(c->m->a.logits + (i * tt + last) * v, v, c->letters, c->t, &c->out[at + i]);
+    for (size_t i = 0; i < r->b; i++) {
+        size_t last = c->cp->e[r->at + i].seq.n - 1;
+        score_row(c->m->a.logits + (i * r->t + last) * v, v, c->letters, c->t, &c->out[r->at + i]);
     }
     return 0;
 }
@@ -187,10 +180,10 @@ struct likelihood_ctx {
 };
 
 /* Each row's answer tokens and </s>, summed in position order: padding carries no label. */
-static int likelihood_batch(void *ctx, size_t at, size_t b, size_t tt, const int32_t *labels) {
+static int likelihood_batch(void *ctx, const struct corpus_rows *r) {
     const struct likelihood_ctx *c = ctx;
-    return unlearn_seq_logprob(c->ops, c->m->a.logits, labels, b, tt, (size_t)c->m->cfg.text.vocab,
-                               c->score + at);
+    return unlearn_seq_logprob(c->ops, c->m->a.logits, r->labels, r->b, r->t, (size_t)c->m->cfg.text.vocab,
+                               c->score + r->at);
 }
 
 int mcq_likelihood(struct llava *m, const struct ops *ops, const struct mcq_cloze *z, float *score,

@@ -51,6 +51,15 @@ static struct json *labels_json(struct stage_ctx *c) {
     return l;
 }
 
+/* o as the output `name` (canonical JSON); o is freed. */
+static int json_output(struct stage_ctx *c, const char *name, struct json *o) {
+    char *text = json_write(o, JSON_CANONICAL, NULL);
+    int rc = stage_output(c, name, text, strlen(text), "json");
+    free(text);
+    json_free(o);
+    return rc;
+}
+
 static int eval_outputs(struct stage_ctx *c, enum quiz_scoring scoring, const struct quiz_tally *t) {
     struct json *o = json_obj(), *sets = json_obj();
     json_set(o, "labels", labels_json(c));
@@ -70,11 +79,7 @@ static int eval_outputs(struct stage_ctx *c, enum quiz_scoring scoring, const st
         stage_metric(c, set_names[s], (double)quiz_right(&t[s], scoring) / n);
     }
     json_set(o, "sets", sets);
-    char *text = json_write(o, JSON_CANONICAL, NULL);
-    int rc = stage_output(c, "metrics", text, strlen(text), "json");
-    free(text);
-    json_free(o);
-    return rc;
+    return json_output(c, "metrics", o);
 }
 
 /* A score's letter, or null (an unparsed greedy answer, a likelihood not scored). */
@@ -136,11 +141,7 @@ static int answers_output(struct stage_ctx *c, const struct eval_ctx *e, const s
         json_push(items, x);
     }
     json_set(o, "items", items);
-    char *text = json_write(o, JSON_CANONICAL, NULL);
-    int rc = stage_output(c, "answers", text, strlen(text), "json");
-    free(text);
-    json_free(o);
-    return rc;
+    return json_output(c, "answers", o);
 }
 
 /* The `generate` parameter: 0 (off) to LLAVA_GEN_MAX tokens. */

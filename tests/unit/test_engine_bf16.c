@@ -6,7 +6,7 @@
  * fp32 table bit for bit on inputs that are bf16 values already, the same bits for 1 and 3 threads, NULL
  * gradients and empty shapes; and the tiny LLaVA with a LoRA adapter, forward and backward in bf16. */
 #include "check.h"
-#include "numcheck.h"
+#include "llava_batch.h"
 #include "engine/kernels.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
@@ -442,25 +442,14 @@ static int fwd_bwd(struct llava *m, const struct ops *o, const int32_t *ids, con
  * 2 threads: the same bits. */
 static void test_model(void) {
     const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
-    char dir[4200], path[4300];
+    char dir[4200];
     snprintf(dir, sizeof dir, "%s/llava_tiny", data);
     struct llava m;
     struct lora l;
-    struct st_file io, lab;
-    memset(&io, 0, sizeof io);
-    memset(&lab, 0, sizeof lab);
     memset(&m, 0, sizeof m);
     memset(&l, 0, sizeof l);
-    int32_t ids[NB * NT], mask[NB * NT], labels[NB * NT];
-    float *pixels = NULL;
-    snprintf(path, sizeof path, "%s/io.safetensors", dir);
-    int ok_io = st_open(path, &io) == 0;
-    snprintf(path, sizeof path, "%s/llava_grad/labels.safetensors", data);
-    int ok_lab = st_open(path, &lab) == 0, ok = ok_io && ok_lab;
-    ok = ok && fixture_ints(&io, "input_ids", ids, NB * NT) == 0 &&
-         fixture_ints(&io, "attention_mask", mask, NB * NT) == 0 &&
-         fixture_ints(&lab, "labels", labels, NB * NT) == 0 &&
-         (pixels = fixture_tensor(&io, "pixel_values", NULL));
+    struct llava_batch fx;
+    int ok = llava_batch_load(&fx, dir, data, "llava_grad/labels.safetensors", NB * NT) == 0;
     ok = ok && llava_load(&m, dir, NB, NT) == 0;
     if (ok)
         llava_set_trainable(&m, "", 0);
@@ -489,14 +478,16 @@ static void test_model(void) {
         size_t nl = NB * NT * (size_t)m.cfg.text.vocab;
         float *g32 = malloc(ng * sizeof(float)), *g16 = malloc(ng * sizeof(float));
         double *lg32 = malloc(nl * sizeof(double));
-        ok = fwd_bwd(&m, ops_cpu(1), ids, mask, labels, pixels, &l32) == 0;
+        ok = fwd_bwd(&m, ops_cpu(1), fx.ids, fx.mask, fx.labels, fx.pixels, &l32) == 0;
         memcpy(g32, m.grads, ng * sizeof(float));
         for (size_t i = 0; i < nl; i++)
             lg32[i] = m.a.logits[i];
-        ok = ok && fwd_bwd(&m, ops_precision(ops_cpu(1), "bf16"), ids, mask, labels, pixels, &l16) == 0;
+        ok = ok &&
+             fwd_bwd(&m, ops_precision(ops_cpu(1), "bf16"), fx.ids, fx.mask, fx.labels, fx.pixels, &l16) == 0;
         memcpy(g16, m.grads, ng * sizeof(float));
         double el = max_rel(m.a.logits, lg32, nl);
-        ok = ok && fwd_bwd(&m, ops_precision(ops_cpu(2), "bf16"), ids, mask, labels, pixels, &l16b) == 0;
+        ok = ok && fwd_bwd(&m, ops_precision(ops_cpu(2), "bf16"), fx.ids, fx.mask, fx.labels, fx.pixels,
+                           &l16b) == 0;
         CHECK(ok);
         double rl = fabs((double)l16 - l32) / fabs((double)l32), worst = 0.0;
         const char *wname = "-";
@@ -527,11 +518,7 @@ static void test_model(void) {
         free(lg32);
         ops_cpu(2);
     }
-    if (ok_io)
-        st_close(&io);
-    if (ok_lab)
-        st_close(&lab);
-    free(pixels);
+    llava_batch_free(&fx);
     llava_free(&m);
     lora_free(&l);
 }

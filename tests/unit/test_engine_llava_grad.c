@@ -3,6 +3,7 @@
  * parameter's gradient, the weights after 3 AdamW steps; the same bits for 1 and 2 threads; central finite
  * differences of the loss as an independent check; frozen tensors; and the one-line refusals. */
 #include "check.h"
+#include "llava_batch.h"
 #include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/ops.h"
@@ -21,32 +22,22 @@
 
 static char tiny[4096], gdir[4096];
 
-static struct {
-    struct st_file io, lab, grads, adamw3;
-    int32_t ids[B * T], mask[B * T], labels[B * T];
-    float *pixels, loss;
-} fx;
+static struct llava_batch fx; /* the labels (and transformers' loss) from llava_grad/labels.safetensors */
 
-static int open_in(const char *d, const char *file, struct st_file *f) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", d, file);
-    return st_open(path, f);
-}
+static struct { /* transformers' gradients and the weights after 3 AdamW steps */
+    struct st_file grads, adamw3;
+    float loss;
+} ref;
 
 static int load_fixture(void) {
-    if (open_in(tiny, "io.safetensors", &fx.io) < 0 || open_in(gdir, "labels.safetensors", &fx.lab) < 0 ||
-        open_in(gdir, "grads.safetensors", &fx.grads) < 0 ||
-        open_in(gdir, "adamw3.safetensors", &fx.adamw3) < 0)
-        return -1;
-    if (fixture_ints(&fx.io, "input_ids", fx.ids, B * T) < 0 ||
-        fixture_ints(&fx.io, "attention_mask", fx.mask, B * T) < 0 ||
-        fixture_ints(&fx.lab, "labels", fx.labels, B * T) < 0)
+    if (llava_batch_load(&fx, tiny, gdir, "labels.safetensors", B * T) < 0 ||
+        fixture_open(gdir, "grads.safetensors", &ref.grads) < 0 ||
+        fixture_open(gdir, "adamw3.safetensors", &ref.adamw3) < 0)
         return -1;
     float *loss = fixture_tensor(&fx.lab, "loss", NULL);
-    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
-    if (!loss || !fx.pixels)
+    if (!loss)
         return -1;
-    fx.loss = loss[0];
+    ref.loss = loss[0];
     free(loss);
     return 0;
 }
@@ -131,12 +122,12 @@ static void compare_all(const struct llava *m, const struct st_file *f, int grad
 static void test_grads(struct llava *m) {
     float loss = 0;
     CHECK(loss_and_grads(m, ops_cpu(1), &loss) == 0);
-    double lrel = fabs((double)loss - fx.loss) / fabs((double)fx.loss);
-    printf("loss %.7f (transformers %.7f, rel %.3g); %zu parameters, %zu gradients\n", loss, fx.loss, lrel,
+    double lrel = fabs((double)loss - ref.loss) / fabs((double)ref.loss);
+    printf("loss %.7f (transformers %.7f, rel %.3g); %zu parameters, %zu gradients\n", loss, ref.loss, lrel,
            m->nparams, m->ngrads);
     CHECK(lrel < 1e-5);
     CHECK(m->ngrads == m->nparams);
-    compare_all(m, &fx.grads, 1, "gradients");
+    compare_all(m, &ref.grads, 1, "gradients");
 }
 
 /* Same loss and gradient bits for 1 and 2 threads. */
@@ -162,7 +153,7 @@ static void test_adamw(void) {
                          &loss[s]) == 0);
     printf("AdamW losses %.6f %.6f %.6f\n", loss[0], loss[1], loss[2]);
     CHECK(loss[2] < loss[0]);
-    compare_all(&m, &fx.adamw3, 0, "after 3 AdamW steps");
+    compare_all(&m, &ref.adamw3, 0, "after 3 AdamW steps");
     train_adamw_free(&o);
     llava_free(&m);
 }
@@ -291,10 +282,8 @@ int main(void) {
     llava_free(&m);
     test_adamw();
     test_refusals();
-    free(fx.pixels);
-    st_close(&fx.io);
-    st_close(&fx.lab);
-    st_close(&fx.grads);
-    st_close(&fx.adamw3);
+    llava_batch_free(&fx);
+    st_close(&ref.grads);
+    st_close(&ref.adamw3);
     return check_done("engine_llava_grad");
 }

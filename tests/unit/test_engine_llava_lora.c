@@ -3,6 +3,7 @@
  * the adapter after 3 AdamW steps, frozen base weights, 1 vs 2 threads, merge = adapted forward; dropout's
  * mask (fraction, scaling, same in forward and backward, per step); the refusals. */
 #include "check.h"
+#include "llava_batch.h"
 #include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
@@ -25,28 +26,15 @@
 
 static char tiny[4096], adapter[4096], ldir[4096];
 
-static struct {
-    struct st_file io, lora, proj;
-    int32_t ids[NB * NT], mask[NB * NT], labels[NB * NT];
-    float *pixels;
-} fx;
-
-static int open_in(const char *d, const char *file, struct st_file *f) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", d, file);
-    return st_open(path, f);
-}
+/* The batch, its labels and PEFT's results from llava_lora/lora.safetensors (fx.lab); fx_proj: PEFT's results
+ * with the projector trainable too. */
+static struct llava_batch fx;
+static struct st_file fx_proj;
 
 static int load_fixture(void) {
-    if (open_in(tiny, "io.safetensors", &fx.io) < 0 || open_in(ldir, "lora.safetensors", &fx.lora) < 0 ||
-        open_in(ldir, "proj.safetensors", &fx.proj) < 0)
+    if (llava_batch_load(&fx, tiny, ldir, "lora.safetensors", NB * NT) < 0)
         return -1;
-    if (fixture_ints(&fx.io, "input_ids", fx.ids, NB * NT) < 0 ||
-        fixture_ints(&fx.io, "attention_mask", fx.mask, NB * NT) < 0 ||
-        fixture_ints(&fx.lora, "labels", fx.labels, NB * NT) < 0)
-        return -1;
-    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
-    return fx.pixels ? 0 : -1;
+    return fixture_open(ldir, "proj.safetensors", &fx_proj);
 }
 
 /* The tiny model with PEFT's adapter attached (and the projector trainable when proj), gradients ready. */
@@ -132,12 +120,12 @@ static void test_grads(int proj) {
     CHECK(m.g.tl[0].q_w == NULL && m.g.lm_head == NULL && m.g.embed == NULL);
     CHECK((m.g.proj1_w != NULL) == proj && m.d.vres == NULL);
     CHECK(loss_and_grads(&m, ops_cpu(1), &loss) == 0);
-    float *f = fixture_tensor(proj ? &fx.proj : &fx.lora, "loss", NULL);
+    float *f = fixture_tensor(proj ? &fx_proj : &fx.lab, "loss", NULL);
     want = f ? f[0] : NAN;
     free(f);
     double lrel = fabs((double)loss - want) / fabs((double)want);
     CHECK(lrel < 1e-5);
-    double worst = compare(&m, &l, proj ? &fx.proj : &fx.lora, 1, proj);
+    double worst = compare(&m, &l, proj ? &fx_proj : &fx.lab, 1, proj);
     printf("%s: loss %.7f (PEFT %.7f, rel %.3g), gradients max rel %.3g over %zu values\n",
            proj ? "LoRA + projector" : "LoRA", loss, want, lrel, worst, m.ngrads);
     float *one = malloc(m.ngrads * sizeof(float));
@@ -230,7 +218,7 @@ static void test_adamw(int proj) {
                          &loss[s]) == 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     CHECK(loss[2] < loss[0]);
-    double worst = compare(&m, &l, proj ? &fx.proj : &fx.lora, 0, proj);
+    double worst = compare(&m, &l, proj ? &fx_proj : &fx.lab, 0, proj);
     double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / 3;
     printf("%s: AdamW losses %.6f %.6f %.6f (%.2f ms a step, 2 threads), after 3 steps max rel %.3g\n",
            proj ? "LoRA + projector" : "LoRA", loss[0], loss[1], loss[2], ms, worst);
@@ -245,7 +233,7 @@ static void test_adamw(int proj) {
     }
     CHECK(frozen_same);
     CHECK(proj_moved == proj);
-    check_updates(&l, proj ? &fx.proj : &fx.lora);
+    check_updates(&l, proj ? &fx_proj : &fx.lab);
     check_merge(&m, base);
     free(base);
     train_adamw_free(&o);
@@ -388,9 +376,7 @@ int main(void) {
     test_adamw(1);
     test_targets();
     test_dropout_grads();
-    free(fx.pixels);
-    st_close(&fx.io);
-    st_close(&fx.lora);
-    st_close(&fx.proj);
+    llava_batch_free(&fx);
+    st_close(&fx_proj);
     return check_done("engine_llava_lora");
 }

@@ -2,12 +2,11 @@
  * features computed once, then llava_forward_features, give the pixel path's logits and (tower frozen) its
  * gradients bit for bit, with and without a LoRA adapter; the refusals. */
 #include "check.h"
-#include "numcheck.h"
+#include "llava_batch.h"
 #include "engine/llava.h"
 #include "engine/lora.h"
 #include "engine/ops.h"
 #include "engine/peft.h"
-#include "engine/safetensors.h"
 #include "engine/train.h"
 #include "util/err.h"
 
@@ -23,27 +22,7 @@
 
 static char tiny[4096], adapter[4096], gdir[4096];
 
-static struct {
-    struct st_file io, lab;
-    int32_t ids[B * T], mask[B * T], labels[B * T];
-    float *pixels;
-} fx;
-
-static int load_fixture(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/io.safetensors", tiny);
-    if (st_open(path, &fx.io) < 0)
-        return -1;
-    snprintf(path, sizeof path, "%s/labels.safetensors", gdir);
-    if (st_open(path, &fx.lab) < 0)
-        return -1;
-    if (fixture_ints(&fx.io, "input_ids", fx.ids, B * T) < 0 ||
-        fixture_ints(&fx.io, "attention_mask", fx.mask, B * T) < 0 ||
-        fixture_ints(&fx.lab, "labels", fx.labels, B * T) < 0)
-        return -1;
-    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
-    return fx.pixels ? 0 : -1;
-}
+static struct llava_batch fx; /* the labels from llava_grad/labels.safetensors */
 
 static size_t feats_len(const struct llava *m) {
     return B * llava_feature_tokens(m) * (size_t)m->cfg.vision.hidden;
@@ -153,7 +132,7 @@ int main(void) {
     snprintf(tiny, sizeof tiny, "%s/llava_tiny", data);
     snprintf(gdir, sizeof gdir, "%s/llava_grad", data);
     snprintf(adapter, sizeof adapter, "%s/llava_lora/adapter", data);
-    CHECK(load_fixture() == 0);
+    CHECK(llava_batch_load(&fx, tiny, gdir, "labels.safetensors", B * T) == 0);
     struct llava m;
     CHECK(check_failures == 0 && llava_load(&m, tiny, B, T) == 0);
     if (check_failures)
@@ -163,8 +142,6 @@ int main(void) {
     test_lora_grads();
     test_refusals(&m);
     llava_free(&m);
-    free(fx.pixels);
-    st_close(&fx.io);
-    st_close(&fx.lab);
+    llava_batch_free(&fx);
     return check_done("engine_llava_vcache");
 }

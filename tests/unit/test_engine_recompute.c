@@ -11,13 +11,12 @@
  *   during the step its total (full; LoRA + recompute; a frozen reference model beside it).
  * Runs under PULSE_CHECK_OPS=1 too (ops_select then checks every buffer an operation gets). */
 #include "check.h"
-#include "numcheck.h"
+#include "llava_batch.h"
 #include "engine/llava.h"
 #include "engine/llava_plan.h"
 #include "engine/lora.h"
 #include "engine/mem.h"
 #include "engine/ops.h"
-#include "engine/safetensors.h"
 #include "engine/train.h"
 #include "util/err.h"
 
@@ -32,29 +31,9 @@
 #define MP "model.multi_modal_projector."
 #define TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
-static char tiny[4096], ldir[4096];
+static char tiny[4096];
 
-static struct {
-    struct st_file io, lora;
-    int32_t ids[NB * NT], mask[NB * NT], labels[NB * NT];
-    float *pixels;
-} fx;
-
-static int load_fixture(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/io.safetensors", tiny);
-    if (st_open(path, &fx.io) < 0)
-        return -1;
-    snprintf(path, sizeof path, "%s/lora.safetensors", ldir);
-    if (st_open(path, &fx.lora) < 0)
-        return -1;
-    if (fixture_ints(&fx.io, "input_ids", fx.ids, NB * NT) < 0 ||
-        fixture_ints(&fx.io, "attention_mask", fx.mask, NB * NT) < 0 ||
-        fixture_ints(&fx.lora, "labels", fx.labels, NB * NT) < 0)
-        return -1;
-    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
-    return fx.pixels ? 0 : -1;
-}
+static struct llava_batch fx; /* the labels from llava_lora/lora.safetensors */
 
 enum job { FULL, LORA };
 
@@ -308,8 +287,7 @@ static void test_plan_opts(void) {
 int main(void) {
     const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
     snprintf(tiny, sizeof tiny, "%s/llava_tiny", data);
-    snprintf(ldir, sizeof ldir, "%s/llava_lora", data);
-    CHECK(load_fixture() == 0);
+    CHECK(llava_batch_load(&fx, tiny, data, "llava_lora/lora.safetensors", NB * NT) == 0);
     if (check_failures)
         return check_done("engine_recompute");
     test_bits(FULL);
@@ -319,8 +297,6 @@ int main(void) {
     test_plan_exact(&(struct setup){FULL, 0, 0.1});
     test_plan_exact(&(struct setup){LORA, 1, 0.1});
     test_plan_opts();
-    free(fx.pixels);
-    st_close(&fx.io);
-    st_close(&fx.lora);
+    llava_batch_free(&fx);
     return check_done("engine_recompute");
 }

@@ -12,14 +12,13 @@
  * and refuses a backward until the next forward, and the memory the reference takes is the memory plan's
  * (engine/llava_plan.h) to the byte. Runs under PULSE_CHECK_OPS=1 too. */
 #include "check.h"
-#include "numcheck.h"
+#include "llava_batch.h"
 #include "engine/llava.h"
 #include "engine/llava_plan.h"
 #include "engine/lora.h"
 #include "engine/mem.h"
 #include "engine/ops.h"
 #include "engine/peft.h"
-#include "engine/safetensors.h"
 #include "engine/train.h"
 #include "engine/unlearn_loss.h"
 #include "util/err.h"
@@ -35,37 +34,25 @@
 #define MP "model.multi_modal_projector."
 #define TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
-static char tiny[4096], adapter_dir[4096], ldir[4096];
+static char tiny[4096], adapter_dir[4096];
 
+static struct llava_batch fx; /* the forget batch, the labels from llava_lora/lora.safetensors */
 static struct {
-    struct st_file io, lora;
     int32_t ids[NB * NT], mask[NB * NT], labels[NB * NT];
-    int32_t rids[NB * NT], rmask[NB * NT], rlabels[NB * NT]; /* the retain batch: the rows swapped */
-    float *pixels;
-} fx;
+} rt; /* the retain batch: the forget batch's rows swapped */
 
 static void swap_rows(int32_t *dst, const int32_t *src) {
     memcpy(dst, src + NT, NT * sizeof *dst);
     memcpy(dst + NT, src, NT * sizeof *dst);
 }
 
-static int load_fixture(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/io.safetensors", tiny);
-    if (st_open(path, &fx.io) < 0)
+static int load_fixture(const char *data) {
+    if (llava_batch_load(&fx, tiny, data, "llava_lora/lora.safetensors", NB * NT) < 0)
         return -1;
-    snprintf(path, sizeof path, "%s/lora.safetensors", ldir);
-    if (st_open(path, &fx.lora) < 0)
-        return -1;
-    if (fixture_ints(&fx.io, "input_ids", fx.ids, NB * NT) < 0 ||
-        fixture_ints(&fx.io, "attention_mask", fx.mask, NB * NT) < 0 ||
-        fixture_ints(&fx.lora, "labels", fx.labels, NB * NT) < 0)
-        return -1;
-    swap_rows(fx.rids, fx.ids);
-    swap_rows(fx.rmask, fx.mask);
-    swap_rows(fx.rlabels, fx.labels);
-    fx.pixels = fixture_tensor(&fx.io, "pixel_values", NULL);
-    return fx.pixels ? 0 : -1;
+    swap_rows(rt.ids, fx.ids);
+    swap_rows(rt.mask, fx.mask);
+    swap_rows(rt.labels, fx.labels);
+    return 0;
 }
 
 /* The round start: the base, an earlier round's adapter merged, the projector moved (as a round's output). */
@@ -122,7 +109,7 @@ static int pair_make(struct pair *p, const struct ops *ops, int recompute) {
         return -1;
     p->forget = (struct unlearn_batch){fx.ids, fx.mask, fx.labels, NB, NT, NULL, NB, p->feats};
     /* the rows swapped, the images not: each row keeps its image count (one image per row here) */
-    p->retain = (struct unlearn_batch){fx.rids, fx.rmask, fx.rlabels, NB, NT, NULL, NB, p->feats};
+    p->retain = (struct unlearn_batch){rt.ids, rt.mask, rt.labels, NB, NT, NULL, NB, p->feats};
     return 0;
 }
 
@@ -158,10 +145,10 @@ static int klr_step(struct pair *p, const struct ops *ops, long step) {
     int ok = unlearn_ga(m, ops, &p->forget, &ga) == 0 && unlearn_ref_logits(&p->ref, m, ops, &p->retain) == 0;
     const float *want = ok ? separate(p, ops, &p->retain) : NULL;
     int same = want && memcmp(p->ref.logits, want, nlogits(m) * sizeof(float)) == 0;
-    ok = ok && llava_forward_features(m, ops, fx.rids, fx.rmask, NB, NT, p->feats, NB) == 0;
+    ok = ok && llava_forward_features(m, ops, rt.ids, rt.mask, NB, NT, p->feats, NB) == 0;
     if (ok) {
         ops->zero(m->d.logits, nlogits(m));
-        ok = unlearn_kl(ops, m->a.logits, p->ref.logits, fx.rlabels, NB, NT, (size_t)m->cfg.text.vocab, 1.0f,
+        ok = unlearn_kl(ops, m->a.logits, p->ref.logits, rt.labels, NB, NT, (size_t)m->cfg.text.vocab, 1.0f,
                         m->d.logits, &kl) == 0 &&
              llava_backward(m, ops) == 0;
     }
@@ -295,9 +282,8 @@ static void test_plan(int recompute) {
 int main(void) {
     const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
     snprintf(tiny, sizeof tiny, "%s/llava_tiny", data);
-    snprintf(ldir, sizeof ldir, "%s/llava_lora", data);
     snprintf(adapter_dir, sizeof adapter_dir, "%s/llava_lora/adapter", data);
-    CHECK(load_fixture() == 0);
+    CHECK(load_fixture(data) == 0);
     if (check_failures)
         return check_done("engine_unlearn_ref");
     for (int recompute = 0; recompute < 2; recompute++)
@@ -305,8 +291,6 @@ int main(void) {
             test_same_bits(recompute, threads);
     test_plan(0);
     test_plan(1);
-    free(fx.pixels);
-    st_close(&fx.io);
-    st_close(&fx.lora);
+    llava_batch_free(&fx);
     return check_done("engine_unlearn_ref");
 }
