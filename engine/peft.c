@@ -81,7 +81,36 @@ static struct json *targets_json(const struct lora *l) {
     return arr;
 }
 
-static char *config_encode(const struct lora *l, const struct peft_meta *meta, size_t *len) {
+/* The module of a saved parameter: its name without the last component (malloc'd), or NULL if it has none. */
+static char *saved_module(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name || !dot[1])
+        return NULL;
+    char *m = xmalloc((size_t)(dot - name) + 1);
+    memcpy(m, name, (size_t)(dot - name));
+    m[dot - name] = 0;
+    return m;
+}
+
+/* modules_to_save: the saved tensors' modules, each once, in order of first appearance; null when none. */
+static struct json *saved_json(const struct st_out *saved, size_t nsaved) {
+    if (nsaved == 0)
+        return json_null();
+    struct json *arr = json_arr();
+    for (size_t i = 0; i < nsaved; i++) {
+        char *m = saved_module(saved[i].name);
+        int seen = 0;
+        for (size_t j = 0; j < arr->len && !seen; j++)
+            seen = strcmp(arr->items[j]->s, m) == 0;
+        if (!seen)
+            json_push(arr, json_str(m));
+        free(m);
+    }
+    return arr;
+}
+
+static char *config_encode(const struct lora *l, const struct peft_meta *meta, const struct st_out *saved,
+                           size_t nsaved, size_t *len) {
     struct json *c = json_parse(peft_defaults, sizeof peft_defaults - 1);
     if (!c)
         return NULL;
@@ -89,6 +118,7 @@ static char *config_encode(const struct lora *l, const struct peft_meta *meta, s
     json_set(c, "lora_alpha", alpha_json(l->alpha));
     json_set(c, "lora_dropout", json_num(l->dropout));
     json_set(c, "target_modules", targets_json(l));
+    json_set(c, "modules_to_save", saved_json(saved, nsaved));
     json_set(c, "base_model_name_or_path", str_or_null(meta ? meta->base_model : NULL));
     json_set(c, "task_type", str_or_null(meta ? meta->task_type : NULL));
     char *text = json_write(c, JSON_PRETTY, len);
@@ -102,30 +132,65 @@ static char *key_name(const char *module, const char *suffix) {
     return buf_take(&b);
 }
 
-static int tensors_encode(const struct lora *l, void **data, size_t *len) {
-    struct st_out *t = xcalloc(2 * l->n + 1, sizeof *t);
+/* The LoRA pairs, then the saved tensors under PEFT's prefix (st_write sorts them by name). */
+static int tensors_encode(const struct lora *l, const struct st_out *saved, size_t nsaved, void **data,
+                          size_t *len) {
+    size_t nt = 2 * l->n + nsaved;
+    struct st_out *t = xcalloc(nt + 1, sizeof *t);
     for (size_t i = 0; i < l->n; i++) {
         const struct lora_module *m = &l->m[i];
         t[2 * i] = (struct st_out){key_name(m->name, PEFT_A), m->A, 2, {l->r, (int64_t)m->in}, ST_F32};
         t[2 * i + 1] = (struct st_out){key_name(m->name, PEFT_B), m->B, 2, {(int64_t)m->out, l->r}, ST_F32};
     }
+    for (size_t i = 0; i < nsaved; i++) {
+        t[2 * l->n + i] = saved[i];
+        t[2 * l->n + i].name = key_name(saved[i].name, "");
+        t[2 * l->n + i].dtype = ST_F32;
+    }
     static const char *const meta[] = {"format", "pt"};
-    int rc = st_write(t, 2 * l->n, meta, 1, data, len);
-    for (size_t i = 0; i < 2 * l->n; i++)
+    int rc = st_write(t, nt, meta, 1, data, len);
+    for (size_t i = 0; i < nt; i++)
         free((char *)t[i].name);
     free(t);
     return rc;
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* A saved tensor must name a parameter of a module that the adapter does not also adapt: PEFT cannot both
+ * wrap a module in LoRA and replace it. */
+static int saved_check(const struct lora *l, const struct st_out *saved, size_t nsaved) {
+    for (size_t i = 0; i < nsaved; i++) {
+        char *m = saved_module(saved[i].name);
+        int rc = 0;
+        if (!m || ends_with(saved[i].name, PEFT_A) || ends_with(saved[i].name, PEFT_B))
+            rc = err_set("saved tensor \"%s\" is not a module's parameter", saved[i].name);
+        else if (lora_find(l, m))
+            rc = err_set("module %s is both adapted and saved in full", m);
+        free(m);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int peft_encode(const struct lora *l, const struct peft_meta *meta, char **config, size_t *config_len,
                 void **tensors, size_t *tensors_len) {
+    return peft_encode_saved(l, meta, NULL, 0, config, config_len, tensors, tensors_len);
+}
+
+int peft_encode_saved(const struct lora *l, const struct peft_meta *meta, const struct st_out *saved,
+                      size_t nsaved, char **config, size_t *config_len, void **tensors, size_t *tensors_len) {
     *config = NULL;
     *tensors = NULL;
     if (l->r <= 0 || l->n == 0)
         return err_set("peft write: the adapter has %s", l->r <= 0 ? "no rank" : "no modules");
-    if (tensors_encode(l, tensors, tensors_len) < 0)
+    if (saved_check(l, saved, nsaved) < 0 || tensors_encode(l, saved, nsaved, tensors, tensors_len) < 0)
         return err_prefix("peft write");
-    *config = config_encode(l, meta, config_len);
+    *config = config_encode(l, meta, saved, nsaved, config_len);
     if (!*config) {
         free(*tensors);
         *tensors = NULL;
@@ -391,4 +456,70 @@ int peft_read(const char *dir, peft_shape_fn shape, void *ctx, struct lora *l, s
     buf_free(&cpath);
     buf_free(&tpath);
     return rc;
+}
+
+/* ---- several rounds as one adapter -------------------------------------------------------------------- */
+
+static struct lora_module *module_named(struct lora *l, const char *name) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->m[i].name, name) == 0)
+            return &l->m[i];
+    return NULL;
+}
+
+/* Every module any round adapts, zero-filled, in order of first appearance; rounds must agree on shapes. */
+static int sum_modules(const struct lora *rounds, size_t n, struct lora *out) {
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < rounds[k].n; i++) {
+            const struct lora_module *m = &rounds[k].m[i], *have = lora_find(out, m->name);
+            if (!have && lora_add(out, m->name, m->in, m->out) < 0)
+                return -1;
+            if (have && (have->in != m->in || have->out != m->out))
+                return err_set("module %s is %zu -> %zu in adapter %zu but %zu -> %zu in an earlier one",
+                               m->name, m->in, m->out, k + 1, have->in, have->out);
+        }
+    return 0;
+}
+
+/* Round k's blocks at rank offset off: its A rows as they are, its B columns times its scale. */
+static void sum_blocks(const struct lora *round, size_t off, struct lora *out) {
+    size_t r = (size_t)round->r, R = (size_t)out->r;
+    float scale = lora_scale(round);
+    for (size_t i = 0; i < round->n; i++) {
+        const struct lora_module *m = &round->m[i];
+        struct lora_module *d = module_named(out, m->name);
+        memcpy(d->A + off * m->in, m->A, r * m->in * sizeof(float));
+        for (size_t o = 0; o < m->out; o++)
+            for (size_t j = 0; j < r; j++)
+                d->B[o * R + off + j] = m->B[o * r + j] * scale;
+    }
+}
+
+int peft_sum(const struct lora *rounds, size_t n, struct lora *out) {
+    memset(out, 0, sizeof *out);
+    long long total = 0;
+    for (size_t k = 0; k < n; k++)
+        total += rounds[k].r;
+    if (n == 0)
+        return err_set("peft sum: no adapters");
+    if (total > PEFT_MAX_R)
+        return err_set("peft sum: the ranks add up to %lld, more than PEFT's %d", total, PEFT_MAX_R);
+    int rc = lora_create(out, (int)total, (double)total, 0.0);
+    if (rc == 0 && sum_modules(rounds, n, out) < 0)
+        rc = err_prefix("peft sum");
+    if (rc < 0) {
+        lora_free(out);
+        return -1;
+    }
+    size_t off = 0;
+    for (size_t k = 0; k < n; k++) {
+        sum_blocks(&rounds[k], off, out);
+        off += (size_t)rounds[k].r;
+    }
+    const char **names = xcalloc(out->n, sizeof *names);
+    for (size_t i = 0; i < out->n; i++)
+        names[i] = out->m[i].name;
+    lora_set_targets(out, names, out->n);
+    free(names);
+    return 0;
 }
