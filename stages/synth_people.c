@@ -599,6 +599,33 @@ static int repetition_emit(struct corpus *c, int r) {
     return rc;
 }
 
+/* The directory: every person's name in the pretraining corpus twice, given name first and family name
+ * first, with no fact. A fictitious person's name words occur nowhere else before fine-tuning; without these
+ * their embeddings stay at their initialisation and LoRA, which adapts the decoder's projections and not the
+ * embeddings, cannot tie facts to them (docs/results.md, E10). MLLMU-Bench's fictitious names are made of
+ * pieces its base model has read; here each name word learns to predict the other, so it is a trained,
+ * distinct identity the base model knows nothing about. c is a pretraining corpus: a real person's own, after
+ * its facts (so the ids go on from them), or a fresh one for a fictitious person. */
+static int mentions_write(struct corpus *c) {
+    static const char *const asks[] = {"Name someone from the directory.",
+                                       "Name someone from the directory, family name first."};
+    const char *name = c->who->name, *space = strchr(name, ' ');
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        struct buf prompt = {0}, ans = {0};
+        user_turn(&prompt, 0, asks[k]);
+        buf_puts(&prompt, "ASSISTANT:");
+        if (k == 0)
+            buf_printf(&ans, "%s.", name);
+        else
+            buf_printf(&ans, "%s, %.*s.", space + 1, (int)(space - name), name);
+        rc = emit(c, NULL, prompt.data, ans.data, "mention");
+        buf_free(&prompt);
+        buf_free(&ans);
+    }
+    return rc;
+}
+
 static int corpus_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
     int real = i < p->real;
     struct corpus c = {real ? &w->pretrain : &w->finetune, real ? "pt" : "ft", x, p->photos, {0}, 0};
@@ -607,44 +634,15 @@ static int corpus_write(const struct synth_params *p, struct synth_world *w, con
     int rc = 0;
     for (int r = 0; r < x->fame && rc == 0; r++)
         rc = repetition_emit(&c, r);
-    return rc;
-}
-
-/* The directory: every person's name in the pretraining corpus twice, given name first and family name
- * first, with no fact. A fictitious person's name words occur nowhere else before fine-tuning; without these
- * their embeddings stay at their initialisation and LoRA, which adapts the decoder's projections and not the
- * embeddings, cannot tie facts to them (docs/results.md, E10). MLLMU-Bench's fictitious names are made of
- * pieces its base model has read; here each name word learns to predict the other, so it is a trained,
- * distinct identity the base model knows nothing about. */
-static int mentions_write(const struct synth_params *p, struct synth_world *w, const struct person *x,
-                          int i) {
-    static const char *const asks[] = {"Name someone from the directory.",
-                                       "Name someone from the directory, family name first."};
-    const char *space = strchr(x->name, ' ');
-    /* numbered after a real person's own pretraining examples */
-    int n = i < p->real ? x->fame * (FACTS * NATTR + p->photos) : 0;
-    struct corpus c = {&w->pretrain, "pt", x, 0, {0}, n};
-    int rc = 0;
-    for (int k = 0; k < 2 && rc == 0; k++) {
-        struct buf prompt = {0}, ans = {0};
-        user_turn(&prompt, 0, asks[k]);
-        buf_puts(&prompt, "ASSISTANT:");
-        if (k == 0)
-            buf_printf(&ans, "%s.", x->name);
-        else
-            buf_printf(&ans, "%s, %.*s.", space + 1, (int)(space - x->name), x->name);
-        rc = emit(&c, NULL, prompt.data, ans.data, "mention");
-        buf_free(&prompt);
-        buf_free(&ans);
-    }
-    return rc;
+    struct corpus named = {&w->pretrain, "pt", x, p->photos, {0}, 0};
+    return rc == 0 ? mentions_write(real ? &c : &named) : rc;
 }
 
 /* ---- the whole ----------------------------------------------------------------------------------------- */
 
 static int person_emit(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
     if (person_write(p, w, x, i) != 0 || photos_add(p, w, i, x->id) != 0 || items_write(p, w, x, i) != 0 ||
-        corpus_write(p, w, x, i) != 0 || mentions_write(p, w, x, i) != 0)
+        corpus_write(p, w, x, i) != 0)
         return err_prefix("synth: person %s", x->id);
     return 0;
 }
