@@ -116,6 +116,7 @@ static void text_acts(struct llava *m) {
         text_layer_acts(m, l, n);
     act(m, &m->a.norm, n * c, "text.norm", -1);
     act(m, &m->a.norm_rstd, n, "text.norm_rstd", -1);
+    act(m, &m->a.norm_rows, n * c, "text.norm_rows", -1);
     act(m, &m->a.logits, n * (size_t)t->vocab, "text.logits", -1);
 }
 
@@ -183,15 +184,35 @@ void llava_set_recompute(struct llava *m, int on) {
 }
 
 size_t llava_token_bytes(const struct llava *m) {
-    return m->B * m->T * 2 * sizeof(int32_t) + m->B * sizeof(int32_t) + m->B * m->T;
+    return m->B * m->T * 3 * sizeof(int32_t) + m->B * sizeof(int32_t) + m->B * m->T;
 }
 
-/* tok, pos, len and img, one block in that order (each part's offset keeps int32 alignment). */
+/* tok, pos, lrow, len and img, one block in that order (each part's offset keeps int32 alignment). */
 static void token_block(struct llava *m) {
     m->tok = mem_alloc(llava_token_bytes(m), 1);
     m->pos = m->tok + m->B * m->T;
-    m->len = m->pos + m->B * m->T;
+    m->lrow = m->pos + m->B * m->T;
+    m->len = m->lrow + m->B * m->T;
     m->img = (uint8_t *)(m->len + m->B);
+}
+
+void llava_logits_for(struct llava *m, const uint8_t *need, size_t n) {
+    m->nrow = 0;
+    m->rows_for = n; /* more than the model holds: the forward refuses it */
+    for (size_t i = 0; n <= m->B * m->T && i < n; i++)
+        if (need[i])
+            m->lrow[m->nrow++] = (int32_t)i;
+}
+
+/* The pending choice of logit rows, checked against this forward's size and used up. */
+static int take_rows(struct llava *m, size_t n) {
+    size_t want = m->rows_for;
+    m->rows_for = 0;
+    m->fpick = want && m->nrow < n; /* every row chosen: the plain product */
+    m->frows = m->nrow;
+    if (want && want != n)
+        return err_set("llava: logits chosen for %zu positions, but the forward has %zu", want, n);
+    return 0;
 }
 
 int llava_tables(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
@@ -380,7 +401,7 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
         return err_set("llava: %zu images (at most %zu, %s required)", nimg, m->nimg,
                        cached ? "features" : "pixel values");
     m->fb = 0; /* no backward until this forward has run */
-    if (lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
+    if (take_rows(m, b * t) < 0 || lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
     acts_ready(m);
     if (nimg && !cached) {

@@ -85,6 +85,7 @@ struct llava_acts {
     float *embed_t;
     struct llava_text_acts *tl;
     float *norm, *norm_rstd, *logits;
+    float *norm_rows; /* [rows, C]: the final norm's rows whose logits are wanted (llava_logits_for) */
 };
 
 /* Gradients of activations, for the backward: the residual stream's and one layer's intermediates, reused
@@ -146,8 +147,12 @@ struct llava {
     int recompute;            /* llava_set_recompute */
     int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
     uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature (tok's block) */
-    size_t fb, ft, fimg;      /* the last forward's batch, sequence and image count (fb == 0: none yet) */
-    int ffeats;               /* the last forward took cached tower features: no tower activations */
+    int32_t *lrow;            /* [B*T] (tok's block): llava_logits_for's rows, ascending */
+    size_t nrow, rows_for;    /* how many, and for a forward of how many positions (0: no choice pending) */
+    int fpick;                /* the last forward computed logits for rows lrow[0 .. frows) only */
+    size_t frows;
+    size_t fb, ft, fimg; /* the last forward's batch, sequence and image count (fb == 0: none yet) */
+    int ffeats;          /* the last forward took cached tower features: no tower activations */
     /* training (llava_grads_init): gradients, twins of p, NULL where frozen, and the backward's scratch */
     struct llava_params g;
     float *grads;
@@ -183,6 +188,14 @@ void llava_free(struct llava *m);
  * break these rules are refused with one line. */
 int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, const int32_t *mask, size_t b,
                   size_t t, const float *pixels, size_t nimg);
+
+/* The logits the next forward computes: need [n] (n = that forward's b * t) is 1 where a consumer reads the
+ * position's logits (a loss's targets, a scored position). The lm_head then runs on those rows only, and
+ * its backward reads d loss / d logits on those rows only; every other row of m->a.logits holds nothing
+ * meaningful. For a tiny vocabulary the lm_head is a fifth of the decoder's products, and most positions
+ * (the image's, the prompt's) are never scored. The choice holds for one forward (and its backward) and is
+ * then forgotten: a forward without one computes every row. A forward of another size is refused. */
+void llava_logits_for(struct llava *m, const uint8_t *need, size_t n);
 
 /* Frozen vision features: the tower (frozen after pretraining) runs once per image and its output is reused.
  * llava_vision_features writes the tower's selected hidden state, before the projector (which may train):

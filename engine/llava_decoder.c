@@ -106,6 +106,24 @@ static void mlp_block(struct llava *m, const struct ops *ops, int l, size_t n) {
     ops->add(L->res2, L->res1, L->down, n * c);
 }
 
+/* The lm_head, on every row or on the chosen ones (llava_logits_for): those rows of the norm are gathered,
+ * their logits computed into the first rows of m->a.logits and moved out to their own rows, last first (row
+ * i goes to lrow[i] >= i, so no row is overwritten before it has moved). */
+static void logits_forward(struct llava *m, const struct ops *ops, size_t n) {
+    size_t c = (size_t)m->cfg.text.hidden, v = (size_t)m->cfg.text.vocab, k = m->frows;
+    if (!m->fpick) {
+        ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, n, c, v);
+        return;
+    }
+    if (k == 0)
+        return;
+    ops->embedding_forward(m->a.norm_rows, m->lrow, m->a.norm, k, c);
+    ops->matmul_forward(m->a.logits, m->a.norm_rows, m->p.lm_head, NULL, k, c, v);
+    for (size_t i = k; i-- > 0;)
+        if ((size_t)m->lrow[i] != i)
+            ops->copy(m->a.logits + (size_t)m->lrow[i] * v, m->a.logits + i * v, v);
+}
+
 void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, size_t t) {
     const struct text_config *tc = &m->cfg.text;
     size_t n = b * t, c = (size_t)tc->hidden;
@@ -119,7 +137,7 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, siz
         h = m->a.tl[l].res2;
     }
     ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, n, c, tc->eps);
-    ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, n, c, (size_t)tc->vocab);
+    logits_forward(m, ops, n);
 }
 
 /* The forward's layers for one new position per sequence: q, k, v as ever, the new K/V appended to the cache,
@@ -231,13 +249,33 @@ static void embed_backward(struct llava *m, const struct ops *ops, size_t n) {
     ops->embedding_backward(m->g.embed, d->res, m->tok, n, c);
 }
 
+/* d logits -> d norm (in d->ln). With chosen rows, their gradients are moved to the first rows (row lrow[i]
+ * to i, first first: the mirror of the forward's move), the product runs on those, and its d norm rows are
+ * scattered back (the embedding's backward: an add into zeroed rows, each row once). */
+static void logits_backward(struct llava *m, const struct ops *ops, size_t n) {
+    size_t c = (size_t)m->cfg.text.hidden, v = (size_t)m->cfg.text.vocab, k = m->frows;
+    struct llava_grad_acts *d = &m->d;
+    zeroed(ops, d->ln, n * c);
+    if (!m->fpick) {
+        ops->matmul_backward(d->ln, m->g.lm_head, NULL, d->logits, m->a.norm, m->p.lm_head, n, c, v);
+        return;
+    }
+    if (k == 0)
+        return;
+    for (size_t i = 0; i < k; i++)
+        if ((size_t)m->lrow[i] != i)
+            ops->copy(d->logits + i * v, d->logits + (size_t)m->lrow[i] * v, v);
+    ops->matmul_backward(zeroed(ops, d->q, k * c), m->g.lm_head, NULL, d->logits, m->a.norm_rows,
+                         m->p.lm_head, k, c, v);
+    ops->embedding_backward(d->ln, d->q, m->lrow, k, c);
+}
+
 void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t) {
     const struct text_config *tc = &m->cfg.text;
     size_t n = b * t, c = (size_t)tc->hidden;
     struct llava_grad_acts *d = &m->d;
     const float *last = tc->layers ? m->a.tl[tc->layers - 1].res2 : m->a.embed_t;
-    ops->matmul_backward(zeroed(ops, d->ln, n * c), m->g.lm_head, NULL, d->logits, m->a.norm, m->p.lm_head, n,
-                         c, (size_t)tc->vocab);
+    logits_backward(m, ops, n);
     ops->rmsnorm_backward(zeroed(ops, d->res, n * c), m->g.norm_w, d->ln, last, m->p.norm_w, m->a.norm_rstd,
                           n, c);
     for (int l = tc->layers - 1; l >= 0; l--) {

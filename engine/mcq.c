@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/train.h"
 #include "engine/unlearn_loss.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -56,25 +57,28 @@ typedef int (*batch_fn)(void *ctx, const struct corpus_rows *r);
 struct forward_ctx {
     struct llava *m;
     const struct ops *ops;
+    batch_fn want; /* llava_logits_for the rows `each` will read (the same ctx) */
     batch_fn each;
     void *ctx;
 };
 
 static int forward_rows(void *ctx, const struct corpus_rows *r) {
     const struct forward_ctx *f = ctx;
-    int rc = r->feats ? llava_forward_features(f->m, f->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg)
+    int rc = f->want(f->ctx, r);
+    if (rc == 0)
+        rc = r->feats ? llava_forward_features(f->m, f->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg)
                       : llava_forward(f->m, f->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg);
     return rc == 0 ? f->each(f->ctx, r) : rc;
 }
 
-static int forward_batches(struct llava *m, const struct ops *ops, const struct corpus *cp, batch_fn each,
-                           void *ctx) {
-    struct forward_ctx f = {m, ops, each, ctx};
+static int forward_batches(struct llava *m, const struct ops *ops, const struct corpus *cp, batch_fn want,
+                           batch_fn each, void *ctx) {
+    struct forward_ctx f = {m, ops, want, each, ctx};
     return corpus_each_batch(cp, m, forward_rows, &f);
 }
 
 struct letter_ctx {
-    const struct llava *m;
+    struct llava *m;
     const struct corpus *cp;
     const struct tokenizer *t;
     int32_t letters[4];
@@ -92,12 +96,23 @@ static int letter_batch(void *ctx, const struct corpus_rows *r) {
     return 0;
 }
 
+/* Each row's last prompt position: the letter's logits. */
+static int letter_rows(void *ctx, const struct corpus_rows *r) {
+    const struct letter_ctx *c = ctx;
+    uint8_t *need = xcalloc(r->b * r->t, 1);
+    for (size_t i = 0; i < r->b; i++)
+        need[i * r->t + c->cp->e[r->at + i].seq.n - 1] = 1;
+    llava_logits_for(c->m, need, r->b * r->t);
+    free(need);
+    return 0;
+}
+
 int mcq_score(struct llava *m, const struct ops *ops, const struct corpus *cp, const struct tokenizer *t,
               struct mcq_result *out) {
     struct letter_ctx c = {.m = m, .cp = cp, .t = t, .out = out};
     if (letter_ids(t, c.letters) != 0)
         return -1;
-    return forward_batches(m, ops, cp, letter_batch, &c);
+    return forward_batches(m, ops, cp, letter_rows, letter_batch, &c);
 }
 
 /* ---- likelihood ---- */
@@ -174,7 +189,7 @@ static int best_option(const struct mcq_cloze *z, size_t j, const float *score) 
 }
 
 struct likelihood_ctx {
-    const struct llava *m;
+    struct llava *m;
     const struct ops *ops;
     float *score;
 };
@@ -186,11 +201,17 @@ static int likelihood_batch(void *ctx, const struct corpus_rows *r) {
                                c->score + r->at);
 }
 
+/* The answers' target positions: what unlearn_seq_logprob reads. */
+static int label_rows(void *ctx, const struct corpus_rows *r) {
+    const struct likelihood_ctx *c = ctx;
+    return train_logits_for(c->m, r->labels, r->b, r->t);
+}
+
 int mcq_likelihood(struct llava *m, const struct ops *ops, const struct mcq_cloze *z, float *score,
                    struct mcq_result *out) {
     const struct corpus *cp = &z->cp;
     struct likelihood_ctx c = {m, ops, score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *score)};
-    int rc = forward_batches(m, ops, cp, likelihood_batch, &c);
+    int rc = forward_batches(m, ops, cp, label_rows, likelihood_batch, &c);
     for (size_t j = 0; rc == 0 && j < z->nitems; j++)
         out[j].likelihood = best_option(z, j, c.score);
     if (rc != 0)

@@ -25,6 +25,18 @@ long train_targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t
     return count;
 }
 
+int train_logits_for(struct llava *m, const int32_t *labels, size_t b, size_t t) {
+    size_t n = b * t;
+    int32_t *tgt = xmalloc((n ? n : 1) * sizeof *tgt);
+    uint8_t *on = xmalloc(n ? n : 1);
+    long count = train_targets(labels, b, t, m->cfg.text.vocab, tgt, on);
+    if (count >= 0)
+        llava_logits_for(m, on, n);
+    free(tgt);
+    free(on);
+    return count < 0 ? -1 : 0;
+}
+
 int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels, size_t b, size_t t,
                   float *loss) {
     if (!m->d.logits)
@@ -134,7 +146,9 @@ static int step(struct llava *m, struct train_adamw *o, const struct ops *ops, c
     int was = m->lora.train;
     uint64_t lstep = m->lora.step;
     llava_lora_mode(m, 1, (uint64_t)o->step);
-    int rc = feats ? llava_forward_features(m, ops, ids, mask, b, t, vis, nimg)
+    int rc = train_logits_for(m, labels, b, t);
+    if (rc == 0)
+        rc = feats ? llava_forward_features(m, ops, ids, mask, b, t, vis, nimg)
                    : llava_forward(m, ops, ids, mask, b, t, vis, nimg);
     if (rc == 0)
         rc = train_ce_loss(m, ops, labels, b, t, loss);

@@ -17,6 +17,10 @@
  * with one line for a label outside [0, vocab). tgt and on hold b * t values. */
 long train_targets(const int32_t *labels, size_t b, size_t t, int vocab, int32_t *tgt, uint8_t *on);
 
+/* llava_logits_for the target positions of labels [b, t] (those train_targets marks): the next forward's
+ * logits on the rows a loss reads, and no others. -1 with one line for a label outside the vocabulary. */
+int train_logits_for(struct llava *m, const int32_t *labels, size_t b, size_t t);
+
 /* Mean over the target positions of -log p(target), where the logits at (i, j) predict labels[i, j + 1]
  * (labels [b, t]; TRAIN_IGNORE = not a target). Reads m->a.logits of the last forward, writes the loss and
  * SETS m->d.logits to d loss / d logits (call before llava_backward). A label outside the vocabulary or a

@@ -150,7 +150,9 @@ static size_t vocab(const struct llava *m) {
     return (size_t)m->cfg.text.vocab;
 }
 
-static int forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x) {
+int unlearn_forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x) {
+    if (train_logits_for(m, x->labels, x->b, x->t) < 0)
+        return -1;
     if (x->feats)
         return llava_forward_features(m, ops, x->ids, x->mask, x->b, x->t, x->feats, x->nimg);
     return llava_forward(m, ops, x->ids, x->mask, x->b, x->t, x->pixels, x->nimg);
@@ -159,7 +161,7 @@ static int forward(struct llava *m, const struct ops *ops, const struct unlearn_
 int unlearn_ref_forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x, float *ref) {
     int was = m->lora.bypass;
     llava_lora_bypass(m, 1);
-    int rc = forward(m, ops, x);
+    int rc = unlearn_forward(m, ops, x);
     llava_lora_bypass(m, was);
     if (rc == 0)
         ops->copy(ref, m->a.logits, x->b * x->t * vocab(m));
@@ -252,7 +254,8 @@ static int need_grads(const struct llava *m) {
 
 int unlearn_ga(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget, float *loss) {
     float ce;
-    if (forward(m, ops, forget) < 0 || train_ce_loss(m, ops, forget->labels, forget->b, forget->t, &ce) < 0)
+    if (unlearn_forward(m, ops, forget) < 0 ||
+        train_ce_loss(m, ops, forget->labels, forget->b, forget->t, &ce) < 0)
         return -1;
     /* ascent on the NLL is descent on its negative: flip the loss and the gradient train_ce_loss set */
     *loss = -ce;
@@ -267,7 +270,7 @@ int unlearn_ga_klr(struct llava *m, const struct ops *ops, const struct unlearn_
         return -1;
     size_t n = retain->b * retain->t * vocab(m);
     float *ref = mem_alloc(n, sizeof *ref);
-    int rc = unlearn_ref_forward(m, ops, retain, ref) < 0 || forward(m, ops, retain) < 0 ? -1 : 0;
+    int rc = unlearn_ref_forward(m, ops, retain, ref) < 0 || unlearn_forward(m, ops, retain) < 0 ? -1 : 0;
     if (rc == 0) {
         ops->zero(m->d.logits, n);
         rc = unlearn_kl(ops, m->a.logits, ref, retain->labels, retain->b, retain->t, vocab(m), lambda,
@@ -284,7 +287,7 @@ int unlearn_ga_klr(struct llava *m, const struct ops *ops, const struct unlearn_
 
 int unlearn_npo_step(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
                      const float *S_ref, float beta, float *loss) {
-    if (need_grads(m) < 0 || forward(m, ops, forget) < 0)
+    if (need_grads(m) < 0 || unlearn_forward(m, ops, forget) < 0)
         return -1;
     size_t n = forget->b * forget->t * vocab(m);
     ops->zero(m->d.logits, n);

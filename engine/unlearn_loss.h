@@ -53,6 +53,9 @@ struct unlearn_batch {
     const float *feats; /* or, when not NULL, the images' cached tower features (llava_forward_features) */
 };
 
+/* llava_forward (or llava_forward_features) on the batch, the logits computed on its target rows only
+ * (train_logits_for): every loss here reads those rows and no other. */
+int unlearn_forward(struct llava *m, const struct ops *ops, const struct unlearn_batch *x);
 /* The reference model's logits for a batch: one llava_forward with the attached adapter (if any) bypassed
  * (llava_lora_bypass), copied to ref [b, t, vocab] (memory from mem_alloc). Run it BEFORE the current model's
  * forward on the batch: it overwrites the activations llava_backward reads (which refuses until the next

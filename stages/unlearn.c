@@ -141,9 +141,7 @@ static const float *reference_logits(struct unl *u, const struct unlearn_batch *
     if (!u->ref.built)
         return unlearn_ref_logits(&u->sref, &u->md.m, u->ops, x) == 0 ? u->sref.logits : NULL;
     struct llava *r = &u->ref.m;
-    return llava_forward_features(r, u->ops, x->ids, x->mask, x->b, x->t, x->feats, x->nimg) == 0
-               ? r->a.logits
-               : NULL;
+    return unlearn_forward(r, u->ops, x) == 0 ? r->a.logits : NULL;
 }
 
 /* NPO's anchor: log p_ref(answer) of every forget example, once (the reference does not move). */
@@ -171,7 +169,7 @@ static int klr_term(struct unl *u, const struct unlearn_batch *r, float *kl) {
     /* first: a shared reference's forward overwrites the activations the backward reads; its logits (or the
      * separate model's) stay in a buffer of their own while the current model runs */
     const float *ref = reference_logits(u, r);
-    if (!ref || llava_forward_features(m, u->ops, r->ids, r->mask, r->b, r->t, r->feats, r->nimg) != 0)
+    if (!ref || unlearn_forward(m, u->ops, r) != 0)
         return -1;
     u->ops->zero(m->d.logits, n);
     if (unlearn_kl(u->ops, m->a.logits, ref, r->labels, r->b, r->t, (size_t)m->cfg.text.vocab,
@@ -365,7 +363,7 @@ static const struct param_spec unlearn_params[] = {
 static const char *const unlearn_outputs[] = {"adapter", "adapter_config", "projector"};
 
 const struct stage_kind kind_unlearn = {
-    .schema = {"unlearn", 1, unlearn_params, sizeof unlearn_params / sizeof unlearn_params[0],
+    .schema = {"unlearn", 2, unlearn_params, sizeof unlearn_params / sizeof unlearn_params[0],
                unlearn_outputs, 3},
     .summary = "unlearn the forget people (GA, GA+KLR, NPO) with a fresh LoRA adapter",
     .run = unlearn_run,

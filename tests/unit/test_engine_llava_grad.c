@@ -1,9 +1,11 @@
 /* test_engine_llava_grad: the full-parameter backward and training step against transformers + torch on the
  * tiny random LLaVA of tests/data/llava_tiny (tests/reference/make_llava_grad_fixture.py): the loss, every
  * parameter's gradient, the weights after 3 AdamW steps; the same bits for 1 and 2 threads; central finite
- * differences of the loss as an independent check; frozen tensors; and the one-line refusals. */
+ * differences of the loss as an independent check; frozen tensors; logits on the loss's rows only
+ * (llava_logits_for); and the one-line refusals. */
 #include "check.h"
 #include "llava_batch.h"
+#include "logit_rows.h"
 #include "numcheck.h"
 #include "engine/llava.h"
 #include "engine/ops.h"
@@ -167,6 +169,47 @@ static float loss_at(struct llava *m, float *p, float value) {
     return loss;
 }
 
+/* llava_logits_for: the lm_head on the loss's rows only gives the same logits there, the same loss, and the
+ * same gradients up to the rounding of the lm_head's weight gradient (a sum over fewer rows), which still
+ * match transformers; the choice holds for one forward; a choice of another size, or of no row, behaves. */
+static void test_logit_rows(struct llava *m) {
+    const struct ops *ops = ops_cpu(2);
+    size_t v = (size_t)m->cfg.text.vocab, nl = (size_t)B * T * v;
+    float full = 0, picked = 0, *g = malloc(m->ngrads * sizeof(float)), *logits = malloc(nl * sizeof(float));
+    CHECK(loss_and_grads(m, ops, &full) == 0);
+    memcpy(g, m->grads, m->ngrads * sizeof(float));
+    memcpy(logits, m->a.logits, nl * sizeof(float));
+    CHECK(train_logits_for(m, fx.labels, B, T) == 0);
+    CHECK(loss_and_grads(m, ops, &picked) == 0);
+    CHECK(m->fpick && m->frows > 0 && m->frows < (size_t)B * T);
+    CHECK(memcmp(&full, &picked, sizeof full) == 0);
+    CHECK(logit_rows_equal(m->a.logits, logits, fx.labels, B, T, v));
+    double maxabs, rel = check_rel_err(m->grads, g, m->ngrads, &maxabs);
+    printf("logits on %zu of %d rows: the same loss, gradients within %.2g relative (max abs %.2g)\n",
+           m->frows, B * T, rel, maxabs);
+    CHECK(rel < 1e-6);
+    compare_all(m, &ref.grads, 1, "gradients, logits on the loss's rows");
+    /* used up: the next forward computes every row again */
+    CHECK(llava_forward(m, ops, fx.ids, fx.mask, B, T, fx.pixels, B) == 0 && !m->fpick);
+    CHECK(memcmp(m->a.logits, logits, nl * sizeof(float)) == 0);
+    uint8_t none[B * T] = {0};
+    llava_logits_for(m, none, B * T - 1);
+    CHECK(llava_forward(m, ops, fx.ids, fx.mask, B, T, fx.pixels, B) == -1);
+    CHECK(strstr(err_msg(), "logits chosen for 47 positions, but the forward has 48") != NULL);
+    /* no row: the lm_head neither runs nor gets a gradient, and the rest of the backward still runs */
+    llava_logits_for(m, none, B * T);
+    CHECK(llava_forward(m, ops, fx.ids, fx.mask, B, T, fx.pixels, B) == 0 && m->fpick && m->frows == 0);
+    llava_zero_grad(m, ops);
+    CHECK(llava_backward(m, ops) == 0);
+    const struct llava_tensor *t = llava_param_find(m, "lm_head.weight");
+    double sum = 0;
+    for (size_t i = 0; t && i < t->n; i++)
+        sum += fabs(m->grads[t->goffset + i]);
+    CHECK(t && sum == 0.0);
+    free(g);
+    free(logits);
+}
+
 /* Central differences of the loss for the largest-gradient entry of one tensor per part of the model. */
 static void test_finite_differences(struct llava *m) {
     static const char *names[] = {
@@ -277,6 +320,7 @@ int main(void) {
         return check_done("engine_llava_grad");
     test_grads(&m);
     test_threads(&m);
+    test_logit_rows(&m);
     test_finite_differences(&m);
     test_frozen(&m);
     llava_free(&m);
