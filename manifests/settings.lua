@@ -77,7 +77,7 @@ M.llava = {
   -- MLLMU-Bench's unlearning recipe: a fresh LoRA adapter with the fine-tuning settings, lr 2e-5, batch 4; NPO
   -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant). recompute as
   -- for fine-tuning: every method then fits an 80 GB card (GA+KLR / NPO use the trained model as their reference,
-  -- reference = "round_start": 64.4 GiB; 116.8 without recompute).
+  -- reference = "round_start": 64.5 GiB; 116.8 without recompute).
   unlearn = { epochs = 2, batch = 4, lr = 2e-5, beta = 0.4, kl_weight = 1.0, lora_r = 16, lora_alpha = 16,
     lora_dropout = 0.05, recompute = true },
   -- Epochs per method, from MLLMU-Bench's maintainer: GA 1-2 (it collapses with more; we take 2, as
