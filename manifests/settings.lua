@@ -19,8 +19,8 @@ M.pretrain = { epochs = 10, batch = 16, lr = 0.001, schedule = "cosine", warmup 
 
 -- LoRA fine-tuning on the fictitious people (MLLMU-Bench's recipe; a tiny model needs a larger lr and more
 -- passes: a real person is read 10 to 40 times in pretraining, a fictitious one 5 times in MLLMU-Bench's 5
--- epochs; docs/results.md, E11).
-M.finetune = { epochs = 10, batch = 16, lr = 0.003, schedule = "linear", warmup = 0.0 }
+-- epochs; docs/results.md, E11). 20 epochs: the text questions 60 % -> 75-79 % against 10 (E18).
+M.finetune = { epochs = 20, batch = 16, lr = 0.003, schedule = "linear", warmup = 0.0 }
 
 -- Who is forgotten (PULSE: top 45 real people, 20 forgotten; 50 fictitious people in 5 rounds of 10). The
 -- embedded world scores multiple choice by likelihood: its small model knows the facts but not the letter
