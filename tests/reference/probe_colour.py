@@ -7,29 +7,16 @@ evaluation does (transformers' Llava on the engine's weights).
 Usage: a folder with a pretrain stage's model.safetensors, config.json, tokenizer.json and the world's
 items.jsonl and images.tar (`pulse-pipe cat STAGE OUTPUT`), then
 `.venv/bin/python tests/reference/probe_colour.py FOLDER`."""
-import io, json, sys, tarfile
+import json, sys
 import numpy as np, torch
-from PIL import Image
 from tokenizers import Tokenizer
-from transformers import LlavaForConditionalGeneration
+
+from probe_model import Probe
 
 d = sys.argv[1]
-torch.set_num_threads(2)
-model = LlavaForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+probe = Probe(d)
+model, tar, side, patch, grid, pixels = probe.model, probe.tar, probe.side, probe.patch, probe.grid, probe.pixels
 tok = Tokenizer.from_file(d + "/tokenizer.json")
-tar = tarfile.open(d + "/images.tar")
-vc = model.config.vision_config
-side, patch = vc.image_size, vc.patch_size
-grid = side // patch
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
-STD = np.array([0.26862954, 0.26130258, 0.27577711])
-
-
-def pixels(name):
-    rgb = Image.open(io.BytesIO(tar.extractfile(name + ".png").read())).convert("RGB")
-    x = (np.asarray(rgb, dtype=np.float32) / 255 - MEAN) / STD
-    return torch.tensor(x.transpose(2, 0, 1), dtype=torch.float32)
-
 
 items = [it for it in map(json.loads, open(d + "/items.jsonl"))
          if it.get("category") == "colour" and it["question"] == "What colour is the object?"]

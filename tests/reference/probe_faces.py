@@ -8,28 +8,16 @@ so the decoder's LoRA can only learn a fictitious face from what these features 
 
 Usage: a folder with a pretrain stage's model.safetensors, config.json and the world's images.tar
 (`pulse-pipe cat STAGE OUTPUT`), then `.venv/bin/python tests/reference/probe_faces.py FOLDER`."""
-import io, re, sys, tarfile
-import numpy as np, torch
-from PIL import Image
-from transformers import LlavaForConditionalGeneration
+import re, sys
+import torch
+
+from probe_model import Probe
 
 d = sys.argv[1]
 torch.manual_seed(0)
-torch.set_num_threads(2)
-model = LlavaForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
-tar = tarfile.open(d + "/images.tar")
-vc = model.config.vision_config
-side, patch = vc.image_size, vc.patch_size
-grid = side // patch
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
-STD = np.array([0.26862954, 0.26130258, 0.27577711])
+probe = Probe(d)
+model, tar, side, patch, grid, pixels = probe.model, probe.tar, probe.side, probe.patch, probe.grid, probe.pixels
 names = sorted(n[:-4] for n in tar.getnames() if re.fullmatch(r"[rf]\d{4}-[pt]\d+\.png", n))
-
-
-def pixels(name):
-    rgb = Image.open(io.BytesIO(tar.extractfile(name + ".png").read())).convert("RGB")
-    x = (np.asarray(rgb, dtype=np.float32) / 255 - MEAN) / STD
-    return torch.tensor(x.transpose(2, 0, 1), dtype=torch.float32)
 
 
 def features(group):
