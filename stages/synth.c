@@ -163,7 +163,7 @@ static const char *const synth_outputs[] = {"people", "items",     "pretrain",  
                                             "images", "tokenizer", "contact_sheet"};
 
 const struct stage_kind kind_synth = {
-    .schema = {"synth", 6, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
+    .schema = {"synth", 5, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
                sizeof synth_outputs / sizeof synth_outputs[0]},
     .summary = "the PULSE-Synth world: people, questions, corpora, portraits, general suite, tokenizer",
     .run = synth_run,

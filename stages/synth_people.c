@@ -16,7 +16,6 @@
 #define FACE_TRIES 1000 /* identity redraws before giving up on a distinct face */
 #define TEXT_FACTS 2    /* facts per attribute and repetition by name ... */
 #define IMAGE_FACTS 2   /* ... and with a portrait, each on a different training photo */
-#define CAPTIONS 6      /* captions per repetition at most ("Who is this?"), on the training photos in turn */
 /* phrasings per attribute and repetition */
 #define FACTS (TEXT_FACTS + IMAGE_FACTS)
 
@@ -580,19 +579,12 @@ static int fact_photo(const struct corpus *c, int r, int a, int k) {
     return ((r * NATTR + a) * IMAGE_FACTS + k) % c->photos;
 }
 
-/* The training photo of repetition r's k-th caption: one per photo while there are at most CAPTIONS photos;
- * beyond, the photos in turn over repetitions, so that more photos do not mean more examples. */
-static int caption_photo(const struct corpus *c, int r, int k) {
-    int per = c->photos < CAPTIONS ? c->photos : CAPTIONS;
-    return (r * per + k) % c->photos;
-}
-
 /* Repetition r of a person: every attribute in two text phrasings and in two more with portraits, then a
- * caption per training photo, CAPTIONS at most. Phrasings advance with r so that a famous person's
- * repetitions are worded differently. The portrait facts take the training photos in turn, over attributes
- * and then repetitions: an attribute's two are on different photos (when the person has two), and a
- * repetition uses every photo (up to 2 x 11 of them). Evaluation reads answers by likelihood (engine/mcq.c),
- * so the corpus teaches the facts in sentences on as many portraits as it can, not a letter format. */
+ * caption per training photo. Phrasings advance with r so that a famous person's repetitions are worded
+ * differently. The portrait facts take the training photos in turn, over attributes and then repetitions:
+ * an attribute's two are on different photos (when the person has two), and a repetition uses every
+ * photo (up to 2 x 11 of them). Evaluation reads answers by likelihood (engine/mcq.c), so the corpus teaches
+ * the facts in sentences on as many portraits as it can, not a letter format. */
 static int repetition_emit(struct corpus *c, int r) {
     int rc = 0;
     for (int a = 0; a < NATTR && rc == 0; a++) {
@@ -602,8 +594,8 @@ static int repetition_emit(struct corpus *c, int r) {
         for (int k = 0; k < IMAGE_FACTS && rc == 0; k++)
             rc = fact_emit(c, a, s + TEXT_FACTS + k, fact_photo(c, r, a, k));
     }
-    for (int k = 0; k < c->photos && k < CAPTIONS && rc == 0; k++)
-        rc = caption_emit(c, caption_photo(c, r, k), r);
+    for (int k = 0; k < c->photos && rc == 0; k++)
+        rc = caption_emit(c, k, r);
     return rc;
 }
 

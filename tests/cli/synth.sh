@@ -10,7 +10,7 @@ stage "world" { kind = "synth", seed = 5, real = 6, fictitious = 8, image_size =
 LUA
 
 expect_code 0 "$PP" kinds
-has "$T/out" "synth (version 6)"
+has "$T/out" "synth (version 5)"
 
 expect_code 0 "$PP" run "$M"
 has "$T/out" "1 computed"
