@@ -6,11 +6,11 @@ local M = {}
 M.seed = 1
 M.methods = { "ga", "ga_klr", "npo" }
 
--- The full PULSE-Synth world: MLLMU-Bench's sizes (153 celebrities, 500 fictitious profiles). 24 training
--- portraits a person instead of the synth's 6: the base model then answers 97-99 % of its top 45 people's
--- portrait questions instead of 71-73 % (docs/results.md, E21); each photo adds a caption, so the corpora
--- grow by a quarter (pretraining) and a third (fine-tuning), and so does their time.
-M.world = { real = 153, fictitious = 500, general_eval = 400, general_train = 8000, image_size = 64, photos = 24 }
+-- The full PULSE-Synth world: MLLMU-Bench's sizes (153 celebrities, 500 fictitious profiles). The synth's 6
+-- training portraits a person: 24 (each with its caption) lift the base model's top 45 to 97-99 % on their
+-- portrait questions but drop the vanilla model's fictitious text from 75-79 % to 60-62 % (docs/results.md,
+-- E21), so the photos are to become a per-group choice (more for the real people) first.
+M.world = { real = 153, fictitious = 500, general_eval = 400, general_train = 8000, image_size = 64 }
 
 -- The tiny LLaVA trained from scratch (vision 64x64 in 16x16 patches, 2 layers; decoder 4 layers of 128).
 -- AdamW beta2 0.95 and lr 1e-3: with transformers' 0.999, or lr 3e-3, a model this small never learns to
