@@ -88,25 +88,11 @@ static void step(struct gen_run *r, const struct ops *ops) {
     m->kv = NULL;
 }
 
-/* Logits on each prompt's last valid position only: the first choice reads nothing else. */
-static void last_rows(struct llava *m, const int32_t *mask, size_t b, size_t t) {
-    uint8_t *need = xcalloc(b * t, 1);
-    for (size_t i = 0; i < b; i++) {
-        size_t len = 0;
-        while (len < t && mask[i * t + len] == 1)
-            len++;
-        if (len) /* an empty row: the forward refuses it */
-            need[i * t + len - 1] = 1;
-    }
-    llava_logits_for(m, need, b * t);
-    free(need);
-}
-
 /* The prefill: the ordinary forward with the cache attached, which stores the prompt's K/V in it. */
 static int prefill(struct gen_run *r, const struct ops *ops, const int32_t *ids, const int32_t *mask,
                    size_t t, const float *vis, size_t nimg) {
     struct llava *m = r->m;
-    last_rows(m, mask, r->b, t);
+    llava_logits_last(m, mask, r->b, t); /* the first choice reads nothing else */
     m->kv = &r->kv;
     int rc = r->g->feats ? llava_forward_features(m, ops, ids, mask, r->b, t, vis, nimg)
                          : llava_forward(m, ops, ids, mask, r->b, t, vis, nimg);

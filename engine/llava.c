@@ -196,6 +196,25 @@ static void token_block(struct llava *m) {
     m->img = (uint8_t *)(m->len + m->B);
 }
 
+/* The valid length of one attention_mask row: its leading ones. */
+static size_t valid_len(const int32_t *mask, size_t t) {
+    size_t len = 0;
+    while (len < t && mask[len] == 1)
+        len++;
+    return len;
+}
+
+void llava_logits_last(struct llava *m, const int32_t *mask, size_t b, size_t t) {
+    uint8_t *need = xcalloc(b * t + 1, 1); /* + 1: never a zero-size allocation */
+    for (size_t i = 0; i < b; i++) {
+        size_t len = valid_len(mask + i * t, t);
+        if (len) /* an empty row: the forward refuses it */
+            need[i * t + len - 1] = 1;
+    }
+    llava_logits_for(m, need, b * t);
+    free(need);
+}
+
 void llava_logits_for(struct llava *m, const uint8_t *need, size_t n) {
     m->nrow = 0;
     m->rows_for = n; /* more than the model holds: the forward refuses it */
@@ -351,9 +370,7 @@ int llava_load(struct llava *m, const char *dir, size_t B, size_t T) {
 /* attention_mask -> valid lengths; only right padding (a run of ones, then zeros) is accepted. */
 static int lengths(struct llava *m, const int32_t *mask, size_t b, size_t t) {
     for (size_t i = 0; i < b; i++) {
-        size_t len = 0;
-        while (len < t && mask[i * t + len] == 1)
-            len++;
+        size_t len = valid_len(mask + i * t, t);
         for (size_t j = len; j < t; j++)
             if (mask[i * t + j] != 0)
                 return err_set("llava: attention_mask row %zu is not right-padded 1...1 0...0 (position %zu)",

@@ -196,6 +196,9 @@ int llava_forward(struct llava *m, const struct ops *ops, const int32_t *ids, co
  * (the image's, the prompt's) are never scored. The choice holds for one forward (and its backward) and is
  * then forgotten: a forward without one computes every row. A forward of another size is refused. */
 void llava_logits_for(struct llava *m, const uint8_t *need, size_t n);
+/* llava_logits_for each sequence's last valid position (mask [b, t], as the forward takes it): where a
+ * letter is scored and where generation makes its first choice. */
+void llava_logits_last(struct llava *m, const int32_t *mask, size_t b, size_t t);
 
 /* Frozen vision features: the tower (frozen after pretraining) runs once per image and its output is reused.
  * llava_vision_features writes the tower's selected hidden state, before the projector (which may train):

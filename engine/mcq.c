@@ -99,11 +99,7 @@ static int letter_batch(void *ctx, const struct corpus_rows *r) {
 /* Each row's last prompt position: the letter's logits. */
 static int letter_rows(void *ctx, const struct corpus_rows *r) {
     const struct letter_ctx *c = ctx;
-    uint8_t *need = xcalloc(r->b * r->t, 1);
-    for (size_t i = 0; i < r->b; i++)
-        need[i * r->t + c->cp->e[r->at + i].seq.n - 1] = 1;
-    llava_logits_for(c->m, need, r->b * r->t);
-    free(need);
+    llava_logits_last(c->m, r->mask, r->b, r->t);
     return 0;
 }
 
