@@ -16,8 +16,10 @@ static const struct range {
     {"real", 0, 9999},
     {"fictitious", 0, 9999},
     {"image_size", 16, 256},
-    {"photos", 1, SYNTH_MAX_PHOTOS - 1},
+    {"real_photos", 1, SYNTH_MAX_PHOTOS - 1},
+    {"fictitious_photos", 1, SYNTH_MAX_PHOTOS - 1},
     {"test_photos", 1, SYNTH_MAX_PHOTOS - 1},
+    {"strangers", 0, 99999},
     {"general_eval", 0, SYNTH_MAX_GENERAL},
     {"general_train", 0, SYNTH_MAX_GENERAL},
     {"fame_min", 1, 50},
@@ -52,8 +54,10 @@ static struct synth_params synth_params_of(struct stage_ctx *c) {
         .real = (int)stage_int(c, "real"),
         .fictitious = (int)stage_int(c, "fictitious"),
         .image_size = (int)stage_int(c, "image_size"),
-        .photos = (int)stage_int(c, "photos"),
+        .real_photos = (int)stage_int(c, "real_photos"),
+        .fictitious_photos = (int)stage_int(c, "fictitious_photos"),
         .test_photos = (int)stage_int(c, "test_photos"),
+        .strangers = (int)stage_int(c, "strangers"),
         .general_eval = (int)stage_int(c, "general_eval"),
         .general_train = (int)stage_int(c, "general_train"),
         .fame_min = (int)stage_int(c, "fame_min"),
@@ -88,7 +92,7 @@ struct synth_out {
 static int synth_build(struct stage_ctx *c, const struct synth_params *p, struct synth_world *w,
                        struct synth_out *o) {
     size_t people = (size_t)(p->real + p->fictitious), sheet = (size_t)stage_int(c, "contact_sheet_people");
-    if (people_make(p, w) != 0)
+    if (people_make(p, w) != 0 || strangers_make(p, w) != 0)
         return -1;
     stage_progress(c, "%zu people", people);
     if (scene_suite(p, w) != 0 || vocab_tokenizer(w, &o->tokenizer, &o->ntokenizer) != 0 ||
@@ -151,8 +155,10 @@ static const struct param_spec synth_specs[] = {
     {"real", PARAM_INT, "153", "people learned in pretraining (MLLMU-Bench's celebrities)"},
     {"fictitious", PARAM_INT, "500", "people learned by fine-tuning (MLLMU-Bench's fictitious profiles)"},
     {"image_size", PARAM_INT, "32", "portrait and scene side in pixels (16..256)"},
-    {"photos", PARAM_INT, "6", "training portraits per person (1..31)"},
+    {"real_photos", PARAM_INT, "6", "training portraits per real person (1..31)"},
+    {"fictitious_photos", PARAM_INT, "6", "training portraits per fictitious person (1..31)"},
     {"test_photos", PARAM_INT, "2", "held-out portraits per person, for the image questions (1..31)"},
+    {"strangers", PARAM_INT, "0", "unnamed faces described by their appearance in pretraining (0..99999)"},
     {"general_eval", PARAM_INT, "400", "general-suite (MMBench stand-in) questions held out for evaluation"},
     {"general_train", PARAM_INT, "8000", "general-suite questions in the pretraining corpus"},
     {"fame_min", PARAM_INT, "1", "fewest repetitions of a real person's facts in pretraining"},
@@ -163,7 +169,7 @@ static const char *const synth_outputs[] = {"people", "items",     "pretrain",  
                                             "images", "tokenizer", "contact_sheet"};
 
 const struct stage_kind kind_synth = {
-    .schema = {"synth", 5, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
+    .schema = {"synth", 6, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
                sizeof synth_outputs / sizeof synth_outputs[0]},
     .summary = "the PULSE-Synth world: people, questions, corpora, portraits, general suite, tokenizer",
     .run = synth_run,

@@ -21,12 +21,13 @@
 
 /* Streams: rng_key(seed, SYNTH_STREAM_x * 1000003 + index) gives each purpose and item its own generator. */
 enum {
-    SYNTH_STREAM_PEOPLE = 1, /* names, attributes, which facts are asked */
-    SYNTH_STREAM_FACE = 2,   /* identities */
-    SYNTH_STREAM_PHOTO = 3,  /* photo variations */
-    SYNTH_STREAM_ITEMS = 4,  /* distractors, option order */
-    SYNTH_STREAM_SCENE = 5,  /* general-suite scenes */
-    SYNTH_STREAM_CORPUS = 6, /* phrasing choices in the corpora */
+    SYNTH_STREAM_PEOPLE = 1,   /* names, attributes, which facts are asked */
+    SYNTH_STREAM_FACE = 2,     /* identities */
+    SYNTH_STREAM_PHOTO = 3,    /* photo variations */
+    SYNTH_STREAM_ITEMS = 4,    /* distractors, option order */
+    SYNTH_STREAM_SCENE = 5,    /* general-suite scenes */
+    SYNTH_STREAM_CORPUS = 6,   /* phrasing choices in the corpora */
+    SYNTH_STREAM_STRANGER = 7, /* strangers: identity 2 s, photo 2 s + 1 */
 };
 
 #define SYNTH_MAX_PHOTOS 32       /* photo indices per person and kind: training 0..31, held-out 32..63 */
@@ -35,13 +36,25 @@ enum {
 
 struct synth_params {
     uint64_t seed;
-    int real, fictitious;    /* people per group (defaults 153, 500) */
-    int image_size;          /* portrait and scene side in pixels (default 32) */
-    int photos, test_photos; /* training and held-out photos per person (defaults 6, 2) */
+    int real, fictitious;               /* people per group (defaults 153, 500) */
+    int image_size;                     /* portrait and scene side in pixels (default 32) */
+    int real_photos, fictitious_photos; /* training photos per real / fictitious person (defaults 6, 6) */
+    int test_photos;                    /* held-out photos per person (default 2) */
+    int strangers;                      /* unnamed faces described in pretraining (default 0) */
     int general_eval,
         general_train;      /* general-suite items held out / in the pretraining corpus (400, 8000) */
     int fame_min, fame_max; /* how many times a real person's facts appear in pretraining (1, 4) */
 };
+
+/* Training photos of person i (people order: real first, then fictitious). */
+static inline int synth_photos(const struct synth_params *p, int i) {
+    return i < p->real ? p->real_photos : p->fictitious_photos;
+}
+
+/* The most training photos any person has: the contact sheet's columns before the held-out ones. */
+static inline int synth_max_photos(const struct synth_params *p) {
+    return p->real_photos > p->fictitious_photos ? p->real_photos : p->fictitious_photos;
+}
 
 /* Coarse features (visible at 32 x 32): shape, skin, hair_colour, hair_style, glasses, beard, garment (the
  * clothes' colour); fine ones: eye_colour, brows, mouth, ears. */
@@ -121,6 +134,12 @@ int scene_suite(const struct synth_params *p, struct synth_world *w);
  * questions each to w->items, and their facts (by name and with portraits) and captions to w->pretrain (real)
  * or w->finetune (fictitious). */
 int people_make(const struct synth_params *p, struct synth_world *w);
+
+/* synth_stranger.c: appends `strangers` unnamed faces, one photo each, to w->images (`s<5 digits>`) and their
+ * appearance descriptions (source "stranger") to w->pretrain. */
+int strangers_make(const struct synth_params *p, struct synth_world *w);
+/* The description of a face's coarse features: "A round face, tan skin, short blond hair, ...". */
+void stranger_describe(const struct face *f, char *out, size_t cap);
 
 /* synth_vocab.c: a Hugging Face tokenizer.json (WordLevel) whose vocabulary is every word in the world's
  * people, items and corpora. */

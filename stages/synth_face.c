@@ -464,7 +464,7 @@ static int sheet_fits(int cols, int rows, int side, int zoom) {
  * one of a few. */
 void face_sheet_layout(const struct synth_params *p, size_t people, struct sheet_layout *l) {
     int side = p->image_size, cell = side + SHEET_GAP, z = SHEET_CELL_VIEW / side;
-    l->cols = p->photos + p->test_photos;
+    l->cols = synth_max_photos(p) + p->test_photos;
     l->rows = people > SHEET_MAX_SIDE ? SHEET_MAX_SIDE : (int)people;
     l->zoom = z < 1 ? 1 : z > SHEET_ZOOM ? SHEET_ZOOM : z;
     while (l->zoom > 1 && !sheet_fits(l->cols, l->rows, side, l->zoom))
@@ -498,11 +498,14 @@ static int sheet_draw(const struct synth_params *p, const struct synth_world *w,
     if (image_alloc(&cell, side, side) != 0)
         return -1;
     memset(sheet->rgb, 40, 3 * (size_t)sheet->w * (size_t)sheet->h);
+    int most = synth_max_photos(p);
     for (int i = 0; i < l->rows; i++) {
         for (int k = 0; k < l->cols; k++) {
-            int held = k >= p->photos;
+            int held = k >= most;
+            if (!held && k >= synth_photos(p, i))
+                continue; /* a person of the group with fewer photos: the cell stays background */
             struct photo ph;
-            face_photo(face_photo_key(p->seed, (size_t)i, held, held ? k - p->photos : k), &ph);
+            face_photo(face_photo_key(p->seed, (size_t)i, held, held ? k - most : k), &ph);
             face_draw(&w->faces[i], &ph, &cell);
             blit(sheet, &cell, SHEET_GAP + k * (side + SHEET_GAP), SHEET_GAP + i * (side + SHEET_GAP));
         }

@@ -322,7 +322,7 @@ static int photos_add(const struct synth_params *p, struct synth_world *w, int i
     if (image_alloc(&im, p->image_size, p->image_size) != 0)
         return -1;
     int rc = 0;
-    for (int k = 0; k < p->photos && rc == 0; k++)
+    for (int k = 0; k < synth_photos(p, i) && rc == 0; k++)
         rc = photo_add(p, w, i, 0, k, pid, &im);
     for (int k = 0; k < p->test_photos && rc == 0; k++)
         rc = photo_add(p, w, i, 1, k, pid, &im);
@@ -357,13 +357,14 @@ static int person_write(const struct synth_params *p, struct synth_world *w, con
         attr_value(a, x->value[a], v);
         json_set(d.attributes, attrs[a].key, json_str(v));
     }
-    d.photos = photo_ids(x->id, 'p', p->photos);
+    int photos = synth_photos(p, i);
+    d.photos = photo_ids(x->id, 'p', photos);
     d.test_photos = photo_ids(x->id, 't', p->test_photos);
-    d.nphotos = (size_t)p->photos;
+    d.nphotos = (size_t)photos;
     d.ntest_photos = (size_t)p->test_photos;
     int rc = ds_write_person(&w->people, &d);
     json_free(d.attributes);
-    free_strs(d.photos, p->photos);
+    free_strs(d.photos, photos);
     free_strs(d.test_photos, p->test_photos);
     return rc;
 }
@@ -628,13 +629,13 @@ static int mentions_write(struct corpus *c) {
 
 static int corpus_write(const struct synth_params *p, struct synth_world *w, const struct person *x, int i) {
     int real = i < p->real;
-    struct corpus c = {real ? &w->pretrain : &w->finetune, real ? "pt" : "ft", x, p->photos, {0}, 0};
+    struct corpus c = {real ? &w->pretrain : &w->finetune, real ? "pt" : "ft", x, synth_photos(p, i), {0}, 0};
     struct synth_draw d = draw_for(p->seed, SYNTH_STREAM_CORPUS, (size_t)i, 0);
     phrasing_starts(&d, c.start);
     int rc = 0;
     for (int r = 0; r < x->fame && rc == 0; r++)
         rc = repetition_emit(&c, r);
-    struct corpus named = {&w->pretrain, "pt", x, p->photos, {0}, 0};
+    struct corpus named = {&w->pretrain, "pt", x, c.photos, {0}, 0};
     return rc == 0 ? mentions_write(real ? &c : &named) : rc;
 }
 

@@ -5,12 +5,13 @@
 source "$(dirname "$0")/lib.bash"
 M="$T/world.lua"
 cat >"$M" <<'LUA'
-stage "world" { kind = "synth", seed = 5, real = 6, fictitious = 8, image_size = 16, photos = 2,
-                test_photos = 1, general_eval = 10, general_train = 20, contact_sheet_people = 4 }
+stage "world" { kind = "synth", seed = 5, real = 6, fictitious = 8, image_size = 16, real_photos = 3,
+                fictitious_photos = 2, test_photos = 1, general_eval = 10, general_train = 20,
+                contact_sheet_people = 4 }
 LUA
 
 expect_code 0 "$PP" kinds
-has "$T/out" "synth (version 5)"
+has "$T/out" "synth (version 6)"
 
 expect_code 0 "$PP" run "$M"
 has "$T/out" "1 computed"

@@ -234,9 +234,15 @@ static struct synth_world world_of(int n) {
     return w;
 }
 
-/* The sheet decodes, has the documented size, and cell (row, col) is the people module's photo. */
+/* The sheet decodes, has the documented size, and cell (row, col) is the people module's photo. Row 0 is a
+ * real person with one photo more than the fictitious rows 1 and 2, whose extra cell stays background. */
 static void test_contact_sheet(void) {
-    struct synth_params p = {.seed = 42, .image_size = SIDE, .photos = TRAIN, .test_photos = HELD};
+    struct synth_params p = {.seed = 42,
+                             .real = 1,
+                             .image_size = SIDE,
+                             .real_photos = TRAIN + 1,
+                             .fictitious_photos = TRAIN,
+                             .test_photos = HELD};
     struct synth_world w = world_of(5);
     void *png = NULL;
     size_t n = 0;
@@ -244,9 +250,9 @@ static void test_contact_sheet(void) {
     struct image sheet = {0};
     CHECK(image_decode(png, n, "sheet", &sheet) == 0);
     int cell = SIDE + 2;
-    CHECK(sheet.w == 4 * (2 + (TRAIN + HELD) * cell) && sheet.h == 4 * (2 + 3 * cell));
-    int rows[] = {1, 2}, cols[] = {TRAIN - 1, TRAIN + 1}, index[] = {TRAIN - 1, 32 + 1};
-    for (int t = 0; t < 2 && sheet.rgb; t++) {
+    CHECK(sheet.w == 4 * (2 + (TRAIN + 1 + HELD) * cell) && sheet.h == 4 * (2 + 3 * cell));
+    int rows[] = {1, 2, 0}, cols[] = {TRAIN - 1, TRAIN + 2, TRAIN}, index[] = {TRAIN - 1, 32 + 1, TRAIN};
+    for (int t = 0; t < 3 && sheet.rgb; t++) {
         struct image want;
         uint64_t key =
             rng_key(42, SYNTH_STREAM_PHOTO * 1000003ULL + (uint64_t)rows[t] * 64 + (uint64_t)index[t]);
@@ -262,6 +268,14 @@ static void test_contact_sheet(void) {
         CHECK(diff == 0);
         image_free(&want);
     }
+    int background = 0; /* row 1's cell TRAIN: a fictitious person has no photo TRAIN */
+    for (int y = 0; y < 4 * SIDE && sheet.rgb; y++)
+        for (int x = 0; x < 4 * SIDE; x++) {
+            const uint8_t *px =
+                sheet.rgb + 3 * ((size_t)(4 * (2 + cell) + y) * sheet.w + 4 * (2 + TRAIN * cell) + x);
+            background += px[0] == 40 && px[1] == 40 && px[2] == 40;
+        }
+    CHECK(background == 16 * SIDE * SIDE);
     image_free(&sheet);
     free(png);
     free(w.faces);
@@ -280,8 +294,10 @@ static void test_sheet_limits(void) {
     for (size_t a = 0; a < sizeof sides / sizeof sides[0]; a++)
         for (size_t b = 0; b < 16; b++)
             for (size_t c = 0; c < sizeof people / sizeof people[0]; c++) {
-                struct synth_params p = {
-                    .image_size = sides[a], .photos = counts[b % 4], .test_photos = counts[b / 4]};
+                struct synth_params p = {.image_size = sides[a],
+                                         .real_photos = counts[b % 4],
+                                         .fictitious_photos = 1,
+                                         .test_photos = counts[b / 4]};
                 struct sheet_layout l, more;
                 face_sheet_layout(&p, (size_t)people[c], &l);
                 int cell = sides[a] + 2, want_zoom = 128 / sides[a] > 4   ? 4
@@ -289,7 +305,7 @@ static void test_sheet_limits(void) {
                                                                           : 128 / sides[a];
                 bad +=
                     !layout_fits(&l) || l.rows < 1 || l.rows > people[c] || l.zoom < 1 || l.zoom > want_zoom;
-                bad += l.cols != p.photos + p.test_photos;
+                bad += l.cols != synth_max_photos(&p) + p.test_photos;
                 bad += l.w != l.zoom * (2 + l.cols * cell) || l.h != l.zoom * (2 + l.rows * cell);
                 more = l;
                 more.zoom++, more.w = more.zoom * (2 + l.cols * cell),
@@ -301,11 +317,11 @@ static void test_sheet_limits(void) {
                 checked++;
             }
     CHECK(bad == 0 && checked > 1000);
-    struct synth_params p = {.image_size = 256, .photos = 31, .test_photos = 31};
+    struct synth_params p = {.image_size = 256, .real_photos = 31, .fictitious_photos = 2, .test_photos = 31};
     struct sheet_layout l;
     face_sheet_layout(&p, 256, &l);
     CHECK(l.zoom == 1 && l.cols == 62 && l.rows == 16 && l.w == 2 + 62 * 258 && l.h == 2 + 16 * 258);
-    p = (struct synth_params){.image_size = 32, .photos = 6, .test_photos = 2};
+    p = (struct synth_params){.image_size = 32, .real_photos = 6, .fictitious_photos = 6, .test_photos = 2};
     face_sheet_layout(&p, 16, &l);
     CHECK(l.zoom == 4 && l.cols == 8 && l.rows == 16); /* the default world's sheet is not cut */
 }
@@ -316,7 +332,8 @@ static void test_sheet_capped(void) {
     struct synth_world w = world_of(256);
     int sides[] = {16, 64}, zooms[] = {3, 1}, rows[] = {256, (16384 - 2) / 66};
     for (int t = 0; t < 2; t++) {
-        struct synth_params p = {.seed = 1, .image_size = sides[t], .photos = 1, .test_photos = 1};
+        struct synth_params p = {
+            .seed = 1, .image_size = sides[t], .real_photos = 1, .fictitious_photos = 1, .test_photos = 1};
         struct sheet_layout l;
         face_sheet_layout(&p, 256, &l);
         CHECK(l.zoom == zooms[t] && l.rows == rows[t]);

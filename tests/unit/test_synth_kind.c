@@ -27,10 +27,11 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 /* A small world; `change` ("name=value,name=value") overrides parameters. */
 static struct json *small_params(const char *change) {
-    static const char *const names[] = {"seed",     "real",        "fictitious",          "image_size",
-                                        "photos",   "test_photos", "general_eval",        "general_train",
-                                        "fame_min", "fame_max",    "contact_sheet_people"};
-    static const int64_t values[] = {3, 4, 5, 16, 2, 1, 8, 12, 1, 3, 4};
+    static const char *const names[] = {
+        "seed",        "real",         "fictitious",    "image_size", "real_photos", "fictitious_photos",
+        "test_photos", "general_eval", "general_train", "fame_min",   "fame_max",    "contact_sheet_people",
+        "strangers"};
+    static const int64_t values[] = {3, 4, 5, 16, 2, 2, 1, 8, 12, 1, 3, 4, 0};
     struct json *p = json_obj();
     for (size_t k = 0; k < sizeof values / sizeof values[0]; k++)
         json_set(p, names[k], json_int(values[k]));
@@ -180,6 +181,28 @@ static void check_golden(struct store *s) {
     json_free(m);
 }
 
+/* Strangers add to the pretraining corpus and the images and leave the people's outputs as they were. */
+static void check_strangers(struct store *s, const struct json *plain, const struct json *plain_metrics) {
+    struct json *m = NULL, *outs = run_synth(s, "strangers=3", &m);
+    CHECK(outs != NULL);
+    if (!outs)
+        return;
+    static const char *const same[] = {"people", "items", "finetune"}, *grown[] = {"pretrain", "images"};
+    for (int k = 0; k < 3; k++)
+        CHECK(json_equal(json_get(outs, same[k]), json_get(plain, same[k])));
+    for (int k = 0; k < 2; k++)
+        CHECK(!json_equal(json_get(outs, grown[k]), json_get(plain, grown[k])));
+    static const char *const counts[] = {"pretrain_examples", "images"};
+    for (int k = 0; k < 2; k++) {
+        double with = -1, without = -1;
+        CHECK(json_get_num(m, counts[k], &with) == 0 &&
+              json_get_num(plain_metrics, counts[k], &without) == 0);
+        CHECK(with == without + 3);
+    }
+    json_free(outs);
+    json_free(m);
+}
+
 static void check_refused(struct store *s, const char *change, const char *what) {
     struct json *m = NULL, *outs = run_synth(s, change, &m);
     CHECK(outs == NULL);
@@ -203,8 +226,11 @@ int main(void) {
     struct json *ob = b ? run_synth(b, NULL, &mb) : NULL, *oc = b ? run_synth(b, "seed=4", &mc) : NULL;
     CHECK(oa && ob && json_equal(oa, ob));
     CHECK(oc && !json_equal(json_get(oa, "people"), json_get(oc, "people")));
+    check_strangers(a, oa, ma);
+    check_refused(a, "strangers=100000", "parameter 'strangers' must be between 0 and 99999, got 100000");
     check_refused(a, "image_size=8", "parameter 'image_size' must be between 16 and 256, got 8");
-    check_refused(a, "photos=0", "'photos'");
+    check_refused(a, "real_photos=0", "'real_photos'");
+    check_refused(a, "fictitious_photos=32", "'fictitious_photos'");
     check_refused(a, "test_photos=40", "'test_photos'");
     check_refused(a, "fictitious=9999", "real + fictitious must be between 1 and 9999");
     check_refused(a, "real=0,fictitious=0",

@@ -19,7 +19,8 @@ static const struct synth_params params = {.seed = 7,
                                            .real = 24,
                                            .fictitious = 30,
                                            .image_size = 16,
-                                           .photos = 2,
+                                           .real_photos = 3,
+                                           .fictitious_photos = 2,
                                            .test_photos = 2,
                                            .fame_min = 1,
                                            .fame_max = 4};
@@ -112,7 +113,8 @@ static void check_people(const struct world *x) {
         CHECK_STR(p->group, i < (size_t)params.real ? "real" : "fictitious");
         CHECK(p->id[0] == (i < (size_t)params.real ? 'r' : 'f'));
         CHECK(p->attributes->len >= 10);
-        CHECK(p->nphotos == (size_t)params.photos && p->ntest_photos == (size_t)params.test_photos);
+        CHECK(p->nphotos == (size_t)synth_photos(&params, (int)i) &&
+              p->ntest_photos == (size_t)params.test_photos);
         const char *year = json_get_str(p->attributes, "birth_year");
         CHECK(year && atoi(year) >= 1940 && atoi(year) <= 2000);
         for (size_t j = 0; j < i; j++)
@@ -320,8 +322,8 @@ static void check_repetition(const struct world *x, const struct synth_params *p
         const struct ds_person *who = &x->people.v[i];
         size_t k = 0, used = 0;
         CHECK(who->attributes->len == nattr);
-        CHECK(count_about(&x->finetune, who->id, NULL) == 4 * nattr + (size_t)p->photos);
-        CHECK(count_about(&x->finetune, who->id, "caption") == (size_t)p->photos);
+        CHECK(count_about(&x->finetune, who->id, NULL) == 4 * nattr + (size_t)p->fictitious_photos);
+        CHECK(count_about(&x->finetune, who->id, "caption") == (size_t)p->fictitious_photos);
         const struct ds_example *v = x->finetune.v;
         while (k < x->finetune.n && strcmp(v[k].person, who->id) != 0)
             k++;
@@ -337,7 +339,7 @@ static void check_repetition(const struct world *x, const struct synth_params *p
             CHECK(v[k + 2].image && v[k + 3].image && strcmp(v[k + 2].image, v[k + 3].image) != 0);
             CHECK(strcmp(v[k + 2].prompt, v[k + 3].prompt) != 0); /* phrased differently */
         }
-        CHECK(used == (1u << p->photos) - 1);
+        CHECK(used == (1u << p->fictitious_photos) - 1);
     }
 }
 
@@ -345,7 +347,7 @@ static void check_repetitions(const struct world *x) {
     check_repetition(x, &params);
     struct synth_params five = params;
     struct world y;
-    five.real = 1, five.fictitious = 6, five.photos = 5;
+    five.real = 1, five.fictitious = 6, five.fictitious_photos = 5;
     if (world_make(&five, &y) == 0)
         check_repetition(&y, &five);
     else
@@ -354,7 +356,9 @@ static void check_repetitions(const struct world *x) {
 }
 
 static void check_images(const struct world *x) {
-    CHECK(ds_images_count(x->images) == x->people.n * (size_t)(params.photos + params.test_photos));
+    CHECK(ds_images_count(x->images) ==
+          (size_t)(params.real * (params.real_photos + params.test_photos) +
+                   params.fictitious * (params.fictitious_photos + params.test_photos)));
     const void *data;
     size_t n;
     for (size_t i = 0; i < x->people.n; i++) {

@@ -1,0 +1,95 @@
+/* Tests PULSE-Synth's strangers: every coarse feature value has its own words in a description, and
+ * strangers_make appends one described example and one photo per stranger, both re-derivable from their keys
+ * (synth_key(seed, SYNTH_STREAM_STRANGER, 2 s) for the identity, 2 s + 1 for the photo). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "engine/dataset.h"
+#include "engine/image.h"
+#include "stages/synth.h"
+#include "util/err.h"
+
+#define SIDE 16
+
+/* Changing one coarse feature to any other value changes the description: a model that reads them can tell
+ * every value of every feature apart. Value counts as in synth_face.c. */
+static void test_describe(void) {
+    static const int counts[] = {4, 8, 8, 7,
+                                 3, 4, 8}; /* shape skin hair_colour hair_style glasses beard garment */
+    int same = 0, checked = 0;
+    for (int feature = 0; feature < 7; feature++) {
+        char seen[8][160];
+        for (int v = 0; v < counts[feature]; v++) {
+            struct face f = {.hair_style = feature == 2 ? 0 : 1}; /* colour shows unless bald */
+            uint8_t *fields[] = {&f.shape,   &f.skin,  &f.hair_colour, &f.hair_style,
+                                 &f.glasses, &f.beard, &f.garment};
+            *fields[feature] = (uint8_t)v;
+            stranger_describe(&f, seen[v], sizeof seen[v]);
+            CHECK(seen[v][0] == 'A' && seen[v][strlen(seen[v]) - 1] == '.');
+            for (int u = 0; u < v; u++)
+                same += strcmp(seen[u], seen[v]) == 0;
+            checked++;
+        }
+    }
+    CHECK(same == 0 && checked == 42);
+    char d[160];
+    stranger_describe(&(struct face){.shape = 1, .skin = 5, .hair_colour = 4, .glasses = 1, .beard = 2}, d,
+                      sizeof d);
+    CHECK_STR(d, "An oval face, tan skin, short blond hair, round glasses, a full beard and a navy shirt.");
+}
+
+static void check_stranger(const struct ds_example *e, struct ds_images *images, uint64_t seed, int s) {
+    char id[16], want[160];
+    snprintf(id, sizeof id, "s%05d", s);
+    struct face f;
+    struct photo ph;
+    face_identity(synth_key(seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s), &f);
+    face_photo(synth_key(seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), &ph);
+    stranger_describe(&f, want, sizeof want);
+    CHECK_STR(e->image, id);
+    CHECK_STR(e->answer, want);
+    CHECK_STR(e->source, "stranger");
+    CHECK(strstr(e->prompt, "<image>") && !e->person);
+    const void *png;
+    size_t n;
+    struct image got = {0}, drawn = {0};
+    CHECK(ds_images_get(images, id, &png, &n) == 0 && image_decode(png, n, id, &got) == 0);
+    CHECK(image_alloc(&drawn, SIDE, SIDE) == 0);
+    memset(drawn.rgb, 0, 3 * SIDE * SIDE);
+    face_draw(&f, &ph, &drawn);
+    CHECK(got.w == SIDE && got.h == SIDE && memcmp(got.rgb, drawn.rgb, 3 * SIDE * SIDE) == 0);
+    image_free(&got);
+    image_free(&drawn);
+}
+
+/* Five strangers: five examples and five photos, in order, and nothing else; none at all by default. */
+static void test_make(void) {
+    struct synth_params p = {.seed = 7, .image_size = SIDE, .strangers = 5};
+    struct synth_world w = {.images = ds_tar_new()};
+    void *tar = NULL;
+    size_t ntar = 0;
+    struct ds_examples ex = {0};
+    struct ds_images *images = NULL;
+    CHECK(strangers_make(&p, &w) == 0 && ds_tar_finish(w.images, &tar, &ntar) == 0);
+    CHECK(ds_read_examples(w.pretrain.data, w.pretrain.len, "pretrain", &ex) == 0);
+    CHECK(ds_images_open(tar, ntar, "images", &images) == 0);
+    CHECK(ex.n == 5 && images && ds_images_count(images) == 5);
+    for (size_t s = 0; s < ex.n && images; s++)
+        check_stranger(&ex.v[s], images, p.seed, (int)s);
+    p.strangers = 0;
+    struct synth_world none = {.images = ds_tar_new()};
+    CHECK(strangers_make(&p, &none) == 0 && none.pretrain.len == 0);
+    ds_tar_free(none.images);
+    ds_images_free(images);
+    ds_examples_free(&ex);
+    buf_free(&w.pretrain);
+    free(tar);
+}
+
+int main(void) {
+    test_describe();
+    test_make();
+    return check_done("test_synth_stranger");
+}
