@@ -6,11 +6,13 @@ local M = {}
 M.seed = 1
 M.methods = { "ga", "ga_klr", "npo" }
 
--- The full PULSE-Synth world: MLLMU-Bench's sizes (153 celebrities, 500 fictitious profiles). The synth's 6
--- training portraits a person: 24 (each with its caption) lift the base model's top 45 to 97-99 % on their
--- portrait questions but drop the vanilla model's fictitious text from 75-79 % to 60-62 % (docs/results.md,
--- E21), so the photos are to become a per-group choice (more for the real people) first.
-M.world = { real = 153, fictitious = 500, general_eval = 400, general_train = 8000, image_size = 64 }
+-- The full PULSE-Synth world: MLLMU-Bench's sizes (153 celebrities, 500 fictitious profiles). 24 training
+-- portraits a real person (each with its caption) lift the base model's top 45 from 71-73 % to 97-99 % on
+-- their portrait questions (docs/results.md, E21); the fictitious people keep 6, since 24 cost the vanilla
+-- model a fifth of its text accuracy (E21, E23). 4,000 strangers, unnamed faces described by their features,
+-- teach the vision tower what faces look like, not only the 153 it sees named (docs/synth.md, "Strangers").
+M.world = { real = 153, fictitious = 500, general_eval = 400, general_train = 8000, image_size = 64,
+  real_photos = 24, fictitious_photos = 6, strangers = 4000 }
 
 -- The tiny LLaVA trained from scratch (vision 64x64 in 16x16 patches, 2 layers; decoder 4 layers of 128).
 -- AdamW beta2 0.95 and lr 1e-3: with transformers' 0.999, or lr 3e-3, a model this small never learns to
