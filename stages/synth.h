@@ -56,6 +56,22 @@ static inline int synth_max_photos(const struct synth_params *p) {
     return p->real_photos > p->fictitious_photos ? p->real_photos : p->fictitious_photos;
 }
 
+/* How many values each feature of struct face takes; face_identity draws each uniformly. */
+enum {
+    N_SHAPE = 4, /* round, oval, long, square */
+    N_SKIN = 8,
+    N_HAIR_COLOUR = 8,
+    N_HAIR_STYLE = 7,
+    N_EYE_COLOUR = 5,
+    N_GLASSES = 3, /* none, round, square */
+    N_BEARD = 4,   /* none, stubble, full, moustache */
+    N_BROWS = 3,   /* thin, thick, faint */
+    N_MOUTH = 3,   /* neutral, smile, wide */
+    N_EARS = 2,    /* small, large */
+    N_GARMENT = 8,
+};
+enum { HAIR_SHORT, HAIR_LONG, HAIR_BALD, HAIR_CURLY, HAIR_BUN, HAIR_MOHAWK, HAIR_PARTED };
+
 /* Coarse features (visible at 32 x 32): shape, skin, hair_colour, hair_style, glasses, beard, garment (the
  * clothes' colour); fine ones: eye_colour, brows, mouth, ears. */
 struct face {

@@ -6,21 +6,6 @@
 #include "engine/rng.h"
 #include "stages/synth.h"
 
-/* How many values each feature takes; face_identity draws each uniformly. */
-enum {
-    N_SHAPE = 4, /* round, oval, long, square */
-    N_SKIN = 8,
-    N_HAIR_COLOUR = 8,
-    N_HAIR_STYLE = 7,
-    N_EYE_COLOUR = 5,
-    N_GLASSES = 3, /* none, round, square */
-    N_BEARD = 4,   /* none, stubble, full, moustache */
-    N_BROWS = 3,   /* thin, thick, faint */
-    N_MOUTH = 3,   /* neutral, smile, wide */
-    N_EARS = 2,    /* small, large */
-    N_GARMENT = 8,
-};
-enum { HAIR_SHORT, HAIR_LONG, HAIR_BALD, HAIR_CURLY, HAIR_BUN, HAIR_MOHAWK, HAIR_PARTED };
 enum { BEARD_NONE, BEARD_STUBBLE, BEARD_FULL, BEARD_MOUSTACHE };
 
 #define SS 4            /* supersampling: SS x SS samples per pixel */

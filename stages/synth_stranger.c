@@ -22,19 +22,28 @@ static const char *const BEARDS[] = {"clean-shaven", "stubble", "a full beard", 
 static const char *const GARMENTS[] = {"navy",   "maroon", "green", "mustard",
                                        "purple", "white",  "black", "blue"};
 
+_Static_assert(sizeof SHAPES / sizeof *SHAPES == N_SHAPE, "a word per face shape");
+_Static_assert(sizeof SKINS / sizeof *SKINS == N_SKIN, "a word per skin");
+_Static_assert(sizeof HAIRS / sizeof *HAIRS == N_HAIR_COLOUR, "a word per hair colour");
+_Static_assert(sizeof GLASSES / sizeof *GLASSES == N_GLASSES, "words per kind of glasses");
+_Static_assert(sizeof BEARDS / sizeof *BEARDS == N_BEARD, "words per beard");
+_Static_assert(sizeof GARMENTS / sizeof *GARMENTS == N_GARMENT, "a word per garment colour");
+
 /* English's article before a word. */
 static const char *article(const char *word) {
     return strchr("aeiou", word[0]) ? "an" : "a";
 }
 
-/* The hair phrase: its style (short, long, bald, curly, bun, mohawk, parted) with its colour. */
+/* The hair phrase: its style (short, long, bald, curly, bun, mohawk, parted) with its colour. A bald head's
+ * colour goes unsaid (only its few side pixels and a beard show it): the one feature value a description
+ * merges with others. */
 static void hair_describe(const struct face *f, char *out, size_t cap) {
     static const char *const before[] = {"short ", "long ", "", "curly ", "", "", "parted "};
     static const char *const after[] = {" hair", " hair", "", " hair", " hair in a bun", " mohawk", " hair"};
     const char *colour = HAIRS[f->hair_colour];
-    if (f->hair_style == 2)
+    if (f->hair_style == HAIR_BALD)
         snprintf(out, cap, "a bald head");
-    else if (f->hair_style == 5)
+    else if (f->hair_style == HAIR_MOHAWK)
         snprintf(out, cap, "%s %s mohawk", article(colour), colour);
     else
         snprintf(out, cap, "%s%s%s", before[f->hair_style], colour, after[f->hair_style]);

@@ -10,7 +10,7 @@ manifest() {
     cat >"$1" <<LUA
 local s = require "micro_settings"
 local w = stage "world" { kind = "synth", seed = 1, real = 12, fictitious = 10, general_eval = 20,
-  general_train = 40, image_size = 16, real_photos = 2, fictitious_photos = 2, test_photos = 1 }
+  general_train = 40, image_size = 16, real_photos = 3, fictitious_photos = 2, test_photos = 1 }
 local p = { kind = "pretrain", examples = w.out.pretrain, images = w.out.images, tokenizer = w.out.tokenizer,
   precision = "$2" }
 for k, v in pairs(s.pretrain) do p[k] = v end

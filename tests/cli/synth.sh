@@ -26,6 +26,8 @@ r = json.load(open(sys.argv[1]))
 assert sorted(r["outputs"]) == sorted(["people", "items", "pretrain", "finetune", "images", "tokenizer",
                                        "contact_sheet"]), r["outputs"]
 assert r["metrics"]["people"] == 14 and r["metrics"]["items"] == 14 * 10 + 10 + 20, r["metrics"]
+# 6 real people with 3 training and 1 held-out portraits, 8 fictitious with 2 and 1, 30 scenes
+assert r["metrics"]["images"] == 6 * 4 + 8 * 3 + 30, r["metrics"]
 PY
 
 expect_code 0 "$PP" run "$M"

@@ -247,7 +247,8 @@ static void check_examples(const struct world *x, const struct ds_examples *e, c
 }
 
 /* A fictitious person appears once: its fact count is one repetition. A real person's facts appear `fame`
- * times, so its count is a multiple of that, and a more famous person has more examples overall. */
+ * times, so its count is a multiple of that, with a caption per real-person photo each time, and a more
+ * famous person has more examples overall. */
 static void check_fame(const struct world *x) {
     size_t unit = count_about(&x->finetune, x->people.v[params.real].id, "fact");
     int seen[64] = {0}, kinds = 0;
@@ -258,6 +259,7 @@ static void check_fame(const struct world *x) {
         size_t facts = count_about(&x->pretrain, id, "fact"), all = count_about(&x->pretrain, id, NULL);
         size_t fame = facts / unit;
         CHECK(facts % unit == 0 && fame >= (size_t)params.fame_min && fame <= (size_t)params.fame_max);
+        CHECK(count_about(&x->pretrain, id, "caption") == fame * (size_t)params.real_photos);
         if (fame >= 64)
             continue;
         CHECK(!seen[fame] || total_by_fame[fame] == all);
