@@ -131,6 +131,10 @@ uint64_t face_photo_key(uint64_t seed, size_t person, int held_out, int k);
 void face_photo(uint64_t key, struct photo *p);
 /* Draws into im, which the caller allocated at the wanted size. */
 void face_draw(const struct face *f, const struct photo *p, struct image *im);
+/* Draws face f in the photo of photo_key into im (its size is the photo's) and adds it to w->images as the
+ * PNG `name`: the world's portraits and the strangers' photos alike. */
+int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *name,
+                   struct image *im);
 /* The contact sheet's grid: rows (people) and cols (photos) drawn, the zoom, and the PNG's size; capped so
  * that the sheet stays within the image limits (16384 pixels per side, 64M pixels) for any parameters. */
 struct sheet_layout {

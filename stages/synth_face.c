@@ -433,6 +433,19 @@ uint64_t face_photo_key(uint64_t seed, size_t person, int held_out, int k) {
     return synth_key(seed, SYNTH_STREAM_PHOTO, index);
 }
 
+int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *name,
+                   struct image *im) {
+    struct photo ph;
+    face_photo(photo_key, &ph);
+    memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);
+    face_draw(f, &ph, im);
+    void *png = NULL;
+    size_t n = 0;
+    int rc = image_png_encode(im, &png, &n) == 0 ? ds_tar_add(w->images, name, png, n) : -1;
+    free(png);
+    return rc;
+}
+
 #define SHEET_GAP 2
 #define SHEET_ZOOM 4         /* the most it is enlarged */
 #define SHEET_CELL_VIEW 128  /* enough pixels per photo to look at: larger photos are enlarged less */

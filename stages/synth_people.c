@@ -302,19 +302,9 @@ static int faces_draw(const struct synth_params *p, struct synth_world *w, int n
 
 static int photo_add(const struct synth_params *p, struct synth_world *w, int i, int held_out, int k,
                      const char *pid, struct image *im) {
-    struct photo ph;
-    face_photo(face_photo_key(p->seed, (size_t)i, held_out, k), &ph);
-    memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);
-    face_draw(&w->faces[i], &ph, im);
-    void *png;
-    size_t n;
-    if (image_png_encode(im, &png, &n) != 0)
-        return -1;
     char name[32];
     snprintf(name, sizeof name, "%s-%c%d.png", pid, held_out ? 't' : 'p', k);
-    int rc = ds_tar_add(w->images, name, png, n);
-    free(png);
-    return rc;
+    return face_photo_add(w, &w->faces[i], face_photo_key(p->seed, (size_t)i, held_out, k), name, im);
 }
 
 static int photos_add(const struct synth_params *p, struct synth_world *w, int i, const char *pid) {

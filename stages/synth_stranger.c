@@ -52,18 +52,14 @@ static void hair_describe(const struct face *f, char *out, size_t cap) {
 void stranger_describe(const struct face *f, char *out, size_t cap) {
     char hair[48];
     hair_describe(f, hair, sizeof hair);
-    const char *shape = SHAPES[f->shape];
-    snprintf(out, cap, "%s %s face, %s skin, %s, %s, %s and a %s shirt.", shape[0] == 'o' ? "An" : "A", shape,
-             SKINS[f->skin], hair, GLASSES[f->glasses], BEARDS[f->beard], GARMENTS[f->garment]);
+    const char *shape = SHAPES[f->shape], *a = article(shape);
+    snprintf(out, cap, "A%s %s face, %s skin, %s, %s, %s and a %s shirt.", a + 1, shape, SKINS[f->skin], hair,
+             GLASSES[f->glasses], BEARDS[f->beard], GARMENTS[f->garment]); /* a + 1: "A" or "An" */
 }
 
 static int stranger_emit(const struct synth_params *p, struct synth_world *w, int s, struct image *im) {
     struct face f;
-    struct photo ph;
     face_identity(synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s), &f);
-    face_photo(synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), &ph);
-    memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);
-    face_draw(&f, &ph, im);
     char id[16], ex_id[24], name[24], answer[160];
     snprintf(id, sizeof id, "s%05d", s);
     snprintf(ex_id, sizeof ex_id, "pt-%s", id);
@@ -74,13 +70,9 @@ static int stranger_emit(const struct synth_params *p, struct synth_world *w, in
                            .prompt = (char *)"USER: <image>\nDescribe this person's appearance.\nASSISTANT:",
                            .answer = answer,
                            .source = (char *)"stranger"};
-    void *png = NULL;
-    size_t n = 0;
-    int rc = ds_write_example(&w->pretrain, &e);
-    if (rc == 0)
-        rc = image_png_encode(im, &png, &n) == 0 ? ds_tar_add(w->images, name, png, n) : -1;
-    free(png);
-    return rc;
+    if (ds_write_example(&w->pretrain, &e) != 0)
+        return -1;
+    return face_photo_add(w, &f, synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), name, im);
 }
 
 int strangers_make(const struct synth_params *p, struct synth_world *w) {
