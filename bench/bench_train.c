@@ -8,6 +8,7 @@
  * and the start values of what trains in full), --reference-model a second frozen model (reference
  * "original"). */
 #include "bench/prof_ops.h"
+#include "engine/blas_tune.h"
 #include "engine/config.h"
 #include "engine/device.h"
 #include "engine/llava.h"
@@ -44,6 +45,7 @@ struct shape {
 
 static const struct shape shapes[] = {
     {"tiny", 128, 512, 2, 4, 32, 4, 256, 688, 4, 4, 4, 1700, 8, 96, 0},
+    {"world", 64, 256, 2, 2, 64, 16, 128, 344, 4, 4, 4, 1723, 16, 40, 0},
     {"100m", 256, 1024, 2, 4, 64, 8, 768, 2048, 12, 12, 12, 32000, 4, 256, 16},
     {"7b", 1024, 4096, 23, 16, 336, 14, 4096, 11008, 32, 32, 32, 32064, 4, 704, 128},
     {"13b", 1024, 4096, 23, 16, 336, 14, 5120, 13824, 40, 40, 40, 32064, 4, 704, 128},
@@ -312,7 +314,7 @@ static int parse(int argc, char **argv, struct opts *o) {
                 if (strcmp(v, shapes[k].name) == 0)
                     o->s = &shapes[k];
             if (!o->s)
-                return err_set("bench_train: unknown shape '%s' (tiny, 100m, 7b, 13b)", v);
+                return err_set("bench_train: unknown shape '%s' (tiny, world, 100m, 7b, 13b)", v);
         } else if (strcmp(a, "--threads") == 0)
             o->threads = atoi(v);
         else if (strcmp(a, "--steps") == 0)
@@ -530,6 +532,7 @@ static int print_plan(const struct opts *o, const struct llava_config *cfg) {
 }
 
 int main(int argc, char **argv) {
+    blas_tune_reexec(argv); /* the kernels pulse-pipe runs with, not OpenBLAS's generic fallback */
     struct opts o;
     struct llava_config cfg;
     if (parse(argc, argv, &o) < 0) {
