@@ -9,8 +9,8 @@ M.methods = { "ga", "ga_klr", "npo" }
 -- The full PULSE-Synth world: MLLMU-Bench's 153 celebrities, and 100 fictitious profiles where MLLMU-Bench has
 -- 500: the 50 the protocol forgets and the 50 it retains. With all 500, the tiny model's fine-tuning learned
 -- 78-82 % of the evaluated people's text questions and 38-40 % of their portrait ones (docs/results.md, E25);
--- with only the 100 it evaluates, 96-99 % and 57-64 % (E30, a smaller world), in a fifth of the fine-tuning
--- time. The other 400 were never asked about. 24 training portraits a real person (each with its caption)
+-- with only the 100 it evaluates, 99-100 % and 64 % (E31), in a fifth of the fine-tuning time (E30 tried the
+-- recipe's alternatives on a smaller world). The other 400 were never asked about. 24 training portraits a real person (each with its caption)
 -- lift the base model's top 45 from 71-73 % to 97-99 % on their portrait questions (E21); the fictitious
 -- people keep 6, since 24 cost the vanilla model a fifth of its text accuracy (E21, E23). 4,000 strangers,
 -- unnamed faces described by their features, teach the vision tower what faces look like, not only the 153 it
