@@ -10,11 +10,11 @@ M.methods = { "ga", "ga_klr", "npo" }
 -- 500: the 50 the protocol forgets and the 50 it retains. With all 500, the tiny model's fine-tuning learned
 -- 78-82 % of the evaluated people's text questions and 38-40 % of their portrait ones (docs/results.md, E25);
 -- with only the 100 it evaluates, 99-100 % and 64 % (E31), in a fifth of the fine-tuning time (E30 tried the
--- recipe's alternatives on a smaller world). The other 400 were never asked about. 24 training portraits a real person (each with its caption)
--- lift the base model's top 45 from 71-73 % to 97-99 % on their portrait questions (E21); the fictitious
--- people keep 6, since 24 cost the vanilla model a fifth of its text accuracy (E21, E23). 4,000 strangers,
--- unnamed faces described by their features, teach the vision tower what faces look like, not only the 153 it
--- sees named (docs/synth.md, "Strangers").
+-- recipe's alternatives on a smaller world). The other 400 were never asked about.
+-- 24 training portraits a real person (each with its caption) lift the base model's top 45 from 71-73 % to
+-- 97-99 % on their portrait questions (E21); the fictitious people keep 6, since 24 cost the vanilla model a
+-- fifth of its text accuracy (E21, E23). 4,000 strangers, unnamed faces described by their features, teach
+-- the vision tower what faces look like, not only the 153 it sees named (docs/synth.md, "Strangers").
 M.world = { real = 153, fictitious = 100, general_eval = 400, general_train = 8000, image_size = 64,
   real_photos = 24, fictitious_photos = 6, strangers = 4000 }
 
