@@ -290,6 +290,9 @@ size_t llava_token_bytes(const struct llava *m);
 void llava_grads_layout(struct llava *m);
 int llava_lora_plan(const struct llava *m, const struct lora *l, size_t *ab, size_t *acts);
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles);
+/* Only the vision tower's tensors, from a file that holds nothing else (a `tower` stage's output): each
+ * checked by name and shape; every tensor of the tower must be there. */
+int llava_load_tower(struct llava *m, const struct st_file *f);
 void llava_vision_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
 /* The two halves of llava_vision_forward: pixels -> m->a.feats, then m->a.feats -> m->a.proj2. */
 void llava_tower_forward(struct llava *m, const struct ops *ops, const float *pixels, size_t nimg);
@@ -302,6 +305,8 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, siz
 void llava_decoder_step(struct llava *m, const struct ops *ops, size_t b);
 void llava_grads_free(struct llava *m);
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);
+/* The tower's half of it: d m->d.feats (the selected features' gradient) -> the tower's gradients. */
+void llava_tower_backward(struct llava *m, const struct ops *ops, size_t nimg);
 void llava_decoder_backward(struct llava *m, const struct ops *ops, size_t b, size_t t);
 
 #endif

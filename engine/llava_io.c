@@ -49,6 +49,18 @@ int llava_save_as(const struct llava *m, enum st_dtype dtype, void **data, size_
     return rc;
 }
 
+int llava_save_prefix(const struct llava *m, const char *prefix, void **data, size_t *len) {
+    static const char *const meta[] = {"format", "pt"};
+    struct st_out *outs = table_rows(m, ST_F32);
+    size_t n = 0;
+    for (size_t i = 0; i < m->nptab; i++)
+        if (strncmp(outs[i].name, prefix, strlen(prefix)) == 0)
+            outs[n++] = outs[i];
+    int rc = st_write(outs, n, meta, 1, data, len);
+    free(outs);
+    return rc;
+}
+
 /* The parameters are drawn into a bare size table, written as an in-memory safetensors file and loaded by
  * llava_init: the one loading path checks them like any checkpoint. */
 int llava_init_random(struct llava *m, const struct llava_config *cfg, uint64_t seed, float std, size_t B,

@@ -97,8 +97,16 @@ static float *zeroed(const struct ops *ops, float *x, size_t n) {
     return x;
 }
 
-/* d proj2 -> the projector's gradients and, when the tower trains, d hidden (m->d.vres; the dropped class
- * token's row gets zero). */
+/* d feats (m->d.feats) -> d hidden (m->d.vres), the dropped class token's row zero. */
+static void feats_backward(struct llava *m, const struct ops *ops, size_t nimg) {
+    size_t s = (size_t)m->cfg.patches + 1, cv = (size_t)m->cfg.vision.hidden;
+    size_t drop = m->cfg.select_default ? 1 : 0, per = s - drop;
+    zeroed(ops, m->d.vres, nimg * s * cv);
+    for (size_t i = 0; i < nimg; i++)
+        ops->copy(m->d.vres + (i * s + drop) * cv, m->d.feats + i * per * cv, per * cv);
+}
+
+/* d proj2 -> the projector's gradients and, when the tower trains, d feats (m->d.feats). */
 static void project_backward(struct llava *m, const struct ops *ops, size_t nimg) {
     size_t p = (size_t)m->cfg.patches, s = p + 1, cv = (size_t)m->cfg.vision.hidden;
     size_t ct = (size_t)m->cfg.text.hidden, drop = m->cfg.select_default ? 1 : 0, per = s - drop;
@@ -110,11 +118,6 @@ static void project_backward(struct llava *m, const struct ops *ops, size_t nimg
     ops->gelu_backward(zeroed(ops, d->proj1, sel * ct), d->proj1_act, a->proj1, sel * ct);
     float *dfeats = m->grad_tower ? zeroed(ops, d->feats, sel * cv) : NULL;
     ops->matmul_backward(dfeats, m->g.proj1_w, m->g.proj1_b, d->proj1, a->feats, m->p.proj1_w, sel, cv, ct);
-    if (!dfeats)
-        return;
-    zeroed(ops, d->vres, nimg * s * cv);
-    for (size_t i = 0; i < nimg; i++)
-        ops->copy(d->vres + (i * s + drop) * cv, dfeats + i * per * cv, per * cv);
 }
 
 /* d res2 (in d->vres) -> d in (d->vres), the MLP half then the attention half. */
@@ -166,8 +169,12 @@ static void embeddings_backward(struct llava *m, const struct ops *ops, size_t n
 
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg) {
     project_backward(m, ops, nimg);
-    if (!m->grad_tower)
-        return;
+    if (m->grad_tower)
+        llava_tower_backward(m, ops, nimg);
+}
+
+void llava_tower_backward(struct llava *m, const struct ops *ops, size_t nimg) {
+    feats_backward(m, ops, nimg);
     for (int l = m->cfg.vision.layers_used - 1; l >= 0; l--) {
         const float *in = l ? m->a.vl[l - 1].res2 : m->a.pre_ln;
         if (m->recompute && l < m->cfg.vision.layers_used - 1)

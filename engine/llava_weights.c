@@ -195,11 +195,14 @@ static int same_shape(const struct st_tensor *s, const struct llava_tensor *t) {
     return 1;
 }
 
-/* Copies one file tensor into its table row; `seen` marks rows already filled (a tensor given twice). */
-static int load_one(struct llava *m, const struct st_tensor *s, uint8_t *seen) {
+/* Copies one file tensor into its table row; `seen` marks rows already filled (a tensor given twice). Only
+ * names under `prefix` are accepted. */
+static int load_one(struct llava *m, const struct st_tensor *s, uint8_t *seen, const char *prefix) {
     char name[LLAVA_NAME_MAX], a[96], b[96];
     if (canonical(s->name, name, sizeof name) < 0)
         return err_set("unexpected tensor %.200s (not part of a LLaVA model)", s->name);
+    if (strncmp(name, prefix, strlen(prefix)) != 0)
+        return err_set("unexpected tensor %.200s (only %s... belong here)", s->name, prefix);
     if (ignored(m, name))
         return 0;
     struct llava_tensor *t = llava_param_find(m, name);
@@ -215,18 +218,27 @@ static int load_one(struct llava *m, const struct st_tensor *s, uint8_t *seen) {
     return 0;
 }
 
-int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles) {
+/* The tensors of files under `prefix` ("": all), every table row under it required. */
+static int load_files(struct llava *m, const struct st_file *files, size_t nfiles, const char *prefix) {
     uint8_t *seen = xcalloc(m->nptab + 1, 1);
     int rc = 0, first = 1;
     for (size_t f = 0; f < nfiles && rc == 0; f++)
         for (size_t i = 0; i < files[f].n && rc == 0; i++) {
-            rc = load_one(m, &files[f].t[i], seen);
+            rc = load_one(m, &files[f].t[i], seen, prefix);
             m->wdtype = first || files[f].t[i].dtype == m->wdtype ? files[f].t[i].dtype : ST_F32;
             first = 0;
         }
     for (size_t i = 0; i < m->nptab && rc == 0; i++)
-        if (!seen[i])
+        if (!seen[i] && strncmp(m->ptab[i].name, prefix, strlen(prefix)) == 0)
             rc = err_set("missing tensor %s", m->ptab[i].name);
     free(seen);
     return rc;
+}
+
+int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles) {
+    return load_files(m, files, nfiles, "");
+}
+
+int llava_load_tower(struct llava *m, const struct st_file *f) {
+    return load_files(m, f, 1, VT);
 }

@@ -3,7 +3,7 @@
 -- real-model manifests (llava-1.5-7b.lua, llava-1.5-13b.lua, through llava.lua) call it with `data` and
 -- `base_model` set: the world and the base model then come from the user's files (docs/real-models.md).
 --
---   world -> base (pretrain) -> vanilla (finetune)
+--   world -> tower -> base (pretrain, the tower frozen) -> vanilla (finetune)
 --   select/pretrained (top 45 of the real people: 20 forget, 25 retain)
 --   select/finetuned (50 fictitious people to forget, in 5 groups of 10; the retain set)
 --   unlearn/<knowledge>/<method>              single-shot, each followed by evaluate/...
@@ -67,6 +67,17 @@ local function world(s)
   return stage "world" (refs).out
 end
 
+-- The embedded world's vision tower, trained alone on what its pictures show (docs/stages.md, `tower`), with
+-- the architecture and image size pretraining gives it.
+local function tower(s, w)
+  local t = { kind = "tower", images = w.images, labels = w.labels }
+  for _, k in ipairs({ "image_size", "patch", "vision_hidden", "vision_intermediate", "vision_layers",
+    "vision_heads" }) do
+    t[k] = s.pretrain[k]
+  end
+  return stage "tower" (merge(t, s.tower)).out.tower
+end
+
 return function(s)
   local w = world(s)
   local data = { people = w.people, items = w.items, images = w.images }
@@ -77,7 +88,7 @@ return function(s)
     error("settings.data needs settings.base_model: imported data sets bring no tokenizer to pretrain with")
   else
     base = stage "base" (merge({ kind = "pretrain", examples = w.pretrain, images = w.images,
-      tokenizer = w.tokenizer }, s.pretrain))
+      tokenizer = w.tokenizer, tower = tower(s, w) }, s.pretrain))
   end
   local vanilla = stage "vanilla" (merge({ kind = "finetune", examples = w.finetune, images = w.images },
     model(base), s.finetune))

@@ -1,12 +1,14 @@
-/* pretrain: a tiny LLaVA-architecture model trained from scratch, every parameter, on a world's pretraining
- * corpus (docs/stages.md, docs/protocol.md). What it learns about the world's `real` people is the
- * "pretrained knowledge" the protocol later tries to remove. */
+/* pretrain: a tiny LLaVA-architecture model trained from scratch on a world's pretraining corpus
+ * (docs/stages.md, docs/protocol.md): every parameter, or, given a `tower` stage's output, everything but
+ * that tower, which stays frozen as LLaVA keeps its CLIP tower. What it learns about the world's `real`
+ * people is the "pretrained knowledge" the protocol later tries to remove. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/corpus.h"
 #include "engine/llava_io.h"
+#include "engine/safetensors.h"
 #include "engine/ops.h"
 #include "stages/model.h"
 #include "stages/trainer.h"
@@ -65,6 +67,32 @@ static int pretrain_setup(struct stage_ctx *c, struct model *md, struct world *w
     return 0;
 }
 
+/* With a `tower` input: its tensors replace the random tower's and stay frozen; the corpus's images then go
+ * through it once (cached features), as fine-tuning does. Without one every parameter trains. */
+static int pretrain_tower(struct stage_ctx *c, struct llava *m, struct corpus *cp) {
+    llava_set_trainable(m, "", 1);
+    if (stage_input_count(c, "tower") == 0) {
+        llava_grads_init(m);
+        return 0;
+    }
+    void *data;
+    size_t n;
+    struct st_file f;
+    if (stage_input_read(c, "tower", 0, &data, &n) != 0)
+        return -1;
+    int rc = st_parse(data, n, "tower", &f);
+    if (rc == 0) {
+        rc = llava_load_tower(m, &f);
+        st_close(&f);
+    }
+    free(data);
+    if (rc != 0)
+        return err_prefix("%s: tower", c->name);
+    llava_set_trainable(m, "model.vision_tower.", 0);
+    llava_grads_init(m);
+    return corpus_features(cp, m, c->ops) == 0 ? 0 : err_prefix("%s", c->name);
+}
+
 static int pretrain_run(struct stage_ctx *c) {
     struct model md;
     struct world w;
@@ -83,8 +111,9 @@ static int pretrain_run(struct stage_ctx *c) {
     double loss = 0;
     if (rc == 0) {
         llava_set_recompute(&md.m, stage_recompute(c));
-        llava_set_trainable(&md.m, "", 1);
-        llava_grads_init(&md.m);
+        rc = pretrain_tower(c, &md.m, &cp);
+    }
+    if (rc == 0) {
         stage_progress(c, "%zu examples, %zu images, up to %zu tokens", cp.n, cp.nimages, cp.maxlen);
         rc = trainer_run(c, &md.m, c->ops, &cp, &o, &loss);
     }
@@ -105,6 +134,8 @@ static const struct param_spec pretrain_params[] = {
     {"examples", PARAM_REF, NULL, "the pretraining corpus (a world's `pretrain`)"},
     {"images", PARAM_REF, NULL, "the world's images"},
     {"tokenizer", PARAM_REF, NULL, "the world's tokenizer.json"},
+    {"tower", PARAM_REF, "null",
+     "a `tower` stage's output: the vision tower, kept frozen (none: trained too)"},
     {"hidden", PARAM_INT, "128", "decoder width"},
     {"intermediate", PARAM_INT, "344", "decoder MLP width"},
     {"layers", PARAM_INT, "4", "decoder layers"},

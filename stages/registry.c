@@ -7,7 +7,7 @@ extern const struct stage_kind kind_random, kind_concat, kind_check, kind_file;
 extern const struct stage_kind kind_import_dataset, kind_import_model, kind_merge_dataset;
 extern const struct stage_kind kind_synth;
 extern const struct stage_kind kind_report;
-extern const struct stage_kind kind_pretrain, kind_select, kind_evaluate;
+extern const struct stage_kind kind_tower, kind_pretrain, kind_select, kind_evaluate;
 extern const struct stage_kind kind_finetune, kind_unlearn, kind_export_gguf, kind_export_peft;
 
 static const struct stage_kind *const kinds[] = {
@@ -15,6 +15,7 @@ static const struct stage_kind *const kinds[] = {
     &kind_import_dataset, &kind_import_model, &kind_merge_dataset, &kind_synth,
     &kind_pretrain,       &kind_select,       &kind_evaluate,      &kind_finetune,
     &kind_unlearn,        &kind_report,       &kind_export_gguf,   &kind_export_peft,
+    &kind_tower,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

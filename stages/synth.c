@@ -71,6 +71,7 @@ static void world_free(struct synth_world *w) {
     buf_free(&w->items);
     buf_free(&w->pretrain);
     buf_free(&w->finetune);
+    buf_free(&w->labels);
     ds_tar_free(w->images);
     free(w->faces);
 }
@@ -117,14 +118,15 @@ static int synth_metrics(struct stage_ctx *c, const struct synth_world *w, const
     stage_metric(c, "items", lines(&w->items));
     stage_metric(c, "pretrain_examples", lines(&w->pretrain));
     stage_metric(c, "finetune_examples", lines(&w->finetune));
+    stage_metric(c, "labelled_images", lines(&w->labels));
     return 0;
 }
 
 static int synth_store(struct stage_ctx *c, const struct synth_world *w, const struct synth_out *o) {
-    const struct buf *b[] = {&w->people, &w->items, &w->pretrain, &w->finetune};
-    const char *names[] = {"people", "items", "pretrain", "finetune"};
-    const char *types[] = {"people.jsonl", "items.jsonl", "examples.jsonl", "examples.jsonl"};
-    for (int k = 0; k < 4; k++)
+    const struct buf *b[] = {&w->people, &w->items, &w->pretrain, &w->finetune, &w->labels};
+    const char *names[] = {"people", "items", "pretrain", "finetune", "labels"};
+    const char *types[] = {"people.jsonl", "items.jsonl", "examples.jsonl", "examples.jsonl", "labels.jsonl"};
+    for (int k = 0; k < 5; k++)
         if (stage_output(c, names[k], b[k]->data ? b[k]->data : "", b[k]->len, types[k]) != 0)
             return -1;
     if (stage_output(c, "images", o->tar, o->ntar, "images.tar") != 0 ||
@@ -165,11 +167,11 @@ static const struct param_spec synth_specs[] = {
     {"fame_max", PARAM_INT, "4", "most repetitions of a real person's facts in pretraining"},
     {"contact_sheet_people", PARAM_INT, "16", "people shown on the contact sheet (1..256)"},
 };
-static const char *const synth_outputs[] = {"people", "items",     "pretrain",     "finetune",
-                                            "images", "tokenizer", "contact_sheet"};
+static const char *const synth_outputs[] = {"people", "items",     "pretrain",      "finetune",
+                                            "images", "tokenizer", "contact_sheet", "labels"};
 
 const struct stage_kind kind_synth = {
-    .schema = {"synth", 6, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
+    .schema = {"synth", 7, synth_specs, sizeof synth_specs / sizeof synth_specs[0], synth_outputs,
                sizeof synth_outputs / sizeof synth_outputs[0]},
     .summary = "the PULSE-Synth world: people, questions, corpora, portraits, general suite, tokenizer",
     .run = synth_run,

@@ -92,6 +92,9 @@ struct photo {
 /* What the kind assembles. Buffers hold JSON Lines (engine/dataset.h writers); images go into the tar. */
 struct synth_world {
     struct buf people, items, pretrain, finetune;
+    /* labels.jsonl: what the `tower` kind learns from (docs/synth.md, "Tower labels"): the objects of every
+     * training scene and the face of every stranger's photo and real person's training portrait */
+    struct buf labels;
     struct ds_tar *images;
     struct face *faces; /* per person, in people order: real first, then fictitious */
     size_t nfaces;
@@ -132,9 +135,10 @@ void face_photo(uint64_t key, struct photo *p);
 /* Draws into im, which the caller allocated at the wanted size. */
 void face_draw(const struct face *f, const struct photo *p, struct image *im);
 /* Draws face f in the photo of photo_key into im (its size is the photo's) and adds it to w->images as the
- * PNG `name`: the world's portraits and the strangers' photos alike. */
-int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *name,
-                   struct image *im);
+ * PNG `name` (`id`.png): the world's portraits and the strangers' photos alike. With `labelled`, the face
+ * also becomes a line of w->labels (what the tower may learn from). */
+int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *id,
+                   int labelled, struct image *im);
 /* The contact sheet's grid: rows (people) and cols (photos) drawn, the zoom, and the PNG's size; capped so
  * that the sheet stays within the image limits (16384 pixels per side, 64M pixels) for any parameters. */
 struct sheet_layout {

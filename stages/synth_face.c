@@ -1,5 +1,6 @@
 /* synth_face: PULSE-Synth's procedural portraits: who a person looks like (struct face), how one photo of
  * them varies (struct photo), drawing the two into an image, and the contact sheet a user looks at. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -433,8 +434,18 @@ uint64_t face_photo_key(uint64_t seed, size_t person, int held_out, int k) {
     return synth_key(seed, SYNTH_STREAM_PHOTO, index);
 }
 
-int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *name,
-                   struct image *im) {
+static void face_label(struct buf *b, const char *id, const struct face *f) {
+    buf_printf(b, "{\"face\":[%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d],\"image\":\"%s\"}\n", f->shape, f->skin,
+               f->hair_colour, f->hair_style, f->eye_colour, f->glasses, f->beard, f->brows, f->mouth,
+               f->ears, f->garment, id);
+}
+
+int face_photo_add(struct synth_world *w, const struct face *f, uint64_t photo_key, const char *id,
+                   int labelled, struct image *im) {
+    char name[40];
+    snprintf(name, sizeof name, "%s.png", id);
+    if (labelled)
+        face_label(&w->labels, id, f);
     struct photo ph;
     face_photo(photo_key, &ph);
     memset(im->rgb, 0, (size_t)im->w * (size_t)im->h * 3);

@@ -302,9 +302,11 @@ static int faces_draw(const struct synth_params *p, struct synth_world *w, int n
 
 static int photo_add(const struct synth_params *p, struct synth_world *w, int i, int held_out, int k,
                      const char *pid, struct image *im) {
-    char name[32];
-    snprintf(name, sizeof name, "%s-%c%d.png", pid, held_out ? 't' : 'p', k);
-    return face_photo_add(w, &w->faces[i], face_photo_key(p->seed, (size_t)i, held_out, k), name, im);
+    char id[32];
+    snprintf(id, sizeof id, "%s-%c%d", pid, held_out ? 't' : 'p', k);
+    /* The tower may learn the faces pretraining shows, never a fictitious or held-out one. */
+    int labelled = i < p->real && !held_out;
+    return face_photo_add(w, &w->faces[i], face_photo_key(p->seed, (size_t)i, held_out, k), id, labelled, im);
 }
 
 static int photos_add(const struct synth_params *p, struct synth_world *w, int i, const char *pid) {

@@ -429,6 +429,16 @@ static void format_prompt(const struct question *q, int letter, char opts[4][40]
     buf_puts(prompt, "Answer with the option's letter from the given choices directly.");
 }
 
+/* A training scene's objects for the tower (docs/synth.md, "Tower labels"): shape, colour, large, and the
+ * centre in fractions of the side (y down), at the 4 decimals the 16-bit grid of any image size needs. */
+static void scene_label(struct buf *b, const char *id, const struct scene *s) {
+    buf_printf(b, "{\"image\":\"%s\",\"objects\":[", id);
+    for (int j = 0; j < s->n; j++)
+        buf_printf(b, "%s[%d,%d,%d,%.4f,%.4f]", j ? "," : "", s->o[j].shape, s->o[j].colour, s->o[j].large,
+                   (double)s->o[j].x, (double)s->o[j].y);
+    buf_printf(b, "]}\n");
+}
+
 static int emit(const struct synth_params *p, struct synth_world *w, size_t index, int letter, int train,
                 struct image *im) {
     struct scene s;
@@ -453,6 +463,8 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
     for (int i = 0; i < 4; i++)
         it.options[i] = opts[i];
     int rc = ds_write_item(&w->items, &it);
+    if (rc == 0 && train)
+        scene_label(&w->labels, id, &s);
     if (rc == 0 && train) {
         /* The pretraining example is the cloze likelihood scoring reads (engine/mcq.c builds both strings, so
          * they cannot drift apart): the question without its options, the statement with the answer filled

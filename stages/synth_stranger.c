@@ -60,10 +60,9 @@ void stranger_describe(const struct face *f, char *out, size_t cap) {
 static int stranger_emit(const struct synth_params *p, struct synth_world *w, int s, struct image *im) {
     struct face f;
     face_identity(synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s), &f);
-    char id[16], ex_id[24], name[24], answer[160];
+    char id[16], ex_id[24], answer[160];
     snprintf(id, sizeof id, "s%05d", s);
     snprintf(ex_id, sizeof ex_id, "pt-%s", id);
-    snprintf(name, sizeof name, "%s.png", id);
     stranger_describe(&f, answer, sizeof answer);
     struct ds_example e = {.id = ex_id,
                            .image = id,
@@ -72,7 +71,7 @@ static int stranger_emit(const struct synth_params *p, struct synth_world *w, in
                            .source = (char *)"stranger"};
     if (ds_write_example(&w->pretrain, &e) != 0)
         return -1;
-    return face_photo_add(w, &f, synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), name, im);
+    return face_photo_add(w, &f, synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), id, 1, im);
 }
 
 int strangers_make(const struct synth_params *p, struct synth_world *w) {

@@ -20,7 +20,7 @@ stage "export/ga/round2" { kind = "export-peft",
   projector = ref(R .. 2, "projector"), config = ref("vanilla", "config") }
 LUA
 expect_code 0 "$PP" run "$T/micro.lua" --only export/ga/round2
-has "$T/out" "7 stages: 7 computed, 0 cached, 0 failed"
+has "$T/out" "8 stages: 8 computed, 0 cached, 0 failed"
 "$PP" cat export/ga/round2 adapter_config >"$T/proto_config"
 "$PP" cat export/ga/round2 adapter_model >"$T/proto_model"
 python3 - "$T/proto_config" "$T/proto_model" <<'PY'
@@ -63,7 +63,7 @@ end
 LUA
 
 expect_code 0 "$PP" run "$M"
-has "$T/out" "6 stages: 4 computed, 2 cached, 0 failed" # world and base: the protocol run's
+has "$T/out" "7 stages: 4 computed, 3 cached, 0 failed" # world, tower and base: the protocol run's
 for o in adapter_model adapter_config; do "$PP" cat export "$o" >"$T/export_$o"; done
 for r in 1 2; do
   "$PP" cat "round$r" adapter >"$T/r${r}_adapter"

@@ -21,7 +21,7 @@ LUA
 
 manifest "$T/g4.lua" 4
 expect_code 0 "$PP" run "$T/g4.lua" --threads 1
-has "$T/out" "4 stages: 4 computed"
+has "$T/out" "5 stages: 5 computed"
 "$PP" cat evaluate answers >"$T/g4.json"
 "$PP" cat evaluate metrics >"$T/g4_metrics.json"
 g4=$(output_id evaluate answers)
@@ -31,7 +31,7 @@ g4=$(output_id evaluate answers)
 
 manifest "$T/g0.lua" 0
 expect_code 0 "$PP" run "$T/g0.lua"
-has "$T/out" "4 stages: 1 computed, 3 cached"
+has "$T/out" "5 stages: 1 computed, 4 cached"
 "$PP" cat evaluate answers >"$T/g0.json"
 "$PP" cat evaluate metrics >"$T/g0_metrics.json"
 cmp -s "$T/g4_metrics.json" "$T/g0_metrics.json" || fail "generating changed the metrics"

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
-N=34
+N=35
 
 export PULSE_STORE="$T/checked"
 start=$(date +%s%N)
@@ -43,7 +43,7 @@ stage "extra/round2" (with(u, s.unlearn, model, { method = "ga_klr", round = 2, 
   adapter_configs = { r1.out.adapter_config }, projector = r1.out.projector }))
 LUA
 PULSE_CHECK_OPS=1 expect_code 0 "$PP" run "$T/extra.lua" --threads 2
-has "$T/out" "6 stages: 4 computed, 2 cached, 0 failed"
+has "$T/out" "7 stages: 4 computed, 3 cached, 0 failed"
 lacks "$T/err" "ops check"
 
 export PULSE_STORE="$T/plain"

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
-N=34 # stages: world, base, vanilla, 2 selects, 2 befores, 3 methods x 2 knowledge x 2, 3 x 2 rounds x 2, 2, report
+N=35 # stages: world, tower, base, vanilla, 2 selects, 2 befores, 3 methods x 2 knowledge x 2, 3 x 2 rounds x 2, 2, report
 
 # The run, on one thread.
 export PULSE_STORE="$T/one"

@@ -2,9 +2,9 @@
 # recompute: the `recompute` parameter of pretrain, finetune and unlearn (activation recomputation,
 # docs/engine.md) changes how a stage computes, never what: on the micro protocol with models of several
 # layers (so that layers share their recomputed intermediates), switching it on for every training stage keeps
-# every key (all cached), and recomputing the pretraining (the tower trains too), the fine-tuning and the
-# unlearning runs of each method (GA+KLR and NPO with their reference model) with it on gives outputs
-# identical to their records. `status` says nothing about the switch.
+# every key (all cached), and recomputing the pretraining (its tower frozen; test_engine_recompute.c covers a
+# training tower), the fine-tuning and the unlearning runs of each method (GA+KLR and NPO with their reference
+# model) with it on gives outputs identical to their records. `status` says nothing about the switch.
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
@@ -19,7 +19,7 @@ for kind in pretrain finetune unlearn; do
   grep -q "^  $kind = { recompute = true," "$T/micro_settings.lua" || fail "could not switch $kind"
 done
 expect_code 0 "$PP" run "$M" --threads 2
-has "$T/out" "0 computed, 34 cached"
+has "$T/out" "0 computed, 35 cached"
 expect_code 0 "$PP" status "$M"
 lacks "$T/out" "recompute"
 
@@ -29,7 +29,7 @@ for st in base vanilla unlearn/finetuned/ga unlearn/finetuned/ga_klr unlearn/fin
   force+=(--force "$st")
 done
 expect_code 0 "$PP" run "$M" --threads 2 "${force[@]}"
-has "$T/out" "6 computed, 28 cached"
+has "$T/out" "6 computed, 29 cached"
 same=$(grep -c "(outputs identical to its record)" "$T/out")
 [ "$same" -eq 6 ] || { cat "$T/out"; fail "recompute changed outputs ($same of 6 identical)"; }
 "$PP" show base --json | python3 -c "import json,sys; assert json.load(sys.stdin)['params']['recompute'] is False" ||

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# synth: a small PULSE-Synth world runs as a stage, shows its 7 outputs, is cached the second time, and has the
+# synth: a small PULSE-Synth world runs as a stage, shows its 8 outputs, is cached the second time, and has the
 # same object ids in a second store and under audit; a bad parameter fails with a clear line; the default world
 # (153 real + 500 fictitious people) is built once and its time printed.
 source "$(dirname "$0")/lib.bash"
@@ -11,12 +11,12 @@ stage "world" { kind = "synth", seed = 5, real = 6, fictitious = 8, image_size =
 LUA
 
 expect_code 0 "$PP" kinds
-has "$T/out" "synth (version 6)"
+has "$T/out" "synth (version 7)"
 
 expect_code 0 "$PP" run "$M"
 has "$T/out" "1 computed"
 expect_code 0 "$PP" show world
-for o in people items pretrain finetune images tokenizer contact_sheet; do
+for o in people items pretrain finetune images tokenizer contact_sheet labels; do
   has "$T/out" "  $o "
 done
 "$PP" show world --json >"$T/a.json"
@@ -24,7 +24,7 @@ python3 - "$T/a.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert sorted(r["outputs"]) == sorted(["people", "items", "pretrain", "finetune", "images", "tokenizer",
-                                       "contact_sheet"]), r["outputs"]
+                                       "contact_sheet", "labels"]), r["outputs"]
 assert r["metrics"]["people"] == 14 and r["metrics"]["items"] == 14 * 10 + 10 + 20, r["metrics"]
 # 6 real people with 3 training and 1 held-out portraits, 8 fictitious with 2 and 1, 30 scenes
 assert r["metrics"]["images"] == 6 * 4 + 8 * 3 + 30, r["metrics"]

@@ -46,7 +46,7 @@ lacks "$T/plan" "reference start values"
 
 # Round 1: the shared reference and the second model give the same bits.
 PULSE_CHECK_OPS=1 expect_code 0 "$PP" run "$M" --threads 2
-has "$T/out" "8 stages: 5 computed, 3 cached, 0 failed"
+has "$T/out" "9 stages: 5 computed, 4 cached, 0 failed"
 lacks "$T/err" "ops check"
 ids() { "$PP" show "$1" --json | python3 -c '
 import json, sys

@@ -110,14 +110,55 @@ static void check_readable(struct store *s, const struct json *outs) {
     free(data);
 }
 
+/* One line of labels.jsonl: a training scene (g..., 1-5 objects of shape, colour, large, x, y) or a face
+ * the tower may learn (a real person's training portrait r....-p.., or a stranger s.....; 11 features within
+ * their pools). Returns 's' or 'f', 0 when the line is wrong. */
+static int label_kind(const char *line, size_t n) {
+    static const int pools[] = {4, 8, 8, 7, 5, 3, 4, 3, 3, 2, 8};
+    struct json *l = json_parse(line, n);
+    const char *id = json_get_str(l, "image");
+    const struct json *objs = json_get(l, "objects"), *face = json_get(l, "face");
+    int kind = 0;
+    if (id && id[0] == 'g' && objs && objs->type == JSON_ARR && !face && objs->len >= 1 && objs->len <= 5) {
+        kind = 's';
+        for (size_t j = 0; j < objs->len; j++)
+            kind = objs->items[j]->type == JSON_ARR && objs->items[j]->len == 5 ? kind : 0;
+    } else if (id && ((strstr(id, "-p") && id[0] == 'r') || id[0] == 's') && face && face->type == JSON_ARR &&
+               !objs && face->len == 11) {
+        kind = 'f';
+        for (size_t j = 0; j < 11; j++) {
+            const struct json *v = face->items[j];
+            kind = v->type == JSON_INT && v->i >= 0 && v->i < pools[j] ? kind : 0;
+        }
+    }
+    json_free(l);
+    return kind;
+}
+
+/* The tower's labels: every training scene and every real person's training portrait, nothing else. */
+static void check_labels(struct store *s, const struct json *outs, size_t scenes, size_t faces) {
+    void *data;
+    size_t n, got[2] = {0, 0};
+    CHECK(store_get(s, json_get_str(json_get(outs, "labels"), "id"), &data, &n) == 0);
+    for (char *at = data, *end = at + n; at < end;) {
+        char *nl = memchr(at, '\n', (size_t)(end - at));
+        int kind = label_kind(at, (size_t)((nl ? nl : end) - at));
+        CHECK(kind != 0);
+        got[kind == 'f'] += kind != 0;
+        at = nl ? nl + 1 : end;
+    }
+    CHECK(got[0] == scenes && got[1] == faces);
+    free(data);
+}
+
 static void check_outputs(struct store *s, const struct json *outs, const struct json *m) {
-    static const char *const names[] = {"people", "items",     "pretrain",     "finetune",
-                                        "images", "tokenizer", "contact_sheet"};
+    static const char *const names[] = {"people", "items",     "pretrain",      "finetune",
+                                        "images", "tokenizer", "contact_sheet", "labels"};
     static const char *const types[] = {
         "people.jsonl",   "items.jsonl", "examples.jsonl", "examples.jsonl", "images.tar",
-        "tokenizer.json", "png"};
-    CHECK(outs && outs->len == 7);
-    for (int k = 0; outs && k < 7; k++) {
+        "tokenizer.json", "png",         "labels.jsonl"};
+    CHECK(outs && outs->len == 8);
+    for (int k = 0; outs && k < 8; k++) {
         const struct json *o = json_get(outs, names[k]);
         CHECK(o && store_has(s, json_get_str(o, "id")) == 1);
         CHECK_STR(json_get_str(o, "type"), types[k]);
@@ -127,8 +168,11 @@ static void check_outputs(struct store *s, const struct json *outs, const struct
     CHECK(metric(m, "pretrain_examples") > 12 && metric(m, "finetune_examples") > 0);
     CHECK(metric(m, "images") >= 9 * 3 + 8);
     CHECK(metric(m, "vocab") > 100);
-    if (outs)
+    CHECK(metric(m, "labelled_images") == 12 + 4 * 2); /* the training scenes, the real people's portraits */
+    if (outs) {
         check_readable(s, outs);
+        check_labels(s, outs, 12, 4 * 2);
+    }
 }
 
 /* The small world's text outputs, by object id (independent of zlib: no PNG among them), and the raw pixels
@@ -192,8 +236,8 @@ static void check_strangers(struct store *s, const struct json *plain, const str
         CHECK(json_equal(json_get(outs, same[k]), json_get(plain, same[k])));
     for (int k = 0; k < 2; k++)
         CHECK(!json_equal(json_get(outs, grown[k]), json_get(plain, grown[k])));
-    static const char *const counts[] = {"pretrain_examples", "images"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const counts[] = {"pretrain_examples", "images", "labelled_images"};
+    for (int k = 0; k < 3; k++) {
         double with = -1, without = -1;
         CHECK(json_get_num(m, counts[k], &with) == 0 &&
               json_get_num(plain_metrics, counts[k], &without) == 0);

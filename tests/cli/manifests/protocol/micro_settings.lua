@@ -6,6 +6,7 @@ return {
   methods = { "ga", "ga_klr", "npo" },
   world = { real = 12, fictitious = 10, general_eval = 20, general_train = 40, image_size = 16, real_photos = 3,
     fictitious_photos = 2, test_photos = 1 },
+  tower = { epochs = 1 },
   pretrain = { epochs = 1, batch = 16, lr = 0.003, schedule = "cosine", warmup = 0.0, hidden = 32,
     intermediate = 64, layers = 1, heads = 2, vision_hidden = 16, vision_intermediate = 32, vision_layers = 1,
     vision_heads = 2, image_size = 16, patch = 8 },
