@@ -78,10 +78,11 @@ static size_t argmax(const float *x, size_t k) {
 }
 
 /* Group g over rows x [n, c] whose labels are lab[i * stride] (-1: not labelled): adds d loss / d x to dx and
- * the head's gradients to h->grads; returns the mean -log p over the labelled rows (0 without any). */
+ * the head's gradients to h->grads for a loss of `weight` times the mean -log p over the labelled rows, and
+ * returns that loss (0 without any labelled row). */
 static float group_step(struct tower_heads *h, const struct ops *ops, int g, const float *x, size_t n,
-                        const int32_t *lab, size_t stride, float *dx, struct scratch *s, long *hit,
-                        long *count) {
+                        const int32_t *lab, size_t stride, float weight, float *dx, struct scratch *s,
+                        long *hit, long *count) {
     size_t k = (size_t)tower_classes[g], c = h->c;
     const float *w = h->params + h->off[g];
     float *gw = h->grads + h->off[g];
@@ -102,12 +103,12 @@ static float group_step(struct tower_heads *h, const struct ops *ops, int g, con
     for (size_t i = 0; i < n; i++) {
         sum += s->on[i] ? s->logp[i] : 0.0;
         *hit += s->on[i] && s->tgt[i] >= scored && argmax(s->logits + i * k, k) == (size_t)s->tgt[i];
-        s->dlogp[i] = s->on[i] ? -1.0f / (float)cnt : 0.0f;
+        s->dlogp[i] = s->on[i] ? -weight / (float)cnt : 0.0f;
     }
     ops->zero(s->dlogits, n * k);
     ops->logprob_backward(s->dlogits, s->dlogp, s->logits, s->tgt, s->on, n, k);
     ops->matmul_backward(dx, gw, gw + k * c, s->dlogits, x, w, n, c, k);
-    return (float)(-sum / (double)cnt);
+    return (float)(-(double)weight * sum / (double)cnt);
 }
 
 /* dst[i] (+)= the mean of src's per rows of image i (pool), or dst's rows (+)= src[i] / per (spread). */
@@ -131,13 +132,13 @@ float tower_heads_step(struct tower_heads *h, const struct ops *ops, const float
     double loss = 0.0;
     ops->zero(dfeats, rows * c);
     for (int g = 0; g < TOWER_TOKEN_GROUPS; g++)
-        loss += group_step(h, ops, g, feats, rows, b->tok + g, TOWER_TOKEN_GROUPS, dfeats, &s, &hits[g],
-                           &counts[g]);
+        loss += group_step(h, ops, g, feats, rows, b->tok + g, TOWER_TOKEN_GROUPS,
+                           1.0f / TOWER_TOKEN_GROUPS, dfeats, &s, &hits[g], &counts[g]);
     pool(ops, pooled, feats, b->nimg, h->per, c, 0);
     for (int f = 0; f < TOWER_FACE_GROUPS; f++) {
         int g = TOWER_TOKEN_GROUPS + f;
-        loss += group_step(h, ops, g, pooled, b->nimg, b->face + f, TOWER_FACE_GROUPS, dpooled, &s, &hits[g],
-                           &counts[g]);
+        loss += group_step(h, ops, g, pooled, b->nimg, b->face + f, TOWER_FACE_GROUPS,
+                           1.0f / TOWER_FACE_GROUPS, dpooled, &s, &hits[g], &counts[g]);
     }
     pool(ops, dfeats, dpooled, b->nimg, h->per, c, 1);
     mem_free(pooled);

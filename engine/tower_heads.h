@@ -4,8 +4,10 @@
  * - token heads, on every image token of a scene: the shape, colour and size of the object whose centre lies
  *   in the token's patch, class 0 when none does (so each token learns what is where);
  * - face heads, on the mean of an image's tokens: each of a face's 11 features (stages/synth.h, struct face).
- * Each group is a linear layer [classes, c] with a bias; the loss is the sum over groups of the mean
- * -log softmax of the right class over the group's labelled rows. docs/stages.md, `tower`, says why. */
+ * Each group is a linear layer [classes, c] with a bias. The loss is the mean over the token groups plus the
+ * mean over the face groups of each group's mean -log softmax of the right class over its labelled rows: a
+ * scene and a face weigh alike, though a face has 11 heads and a scene 3 (summed over the 14, the faces took
+ * the tower: E45). docs/stages.md, `tower`, says why. */
 #ifndef PULSE_ENGINE_TOWER_HEADS_H
 #define PULSE_ENGINE_TOWER_HEADS_H
 

@@ -210,7 +210,7 @@ static const struct param_spec tower_params[] = {
 static const char *const tower_outputs[] = {"tower"};
 
 const struct stage_kind kind_tower = {
-    .schema = {"tower", 1, tower_params, sizeof tower_params / sizeof tower_params[0], tower_outputs, 1},
+    .schema = {"tower", 2, tower_params, sizeof tower_params / sizeof tower_params[0], tower_outputs, 1},
     .summary = "train a vision tower alone on what a world's pictures show",
     .run = tower_run,
 };

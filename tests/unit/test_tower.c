@@ -75,7 +75,7 @@ static void check_gradients(const struct ops *ops) {
         num_h[i] = (float)numeric(&h, ops, &h.params[i], scratch);
     double ef = check_rel_err(dfeats, num_f, ROWS * C, NULL), eh = check_rel_err(hgrad, num_h, h.n, NULL);
     printf("tower heads: loss %.4f, d feats rel err %.2e, d heads rel err %.2e\n", (double)loss, ef, eh);
-    /* a loss of ~20 in fp32: differences of it are good to a few 1e-3 (a wrong scale or row would be O(1)) */
+    /* fp32 central differences are good to a few 1e-3 here (a wrong scale or row would be O(1)) */
     CHECK(ef < 5e-3 && eh < 5e-3);
     /* scored rows: the 3 object tokens per token group, the one face per face group */
     for (int g = 0; g < TOWER_GROUPS; g++)
