@@ -132,8 +132,8 @@ float tower_heads_step(struct tower_heads *h, const struct ops *ops, const float
     double loss = 0.0;
     ops->zero(dfeats, rows * c);
     for (int g = 0; g < TOWER_TOKEN_GROUPS; g++)
-        loss += group_step(h, ops, g, feats, rows, b->tok + g, TOWER_TOKEN_GROUPS,
-                           1.0f / TOWER_TOKEN_GROUPS, dfeats, &s, &hits[g], &counts[g]);
+        loss += group_step(h, ops, g, feats, rows, b->tok + g, TOWER_TOKEN_GROUPS, 1.0f / TOWER_TOKEN_GROUPS,
+                           dfeats, &s, &hits[g], &counts[g]);
     pool(ops, pooled, feats, b->nimg, h->per, c, 0);
     for (int f = 0; f < TOWER_FACE_GROUPS; f++) {
         int g = TOWER_TOKEN_GROUPS + f;

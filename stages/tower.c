@@ -198,12 +198,7 @@ static int tower_run(struct stage_ctx *c) {
 static const struct param_spec tower_params[] = {
     {"images", PARAM_REF, NULL, "the world's images"},
     {"labels", PARAM_REF, NULL, "what they show (a world's `labels`)"},
-    {"vision_hidden", PARAM_INT, "64", "vision tower width"},
-    {"vision_intermediate", PARAM_INT, "256", "vision tower MLP width"},
-    {"vision_layers", PARAM_INT, "2", "vision tower layers"},
-    {"vision_heads", PARAM_INT, "2", "vision tower attention heads"},
-    {"image_size", PARAM_INT, "32", "image side, pixels (the world's)"},
-    {"patch", PARAM_INT, "8", "patch side, pixels"},
+    VISION_ARCH_PARAMS,
     {"init_seed", PARAM_INT, "1", "initial weights"},
     TRAINER_PARAMS("30", "16", "0.001", "\"constant\"", "0.0", "0.01", "0.95"),
 };

@@ -35,6 +35,15 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o);
         {"seed", PARAM_INT, "1", "data order"}, {"beta1", PARAM_NUM, "0.9", "AdamW's beta1"},                \
         {"beta2", PARAM_NUM, beta2, "AdamW's beta2"}
 #define TRAINER_NPARAMS 10
+/* The tiny vision tower's architecture, as `pretrain` and `tower` both take it (a tower handed to pretrain must
+ * have pretrain's). */
+#define VISION_ARCH_PARAMS                                                                                   \
+    {"vision_hidden", PARAM_INT, "64", "vision tower width"},                                                \
+        {"vision_intermediate", PARAM_INT, "256", "vision tower MLP width"},                                 \
+        {"vision_layers", PARAM_INT, "2", "vision tower layers"},                                            \
+        {"vision_heads", PARAM_INT, "2", "vision tower attention heads"},                                    \
+        {"image_size", PARAM_INT, "32", "image side, pixels (the world's)"},                                 \
+        {"patch", PARAM_INT, "8", "patch side, pixels"}
 // clang-format on
 
 /* Trains m's trainable parameters (llava_grads_init done) on every entry of cp. The model's batch capacity
