@@ -89,6 +89,8 @@ int tower_data_load(struct tower_data *d, const char *labels, size_t n, const st
     size_t lines = count_lines(labels, n), size = (size_t)cfg->vision.image_size;
     if (lines == 0)
         return err_set("labels: no labelled image");
+    if (lines > ds_images_count(im)) /* each image is labelled once at most: no allocation beyond the tar's */
+        return err_set("labels: %zu lines for %zu images", lines, ds_images_count(im));
     d->per = (size_t)cfg->patches;
     d->image_floats = 3 * size * size;
     d->pixels = xmalloc(lines * d->image_floats * sizeof *d->pixels);

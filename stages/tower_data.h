@@ -19,7 +19,8 @@ struct tower_data {
 };
 
 /* Parses labels (text of n bytes) against the images, for a tower of config cfg. One line naming the label
- * line on anything wrong: bad JSON, an unknown image, a value outside its range, an empty file. */
+ * line on anything wrong: bad JSON, an unknown image, a value outside its range; or an empty file, or more
+ * lines than images (which also bounds what it allocates). */
 int tower_data_load(struct tower_data *d, const char *labels, size_t n, const struct ds_images *im,
                     const struct llava_config *cfg);
 void tower_data_free(struct tower_data *d);

@@ -165,6 +165,7 @@ static void refused(const char *text, const char *want) {
 
 static void check_labels_refused(void) {
     refused("", "no labelled image");
+    refused("{}\n{}\n{}\n{}\n", "labels: 4 lines for 3 images");
     refused("{\"image\":\"g00001\",\"objects\":[[4,0,0,0.1,0.2]]}\n{\"image\":\"nope\",\"face\":[0,0,0,0,0,0,"
             "0,0,0,0,0]}",
             "labels line 2");
