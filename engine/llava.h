@@ -24,6 +24,9 @@
 #include <stdint.h>
 
 #define LLAVA_NAME_MAX 112
+/* The prefix every vision tower tensor's name has (the names below): what freezes, loads or writes a tower.
+ */
+#define LLAVA_TOWER "model.vision_tower."
 
 /* One row of a size table: a tensor's place in its block. Parameter names are the newer transformers
  * layout ("model.language_model.layers.0.self_attn.q_proj.weight", "lm_head.weight"); activation names are

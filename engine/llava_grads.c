@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VT "model.vision_tower."
+#define VT LLAVA_TOWER
 #define MP "model.multi_modal_projector."
 
 size_t llava_set_trainable(struct llava *m, const char *prefix, int on) {

@@ -19,9 +19,7 @@ static float init_value(const char *name, uint64_t key, size_t e, float std) {
         return 1.0f;
     if (ends_with(name, ".bias"))
         return 0.0f;
-    /* Box-Muller on two 24-bit uniforms; 1 - u keeps the log's argument in (0, 1]. */
-    double u1 = 1.0 - (double)rng_uniform(key, 2 * e), u2 = (double)rng_uniform(key, 2 * e + 1);
-    return (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    return (float)(std * rng_normal(key, e));
 }
 
 /* The table's parameters as st_out rows pointing into tab->params. */

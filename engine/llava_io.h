@@ -18,7 +18,7 @@ int llava_init_random(struct llava *m, const struct llava_config *cfg, uint64_t 
 /* The model's parameters as a safetensors file (F32, sorted names, {"format": "pt"}): *data malloc'd. Only
  * the vision layers the model holds are written (all of them with vision_feature_layer -1). */
 int llava_save(const struct llava *m, void **data, size_t *len);
-/* Only the tensors whose names start with prefix (F32): the tower's, "model.vision_tower.". */
+/* Only the tensors whose names start with prefix (F32): the tower's, LLAVA_TOWER. */
 int llava_save_prefix(const struct llava *m, const char *prefix, void **data, size_t *len);
 /* The same in another dtype (F16, BF16: rounded to nearest even; exact for weights that were stored so). */
 int llava_save_as(const struct llava *m, enum st_dtype dtype, void **data, size_t *len);

@@ -8,6 +8,7 @@
 #ifndef PULSE_ENGINE_RNG_H
 #define PULSE_ENGINE_RNG_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* Callable from CUDA kernels too (engine/cuda/elementwise.cu's dropout draws the same mask): the same guarded
@@ -39,6 +40,13 @@ PULSE_HD static inline uint64_t rng_key(uint64_t seed, uint64_t stream) {
 /* Uniform float in [0, 1) with 24 random bits. */
 PULSE_HD static inline float rng_uniform(uint64_t key, uint64_t counter) {
     return (float)(rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* The e-th standard normal value of the stream (host only): Box-Muller on uniforms 2e and 2e + 1; 1 - u keeps
+ * the log's argument in (0, 1]. Initial weights are drawn with it. */
+static inline double rng_normal(uint64_t key, uint64_t e) {
+    double u1 = 1.0 - (double)rng_uniform(key, 2 * e), u2 = (double)rng_uniform(key, 2 * e + 1);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 #endif

@@ -28,13 +28,9 @@ void tower_heads_init(struct tower_heads *h, size_t c, size_t per, uint64_t seed
     h->grads = mem_alloc(h->n, sizeof(float));
     h->m = mem_alloc(h->n, sizeof(float));
     h->v = mem_alloc(h->n, sizeof(float));
-    for (int g = 0; g < TOWER_GROUPS; g++) { /* Box-Muller, as llava_init_random draws */
-        uint64_t key = rng_key(seed, (uint64_t)g);
-        for (size_t e = 0; e < (size_t)tower_classes[g] * c; e++) {
-            double u1 = 1.0 - (double)rng_uniform(key, 2 * e), u2 = (double)rng_uniform(key, 2 * e + 1);
-            h->params[h->off[g] + e] = (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-        }
-    }
+    for (int g = 0; g < TOWER_GROUPS; g++) /* as llava_init_random draws */
+        for (size_t e = 0; e < (size_t)tower_classes[g] * c; e++)
+            h->params[h->off[g] + e] = (float)(0.02 * rng_normal(rng_key(seed, (uint64_t)g), e));
 }
 
 void tower_heads_free(struct tower_heads *h) {

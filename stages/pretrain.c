@@ -21,7 +21,8 @@ static int pretrain_config(struct stage_ctx *c, const struct tokenizer *t, struc
     int32_t image = tokenizer_id(t, "<image>");
     if (image < 0)
         return err_set("%s: the tokenizer has no <image> token", c->name);
-    char text[2048];
+    char text[2048], vision[512];
+    trainer_vision_config(c, vision, sizeof vision);
     snprintf(
         text, sizeof text,
         "{\"model_type\": \"llava\", \"image_token_index\": %d, \"pad_token_id\": %d,"
@@ -30,16 +31,11 @@ static int pretrain_config(struct stage_ctx *c, const struct tokenizer *t, struc
         " \"text_config\": {\"model_type\": \"llama\", \"hidden_size\": %lld, \"intermediate_size\": %lld,"
         " \"num_hidden_layers\": %lld, \"num_attention_heads\": %lld, \"num_key_value_heads\": %lld,"
         " \"vocab_size\": %d, \"max_position_embeddings\": %lld, \"rms_norm_eps\": 1e-05},"
-        " \"vision_config\": {\"model_type\": \"clip_vision_model\", \"hidden_size\": %lld,"
-        " \"intermediate_size\": %lld, \"num_hidden_layers\": %lld, \"num_attention_heads\": %lld,"
-        " \"image_size\": %lld, \"patch_size\": %lld, \"num_channels\": 3, \"layer_norm_eps\": 1e-05}}",
+        " \"vision_config\": %s}",
         image, t->pad >= 0 ? t->pad : 0, (long long)stage_int(c, "hidden"),
         (long long)stage_int(c, "intermediate"), (long long)stage_int(c, "layers"),
         (long long)stage_int(c, "heads"), (long long)stage_int(c, "heads"), t->vocab_size,
-        (long long)stage_int(c, "max_positions"), (long long)stage_int(c, "vision_hidden"),
-        (long long)stage_int(c, "vision_intermediate"), (long long)stage_int(c, "vision_layers"),
-        (long long)stage_int(c, "vision_heads"), (long long)stage_int(c, "image_size"),
-        (long long)stage_int(c, "patch"));
+        (long long)stage_int(c, "max_positions"), vision);
     if (config_parse(text, strlen(text), "config", &md->cfg) != 0)
         return err_prefix("%s", c->name);
     md->config_json = config_write(&md->cfg);
@@ -88,7 +84,7 @@ static int pretrain_tower(struct stage_ctx *c, struct llava *m, struct corpus *c
     free(data);
     if (rc != 0)
         return err_prefix("%s: tower", c->name);
-    llava_set_trainable(m, "model.vision_tower.", 0);
+    llava_set_trainable(m, LLAVA_TOWER, 0);
     llava_grads_init(m);
     return corpus_features(cp, m, c->ops) == 0 ? 0 : err_prefix("%s", c->name);
 }

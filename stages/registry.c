@@ -11,11 +11,10 @@ extern const struct stage_kind kind_tower, kind_pretrain, kind_select, kind_eval
 extern const struct stage_kind kind_finetune, kind_unlearn, kind_export_gguf, kind_export_peft;
 
 static const struct stage_kind *const kinds[] = {
-    &kind_random,         &kind_concat,       &kind_check,         &kind_file,
-    &kind_import_dataset, &kind_import_model, &kind_merge_dataset, &kind_synth,
-    &kind_pretrain,       &kind_select,       &kind_evaluate,      &kind_finetune,
-    &kind_unlearn,        &kind_report,       &kind_export_gguf,   &kind_export_peft,
-    &kind_tower,
+    &kind_random,       &kind_concat,        &kind_check,   &kind_file,     &kind_import_dataset,
+    &kind_import_model, &kind_merge_dataset, &kind_synth,   &kind_pretrain, &kind_select,
+    &kind_evaluate,     &kind_finetune,      &kind_unlearn, &kind_report,   &kind_export_gguf,
+    &kind_export_peft,  &kind_tower,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

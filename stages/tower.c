@@ -22,7 +22,8 @@
 /* The tower's architecture inside a LLaVA config whose decoder is a token stand-in: only the tower is built
  * to be trained and written. */
 static int tower_config(struct stage_ctx *c, struct llava_config *cfg) {
-    char text[1024];
+    char text[1024], vision[512];
+    trainer_vision_config(c, vision, sizeof vision);
     snprintf(text, sizeof text,
              "{\"model_type\": \"llava\", \"image_token_index\": 1, \"pad_token_id\": 0,"
              " \"projector_hidden_act\": \"gelu\", \"vision_feature_layer\": -1,"
@@ -30,12 +31,8 @@ static int tower_config(struct stage_ctx *c, struct llava_config *cfg) {
              " \"text_config\": {\"model_type\": \"llama\", \"hidden_size\": 8, \"intermediate_size\": 8,"
              " \"num_hidden_layers\": 1, \"num_attention_heads\": 1, \"num_key_value_heads\": 1,"
              " \"vocab_size\": 2, \"max_position_embeddings\": 8, \"rms_norm_eps\": 1e-05},"
-             " \"vision_config\": {\"model_type\": \"clip_vision_model\", \"hidden_size\": %lld,"
-             " \"intermediate_size\": %lld, \"num_hidden_layers\": %lld, \"num_attention_heads\": %lld,"
-             " \"image_size\": %lld, \"patch_size\": %lld, \"num_channels\": 3, \"layer_norm_eps\": 1e-05}}",
-             (long long)stage_int(c, "vision_hidden"), (long long)stage_int(c, "vision_intermediate"),
-             (long long)stage_int(c, "vision_layers"), (long long)stage_int(c, "vision_heads"),
-             (long long)stage_int(c, "image_size"), (long long)stage_int(c, "patch"));
+             " \"vision_config\": %s}",
+             vision);
     return config_parse(text, strlen(text), "config", cfg) == 0 ? 0 : err_prefix("%s", c->name);
 }
 
@@ -103,14 +100,9 @@ static void tower_train(struct stage_ctx *c, struct tower_run *r, const struct t
             float lr = (float)schedule_lr(o->schedule, o->lr, step, warm, total);
             float l = tower_step(r, c->ops, o, idx + at, nb, lr);
             *loss += l / (double)per_epoch;
-            recent += l;
+            trainer_progress(c, e, o->epochs, step, total, l, &recent);
             for (int g = 0; g < TOWER_GROUPS; g++)
                 hit[g] += r->hits[g], cnt[g] += r->counts[g];
-            if ((step + 1) % 50 == 0 || step + 1 == total) {
-                stage_progress(c, "epoch %ld/%ld step %ld/%ld loss %.4f (mean of the last %ld)", e + 1,
-                               o->epochs, step + 1, total, recent / (double)(step % 50 + 1), step % 50 + 1);
-                recent = 0;
-            }
         }
         for (int g = 0; g < TOWER_GROUPS; g++)
             acc[g] = cnt[g] ? (double)hit[g] / (double)cnt[g] : 0;
@@ -134,7 +126,7 @@ static int tower_setup(struct stage_ctx *c, struct tower_run *r, const struct tr
     if (rc != 0 || llava_init_random(&r->m, &cfg, seed, 0.02f, o->batch, r->d.per + 1) != 0)
         return rc != 0 ? -1 : err_prefix("%s", c->name);
     llava_set_trainable(&r->m, "", 0);
-    llava_set_trainable(&r->m, "model.vision_tower.", 1);
+    llava_set_trainable(&r->m, LLAVA_TOWER, 1);
     llava_grads_init(&r->m);
     tower_heads_init(&r->h, (size_t)cfg.vision.hidden, r->d.per, rng_key(seed, 0x68656164)); /* "head" */
     train_adamw_init(&r->opt, &r->m, o->beta1, o->beta2, 1e-8f, o->weight_decay, 0); /* clip: clip_grads */
@@ -160,7 +152,7 @@ static int tower_write(struct stage_ctx *c, const struct tower_run *r, double lo
                        const double acc[TOWER_GROUPS]) {
     void *data = NULL;
     size_t len = 0;
-    int rc = llava_save_prefix(&r->m, "model.vision_tower.", &data, &len);
+    int rc = llava_save_prefix(&r->m, LLAVA_TOWER, &data, &len);
     if (rc == 0)
         rc = stage_output(c, "tower", data, len, "safetensors");
     free(data);

@@ -21,9 +21,21 @@ static int int_in(const struct json *v, int64_t lo, int64_t hi) {
     return v && v->type == JSON_INT && v->i >= lo && v->i < hi;
 }
 
-static int unit(const struct json *v) {
-    double x = v && v->type == JSON_NUM ? v->n : v && v->type == JSON_INT ? (double)v->i : -1;
-    return x >= 0 && x <= 1;
+/* A JSON number as a double; -1 for anything else. */
+static double num(const struct json *v) {
+    return v && v->type == JSON_NUM ? v->n : v && v->type == JSON_INT ? (double)v->i : -1;
+}
+
+/* [shape, colour, large, x, y] within their ranges; the centre in *x, *y. */
+static int object_ok(const struct json *o, double *x, double *y) {
+    if (o->type != JSON_ARR || o->len != 5)
+        return 0;
+    *x = num(o->items[3]);
+    *y = num(o->items[4]);
+    for (int g = 0; g < TOWER_TOKEN_GROUPS; g++)
+        if (!int_in(o->items[g], 0, tower_classes[g] - 1)) /* class 0 is "no object" */
+            return 0;
+    return *x >= 0 && *x <= 1 && *y >= 0 && *y <= 1;
 }
 
 /* A scene's objects onto the patch grid: the token whose patch holds an object's centre names it (a later
@@ -34,12 +46,9 @@ static int scene_labels(const struct json *objs, size_t grid, int32_t *tok) {
     memset(tok, 0, grid * grid * TOWER_TOKEN_GROUPS * sizeof *tok);
     for (size_t j = 0; j < objs->len; j++) {
         const struct json *o = objs->items[j];
-        if (o->type != JSON_ARR || o->len != 5 || !int_in(o->items[0], 0, tower_classes[0] - 1) ||
-            !int_in(o->items[1], 0, tower_classes[1] - 1) || !int_in(o->items[2], 0, tower_classes[2] - 1) ||
-            !unit(o->items[3]) || !unit(o->items[4]))
+        double x, y;
+        if (!object_ok(o, &x, &y))
             return err_set("object %zu is not [shape 0-4, colour 0-7, large 0-1, x 0-1, y 0-1]", j);
-        double x = o->items[3]->type == JSON_NUM ? o->items[3]->n : (double)o->items[3]->i;
-        double y = o->items[4]->type == JSON_NUM ? o->items[4]->n : (double)o->items[4]->i;
         size_t col = (size_t)(x * (double)grid), row = (size_t)(y * (double)grid);
         int32_t *t = tok + ((row < grid ? row : grid - 1) * grid + (col < grid ? col : grid - 1)) * 3;
         for (int g = 0; g < TOWER_TOKEN_GROUPS; g++)

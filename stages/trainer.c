@@ -1,6 +1,7 @@
 /* trainer: the shared training loop of the pretrain and finetune kinds (stages/trainer.h). */
 #include "stages/trainer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,16 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o) {
         return err_set("%s: lr must be in [0, 10), warmup in [0, 1], clip >= 0, weight_decay in [0, 1)",
                        c->name);
     return 0;
+}
+
+void trainer_vision_config(struct stage_ctx *c, char *out, size_t cap) {
+    snprintf(out, cap,
+             "{\"model_type\": \"clip_vision_model\", \"hidden_size\": %lld, \"intermediate_size\": %lld,"
+             " \"num_hidden_layers\": %lld, \"num_attention_heads\": %lld, \"image_size\": %lld,"
+             " \"patch_size\": %lld, \"num_channels\": 3, \"layer_norm_eps\": 1e-05}",
+             (long long)stage_int(c, "vision_hidden"), (long long)stage_int(c, "vision_intermediate"),
+             (long long)stage_int(c, "vision_layers"), (long long)stage_int(c, "vision_heads"),
+             (long long)stage_int(c, "image_size"), (long long)stage_int(c, "patch"));
 }
 
 /* The longest example, encoded as corpus_from_examples encodes it (engine/corpus.c), images not decoded. */
@@ -131,6 +142,16 @@ static void bufs_free(struct batch_bufs *b) {
     free(b->vis);
 }
 
+void trainer_progress(struct stage_ctx *c, long epoch, long epochs, long step, long total, double loss,
+                      double *recent) {
+    *recent += loss;
+    if ((step + 1) % 50 == 0 || step + 1 == total) { /* batches differ: show a mean */
+        stage_progress(c, "epoch %ld/%ld step %ld/%ld loss %.4f (mean of the last %ld)", epoch + 1, epochs,
+                       step + 1, total, *recent / (double)(step % 50 + 1), step % 50 + 1);
+        *recent = 0;
+    }
+}
+
 int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, const struct corpus *cp,
                 const struct trainer_opts *o, double *last_epoch_loss) {
     struct train_adamw opt;
@@ -155,12 +176,7 @@ int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, con
                                                  lr, &loss)
                            : train_step(m, &opt, ops, b.ids, b.mask, b.labels, nb, t, b.vis, nimg, lr, &loss);
             sum += loss;
-            recent += loss;
-            if ((step + 1) % 50 == 0 || step + 1 == total) { /* batches differ in length: show a mean */
-                stage_progress(c, "epoch %ld/%ld step %ld/%ld loss %.4f (mean of the last %ld)", e + 1,
-                               o->epochs, step + 1, total, recent / (double)(step % 50 + 1), step % 50 + 1);
-                recent = 0;
-            }
+            trainer_progress(c, e, o->epochs, step, total, loss, &recent);
         }
         *last_epoch_loss = per_epoch ? sum / (double)per_epoch : 0;
     }

@@ -45,6 +45,8 @@ int trainer_opts_read(struct stage_ctx *c, struct trainer_opts *o);
         {"image_size", PARAM_INT, "32", "image side, pixels (the world's)"},                                 \
         {"patch", PARAM_INT, "8", "patch side, pixels"}
 // clang-format on
+/* Those parameters as config.json's "vision_config" object, for the model a kind builds from them. */
+void trainer_vision_config(struct stage_ctx *c, char *out, size_t cap);
 
 /* Trains m's trainable parameters (llava_grads_init done) on every entry of cp. The model's batch capacity
  * must hold o->batch sequences of cp->maxlen tokens. Reads cp->feats when set (frozen tower), else pixels. */
@@ -57,6 +59,11 @@ int trainer_run(struct stage_ctx *c, struct llava *m, const struct ops *ops, con
  * inputs are not known yet. */
 struct llava_plan_opts;
 int trainer_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o);
+
+/* Step `step` (0-based, of `total`, in epoch `epoch`, 0-based) lost `loss`: added to *recent and, every 50
+ * steps and at the last, their mean printed as a progress line. */
+void trainer_progress(struct stage_ctx *c, long epoch, long epochs, long step, long total, double loss,
+                      double *recent);
 
 /* A permutation of 0..n-1 from (seed, epoch) (Fisher-Yates on the counter-based generator). */
 void trainer_shuffle(size_t *idx, size_t n, uint64_t seed, uint64_t epoch);

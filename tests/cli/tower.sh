@@ -61,5 +61,14 @@ expect_code 1 "$PP" show tower2
 sed 's/tower = t.out.tower, hidden = 32,/tower = t.out.tower, vision_hidden = 32, hidden = 32,/' "$M" >"$T/narrow.lua"
 expect_code 1 "$PP" run "$T/narrow.lua"
 has "$T/err" "stage 'base' failed: base: tower: tensor model.vision_tower.vision_model."
+# A whole model handed over as the tower: refused by name, only the tower's tensors belong there.
+cp "$M" "$T/whole.lua"
+cat >>"$T/whole.lua" <<'LUA'
+stage "base2" { kind = "pretrain", examples = w.out.pretrain, images = w.out.images, tokenizer = w.out.tokenizer,
+                tower = ref("base", "model"), hidden = 32, intermediate = 64, layers = 1, heads = 2, epochs = 1 }
+LUA
+expect_code 1 "$PP" run "$T/whole.lua"
+has "$T/err" "stage 'base2' failed: base2: tower: unexpected tensor "
+has "$T/err" "(only model.vision_tower.vision_model.... belong here)"
 expect_code 0 "$PP" verify
 passed
