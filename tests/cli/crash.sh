@@ -38,7 +38,9 @@ for k in $(seq 1 "$points"); do
   rm -rf "$PULSE_STORE"
 done
 
-# Random-time kills on one store until a run completes, with stages large enough to be caught mid-write.
+# Random-time kills on one store until a run completes, with stages large enough to be caught mid-write. The
+# window grows with each attempt, so that a slow or busy machine (where no stage fits 0.4 s) still gets a run
+# through before the attempts run out.
 sed 's/bytes = 1000/bytes = 6000000/; s/bytes = 2000/bytes = 5000000/' "$M" >"$T/big.lua"
 export PULSE_STORE="$T/ref-big"
 "$PP" run "$T/big.lua" >/dev/null
@@ -48,7 +50,8 @@ kills=0
 for attempt in $(seq 1 60); do
   "$PP" run "$T/big.lua" >/dev/null 2>&1 &
   pid=$!
-  sleep "0.$(printf '%03d' $((RANDOM % 400)))"
+  ms=$((RANDOM % 400 + attempt * 50))
+  sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
   if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
   wait "$pid" 2>/dev/null || true
   [ ! -e "$PULSE_STORE/FORMAT" ] || expect_code 0 "$PP" verify
