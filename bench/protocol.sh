@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/protocol.sh: times a protocol manifest end to end from an empty store, then its cached rerun, and
-# prints the per-stage wall times from the stage records (docs/results.md keeps the figures).
+# prints the per-stage wall times from the stage records and their sums per kind (docs/results.md keeps them).
 #   bench/protocol.sh                          # manifests/pulse.lua, threads = nproc
 #   MANIFEST=manifests/quick.lua THREADS=2 bench/protocol.sh
 set -euo pipefail
@@ -21,11 +21,24 @@ grep -q ' 0 computed, ' "$STORE.rerun.log" || { echo "bench: the rerun computed 
 
 echo "manifest: $MANIFEST  threads: $THREADS  commit: $(git -C "$ROOT" rev-parse --short HEAD)  store: $STORE"
 python3 -c "print('full run: %.1f s   cached rerun: %.2f s\n' % ($t1 - $t0, $t2 - $t1))"
-echo "| stage | kind | wall s |"
-echo "|---|---|---:|"
+# One line per stage, then the sums per kind (the table docs/results.md keeps).
 "$PP" --store "$STORE" status "$MANIFEST" --json |
-  python3 -c 'import json,sys; [print(s["name"], s["kind"]) for s in json.load(sys.stdin)["stages"]]' |
-  while read -r name kind; do
-    "$PP" --store "$STORE" show "$name" --json |
-      python3 -c 'import json,sys; r=json.load(sys.stdin); print("| %s | %s | %.1f |" % (r["name"], r["kind"], r["wall_s"]))'
-  done
+  python3 -c 'import json,sys; [print(s["name"]) for s in json.load(sys.stdin)["stages"]]' |
+  while read -r name; do "$PP" --store "$STORE" show "$name" --json; done |
+  python3 -c '
+import json, sys
+text, at, recs, dec = sys.stdin.read(), 0, [], json.JSONDecoder()
+while text[at:].strip():
+    r, at = dec.raw_decode(text, len(text) - len(text[at:].lstrip()))
+    recs.append(r)
+print("| stage | kind | wall s |\n|---|---|---:|")
+for r in recs:
+    print("| %s | %s | %.1f |" % (r["name"], r["kind"], r["wall_s"]))
+kinds = {}
+for r in recs:
+    n, t = kinds.get(r["kind"], (0, 0.0))
+    kinds[r["kind"]] = (n + 1, t + r["wall_s"])
+print("\n| kind | stages | wall s |\n|---|---:|---:|")
+for k, (n, t) in kinds.items():
+    print("| %s | %d | %.1f |" % (k, n, t))
+print("| all | %d | %.1f |" % (len(recs), sum(t for _, t in kinds.values())))'
