@@ -22,15 +22,16 @@ grep -q ' 0 computed, ' "$STORE.rerun.log" || { echo "bench: the rerun computed 
 echo "manifest: $MANIFEST  threads: $THREADS  commit: $(git -C "$ROOT" rev-parse --short HEAD)  store: $STORE"
 python3 -c "print('full run: %.1f s   cached rerun: %.2f s\n' % ($t1 - $t0, $t2 - $t1))"
 # One line per stage, then the sums per kind (the table docs/results.md keeps).
-"$PP" --store "$STORE" status "$MANIFEST" --json |
-  python3 -c 'import json,sys; [print(s["name"]) for s in json.load(sys.stdin)["stages"]]' |
-  while read -r name; do "$PP" --store "$STORE" show "$name" --json; done |
-  python3 -c '
+names=$("$PP" --store "$STORE" status "$MANIFEST" --json |
+  python3 -c 'import json,sys; [print(s["name"]) for s in json.load(sys.stdin)["stages"]]')
+sep=""
+{
+  echo "["
+  for name in $names; do printf '%s' "$sep"; "$PP" --store "$STORE" show "$name" --json; sep=","; done
+  echo "]"
+} | python3 -c '
 import json, sys
-text, at, recs, dec = sys.stdin.read(), 0, [], json.JSONDecoder()
-while text[at:].strip():
-    r, at = dec.raw_decode(text, len(text) - len(text[at:].lstrip()))
-    recs.append(r)
+recs = json.load(sys.stdin)
 print("| stage | kind | wall s |\n|---|---|---:|")
 for r in recs:
     print("| %s | %s | %.1f |" % (r["name"], r["kind"], r["wall_s"]))
