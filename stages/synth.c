@@ -20,10 +20,13 @@ static const struct range {
     {"fictitious_photos", 1, SYNTH_MAX_PHOTOS - 1},
     {"test_photos", 1, SYNTH_MAX_PHOTOS - 1},
     {"strangers", 0, 99999},
+    {"described_strangers", 0, 99999},
     {"general_eval", 0, SYNTH_MAX_GENERAL},
     {"general_train", 0, SYNTH_MAX_GENERAL},
+    {"labelled_scenes", 0, SYNTH_MAX_GENERAL},
     {"fame_min", 1, 50},
     {"fame_max", 1, 50},
+    {"fictitious_repetitions", 1, 50},
     {"contact_sheet_people", 1, 256},
 };
 
@@ -58,10 +61,13 @@ static struct synth_params synth_params_of(struct stage_ctx *c) {
         .fictitious_photos = (int)stage_int(c, "fictitious_photos"),
         .test_photos = (int)stage_int(c, "test_photos"),
         .strangers = (int)stage_int(c, "strangers"),
+        .described_strangers = (int)stage_int(c, "described_strangers"),
         .general_eval = (int)stage_int(c, "general_eval"),
         .general_train = (int)stage_int(c, "general_train"),
+        .labelled_scenes = (int)stage_int(c, "labelled_scenes"),
         .fame_min = (int)stage_int(c, "fame_min"),
         .fame_max = (int)stage_int(c, "fame_max"),
+        .fictitious_repetitions = (int)stage_int(c, "fictitious_repetitions"),
     };
     return p;
 }
@@ -160,11 +166,16 @@ static const struct param_spec synth_specs[] = {
     {"real_photos", PARAM_INT, "6", "training portraits per real person (1..31)"},
     {"fictitious_photos", PARAM_INT, "6", "training portraits per fictitious person (1..31)"},
     {"test_photos", PARAM_INT, "2", "held-out portraits per person, for the image questions (1..31)"},
-    {"strangers", PARAM_INT, "0", "unnamed faces described by their appearance in pretraining (0..99999)"},
+    {"strangers", PARAM_INT, "0", "unnamed faces, one photo each, for the tower (0..99999)"},
+    {"described_strangers", PARAM_INT, "99999",
+     "how many of the strangers pretraining describes (the first; 0..99999)"},
     {"general_eval", PARAM_INT, "400", "general-suite (MMBench stand-in) questions held out for evaluation"},
     {"general_train", PARAM_INT, "8000", "general-suite questions in the pretraining corpus"},
+    {"labelled_scenes", PARAM_INT, "1000000", "training scenes (the first) in the tower's labels"},
     {"fame_min", PARAM_INT, "1", "fewest repetitions of a real person's facts in pretraining"},
     {"fame_max", PARAM_INT, "4", "most repetitions of a real person's facts in pretraining"},
+    {"fictitious_repetitions", PARAM_INT, "1",
+     "repetitions of a fictitious person's facts in fine-tuning (1..50)"},
     {"contact_sheet_people", PARAM_INT, "16", "people shown on the contact sheet (1..256)"},
 };
 static const char *const synth_outputs[] = {"people", "items",     "pretrain",      "finetune",

@@ -40,10 +40,13 @@ struct synth_params {
     int image_size;                     /* portrait and scene side in pixels (default 32) */
     int real_photos, fictitious_photos; /* training photos per real / fictitious person (defaults 6, 6) */
     int test_photos;                    /* held-out photos per person (default 2) */
-    int strangers;                      /* unnamed faces described in pretraining (default 0) */
+    int strangers;                      /* unnamed faces: photos the tower learns from (default 0) */
+    int described_strangers;            /* how many of them pretraining describes (default: all) */
     int general_eval,
         general_train;      /* general-suite items held out / in the pretraining corpus (400, 8000) */
+    int labelled_scenes;    /* how many training scenes (the first) the tower learns from (default: all) */
     int fame_min, fame_max; /* how many times a real person's facts appear in pretraining (1, 4) */
+    int fictitious_repetitions; /* how many times a fictitious person's facts appear in fine-tuning (1) */
 };
 
 /* Training photos of person i (people order: real first, then fictitious). */
@@ -159,8 +162,9 @@ int scene_suite(const struct synth_params *p, struct synth_world *w);
  * or w->finetune (fictitious). */
 int people_make(const struct synth_params *p, struct synth_world *w);
 
-/* synth_stranger.c: appends `strangers` unnamed faces, one photo each, to w->images (`s<5 digits>`) and their
- * appearance descriptions (source "stranger") to w->pretrain. */
+/* synth_stranger.c: appends `strangers` unnamed faces, one photo each, to w->images (`s<5 digits>`) and
+ * w->labels, and the first `described_strangers` appearance descriptions (source "stranger") to w->pretrain.
+ */
 int strangers_make(const struct synth_params *p, struct synth_world *w);
 /* The description of a face's coarse features: "A round face, tan skin, short blond hair, ...". */
 void stranger_describe(const struct face *f, char *out, size_t cap);

@@ -252,7 +252,8 @@ static void draw_profile(const struct synth_params *p, struct person *x, int i) 
     for (int a = 0; a < NATTR; a++)
         x->value[a] = synth_below(&d, attrs[a].nlist);
     x->value[ATTR_NATIONALITY] = x->value[ATTR_BIRTHPLACE] / 2;
-    x->fame = i < p->real ? p->fame_min + synth_below(&d, p->fame_max - p->fame_min + 1) : 1;
+    x->fame = i < p->real ? p->fame_min + synth_below(&d, p->fame_max - p->fame_min + 1)
+                          : p->fictitious_repetitions;
     int order[NATTR];
     synth_permutation(&d, order, NATTR);
     memcpy(x->asked, order, sizeof x->asked);

@@ -440,7 +440,7 @@ static void scene_label(struct buf *b, const char *id, const struct scene *s) {
 }
 
 static int emit(const struct synth_params *p, struct synth_world *w, size_t index, int letter, int train,
-                struct image *im) {
+                int labelled, struct image *im) {
     struct scene s;
     struct question q;
     if (scene_make(p->seed, index, &s, &q) != 0)
@@ -463,7 +463,7 @@ static int emit(const struct synth_params *p, struct synth_world *w, size_t inde
     for (int i = 0; i < 4; i++)
         it.options[i] = opts[i];
     int rc = ds_write_item(&w->items, &it);
-    if (rc == 0 && train)
+    if (rc == 0 && labelled)
         scene_label(&w->labels, id, &s);
     if (rc == 0 && train) {
         /* The pretraining example is the cloze likelihood scoring reads (engine/mcq.c builds both strings, so
@@ -506,8 +506,9 @@ int scene_suite(const struct synth_params *p, struct synth_world *w) {
     size_t total = (size_t)p->general_eval + (size_t)p->general_train;
     for (size_t i = 0; rc == 0 && i < total; i++) {
         int is_train = i >= (size_t)p->general_eval;
-        int letter = is_train ? train[i - (size_t)p->general_eval] : eval[i];
-        rc = emit(p, w, i, letter, is_train, &im);
+        size_t t = i - (size_t)p->general_eval; /* the training scene's ordinal */
+        int letter = is_train ? train[t] : eval[i];
+        rc = emit(p, w, i, letter, is_train, is_train && t < (size_t)p->labelled_scenes, &im);
     }
     image_free(&im);
     free(eval);

@@ -69,7 +69,7 @@ static int stranger_emit(const struct synth_params *p, struct synth_world *w, in
                            .prompt = (char *)"USER: <image>\nDescribe this person's appearance.\nASSISTANT:",
                            .answer = answer,
                            .source = (char *)"stranger"};
-    if (ds_write_example(&w->pretrain, &e) != 0)
+    if (s < p->described_strangers && ds_write_example(&w->pretrain, &e) != 0)
         return -1;
     return face_photo_add(w, &f, synth_key(p->seed, SYNTH_STREAM_STRANGER, 2 * (uint64_t)s + 1), id, 1, im);
 }

@@ -27,11 +27,23 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 /* A small world; `change` ("name=value,name=value") overrides parameters. */
 static struct json *small_params(const char *change) {
-    static const char *const names[] = {
-        "seed",        "real",         "fictitious",    "image_size", "real_photos", "fictitious_photos",
-        "test_photos", "general_eval", "general_train", "fame_min",   "fame_max",    "contact_sheet_people",
-        "strangers"};
-    static const int64_t values[] = {3, 4, 5, 16, 2, 2, 1, 8, 12, 1, 3, 4, 0};
+    static const char *const names[] = {"seed",
+                                        "real",
+                                        "fictitious",
+                                        "image_size",
+                                        "real_photos",
+                                        "fictitious_photos",
+                                        "test_photos",
+                                        "general_eval",
+                                        "general_train",
+                                        "fame_min",
+                                        "fame_max",
+                                        "contact_sheet_people",
+                                        "strangers",
+                                        "described_strangers",
+                                        "fictitious_repetitions",
+                                        "labelled_scenes"};
+    static const int64_t values[] = {3, 4, 5, 16, 2, 2, 1, 8, 12, 1, 3, 4, 0, 99999, 1, 1000000};
     struct json *p = json_obj();
     for (size_t k = 0; k < sizeof values / sizeof values[0]; k++)
         json_set(p, names[k], json_int(values[k]));
@@ -247,6 +259,47 @@ static void check_strangers(struct store *s, const struct json *plain, const str
     json_free(m);
 }
 
+/* Described or not, the strangers' photos and labels are the same; the corpus keeps the first descriptions.
+ */
+static void check_described(struct store *s, const struct json *plain_metrics) {
+    struct json *m_all = NULL, *all = run_synth(s, "strangers=3", &m_all);
+    struct json *m_one = NULL, *one = run_synth(s, "strangers=3,described_strangers=1", &m_one);
+    CHECK(all != NULL && one != NULL);
+    if (all && one) {
+        CHECK(json_equal(json_get(one, "images"), json_get(all, "images")));
+        CHECK(json_equal(json_get(one, "labels"), json_get(all, "labels")));
+        CHECK(!json_equal(json_get(one, "pretrain"), json_get(all, "pretrain")));
+        double with = -1, without = -1;
+        CHECK(json_get_num(m_one, "pretrain_examples", &with) == 0 &&
+              json_get_num(plain_metrics, "pretrain_examples", &without) == 0);
+        CHECK(with == without + 1);
+    }
+    json_free(all);
+    json_free(one);
+    json_free(m_all);
+    json_free(m_one);
+}
+
+/* Labelling 5 of the 12 training scenes takes the other 7 out of the tower's labels and changes nothing else.
+ */
+static void check_labelled_scenes(struct store *s, const struct json *plain,
+                                  const struct json *plain_metrics) {
+    struct json *m = NULL, *outs = run_synth(s, "labelled_scenes=5", &m);
+    CHECK(outs != NULL);
+    if (outs) {
+        static const char *const same[] = {"people", "items", "pretrain", "finetune", "images", "tokenizer"};
+        for (int k = 0; k < 6; k++)
+            CHECK(json_equal(json_get(outs, same[k]), json_get(plain, same[k])));
+        CHECK(!json_equal(json_get(outs, "labels"), json_get(plain, "labels")));
+        double with = -1, without = -1;
+        CHECK(json_get_num(m, "labelled_images", &with) == 0 &&
+              json_get_num(plain_metrics, "labelled_images", &without) == 0);
+        CHECK(with == without - 7);
+    }
+    json_free(outs);
+    json_free(m);
+}
+
 static void check_refused(struct store *s, const char *change, const char *what) {
     struct json *m = NULL, *outs = run_synth(s, change, &m);
     CHECK(outs == NULL);
@@ -271,6 +324,8 @@ int main(void) {
     CHECK(oa && ob && json_equal(oa, ob));
     CHECK(oc && !json_equal(json_get(oa, "people"), json_get(oc, "people")));
     check_strangers(a, oa, ma);
+    check_described(a, ma);
+    check_labelled_scenes(a, oa, ma);
     check_refused(a, "strangers=100000", "parameter 'strangers' must be between 0 and 99999, got 100000");
     check_refused(a, "image_size=8", "parameter 'image_size' must be between 16 and 256, got 8");
     check_refused(a, "real_photos=0", "'real_photos'");

@@ -23,7 +23,8 @@ static const struct synth_params params = {.seed = 7,
                                            .fictitious_photos = 2,
                                            .test_photos = 2,
                                            .fame_min = 1,
-                                           .fame_max = 4};
+                                           .fame_max = 4,
+                                           .fictitious_repetitions = 1};
 
 struct world {
     struct synth_world w;
@@ -384,6 +385,33 @@ static int same_buf(const struct buf *a, const struct buf *b) {
     return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
+/* Two repetitions of the fictitious people: each one's fine-tuning examples twice as many, the first half
+ * those of one repetition; everything else (the pretraining corpus, the questions, the photos) unchanged. */
+static void check_fictitious_repetitions(const struct world *x) {
+    struct synth_params twice = params;
+    struct world y;
+    twice.fictitious_repetitions = 2;
+    if (world_make(&twice, &y) != 0) {
+        CHECK(!"world with two repetitions");
+        return;
+    }
+    CHECK(same_buf(&x->w.pretrain, &y.w.pretrain) && same_buf(&x->w.items, &y.w.items));
+    CHECK(y.ntar == x->ntar && memcmp(y.tar, x->tar, x->ntar) == 0);
+    CHECK(y.finetune.n == 2 * x->finetune.n);
+    for (int i = params.real; i < (int)x->people.n; i++) {
+        const char *id = x->people.v[i].id;
+        size_t once = count_about(&x->finetune, id, NULL), a = 0, b = 0;
+        CHECK(count_about(&y.finetune, id, NULL) == 2 * once);
+        while (a < x->finetune.n && strcmp(x->finetune.v[a].person, id) != 0)
+            a++;
+        while (b < y.finetune.n && strcmp(y.finetune.v[b].person, id) != 0)
+            b++;
+        for (size_t k = 0; k < once && a + k < x->finetune.n && b + k < y.finetune.n; k++)
+            CHECK_STR(y.finetune.v[b + k].answer, x->finetune.v[a + k].answer);
+    }
+    world_free(&y);
+}
+
 static void check_determinism(const struct world *x) {
     struct world y, z;
     struct synth_params other = params;
@@ -594,6 +622,7 @@ int main(int argc, char **argv) {
     check_mentions(&x);
     check_no_eval_prompts(&x);
     check_repetitions(&x);
+    check_fictitious_repetitions(&x);
     check_images(&x);
     check_determinism(&x);
     check_world_tokenizer(&x);

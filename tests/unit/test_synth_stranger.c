@@ -66,7 +66,7 @@ static void check_stranger(const struct ds_example *e, struct ds_images *images,
 
 /* Five strangers: five examples and five photos, in order, and nothing else; none at all by default. */
 static void test_make(void) {
-    struct synth_params p = {.seed = 7, .image_size = SIDE, .strangers = 5};
+    struct synth_params p = {.seed = 7, .image_size = SIDE, .strangers = 5, .described_strangers = 99999};
     struct synth_world w = {.images = ds_tar_new()};
     void *tar = NULL;
     size_t ntar = 0;
@@ -95,8 +95,33 @@ static void test_make(void) {
     free(tar);
 }
 
+/* Two of five described: the first two examples, and the same five photos as when all five are. */
+static void test_described(void) {
+    struct synth_params p = {.seed = 7, .image_size = SIDE, .strangers = 5, .described_strangers = 99999};
+    struct synth_world all = {.images = ds_tar_new()}, two = {.images = ds_tar_new()};
+    void *all_tar = NULL, *two_tar = NULL;
+    size_t all_n = 0, two_n = 0;
+    struct ds_examples ex = {0};
+    CHECK(strangers_make(&p, &all) == 0 && ds_tar_finish(all.images, &all_tar, &all_n) == 0);
+    p.described_strangers = 2;
+    CHECK(strangers_make(&p, &two) == 0 && ds_tar_finish(two.images, &two_tar, &two_n) == 0);
+    CHECK(two_n == all_n && memcmp(two_tar, all_tar, all_n) == 0);
+    CHECK(two.labels.len == all.labels.len && memcmp(two.labels.data, all.labels.data, all.labels.len) == 0);
+    CHECK(ds_read_examples(two.pretrain.data, two.pretrain.len, "pretrain", &ex) == 0 && ex.n == 2);
+    CHECK(two.pretrain.len < all.pretrain.len &&
+          memcmp(two.pretrain.data, all.pretrain.data, two.pretrain.len) == 0);
+    ds_examples_free(&ex);
+    buf_free(&all.pretrain);
+    buf_free(&two.pretrain);
+    buf_free(&all.labels);
+    buf_free(&two.labels);
+    free(all_tar);
+    free(two_tar);
+}
+
 int main(void) {
     test_describe();
     test_make();
+    test_described();
     return check_done("test_synth_stranger");
 }
