@@ -9,7 +9,6 @@ PP=${PP:-$ROOT/build/pulse-pipe}
 MANIFEST=${MANIFEST:-$ROOT/manifests/pulse.lua}
 THREADS=${THREADS:-$(nproc)}
 STORE=${STORE:-$(mktemp -d)/store}
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
 
 now() { date +%s.%N; }
 t0=$(now)
