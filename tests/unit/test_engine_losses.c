@@ -289,8 +289,8 @@ static void current_S(struct llava *m, const struct ops *ops, const struct unlea
     CHECK(unlearn_seq_logprob(ops, m->a.logits, x->labels, x->b, x->t, (size_t)m->cfg.text.vocab, S) == 0);
 }
 
-/* One full-parameter GA step lowers the answer log-probability it ascends against; the GA loss is exactly
- * minus train_ce_loss. */
+/* One full-parameter GA step lowers the answer log-probability it ascends against; the GA loss is minus
+ * train_ce_loss. */
 static void test_ga_full(struct llava *m, const struct ops *ops, const struct unlearn_batch *x) {
     llava_set_trainable(m, "", 1);
     llava_grads_init(m);
@@ -301,7 +301,8 @@ static void test_ga_full(struct llava *m, const struct ops *ops, const struct un
     train_adamw_init(&o, m, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f);
     llava_zero_grad(m, ops);
     CHECK(unlearn_ga(m, ops, x, &ga) == 0);
-    CHECK(ga == -ce);
+    CHECK(fabsf(ga + ce) <=
+          1e-6f * fabsf(ce)); /* GA's rows only: the same up to rounding (tests/logit_rows.h) */
     CHECK(train_adamw_step(&o, m, ops, 1e-2f, NULL) == 0);
     current_S(m, ops, x, after);
     printf("GA step (lr 1e-2): S %.4f %.4f -> %.4f %.4f\n", before[0], before[1], after[0], after[1]);
@@ -336,7 +337,7 @@ static void test_lora(struct llava *m, const struct ops *ops, const struct unlea
     llava_grads_init(m);
     float *grads = m->grads;
     CHECK(unlearn_ref_forward(m, ops, x, r) == 0);
-    CHECK(logit_rows_equal(r, base, x->labels, MB, MT, (size_t)m->cfg.text.vocab));
+    CHECK(logit_rows_close(r, base, x->labels, MB, MT, (size_t)m->cfg.text.vocab, 1e-6));
     CHECK(m->grads == grads && m->lora.s != NULL);
     float S_ref[MB], S[MB], loss, kl;
     CHECK(unlearn_ref_seq_logprob(m, ops, x, S_ref) == 0);
