@@ -163,8 +163,7 @@ int scene_suite(const struct synth_params *p, struct synth_world *w);
 int people_make(const struct synth_params *p, struct synth_world *w);
 
 /* synth_stranger.c: appends `strangers` unnamed faces, one photo each, to w->images (`s<5 digits>`) and
- * w->labels, and the first `described_strangers` appearance descriptions (source "stranger") to w->pretrain.
- */
+ * w->labels, and the first `described_strangers` descriptions (source "stranger") to w->pretrain. */
 int strangers_make(const struct synth_params *p, struct synth_world *w);
 /* The description of a face's coarse features: "A round face, tan skin, short blond hair, ...". */
 void stranger_describe(const struct face *f, char *out, size_t cap);

@@ -30,6 +30,14 @@ done
 "$PP" cat report png >"$T/report.png"
 [ "$(head -c 4 "$T/report.png" | tail -c 3)" = PNG ] || fail "report png is not a PNG"
 
+# tools/breakdown.py reads an evaluation's answers: its general suite agrees with the stage's own metric.
+python3 "$SRC/tools/breakdown.py" "$T/one" evaluate/pretrained/before "$PP" >"$T/breakdown.txt" ||
+  fail "tools/breakdown.py failed"
+has "$T/breakdown.txt" "portrait questions right per person"
+want=$("$PP" cat evaluate/pretrained/before metrics |
+  python3 -c 'import json,sys; m=json.load(sys.stdin); k="likelihood" if m["scoring"]=="likelihood" else "greedy"; print("%.2f" % (100 * m["sets"]["general"][k]))')
+has "$T/breakdown.txt" "| all $want ("
+
 # Splits and evaluations as docs/protocol.md describes them.
 "$PP" cat select/finetuned split >"$T/split_f.json"
 "$PP" cat select/pretrained split >"$T/split_p.json"

@@ -259,8 +259,7 @@ static void check_strangers(struct store *s, const struct json *plain, const str
     json_free(m);
 }
 
-/* Described or not, the strangers' photos and labels are the same; the corpus keeps the first descriptions.
- */
+/* Described or not, the strangers' photos and labels are the same; the corpus keeps the first ones. */
 static void check_described(struct store *s, const struct json *plain_metrics) {
     struct json *m_all = NULL, *all = run_synth(s, "strangers=3", &m_all);
     struct json *m_one = NULL, *one = run_synth(s, "strangers=3,described_strangers=1", &m_one);
@@ -280,8 +279,7 @@ static void check_described(struct store *s, const struct json *plain_metrics) {
     json_free(m_one);
 }
 
-/* Labelling 5 of the 12 training scenes takes the other 7 out of the tower's labels and changes nothing else.
- */
+/* Labelling 5 of the 12 training scenes takes 7 out of the tower's labels and changes nothing else. */
 static void check_labelled_scenes(struct store *s, const struct json *plain,
                                   const struct json *plain_metrics) {
     struct json *m = NULL, *outs = run_synth(s, "labelled_scenes=5", &m);
@@ -327,6 +325,10 @@ int main(void) {
     check_described(a, ma);
     check_labelled_scenes(a, oa, ma);
     check_refused(a, "strangers=100000", "parameter 'strangers' must be between 0 and 99999, got 100000");
+    check_refused(a, "described_strangers=-1", "parameter 'described_strangers' must be between 0 and 99999");
+    check_refused(a, "fictitious_repetitions=0",
+                  "parameter 'fictitious_repetitions' must be between 1 and 50");
+    check_refused(a, "labelled_scenes=-1", "parameter 'labelled_scenes' must be between 0 and 1000000");
     check_refused(a, "image_size=8", "parameter 'image_size' must be between 16 and 256, got 8");
     check_refused(a, "real_photos=0", "'real_photos'");
     check_refused(a, "fictitious_photos=32", "'fictitious_photos'");
