@@ -17,9 +17,9 @@ M.methods = { "ga", "ga_klr", "npo" }
 -- look like, not only the 153 it sees named (docs/synth.md, "Strangers").
 -- 32,000 general-suite training scenes, the tower learning from the first 16,000: with 8,000 (a sixth of the
 -- corpus) the decoder answered the colour of one object among several at 54 % and the odd one out at chance;
--- with 16,000 the general suite rose from 69 to 79-82 % (E48, E55), and more passes over them gave no more (E56,
--- E59: 78.75 with 8 or 10 epochs); new scenes did (E60, E61: 82.75-84.25). The tower keeps its 16,000 (E61:
--- the weights it had with 16,000 scenes), so its faces lose no epochs to the scenes it does not need.
+-- with 16,000 the general suite rose from 69 to 79-82 % (E48, E55), and more passes over them gave no more
+-- (E56, E59: 78.75 with 8 or 10 epochs); new scenes did (E60, E61: 82.75-84.25). The tower keeps its 16,000
+-- (E61: the weights it had with 16,000 scenes), so its faces lose no epochs to the scenes it does not need.
 -- The strangers' photos teach the tower faces through its labels; pretraining no longer describes them (10 %
 -- of its tokens: E56's base knew as much without them).
 -- Each fictitious person's corpus twice in fine-tuning (as fame repeats a real person's): the vanilla model
