@@ -229,7 +229,7 @@ static const struct param_spec evaluate_params[] = {
 static const char *const evaluate_outputs[] = {"metrics", "answers"};
 
 const struct stage_kind kind_evaluate = {
-    .schema = {"evaluate", 3, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
+    .schema = {"evaluate", 4, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
                evaluate_outputs, 2},
     .summary = "accuracy on the forget, retain and general question sets",
     .run = evaluate_run,

@@ -146,7 +146,7 @@ static const struct param_spec pretrain_params[] = {
 static const char *const pretrain_outputs[] = {"model", "config", "tokenizer"};
 
 const struct stage_kind kind_pretrain = {
-    .schema = {"pretrain", 2, pretrain_params, sizeof pretrain_params / sizeof pretrain_params[0],
+    .schema = {"pretrain", 3, pretrain_params, sizeof pretrain_params / sizeof pretrain_params[0],
                pretrain_outputs, 3},
     .summary = "train a tiny LLaVA from scratch on a pretraining corpus",
     .run = pretrain_run,

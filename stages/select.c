@@ -204,7 +204,7 @@ static const struct param_spec select_params[] = {
 static const char *const select_outputs_names[] = {"split", "scores"};
 
 const struct stage_kind kind_select = {
-    .schema = {"select", 1, select_params, sizeof select_params / sizeof select_params[0],
+    .schema = {"select", 2, select_params, sizeof select_params / sizeof select_params[0],
                select_outputs_names, 2},
     .summary = "rank people by what a model knows and split them into forget and retain sets",
     .run = select_run,

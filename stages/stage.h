@@ -49,14 +49,15 @@ struct stage_ctx {
     void *progress_arg;
 };
 
-/* The precision of the linear layers' products, for every kind that runs the model: the executor
- * (pipe/exec.c) gives such a stage the table ops_precision makes of its device's (engine/ops.h). A parameter,
- * not a flag of the run, because it changes the results: it is part of the stage's key. */
+/* The precision of the model's products (linear layers and attention), for every kind that runs the model:
+ * the executor (pipe/exec.c) gives such a stage the table ops_precision makes of its device's (engine/ops.h).
+ * A parameter, not a flag of the run, because it changes the results: it is part of the stage's key (and when
+ * what "bf16" rounds changed, attention joining the linear layers, these kinds' versions went up). */
 #define PRECISION_PARAM                                                                                      \
     {                                                                                                        \
         "precision", PARAM_STR, "\"fp32\"",                                                                  \
-            "linear layers' products: \"fp32\", or \"bf16\" (inputs rounded to bf16, fp32 accumulation; "    \
-            "docs/engine.md)"                                                                                \
+            "the model's products: \"fp32\", or \"bf16\" (linear layers' and attention's inputs rounded to " \
+            "bf16, fp32 accumulation; docs/engine.md)"                                                       \
     }
 
 /* Activation recomputation for every kind that trains a model (engine/llava.h's llava_set_recompute): less

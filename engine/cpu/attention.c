@@ -1,6 +1,8 @@
 /* attention: rotary embedding and multi-head attention with causal and right-padding masks, forward and
  * backward. Each head (of each sequence) is computed whole by one thread, its products as single-threaded
- * OpenBLAS calls over the head's strided rows, so the bits never depend on the thread count. */
+ * OpenBLAS calls over the head's strided rows, so the bits never depend on the thread count. The bf16 twins
+ * run the same code on bf16-rounded operands: q, k, v and dout rounded whole before the heads start, the
+ * probabilities and dS (computed inside a head) rounded there, just before the products that read them. */
 #include "engine/cpu/cpu.h"
 #include "engine/kernels.h"
 
@@ -94,6 +96,7 @@ struct attn {
     const float *cprobs, *q, *k, *v, *dout;
     const int32_t *len;
     int causal;
+    int bf16; /* round the probabilities and dS before their products (the other operands come rounded) */
     size_t b, t, nh, hs;
     float scale;
 };
@@ -124,6 +127,14 @@ static void attn_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
                 (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
 }
 
+/* dst = src rounded to bf16 over a [rows, cols] box (leading dimension t in both): an operand of a bf16
+ * product computed inside a head. */
+static void attn_round_box(float *dst, const float *src, size_t rows, size_t cols, size_t t) {
+    for (size_t i = 0; i < rows; i++)
+        for (size_t s = 0; s < cols; s++)
+            dst[i * t + s] = kernel_bf16_round(src[i * t + s]);
+}
+
 /* Softmax in place over the first `keys` of a row's t scores; the masked rest (and a row with no key) zero.
  */
 static void softmax_row(float *p, size_t keys, size_t t) {
@@ -149,6 +160,7 @@ static void softmax_row(float *p, size_t keys, size_t t) {
 static void attention_heads(void *ctx, size_t begin, size_t end) {
     const struct attn *a = ctx;
     size_t T = a->t, ld = a->nh * a->hs;
+    float *rp = a->bf16 ? xmalloc((T * T + 1) * sizeof(float)) : NULL;
     for (size_t item = begin; item < end; item++) {
         size_t b = item / a->nh, h = item % a->nh, len = attn_len(a, b), at = attn_at(a, b, 0, h);
         float *p = a->probs + item * T * T;
@@ -156,15 +168,20 @@ static void attention_heads(void *ctx, size_t begin, size_t end) {
             attn_gemm(0, 1, len, len, a->hs, a->scale, a->q + at, ld, a->k + at, ld, p, T);
         for (size_t t = 0; t < T; t++)
             softmax_row(p + t * T, t >= len ? 0 : a->causal ? t + 1 : len, T);
-        if (len > 0)
-            attn_gemm(0, 0, len, a->hs, len, 1.0f, p, T, a->v + at, ld, a->out + at, ld);
+        if (len > 0) {
+            if (rp)
+                attn_round_box(rp, p, len, len, T);
+            attn_gemm(0, 0, len, a->hs, len, 1.0f, rp ? rp : p, T, a->v + at, ld, a->out + at, ld);
+        }
         for (size_t t = len; t < T; t++)
             memset(a->out + attn_at(a, b, t, h), 0, a->hs * sizeof(float));
     }
+    free(rp);
 }
 
-void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                           const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+static void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                              const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs,
+                              int bf16) {
     struct attn a = {.out = out,
                      .probs = probs,
                      .q = q,
@@ -172,12 +189,28 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                      .v = v,
                      .len = len,
                      .causal = causal,
+                     .bf16 = bf16,
                      .b = b,
                      .t = t,
                      .nh = nh,
                      .hs = hs,
                      .scale = 1.0f / sqrtf((float)hs)};
     cpu_parallel(b * nh, 2 * t * t * hs, attention_heads, &a);
+}
+
+void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                           const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+    attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs, 0);
+}
+
+void cpu_attention_forward_bf16(float *out, float *probs, const float *q, const float *k, const float *v,
+                                const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+    size_t n = b * t * nh * hs;
+    float *rq = cpu_bf16_copy(q, n), *rk = cpu_bf16_copy(k, n), *rv = cpu_bf16_copy(v, n);
+    attention_forward(out, probs, rq, rk, rv, len, causal, b, t, nh, hs, 1);
+    free(rq);
+    free(rk);
+    free(rv);
 }
 
 /* The backward through softmax: with P the probabilities and dP = dout V^T, the score gradient is dS[t,s] =
@@ -230,7 +263,8 @@ static void attn_add_rows(float *dst, size_t ld, const float *src, size_t rows, 
 static void attention_grad_heads(void *ctx, size_t begin, size_t end) {
     const struct attn *a = ctx;
     size_t T = a->t, hs = a->hs, ld = a->nh * hs;
-    float *dp = xmalloc((T * T + T * hs) * sizeof(float)), *tmp = dp + T * T;
+    float *dp = xmalloc(((a->bf16 ? 2 : 1) * T * T + T * hs) * sizeof(float)), *tmp = dp + T * T,
+          *rp = a->bf16 ? tmp + T * hs : NULL;
     for (size_t item = begin; item < end; item++) {
         size_t b = item / a->nh, h = item % a->nh, at = attn_at(a, b, 0, h), rows, cols;
         const float *p = a->cprobs + item * T * T;
@@ -239,6 +273,10 @@ static void attention_grad_heads(void *ctx, size_t begin, size_t end) {
             continue;
         attn_gemm(0, 1, rows, cols, hs, 1.0f, a->dout + at, ld, a->v + at, ld, dp, T);
         attn_dscores(dp, p, rows, cols, T, a->scale);
+        if (rp) { /* dS in place (it feeds products only from here on), P into scratch for dv */
+            attn_round_box(dp, dp, rows, cols, T);
+            attn_round_box(rp, p, rows, cols, T);
+        }
         if (a->dq) {
             attn_gemm(0, 0, rows, hs, cols, 1.0f, dp, T, a->k + at, ld, tmp, hs);
             attn_add_rows(a->dq + at, ld, tmp, rows, hs);
@@ -248,18 +286,16 @@ static void attention_grad_heads(void *ctx, size_t begin, size_t end) {
             attn_add_rows(a->dk + at, ld, tmp, cols, hs);
         }
         if (a->dv) {
-            attn_gemm(1, 0, cols, hs, rows, 1.0f, p, T, a->dout + at, ld, tmp, hs);
+            attn_gemm(1, 0, cols, hs, rows, 1.0f, rp ? rp : p, T, a->dout + at, ld, tmp, hs);
             attn_add_rows(a->dv + at, ld, tmp, cols, hs);
         }
     }
     free(dp);
 }
 
-void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                            const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
-                            size_t hs) {
-    if (!dq && !dk && !dv)
-        return;
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                               const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                               size_t hs, int bf16) {
     struct attn a = {.dq = dq,
                      .dk = dk,
                      .dv = dv,
@@ -268,10 +304,33 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                      .q = q,
                      .k = k,
                      .v = v,
+                     .bf16 = bf16,
                      .b = b,
                      .t = t,
                      .nh = nh,
                      .hs = hs,
                      .scale = 1.0f / sqrtf((float)hs)};
     cpu_parallel(b * nh, 5 * t * t * hs, attention_grad_heads, &a);
+}
+
+void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                            const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                            size_t hs) {
+    if (dq || dk || dv)
+        attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs, 0);
+}
+
+void cpu_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                 const float *q, const float *k, const float *v, size_t b, size_t t,
+                                 size_t nh, size_t hs) {
+    if (!dq && !dk && !dv)
+        return;
+    size_t n = b * t * nh * hs;
+    float *rd = cpu_bf16_copy(dout, n), *rq = cpu_bf16_copy(q, n), *rk = cpu_bf16_copy(k, n),
+          *rv = cpu_bf16_copy(v, n);
+    attention_backward(dq, dk, dv, rd, probs, rq, rk, rv, b, t, nh, hs, 1);
+    free(rd);
+    free(rq);
+    free(rk);
+    free(rv);
 }

@@ -102,6 +102,9 @@ void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const
                              size_t ic, size_t oc);
 void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                               const float *w, size_t n, size_t ic, size_t oc);
+/* x[n] rounded to bf16 (kernel_bf16_round, the CUDA backend's rounding) into fresh memory the caller frees:
+ * the operand copies of the bf16 tables' products (kept as fp32 values). */
+float *cpu_bf16_copy(const float *x, size_t n);
 
 /* norms.c */
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -121,6 +124,14 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
                             size_t hs);
+/* The same with both inputs of every product rounded to bf16 (fp32 accumulation; the "cpu-bf16" table): q, k
+ * for the scores, the probabilities and v for the output; backward, dout and v for dP, dS and k for dq, dS
+ * and q for dk, the probabilities and dout for dv. The softmax and its backward stay fp32. */
+void cpu_attention_forward_bf16(float *out, float *probs, const float *q, const float *k, const float *v,
+                                const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs);
+void cpu_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                 const float *q, const float *k, const float *v, size_t b, size_t t,
+                                 size_t nh, size_t hs);
 /* attention_decode.c */
 void cpu_attention_decode(float *out, const float *q, const float *k, const float *v, const int32_t *len,
                           size_t b, size_t cap, size_t nh, size_t kvh, size_t hs);

@@ -175,11 +175,10 @@ static void bf16_range(void *ctx, size_t begin, size_t end) {
         r->dst[i] = kernel_bf16_round(r->src[i]);
 }
 
-/* x[n] rounded to bf16 (kernel_bf16_round, the CUDA backend's rounding) into fresh memory the caller frees.
- * The rounding is per element, so the split over threads changes no bit. A product of two bf16 values is
+/* The rounding is per element, so the split over threads changes no bit. A product of two bf16 values is
  * exact in fp32 (8 + 8 significand bits), so sgemm on these copies is bf16 products with fp32 accumulation,
  * as cuBLAS computes them: the backends differ only in summation order. */
-static float *bf16_copy(const float *x, size_t n) {
+float *cpu_bf16_copy(const float *x, size_t n) {
     float *r = xmalloc((n ? n : 1) * sizeof(float));
     cpu_parallel(n, 1, bf16_range, &(struct bf16_round){.dst = r, .src = x});
     return r;
@@ -190,7 +189,7 @@ void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const
                              size_t ic, size_t oc) {
     if (n == 0 || oc == 0) /* no output: nothing to round (cpu_matmul_forward does nothing either) */
         return;
-    float *ri = bf16_copy(inp, n * ic), *rw = bf16_copy(w, oc * ic);
+    float *ri = cpu_bf16_copy(inp, n * ic), *rw = cpu_bf16_copy(w, oc * ic);
     cpu_matmul_forward(out, ri, rw, b, n, ic, oc);
     free(ri);
     free(rw);
@@ -202,8 +201,9 @@ void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *do
                               const float *w, size_t n, size_t ic, size_t oc) {
     int want_dinp = dinp && n > 0 && ic > 0, want_dw = dw && oc > 0 && ic > 0;
     if (want_dinp || want_dw) {
-        float *rd = bf16_copy(dout, n * oc);
-        float *rw = want_dinp ? bf16_copy(w, oc * ic) : NULL, *ri = want_dw ? bf16_copy(inp, n * ic) : NULL;
+        float *rd = cpu_bf16_copy(dout, n * oc);
+        float *rw = want_dinp ? cpu_bf16_copy(w, oc * ic) : NULL,
+              *ri = want_dw ? cpu_bf16_copy(inp, n * ic) : NULL;
         cpu_matmul_backward(want_dinp ? dinp : NULL, want_dw ? dw : NULL, NULL, rd, ri, rw, n, ic, oc);
         free(rd);
         free(rw);

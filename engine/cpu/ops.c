@@ -49,9 +49,9 @@ int cpu_threads(void) {
     return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the two matmul entries. Refreshed from cpu_table
- * whenever it is asked for, so it has the thread count ops_cpu last set (its functions read cpu_table's
- * anyway, through cpu_threads). */
+/* The bf16 twin (ops_precision): the same table but for the matmul and attention entries. Refreshed from
+ * cpu_table whenever it is asked for, so it has the thread count ops_cpu last set (its functions read
+ * cpu_table's anyway, through cpu_threads). */
 static struct ops cpu_bf16_table;
 
 const struct ops *cpu_ops_bf16(const struct ops *table) {
@@ -61,6 +61,8 @@ const struct ops *cpu_ops_bf16(const struct ops *table) {
     cpu_bf16_table.name = "cpu-bf16";
     cpu_bf16_table.matmul_forward = cpu_matmul_forward_bf16;
     cpu_bf16_table.matmul_backward = cpu_matmul_backward_bf16;
+    cpu_bf16_table.attention_forward = cpu_attention_forward_bf16;
+    cpu_bf16_table.attention_backward = cpu_attention_backward_bf16;
     return &cpu_bf16_table;
 }
 

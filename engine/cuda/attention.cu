@@ -7,11 +7,16 @@
  * Layouts: q, k, v, out [B,T,NH,HS] (row-major), so head h of sequence b is the rows at
  * q + (b*T*NH + h)*HS, NH*HS apart (the leading dimension), and the next head starts HS further on (the
  * batch stride); probs [B,NH,T,T], a head's [T,T] scores T*T further on. cuBLAS is column-major: a row-major
- * [R,C] matrix with leading dimension ld is a column-major [C,R] one, and (A B)^T = B^T A^T. */
+ * [R,C] matrix with leading dimension ld is a column-major [C,R] one, and (A B)^T = B^T A^T.
+ *
+ * bf16 (the "cuda-bf16" table): every product's two operands are bf16 copies (cuda_bf16_copy, the CPU's
+ * rounding) in the same layout, multiplied by cublasGemmStridedBatchedEx with fp32 accumulation into the
+ * same fp32 outputs; the softmax and its backward read and write fp32 as before. */
 #include "engine/cuda/cuda.h"
 #include "engine/cuda/reduce.cuh"
 #include "engine/kernels.h"
 
+#include <cuda_bf16.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,15 +36,46 @@ static int att_int(size_t v, const char *what) {
     return (int)v;
 }
 
-/* C = alpha op(A) op(B) + beta C for `count` matrices sa, sb, sc floats apart (column-major terms). */
+/* An operand of the products: an fp32 tensor and, for bf16 products, its bf16 copy in the same layout
+ * (offsets and strides count elements, so they address either). */
+struct att_in {
+    const float *f;
+    const __nv_bfloat16 *h;
+};
+
+/* x[n] as an operand: with its bf16 copy in scratch `slot` when bf16. */
+static struct att_in att_in(const float *x, size_t n, int bf16, int slot, const char *op) {
+    struct att_in r = {x, NULL};
+    if (bf16)
+        r.h = cuda_bf16_copy(slot, x, n, op);
+    return r;
+}
+
+/* The operand `off` elements further on. */
+static struct att_in att_at(struct att_in x, size_t off) {
+    struct att_in r = {x.f + off, x.h ? x.h + off : NULL};
+    return r;
+}
+
+/* C = alpha op(A) op(B) + beta C for `count` matrices sa, sb, sc elements apart (column-major terms): bf16
+ * products when both operands have their copies, else fp32 (pedantic: no TF32). */
 static void att_gemm(cublasOperation_t ta, cublasOperation_t tb, size_t m, size_t n, size_t k, float alpha,
-                     const float *a, size_t lda, size_t sa, const float *b, size_t ldb, size_t sb, float beta,
-                     float *c, size_t ldc, size_t sc, size_t count, const char *op) {
-    cuda_blas_check(cublasSgemmStridedBatched(cuda_blas(), ta, tb, att_int(m, op), att_int(n, op),
-                                              att_int(k, op), &alpha, a, att_int(lda, op), (long long)sa, b,
-                                              att_int(ldb, op), (long long)sb, &beta, c, att_int(ldc, op),
-                                              (long long)sc, att_int(count, op)),
-                    op);
+                     struct att_in a, size_t lda, size_t sa, struct att_in b, size_t ldb, size_t sb,
+                     float beta, float *c, size_t ldc, size_t sc, size_t count, const char *op) {
+    int m_ = att_int(m, op), n_ = att_int(n, op), k_ = att_int(k, op), c_ = att_int(count, op);
+    if (a.h && b.h)
+        cuda_blas_check(cublasGemmStridedBatchedEx(cuda_blas_bf16(), ta, tb, m_, n_, k_, &alpha, a.h,
+                                                   CUDA_R_16BF, att_int(lda, op), (long long)sa, b.h,
+                                                   CUDA_R_16BF, att_int(ldb, op), (long long)sb, &beta, c,
+                                                   CUDA_R_32F, att_int(ldc, op), (long long)sc, c_,
+                                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        op);
+    else
+        cuda_blas_check(cublasSgemmStridedBatched(cuda_blas(), ta, tb, m_, n_, k_, &alpha, a.f,
+                                                  att_int(lda, op), (long long)sa, b.f, att_int(ldb, op),
+                                                  (long long)sb, &beta, c, att_int(ldc, op), (long long)sc,
+                                                  c_),
+                        op);
 }
 
 static __device__ size_t att_block_max_index(size_t v, size_t *sh) {
@@ -150,9 +186,14 @@ static void attention_lens(int32_t *host, const int32_t *len, size_t b, size_t t
     }
 }
 
-void cuda_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                            const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
-    const char *op = "attention_forward";
+/* Scratch slots of the bf16 copies (forward: q, k, v, probs; backward: dout, v, q, k, probs, dS). Slot 0
+ * holds the lengths (forward) or dP (backward), slot 1 the boxes (backward). */
+enum { ATT_F_Q = 2, ATT_F_K, ATT_F_V, ATT_F_P };
+enum { ATT_B_DOUT = 2, ATT_B_V, ATT_B_Q, ATT_B_K, ATT_B_P, ATT_B_DS };
+
+static void attention_forward(float *out, float *probs, const float *qf, const float *kf, const float *vf,
+                              const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs,
+                              int bf16, const char *op) {
     if (b == 0 || t == 0 || nh == 0) {
         cuda_done(op);
         return;
@@ -168,6 +209,8 @@ void cuda_attention_forward(float *out, float *probs, const float *q, const floa
     attention_lens(lens, len, b, t, op);
     int32_t *dlens = (int32_t *)cuda_scratch(0, b * sizeof(int32_t));
     cuda_check(cudaMemcpy(dlens, lens, b * sizeof(int32_t), cudaMemcpyHostToDevice), op);
+    size_t nx = b * t * ld;
+    struct att_in q = att_in(qf, nx, bf16, ATT_F_Q, op), k = att_in(kf, nx, bf16, ATT_F_K, op);
     /* Scores over each sequence's valid box, straight into probs: S^T [len(keys), len(queries)] = K (K^T
      * stored, so op T) times Q^T (stored, op N), alpha = scale. Heads of size 0 have zero scores (cuBLAS
      * would refuse the leading dimensions), as on the CPU. */
@@ -179,24 +222,35 @@ void cuda_attention_forward(float *out, float *probs, const float *q, const floa
         if (hs == 0)
             cuda_check(cudaMemset(p, 0, nh * tt * sizeof(float)), op);
         else
-            att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k + at, ld, hs, q + at, ld, hs, 0.0f, p, t,
-                     tt, nh, op);
+            att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, att_at(k, at), ld, hs, att_at(q, at), ld, hs,
+                     0.0f, p, t, tt, nh, op);
     }
     size_t rows = b * nh * t;
     attention_softmax<<<cuda_blocks(rows, 1), ATT_THREADS>>>(probs, dlens, causal, t, nh, rows);
     cuda_check(cudaGetLastError(), op);
+    struct att_in v = att_in(vf, nx, bf16, ATT_F_V, op), p = att_in(probs, b * nh * tt, bf16, ATT_F_P, op);
     /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding query
      * rows (all heads of positions len..T-1, one contiguous stretch) are zero. */
     for (size_t i = 0; i < b; i++) {
         size_t l = (size_t)lens[i], at = i * t * ld;
         if (l > 0 && hs > 0)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, v + at, ld, hs, probs + i * nh * tt, t, tt,
-                     0.0f, out + at, ld, hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, att_at(v, at), ld, hs, att_at(p, i * nh * tt),
+                     t, tt, 0.0f, out + at, ld, hs, nh, op);
         if (l < t && hs > 0)
             cuda_check(cudaMemset(out + at + l * ld, 0, (t - l) * ld * sizeof(float)), op);
     }
     free(lens);
     cuda_done(op);
+}
+
+void cuda_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                            const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+    attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs, 0, "attention_forward");
+}
+
+void cuda_attention_forward_bf16(float *out, float *probs, const float *q, const float *k, const float *v,
+                                 const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs) {
+    attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs, 1, "attention_forward_bf16");
 }
 
 /* The backward, as the CPU's: with P the probabilities and dP = dout V^T, dS[t,s] = P[t,s] (dP[t,s] - D[t]) *
@@ -243,10 +297,9 @@ static __global__ void attention_dscores(float *dp, const float *p, size_t nrows
     }
 }
 
-void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                             const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
-                             size_t hs) {
-    const char *op = "attention_backward";
+static void attention_backward(float *dq, float *dk, float *dv, const float *doutf, const float *probs,
+                               const float *qf, const float *kf, const float *vf, size_t b, size_t t,
+                               size_t nh, size_t hs, int bf16, const char *op) {
     /* Heads of size 0 have empty gradients (the CPU's products over them change nothing either). */
     if ((!dq && !dk && !dv) || b == 0 || t == 0 || nh == 0 || hs == 0) {
         cuda_done(op);
@@ -266,29 +319,49 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     cuda_check(cudaGetLastError(), op);
     cuda_check(cudaMemcpy(box, dbox, 2 * b * sizeof(int), cudaMemcpyDeviceToHost), op);
     float *dp = (float *)cuda_scratch(0, nh * tt * sizeof(float));
+    /* bf16 copies of the operands the wanted gradients read (dout and v always: dP) */
+    size_t nx = b * t * ld;
+    struct att_in dout = att_in(doutf, nx, bf16, ATT_B_DOUT, op), v = att_in(vf, nx, bf16, ATT_B_V, op),
+                  q = att_in(qf, nx, bf16 && dk, ATT_B_Q, op), k = att_in(kf, nx, bf16 && dq, ATT_B_K, op),
+                  pall = att_in(probs, b * nh * tt, bf16 && dv, ATT_B_P, op);
     for (size_t i = 0; i < b; i++) {
         size_t nr = (size_t)box[2 * i], nc = (size_t)box[2 * i + 1], at = i * t * ld;
-        const float *p = probs + i * nh * tt;
+        const float *pf = probs + i * nh * tt;
         if (nr == 0)
             continue;
         /* dP^T [nc(keys), nr(queries)] = V (V^T stored, op T) times dout^T (stored, op N). */
-        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, v + at, ld, hs, dout + at, ld, hs, 0.0f, dp, t,
-                 tt, nh, op);
-        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, p, nr, nc, t, scale, nh * nr);
+        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, att_at(v, at), ld, hs, att_at(dout, at), ld, hs,
+                 0.0f, dp, t, tt, nh, op);
+        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, pf, nr, nc, t, scale, nh * nr);
         cuda_check(cudaGetLastError(), op);
+        /* dS's copy (the whole slab: the products read only its box) */
+        struct att_in ds = att_in(dp, nh * tt, bf16 && (dq || dk), ATT_B_DS, op),
+                      p = att_at(pall, i * nh * tt);
         /* dq [nr, HS] += dS [nr, nc] K [nc, HS]: dq^T = K^T (stored, op N) times dS^T (stored, op N). */
         if (dq)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, k + at, ld, hs, dp, t, tt, 1.0f, dq + at, ld,
-                     hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, att_at(k, at), ld, hs, ds, t, tt, 1.0f,
+                     dq + at, ld, hs, nh, op);
         /* dk [nc, HS] += dS^T Q [nr, HS]: dk^T = Q^T (stored, op N) times dS (dS^T stored, op T). */
         if (dk)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, q + at, ld, hs, dp, t, tt, 1.0f, dk + at, ld,
-                     hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_at(q, at), ld, hs, ds, t, tt, 1.0f,
+                     dk + at, ld, hs, nh, op);
         /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q. */
         if (dv)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, dout + at, ld, hs, p, t, tt, 1.0f, dv + at,
-                     ld, hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_at(dout, at), ld, hs, p, t, tt, 1.0f,
+                     dv + at, ld, hs, nh, op);
     }
     free(box);
     cuda_done(op);
+}
+
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                             const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
+                             size_t hs) {
+    attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs, 0, "attention_backward");
+}
+
+void cuda_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                  const float *q, const float *k, const float *v, size_t b, size_t t,
+                                  size_t nh, size_t hs) {
+    attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs, 1, "attention_backward_bf16");
 }

@@ -14,6 +14,7 @@
 #define PULSE_ENGINE_CUDA_CUDA_H
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,8 +36,13 @@ cublasHandle_t cuda_blas(void);
 cublasHandle_t cuda_blas_bf16(void);
 /* Device scratch of at least `bytes`, slot 0..CUDA_SCRATCH_SLOTS-1; valid until the next call for the same
  * slot with a larger size. Operations use distinct slots for buffers they need at the same time. */
-#define CUDA_SCRATCH_SLOTS 4
+#define CUDA_SCRATCH_SLOTS 8
 void *cuda_scratch(int slot, size_t bytes);
+
+/* src[n] rounded to bf16 (kernel_bf16_round, as the CPU's bf16 tables round) into scratch `slot`, queued on
+ * the stream: an operand of the bf16 tables' products, valid until that slot's next use. Slots 2 and 3 are
+ * the matmuls', 2 to 7 attention's (no operation runs inside another). */
+const __nv_bfloat16 *cuda_bf16_copy(int slot, const float *src, size_t n, const char *op);
 
 /* The "cuda-bf16" table when table is the CUDA table or that twin itself, else NULL (ops.cu;
  * engine/precision.c asks). */
@@ -52,7 +58,7 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
                          size_t oc);
 void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                           const float *w, size_t n, size_t ic, size_t oc);
-/* The same with both inputs of every product rounded to bf16 (kernel_bf16_round) into scratch slots 2 and 3,
+/* The same with both inputs of every product rounded to bf16 (cuda_bf16_copy) into scratch slots 2 and 3,
  * then cublasGemmEx with fp32 accumulation and fp32 outputs: the "cuda-bf16" table. */
 void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
                               size_t ic, size_t oc);
@@ -77,6 +83,13 @@ void cuda_attention_forward(float *out, float *probs, const float *q, const floa
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                              const float *q, const float *k, const float *v, size_t b, size_t t, size_t nh,
                              size_t hs);
+/* The same with both inputs of every product rounded to bf16 (the "cuda-bf16" table; which operands:
+ * engine/cpu/cpu.h's cpu_attention_forward_bf16), strided-batched cublasGemmEx with fp32 accumulation. */
+void cuda_attention_forward_bf16(float *out, float *probs, const float *q, const float *k, const float *v,
+                                 const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs);
+void cuda_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                  const float *q, const float *k, const float *v, size_t b, size_t t,
+                                  size_t nh, size_t hs);
 /* attention_decode.cu */
 void cuda_attention_decode(float *out, const float *q, const float *k, const float *v, const int32_t *len,
                            size_t b, size_t cap, size_t nh, size_t kvh, size_t hs);

@@ -120,11 +120,12 @@ static __global__ void matmul_to_bf16(__nv_bfloat16 *dst, const float *src, size
     }
 }
 
-/* n values of src rounded to bf16 into scratch `slot` (n > 0). */
-static const __nv_bfloat16 *mm_bf16(int slot, const float *src, size_t n, const char *op) {
-    __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, n * sizeof(__nv_bfloat16));
-    matmul_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, src, n);
-    cuda_check(cudaGetLastError(), op);
+const __nv_bfloat16 *cuda_bf16_copy(int slot, const float *src, size_t n, const char *op) {
+    __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, (n ? n : 1) * sizeof(__nv_bfloat16));
+    if (n > 0) {
+        matmul_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, src, n);
+        cuda_check(cudaGetLastError(), op);
+    }
     return dst;
 }
 
@@ -158,8 +159,8 @@ void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, cons
         if (!b)
             cuda_check(cudaMemset(out, 0, n * oc * sizeof(float)), op);
     } else {
-        const __nv_bfloat16 *bi = mm_bf16(MM_SLOT_A, inp, n * ic, op),
-                            *bw = mm_bf16(MM_SLOT_B, w, oc * ic, op);
+        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
+                            *bw = cuda_bf16_copy(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta, out,
                      mm_ld(oc, op), op);
     }
@@ -173,16 +174,16 @@ void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *d
                                const float *w, size_t n, size_t ic, size_t oc) {
     const char *op = "matmul_backward_bf16";
     int want_dinp = dinp && n > 0 && ic > 0 && oc > 0, want_dw = dw && n > 0 && ic > 0 && oc > 0;
-    const __nv_bfloat16 *bd = want_dinp || want_dw ? mm_bf16(MM_SLOT_A, dout, n * oc, op) : NULL;
+    const __nv_bfloat16 *bd = want_dinp || want_dw ? cuda_bf16_copy(MM_SLOT_A, dout, n * oc, op) : NULL;
     /* dinp^T [IC,N] += w^T [IC,OC] (op N) times dout^T [OC,N] (op N), column-major as in the fp32 path */
     if (want_dinp) {
-        const __nv_bfloat16 *bw = mm_bf16(MM_SLOT_B, w, oc * ic, op);
+        const __nv_bfloat16 *bw = cuda_bf16_copy(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), bw,
                      mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dinp, mm_ld(ic, op), op);
     }
     /* dw^T [IC,OC] += inp^T [IC,N] (op N) times dout [N,OC] (op T) */
     if (want_dw) {
-        const __nv_bfloat16 *bi = mm_bf16(MM_SLOT_B, inp, n * ic, op);
+        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_B, inp, n * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op), mm_int(n, op), bi,
                      mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dw, mm_ld(ic, op), op);
     }

@@ -112,8 +112,8 @@ const struct ops *ops_cuda(void) {
     return &cuda_table;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the two matmul entries, refreshed from cuda_table
- * whenever it is asked for. */
+/* The bf16 twin (ops_precision): the same table but for the matmul and attention entries, refreshed from
+ * cuda_table whenever it is asked for. */
 static struct ops cuda_bf16_table;
 
 extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
@@ -123,5 +123,7 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
     cuda_bf16_table.name = "cuda-bf16";
     cuda_bf16_table.matmul_forward = cuda_matmul_forward_bf16;
     cuda_bf16_table.matmul_backward = cuda_matmul_backward_bf16;
+    cuda_bf16_table.attention_forward = cuda_attention_forward_bf16;
+    cuda_bf16_table.attention_backward = cuda_attention_backward_bf16;
     return &cuda_bf16_table;
 }

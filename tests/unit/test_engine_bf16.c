@@ -4,7 +4,9 @@
  * "cpu-bf16" matmul forward and backward against a double-precision reference computed from the bf16-rounded
  * inputs (tight), against the fp32 table (within bf16's rounding bound, element by element), equal to the
  * fp32 table bit for bit on inputs that are bf16 values already, the same bits for 1 and 3 threads, NULL
- * gradients and empty shapes; and the tiny LLaVA with a LoRA adapter, forward and backward in bf16. */
+ * gradients and empty shapes; the "cpu-bf16" attention forward and backward against a double-precision
+ * reference from its rounded operands (tight), near the fp32 table, NULL gradients, 1 and 3 threads; and the
+ * tiny LLaVA with a LoRA adapter, forward and backward in bf16. */
 #include "check.h"
 #include "llava_batch.h"
 #include "engine/kernels.h"
@@ -171,12 +173,16 @@ static void test_precision(void) {
         CHECK_STR(b->name, "cpu-bf16");
         CHECK(b->matmul_forward != cpu->matmul_forward);
         CHECK(b->matmul_backward != cpu->matmul_backward);
+        CHECK(b->attention_forward != cpu->attention_forward);
+        CHECK(b->attention_backward != cpu->attention_backward);
         CHECK(b->threads == cpu->threads);
         /* every other entry is the fp32 table's: the struct is pointers up to `threads`, no padding */
         struct ops t = *b;
         t.name = cpu->name;
         t.matmul_forward = cpu->matmul_forward;
         t.matmul_backward = cpu->matmul_backward;
+        t.attention_forward = cpu->attention_forward;
+        t.attention_backward = cpu->attention_backward;
         CHECK(memcmp(&t, cpu, offsetof(struct ops, threads) + sizeof(int)) == 0);
         CHECK(ops_precision(b, "bf16") == b); /* the twin's twin is itself */
     }
@@ -418,6 +424,196 @@ static void test_matmul(void) {
     test_matmul_empty(4, 5, 0);
 }
 
+/* ---- attention ---- */
+
+/* A double-precision reference of the bf16 attention from its rounded operands (engine/cpu/cpu.h says which):
+ * q, k, v, dout [B,T,NH,HS] given rounded; the probabilities p are the engine's fp32 ones (checked on their
+ * own against the exact softmax), rounded here where a product reads them, so the reference rounds the same
+ * values the engine does. */
+struct att_ref {
+    const float *rq, *rk, *rv, *rd, *p;
+    const int32_t *len;
+    int causal;
+    size_t b, t, nh, hs;
+};
+
+static size_t ar_at(const struct att_ref *r, size_t b, size_t t, size_t h) {
+    return ((b * r->t + t) * r->nh + h) * r->hs;
+}
+static size_t ar_len(const struct att_ref *r, size_t b) {
+    size_t l = r->len ? (r->len[b] < 0 ? 0 : (size_t)r->len[b]) : r->t;
+    return l > r->t ? r->t : l;
+}
+static double ar_dot(const struct att_ref *r, const float *x, size_t ax, const float *y, size_t ay) {
+    double s = 0.0;
+    for (size_t d = 0; d < r->hs; d++)
+        s += (double)x[ax + d] * y[ay + d];
+    return s;
+}
+
+/* probs: the exact softmax of the rounded operands' scores; out = round(p) v. */
+static void ar_forward(const struct att_ref *r, double *probs, double *out) {
+    double scale = 1.0 / sqrt((double)r->hs);
+    size_t T = r->t;
+    memset(out, 0, r->b * T * r->nh * r->hs * sizeof(double));
+    for (size_t b = 0; b < r->b; b++)
+        for (size_t h = 0; h < r->nh; h++)
+            for (size_t i = 0; i < T; i++) {
+                size_t len = ar_len(r, b), keys = i >= len ? 0 : r->causal ? i + 1 : len;
+                double *pr = probs + ((b * r->nh + h) * T + i) * T, max = -INFINITY, sum = 0.0;
+                const float *pe = r->p + ((b * r->nh + h) * T + i) * T;
+                for (size_t j = 0; j < T; j++) {
+                    pr[j] =
+                        j < keys ? scale * ar_dot(r, r->rq, ar_at(r, b, i, h), r->rk, ar_at(r, b, j, h)) : 0;
+                    max = j < keys && pr[j] > max ? pr[j] : max;
+                }
+                for (size_t j = 0; j < keys; j++)
+                    sum += pr[j] = exp(pr[j] - max);
+                for (size_t j = 0; j < keys; j++)
+                    pr[j] /= sum;
+                for (size_t j = 0; j < keys; j++)
+                    for (size_t d = 0; d < r->hs; d++)
+                        out[ar_at(r, b, i, h) + d] +=
+                            (double)kernel_bf16_round(pe[j]) * r->rv[ar_at(r, b, j, h) + d];
+            }
+}
+
+/* dq, dk, dv from zero: dP = dout v^T, dS = p (dP - D) scale in double from the engine's p, then dq = dS k,
+ * dk = dS^T q, dv = round(p)^T dout. The engine rounds its fp32 dS to bf16, the reference its double one:
+ * where dS lies within the engine's fp32 error (bounded generously: 1e-5 of its terms' magnitude) of a
+ * rounding boundary, the two may pick neighbouring bf16 values, so that term's difference goes into slack
+ * (per element of dq and dk) instead of failing the tight check. */
+static void ar_backward(const struct att_ref *r, double *dq, double *dk, double *dv, double *slack) {
+    double scale = 1.0 / sqrt((double)r->hs);
+    size_t T = r->t, n = r->b * T * r->nh * r->hs;
+    memset(dq, 0, n * sizeof(double));
+    memset(dk, 0, n * sizeof(double));
+    memset(dv, 0, n * sizeof(double));
+    memset(slack, 0, 2 * n * sizeof(double));
+    double *dp = malloc(2 * (T + 1) * sizeof(double)), *mag = dp + T + 1;
+    for (size_t b = 0; b < r->b; b++)
+        for (size_t h = 0; h < r->nh; h++)
+            for (size_t i = 0; i < T; i++) {
+                const float *pe = r->p + ((b * r->nh + h) * T + i) * T;
+                size_t ai = ar_at(r, b, i, h);
+                double D = 0.0, Dmag = 0.0;
+                for (size_t j = 0; j < T; j++) {
+                    size_t aj = ar_at(r, b, j, h);
+                    dp[j] = ar_dot(r, r->rd, ai, r->rv, aj);
+                    mag[j] = 0.0;
+                    for (size_t d = 0; d < r->hs; d++)
+                        mag[j] += fabs((double)r->rd[ai + d] * r->rv[aj + d]);
+                    D += pe[j] * dp[j];
+                    Dmag += pe[j] * mag[j];
+                }
+                for (size_t j = 0; j < T; j++) {
+                    size_t aj = ar_at(r, b, j, h);
+                    double exact = pe[j] * (dp[j] - D) * scale, w = 1e-5 * pe[j] * (mag[j] + Dmag) * scale;
+                    double ds = kernel_bf16_round((float)exact), rp = kernel_bf16_round(pe[j]);
+                    double alt = fabs((double)kernel_bf16_round((float)(exact + w)) -
+                                      kernel_bf16_round((float)(exact - w)));
+                    for (size_t d = 0; d < r->hs; d++) {
+                        dq[ai + d] += ds * r->rk[aj + d];
+                        dk[aj + d] += ds * r->rq[ai + d];
+                        dv[aj + d] += rp * r->rd[ai + d];
+                        slack[ai + d] += alt * fabs((double)r->rk[aj + d]);
+                        slack[n + aj + d] += alt * fabs((double)r->rq[ai + d]);
+                    }
+                }
+            }
+    free(dp);
+}
+
+/* max |got - want| / max |want| after each element's slack is taken off its difference. */
+static double rel_slack(const float *got, const double *want, const double *slack, size_t n) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        double d = fmax(0.0, fabs((double)got[i] - want[i]) - slack[i]);
+        worst = d > worst || d != d ? d : worst;
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
+static void test_attention_case(size_t b, size_t t, size_t nh, size_t hs, int causal, const int32_t *len,
+                                uint64_t seed) {
+    const struct ops *f32 = ops_cpu(2), *b16 = ops_precision(f32, "bf16");
+    size_t n = b * t * nh * hs, np = b * nh * t * t;
+    float *q = vec(n, seed, -2, 2), *k = vec(n, seed + 1, -2, 2), *v = vec(n, seed + 2, -1, 1),
+          *dout = vec(n, seed + 3, -1, 1);
+    float *out = vec(n, seed + 4, -1, 1), *probs = vec(np, seed + 5, -1, 1), *out32 = vec(n, 1, -1, 1),
+          *probs32 = vec(np, 2, -1, 1);
+    b16->attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs);
+    f32->attention_forward(out32, probs32, q, k, v, len, causal, b, t, nh, hs);
+    float *rq = rounded(q, n), *rk = rounded(k, n), *rv = rounded(v, n), *rd = rounded(dout, n);
+    struct att_ref r = {rq, rk, rv, rd, probs, len, causal, b, t, nh, hs};
+    double *wp = malloc((np + 1) * sizeof(double)), *wo = malloc((n + 1) * sizeof(double)),
+           *wq = malloc((3 * n + 1) * sizeof(double)), *wk = wq + n, *wv = wk + n,
+           *slack = malloc((2 * n + 1) * sizeof(double));
+    ar_forward(&r, wp, wo);
+    double ep = max_rel(probs, wp, np), eo = max_rel(out, wo, n);
+
+    /* backward from random gradients, then the reference's terms added to them */
+    float *g0 = vec(3 * n, seed + 6, -1, 1), *g = dup(g0, 3 * n), *g32 = dup(g0, 3 * n);
+    b16->attention_backward(g, g + n, g + 2 * n, dout, probs, q, k, v, b, t, nh, hs);
+    f32->attention_backward(g32, g32 + n, g32 + 2 * n, dout, probs32, q, k, v, b, t, nh, hs);
+    ar_backward(&r, wq, wk, wv, slack);
+    size_t flips = 0;
+    for (size_t i = 0; i < 3 * n; i++)
+        wq[i] += g0[i];
+    for (size_t i = 0; i < 2 * n; i++)
+        flips += slack[i] > 0;
+    double eq = rel_slack(g, wq, slack, n), ek = rel_slack(g + n, wk, slack + n, n),
+           ev = max_rel(g + 2 * n, wv, n);
+    double *w32 = malloc((3 * n + 1) * sizeof(double));
+    for (size_t i = 0; i < 3 * n; i++)
+        w32[i] = g32[i];
+    for (size_t i = 0; i < n; i++)
+        wo[i] = out32[i];
+    double fo = max_rel(out, wo, n), fg = max_rel(g, w32, 3 * n);
+    printf("cpu-bf16 attention b=%zu t=%zu nh=%zu hs=%zu %s: vs exact from rounded operands: probs %.2e out "
+           "%.2e dq %.2e dk %.2e dv %.2e (%zu of dq, dk with slack); vs fp32: out %.2e, gradients %.2e\n",
+           b, t, nh, hs, causal ? "causal" : "full", ep, eo, eq, ek, ev, flips, fo, fg);
+    CHECK(ep <= 1e-6 && eo <= TIGHT && ev <= TIGHT && eq <= TIGHT && ek <= TIGHT);
+    CHECK(fo > 0 && fo <= 2e-2 && fg > 0 && fg <= 5e-2); /* bf16's rounding, not another function */
+
+    /* each gradient alone gets the same bits; 1 and 3 threads too */
+    float *x = dup(g0, 3 * n);
+    b16->attention_backward(x, NULL, NULL, dout, probs, q, k, v, b, t, nh, hs);
+    b16->attention_backward(NULL, x + n, NULL, dout, probs, q, k, v, b, t, nh, hs);
+    b16->attention_backward(NULL, NULL, x + 2 * n, dout, probs, q, k, v, b, t, nh, hs);
+    b16->attention_backward(NULL, NULL, NULL, dout, probs, q, k, v, b, t, nh, hs);
+    CHECK(same_bits(x, g, 3 * n));
+    for (int th = 1; th <= 3; th += 2) {
+        const struct ops *o = ops_precision(ops_cpu(th), "bf16");
+        float *o2 = dup(out, n), *p2 = dup(probs, np), *x2 = dup(g0, 3 * n);
+        o->attention_forward(o2, p2, q, k, v, len, causal, b, t, nh, hs);
+        o->attention_backward(x2, x2 + n, x2 + 2 * n, dout, probs, q, k, v, b, t, nh, hs);
+        CHECK(same_bits(o2, out, n) && same_bits(p2, probs, np) && same_bits(x2, g, 3 * n));
+        free(o2);
+        free(p2);
+        free(x2);
+    }
+    ops_cpu(2);
+    float *all[] = {q, k, v, dout, out, probs, out32, probs32, rq, rk, rv, rd, g0, g, g32, x};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    free(wp);
+    free(wo);
+    free(wq);
+    free(w32);
+    free(slack);
+}
+
+static void test_attention(void) {
+    const int32_t l37[] = {37, 20}, l33[] = {33, 9}, ledge[] = {12, 0, -3, 5};
+    test_attention_case(2, 37, 3, 20, 1, l37, 100);   /* the decoder: causal, row 1 padded */
+    test_attention_case(2, 33, 2, 16, 0, l33, 110);   /* padding without causal */
+    test_attention_case(2, 37, 3, 20, 0, NULL, 120);  /* the vision tower: no mask */
+    test_attention_case(1, 150, 2, 64, 1, NULL, 130); /* LLaMA's head size, long rows */
+    test_attention_case(4, 9, 2, 8, 1, ledge, 140);   /* len > t (clamped), 0 and negative (zero rows) */
+}
+
 /* ---- the tiny LLaVA, LoRA, in bf16 ---- */
 
 #define NB 2
@@ -528,6 +724,7 @@ int main(void) {
     test_round_sweep();
     test_precision();
     test_matmul();
+    test_attention();
     test_model();
     return check_done("engine_bf16");
 }

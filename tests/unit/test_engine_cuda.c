@@ -3,10 +3,10 @@
  * optional pointers, causal and padding masks, odd sizes, rows long enough for multi-block reductions, empty
  * shapes); then the LLaVA model, on the tiny fixture and on a mid-size random model: logits, loss and every
  * gradient with all parameters trainable and with a LoRA adapter (dropout on), and the weights after a few
- * AdamW steps; then the bf16 tables (ops_precision): the matmul cases, and the tiny model's LoRA forward and
- * backward. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU log says where
- * the backends part, and lists every failure at the end. Exits 77 (skipped) in a build without the CUDA
- * backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips the model (for a run under
+ * AdamW steps; then the bf16 tables (ops_precision): the matmul and attention cases, and the tiny model's
+ * LoRA forward and backward. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU
+ * log says where the backends part, and lists every failure at the end. Exits 77 (skipped) in a build without
+ * the CUDA backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips the model (for a run under
  * compute-sanitizer, whose slower kernels the model's sizes would not fit). */
 #ifndef PULSE_HAVE_CUDA
 
@@ -129,6 +129,26 @@ struct out {
     const float *init;
 };
 
+/* bf16 attention (test_ops_bf16): the products' operands include values each backend computes itself (the
+ * probabilities, dS), and one within the backends' summation difference of a rounding boundary rounds to the
+ * neighbouring bf16 value on one side: a flip, rare (a few fp32 ulps against a bf16 step of 2^16 of them),
+ * that moves the hs outputs it feeds by up to a bf16 step of their term (2^-7). When flip_tol is set, an
+ * output passes with at most 1% of its elements beyond tol and none beyond flip_tol; a missing or extra
+ * rounding moves nearly every element by ~1e-3, so it still fails. */
+static double flip_tol;
+
+/* Elements of got further than tol * max|want| from want. */
+static size_t count_over(const float *got, const float *want, size_t n, double tol) {
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(want[i]) && fabs((double)want[i]) > scale)
+            scale = fabs((double)want[i]);
+    size_t over = 0;
+    for (size_t i = 0; i < n; i++)
+        over += !(fabs((double)got[i] - (double)want[i]) <= tol * scale);
+    return over;
+}
+
 #define NOUT 4
 typedef void (*run_fn)(const struct ops *o, const void *ctx, float *const *out);
 
@@ -159,9 +179,13 @@ static void parity(const char *op, const char *shape, run_fn run, const void *ct
         size_t n = outs[k].n, nd = 0;
         double err = max_rel(g[k], c[k], n, &nd);
         int same = n == 0 || memcmp(g[k], g2[k], n * sizeof(float)) == 0;
-        int ok = err <= tol && same;
-        printf("%-20s %-44s %-6s max_rel_err %.2e (tol %.0e; %zu of %zu differ)%s%s\n", op, shape,
-               outs[k].name, err, tol, nd, n, same ? "" : " NOT DETERMINISTIC", ok ? "" : "  FAIL");
+        size_t over = flip_tol > 0 ? count_over(g[k], c[k], n, tol) : 0;
+        int ok = (flip_tol > 0 ? over * 100 <= n && err <= flip_tol : err <= tol) && same;
+        char flips[64] = "";
+        if (flip_tol > 0)
+            snprintf(flips, sizeof flips, "; %zu beyond tol, flips", over);
+        printf("%-20s %-44s %-6s max_rel_err %.2e (tol %.0e; %zu of %zu differ%s)%s%s\n", op, shape,
+               outs[k].name, err, tol, nd, n, flips, same ? "" : " NOT DETERMINISTIC", ok ? "" : "  FAIL");
         snprintf(what, sizeof what, "%s [%s] %s: max_rel_err %.3g%s", op, shape, outs[k].name, err,
                  same ? "" : ", two CUDA runs differ");
         verdict(ok, what);
@@ -393,6 +417,9 @@ static void att_bwd(const struct ops *o, const void *ctx, float *const *out) {
                           p->hs);
 }
 
+/* The attention cases' names: "_bf16" appended while the bf16 tables run them (test_ops_bf16). */
+static const char *att_fwd_name = "attention_forward", *att_bwd_name = "attention_backward";
+
 /* lens: b valid lengths, or NULL for no padding mask. Scores of order 1 (q, k in [-2, 2), scaled by
  * 1/sqrt(hs)), so the softmax is neither flat nor one-hot. The backward reads the CPU forward's probs. */
 static void test_attention(size_t b, size_t t, size_t nh, size_t hs, int causal, const int32_t *lens,
@@ -422,26 +449,26 @@ static void test_attention(size_t b, size_t t, size_t nh, size_t hs, int causal,
                    .hs = hs};
     float *out = mem_alloc(n + 1, sizeof(float)), *probs = mem_alloc(np + 1, sizeof(float));
     p.probs = probs;
-    parity("attention_forward", sh, att_fwd, &p,
+    parity(att_fwd_name, sh, att_fwd, &p,
            (const struct out[]){{"out", n, seed + 4, 0, NULL}, {"probs", np, seed + 5, 0, NULL}, {0}}, TOL);
     CPU->attention_forward(out, probs, p.q, p.k, p.v, p.len, causal, b, t, nh, hs);
-    parity("attention_backward", sh, att_bwd, &p,
+    parity(att_bwd_name, sh, att_bwd, &p,
            (const struct out[]){
                {"dq", n, seed + 6, 0, NULL}, {"dk", n, seed + 7, 0, NULL}, {"dv", n, seed + 8, 0, NULL}, {0}},
            TOL);
     if (nulls) {
         snprintf(s2, sizeof s2, "%s dk,dv=NULL", sh);
-        parity("attention_backward", s2, att_bwd, &p,
+        parity(att_bwd_name, s2, att_bwd, &p,
                (const struct out[]){
                    {"dq", n, seed + 6, 0, NULL}, {"dk", n, 0, 1, NULL}, {"dv", n, 0, 1, NULL}, {0}},
                TOL);
         snprintf(s2, sizeof s2, "%s dq=NULL", sh);
-        parity("attention_backward", s2, att_bwd, &p,
+        parity(att_bwd_name, s2, att_bwd, &p,
                (const struct out[]){
                    {"dq", n, 0, 1, NULL}, {"dk", n, seed + 7, 0, NULL}, {"dv", n, seed + 8, 0, NULL}, {0}},
                TOL);
         snprintf(s2, sizeof s2, "%s all NULL", sh);
-        parity("attention_backward", s2, att_bwd, &p,
+        parity(att_bwd_name, s2, att_bwd, &p,
                (const struct out[]){{"dq", n, 0, 1, NULL}, {"dk", n, 0, 1, NULL}, {"dv", n, 0, 1, NULL}, {0}},
                TOL);
     }
@@ -810,7 +837,8 @@ static void test_ops(void) {
  * the long inner sum, 1031 terms, is where that would show first.) */
 #define BF16_TOL 1e-5
 
-/* The matmul cases on the bf16 tables; empty: the empty shapes (test_empty's turn: a CUDA error exits). */
+/* The matmul and attention cases on the bf16 tables; empty: the empty shapes (test_empty's turn: a CUDA error
+ * exits). */
 static void test_ops_bf16(int empty) {
     const struct ops *cpu = CPU, *gpu = GPU;
     CPU = ops_precision(cpu, "bf16");
@@ -820,9 +848,14 @@ static void test_ops_bf16(int empty) {
         mm_fwd_name = "matmul_forward_bf16";
         mm_bwd_name = "matmul_backward_bf16";
         mm_tol = BF16_TOL;
+        att_fwd_name = "attention_forward_bf16";
+        att_bwd_name = "attention_backward_bf16";
+        static const int32_t l1[] = {3}, l37[] = {37, 20}, l300[] = {300}, ledge[] = {12, 0, -3, 5};
         if (empty) {
             test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
             test_matmul(4, 0, 3, 1, 0, 905); /* no inner dimension: the bias alone, nothing added */
+            test_attention(0, 4, 2, 8, 1, NULL, 0, 930);
+            test_attention(1, 0, 2, 8, 1, l1, 0, 940);
         } else {
             printf("== bf16 matmul: %s against %s ==\n", GPU->name, CPU->name);
             test_matmul(1, 1, 1, 1, 0, 10);
@@ -832,9 +865,18 @@ static void test_ops_bf16(int empty) {
             test_matmul(5, 1031, 3, 1, 0, 50);   /* a long inner sum */
             test_matmul(3, 64, 4099, 0, 0, 60);  /* an lm_head-like product: many columns, few rows */
             test_matmul(130, 96, 128, 1, 0, 70); /* multiples of 32 */
+            printf("== bf16 attention: %s against %s ==\n", GPU->name, CPU->name);
+            flip_tol = 0x1p-6;
+            test_attention(2, 37, 3, 20, 1, l37, 1, 300);   /* the decoder: causal, row 1 padded */
+            test_attention(2, 37, 3, 20, 0, NULL, 0, 310);  /* the vision tower: no mask */
+            test_attention(1, 300, 2, 64, 1, l300, 0, 340); /* rows longer than a block */
+            test_attention(4, 9, 2, 8, 1, ledge, 0, 350);   /* clamped, empty and negative lengths */
+            flip_tol = 0;
         }
         mm_fwd_name = "matmul_forward";
         mm_bwd_name = "matmul_backward";
+        att_fwd_name = "attention_forward";
+        att_bwd_name = "attention_backward";
         mm_tol = TOL;
     }
     CPU = cpu;
@@ -871,7 +913,8 @@ static void test_empty(void) {
 #define GRAD_TOL 1e-4
 #define LOSS_TOL 1e-5
 
-/* In bf16 (both backends through ops_precision: every linear layer's inputs rounded to bf16) the backends
+/* In bf16 (both backends through ops_precision: every linear layer's and attention product's inputs rounded
+ * to bf16) the backends
  * still differ only in summation order, but a value within that difference of a rounding boundary rounds to
  * the other neighbouring bf16 value on one side: that input moves by one bf16 step (2^-8 to 2^-7 of itself),
  * and so does its term in every output it feeds. Such flips are rare (a difference of a few fp32 ulps against
@@ -882,7 +925,8 @@ static void test_empty(void) {
  * scale (one bf16 step of a term as large as the output), holds the logits and gradients with 14 times the
  * largest jump seen. A real fault is larger: one side computing in fp32 is 1e-2 off in the logits and 3e-2
  * in the gradients (tests/unit/test_engine_bf16.c), and the loss (a mean, which a flip barely moves: 0 in the
- * emulation) keeps LOSS_TOL, 80 times below the fp32/bf16 gap of 8e-4. */
+ * emulation) keeps LOSS_TOL, 80 times below the fp32/bf16 gap of 8e-4. (The emulation predates bf16
+ * attention, whose probabilities and dS add flip sources: the first GPU run after it says how many.) */
 #define BF16_MODEL_TOL 4e-3
 
 /* The precision model_parity runs both backends in, and its tolerances (model_configs sets them). */
