@@ -215,6 +215,9 @@ const struct ops *prof_ops(const struct ops *inner) {
                          .sum_squares = prof_sum_squares,
                          .scale = prof_scale,
                          .adamw = prof_adamw,
+                         /* once per weight, in the warm-up step: passed through, not timed */
+                         .weights_frozen = inner->weights_frozen,
+                         .weights_forget = inner->weights_forget,
                          .threads = inner->threads};
     for (int i = 0; i < P_N; i++)
         spent[i] = cpu[i] = 0.0, calls[i] = 0;

@@ -270,6 +270,7 @@ int llava_init_blank(struct llava *m, const struct llava_config *cfg, size_t B, 
 }
 
 void llava_free(struct llava *m) {
+    llava_frozen_forget(m);
     llava_lora_free(m);
     llava_grads_free(m);
     free(m->g.vl);
@@ -420,6 +421,7 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
     m->fb = 0; /* no backward until this forward has run */
     if (take_rows(m, b * t) < 0 || lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
+    llava_frozen_tell(m, ops); /* before the activations: on CUDA it frees the frozen weights' fp32 pages */
     acts_ready(m);
     if (nimg && !cached) {
         llava_vision_forward(m, ops, in, nimg);
@@ -452,6 +454,7 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
         return err_set("llava: features of %zu images (1 to %zu, pixel values and output required)", nimg,
                        m->nimg);
     m->fb = 0; /* the tower's activations now belong to these images */
+    llava_frozen_tell(m, ops);
     acts_ready(m);
     llava_tower_forward(m, ops, pixels, nimg);
     memcpy(out, m->a.feats, nimg * image_tokens(&m->cfg) * (size_t)m->cfg.vision.hidden * sizeof(float));

@@ -42,6 +42,7 @@ struct llava_tensor {
     float **gslot;
     int trainable;
     size_t goffset;
+    int product; /* a linear layer's weight (a product's operand): what ops weights_frozen may copy */
 };
 
 struct llava_vision_layer {
@@ -135,6 +136,9 @@ struct llava_kv {
     size_t b, cap;
 };
 
+/* The backends one model can be told to (the CPU and the CUDA one). */
+#define LLAVA_FORGET_MAX 2
+
 struct llava {
     struct llava_config cfg;
     size_t B, T, nimg; /* the activation block's capacity */
@@ -167,6 +171,11 @@ struct llava {
     int grad_image, grad_tower; /* some projector / vision tower tensor trains: the backward goes there */
     struct llava_lora lora;
     struct llava_kv *kv; /* while set (generation), the decoder's forward stores every layer's K/V in it */
+    /* ops weights_frozen (llava_frozen.c): the table last told, and the forget entries of every backend told
+     */
+    const struct ops *frozen_told;
+    void (*forget[LLAVA_FORGET_MAX])(const float *p, size_t n);
+    int nforget;
 };
 
 /* Builds the model for cfg with parameters from the given safetensors files (the shards of one checkpoint),
@@ -307,6 +316,11 @@ void llava_decoder_forward(struct llava *m, const struct ops *ops, size_t b, siz
  * each; the activations of the last forward are overwritten. */
 void llava_decoder_step(struct llava *m, const struct ops *ops, size_t b);
 void llava_grads_free(struct llava *m);
+/* llava_frozen.c: tells ops (weights_frozen) every product weight that does not train, unless it was the
+ * table told last and nothing changed since; llava_frozen_forget makes every backend told drop its copies
+ * (call it before anything changes a parameter or the trainable flags). */
+void llava_frozen_tell(struct llava *m, const struct ops *ops);
+void llava_frozen_forget(struct llava *m);
 void llava_vision_backward(struct llava *m, const struct ops *ops, size_t nimg);
 /* The tower's half of it: d m->d.feats (the selected features' gradient) -> the tower's gradients. */
 void llava_tower_backward(struct llava *m, const struct ops *ops, size_t nimg);

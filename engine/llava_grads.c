@@ -13,6 +13,7 @@
 #define MP "model.multi_modal_projector."
 
 size_t llava_set_trainable(struct llava *m, const char *prefix, int on) {
+    llava_frozen_forget(m); /* a weight that trains from now on must not be read from a frozen copy */
     size_t n = 0, k = strlen(prefix);
     for (size_t i = 0; i < m->nptab; i++)
         if (strncmp(m->ptab[i].name, prefix, k) == 0) {

@@ -256,6 +256,7 @@ void llava_lora_bypass(struct llava *m, int on) {
 }
 
 void llava_lora_merge(struct llava *m) {
+    llava_frozen_forget(m);
     for (int layer = 0; m->lora.s && layer < m->cfg.text.layers; layer++)
         for (int p = 0; p < LLAVA_NPROJ; p++) {
             const struct llava_lora_slot *s = &m->lora.s[layer * LLAVA_NPROJ + p];

@@ -49,12 +49,43 @@ static size_t model_bytes(const struct llava *s, size_t *weights) {
     return floats(table_floats(s->atab, s->natab)) + llava_token_bytes(s);
 }
 
+/* In bf16 on CUDA the product weights that do not train live on the device as bf16 copies (ops
+ * weights_frozen) while their fp32 pages move to the host, all but the partial pages each shares with its
+ * neighbours: at most one at either end, counted in full. *frozen: their floats, *edges: those pages' bytes
+ * (both 0 in every other setting). */
+static void frozen_products(const struct llava *s, const struct llava_plan_opts *o, size_t *frozen,
+                            size_t *edges) {
+    int split =
+        o->device && strcmp(o->device, "cuda") == 0 && o->precision && strcmp(o->precision, "bf16") == 0;
+    *frozen = *edges = 0;
+    for (size_t i = 0; split && i < s->nptab; i++) {
+        const struct llava_tensor *t = &s->ptab[i];
+        size_t bytes = t->n * sizeof(float);
+        if (t->product && !t->trainable) {
+            *frozen += t->n;
+            *edges += bytes < 2 * MEM_CUDA_PAGE ? bytes : 2 * MEM_CUDA_PAGE;
+        }
+    }
+}
+
+/* The weights' blocks on the device, from the fp32 block's bytes. */
+static void weights_blocks(const struct llava *s, const struct llava_plan_opts *o, size_t weights,
+                           struct llava_plan *p) {
+    size_t frozen, edges;
+    frozen_products(s, o, &frozen, &edges);
+    if (!frozen) {
+        block(p, "weights (fp32)", weights);
+        return;
+    }
+    block(p, "weights (fp32, but frozen products)", weights - frozen * sizeof(float));
+    block(p, "frozen products (bf16 copies)", frozen * 2);
+    block(p, "their fp32 edge pages (at most)", edges);
+}
+
 /* Gradients, backward scratch, AdamW and the loss's buffers for the flags o sets; ab: the adapter's floats.
  * Returns the loss's bytes (allocated and freed within a step). */
 static size_t training_blocks(struct llava *s, const struct llava_plan_opts *o, size_t ab,
                               struct llava_plan *p) {
-    if (o->trainable)
-        llava_set_trainable(s, o->trainable, 1);
     llava_grads_layout(s);
     s->ngrads += ab; /* an attached adapter's A and B follow the table's rows (llava_lora_grads_layout) */
     block(p, "gradients", floats(s->ngrads));
@@ -96,7 +127,9 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
         return -1;
     }
     size_t acts = model_bytes(&s, &weights);
-    block(p, "weights (fp32)", weights);
+    if (o->train && o->trainable)
+        llava_set_trainable(&s, o->trainable, 1);
+    weights_blocks(&s, o, weights, p);
     block(p, o->recompute ? "activations (recomputed per layer)" : "activations (kept for every layer)",
           acts);
     if (o->lora) {
@@ -112,8 +145,9 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
         struct llava r;
         if (shell(&r, cfg, o) < 0)
             return -1;
-        size_t racts = model_bytes(&r, &weights);
-        block(p, "reference model (KL / NPO)", weights + racts);
+        size_t racts = model_bytes(&r, &weights), frozen, edges;
+        frozen_products(&r, o, &frozen, &edges); /* a reference trains nothing */
+        block(p, "reference model (KL / NPO)", weights - frozen * sizeof(float) + frozen * 2 + edges + racts);
         llava_free(&r);
     }
     for (size_t i = 0; i < p->n; i++)

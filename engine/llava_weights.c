@@ -35,12 +35,15 @@ static void add(struct llava *m, float **slot, int ndim, const size_t *shape, co
 
 #define ADD1(slot, a, ...) add(m, slot, 1, (size_t[]){(size_t)(a)}, __VA_ARGS__)
 #define ADD2(slot, a, b, ...) add(m, slot, 2, (size_t[]){(size_t)(a), (size_t)(b)}, __VA_ARGS__)
+/* A linear layer's weight: a product's operand (llava_tensor's `product`). */
+#define ADDW(slot, a, b, ...) (ADD2(slot, a, b, __VA_ARGS__), m->ptab[m->nptab - 1].product = 1)
 
 static void vision_table(struct llava *m, struct llava_params *p) {
     const struct vision_config *v = &m->cfg.vision;
     size_t c = (size_t)v->hidden, ps = (size_t)v->patch_size;
     add(m, &p->patch_w, 4, (size_t[]){c, (size_t)v->channels, ps, ps},
         VT "embeddings.patch_embedding.weight");
+    m->ptab[m->nptab - 1].product = 1; /* the convolution runs as one product over im2col's rows */
     ADD1(&p->class_emb, c, VT "embeddings.class_embedding");
     ADD2(&p->pos_emb, m->cfg.patches + 1, c, VT "embeddings.position_embedding.weight");
     ADD1(&p->pre_ln_w, c, VT "pre_layrnorm.weight");
@@ -52,23 +55,23 @@ static void vision_table(struct llava *m, struct llava_params *p) {
         ADD1(&L->ln1_w, c, VT "encoder.layers.%d.layer_norm1.weight", l);
         ADD1(&L->ln1_b, c, VT "encoder.layers.%d.layer_norm1.bias", l);
         for (int i = 0; i < 4; i++) {
-            ADD2(pw[i], c, c, VT "encoder.layers.%d.self_attn.%s.weight", l, proj[i]);
+            ADDW(pw[i], c, c, VT "encoder.layers.%d.self_attn.%s.weight", l, proj[i]);
             ADD1(pb[i], c, VT "encoder.layers.%d.self_attn.%s.bias", l, proj[i]);
         }
         ADD1(&L->ln2_w, c, VT "encoder.layers.%d.layer_norm2.weight", l);
         ADD1(&L->ln2_b, c, VT "encoder.layers.%d.layer_norm2.bias", l);
-        ADD2(&L->fc1_w, v->intermediate, c, VT "encoder.layers.%d.mlp.fc1.weight", l);
+        ADDW(&L->fc1_w, v->intermediate, c, VT "encoder.layers.%d.mlp.fc1.weight", l);
         ADD1(&L->fc1_b, v->intermediate, VT "encoder.layers.%d.mlp.fc1.bias", l);
-        ADD2(&L->fc2_w, c, v->intermediate, VT "encoder.layers.%d.mlp.fc2.weight", l);
+        ADDW(&L->fc2_w, c, v->intermediate, VT "encoder.layers.%d.mlp.fc2.weight", l);
         ADD1(&L->fc2_b, c, VT "encoder.layers.%d.mlp.fc2.bias", l);
     }
 }
 
 static void projector_table(struct llava *m, struct llava_params *p) {
     int cv = m->cfg.vision.hidden, ct = m->cfg.text.hidden;
-    ADD2(&p->proj1_w, ct, cv, MP "linear_1.weight");
+    ADDW(&p->proj1_w, ct, cv, MP "linear_1.weight");
     ADD1(&p->proj1_b, ct, MP "linear_1.bias");
-    ADD2(&p->proj2_w, ct, ct, MP "linear_2.weight");
+    ADDW(&p->proj2_w, ct, ct, MP "linear_2.weight");
     ADD1(&p->proj2_b, ct, MP "linear_2.bias");
 }
 
@@ -79,17 +82,17 @@ static void text_table(struct llava *m, struct llava_params *p) {
     for (int l = 0; l < t->layers; l++) {
         struct llava_text_layer *L = &p->tl[l];
         ADD1(&L->ln1_w, c, LM "layers.%d.input_layernorm.weight", l);
-        ADD2(&L->q_w, c, c, LM "layers.%d.self_attn.q_proj.weight", l);
-        ADD2(&L->k_w, kv, c, LM "layers.%d.self_attn.k_proj.weight", l);
-        ADD2(&L->v_w, kv, c, LM "layers.%d.self_attn.v_proj.weight", l);
-        ADD2(&L->o_w, c, c, LM "layers.%d.self_attn.o_proj.weight", l);
+        ADDW(&L->q_w, c, c, LM "layers.%d.self_attn.q_proj.weight", l);
+        ADDW(&L->k_w, kv, c, LM "layers.%d.self_attn.k_proj.weight", l);
+        ADDW(&L->v_w, kv, c, LM "layers.%d.self_attn.v_proj.weight", l);
+        ADDW(&L->o_w, c, c, LM "layers.%d.self_attn.o_proj.weight", l);
         ADD1(&L->ln2_w, c, LM "layers.%d.post_attention_layernorm.weight", l);
-        ADD2(&L->gate_w, t->intermediate, c, LM "layers.%d.mlp.gate_proj.weight", l);
-        ADD2(&L->up_w, t->intermediate, c, LM "layers.%d.mlp.up_proj.weight", l);
-        ADD2(&L->down_w, c, t->intermediate, LM "layers.%d.mlp.down_proj.weight", l);
+        ADDW(&L->gate_w, t->intermediate, c, LM "layers.%d.mlp.gate_proj.weight", l);
+        ADDW(&L->up_w, t->intermediate, c, LM "layers.%d.mlp.up_proj.weight", l);
+        ADDW(&L->down_w, c, t->intermediate, LM "layers.%d.mlp.down_proj.weight", l);
     }
     ADD1(&p->norm_w, c, LM "norm.weight");
-    ADD2(&p->lm_head, t->vocab, c, "lm_head.weight");
+    ADDW(&p->lm_head, t->vocab, c, "lm_head.weight");
 }
 
 /* The rows of the table, their slots in p. */
@@ -236,9 +239,11 @@ static int load_files(struct llava *m, const struct st_file *files, size_t nfile
 }
 
 int llava_load_params(struct llava *m, const struct st_file *files, size_t nfiles) {
+    llava_frozen_forget(m);
     return load_files(m, files, nfiles, "");
 }
 
 int llava_load_tower(struct llava *m, const struct st_file *f) {
+    llava_frozen_forget(m);
     return load_files(m, f, 1, VT);
 }

@@ -23,6 +23,9 @@ int mem_on_cuda(void);
 /* What the CUDA allocator leaves free on the device for cuBLAS's workspace, the backend's scratch buffers and
  * the CUDA context (engine/cuda/mem.cu refuses a block that would cut into it; memory plans count it). */
 #define MEM_CUDA_RESERVE ((size_t)512 << 20)
+/* The page size the CUDA backend places managed memory by (ops weights_frozen moves whole pages to the host).
+ */
+#define MEM_CUDA_PAGE ((size_t)2 << 20)
 
 /* Accounting, always on: the bytes of the live blocks (what callers asked for, headers not counted) and the
  * most they reached since the last mem_peak_reset. Memory plans (engine/llava_plan.h) are checked against

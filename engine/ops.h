@@ -113,6 +113,15 @@ struct ops {
     void (*adamw)(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int t);
 
+    /* Frozen weights (engine/wcache.h). weights_frozen: the caller promises that w[n], a product's weight,
+     * keeps its values until a weights_forget covers it; a bf16 table then makes its rounded operand once
+     * and its products read that copy (the same values, so the same bits), and on CUDA it also moves the
+     * fp32 weight's pages to host memory, so the GPU holds the frozen weights in bf16 only. The fp32 tables
+     * ignore it. weights_forget: drops the copies of every weight in [p, p + n floats) (they are about to
+     * change or be freed); every table of a backend drops that backend's copies. */
+    void (*weights_frozen)(const float *w, size_t n);
+    void (*weights_forget)(const float *p, size_t n);
+
     int threads; /* set by the caller before use */
 };
 

@@ -364,6 +364,16 @@ static void check_adamw(float *param, const float *grad, float *m, float *v, siz
     inner->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
 }
 
+static void check_weights_frozen(const float *w, size_t n) {
+    check("weights_frozen", "w", w, f32(n));
+    inner->weights_frozen(w, n);
+}
+
+static void check_weights_forget(const float *p, size_t n) {
+    check("weights_forget", "p", p, f32(n));
+    inner->weights_forget(p, n);
+}
+
 const struct ops *ops_checked_inner(const struct ops *table) {
     return table == &checked ? inner : NULL;
 }
@@ -404,6 +414,8 @@ const struct ops *ops_checked(const struct ops *in) {
                            .sum_squares = check_sum_squares,
                            .scale = check_scale,
                            .adamw = check_adamw,
+                           .weights_frozen = check_weights_frozen,
+                           .weights_forget = check_weights_forget,
                            .threads = in->threads};
     return &checked;
 }

@@ -102,6 +102,14 @@ void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const
                              size_t ic, size_t oc);
 void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                               const float *w, size_t n, size_t ic, size_t oc);
+/* ops weights_frozen: the bf16 table's rounded copy of w (kept in fp32: the CPU has no bf16 products, so
+ * it saves the rounding per call, not memory); the fp32 table's does nothing; weights_forget, both tables'.
+ */
+void cpu_weights_frozen_bf16(const float *w, size_t n);
+void cpu_weights_frozen(const float *w, size_t n);
+void cpu_weights_forget(const float *p, size_t n);
+/* What the copies hold (tests: a forgotten or freed model leaves none). */
+size_t cpu_weights_frozen_bytes(void);
 /* x[n] rounded to bf16 (kernel_bf16_round, the CUDA backend's rounding) into fresh memory the caller frees:
  * the operand copies of the bf16 tables' products (kept as fp32 values). */
 float *cpu_bf16_copy(const float *x, size_t n);

@@ -2,8 +2,10 @@
  * shapes; each block is one single-threaded sgemm, and the pool runs the blocks. OpenBLAS's own threading
  * does not give the same bits for 1 and 2 threads (0.3.21 differs on about a third of odd shapes); a fixed
  * cut does. The bf16 variants (the "cpu-bf16" table of ops_precision) emulate bf16 products with fp32
- * accumulation: both inputs rounded to bf16 values (kept in fp32 arrays), then the same sgemm path. */
+ * accumulation: both inputs rounded to bf16 values (kept in fp32 arrays), then the same sgemm path; a frozen
+ * weight's rounded copy is made once (ops weights_frozen) and read by every later product. */
 #include "engine/cpu/cpu.h"
+#include "engine/wcache.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -184,15 +186,49 @@ float *cpu_bf16_copy(const float *x, size_t n) {
     return r;
 }
 
+/* Frozen weights' rounded copies (ops weights_frozen), made once by the bf16 table; every table forgets. */
+static struct wcache frozen;
+
+static void frozen_drop(const float *w, size_t n, void *copy) {
+    (void)w;
+    (void)n;
+    free(copy);
+}
+
+void cpu_weights_frozen_bf16(const float *w, size_t n) {
+    if (n > 0 && !wcache_find(&frozen, w, n))
+        wcache_add(&frozen, w, n, cpu_bf16_copy(w, n), n * sizeof(float));
+}
+
+void cpu_weights_frozen(const float *w, size_t n) {
+    (void)w;
+    (void)n;
+}
+
+void cpu_weights_forget(const float *p, size_t n) {
+    wcache_forget(&frozen, p, n, frozen_drop);
+}
+
+size_t cpu_weights_frozen_bytes(void) {
+    return frozen.bytes;
+}
+
+/* w[n] rounded: its frozen copy, or a fresh one put in *fresh for the caller to free. */
+static const float *rounded_weight(const float *w, size_t n, float **fresh) {
+    const float *c = wcache_find(&frozen, w, n);
+    *fresh = c ? NULL : cpu_bf16_copy(w, n);
+    return c ? c : *fresh;
+}
+
 /* cpu_matmul_forward on bf16-rounded inp and w; the bias stays fp32. */
 void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
                              size_t ic, size_t oc) {
     if (n == 0 || oc == 0) /* no output: nothing to round (cpu_matmul_forward does nothing either) */
         return;
-    float *ri = cpu_bf16_copy(inp, n * ic), *rw = cpu_bf16_copy(w, oc * ic);
-    cpu_matmul_forward(out, ri, rw, b, n, ic, oc);
+    float *ri = cpu_bf16_copy(inp, n * ic), *fresh;
+    cpu_matmul_forward(out, ri, rounded_weight(w, oc * ic, &fresh), b, n, ic, oc);
     free(ri);
-    free(rw);
+    free(fresh);
 }
 
 /* cpu_matmul_backward's two products on bf16-rounded operands (dout, and w for dinp, inp for dw); db, a sum
@@ -201,12 +237,12 @@ void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *do
                               const float *w, size_t n, size_t ic, size_t oc) {
     int want_dinp = dinp && n > 0 && ic > 0, want_dw = dw && oc > 0 && ic > 0;
     if (want_dinp || want_dw) {
-        float *rd = cpu_bf16_copy(dout, n * oc);
-        float *rw = want_dinp ? cpu_bf16_copy(w, oc * ic) : NULL,
-              *ri = want_dw ? cpu_bf16_copy(inp, n * ic) : NULL;
+        float *rd = cpu_bf16_copy(dout, n * oc), *fresh = NULL;
+        const float *rw = want_dinp ? rounded_weight(w, oc * ic, &fresh) : NULL;
+        float *ri = want_dw ? cpu_bf16_copy(inp, n * ic) : NULL;
         cpu_matmul_backward(want_dinp ? dinp : NULL, want_dw ? dw : NULL, NULL, rd, ri, rw, n, ic, oc);
         free(rd);
-        free(rw);
+        free(fresh);
         free(ri);
     }
     if (db)

@@ -41,6 +41,8 @@ static struct ops cpu_table = {
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw = cpu_adamw,
+    .weights_frozen = cpu_weights_frozen,
+    .weights_forget = cpu_weights_forget,
     .threads = 1,
 };
 
@@ -49,9 +51,9 @@ int cpu_threads(void) {
     return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the matmul and attention entries. Refreshed from
- * cpu_table whenever it is asked for, so it has the thread count ops_cpu last set (its functions read
- * cpu_table's anyway, through cpu_threads). */
+/* The bf16 twin (ops_precision): the same table but for the matmul, attention and weights_frozen entries.
+ * Refreshed from cpu_table whenever it is asked for, so it has the thread count ops_cpu last set (its
+ * functions read cpu_table's anyway, through cpu_threads). */
 static struct ops cpu_bf16_table;
 
 const struct ops *cpu_ops_bf16(const struct ops *table) {
@@ -63,6 +65,7 @@ const struct ops *cpu_ops_bf16(const struct ops *table) {
     cpu_bf16_table.matmul_backward = cpu_matmul_backward_bf16;
     cpu_bf16_table.attention_forward = cpu_attention_forward_bf16;
     cpu_bf16_table.attention_backward = cpu_attention_backward_bf16;
+    cpu_bf16_table.weights_frozen = cpu_weights_frozen_bf16;
     return &cpu_bf16_table;
 }
 

@@ -65,6 +65,13 @@ void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, cons
 void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, size_t n, size_t ic, size_t oc);
 
+/* ops weights_frozen and weights_forget (matmul.cu): the bf16 table keeps a bf16 copy of each frozen weight
+ * in device memory and moves the fp32 weight's pages to the host; the fp32 table's weights_frozen does
+ * nothing; both forget. */
+void cuda_weights_frozen_bf16(const float *w, size_t n);
+void cuda_weights_frozen(const float *w, size_t n);
+void cuda_weights_forget(const float *p, size_t n);
+
 /* norms.cu */
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                             const float *b, size_t n, size_t c, float eps);

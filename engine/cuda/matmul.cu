@@ -4,9 +4,12 @@
  * handled as on the CPU (copied into the output rows, then the product added with beta = 1), and the bias
  * gradient is a column sum over the rows in order, one thread per column, so db gets the CPU's exact bits.
  * The bf16 variants (the "cuda-bf16" table) round both inputs of each product to bf16 into scratch, then run
- * the same products through cublasGemmEx with fp32 accumulation. */
+ * the same products through cublasGemmEx with fp32 accumulation; a frozen weight (ops weights_frozen) is
+ * rounded once into a copy of its own, and its fp32 pages move to the host. */
 #include "engine/cuda/cuda.h"
 #include "engine/kernels.h"
+#include "engine/mem.h"
+#include "engine/wcache.h"
 
 #include <cuda_bf16.h>
 #include <limits.h>
@@ -129,6 +132,90 @@ const __nv_bfloat16 *cuda_bf16_copy(int slot, const float *src, size_t n, const 
     return dst;
 }
 
+/* ---- frozen weights (ops weights_frozen): bf16 copies made once, the fp32 pages moved to the host ---- */
+
+static struct wcache frozen;
+
+/* The whole pages (MEM_CUDA_PAGE) inside [w, w + n floats): advice and prefetches act on pages, and a page
+ * the weight shares with a neighbour (a norm's weights, a bias) stays where that neighbour is read. 0 when
+ * none. */
+#define MM_PAGE ((uintptr_t)MEM_CUDA_PAGE)
+static size_t mm_interior(const float *w, size_t n, void **start) {
+    uintptr_t a = ((uintptr_t)w + MM_PAGE - 1) & ~(MM_PAGE - 1), e = (uintptr_t)(w + n) & ~(MM_PAGE - 1);
+    *start = (void *)a;
+    return e > a ? (size_t)(e - a) : 0;
+}
+
+/* Puts a frozen weight's fp32 pages on the host (on) or lets them move again (off): preferred location the
+ * host, mapped for the GPU, so nothing faults them back while the bf16 copy serves the products. Best effort:
+ * without managed-memory advice (an older driver, another platform) the pages stay on the GPU and only the
+ * memory saving is lost, so the errors are cleared rather than fatal. */
+static void mm_host_pages(const float *w, size_t n, int on) {
+    void *p;
+    size_t bytes = mm_interior(w, n, &p);
+    int dev = 0;
+    if (bytes == 0 || cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    cudaMemLocation host = {cudaMemLocationTypeHost, 0}, gpu = {cudaMemLocationTypeDevice, dev};
+    if (on) {
+        (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host);
+        (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, gpu);
+        (void)cudaMemPrefetchAsync(p, bytes, host, 0, 0);
+    } else {
+        (void)cudaMemAdvise(p, bytes, cudaMemAdviseUnsetPreferredLocation, host);
+        (void)cudaMemAdvise(p, bytes, cudaMemAdviseUnsetAccessedBy, gpu);
+    }
+    (void)cudaGetLastError();
+}
+
+static void mm_frozen_drop(const float *w, size_t n, void *copy) {
+    cuda_check(cudaDeviceSynchronize(), "weights_forget");
+    cuda_check(cudaFree(copy), "weights_forget");
+    mm_host_pages(w, n, 0);
+}
+
+/* The bf16 table's weights_frozen. The pages go to the host first, so the rounding kernel reads them where
+ * they are instead of faulting them in; a copy the GPU has no room for is simply not made (the products round
+ * per call, as before). */
+void cuda_weights_frozen_bf16(const float *w, size_t n) {
+    const char *op = "weights_frozen";
+    if (n == 0 || wcache_find(&frozen, w, n)) {
+        cuda_done(op);
+        return;
+    }
+    mm_host_pages(w, n, 1);
+    __nv_bfloat16 *copy = NULL;
+    if (cudaMalloc((void **)&copy, n * sizeof(__nv_bfloat16)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        mm_host_pages(w, n, 0);
+        cuda_done(op);
+        return;
+    }
+    matmul_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(copy, w, n);
+    cuda_check(cudaGetLastError(), op);
+    wcache_add(&frozen, w, n, copy, n * sizeof(__nv_bfloat16));
+    cuda_done(op);
+}
+
+void cuda_weights_frozen(const float *w, size_t n) {
+    (void)w;
+    (void)n;
+    cuda_done("weights_frozen");
+}
+
+void cuda_weights_forget(const float *p, size_t n) {
+    wcache_forget(&frozen, p, n, mm_frozen_drop);
+    cuda_done("weights_forget");
+}
+
+/* w [oc, ic] as the products' bf16 operand: its frozen copy, or rounded now into scratch `slot`. */
+static const __nv_bfloat16 *mm_weight(int slot, const float *w, size_t n, const char *op) {
+    const __nv_bfloat16 *c = (const __nv_bfloat16 *)wcache_find(&frozen, w, n);
+    return c ? c : cuda_bf16_copy(slot, w, n, op);
+}
+
 /* C (fp32, column-major [m,n], ldc) = op(A) op(B) + beta C with A and B bf16: products exact in fp32, summed
  * in fp32 (CUBLAS_COMPUTE_32F). The fp32 path's cublasSgemm with bf16 operands. */
 static void mm_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -160,7 +247,7 @@ void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, cons
             cuda_check(cudaMemset(out, 0, n * oc * sizeof(float)), op);
     } else {
         const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
-                            *bw = cuda_bf16_copy(MM_SLOT_B, w, oc * ic, op);
+                            *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta, out,
                      mm_ld(oc, op), op);
     }
@@ -177,7 +264,7 @@ void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *d
     const __nv_bfloat16 *bd = want_dinp || want_dw ? cuda_bf16_copy(MM_SLOT_A, dout, n * oc, op) : NULL;
     /* dinp^T [IC,N] += w^T [IC,OC] (op N) times dout^T [OC,N] (op N), column-major as in the fp32 path */
     if (want_dinp) {
-        const __nv_bfloat16 *bw = cuda_bf16_copy(MM_SLOT_B, w, oc * ic, op);
+        const __nv_bfloat16 *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), bw,
                      mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dinp, mm_ld(ic, op), op);
     }

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Left free for cuBLAS's workspace, the scratch buffers and the CUDA context's own needs (engine/mem.h: memory
- * plans count it too). */
+/* Left free for cuBLAS's workspace, the scratch buffers and the CUDA context's own needs (engine/mem.h:
+ * memory plans count it too). */
 #define MEM_RESERVE MEM_CUDA_RESERVE
 
 extern "C" void *cuda_mem_alloc(size_t bytes) {

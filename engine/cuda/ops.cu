@@ -105,6 +105,8 @@ static struct ops cuda_table = {
     .sum_squares = cuda_sum_squares,
     .scale = cuda_scale,
     .adamw = cuda_adamw,
+    .weights_frozen = cuda_weights_frozen,
+    .weights_forget = cuda_weights_forget,
     .threads = 1,
 };
 
@@ -112,8 +114,8 @@ const struct ops *ops_cuda(void) {
     return &cuda_table;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the matmul and attention entries, refreshed from
- * cuda_table whenever it is asked for. */
+/* The bf16 twin (ops_precision): the same table but for the matmul, attention and weights_frozen entries,
+ * refreshed from cuda_table whenever it is asked for. */
 static struct ops cuda_bf16_table;
 
 extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
@@ -125,5 +127,6 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
     cuda_bf16_table.matmul_backward = cuda_matmul_backward_bf16;
     cuda_bf16_table.attention_forward = cuda_attention_forward_bf16;
     cuda_bf16_table.attention_backward = cuda_attention_backward_bf16;
+    cuda_bf16_table.weights_frozen = cuda_weights_frozen_bf16;
     return &cuda_bf16_table;
 }

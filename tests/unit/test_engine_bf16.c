@@ -16,6 +16,8 @@
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "engine/train.h"
+#include "engine/wcache.h"
+#include "engine/cpu/cpu.h"
 #include "util/err.h"
 
 #include <float.h>
@@ -175,6 +177,8 @@ static void test_precision(void) {
         CHECK(b->matmul_backward != cpu->matmul_backward);
         CHECK(b->attention_forward != cpu->attention_forward);
         CHECK(b->attention_backward != cpu->attention_backward);
+        CHECK(b->weights_frozen != cpu->weights_frozen);
+        CHECK(b->weights_forget == cpu->weights_forget); /* one backend, one set of copies */
         CHECK(b->threads == cpu->threads);
         /* every other entry is the fp32 table's: the struct is pointers up to `threads`, no padding */
         struct ops t = *b;
@@ -183,6 +187,7 @@ static void test_precision(void) {
         t.matmul_backward = cpu->matmul_backward;
         t.attention_forward = cpu->attention_forward;
         t.attention_backward = cpu->attention_backward;
+        t.weights_frozen = cpu->weights_frozen;
         CHECK(memcmp(&t, cpu, offsetof(struct ops, threads) + sizeof(int)) == 0);
         CHECK(ops_precision(b, "bf16") == b); /* the twin's twin is itself */
     }
@@ -614,10 +619,132 @@ static void test_attention(void) {
     test_attention_case(4, 9, 2, 8, 1, ledge, 140);   /* len > t (clamped), 0 and negative (zero rows) */
 }
 
-/* ---- the tiny LLaVA, LoRA, in bf16 ---- */
-
+/* The tiny LLaVA's batch (the llava_grad fixture's). */
 #define NB 2
 #define NT 24
+
+/* ---- frozen weights (ops weights_frozen, engine/wcache.h) ---- */
+
+static int drops;
+static void count_drop(const float *w, size_t n, void *copy) {
+    (void)w;
+    (void)n;
+    (void)copy;
+    drops++;
+}
+
+/* The registry: found by exact pointer and size; forgetting a range drops exactly the entries it overlaps. */
+static void test_wcache(void) {
+    float a[64] = {0};
+    struct wcache c = {0};
+    int x, y, z;
+    wcache_add(&c, a, 8, &x, 32);
+    wcache_add(&c, a + 8, 8, &y, 32);
+    wcache_add(&c, a + 32, 16, &z, 64);
+    CHECK(wcache_find(&c, a, 8) == &x && wcache_find(&c, a + 8, 8) == &y &&
+          wcache_find(&c, a + 32, 16) == &z);
+    CHECK(wcache_find(&c, a, 4) == NULL &&
+          wcache_find(&c, a + 1, 8) == NULL); /* pointer and size are the key */
+    CHECK(c.bytes == 128);
+    drops = 0;
+    CHECK(wcache_forget(&c, a + 16, 16, count_drop) == 0 && drops == 0); /* the gap between two: none */
+    CHECK(wcache_forget(&c, a + 15, 1, count_drop) == 1 && drops == 1);  /* the second's last float */
+    CHECK(wcache_find(&c, a + 8, 8) == NULL && wcache_find(&c, a, 8) == &x &&
+          wcache_find(&c, a + 32, 16) == &z);
+    CHECK(c.bytes == 96);
+    CHECK(wcache_forget(&c, a, 64, count_drop) == 2 && drops == 3 && c.n == 0 && c.bytes == 0);
+    free(c.e);
+}
+
+/* The CPU tables: the fp32 one ignores weights_frozen; the bf16 one copies a weight once, and its products
+ * then read the copy: the same bits as rounding per call, and (the contract's other side) the old values
+ * while the weight changes unforgotten; after weights_forget, the new ones. */
+static void test_frozen_ops(void) {
+    const struct ops *f32 = ops_cpu(2), *b16 = ops_precision(f32, "bf16");
+    size_t n = 37, ic = 45, oc = 29, no = n * oc, ni = n * ic, nw = oc * ic;
+    struct mm p = mm_make(n, ic, oc, 1, 700);
+    float *o0 = vec(no, 701, -1, 1), *d0 = vec(ni, 702, -1, 1);
+    float *o1 = dup(o0, no), *d1 = dup(d0, ni), *o2 = dup(o0, no), *d2 = dup(d0, ni);
+    b16->matmul_forward(o1, p.inp, p.w, p.b, n, ic, oc);
+    b16->matmul_backward(d1, NULL, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    CHECK(cpu_weights_frozen_bytes() == 0);
+    f32->weights_frozen(p.w, nw);
+    CHECK(cpu_weights_frozen_bytes() == 0);
+    b16->weights_frozen(p.w, nw);
+    b16->weights_frozen(p.w, nw); /* once */
+    CHECK(cpu_weights_frozen_bytes() == nw * sizeof(float));
+    b16->matmul_forward(o2, p.inp, p.w, p.b, n, ic, oc);
+    b16->matmul_backward(d2, NULL, NULL, p.dout, p.inp, p.w, n, ic, oc);
+    CHECK(same_bits(o2, o1, no) && same_bits(d2, d1, ni));
+
+    for (size_t i = 0; i < nw; i++)
+        p.w[i] = -2.0f * p.w[i];
+    memcpy(o2, o0, no * sizeof(float));
+    b16->matmul_forward(o2, p.inp, p.w, p.b, n, ic, oc);
+    CHECK(same_bits(o2, o1, no));         /* unforgotten: the copy of the old values */
+    f32->weights_forget(p.w + nw - 1, 1); /* any table of the backend, any overlap */
+    CHECK(cpu_weights_frozen_bytes() == 0);
+    memcpy(o2, o0, no * sizeof(float));
+    b16->matmul_forward(o2, p.inp, p.w, p.b, n, ic, oc);
+    float *ri = rounded(p.inp, ni), *rw = rounded(p.w, nw), *o3 = dup(o0, no);
+    f32->matmul_forward(o3, ri, rw, p.b, n, ic, oc); /* bf16 values already: the bf16 product's bits */
+    CHECK(same_bits(o2, o3, no) && !same_bits(o2, o1, no));
+    float *all[] = {o0, d0, o1, d1, o2, d2, ri, rw, o3};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    mm_free(&p);
+}
+
+/* The model tells the bf16 table its frozen product weights at a forward (all of them: nothing trains here),
+ * and forgets them when a flag changes and when it is freed. Doubling lm_head (exact in bf16 and in every
+ * sum) must double the logits exactly once the change is announced through llava_set_trainable. */
+static void test_frozen_model(void) {
+    const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/llava_tiny", data);
+    struct llava m;
+    memset(&m, 0, sizeof m);
+    struct llava_batch fx;
+    int ok = llava_batch_load(&fx, dir, data, "llava_grad/labels.safetensors", NB * NT) == 0;
+    ok = ok && llava_load(&m, dir, NB, NT) == 0;
+    CHECK(ok);
+    if (!ok) {
+        fprintf(stderr, "  tiny model: %s\n", err_msg());
+        return;
+    }
+    const struct ops *b16 = ops_precision(ops_cpu(2), "bf16");
+    size_t want = 0, nl = NB * NT * (size_t)m.cfg.text.vocab;
+    for (size_t i = 0; i < m.nptab; i++)
+        want += m.ptab[i].product ? m.ptab[i].n * sizeof(float) : 0;
+    CHECK(llava_forward(&m, b16, fx.ids, fx.mask, NB, NT, fx.pixels, NB) == 0);
+    CHECK(want > 0 && cpu_weights_frozen_bytes() == want);
+    float *a = dup(m.a.logits, nl);
+    struct llava_tensor *head = llava_param_find(&m, "lm_head.weight");
+    CHECK(head && head->product);
+    if (head) {
+        CHECK(llava_set_trainable(&m, "lm_head.weight", 0) == 1); /* announces the change: forgets */
+        CHECK(cpu_weights_frozen_bytes() == 0);
+        for (size_t i = 0; i < head->n; i++)
+            m.params[head->offset + i] *= 2.0f;
+        CHECK(llava_forward(&m, b16, fx.ids, fx.mask, NB, NT, fx.pixels, NB) == 0);
+        int doubled = 1;
+        for (size_t i = 0; i < nl; i++)
+            doubled &= m.a.logits[i] == 2.0f * a[i];
+        CHECK(doubled);
+        CHECK(cpu_weights_frozen_bytes() == want);
+        /* a trainable product weight is not copied */
+        llava_set_trainable(&m, "lm_head.weight", 1);
+        CHECK(llava_forward(&m, b16, fx.ids, fx.mask, NB, NT, fx.pixels, NB) == 0);
+        CHECK(cpu_weights_frozen_bytes() == want - head->n * sizeof(float));
+    }
+    free(a);
+    llava_batch_free(&fx);
+    llava_free(&m);
+    CHECK(cpu_weights_frozen_bytes() == 0);
+}
+
+/* ---- the tiny LLaVA, LoRA, in bf16 ---- */
+
 #define TARGETS ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 static int fwd_bwd(struct llava *m, const struct ops *o, const int32_t *ids, const int32_t *mask,
@@ -725,6 +852,9 @@ int main(void) {
     test_precision();
     test_matmul();
     test_attention();
+    test_wcache();
+    test_frozen_ops();
     test_model();
+    test_frozen_model();
     return check_done("engine_bf16");
 }

@@ -264,9 +264,25 @@ static void test_plan_opts(void) {
     struct llava m;
     struct llava_plan p;
     CHECK(llava_load(&m, tiny, NB, NT) == 0);
-    struct llava_plan_opts o = {.B = NB, .T = NT, .precision = "bf16", .device = "cuda"};
+    struct llava_plan_opts o = {.B = NB, .T = NT, .precision = "fp32", .device = "cuda"};
     CHECK(llava_memory_plan(&m.cfg, &o, &p) == 0);
     CHECK(p.reserve == MEM_CUDA_RESERVE && p.n == 2 && p.total == p.resident);
+    /* bf16 on CUDA: the frozen products (every one: nothing trains) as bf16 copies, their fp32 edge pages at
+     * most whole (the tiny model's weights are smaller than a page: all of them) */
+    size_t prod = 0, all = 0;
+    for (size_t i = 0; i < m.nptab; i++) {
+        prod += m.ptab[i].product ? m.ptab[i].n : 0;
+        all += m.ptab[i].n;
+    }
+    o.precision = "bf16";
+    struct llava_plan q;
+    CHECK(llava_memory_plan(&m.cfg, &o, &q) == 0);
+    CHECK(q.n == 4 && q.b[0].bytes == (all - prod) * sizeof(float) && q.b[1].bytes == prod * 2);
+    CHECK(q.b[2].bytes == prod * sizeof(float) && q.b[3].bytes == p.b[1].bytes);
+    CHECK(q.total == p.total + prod * 2);
+    o.device = "cpu"; /* the CPU's copies are no device memory: the fp32 plan */
+    CHECK(llava_memory_plan(&m.cfg, &o, &q) == 0 && q.n == 2 && q.total == p.total);
+    o.device = "cuda";
     o.device = "tpu";
     CHECK(llava_memory_plan(&m.cfg, &o, &p) == -1);
     CHECK_HAS(err_msg(), "unknown device 'tpu'");

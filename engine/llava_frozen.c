@@ -1,0 +1,30 @@
+/* llava_frozen: the model's side of ops weights_frozen (engine/ops.h). Before a forward it tells the table
+ * which product weights do not train, so a bf16 table rounds each of them once (and on CUDA keeps them in
+ * bf16 only); whatever may change a weight (trainable flags, loading, merging an adapter, freeing the model)
+ * first makes every table that was told forget the whole parameter block. */
+#include "engine/llava.h"
+
+void llava_frozen_tell(struct llava *m, const struct ops *ops) {
+    if (m->frozen_told == ops)
+        return;
+    for (size_t i = 0; i < m->nptab; i++) {
+        const struct llava_tensor *t = &m->ptab[i];
+        if (t->product && !t->trainable)
+            ops->weights_frozen(m->params + t->offset, t->n);
+    }
+    m->frozen_told = ops;
+    /* one forget per backend is enough (both tables of a backend share its copies), but a repeat is harmless
+     */
+    for (int k = 0; k < m->nforget; k++)
+        if (m->forget[k] == ops->weights_forget)
+            return;
+    if (m->nforget < LLAVA_FORGET_MAX)
+        m->forget[m->nforget++] = ops->weights_forget;
+}
+
+void llava_frozen_forget(struct llava *m) {
+    for (int k = 0; k < m->nforget; k++)
+        m->forget[k](m->params, m->nparams);
+    m->nforget = 0;
+    m->frozen_told = NULL;
+}
