@@ -43,11 +43,15 @@ double pipe_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int opt_threads(const char *v, int *threads) {
+int opt_count(const char *name, const char *v, int max, int *out) {
     char *end;
     long t = strtol(v, &end, 10);
-    if (end == v || *end || t < 1 || t > 4096)
-        return err_set("--threads: expected a number from 1 to 4096, got '%s'", v);
-    *threads = (int)t;
+    if (end == v || *end || t < 1 || t > max)
+        return err_set("%s: expected a number from 1 to %d, got '%s'", name, max, v);
+    *out = (int)t;
     return 0;
+}
+
+int opt_threads(const char *v, int *threads) {
+    return opt_count("--threads", v, 4096, threads);
 }

@@ -90,6 +90,8 @@ struct json *gitinfo_for(const char *path);
 /* Reads the value of an option "--name VALUE" or "--name=VALUE" at argv[*i], advancing *i; NULL if argv[*i]
  * is not that option. Prints an error and sets *bad when the value is missing. */
 const char *opt_value(int argc, char **argv, int *i, const char *name, int *bad);
+/* Parses the value of option `name` as a count from 1 to max; -1 with err_set otherwise. */
+int opt_count(const char *name, const char *v, int max, int *out);
 /* Parses a --threads value (1 to 4096); -1 with err_set otherwise. */
 int opt_threads(const char *v, int *threads);
 

@@ -1,6 +1,7 @@
 /* run: executes a manifest: every selected stage whose record is not in the store is computed and published,
  * in dependency order; everything else is reused. A dry run says what would run and, under each training
- * stage, what it would hold in memory (dryplan.c). */
+ * stage, what it would hold in memory (dryplan.c). With --jobs N above 1, stages whose inputs are done run
+ * at the same time, each in a child process (runjobs.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "engine/device.h"
 #include "pipe/pipe.h"
+#include "pipe/run.h"
 #include "stages/registry.h"
 #include "store/lock.h"
 #include "store/record.h"
@@ -16,35 +18,22 @@
 
 static const char run_usage[] =
     "usage: pulse-pipe run MANIFEST [--only NAME]... [--force NAME]... [--dry-run] [--threads N]\n"
-    "                      [--device cpu|cuda]\n"
+    "                      [--jobs N] [--device cpu|cuda]\n"
     "Runs every stage of MANIFEST that the store does not already hold; stages whose record exists are "
     "reused.\n"
     "  --only NAME    run NAME and what it needs, nothing else (repeatable)\n"
     "  --force NAME   recompute NAME even if its record exists (repeatable)\n"
     "  --dry-run      say what would run, run nothing; under a training stage, its memory plan\n"
     "  --threads N    CPU threads for stages (default: all cores); results do not depend on it\n"
+    "  --jobs N       run up to N stages at once, in their own processes, sharing the threads (default 1)\n"
     "  --device D     cpu (default) or cuda\n";
 
-enum state { ST_TODO, ST_CACHED, ST_COMPUTED, ST_FAILED, ST_SKIPPED, ST_WOULD };
-
-struct run {
-    struct plan plan;
-    struct store *store;
-    struct exec_env env;
-    unsigned char *keep, *force;
-    enum state *state;
-    int dry;
-    size_t shown, total;
-    size_t count[ST_WOULD + 1];
-};
-
-static void say(struct run *r, size_t i, const char *what) {
+void run_say(struct run *r, size_t i, const char *what) {
     printf("[%zu/%zu] %-28s %s\n", r->shown, r->total, r->plan.dag.stages[i].name, what);
     fflush(stdout);
 }
 
-/* A stage whose producer failed (or was skipped) cannot run: name the producer. */
-static long blocked_by(const struct run *r, size_t i) {
+long run_blocked_by(const struct run *r, size_t i) {
     const struct dag_stage *st = &r->plan.dag.stages[i];
     for (size_t k = 0; k < st->ninputs; k++) {
         enum state s = r->state[st->inputs[k].from];
@@ -62,7 +51,7 @@ static int compute(struct run *r, size_t i, int had_record) {
     const struct stage_kind *kind = registry_find(st->kind->name);
     struct json *rec;
     double t0 = pipe_now();
-    say(r, i, "running");
+    run_say(r, i, "running");
     if (exec_stage(&r->env, r->store, r->store, st->name, kind, st->params, r->plan.inputs[i],
                    r->plan.paths[i], r->plan.keys[i], &rec) != 0)
         return -1;
@@ -82,25 +71,19 @@ static int compute(struct run *r, size_t i, int had_record) {
     char done[80];
     snprintf(done, sizeof done, "done in %.1fs%s", pipe_now() - t0,
              same ? " (outputs identical to its record)" : "");
-    say(r, i, done);
+    run_say(r, i, done);
     return 0;
 }
 
-/* Looks up, then computes under the stage lock, so that two runs never compute one stage: the second waits
+/* Stage i is reused from the store: its name is pointed at the record. */
+enum state run_cached(struct run *r, size_t i, const char *how) {
+    run_say(r, i, how);
+    return record_name(r->store, r->plan.dag.stages[i].name, r->plan.keys[i]) == 0 ? ST_CACHED : ST_FAILED;
+}
+
+/* Computes under the stage lock, so that two runs (or two jobs) never compute one stage: the second waits
  * and then finds the first one's record. */
-static enum state run_stage(struct run *r, size_t i) {
-    int hit = plan_lookup(&r->plan, r->store, i);
-    if (hit < 0)
-        return ST_FAILED;
-    if (hit == 1 && !r->force[i]) {
-        say(r, i, "cached");
-        return record_name(r->store, r->plan.dag.stages[i].name, r->plan.keys[i]) == 0 ? ST_CACHED
-                                                                                       : ST_FAILED;
-    }
-    if (r->dry) {
-        say(r, i, "would run");
-        return ST_WOULD;
-    }
+enum state run_locked(struct run *r, size_t i, int had_record) {
     char lock[HASH_ID_SIZE + 8];
     snprintf(lock, sizeof lock, "stage-%s", r->plan.keys[i] + 7);
     int fd = lock_take(r->store, lock, LOCK_EXCLUSIVE, 1);
@@ -108,36 +91,53 @@ static enum state run_stage(struct run *r, size_t i) {
         return ST_FAILED;
     if (!r->force[i] && plan_lookup(&r->plan, r->store, i) == 1) {
         lock_drop(fd);
-        say(r, i, "cached (computed by a concurrent run)");
-        return record_name(r->store, r->plan.dag.stages[i].name, r->plan.keys[i]) == 0 ? ST_CACHED
-                                                                                       : ST_FAILED;
+        return run_cached(r, i, "cached (computed by a concurrent run)");
     }
-    int rc = compute(r, i, hit == 1);
+    int rc = compute(r, i, had_record);
     lock_drop(fd);
     return rc == 0 ? ST_COMPUTED : ST_FAILED;
 }
 
-static enum state step(struct run *r, size_t i) {
-    long b = blocked_by(r, i);
-    if (b >= 0) {
-        char why[300];
-        snprintf(why, sizeof why, "skipped: needs '%s', which did not finish", r->plan.dag.stages[b].name);
-        say(r, i, why);
-        return ST_SKIPPED;
+static enum state run_stage(struct run *r, size_t i) {
+    int hit = plan_lookup(&r->plan, r->store, i);
+    if (hit < 0)
+        return ST_FAILED;
+    if (hit == 1 && !r->force[i])
+        return run_cached(r, i, "cached");
+    if (r->dry) {
+        run_say(r, i, "would run");
+        return ST_WOULD;
     }
+    return run_locked(r, i, hit == 1);
+}
+
+void run_failed(struct run *r, size_t i) {
+    run_say(r, i, "FAILED");
+    fprintf(stderr, "pulse-pipe: stage '%s' failed: %s\n", r->plan.dag.stages[i].name, err_msg());
+}
+
+enum state run_skip(struct run *r, size_t i, long b) {
+    char why[300];
+    snprintf(why, sizeof why, "skipped: needs '%s', which did not finish", r->plan.dag.stages[b].name);
+    run_say(r, i, why);
+    return ST_SKIPPED;
+}
+
+static enum state step(struct run *r, size_t i) {
+    long b = run_blocked_by(r, i);
+    if (b >= 0)
+        return run_skip(r, i, b);
     int known = plan_resolve(&r->plan, i);
     if (known == 1) { /* only in a dry run: a producer would run first */
-        say(r, i, "would run (after its inputs)");
+        run_say(r, i, "would run (after its inputs)");
         dryplan_print(&r->plan, r->store, i, r->env.device);
         return ST_WOULD;
     }
     enum state s = known == 0 ? run_stage(r, i) : ST_FAILED;
     if (s == ST_WOULD)
         dryplan_print(&r->plan, r->store, i, r->env.device);
-    if (s == ST_FAILED) {
-        say(r, i, "FAILED");
-        fprintf(stderr, "pulse-pipe: stage '%s' failed: %s\n", r->plan.dag.stages[i].name, err_msg());
-    }
+    if (s == ST_FAILED)
+        run_failed(r, i);
     return s;
 }
 
@@ -158,7 +158,7 @@ struct run_args {
     const char *manifest;
     char **only, **force;
     size_t nonly, nforce;
-    int dry, threads;
+    int dry, threads, jobs;
     const char *device;
 };
 
@@ -167,6 +167,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
     a->force = xcalloc((size_t)argc, sizeof *a->force);
     a->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     a->device = "cpu";
+    a->jobs = 1;
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -183,6 +184,9 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
             a->device = v;
         } else if ((v = opt_value(argc, argv, &i, "--threads", &bad))) {
             if (opt_threads(v, &a->threads) != 0)
+                return -1;
+        } else if ((v = opt_value(argc, argv, &i, "--jobs", &bad))) {
+            if (opt_count("--jobs", v, 64, &a->jobs) != 0)
                 return -1;
         } else if (bad) {
             return -2;
@@ -222,7 +226,8 @@ static void finish(struct run *r) {
     plan_free(&r->plan);
 }
 
-static int execute(struct run *r) {
+/* One stage after another, in the DAG's order. */
+static void execute_serial(struct run *r) {
     for (size_t k = 0; k < r->plan.dag.n; k++) {
         size_t i = r->plan.dag.order[k];
         if (!r->keep[i])
@@ -231,6 +236,13 @@ static int execute(struct run *r) {
         r->state[i] = step(r, i);
         r->count[r->state[i]]++;
     }
+}
+
+static int execute(struct run *r) {
+    if (r->jobs > 1 && !r->dry)
+        run_jobs(r);
+    else
+        execute_serial(r);
     printf("pulse-pipe: %zu stages: %zu computed, %zu cached, %zu failed, %zu skipped%s\n", r->total,
            r->count[ST_COMPUTED], r->count[ST_CACHED], r->count[ST_FAILED], r->count[ST_SKIPPED],
            r->dry ? " (dry run)" : "");
@@ -249,7 +261,7 @@ int cmd_run(const struct pipe_opts *o, int argc, char **argv) {
         free(a.force);
         return rc == 1 ? EXIT_OK : rc == -2 ? EXIT_USAGE : pipe_fail(EXIT_USAGE);
     }
-    struct run r = {.dry = a.dry, .env = {.threads = a.threads, .device = a.device}};
+    struct run r = {.dry = a.dry, .jobs = a.jobs, .env = {.threads = a.threads, .device = a.device}};
     if (plan_load(&r.plan, a.manifest) != 0 || setup(&r, &a) != 0) {
         free(a.only);
         free(a.force);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # protocol: the whole PULSE graph (manifests/protocol.lua) on a micro world (tests/cli/manifests/protocol):
 # it runs and the report has its three views; the splits and evaluations have the shapes docs/protocol.md
-# gives; two fresh stores on 1 and 2 threads hold the same object ids for every output; a run killed with
-# SIGKILL after `vanilla` resumes, reusing what was finished, to the same report; a second run computes
-# nothing; bad parameters of unlearn, select and evaluate fail with one clear line and the store verifies.
+# gives; fresh stores on 1 and 2 threads and on 3 jobs hold the same object ids for every output; a run
+# killed with SIGKILL after `vanilla` resumes, reusing what was finished, to the same report; a second run
+# computes nothing; bad parameters of unlearn, select and evaluate fail with one clear line and the store
+# verifies.
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
@@ -83,6 +84,13 @@ expect_code 0 "$PP" run "$M" --threads 2
 two_ms=$((($(date +%s%N) - start) / 1000000))
 ids_of "$M" >"$T/two.ids"
 diff "$T/one.ids" "$T/two.ids" >&2 || fail "1 and 2 threads gave different outputs"
+
+# Jobs: a fresh store, stages three at a time, holds the same objects too.
+export PULSE_STORE="$T/jobs"
+expect_code 0 "$PP" run "$M" --threads 2 --jobs 3
+has "$T/out" "$N stages: $N computed, 0 cached, 0 failed, 0 skipped"
+ids_of "$M" >"$T/jobs.ids"
+diff "$T/one.ids" "$T/jobs.ids" >&2 || fail "--jobs 3 gave different outputs"
 
 # Resume: killed once vanilla is done; the rerun reuses every finished stage and ends at the same report.
 export PULSE_STORE="$T/killed"

@@ -1,0 +1,199 @@
+/* runjobs: `pulse-pipe run --jobs N`. The parent decides what happens to each stage once its producers have
+ * finished: skipped (a producer failed), reused (its record is in the store) or, while fewer than N run,
+ * computed in a child process (fork, run_locked, exit with the state). When a child ends, the parent reads
+ * the record it published from the store, which is how a stage's outputs reach the stages after it. Nothing
+ * depends on the order or the split: keys and outputs are content, and the stage lock keeps one computation
+ * per key across jobs as it does across runs.
+ *
+ * Threads: a child gets the threads that no running job holds, split between the stages starting with it (at
+ * least one each), so a protocol's long chain keeps every core and the fan-out after it shares them. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pipe/run.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+/* A child's exit status: computed, found computed by a concurrent run, failed (it said why). */
+enum { JOB_COMPUTED = 0, JOB_FAILED = 1, JOB_CACHED = 2 };
+
+/* A stage that must be computed, and whether its record exists (a forced one). */
+struct job {
+    size_t i;
+    int had;
+};
+
+struct jobs {
+    struct run *r;
+    pid_t *pid;        /* per stage: its child, while ST_RUNNING */
+    int *threads;      /* per stage: the threads its child has */
+    struct job *ready; /* stages to compute, gathered by one pass */
+    int running, used;
+};
+
+static void settle(struct run *r, size_t i, enum state s) {
+    r->state[i] = s;
+    r->count[s]++;
+}
+
+/* Every producer of stage i has finished, one way or another. */
+static int inputs_done(const struct run *r, size_t i) {
+    const struct dag_stage *st = &r->plan.dag.stages[i];
+    for (size_t k = 0; k < st->ninputs; k++) {
+        enum state s = r->state[st->inputs[k].from];
+        if (s == ST_TODO || s == ST_RUNNING)
+            return 0;
+    }
+    return 1;
+}
+
+/* Settles stage i (inputs done) if it needs no computation; returns 1 when it must be computed (*had: a
+ * forced stage whose record exists). */
+static int needs_compute(struct run *r, size_t i, int *had) {
+    long b = run_blocked_by(r, i);
+    if (b >= 0) {
+        r->shown++;
+        settle(r, i, run_skip(r, i, b));
+        return 0;
+    }
+    int hit = plan_resolve(&r->plan, i) == 0 ? plan_lookup(&r->plan, r->store, i) : -1;
+    if (hit < 0) {
+        r->shown++;
+        run_failed(r, i);
+        settle(r, i, ST_FAILED);
+        return 0;
+    }
+    if (hit == 1 && !r->force[i]) {
+        r->shown++;
+        settle(r, i, run_cached(r, i, "cached"));
+        return 0;
+    }
+    *had = hit == 1;
+    return 1;
+}
+
+/* Stage i in a child process with `threads` threads. Buffers are flushed before the fork (so that the child
+ * does not print the parent's lines again) and by the child before _exit, which leaves the parent's
+ * resources (store, locks) to the parent. A child dies with its parent (PR_SET_PDEATHSIG): a run killed
+ * by any signal stops computing, as a run without jobs does, and the store stays valid as after any crash. */
+static void launch(struct jobs *j, size_t i, int had, int threads) {
+    struct run *r = j->r;
+    r->shown++;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(JOB_FAILED); /* the parent is already gone */
+        r->env.threads = threads;
+        enum state s = run_locked(r, i, had);
+        if (s == ST_FAILED)
+            run_failed(r, i);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(s == ST_COMPUTED ? JOB_COMPUTED : s == ST_CACHED ? JOB_CACHED : JOB_FAILED);
+    }
+    if (pid < 0) {
+        err_set("cannot start a job: %s", strerror(errno));
+        run_failed(r, i);
+        settle(r, i, ST_FAILED);
+        return;
+    }
+    j->pid[i] = pid;
+    j->threads[i] = threads;
+    j->running++;
+    j->used += threads;
+    r->state[i] = ST_RUNNING;
+}
+
+/* One pass in the DAG's order: settles every stage that can be settled without computing, then starts as
+ * many of those that must be computed as there are free slots. */
+static void start_ready(struct jobs *j) {
+    struct run *r = j->r;
+    size_t n = 0;
+    for (size_t k = 0; k < r->plan.dag.n; k++) {
+        size_t i = r->plan.dag.order[k];
+        int had;
+        if (r->keep[i] && r->state[i] == ST_TODO && inputs_done(r, i) && needs_compute(r, i, &had))
+            j->ready[n++] = (struct job){i, had};
+    }
+    size_t slots = (size_t)(r->jobs - j->running), start = n < slots ? n : slots;
+    for (size_t k = 0; k < start; k++) {
+        int left = r->env.threads - j->used, share = left / (int)(start - k);
+        launch(j, j->ready[k].i, j->ready[k].had, share > 1 ? share : 1);
+    }
+}
+
+/* The stage whose child pid is. */
+static long stage_of(const struct jobs *j, pid_t pid) {
+    for (size_t i = 0; i < j->r->plan.dag.n; i++)
+        if (j->r->state[i] == ST_RUNNING && j->pid[i] == pid)
+            return (long)i;
+    return -1;
+}
+
+/* Waits for one child and settles its stage: a published record is read back from the store. */
+static void reap(struct jobs *j) {
+    struct run *r = j->r;
+    int status;
+    pid_t pid;
+    do
+        pid = waitpid(-1, &status, 0);
+    while (pid < 0 && errno == EINTR);
+    long i = pid > 0 ? stage_of(j, pid) : -1;
+    if (i < 0) { /* no child left to wait for: cannot happen while one runs, but never spin */
+        for (size_t s = 0; s < r->plan.dag.n; s++)
+            if (r->state[s] == ST_RUNNING) {
+                err_set("lost track of its job");
+                run_failed(r, s);
+                settle(r, s, ST_FAILED);
+            }
+        j->running = j->used = 0;
+        return;
+    }
+    j->running--;
+    j->used -= j->threads[i];
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == JOB_FAILED) { /* the child said why */
+        settle(r, (size_t)i, ST_FAILED);
+        return;
+    }
+    if (code == JOB_COMPUTED || code == JOB_CACHED) {
+        int hit = plan_lookup(&r->plan, r->store, (size_t)i);
+        if (hit == 1) {
+            settle(r, (size_t)i, code == JOB_COMPUTED ? ST_COMPUTED : ST_CACHED);
+            return;
+        }
+        if (hit == 0)
+            err_set("its job ended but its record is not in the store");
+    } else if (WIFSIGNALED(status)) {
+        err_set("its job was killed by signal %d", WTERMSIG(status));
+    } else {
+        err_set("its job exited with status %d", code);
+    }
+    run_failed(r, (size_t)i);
+    settle(r, (size_t)i, ST_FAILED);
+}
+
+void run_jobs(struct run *r) {
+    size_t n = r->plan.dag.n + 1;
+    struct jobs j = {.r = r,
+                     .pid = xcalloc(n, sizeof *j.pid),
+                     .threads = xcalloc(n, sizeof *j.threads),
+                     .ready = xcalloc(n, sizeof *j.ready)};
+    for (;;) {
+        start_ready(&j);
+        if (j.running == 0) /* nothing runs and nothing more could start: every kept stage is settled */
+            break;
+        reap(&j);
+    }
+    free(j.pid);
+    free(j.threads);
+    free(j.ready);
+}
