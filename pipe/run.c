@@ -25,7 +25,8 @@ static const char run_usage[] =
     "  --force NAME   recompute NAME even if its record exists (repeatable)\n"
     "  --dry-run      say what would run, run nothing; under a training stage, its memory plan\n"
     "  --threads N    CPU threads for stages (default: all cores); results do not depend on it\n"
-    "  --jobs N       run up to N stages at once, in their own processes, sharing the threads (default 1)\n"
+    "  --jobs N       run up to N stages at once, in their own processes, sharing the threads (default 1;\n"
+    "                 cpu only)\n"
     "  --device D     cpu (default) or cuda\n";
 
 void run_say(struct run *r, size_t i, const char *what) {
@@ -200,6 +201,10 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         return -2;
     if (!a->manifest)
         return err_set("run: which manifest? (usage: pulse-pipe run MANIFEST)");
+    /* Jobs are forked children, and a process that has started CUDA (device_check does) cannot give it to
+     * a child. */
+    if (a->jobs > 1 && strcmp(a->device, "cuda") == 0)
+        return err_set("--jobs: with --device cuda stages run one at a time (CUDA does not survive a fork)");
     return device_check(a->device);
 }
 

@@ -77,4 +77,7 @@ for v in 0 65 x -1; do
   one_line "$T/err"
   has "$T/err" "--jobs: expected a number from 1 to 64, got '$v'"
 done
+expect_code 2 "$PP" run "$T/m.lua" --jobs 2 --device cuda
+one_line "$T/err"
+has "$T/err" "--jobs: with --device cuda stages run one at a time"
 passed
