@@ -136,8 +136,8 @@ struct llava_kv {
     size_t b, cap;
 };
 
-/* The backends one model can be told to (the CPU and the CUDA one). */
-#define LLAVA_FORGET_MAX 2
+/* The forget entries one model keeps (a backend's, or a wrapper's around it: engine/llava_frozen.c). */
+#define LLAVA_FORGET_MAX 4
 
 struct llava {
     struct llava_config cfg;

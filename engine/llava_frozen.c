@@ -4,22 +4,28 @@
  * first makes every table that was told forget the whole parameter block. */
 #include "engine/llava.h"
 
+/* Keeps fn among the forget entries to call. One per backend is enough (a backend's tables share its copies),
+ * but a wrapper (PULSE_CHECK_OPS, the benchmark's profiler) brings its own; when the list is full, every copy
+ * is dropped first, so none is ever left behind. */
+static void remember(struct llava *m, void (*fn)(const float *p, size_t n)) {
+    for (int k = 0; k < m->nforget; k++)
+        if (m->forget[k] == fn)
+            return;
+    if (m->nforget == LLAVA_FORGET_MAX)
+        llava_frozen_forget(m);
+    m->forget[m->nforget++] = fn;
+}
+
 void llava_frozen_tell(struct llava *m, const struct ops *ops) {
     if (m->frozen_told == ops)
         return;
+    remember(m, ops->weights_forget);
     for (size_t i = 0; i < m->nptab; i++) {
         const struct llava_tensor *t = &m->ptab[i];
         if (t->product && !t->trainable)
             ops->weights_frozen(m->params + t->offset, t->n);
     }
     m->frozen_told = ops;
-    /* one forget per backend is enough (both tables of a backend share its copies), but a repeat is harmless
-     */
-    for (int k = 0; k < m->nforget; k++)
-        if (m->forget[k] == ops->weights_forget)
-            return;
-    if (m->nforget < LLAVA_FORGET_MAX)
-        m->forget[m->nforget++] = ops->weights_forget;
 }
 
 void llava_frozen_forget(struct llava *m) {

@@ -49,16 +49,14 @@ static size_t model_bytes(const struct llava *s, size_t *weights) {
     return floats(table_floats(s->atab, s->natab)) + llava_token_bytes(s);
 }
 
-/* In bf16 on CUDA the product weights that do not train live on the device as bf16 copies (ops
- * weights_frozen) while their fp32 pages move to the host, all but the partial pages each shares with its
- * neighbours: at most one at either end, counted in full. *frozen: their floats, *edges: those pages' bytes
- * (both 0 in every other setting). */
+/* In bf16 the product weights that do not train get a copy each (ops weights_frozen). On CUDA the copies are
+ * bf16 and the fp32 pages move to the host, all but the partial pages each weight shares with its neighbours:
+ * at most one at either end, counted in full. On the CPU the copies are rounded fp32 arrays beside the
+ * weights. *frozen: those weights' floats, *edges: the edge pages' bytes (CUDA). */
 static void frozen_products(const struct llava *s, const struct llava_plan_opts *o, size_t *frozen,
                             size_t *edges) {
-    int split =
-        o->device && strcmp(o->device, "cuda") == 0 && o->precision && strcmp(o->precision, "bf16") == 0;
     *frozen = *edges = 0;
-    for (size_t i = 0; split && i < s->nptab; i++) {
+    for (size_t i = 0; o->precision && strcmp(o->precision, "bf16") == 0 && i < s->nptab; i++) {
         const struct llava_tensor *t = &s->ptab[i];
         size_t bytes = t->n * sizeof(float);
         if (t->product && !t->trainable) {
@@ -68,18 +66,33 @@ static void frozen_products(const struct llava *s, const struct llava_plan_opts 
     }
 }
 
-/* The weights' blocks on the device, from the fp32 block's bytes. */
+static int on_cuda(const struct llava_plan_opts *o) {
+    return o->device && strcmp(o->device, "cuda") == 0;
+}
+
+/* The bytes a model's weights take with their copies, from the fp32 block's. */
+static size_t weights_with_copies(const struct llava *s, const struct llava_plan_opts *o, size_t weights) {
+    size_t frozen, edges;
+    frozen_products(s, o, &frozen, &edges);
+    return on_cuda(o) ? weights - frozen * sizeof(float) + frozen * 2 + edges
+                      : weights + frozen * sizeof(float);
+}
+
+/* The weights' blocks, from the fp32 block's bytes. */
 static void weights_blocks(const struct llava *s, const struct llava_plan_opts *o, size_t weights,
                            struct llava_plan *p) {
     size_t frozen, edges;
     frozen_products(s, o, &frozen, &edges);
     if (!frozen) {
         block(p, "weights (fp32)", weights);
-        return;
+    } else if (!on_cuda(o)) {
+        block(p, "weights (fp32)", weights);
+        block(p, "frozen products (rounded copies, fp32)", frozen * sizeof(float));
+    } else {
+        block(p, "weights (fp32, but frozen products)", weights - frozen * sizeof(float));
+        block(p, "frozen products (bf16 copies)", frozen * 2);
+        block(p, "their fp32 edge pages (at most)", edges);
     }
-    block(p, "weights (fp32, but frozen products)", weights - frozen * sizeof(float));
-    block(p, "frozen products (bf16 copies)", frozen * 2);
-    block(p, "their fp32 edge pages (at most)", edges);
 }
 
 /* Gradients, backward scratch, AdamW and the loss's buffers for the flags o sets; ab: the adapter's floats.
@@ -145,9 +158,8 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
         struct llava r;
         if (shell(&r, cfg, o) < 0)
             return -1;
-        size_t racts = model_bytes(&r, &weights), frozen, edges;
-        frozen_products(&r, o, &frozen, &edges); /* a reference trains nothing */
-        block(p, "reference model (KL / NPO)", weights - frozen * sizeof(float) + frozen * 2 + edges + racts);
+        size_t racts = model_bytes(&r, &weights); /* a reference trains nothing: every product is frozen */
+        block(p, "reference model (KL / NPO)", weights_with_copies(&r, o, weights) + racts);
         llava_free(&r);
     }
     for (size_t i = 0; i < p->n; i++)

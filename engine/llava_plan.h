@@ -7,9 +7,10 @@
  * (engine/mem.h's mem_peak) equal the plan's total (tests/unit/test_engine_recompute.c checks it). What it
  * does not count: host-only bookkeeping (tables, corpora, tokenizers: xmalloc'd) and, on CUDA, what the
  * allocator leaves free for the context, cuBLAS and the backend's scratch (MEM_CUDA_RESERVE, shown on its own
- * line). In bf16 on CUDA the plan is of device memory, which then differs from mem_alloc's: the frozen
- * product weights are on the GPU as bf16 copies (the backend's own allocations) and their fp32 pages on the
- * host, but for the partial pages at their ends, counted at their most. */
+ * line). In bf16 the frozen product weights' copies (ops weights_frozen: the backend's own allocations, not
+ * mem_alloc's) are counted too: on the CPU rounded fp32 copies beside the weights; on CUDA, where the plan is
+ * of device memory, bf16 copies, the fp32 pages being on the host but for the partial pages at their ends,
+ * counted at their most. */
 #ifndef PULSE_ENGINE_LLAVA_PLAN_H
 #define PULSE_ENGINE_LLAVA_PLAN_H
 
@@ -36,9 +37,9 @@ struct llava_plan_opts {
                                 modules needed), or NULL */
     int recompute;           /* llava_set_recompute */
     int reference;           /* the KL and NPO reference of stages/unlearn.c: LLAVA_PLAN_REF_* */
-    const char *precision;   /* "fp32" or "bf16": on CUDA, bf16 keeps the frozen product weights on the GPU
-                                as bf16 copies (ops weights_frozen), their fp32 pages on the host;
-                                activations stay fp32 */
+    const char *precision;   /* "fp32" or "bf16": bf16 adds the frozen product weights' copies (ops
+                                weights_frozen); on CUDA they replace those weights on the GPU, whose fp32
+                                pages go to the host; activations stay fp32 */
     const char *device;      /* "cpu" or "cuda" (adds the CUDA reserve) */
 };
 

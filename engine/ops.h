@@ -142,12 +142,12 @@ const struct ops *ops_checked(const struct ops *inner);
 /* The table ops_checked wraps, when `table` is that wrapper; else NULL. */
 const struct ops *ops_checked_inner(const struct ops *table);
 /* The table for a matrix-product precision: "fp32" returns table itself; "bf16" its backend's bf16 twin (name
- * "cpu-bf16" / "cuda-bf16"), identical but for the matmul and attention entries, whose products round both
- * inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into fp32 outputs with the usual
- * accumulate rules (the bias and db stay fp32; attention's softmax and its backward stay fp32, and round the
- * probabilities and dS only where a product reads them). Weights, activations, gradients and optimizer state
- * stay fp32 in memory, every other operation too. NULL with err_set for another precision or a table that is
- * not a backend's. */
+ * "cpu-bf16" / "cuda-bf16"), identical but for the matmul, attention and weights_frozen entries, whose
+ * products round both inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into fp32
+ * outputs with the usual accumulate rules (the bias and db stay fp32; attention's softmax and its backward
+ * stay fp32, and round the probabilities and dS only where a product reads them; attention_decode,
+ * generation's, stays fp32). Activations, gradients and optimizer state stay fp32, every other operation
+ * too. NULL with err_set for another precision or a table that is not a backend's. */
 const struct ops *ops_precision(const struct ops *table, const char *precision);
 
 #ifdef __cplusplus

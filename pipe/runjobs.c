@@ -20,8 +20,9 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-/* A child's exit status: computed, found computed by a concurrent run, failed (it said why). */
-enum { JOB_COMPUTED = 0, JOB_FAILED = 1, JOB_CACHED = 2 };
+/* A child's exit status: computed, found computed by a concurrent run, failed (it said why). Any other status
+ * (an engine error's exit, a signal) is a failure the parent reports. */
+enum { JOB_COMPUTED = 0, JOB_CACHED = 64, JOB_FAILED = 65 };
 
 /* A stage that must be computed, and whether its record exists (a forced one). */
 struct job {
@@ -33,6 +34,7 @@ struct jobs {
     struct run *r;
     pid_t *pid;        /* per stage: its child, while ST_RUNNING */
     int *threads;      /* per stage: the threads its child has */
+    size_t *number;    /* per stage: its k in "[k/n]", given when it started */
     struct job *ready; /* stages to compute, gathered by one pass */
     int running, used;
 };
@@ -40,6 +42,15 @@ struct jobs {
 static void settle(struct run *r, size_t i, enum state s) {
     r->state[i] = s;
     r->count[s]++;
+}
+
+/* Says that stage i failed, under the number it started with. */
+static void job_failed(struct jobs *j, size_t i) {
+    size_t now = j->r->shown;
+    j->r->shown = j->number[i];
+    run_failed(j->r, i);
+    j->r->shown = now;
+    settle(j->r, i, ST_FAILED);
 }
 
 /* Every producer of stage i has finished, one way or another. */
@@ -84,25 +95,26 @@ static int needs_compute(struct run *r, size_t i, int *had) {
  * by any signal stops computing, as a run without jobs does, and the store stays valid as after any crash. */
 static void launch(struct jobs *j, size_t i, int had, int threads) {
     struct run *r = j->r;
-    r->shown++;
-    fflush(stdout);
-    fflush(stderr);
+    j->number[i] = ++r->shown;
+    fflush(NULL);
     pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(JOB_FAILED); /* the parent is already gone */
+        /* the parent's audit-log handle (libgit2: caches, mapped packs) stays the parent's; the child opens
+         * its own when it publishes */
+        r->store->audit_repo = NULL;
+        r->store->close_hook = NULL;
         r->env.threads = threads;
         enum state s = run_locked(r, i, had);
         if (s == ST_FAILED)
             run_failed(r, i);
-        fflush(stdout);
-        fflush(stderr);
+        fflush(NULL);
         _exit(s == ST_COMPUTED ? JOB_COMPUTED : s == ST_CACHED ? JOB_CACHED : JOB_FAILED);
     }
     if (pid < 0) {
         err_set("cannot start a job: %s", strerror(errno));
-        run_failed(r, i);
-        settle(r, i, ST_FAILED);
+        job_failed(j, i);
         return;
     }
     j->pid[i] = pid;
@@ -138,21 +150,31 @@ static long stage_of(const struct jobs *j, pid_t pid) {
     return -1;
 }
 
+/* Waits for one of the jobs to end: its stage, or -1 when no child is left to wait for (ECHILD: cannot
+ * happen while one runs, but never spin). Other children's ends are passed over. */
+static long wait_job(struct jobs *j, int *status) {
+    for (;;) {
+        pid_t pid = waitpid(-1, status, 0);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid < 0)
+            return -1;
+        long i = stage_of(j, pid);
+        if (i >= 0)
+            return i;
+    }
+}
+
 /* Waits for one child and settles its stage: a published record is read back from the store. */
 static void reap(struct jobs *j) {
     struct run *r = j->r;
     int status;
-    pid_t pid;
-    do
-        pid = waitpid(-1, &status, 0);
-    while (pid < 0 && errno == EINTR);
-    long i = pid > 0 ? stage_of(j, pid) : -1;
-    if (i < 0) { /* no child left to wait for: cannot happen while one runs, but never spin */
+    long i = wait_job(j, &status);
+    if (i < 0) {
         for (size_t s = 0; s < r->plan.dag.n; s++)
             if (r->state[s] == ST_RUNNING) {
                 err_set("lost track of its job");
-                run_failed(r, s);
-                settle(r, s, ST_FAILED);
+                job_failed(j, s);
             }
         j->running = j->used = 0;
         return;
@@ -177,8 +199,7 @@ static void reap(struct jobs *j) {
     } else {
         err_set("its job exited with status %d", code);
     }
-    run_failed(r, (size_t)i);
-    settle(r, (size_t)i, ST_FAILED);
+    job_failed(j, (size_t)i);
 }
 
 void run_jobs(struct run *r) {
@@ -186,7 +207,9 @@ void run_jobs(struct run *r) {
     struct jobs j = {.r = r,
                      .pid = xcalloc(n, sizeof *j.pid),
                      .threads = xcalloc(n, sizeof *j.threads),
+                     .number = xcalloc(n, sizeof *j.number),
                      .ready = xcalloc(n, sizeof *j.ready)};
+    signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap the children before waitpid sees them */
     for (;;) {
         start_ready(&j);
         if (j.running == 0) /* nothing runs and nothing more could start: every kept stage is settled */
@@ -195,5 +218,6 @@ void run_jobs(struct run *r) {
     }
     free(j.pid);
     free(j.threads);
+    free(j.number);
     free(j.ready);
 }

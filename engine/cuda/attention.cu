@@ -12,6 +12,7 @@
  * bf16 (the "cuda-bf16" table): every product's two operands are bf16 copies (cuda_bf16_copy, the CPU's
  * rounding) in the same layout, multiplied by cublasGemmStridedBatchedEx with fp32 accumulation into the
  * same fp32 outputs; the softmax and its backward read and write fp32 as before. */
+#include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/cuda/reduce.cuh"
 #include "engine/kernels.h"
@@ -51,9 +52,28 @@ static struct att_in att_in(const float *x, size_t n, int bf16, int slot, const 
     return r;
 }
 
-/* The operand `off` elements further on. */
-static struct att_in att_at(struct att_in x, size_t off) {
-    struct att_in r = {x.f + off, x.h ? x.h + off : NULL};
+/* dst = src as bf16 over each head's [rows, cols] box (leading dimension t, heads t*t apart, in both): the
+ * entries of dS the products read, and only those (the rest of the scratch slab was never written). */
+static __global__ void att_box_to_bf16(__nv_bfloat16 *dst, const float *src, size_t nh, size_t rows,
+                                       size_t cols, size_t t) {
+    size_t total = nh * rows * cols, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {
+        size_t h = e / (rows * cols), r = e / cols % rows, at = (h * t + r) * t + e % cols;
+        dst[at] = cuda_to_bf16(src[at]);
+    }
+}
+
+/* dS [nh, t, t] as an operand, its [rows, cols] boxes rounded into scratch `slot` when bf16. */
+static struct att_in att_box(const float *ds, size_t nh, size_t rows, size_t cols, size_t t, int bf16,
+                             int slot, const char *op) {
+    struct att_in r = {ds, NULL};
+    if (bf16) {
+        __nv_bfloat16 *h = (__nv_bfloat16 *)cuda_scratch(slot, nh * t * t * sizeof(__nv_bfloat16));
+        att_box_to_bf16<<<cuda_blocks(nh * rows * cols, ROPE_THREADS), ROPE_THREADS>>>(h, ds, nh, rows, cols,
+                                                                                       t);
+        cuda_check(cudaGetLastError(), op);
+        r.h = h;
+    }
     return r;
 }
 
@@ -209,8 +229,6 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
     attention_lens(lens, len, b, t, op);
     int32_t *dlens = (int32_t *)cuda_scratch(0, b * sizeof(int32_t));
     cuda_check(cudaMemcpy(dlens, lens, b * sizeof(int32_t), cudaMemcpyHostToDevice), op);
-    size_t nx = b * t * ld;
-    struct att_in q = att_in(qf, nx, bf16, ATT_F_Q, op), k = att_in(kf, nx, bf16, ATT_F_K, op);
     /* Scores over each sequence's valid box, straight into probs: S^T [len(keys), len(queries)] = K (K^T
      * stored, so op T) times Q^T (stored, op N), alpha = scale. Heads of size 0 have zero scores (cuBLAS
      * would refuse the leading dimensions), as on the CPU. */
@@ -219,23 +237,29 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
         float *p = probs + i * nh * tt;
         if (l == 0)
             continue;
-        if (hs == 0)
+        if (hs == 0) {
             cuda_check(cudaMemset(p, 0, nh * tt * sizeof(float)), op);
-        else
-            att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, att_at(k, at), ld, hs, att_at(q, at), ld, hs,
-                     0.0f, p, t, tt, nh, op);
+            continue;
+        }
+        /* the sequence's valid rows (copies in slots reused by the next sequence, in stream order) */
+        struct att_in q = att_in(qf + at, l * ld, bf16, ATT_F_Q, op),
+                      k = att_in(kf + at, l * ld, bf16, ATT_F_K, op);
+        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k, ld, hs, q, ld, hs, 0.0f, p, t, tt, nh, op);
     }
     size_t rows = b * nh * t;
     attention_softmax<<<cuda_blocks(rows, 1), ATT_THREADS>>>(probs, dlens, causal, t, nh, rows);
     cuda_check(cudaGetLastError(), op);
-    struct att_in v = att_in(vf, nx, bf16, ATT_F_V, op), p = att_in(probs, b * nh * tt, bf16, ATT_F_P, op);
     /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding query
-     * rows (all heads of positions len..T-1, one contiguous stretch) are zero. */
+     * rows (all heads of positions len..T-1, one contiguous stretch) are zero. The softmax wrote every entry
+     * of a sequence's probabilities, so its whole slab is copied. */
     for (size_t i = 0; i < b; i++) {
         size_t l = (size_t)lens[i], at = i * t * ld;
-        if (l > 0 && hs > 0)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, att_at(v, at), ld, hs, att_at(p, i * nh * tt),
-                     t, tt, 0.0f, out + at, ld, hs, nh, op);
+        if (l > 0 && hs > 0) {
+            struct att_in v = att_in(vf + at, l * ld, bf16, ATT_F_V, op),
+                          p = att_in(probs + i * nh * tt, nh * tt, bf16, ATT_F_P, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, v, ld, hs, p, t, tt, 0.0f, out + at, ld, hs,
+                     nh, op);
+        }
         if (l < t && hs > 0)
             cuda_check(cudaMemset(out + at + l * ld, 0, (t - l) * ld * sizeof(float)), op);
     }
@@ -319,36 +343,34 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     cuda_check(cudaGetLastError(), op);
     cuda_check(cudaMemcpy(box, dbox, 2 * b * sizeof(int), cudaMemcpyDeviceToHost), op);
     float *dp = (float *)cuda_scratch(0, nh * tt * sizeof(float));
-    /* bf16 copies of the operands the wanted gradients read (dout and v always: dP) */
-    size_t nx = b * t * ld;
-    struct att_in dout = att_in(doutf, nx, bf16, ATT_B_DOUT, op), v = att_in(vf, nx, bf16, ATT_B_V, op),
-                  q = att_in(qf, nx, bf16 && dk, ATT_B_Q, op), k = att_in(kf, nx, bf16 && dq, ATT_B_K, op),
-                  pall = att_in(probs, b * nh * tt, bf16 && dv, ATT_B_P, op);
     for (size_t i = 0; i < b; i++) {
         size_t nr = (size_t)box[2 * i], nc = (size_t)box[2 * i + 1], at = i * t * ld;
         const float *pf = probs + i * nh * tt;
         if (nr == 0)
             continue;
+        /* bf16: the rows each product reads (queries: nr of them, keys: nc), copies that the next sequence's
+         * reuse in stream order */
+        struct att_in dout = att_in(doutf + at, nr * ld, bf16, ATT_B_DOUT, op),
+                      v = att_in(vf + at, nc * ld, bf16, ATT_B_V, op);
         /* dP^T [nc(keys), nr(queries)] = V (V^T stored, op T) times dout^T (stored, op N). */
-        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, att_at(v, at), ld, hs, att_at(dout, at), ld, hs,
-                 0.0f, dp, t, tt, nh, op);
+        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, v, ld, hs, dout, ld, hs, 0.0f, dp, t, tt, nh,
+                 op);
         attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, pf, nr, nc, t, scale, nh * nr);
         cuda_check(cudaGetLastError(), op);
-        /* dS's copy (the whole slab: the products read only its box) */
-        struct att_in ds = att_in(dp, nh * tt, bf16 && (dq || dk), ATT_B_DS, op),
-                      p = att_at(pall, i * nh * tt);
+        struct att_in ds = att_box(dp, nh, nr, nc, t, bf16 && (dq || dk), ATT_B_DS, op);
         /* dq [nr, HS] += dS [nr, nc] K [nc, HS]: dq^T = K^T (stored, op N) times dS^T (stored, op N). */
         if (dq)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, att_at(k, at), ld, hs, ds, t, tt, 1.0f,
-                     dq + at, ld, hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, att_in(kf + at, nc * ld, bf16, ATT_B_K, op),
+                     ld, hs, ds, t, tt, 1.0f, dq + at, ld, hs, nh, op);
         /* dk [nc, HS] += dS^T Q [nr, HS]: dk^T = Q^T (stored, op N) times dS (dS^T stored, op T). */
         if (dk)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_at(q, at), ld, hs, ds, t, tt, 1.0f,
-                     dk + at, ld, hs, nh, op);
-        /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q. */
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_in(qf + at, nr * ld, bf16, ATT_B_Q, op),
+                     ld, hs, ds, t, tt, 1.0f, dk + at, ld, hs, nh, op);
+        /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q (the softmax wrote every
+         * entry of the sequence's probabilities: the whole slab is copied). */
         if (dv)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_at(dout, at), ld, hs, p, t, tt, 1.0f,
-                     dv + at, ld, hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, dout, ld, hs,
+                     att_in(pf, nh * tt, bf16, ATT_B_P, op), t, tt, 1.0f, dv + at, ld, hs, nh, op);
     }
     free(box);
     cuda_done(op);

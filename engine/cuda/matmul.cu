@@ -6,6 +6,7 @@
  * The bf16 variants (the "cuda-bf16" table) round both inputs of each product to bf16 into scratch, then run
  * the same products through cublasGemmEx with fp32 accumulation; a frozen weight (ops weights_frozen) is
  * rounded once into a copy of its own, and its fp32 pages move to the host. */
+#include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/kernels.h"
 #include "engine/mem.h"
@@ -107,20 +108,16 @@ void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, 
 
 /* ---- bf16 precision ---- */
 
-/* Scratch slots of the rounded operands: attention, the norms, rope, copy and sum_squares use 0 and 1, and no
- * operation calls a matmul inside itself (every operation finishes before the next starts). */
+/* Scratch slots of the rounded operands: the norms, rope, copy and sum_squares use 0 and 1, attention 0 to 7,
+ * and no operation calls a matmul inside itself (every operation finishes before the next starts). */
 #define MM_SLOT_A 2
 #define MM_SLOT_B 3
 
-/* dst[i] = src[i] as bf16, rounded by kernel_bf16_round (the CPU backend's rounding, so both backends
- * multiply the same values): its result's high 16 bits are the bf16 bits. */
+/* dst[i] = src[i] as bf16 (cuda_to_bf16). */
 static __global__ void matmul_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        __nv_bfloat16_raw r;
-        r.x = (unsigned short)(__float_as_uint(kernel_bf16_round(src[i])) >> 16);
-        dst[i] = __nv_bfloat16(r);
-    }
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dst[i] = cuda_to_bf16(src[i]);
 }
 
 const __nv_bfloat16 *cuda_bf16_copy(int slot, const float *src, size_t n, const char *op) {
@@ -163,6 +160,7 @@ static void mm_host_pages(const float *w, size_t n, int on) {
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host);
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, gpu);
         (void)cudaMemPrefetchAsync(p, bytes, host, 0, 0);
+        (void)cudaStreamSynchronize(0); /* the pages have left: their room is free for the copy */
     } else {
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseUnsetPreferredLocation, host);
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseUnsetAccessedBy, gpu);
@@ -176,19 +174,29 @@ static void mm_frozen_drop(const float *w, size_t n, void *copy) {
     mm_host_pages(w, n, 0);
 }
 
+/* n bf16 values of device memory, when that leaves MEM_CUDA_RESERVE free (as engine/cuda/mem.cu's blocks
+ * do, so the copies never take what cuBLAS and the scratch need); else NULL. */
+static __nv_bfloat16 *mm_copy_alloc(size_t n) {
+    size_t free_b = 0, total = 0, bytes = n * sizeof(__nv_bfloat16);
+    void *p = NULL;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess || bytes + MEM_CUDA_RESERVE > free_b ||
+        cudaMalloc(&p, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return (__nv_bfloat16 *)p;
+}
+
 /* The bf16 table's weights_frozen. The pages go to the host first, so the rounding kernel reads them where
  * they are instead of faulting them in; a copy the GPU has no room for is simply not made (the products round
- * per call, as before). */
+ * per call, as before, and the pages come back when they are read). */
 void cuda_weights_frozen_bf16(const float *w, size_t n) {
     const char *op = "weights_frozen";
-    if (n == 0 || wcache_find(&frozen, w, n)) {
-        cuda_done(op);
-        return;
-    }
+    if (n == 0 || wcache_find(&frozen, w, n))
+        return; /* nothing launched: nothing to wait for */
     mm_host_pages(w, n, 1);
-    __nv_bfloat16 *copy = NULL;
-    if (cudaMalloc((void **)&copy, n * sizeof(__nv_bfloat16)) != cudaSuccess) {
-        (void)cudaGetLastError();
+    __nv_bfloat16 *copy = mm_copy_alloc(n);
+    if (!copy) {
         mm_host_pages(w, n, 0);
         cuda_done(op);
         return;
@@ -202,7 +210,6 @@ void cuda_weights_frozen_bf16(const float *w, size_t n) {
 void cuda_weights_frozen(const float *w, size_t n) {
     (void)w;
     (void)n;
-    cuda_done("weights_frozen");
 }
 
 void cuda_weights_forget(const float *p, size_t n) {

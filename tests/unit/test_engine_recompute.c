@@ -280,8 +280,9 @@ static void test_plan_opts(void) {
     CHECK(q.n == 4 && q.b[0].bytes == (all - prod) * sizeof(float) && q.b[1].bytes == prod * 2);
     CHECK(q.b[2].bytes == prod * sizeof(float) && q.b[3].bytes == p.b[1].bytes);
     CHECK(q.total == p.total + prod * 2);
-    o.device = "cpu"; /* the CPU's copies are no device memory: the fp32 plan */
-    CHECK(llava_memory_plan(&m.cfg, &o, &q) == 0 && q.n == 2 && q.total == p.total);
+    o.device = "cpu"; /* the CPU's copies are rounded fp32 arrays beside the weights */
+    CHECK(llava_memory_plan(&m.cfg, &o, &q) == 0 && q.n == 3 && q.b[1].bytes == prod * sizeof(float));
+    CHECK(q.total == p.total + prod * sizeof(float));
     o.device = "cuda";
     o.device = "tpu";
     CHECK(llava_memory_plan(&m.cfg, &o, &p) == -1);
