@@ -2,12 +2,13 @@
 # tests/gpu/check.sh: everything a lent GPU machine is for, in one call (docs/performance.md, issue notes):
 #   1. the CPU-vs-CUDA parity and determinism test (tests/unit/test_engine_cuda.c);
 #   2. the quick manifest end to end with --device cuda and with --device cpu, the reports compared;
-#   3. the GPU benchmark (bench/gpu.sh): LoRA steps on 7B- and 13B-shaped LLaVA, this engine against PyTorch.
+#   3. the GPU benchmark (bench/gpu.sh): LoRA steps on 7B- and 13B-shaped LLaVA, this engine against PyTorch;
+#   4. where the engine's 13B bf16 step goes (bench_train --profile: the time per operation).
 # Then a short table. Binaries come from .gpu/bundle.tar.xz when present (tests/gpu/pack.sh, built on a
 # machine without a GPU; the GPU image has no build dependencies and no network), else it configures and
 # builds build-cuda here. Every step has a timeout, so one hang cannot eat the device budget.
 #   bash tests/gpu/check.sh            # OUT=/path keeps the logs (default: a temporary folder)
-#   SKIP_QUICK=1 SKIP_BENCH=1 bash tests/gpu/check.sh
+#   SKIP_QUICK=1 SKIP_BENCH=1 SKIP_PROFILE=1 bash tests/gpu/check.sh
 #   CPU_CSV=.gpu/quick_cpu.csv BENCH_BUDGET=240 bash tests/gpu/check.sh   # what a lent machine runs
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -74,11 +75,21 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     cat "$LOGS/bench.log" | tail -40
 fi
 
+# 4. the profile of one 13B bf16 step (every op synchronises, so each op's time is its own)
+profile=skipped
+if [ -z "${SKIP_PROFILE:-}" ]; then
+    timeout 120 "$BENCH" --shape 13b --device cuda --dtype bf16 --steps 1 --warmup 1 --profile \
+        --threads "$(nproc)" >"$LOGS/profile.log" 2>&1 && profile=done || profile=FAIL
+    tail -40 "$LOGS/profile.log"
+fi
+echo "check: profile $profile at $(elapsed) s"
+
 echo
 echo "| check | result |"
 echo "| --- | --- |"
 echo "| parity (CPU vs CUDA, determinism) | $parity |"
 echo "| quick manifest, cuda vs cpu | $quick |"
 echo "| benchmark | $bench |"
+echo "| 13B bf16 step profile | $profile |"
 echo "| total | $(elapsed) s |"
 [ "$parity" = pass ]
