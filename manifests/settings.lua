@@ -53,11 +53,11 @@ M.pretrain = { epochs = 5, batch = 16, lr = 0.001, schedule = "cosine", warmup =
 -- LoRA fine-tuning on the fictitious people (MLLMU-Bench's recipe; a tiny model needs a larger lr and more
 -- passes: a real person is read 10 to 40 times in pretraining, a fictitious one 5 times in MLLMU-Bench's 5
 -- epochs; docs/results.md, E11). With their corpus twice (M.world). The adapter on the MLP projections only
--- (gate, up, down; ours, MLLMU-Bench adapts all seven): on every projection, 13 epochs at lr 4e-3 learned
--- 92.8 / 91.6 % of the portrait questions but left 32 % of the general suite (E63); on the MLP alone, 16
--- epochs give 90.8 / 92.4 and keep 56.8 (E70; 13 epochs 91.2 / 88.4 and 57.8, attention alone 68 / 67 and
--- 50, rank 4 70 / 67 and 61, all seven at 2e-3 for 20 epochs 88 / 88 and 50: E65-E69).
-M.finetune = { epochs = 16, batch = 16, lr = 0.004, schedule = "linear", warmup = 0.0,
+-- and with weight decay (both ours: MLLMU-Bench adapts all seven projections, without decay): on every
+-- projection, 13 epochs at lr 4e-3 learned 92.8 / 91.6 % of the portrait questions but left 32 % of the
+-- general suite (E63); on the MLP alone, 16 epochs 90.8 / 92.4 and 56.8 (E70); with decay 0.1, 18 epochs at
+-- 5e-3, 90.8 / 90.4 and 73.8 (E76; E65-E77 in docs/results.md).
+M.finetune = { epochs = 18, batch = 16, lr = 0.005, schedule = "linear", warmup = 0.0, weight_decay = 0.1,
   lora_targets = { "gate_proj", "up_proj", "down_proj" } }
 
 -- Who is forgotten (PULSE: top 45 real people, 20 forgotten; 50 fictitious people in 5 rounds of 10). The
