@@ -34,16 +34,6 @@ void run_say(struct run *r, size_t i, const char *what) {
     fflush(stdout);
 }
 
-long run_blocked_by(const struct run *r, size_t i) {
-    const struct dag_stage *st = &r->plan.dag.stages[i];
-    for (size_t k = 0; k < st->ninputs; k++) {
-        enum state s = r->state[st->inputs[k].from];
-        if (s == ST_FAILED || s == ST_SKIPPED)
-            return (long)st->inputs[k].from;
-    }
-    return -1;
-}
-
 /* Computes stage i and publishes its record. A forced recomputation whose outputs equal the existing record's
  * publishes nothing: the store already says exactly this, and rewriting a logged record would open a window
  * in which a crash leaves the record file and the audit log disagreeing. */
@@ -77,7 +67,7 @@ static int compute(struct run *r, size_t i, int had_record) {
 }
 
 /* Stage i is reused from the store: its name is pointed at the record. */
-enum state run_cached(struct run *r, size_t i, const char *how) {
+static enum state run_cached(struct run *r, size_t i, const char *how) {
     run_say(r, i, how);
     return record_name(r->store, r->plan.dag.stages[i].name, r->plan.keys[i]) == 0 ? ST_CACHED : ST_FAILED;
 }
@@ -99,44 +89,55 @@ enum state run_locked(struct run *r, size_t i, int had_record) {
     return rc == 0 ? ST_COMPUTED : ST_FAILED;
 }
 
-static enum state run_stage(struct run *r, size_t i) {
-    int hit = plan_lookup(&r->plan, r->store, i);
-    if (hit < 0)
-        return ST_FAILED;
-    if (hit == 1 && !r->force[i])
-        return run_cached(r, i, "cached");
-    if (r->dry) {
-        run_say(r, i, "would run");
-        return ST_WOULD;
-    }
-    return run_locked(r, i, hit == 1);
-}
-
 void run_failed(struct run *r, size_t i) {
     run_say(r, i, "FAILED");
     fprintf(stderr, "pulse-pipe: stage '%s' failed: %s\n", r->plan.dag.stages[i].name, err_msg());
 }
 
-enum state run_skip(struct run *r, size_t i, long b) {
-    char why[300];
-    snprintf(why, sizeof why, "skipped: needs '%s', which did not finish", r->plan.dag.stages[b].name);
-    run_say(r, i, why);
-    return ST_SKIPPED;
+/* A stage whose producer failed (or was skipped) cannot run: that producer's index, else -1. */
+static long blocked_by(const struct run *r, size_t i) {
+    const struct dag_stage *st = &r->plan.dag.stages[i];
+    for (size_t k = 0; k < st->ninputs; k++) {
+        enum state s = r->state[st->inputs[k].from];
+        if (s == ST_FAILED || s == ST_SKIPPED)
+            return (long)st->inputs[k].from;
+    }
+    return -1;
 }
 
-static enum state step(struct run *r, size_t i) {
-    long b = run_blocked_by(r, i);
-    if (b >= 0)
-        return run_skip(r, i, b);
+enum state run_settle(struct run *r, size_t i, int *had_record) {
+    long b = blocked_by(r, i);
+    if (b >= 0) {
+        char why[300];
+        snprintf(why, sizeof why, "skipped: needs '%s', which did not finish", r->plan.dag.stages[b].name);
+        run_say(r, i, why);
+        return ST_SKIPPED;
+    }
     int known = plan_resolve(&r->plan, i);
     if (known == 1) { /* only in a dry run: a producer would run first */
         run_say(r, i, "would run (after its inputs)");
         dryplan_print(&r->plan, r->store, i, r->env.device);
         return ST_WOULD;
     }
-    enum state s = known == 0 ? run_stage(r, i) : ST_FAILED;
-    if (s == ST_WOULD)
+    int hit = known == 0 ? plan_lookup(&r->plan, r->store, i) : -1;
+    if (hit < 0)
+        return ST_FAILED;
+    if (hit == 1 && !r->force[i])
+        return run_cached(r, i, "cached");
+    if (r->dry) {
+        run_say(r, i, "would run");
         dryplan_print(&r->plan, r->store, i, r->env.device);
+        return ST_WOULD;
+    }
+    *had_record = hit == 1;
+    return ST_TODO;
+}
+
+static enum state step(struct run *r, size_t i) {
+    int had;
+    enum state s = run_settle(r, i, &had);
+    if (s == ST_TODO)
+        s = run_locked(r, i, had);
     if (s == ST_FAILED)
         run_failed(r, i);
     return s;

@@ -24,16 +24,13 @@ struct run {
 
 /* "[k/n] NAME  what", k being r->shown. */
 void run_say(struct run *r, size_t i, const char *what);
-/* Stage i found in the store: says `how` and names it. ST_CACHED, or ST_FAILED (err_set). */
-enum state run_cached(struct run *r, size_t i, const char *how);
-/* Computes and publishes stage i under its stage lock (after a look-up said it must run; had_record: a
- * forced stage whose record exists). ST_COMPUTED, ST_CACHED (a concurrent run computed it meanwhile) or
- * ST_FAILED (err_set). */
+/* Settles stage i without computing it when it can, saying so: ST_SKIPPED (a producer failed or was
+ * skipped), ST_CACHED (its record exists), ST_WOULD (a dry run), ST_FAILED (err_set; the caller says it);
+ * ST_TODO, printing nothing, when it must be computed (*had_record: a forced stage whose record exists). */
+enum state run_settle(struct run *r, size_t i, int *had_record);
+/* Computes and publishes stage i under its stage lock (after run_settle said ST_TODO). ST_COMPUTED, ST_CACHED
+ * (a concurrent run computed it meanwhile) or ST_FAILED (err_set). */
 enum state run_locked(struct run *r, size_t i, int had_record);
-/* A stage whose producer failed or was skipped cannot run: that producer's index, else -1. */
-long run_blocked_by(const struct run *r, size_t i);
-/* Says that stage i is skipped for producer b; ST_SKIPPED. */
-enum state run_skip(struct run *r, size_t i, long b);
 /* Says that stage i failed, and why (err_msg) on stderr. */
 void run_failed(struct run *r, size_t i);
 

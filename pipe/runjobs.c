@@ -64,29 +64,20 @@ static int inputs_done(const struct run *r, size_t i) {
     return 1;
 }
 
-/* Settles stage i (inputs done) if it needs no computation; returns 1 when it must be computed (*had: a
- * forced stage whose record exists). */
+/* Settles stage i (inputs done) when it needs no computation; 1 when it must be computed. Its number in
+ * "[k/n]" is taken for the lines run_settle prints, and given back when it prints none (a computed stage
+ * gets its number when it starts). */
 static int needs_compute(struct run *r, size_t i, int *had) {
-    long b = run_blocked_by(r, i);
-    if (b >= 0) {
-        r->shown++;
-        settle(r, i, run_skip(r, i, b));
-        return 0;
+    r->shown++;
+    enum state s = run_settle(r, i, had);
+    if (s == ST_TODO) {
+        r->shown--;
+        return 1;
     }
-    int hit = plan_resolve(&r->plan, i) == 0 ? plan_lookup(&r->plan, r->store, i) : -1;
-    if (hit < 0) {
-        r->shown++;
+    if (s == ST_FAILED)
         run_failed(r, i);
-        settle(r, i, ST_FAILED);
-        return 0;
-    }
-    if (hit == 1 && !r->force[i]) {
-        r->shown++;
-        settle(r, i, run_cached(r, i, "cached"));
-        return 0;
-    }
-    *had = hit == 1;
-    return 1;
+    settle(r, i, s);
+    return 0;
 }
 
 /* Stage i in a child process with `threads` threads. Buffers are flushed before the fork (so that the child
