@@ -27,6 +27,8 @@ enum {
     P_ZERO,
     P_ADDS,
     P_DROP,
+    P_RKV_F,
+    P_RKV_B,
     P_EMB_F,
     P_EMB_B,
     P_LP_F,
@@ -61,6 +63,8 @@ static const char *const prof_names[P_N] = {"matmul_forward",
                                             "zero",
                                             "add_scaled",
                                             "dropout",
+                                            "repeat_kv",
+                                            "repeat_kv_backward",
                                             "embedding_forward",
                                             "embedding_backward",
                                             "logprob_forward",
@@ -89,11 +93,13 @@ static double prof_cpu(void) {
     return prof_clock(CLOCK_THREAD_CPUTIME_ID);
 }
 
-/* A wrapper per operation: time the real call, add it to its slot. */
+/* A wrapper per operation: time the real call until its work is done (sync: a GPU operation returns once
+ * queued), add it to its slot. */
 #define PROF_WRAP(slot, field, params, args)                                                                 \
     static void prof_##field params {                                                                        \
         double t0 = prof_now(), c0 = prof_cpu();                                                             \
         real->field args;                                                                                    \
+        real->sync();                                                                                        \
         spent[slot] += prof_now() - t0;                                                                      \
         cpu[slot] += prof_cpu() - c0;                                                                        \
         calls[slot]++;                                                                                       \
@@ -151,6 +157,10 @@ PROF_WRAP(P_ZERO, zero, (float *x, size_t n), (x, n))
 PROF_WRAP(P_ADDS, add_scaled, (float *o, const float *x, float sc, size_t n), (o, x, sc, n))
 PROF_WRAP(P_DROP, dropout, (float *o, const float *i, size_t n, uint64_t key, float p, float sc, int acc),
           (o, i, n, key, p, sc, acc))
+PROF_WRAP(P_RKV_F, repeat_kv, (float *o, const float *i, size_t n, size_t kvh, size_t rep, size_t hs),
+          (o, i, n, kvh, rep, hs))
+PROF_WRAP(P_RKV_B, repeat_kv_backward,
+          (float *di, const float *d, size_t n, size_t kvh, size_t rep, size_t hs), (di, d, n, kvh, rep, hs))
 PROF_WRAP(P_EMB_F, embedding_forward, (float *o, const int32_t *t, const float *tab, size_t n, size_t c),
           (o, t, tab, n, c))
 PROF_WRAP(P_EMB_B, embedding_backward, (float *dt, const float *d, const int32_t *t, size_t n, size_t c),
@@ -206,12 +216,15 @@ const struct ops *prof_ops(const struct ops *inner) {
                          .zero = prof_zero,
                          .add_scaled = prof_add_scaled,
                          .dropout = prof_dropout,
+                         .repeat_kv = prof_repeat_kv,
+                         .repeat_kv_backward = prof_repeat_kv_backward,
                          .embedding_forward = prof_embedding_forward,
                          .embedding_backward = prof_embedding_backward,
                          .logprob_forward = prof_logprob_forward,
                          .logprob_backward = prof_logprob_backward,
                          .kl_forward = prof_kl_forward,
                          .kl_backward = prof_kl_backward,
+                         .sync = inner->sync,
                          .sum_squares = prof_sum_squares,
                          .scale = prof_scale,
                          .adamw = prof_adamw,

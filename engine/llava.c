@@ -190,6 +190,7 @@ size_t llava_token_bytes(const struct llava *m) {
 /* tok, pos, lrow, len and img, one block in that order (each part's offset keeps int32 alignment). */
 static void token_block(struct llava *m) {
     m->tok = mem_alloc(llava_token_bytes(m), 1);
+    mem_host_reads(m->tok); /* the decoder reads img and lrow on the host between operations */
     m->pos = m->tok + m->B * m->T;
     m->lrow = m->pos + m->B * m->T;
     m->len = m->lrow + m->B * m->T;
@@ -431,6 +432,7 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
         llava_projector_forward(m, ops, nimg);
     }
     llava_decoder_forward(m, ops, b, t);
+    ops->sync();
     m->fb = b;
     m->ft = t;
     m->fimg = nimg;
@@ -457,6 +459,7 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
     llava_frozen_tell(m, ops);
     acts_ready(m);
     llava_tower_forward(m, ops, pixels, nimg);
+    ops->sync();
     memcpy(out, m->a.feats, nimg * image_tokens(&m->cfg) * (size_t)m->cfg.vision.hidden * sizeof(float));
     return 0;
 }

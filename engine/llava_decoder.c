@@ -23,14 +23,6 @@ static void embed(struct llava *m, const struct ops *ops, size_t n) {
         ops->copy(m->a.embed_t + i * c, m->a.proj2 + next * c, run * c);
 }
 
-/* Grouped-query attention: kv head j serves query heads j * rep .. (j + 1) * rep - 1 (transformers'
- * repeat_kv), so the attention op, which takes equal heads, gets k and v repeated. */
-static void repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
-    for (size_t i = 0; i < n; i++)
-        for (size_t h = 0; h < kvh * rep; h++)
-            memcpy(out + (i * kvh * rep + h) * hs, in + (i * kvh + h / rep) * hs, hs * sizeof(float));
-}
-
 /* A decoder projection: x W^T, plus the LoRA term when an adapter is attached there. */
 static void linear(struct llava *m, const struct ops *ops, int l, int proj, float *y, const float *x,
                    const float *w, size_t n, size_t in, size_t out) {
@@ -71,9 +63,9 @@ static void attention_block(struct llava *m, const struct ops *ops, int l, const
     size_t n = b * t, nh = (size_t)tc->heads, kvh = (size_t)tc->kv_heads, hs = (size_t)tc->hidden / nh;
     attention_qkv(m, ops, l, in, b, t);
     const float *k = L->k, *v = L->v;
-    if (kvh < nh) {
-        repeat_kv(L->k_rep, L->k, n, kvh, nh / kvh, hs);
-        repeat_kv(L->v_rep, L->v, n, kvh, nh / kvh, hs);
+    if (kvh < nh) { /* grouped-query attention: the attention op takes equal heads */
+        ops->repeat_kv(L->k_rep, L->k, n, kvh, nh / kvh, hs);
+        ops->repeat_kv(L->v_rep, L->v, n, kvh, nh / kvh, hs);
         k = L->k_rep;
         v = L->v_rep;
     }
@@ -160,6 +152,7 @@ void llava_decoder_step(struct llava *m, const struct ops *ops, size_t b) {
     }
     ops->rmsnorm_forward(m->a.norm, m->a.norm_rstd, h, m->p.norm_w, b, c, tc->eps);
     ops->matmul_forward(m->a.logits, m->a.norm, m->p.lm_head, NULL, b, c, (size_t)tc->vocab);
+    ops->sync();
 }
 
 /* ---- backward: each block's in reverse, the residual stream's gradient in m->d.res throughout ---- */
@@ -176,17 +169,6 @@ static void linear_backward(struct llava *m, const struct ops *ops, int l, int p
                             size_t out) {
     ops->matmul_backward(dx, dw, NULL, dy, x, w, n, in, out);
     llava_lora_backward(m, ops, l, proj, dx, dy, x, n);
-}
-
-/* The adjoint of repeat_kv: each kv head's gradient is the sum over the query heads it served, in order. */
-static void unrepeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
-    for (size_t i = 0; i < n; i++)
-        for (size_t h = 0; h < kvh * rep; h++) {
-            float *o = out + (i * kvh + h / rep) * hs;
-            const float *x = in + (i * kvh * rep + h) * hs;
-            for (size_t j = 0; j < hs; j++)
-                o[j] += x[j];
-        }
 }
 
 /* d res1 (in d->res) -> d in (added to d->res: the residual's own path is already there). q and k were
@@ -207,8 +189,8 @@ static void attention_block_backward(struct llava *m, const struct ops *ops, int
     ops->attention_backward(zeroed(ops, d->q, n * c), dk, dv, d->att, L->probs, L->q, gqa ? L->k_rep : L->k,
                             gqa ? L->v_rep : L->v, b, t, nh, hs);
     if (gqa) {
-        unrepeat_kv(zeroed(ops, d->k, n * kv), d->k_rep, n, kvh, nh / kvh, hs);
-        unrepeat_kv(zeroed(ops, d->v, n * kv), d->v_rep, n, kvh, nh / kvh, hs);
+        ops->repeat_kv_backward(zeroed(ops, d->k, n * kv), d->k_rep, n, kvh, nh / kvh, hs);
+        ops->repeat_kv_backward(zeroed(ops, d->v, n * kv), d->v_rep, n, kvh, nh / kvh, hs);
     }
     ops->rope_backward(d->q, m->pos, b, t, nh, hs, tc->rope_theta);
     ops->rope_backward(d->k, m->pos, b, t, kvh, hs, tc->rope_theta);

@@ -25,6 +25,7 @@ void llava_frozen_tell(struct llava *m, const struct ops *ops) {
         if (t->product && !t->trainable)
             ops->weights_frozen(m->params + t->offset, t->n);
     }
+    ops->sync(); /* the forward that tells fills its inputs on the host next */
     m->frozen_told = ops;
 }
 

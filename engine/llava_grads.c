@@ -127,6 +127,7 @@ void llava_grads_init(struct llava *m) {
 void llava_zero_grad(struct llava *m, const struct ops *ops) {
     if (m->grads)
         ops->zero(m->grads, m->ngrads);
+    ops->sync();
 }
 
 int llava_backward(struct llava *m, const struct ops *ops) {
@@ -140,5 +141,6 @@ int llava_backward(struct llava *m, const struct ops *ops) {
     llava_decoder_backward(m, ops, m->fb, m->ft);
     if (m->grad_image && m->fimg)
         llava_vision_backward(m, ops, m->fimg);
+    ops->sync();
     return 0;
 }

@@ -9,6 +9,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@ void cuda_mem_free(void *p);
 /* The header keeps the payload 256-byte aligned (what cudaMalloc guarantees, and more than any vector load
  * needs). */
 #define MEM_HEADER 256
-enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461 };
+enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461, MEM_ARENA = 0x6172656e };
 
 static int use_cuda;
 
@@ -45,6 +47,8 @@ static void peak_raise(size_t now) {
 struct mem_block {
     uintptr_t start;
     size_t bytes;
+    int arena;    /* a block of the checked heap, whose pages the fence can close */
+    int readable; /* mem_host_reads: the fence leaves it readable */
 };
 static atomic_int checking;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -64,7 +68,7 @@ static size_t reg_upto(uintptr_t a) {
     return lo;
 }
 
-static void reg_add(const void *p, size_t bytes) {
+static void reg_add(const void *p, size_t bytes, int in_arena) {
     pthread_mutex_lock(&reg_mu);
     if (reg_n == reg_cap) {
         reg_cap = reg_cap ? 2 * reg_cap : 256;
@@ -72,20 +76,81 @@ static void reg_add(const void *p, size_t bytes) {
     }
     size_t at = reg_upto((uintptr_t)p);
     memmove(reg + at + 1, reg + at, (reg_n - at) * sizeof *reg);
-    reg[at] = (struct mem_block){(uintptr_t)p, bytes};
+    reg[at] = (struct mem_block){(uintptr_t)p, bytes, in_arena, 0};
     reg_n++;
     pthread_mutex_unlock(&reg_mu);
 }
 
-/* A block made before checking was enabled is not in the registry: nothing to remove. */
-static void reg_remove(const void *p) {
+/* A block made before checking was enabled is not in the registry: nothing to remove. Returns the block's
+ * bytes (0 when it was not there). */
+static size_t reg_remove(const void *p) {
+    size_t bytes = 0;
     pthread_mutex_lock(&reg_mu);
     size_t at = reg_upto((uintptr_t)p);
     if (at > 0 && reg[at - 1].start == (uintptr_t)p) {
+        bytes = reg[at - 1].bytes;
         memmove(reg + at - 1, reg + at, (reg_n - at) * sizeof *reg);
         reg_n--;
     }
     pthread_mutex_unlock(&reg_mu);
+    return bytes;
+}
+
+static size_t page_size(void) {
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+/* The payload rounded up to whole pages. */
+static size_t map_pages(size_t payload) {
+    size_t ps = page_size();
+    return (payload + ps - 1) / ps * ps;
+}
+
+/* The checked heap: one reserved address range that blocks are carved from in address order and never
+ * reused, each a page for the header (at its end) and the payload on pages of its own, so the fence can
+ * close any part of a block without touching another's (or malloc's) memory. A freed block's pages go back
+ * to the system (MADV_DONTNEED). Guarded by reg_mu. */
+#define ARENA_BYTES ((size_t)1 << 40)
+static unsigned char *arena, *arena_top;
+
+static int in_arena(const void *p) {
+    return arena && (const unsigned char *)p >= arena && (const unsigned char *)p < arena + ARENA_BYTES;
+}
+
+static void arena_fail(const char *what, size_t payload) {
+    fprintf(stderr, "pulse-pipe: out of memory (checked heap, %s): %zu bytes\n", what, payload);
+    exit(3);
+}
+
+/* A fresh block, open (readable and writable) until the fence next closes; its pages are zero. */
+static unsigned char *arena_block(size_t payload) {
+    size_t ps = page_size();
+    if (payload > ARENA_BYTES - ps)
+        arena_fail("too large", payload);
+    size_t size = ps + map_pages(payload);
+    pthread_mutex_lock(&reg_mu);
+    if (!arena) {
+        void *a = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (a == MAP_FAILED)
+            arena_fail("no address range", payload);
+        arena = arena_top = a;
+    }
+    if (size > (size_t)(arena + ARENA_BYTES - arena_top))
+        arena_fail("address range used up", payload);
+    unsigned char *m = arena_top;
+    arena_top += size;
+    pthread_mutex_unlock(&reg_mu);
+    if (mprotect(m, size, PROT_READ | PROT_WRITE) != 0)
+        arena_fail("mprotect", payload);
+    return m + ps - MEM_HEADER;
+}
+
+static void arena_free(unsigned char *q, size_t payload) {
+    size_t ps = page_size();
+    madvise(q - ps, ps + map_pages(payload), MADV_DONTNEED);
 }
 
 void *mem_alloc(size_t n, size_t size) {
@@ -93,29 +158,35 @@ void *mem_alloc(size_t n, size_t size) {
         fprintf(stderr, "pulse-pipe: out of memory: %zu x %zu bytes\n", n, size);
         exit(3);
     }
-    size_t bytes = MEM_HEADER + n * size;
+    size_t bytes = MEM_HEADER + n * size, payload = n * size;
+    int checks = atomic_load_explicit(&checking, memory_order_relaxed);
     unsigned char *p;
+    uint32_t tag = use_cuda ? MEM_CUDA : checks ? MEM_ARENA : MEM_HEAP;
 #ifdef PULSE_HAVE_CUDA
     if (use_cuda)
         p = cuda_mem_alloc(bytes);
     else
 #endif
-        p = xcalloc(1, bytes);
-    uint32_t tag = use_cuda ? MEM_CUDA : MEM_HEAP;
-    size_t payload = n * size;
+        p = checks ? arena_block(payload) : xcalloc(1, bytes);
     memcpy(p, &tag, sizeof tag);
     memcpy(p + MEM_SIZE_AT, &payload, sizeof payload);
     peak_raise(atomic_fetch_add_explicit(&in_use, payload, memory_order_relaxed) + payload);
-    if (atomic_load_explicit(&checking, memory_order_relaxed))
-        reg_add(p + MEM_HEADER, n * size);
+    if (checks)
+        reg_add(p + MEM_HEADER, payload, tag == MEM_ARENA);
     return p + MEM_HEADER;
 }
 
 void mem_free(void *q) {
     if (!q)
         return;
+    size_t known = 0;
     if (atomic_load_explicit(&checking, memory_order_relaxed))
-        reg_remove(q); /* before the free: another thread's mem_alloc may get the address back at once */
+        known = reg_remove(q); /* before the free: another thread's mem_alloc may get the address back */
+    if (in_arena(q)) {         /* its header may be behind the closed fence: the registry has its size */
+        atomic_fetch_sub_explicit(&in_use, known, memory_order_relaxed);
+        arena_free(q, known);
+        return;
+    }
     unsigned char *p = (unsigned char *)q - MEM_HEADER;
     uint32_t tag;
     size_t payload;
@@ -164,6 +235,64 @@ int mem_owns(const void *p, size_t bytes) {
     }
     pthread_mutex_unlock(&reg_mu);
     return owns;
+}
+
+/* The fence: page spans of the checked heap that operations touched since the last sync, closed; spans
+ * [cur, n) belong to the operation now running and are open until it returns. Guarded by reg_mu. */
+struct span {
+    uintptr_t a, b;
+    int readable;
+};
+static struct span *spans;
+static size_t nspans, capspans, cur;
+
+/* The block holding p (the caller holds reg_mu), or NULL. */
+static const struct mem_block *block_of(uintptr_t p) {
+    size_t at = reg_upto(p);
+    return at > 0 && p - reg[at - 1].start < reg[at - 1].bytes ? &reg[at - 1] : NULL;
+}
+
+int mem_check_heap(const void *p) {
+    return in_arena(p);
+}
+
+void mem_check_touch(const void *p, size_t bytes) {
+    if (!in_arena(p) || bytes == 0)
+        return;
+    uintptr_t ps = page_size(), a = (uintptr_t)p / ps * ps, b = ((uintptr_t)p + bytes + ps - 1) / ps * ps;
+    pthread_mutex_lock(&reg_mu);
+    const struct mem_block *blk = block_of((uintptr_t)p);
+    if (nspans == capspans) {
+        capspans = capspans ? 2 * capspans : 1024;
+        spans = xrealloc(spans, capspans * sizeof *spans);
+    }
+    spans[nspans++] = (struct span){a, b, blk && blk->readable};
+    mprotect((void *)a, b - a, PROT_READ | PROT_WRITE); /* an earlier operation may have closed it */
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void mem_check_queued(void) {
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = cur; i < nspans; i++)
+        mprotect((void *)spans[i].a, spans[i].b - spans[i].a, spans[i].readable ? PROT_READ : PROT_NONE);
+    cur = nspans;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void mem_check_synced(void) {
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < nspans; i++)
+        mprotect((void *)spans[i].a, spans[i].b - spans[i].a, PROT_READ | PROT_WRITE);
+    nspans = cur = 0;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void mem_host_reads(const void *p) {
+    pthread_mutex_lock(&reg_mu);
+    size_t at = reg_upto((uintptr_t)p);
+    if (at > 0 && reg[at - 1].start == (uintptr_t)p)
+        reg[at - 1].readable = 1;
+    pthread_mutex_unlock(&reg_mu);
 }
 
 size_t mem_in_use(void) {

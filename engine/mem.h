@@ -36,12 +36,28 @@ void mem_peak_reset(void);
 
 /* Checking (PULSE_CHECK_OPS=1, engine/ops_check.c): from mem_check_enable on, every mem_alloc block is kept
  * in a registry of live blocks (start, bytes) until mem_free, so mem_owns can tell memory from here apart
- * from a plain malloc'd buffer. Off by default, so normal runs pay nothing; call it before the first
- * mem_alloc (a block made earlier is not known). It cannot be turned off again. Thread-safe. */
+ * from a plain malloc'd buffer, and a heap block gets pages of its own (its own mapping), which the fence
+ * below can protect. Off by default, so normal runs pay nothing; call it before the first mem_alloc (a block
+ * made earlier is not known). It cannot be turned off again. Thread-safe. */
 void mem_check_enable(void);
 int mem_check_enabled(void);
 /* 1 when [p, p + bytes) lies inside one live mem_alloc block (bytes == 0: p inside it or just past its end);
  * 0 otherwise, and always 0 while checking is off. */
 int mem_owns(const void *p, size_t bytes);
+/* The fence (checking only; heap blocks only), which finds host code touching memory that, on the GPU, an
+ * operation could still be reading or writing (engine/ops.h, "sync"). The checked table calls
+ * mem_check_touch for every extent an operation gets (it opens those pages), then mem_check_queued once the
+ * operation returns: every page it touched is closed, so host code that reads or writes one faults
+ * (SIGSEGV) at once, until mem_check_synced (ops sync) opens them all again. Pages, not elements: a block's
+ * neighbouring elements on a touched page are closed with it. */
+void mem_check_touch(const void *p, size_t bytes);
+void mem_check_queued(void);
+void mem_check_synced(void);
+/* 1 when p lies in the checked heap (a fault there is the fence's); async-signal-safe. */
+int mem_check_heap(const void *p);
+/* Marks block p (from mem_alloc) as one operations only read and the host fills between syncs (token ids,
+ * positions): the host may read it while operations run, so the fence closes it to writes only. Without
+ * checking it does nothing. */
+void mem_host_reads(const void *p);
 
 #endif

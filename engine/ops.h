@@ -7,7 +7,12 @@
  * LayerNorm's mean and rstd); every backward ACCUMULATES (+=) into the gradient buffers it is given, so
  * several uses of one tensor add up; a NULL gradient pointer means "not needed" (frozen weights get none).
  * Reductions have a fixed order that does not depend on the thread count: results are bit-identical for any
- * `threads`. */
+ * `threads`.
+ *
+ * Operations may return before their work is done (the CUDA backend queues them on one stream, in order, so
+ * each still sees its predecessors' results). Host code that reads or writes memory an operation may touch
+ * calls `sync` first; the model's entry points (engine/llava.h) end with one, so their callers never need
+ * to. mem_alloc and mem_free are safe at any time. PULSE_CHECK_OPS=1 finds a missing sync on the CPU. */
 #ifndef PULSE_ENGINE_OPS_H
 #define PULSE_ENGINE_OPS_H
 
@@ -88,6 +93,12 @@ struct ops {
     void (*dropout)(float *out, const float *in, size_t n, uint64_t key, float p, float scale,
                     int accumulate);
 
+    /* Grouped-query attention's key and value heads, repeated for the attention op (transformers' repeat_kv):
+     * out[N, KVH*REP, HS] head h of row i = in[N, KVH, HS] head h / REP of row i. backward: din head j of row
+     * i += the REP heads it served, in order (j*REP first). */
+    void (*repeat_kv)(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs);
+    void (*repeat_kv_backward)(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs);
+
     /* Rows of a table: out[n,C] = table[tok[i]]; backward: dtable[tok[i]] += dout[i] (in row order). */
     void (*embedding_forward)(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
     void (*embedding_backward)(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
@@ -105,7 +116,11 @@ struct ops {
     void (*kl_backward)(float *dlogits, const float *dkl, const float *logits, const float *ref_logits,
                         const uint8_t *mask, size_t n, size_t v);
 
-    /* Sum of squares of x, in a fixed order (global gradient norm). */
+    /* Waits until every operation called so far has finished: the host may then touch their memory. */
+    void (*sync)(void);
+
+    /* Sum of squares of x, in a fixed order (global gradient norm). It returns a value, so it waits like
+     * sync. */
     double (*sum_squares)(const float *x, size_t n);
     /* In place x *= s. */
     void (*scale)(float *x, float s, size_t n);
@@ -118,7 +133,8 @@ struct ops {
      * and its products read that copy (the same values, so the same bits), and on CUDA it also moves the
      * fp32 weight's pages to host memory, so the GPU holds the frozen weights in bf16 only. The fp32 tables
      * ignore it. weights_forget: drops the copies of every weight in [p, p + n floats) (they are about to
-     * change or be freed); every table of a backend drops that backend's copies. */
+     * change or be freed, on the host: it waits like sync); every table of a backend drops that backend's
+     * copies. */
     void (*weights_frozen)(const float *w, size_t n);
     void (*weights_forget)(const float *p, size_t n);
 

@@ -7,16 +7,26 @@
  * argument, a gradient that is not needed) and an empty extent are not checked, and an input a backward reads
  * only for one gradient (matmul_backward reads w only for dinp, inp only for dw) is checked only when that
  * gradient is asked for. The embedding table's row count is not passed: the check covers rows 0 through the
- * largest token id the call indexes (negative ids index none), read from tok once tok itself has passed. */
+ * largest token id the call indexes (negative ids index none), read from tok once tok itself has passed.
+ *
+ * The fence (engine/mem.h): every extent that passes is open while the operation runs and closed when it
+ * returns, until the next sync (or sum_squares, weights_forget, which wait like it): host code that touches it
+ * in between faults with one line, where on a GPU it would race a queued kernel. */
 #include "engine/mem.h"
 #include "engine/ops.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const struct ops *inner;
 static struct ops checked;
+
+/* Every extent that passed check() is open while the operation runs (the CPU's operations are host code),
+ * then closed behind it: host code touching it before the next sync faults, as it would race the GPU. */
+#define RUN(call) ((call), mem_check_queued())
 
 /* a * b, saturating at SIZE_MAX: an extent too large to exist fails the check instead of wrapping around. */
 static size_t mul(size_t a, size_t b) {
@@ -31,8 +41,12 @@ static size_t i32(size_t n) {
 
 /* A bad pointer is a bug in the caller, not bad input: one line, then abort() for a core and a backtrace. */
 static void check(const char *op, const char *name, const void *p, size_t bytes) {
-    if (!p || bytes == 0 || mem_owns(p, bytes))
+    if (!p || bytes == 0)
         return;
+    if (mem_owns(p, bytes)) {
+        mem_check_touch(p, bytes);
+        return;
+    }
     fprintf(stderr,
             "pulse-pipe: ops check: %s: argument %s (%zu bytes at %p) is not inside memory from mem_alloc\n",
             op, name, bytes, p);
@@ -41,7 +55,7 @@ static void check(const char *op, const char *name, const void *p, size_t bytes)
 
 /* Rows of an embedding table the call indexes: the largest non-negative id + 1 (0 when none is). */
 static size_t indexed_rows(const int32_t *tok, size_t n) {
-    size_t rows = 0;
+    size_t rows = 0; /* tok passed check(): its pages are open */
     for (size_t i = 0; tok && i < n; i++)
         if (tok[i] >= 0 && (size_t)tok[i] + 1 > rows)
             rows = (size_t)tok[i] + 1;
@@ -55,7 +69,7 @@ static void check_matmul_forward(float *out, const float *inp, const float *w, c
     check(op, "inp", inp, f32(mul(n, ic)));
     check(op, "w", w, f32(mul(oc, ic)));
     check(op, "b", b, f32(oc));
-    inner->matmul_forward(out, inp, w, b, n, ic, oc);
+    RUN(inner->matmul_forward(out, inp, w, b, n, ic, oc));
 }
 
 static void check_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -70,7 +84,7 @@ static void check_matmul_backward(float *dinp, float *dw, float *db, const float
         check(op, "inp", inp, f32(mul(n, ic)));
     if (dinp)
         check(op, "w", w, f32(mul(oc, ic)));
-    inner->matmul_backward(dinp, dw, db, dout, inp, w, n, ic, oc);
+    RUN(inner->matmul_backward(dinp, dw, db, dout, inp, w, n, ic, oc));
 }
 
 static void check_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -82,7 +96,7 @@ static void check_layernorm_forward(float *out, float *mean, float *rstd, const 
     check(op, "inp", inp, f32(mul(n, c)));
     check(op, "w", w, f32(c));
     check(op, "b", b, f32(c));
-    inner->layernorm_forward(out, mean, rstd, inp, w, b, n, c, eps);
+    RUN(inner->layernorm_forward(out, mean, rstd, inp, w, b, n, c, eps));
 }
 
 static void check_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -100,7 +114,7 @@ static void check_layernorm_backward(float *dinp, float *dw, float *db, const fl
     }
     if (dinp)
         check(op, "w", w, f32(c));
-    inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, n, c);
+    RUN(inner->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, n, c));
 }
 
 static void check_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t n,
@@ -110,7 +124,7 @@ static void check_rmsnorm_forward(float *out, float *rstd, const float *inp, con
     check(op, "rstd", rstd, f32(n));
     check(op, "inp", inp, f32(mul(n, c)));
     check(op, "w", w, f32(c));
-    inner->rmsnorm_forward(out, rstd, inp, w, n, c, eps);
+    RUN(inner->rmsnorm_forward(out, rstd, inp, w, n, c, eps));
 }
 
 static void check_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
@@ -125,7 +139,7 @@ static void check_rmsnorm_backward(float *dinp, float *dw, const float *dout, co
     }
     if (dinp)
         check(op, "w", w, f32(c));
-    inner->rmsnorm_backward(dinp, dw, dout, inp, w, rstd, n, c);
+    RUN(inner->rmsnorm_backward(dinp, dw, dout, inp, w, rstd, n, c));
 }
 
 static void check_rope(const char *op, const char *xname, const float *x, const int32_t *pos, size_t b,
@@ -137,13 +151,13 @@ static void check_rope(const char *op, const char *xname, const float *x, const 
 static void check_rope_forward(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
                                float theta) {
     check_rope("rope_forward", "x", x, pos, b, t, nh, hs);
-    inner->rope_forward(x, pos, b, t, nh, hs, theta);
+    RUN(inner->rope_forward(x, pos, b, t, nh, hs, theta));
 }
 
 static void check_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs,
                                 float theta) {
     check_rope("rope_backward", "dx", dx, pos, b, t, nh, hs);
-    inner->rope_backward(dx, pos, b, t, nh, hs, theta);
+    RUN(inner->rope_backward(dx, pos, b, t, nh, hs, theta));
 }
 
 static void check_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
@@ -157,7 +171,7 @@ static void check_attention_forward(float *out, float *probs, const float *q, co
     check(op, "k", k, x);
     check(op, "v", v, x);
     check(op, "len", len, i32(b));
-    inner->attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs);
+    RUN(inner->attention_forward(out, probs, q, k, v, len, causal, b, t, nh, hs));
 }
 
 static void check_attention_decode(float *out, const float *q, const float *k, const float *v,
@@ -170,7 +184,7 @@ static void check_attention_decode(float *out, const float *q, const float *k, c
     check(op, "k", k, cache);
     check(op, "v", v, cache);
     check(op, "len", len, i32(b));
-    inner->attention_decode(out, q, k, v, len, b, cap, nh, kvh, hs);
+    RUN(inner->attention_decode(out, q, k, v, len, b, cap, nh, kvh, hs));
 }
 
 static void check_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
@@ -190,13 +204,13 @@ static void check_attention_backward(float *dq, float *dk, float *dv, const floa
         check(op, "q", q, x);
     if (dq)
         check(op, "k", k, x);
-    inner->attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs);
+    RUN(inner->attention_backward(dq, dk, dv, dout, probs, q, k, v, b, t, nh, hs));
 }
 
 static void check_gelu_forward(float *out, const float *inp, size_t n) {
     check("gelu_forward", "out", out, f32(n));
     check("gelu_forward", "inp", inp, f32(n));
-    inner->gelu_forward(out, inp, n);
+    RUN(inner->gelu_forward(out, inp, n));
 }
 
 static void check_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
@@ -205,13 +219,13 @@ static void check_gelu_backward(float *dinp, const float *dout, const float *inp
         check("gelu_backward", "dout", dout, f32(n));
         check("gelu_backward", "inp", inp, f32(n));
     }
-    inner->gelu_backward(dinp, dout, inp, n);
+    RUN(inner->gelu_backward(dinp, dout, inp, n));
 }
 
 static void check_quick_gelu_forward(float *out, const float *inp, size_t n) {
     check("quick_gelu_forward", "out", out, f32(n));
     check("quick_gelu_forward", "inp", inp, f32(n));
-    inner->quick_gelu_forward(out, inp, n);
+    RUN(inner->quick_gelu_forward(out, inp, n));
 }
 
 static void check_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
@@ -220,14 +234,14 @@ static void check_quick_gelu_backward(float *dinp, const float *dout, const floa
         check("quick_gelu_backward", "dout", dout, f32(n));
         check("quick_gelu_backward", "inp", inp, f32(n));
     }
-    inner->quick_gelu_backward(dinp, dout, inp, n);
+    RUN(inner->quick_gelu_backward(dinp, dout, inp, n));
 }
 
 static void check_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
     check("swiglu_forward", "out", out, f32(n));
     check("swiglu_forward", "gate", gate, f32(n));
     check("swiglu_forward", "up", up, f32(n));
-    inner->swiglu_forward(out, gate, up, n);
+    RUN(inner->swiglu_forward(out, gate, up, n));
 }
 
 static void check_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
@@ -240,14 +254,14 @@ static void check_swiglu_backward(float *dgate, float *dup, const float *dout, c
         check(op, "gate", gate, f32(n));
         check(op, "up", up, f32(n));
     }
-    inner->swiglu_backward(dgate, dup, dout, gate, up, n);
+    RUN(inner->swiglu_backward(dgate, dup, dout, gate, up, n));
 }
 
 static void check_add(float *out, const float *a, const float *b, size_t n) {
     check("add", "out", out, f32(n));
     check("add", "a", a, f32(n));
     check("add", "b", b, f32(n));
-    inner->add(out, a, b, n);
+    RUN(inner->add(out, a, b, n));
 }
 
 static void check_accumulate(float *dst, const float *src, size_t n) {
@@ -255,31 +269,31 @@ static void check_accumulate(float *dst, const float *src, size_t n) {
         check("accumulate", "dst", dst, f32(n));
         check("accumulate", "src", src, f32(n));
     }
-    inner->accumulate(dst, src, n);
+    RUN(inner->accumulate(dst, src, n));
 }
 
 static void check_copy(float *dst, const float *src, size_t n) {
     check("copy", "dst", dst, f32(n));
     check("copy", "src", src, f32(n));
-    inner->copy(dst, src, n);
+    RUN(inner->copy(dst, src, n));
 }
 
 static void check_zero(float *x, size_t n) {
     check("zero", "x", x, f32(n));
-    inner->zero(x, n);
+    RUN(inner->zero(x, n));
 }
 
 static void check_add_scaled(float *out, const float *x, float s, size_t n) {
     check("add_scaled", "out", out, f32(n));
     check("add_scaled", "x", x, f32(n));
-    inner->add_scaled(out, x, s, n);
+    RUN(inner->add_scaled(out, x, s, n));
 }
 
 static void check_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale,
                           int accumulate) {
     check("dropout", "out", out, f32(n));
     check("dropout", "in", in, f32(n));
-    inner->dropout(out, in, n, key, p, scale, accumulate);
+    RUN(inner->dropout(out, in, n, key, p, scale, accumulate));
 }
 
 static void check_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c) {
@@ -288,7 +302,7 @@ static void check_embedding_forward(float *out, const int32_t *tok, const float 
     check(op, "tok", tok, i32(n));
     if (c)
         check(op, "table", table, f32(mul(indexed_rows(tok, n), c)));
-    inner->embedding_forward(out, tok, table, n, c);
+    RUN(inner->embedding_forward(out, tok, table, n, c));
 }
 
 static void check_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n,
@@ -299,7 +313,7 @@ static void check_embedding_backward(float *dtable, const float *dout, const int
         check(op, "tok", tok, i32(n));
         check(op, "dtable", dtable, f32(mul(indexed_rows(tok, n), c)));
     }
-    inner->embedding_backward(dtable, dout, tok, n, c);
+    RUN(inner->embedding_backward(dtable, dout, tok, n, c));
 }
 
 /* The four losses share their shapes: rows [n, v] of logits, one float, target and mask byte per row. v == 0
@@ -320,7 +334,7 @@ static void check_loss(const char *op, const char *oname, const float *o, size_t
 static void check_logprob_forward(float *logp, const float *logits, const int32_t *target,
                                   const uint8_t *mask, size_t n, size_t v) {
     check_loss("logprob_forward", "logp", logp, f32(n), NULL, logits, NULL, target, mask, n, v);
-    inner->logprob_forward(logp, logits, target, mask, n, v);
+    RUN(inner->logprob_forward(logp, logits, target, mask, n, v));
 }
 
 static void check_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
@@ -328,13 +342,13 @@ static void check_logprob_backward(float *dlogits, const float *dlogp, const flo
     if (dlogits)
         check_loss("logprob_backward", "dlogits", dlogits, f32(mul(n, v)), dlogp, logits, NULL, target, mask,
                    n, v);
-    inner->logprob_backward(dlogits, dlogp, logits, target, mask, n, v);
+    RUN(inner->logprob_backward(dlogits, dlogp, logits, target, mask, n, v));
 }
 
 static void check_kl_forward(float *kl, const float *logits, const float *ref_logits, const uint8_t *mask,
                              size_t n, size_t v) {
     check_loss("kl_forward", "kl", kl, f32(n), NULL, logits, ref_logits, NULL, mask, n, v);
-    inner->kl_forward(kl, logits, ref_logits, mask, n, v);
+    RUN(inner->kl_forward(kl, logits, ref_logits, mask, n, v));
 }
 
 static void check_kl_backward(float *dlogits, const float *dkl, const float *logits, const float *ref_logits,
@@ -342,17 +356,19 @@ static void check_kl_backward(float *dlogits, const float *dkl, const float *log
     if (dlogits)
         check_loss("kl_backward", "dlogits", dlogits, f32(mul(n, v)), dkl, logits, ref_logits, NULL, mask, n,
                    v);
-    inner->kl_backward(dlogits, dkl, logits, ref_logits, mask, n, v);
+    RUN(inner->kl_backward(dlogits, dkl, logits, ref_logits, mask, n, v));
 }
 
 static double check_sum_squares(const float *x, size_t n) {
     check("sum_squares", "x", x, f32(n));
-    return inner->sum_squares(x, n);
+    double r = inner->sum_squares(x, n);
+    mem_check_synced(); /* it waits like sync */
+    return r;
 }
 
 static void check_scale(float *x, float s, size_t n) {
     check("scale", "x", x, f32(n));
-    inner->scale(x, s, n);
+    RUN(inner->scale(x, s, n));
 }
 
 static void check_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
@@ -361,17 +377,58 @@ static void check_adamw(float *param, const float *grad, float *m, float *v, siz
     check("adamw", "grad", grad, f32(n));
     check("adamw", "m", m, f32(n));
     check("adamw", "v", v, f32(n));
-    inner->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    RUN(inner->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t));
+}
+
+static void check_sync(void) {
+    inner->sync();
+    mem_check_synced();
+}
+
+static void check_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
+    const char *op = "repeat_kv";
+    check(op, "out", out, f32(mul(mul(n, kvh), mul(rep, hs))));
+    check(op, "in", in, f32(mul(mul(n, kvh), hs)));
+    RUN(inner->repeat_kv(out, in, n, kvh, rep, hs));
+}
+
+static void check_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep,
+                                     size_t hs) {
+    const char *op = "repeat_kv_backward";
+    check(op, "din", din, f32(mul(mul(n, kvh), hs)));
+    if (din)
+        check(op, "dout", dout, f32(mul(mul(n, kvh), mul(rep, hs))));
+    RUN(inner->repeat_kv_backward(din, dout, n, kvh, rep, hs));
 }
 
 static void check_weights_frozen(const float *w, size_t n) {
     check("weights_frozen", "w", w, f32(n));
-    inner->weights_frozen(w, n);
+    RUN(inner->weights_frozen(w, n));
 }
 
 static void check_weights_forget(const float *p, size_t n) {
     check("weights_forget", "p", p, f32(n));
     inner->weights_forget(p, n);
+    mem_check_synced(); /* it waits like sync */
+}
+
+/* A fault on a fenced page gets one line saying what it means; the handler then steps aside (SA_RESETHAND),
+ * so the access faults again and the process dies of SIGSEGV as it would have. */
+static void fence_fault(int sig, siginfo_t *si, void *ctx) {
+    (void)sig;
+    (void)ctx;
+    static const char msg[] = "pulse-pipe: ops check: host code touched memory an operation may still be "
+                              "using (an ops sync is missing before it; a debugger shows where)\n";
+    if (mem_check_heap(si->si_addr))
+        (void)!write(2, msg, sizeof msg - 1);
+}
+
+static void fence_handler(void) {
+    struct sigaction sa = {0};
+    sa.sa_sigaction = fence_fault;
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
 }
 
 const struct ops *ops_checked_inner(const struct ops *table) {
@@ -380,6 +437,7 @@ const struct ops *ops_checked_inner(const struct ops *table) {
 
 const struct ops *ops_checked(const struct ops *in) {
     mem_check_enable();
+    fence_handler();
     inner = in;
     checked = (struct ops){.name = in->name,
                            .matmul_forward = check_matmul_forward,
@@ -405,12 +463,15 @@ const struct ops *ops_checked(const struct ops *in) {
                            .zero = check_zero,
                            .add_scaled = check_add_scaled,
                            .dropout = check_dropout,
+                           .repeat_kv = check_repeat_kv,
+                           .repeat_kv_backward = check_repeat_kv_backward,
                            .embedding_forward = check_embedding_forward,
                            .embedding_backward = check_embedding_backward,
                            .logprob_forward = check_logprob_forward,
                            .logprob_backward = check_logprob_backward,
                            .kl_forward = check_kl_forward,
                            .kl_backward = check_kl_backward,
+                           .sync = check_sync,
                            .sum_squares = check_sum_squares,
                            .scale = check_scale,
                            .adamw = check_adamw,

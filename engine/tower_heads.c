@@ -84,6 +84,7 @@ static float group_step(struct tower_heads *h, const struct ops *ops, int g, con
     float *gw = h->grads + h->off[g];
     long cnt = 0, scored = g < TOWER_TOKEN_GROUPS; /* token groups: accuracy on object tokens only */
     *count = *hit = 0;
+    ops->sync(); /* the previous group's operations may still read s */
     for (size_t i = 0; i < n; i++) {
         int32_t t = lab[i * stride];
         s->on[i] = t >= 0;
@@ -95,6 +96,7 @@ static float group_step(struct tower_heads *h, const struct ops *ops, int g, con
         return 0.0f;
     ops->matmul_forward(s->logits, x, w, w + k * c, n, c, k);
     ops->logprob_forward(s->logp, s->logits, s->tgt, s->on, n, k);
+    ops->sync();      /* logp and logits are read here, dlogp written */
     double sum = 0.0; /* in row order: the same bits for any thread count */
     for (size_t i = 0; i < n; i++) {
         sum += s->on[i] ? s->logp[i] : 0.0;
@@ -137,6 +139,7 @@ float tower_heads_step(struct tower_heads *h, const struct ops *ops, const float
                            1.0f / TOWER_FACE_GROUPS, dpooled, &s, &hits[g], &counts[g]);
     }
     pool(ops, dfeats, dpooled, b->nimg, h->per, c, 1);
+    ops->sync();
     mem_free(pooled);
     mem_free(dpooled);
     scratch_free(&s);

@@ -54,6 +54,7 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
                           : 0;
     if (rc == 0) {
         ops->logprob_forward(logp, m->a.logits, tgt, on, n, v);
+        ops->sync();      /* logp is read here, dlogp written */
         double sum = 0.0; /* in position order: the same bits for any thread count */
         for (size_t i = 0; i < n; i++)
             sum += on[i] ? logp[i] : 0.0;
@@ -62,6 +63,7 @@ int train_ce_loss(struct llava *m, const struct ops *ops, const int32_t *labels,
             dlogp[i] = on[i] ? -1.0f / (float)count : 0.0f;
         ops->zero(m->d.logits, n * v);
         ops->logprob_backward(m->d.logits, dlogp, m->a.logits, tgt, on, n, v);
+        ops->sync();
     }
     mem_free(logp);
     return rc;
@@ -134,6 +136,7 @@ int train_adamw_step(struct train_adamw *o, struct llava *m, const struct ops *o
                        t->n, lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->step);
     }
     adamw_lora(o, m, ops, lr);
+    ops->sync();
     return 0;
 }
 

@@ -49,6 +49,7 @@ static void seq_sum(const struct ops *ops, const struct targets *g, const float 
                     size_t v, float *S) {
     float *logp = mem_alloc(b * t, sizeof *logp);
     ops->logprob_forward(logp, logits, g->tgt, g->on, b * t, v);
+    ops->sync(); /* logp is read here */
     for (size_t i = 0; i < b; i++) {
         double s = 0.0;
         for (size_t j = 0; j < t; j++)
@@ -65,6 +66,7 @@ static void seq_back(const struct ops *ops, const struct targets *g, float *dlog
     for (size_t i = 0; i < b * t; i++)
         dlogp[i] = g->on[i] ? dS[i / t] : 0.0f;
     ops->logprob_backward(dlogits, dlogp, logits, g->tgt, g->on, b * t, v);
+    ops->sync();
     mem_free(dlogp);
 }
 
@@ -96,6 +98,7 @@ int unlearn_kl(const struct ops *ops, const float *logits, const float *ref_logi
     size_t n = b * t;
     float *pos = mem_alloc(2 * n, sizeof *pos), *dpos = pos + n;
     ops->kl_forward(pos, logits, ref_logits, g.on, n, v);
+    ops->sync(); /* pos is read here, dpos written */
     double sum = 0.0;
     for (size_t i = 0; i < n; i++)
         sum += g.on[i] ? pos[i] : 0.0;
@@ -104,6 +107,7 @@ int unlearn_kl(const struct ops *ops, const float *logits, const float *ref_logi
         for (size_t i = 0; i < n; i++)
             dpos[i] = g.on[i] ? scale / (float)g.count : 0.0f;
         ops->kl_backward(dlogits, dpos, logits, ref_logits, g.on, n, v);
+        ops->sync();
     }
     mem_free(pos);
     targets_free(&g);
@@ -165,6 +169,7 @@ int unlearn_ref_forward(struct llava *m, const struct ops *ops, const struct unl
     llava_lora_bypass(m, was);
     if (rc == 0)
         ops->copy(ref, m->a.logits, x->b * x->t * vocab(m));
+    ops->sync();
     m->fb = 0; /* these activations are not the adapted model's: nothing may differentiate them */
     return rc;
 }
@@ -207,6 +212,7 @@ void unlearn_ref_init(struct unlearn_ref *r, const struct llava *m, const struct
             ops->copy(r->at[i], *m->ptab[i].slot, m->ptab[i].n);
         }
     free(pos);
+    ops->sync();
     r->logits = mem_alloc(m->B * m->T * vocab(m), sizeof(float));
 }
 

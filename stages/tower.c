@@ -82,6 +82,7 @@ static float tower_step(struct tower_run *r, const struct ops *ops, const struct
     train_adamw_step(&r->opt, &r->m, ops, lr, NULL);
     ops->adamw(r->h.params, r->h.grads, r->h.m, r->h.v, r->h.n, lr, o->beta1, o->beta2, 1e-8f,
                o->weight_decay, r->opt.step);
+    ops->sync(); /* the next step's batch is gathered on the host */
     return loss;
 }
 

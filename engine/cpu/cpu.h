@@ -158,6 +158,8 @@ void cpu_copy(float *dst, const float *src, size_t n);
 void cpu_zero(float *x, size_t n);
 void cpu_add_scaled(float *out, const float *x, float s, size_t n);
 void cpu_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
+void cpu_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs);
+void cpu_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs);
 void cpu_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
 void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
 

@@ -17,8 +17,9 @@ struct ew {
     uint64_t key; /* dropout's mask */
     int accumulate;
     const int32_t *tok;
-    size_t c_len; /* embedding row length */
+    size_t c_len; /* embedding row length; repeat_kv's head size */
     size_t n;
+    size_t kvh, rep; /* repeat_kv's heads and repeats */
 };
 
 static void gelu_fwd(void *ctx, size_t begin, size_t end) {
@@ -238,6 +239,39 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *tok
     if (dtable)
         cpu_parallel(c, n, embedding_cols,
                      &(struct ew){.o1 = dtable, .a = dout, .tok = tok, .c_len = c, .n = n});
+}
+
+static void repeat_kv_rows(void *ctx, size_t begin, size_t end) {
+    const struct ew *e = ctx;
+    size_t hs = e->c_len, kvh = e->kvh, rep = e->rep;
+    for (size_t i = begin; i < end; i++)
+        for (size_t h = 0; h < kvh * rep; h++)
+            memcpy(e->o1 + (i * kvh * rep + h) * hs, e->a + (i * kvh + h / rep) * hs, hs * sizeof(float));
+}
+
+static void repeat_kv_back_rows(void *ctx, size_t begin, size_t end) {
+    const struct ew *e = ctx;
+    size_t hs = e->c_len, kvh = e->kvh, rep = e->rep;
+    for (size_t i = begin; i < end; i++)
+        for (size_t j = 0; j < kvh; j++) {
+            float *d = e->o1 + (i * kvh + j) * hs;
+            for (size_t r = 0; r < rep; r++) {
+                const float *x = e->a + (i * kvh * rep + j * rep + r) * hs;
+                for (size_t k = 0; k < hs; k++)
+                    d[k] += x[k];
+            }
+        }
+}
+
+void cpu_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
+    cpu_parallel(n, kvh * rep * hs, repeat_kv_rows,
+                 &(struct ew){.o1 = out, .a = in, .c_len = hs, .kvh = kvh, .rep = rep});
+}
+
+void cpu_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs) {
+    if (din)
+        cpu_parallel(n, kvh * rep * hs, repeat_kv_back_rows,
+                     &(struct ew){.o1 = din, .a = dout, .c_len = hs, .kvh = kvh, .rep = rep});
 }
 
 void cpu_copy(float *dst, const float *src, size_t n) {

@@ -6,6 +6,9 @@
 
 #include <cblas.h>
 
+/* Every CPU operation has finished when it returns: nothing to wait for. */
+static void cpu_sync(void) {}
+
 /* One table per process: its functions take no table argument, so they read the thread count from here. */
 static struct ops cpu_table = {
     .name = "cpu",
@@ -32,12 +35,15 @@ static struct ops cpu_table = {
     .zero = cpu_zero,
     .add_scaled = cpu_add_scaled,
     .dropout = cpu_dropout,
+    .repeat_kv = cpu_repeat_kv,
+    .repeat_kv_backward = cpu_repeat_kv_backward,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .logprob_forward = cpu_logprob_forward,
     .logprob_backward = cpu_logprob_backward,
     .kl_forward = cpu_kl_forward,
     .kl_backward = cpu_kl_backward,
+    .sync = cpu_sync,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw = cpu_adamw,

@@ -2,9 +2,11 @@
  * of engine/ops.h), the cuBLAS handle, scratch memory, and the error check every operation ends with.
  *
  * Memory: every tensor an operation receives was allocated by engine/mem.c in CUDA mode, i.e. CUDA managed
- * memory, so the model code may still read and write it on the host between operations. To make that safe,
- * every operation finishes its work before it returns (cuda_done synchronises): no kernel is ever in flight
- * while host code runs. Scratch an operation needs for itself comes from cuda_scratch (plain device memory).
+ * memory, so the model code may still read and write it on the host, after an ops sync (engine/ops.h).
+ * Operations queue their kernels on the legacy default stream and return (cuda_done checks the launch
+ * only), so the GPU runs them back to back in call order; a host read of a kernel's output, or a host write
+ * a queued kernel could still read, waits for sync first. Scratch an operation needs for itself comes from
+ * cuda_scratch (plain device memory, reused by later operations: the stream's order keeps that safe).
  *
  * Determinism: no floating-point atomics anywhere. Reductions have a fixed tree that depends on the shapes
  * only, and cuBLAS is bit-reproducible on one GPU model (its documented guarantee), so two runs give the same
@@ -23,8 +25,9 @@
 extern "C" {
 #endif
 
-/* Ends every operation: checks the launch and waits for the device; on a CUDA error prints one line naming
- * the operation and exits (status 3): an engine error mid-stage leaves the store as it was. */
+/* Ends every operation: checks the launch (and, under PULSE_CUDA_SYNC=1, waits for the device); on a CUDA
+ * error prints one line naming the operation and exits (status 3): an engine error mid-stage leaves the
+ * store as it was. */
 void cuda_done(const char *op);
 /* Checks a CUDA runtime call / a cuBLAS call the same way. */
 void cuda_check(cudaError_t e, const char *what);
@@ -113,6 +116,8 @@ void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_accumulate(float *dst, const float *src, size_t n);
 void cuda_add_scaled(float *out, const float *x, float s, size_t n);
 void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
+void cuda_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs);
+void cuda_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs);
 void cuda_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c);
 void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
 void cuda_copy(float *dst, const float *src, size_t n);

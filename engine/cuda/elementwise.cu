@@ -115,6 +115,41 @@ static __global__ void embedding_bwd_kernel(float *dtable, const float *dout, co
     }
 }
 
+/* One thread per output element: out[i, h, k] = in[i, h / rep, k]. */
+static __global__ void repeat_kv_kernel(float *out, const float *in, size_t total, size_t kvh, size_t rep,
+                                        size_t hs) {
+    for (size_t e = ew_first(); e < total; e += ew_step()) {
+        size_t k = e % hs, h = e / hs % (kvh * rep), i = e / (hs * kvh * rep);
+        out[e] = in[(i * kvh + h / rep) * hs + k];
+    }
+}
+
+/* One thread per input element, adding its rep heads in order (the CPU's bits, no atomics). */
+static __global__ void repeat_kv_bwd_kernel(float *din, const float *dout, size_t total, size_t kvh,
+                                            size_t rep, size_t hs) {
+    for (size_t e = ew_first(); e < total; e += ew_step()) {
+        size_t k = e % hs, j = e / hs % kvh, i = e / (hs * kvh);
+        float d = din[e];
+        for (size_t r = 0; r < rep; r++)
+            d += dout[(i * kvh * rep + j * rep + r) * hs + k];
+        din[e] = d;
+    }
+}
+
+void cuda_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
+    size_t total = n * kvh * rep * hs;
+    if (total)
+        repeat_kv_kernel<<<cuda_blocks(total, EW_THREADS), EW_THREADS>>>(out, in, total, kvh, rep, hs);
+    cuda_done("cuda_repeat_kv");
+}
+
+void cuda_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs) {
+    size_t total = n * kvh * hs;
+    if (din && total && rep)
+        repeat_kv_bwd_kernel<<<cuda_blocks(total, EW_THREADS), EW_THREADS>>>(din, dout, total, kvh, rep, hs);
+    cuda_done("cuda_repeat_kv_backward");
+}
+
 void cuda_gelu_forward(float *out, const float *inp, size_t n) {
     if (n)
         gelu_fwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, inp, n);

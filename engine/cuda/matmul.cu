@@ -212,9 +212,11 @@ void cuda_weights_frozen(const float *w, size_t n) {
     (void)n;
 }
 
+/* The caller is about to change or free the weights on the host: it waits like ops sync (engine/ops.h). */
 void cuda_weights_forget(const float *p, size_t n) {
     wcache_forget(&frozen, p, n, mm_frozen_drop);
-    cuda_done("weights_forget");
+    cuda_check(cudaGetLastError(), "weights_forget");
+    cuda_check(cudaDeviceSynchronize(), "weights_forget");
 }
 
 /* w [oc, ic] as the products' bf16 operand: its frozen copy, or rounded now into scratch `slot`. */

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void cuda_check(cudaError_t e, const char *what) {
     if (e == cudaSuccess)
@@ -20,9 +21,32 @@ void cuda_blas_check(cublasStatus_t s, const char *what) {
     exit(3);
 }
 
+/* PULSE_CUDA_SYNC=1 makes every operation wait for its work (a kernel's error then names its operation, not
+ * a later sync; bench_train --profile times each operation by syncing after it itself). So does a GPU
+ * without concurrent managed access (Windows, some embedded boards): there the host may not touch managed
+ * memory at all while a kernel runs, not even memory the kernel does not use. */
+static int sync_each(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("PULSE_CUDA_SYNC");
+        int dev = 0, concurrent = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&concurrent, cudaDevAttrConcurrentManagedAccess, dev) != cudaSuccess)
+            (void)cudaGetLastError();
+        on = (e && strcmp(e, "1") == 0) || !concurrent;
+    }
+    return on;
+}
+
 void cuda_done(const char *op) {
     cuda_check(cudaGetLastError(), op);
-    cuda_check(cudaDeviceSynchronize(), op);
+    if (sync_each())
+        cuda_check(cudaDeviceSynchronize(), op);
+}
+
+/* ops sync: an error of a kernel still queued surfaces here, named after the wait. */
+static void cuda_sync(void) {
+    cuda_check(cudaDeviceSynchronize(), "an operation (run with PULSE_CUDA_SYNC=1 to name it)");
 }
 
 cublasHandle_t cuda_blas(void) {
@@ -96,12 +120,15 @@ static struct ops cuda_table = {
     .zero = cuda_zero,
     .add_scaled = cuda_add_scaled,
     .dropout = cuda_dropout,
+    .repeat_kv = cuda_repeat_kv,
+    .repeat_kv_backward = cuda_repeat_kv_backward,
     .embedding_forward = cuda_embedding_forward,
     .embedding_backward = cuda_embedding_backward,
     .logprob_forward = cuda_logprob_forward,
     .logprob_backward = cuda_logprob_backward,
     .kl_forward = cuda_kl_forward,
     .kl_backward = cuda_kl_backward,
+    .sync = cuda_sync,
     .sum_squares = cuda_sum_squares,
     .scale = cuda_scale,
     .adamw = cuda_adamw,

@@ -172,6 +172,7 @@ static void parity(const char *op, const char *shape, run_fn run, const void *ct
     run(CPU, ctx, c);
     run(GPU, ctx, g);
     run(GPU, ctx, g2);
+    GPU->sync(); /* the CUDA operations may still be running: the comparisons read their outputs */
     char what[160];
     for (k = 0; k < nout; k++) {
         if (outs[k].null)
@@ -638,6 +639,34 @@ static void test_elementwise(size_t n, uint64_t seed) {
     mem_free((void *)e.c);
 }
 
+/* Grouped-query heads: n rows of kvh heads of hs, each repeated rep times, and the backward's sums (in the
+ * same order on both sides: exact). */
+struct rkv {
+    const float *in, *dout;
+    size_t n, kvh, rep, hs;
+};
+static void rkv_f(const struct ops *o, const void *ctx, float *const *out) {
+    const struct rkv *r = ctx;
+    o->repeat_kv(out[0], r->in, r->n, r->kvh, r->rep, r->hs);
+}
+static void rkv_b(const struct ops *o, const void *ctx, float *const *out) {
+    const struct rkv *r = ctx;
+    o->repeat_kv_backward(out[0], r->dout, r->n, r->kvh, r->rep, r->hs);
+}
+static void test_repeat_kv(size_t n, size_t kvh, size_t rep, size_t hs, uint64_t seed) {
+    char sh[64], s2[96];
+    snprintf(sh, sizeof sh, "n=%zu kvh=%zu rep=%zu hs=%zu", n, kvh, rep, hs);
+    size_t nin = n * kvh * hs, nout = nin * rep;
+    struct rkv r = {rnd(nin, seed, -1, 1), rnd(nout, seed + 1, -1, 1), n, kvh, rep, hs};
+    parity("repeat_kv", sh, rkv_f, &r, (const struct out[]){{"out", nout, seed + 2, 0, NULL}, {0}}, 0);
+    parity("repeat_kv_backward", sh, rkv_b, &r, (const struct out[]){{"din", nin, seed + 3, 0, NULL}, {0}},
+           0);
+    snprintf(s2, sizeof s2, "%s din=NULL", sh);
+    parity("repeat_kv_backward", s2, rkv_b, &r, (const struct out[]){{"din", nin, 0, 1, NULL}, {0}}, 0);
+    mem_free((void *)r.in);
+    mem_free((void *)r.dout);
+}
+
 /* n token rows of c columns from a table of `rows`: repeated ids (the backward sums them in row order) and
  * negative ones (a zero row, no gradient). */
 static void test_embedding(size_t n, size_t c, size_t rows, uint64_t seed) {
@@ -817,6 +846,8 @@ static void test_ops(void) {
     test_elementwise(3, 410);      /* shorter than a vector */
     test_embedding(100, 45, 50, 500);
     test_embedding(7, 4099, 3, 510);
+    test_repeat_kv(704, 8, 5, 128, 520); /* LLaMA-70B's grouping at LLaVA's length */
+    test_repeat_kv(3, 2, 1, 7, 530);     /* rep 1: a copy */
     test_adamw(100003, 1, 0.9f, 600);
     test_adamw(1001, 7, 0.9f, 610);
     test_adamw(1001, 3, 0.3f, 620); /* beta1 < 0.5: lerp's other branch */
@@ -897,6 +928,7 @@ static void test_empty(void) {
     test_attention(1, 0, 2, 8, 1, l1, 0, 940);
     test_elementwise(0, 950);
     test_embedding(0, 5, 4, 960);
+    test_repeat_kv(0, 2, 2, 8, 965);
     test_adamw(0, 1, 0.9f, 970);
     test_sum_squares(0, 980);
     test_losses(0, 7, 1, 990);

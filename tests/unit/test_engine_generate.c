@@ -221,6 +221,7 @@ static void test_attention_decode(const struct ops *ops) {
         memcpy(qd + b * NH * HS, q + (b * T + (size_t)len[b] - 1) * NH * HS, NH * HS * sizeof(float));
     ops->attention_forward(out, probs, q, k, v, len, 1, 2, T, NH, HS);
     ops->attention_decode(od, qd, kc, vc, len, 2, CAP, NH, KVH, HS);
+    ops->sync();
     for (size_t b = 0; b < 2; b++) {
         double abs, rel = check_rel_err(od + b * NH * HS, out + (b * T + (size_t)len[b] - 1) * NH * HS,
                                         NH * HS, &abs);
@@ -228,6 +229,7 @@ static void test_attention_decode(const struct ops *ops) {
     }
     len[1] = 0; /* no key: zeros */
     ops->attention_decode(od, qd, kc, vc, len, 2, CAP, NH, KVH, HS);
+    ops->sync();
     for (size_t i = 0; i < NH * HS; i++)
         CHECK(od[NH * HS + i] == 0.0f);
     float *bufs[] = {q, k, v, out, probs, kc, vc, qd, od};

@@ -620,6 +620,38 @@ static void test_add_embedding(void) {
     free(dt), free(dt2), free(twice), free(e.table), free(e.out), free(e.r);
 }
 
+/* repeat_kv against its definition (head h of a row reads kv head h / rep); its backward adds the rep heads
+ * in order onto what din held (the same float adds: exact), and is the forward's adjoint,
+ * <repeat(x), y> = <x, backward(y)> (to float rounding). */
+static void test_repeat_kv(void) {
+    size_t n = 5, kvh = 3, rep = 4, hs = 7, nin = n * kvh * hs, nout = n * kvh * rep * hs;
+    float *x = vec(nin, 820, -1, 1), *out = zeros(nout), *dy = vec(nout, 821, -1, 1);
+    float *din = vec(nin, 822, -1, 1), *start = copy(din, nin);
+    O->repeat_kv(out, x, n, kvh, rep, hs);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t h = 0; h < kvh * rep; h++)
+            ok &=
+                memcmp(out + (i * kvh * rep + h) * hs, x + (i * kvh + h / rep) * hs, hs * sizeof(float)) == 0;
+    CHECK(ok);
+    O->repeat_kv_backward(din, dy, n, kvh, rep, hs);
+    O->repeat_kv_backward(NULL, dy, n, kvh, rep, hs);
+    ok = 1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < kvh; j++)
+            for (size_t k = 0; k < hs; k++) {
+                float want = start[(i * kvh + j) * hs + k]; /* the same adds, in the same order */
+                for (size_t r = 0; r < rep; r++)
+                    want += dy[(i * kvh * rep + j * rep + r) * hs + k];
+                ok &= din[(i * kvh + j) * hs + k] == want;
+            }
+    CHECK(ok);
+    for (size_t e = 0; e < nin; e++)
+        din[e] -= start[e];
+    CHECK(fabs(dotd(out, dy, nout) - dotd(x, din, nin)) < 1e-5);
+    free(x), free(out), free(dy), free(din), free(start);
+}
+
 /* ---- losses ---- */
 
 struct lossc {
@@ -1124,6 +1156,7 @@ int main(void) {
         test_activation(ACT_QUICK, "quick_gelu");
         test_activation(ACT_SWIGLU, "swiglu");
         test_add_embedding();
+        test_repeat_kv();
         test_loss(0);
         test_loss(1);
         test_loss_stable();

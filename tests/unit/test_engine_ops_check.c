@@ -2,7 +2,9 @@
  * blocks behind it (engine/mem.c): memory from mem_alloc passes, with the same results as the inner table,
  * and so do NULL optional pointers and pointers inside a block; a malloc'd buffer, an extent one element too
  * long, a freed block and an embedding id past its table each kill the process with SIGABRT and the one line;
- * ops_select wraps its table only under PULSE_CHECK_OPS=1. The aborting calls run in forked children. */
+ * the fence faults host code that touches a block after an operation and before ops sync (a write only, for
+ * a block marked mem_host_reads); ops_select wraps its table only under PULSE_CHECK_OPS=1. The aborting and
+ * faulting calls run in forked children. */
 #include "check.h"
 #include "engine/mem.h"
 #include "engine/ops.h"
@@ -88,6 +90,7 @@ static void test_passes(void) {
     float *inp = tensor(n * ic), *w = tensor(oc * ic), *b = tensor(oc), *out = tensor(n * oc);
     float *want = malloc(n * oc * sizeof(float)); /* host-only: never handed to the checked table */
     O->matmul_forward(out, inp, w, b, n, ic, oc);
+    O->sync();
     memcpy(want, out, n * oc * sizeof(float));
     ops_cpu(1)->matmul_forward(out, inp, w, b, n, ic, oc);
     CHECK(memcmp(want, out, n * oc * sizeof(float)) == 0); /* forwarded unchanged */
@@ -150,17 +153,18 @@ static void test_passes(void) {
 
 /* ---- calls that abort ---- */
 
-/* Runs fn in a child with stderr captured: 1 when it died of SIGABRT having printed `line` (and nothing after
- * it); the captured text in err. */
-static int aborts(void (*fn)(void), const char *line, char *err, size_t cap) {
+/* Runs fn in a child (no core file: its death is deliberate) with stderr captured into err; returns the
+ * child's wait status (0 when the pipe could not be made). */
+static int in_child(void (*fn)(void), char *err, size_t cap) {
     int fd[2];
+    err[0] = '\0';
     if (pipe(fd) != 0)
         return 0;
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         struct rlimit none = {0, 0};
-        setrlimit(RLIMIT_CORE, &none); /* a deliberate abort: no core file */
+        setrlimit(RLIMIT_CORE, &none);
         close(fd[0]);
         dup2(fd[1], 2);
         fn();
@@ -175,6 +179,13 @@ static int aborts(void (*fn)(void), const char *line, char *err, size_t cap) {
     close(fd[0]);
     int status = 0;
     waitpid(pid, &status, 0);
+    return status;
+}
+
+/* 1 when fn, in a child, died of SIGABRT having printed `line` (and nothing after it); the captured text in
+ * err. */
+static int aborts(void (*fn)(void), const char *line, char *err, size_t cap) {
+    int status = in_child(fn, err, cap);
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
         fprintf(stderr, "  child did not abort (status %d): %s\n", status, err);
         return 0;
@@ -257,6 +268,63 @@ static void test_aborts(void) {
     free(ref_heap);
 }
 
+/* ---- the fence ---- */
+
+static float *fx, *ftable, *frows;
+static int32_t *fids;
+
+static void read_unsynced(void) {
+    O->scale(fx, 2.0f, 4);
+    volatile float r = fx[1];
+    (void)r;
+}
+static void write_unsynced(void) {
+    O->scale(fx, 2.0f, 4);
+    fx[1] = 1.0f;
+}
+static void write_host_read(void) {
+    O->embedding_forward(frows, fids, ftable, 4, 2);
+    fids[0] = 1;
+}
+
+/* 1 when fn, in a child, dies of SIGSEGV (the fence) having printed the fence's line. */
+static int faults(void (*fn)(void)) {
+    char err[512];
+    int status = in_child(fn, err, sizeof err);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV &&
+           strstr(err, "pulse-pipe: ops check: host code touched memory an operation may still be using") !=
+               NULL;
+}
+
+static void test_fence(void) {
+    fx = tensor(4);
+    ftable = tensor(3 * 2);
+    frows = tensor(4 * 2);
+    fids = mem_alloc(4, sizeof *fids);
+    mem_host_reads(fids);
+    CHECK(faults(read_unsynced));
+    CHECK(faults(write_unsynced));
+    CHECK(faults(write_host_read));
+    float *other = tensor(2);
+    O->scale(fx, 2.0f, 4);
+    O->embedding_forward(frows, fids, ftable, 4, 2);
+    other[0] = other[1] + 1.0f; /* a block no operation was given stays open... */
+    CHECK(fids[2] == 0);        /* ...and a mem_host_reads block stays readable */
+    O->sync();
+    CHECK(fx[1] == 0.1f * 2 * 2); /* after sync: everything readable and writable */
+    fx[1] = 1.0f;
+    fids[0] = 1;
+    O->scale(fx, 2.0f, 4);
+    O->sync();
+    other[1] = fx[1];
+    CHECK(other[1] == 2.0f);
+    O->scale(fx, 2.0f, 4);
+    CHECK(O->sum_squares(fx, 4) > 0.0 && fx[0] > 0.0f); /* it returns a value: it waits like sync */
+    void *all[] = {fx, ftable, frows, fids, other};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        mem_free(all[i]);
+}
+
 /* ops_select wraps its table only under PULSE_CHECK_OPS=1. */
 static float *heap4;
 static void select_with_malloc(void) {
@@ -291,6 +359,7 @@ int main(void) {
     test_owns();
     test_passes();
     test_aborts();
+    test_fence();
     test_select();
     test_threads();
     return check_done("test_engine_ops_check");
