@@ -7,6 +7,8 @@
 enum {
     P_MM_F,
     P_MM_B,
+    P_MMS_F,
+    P_MMS_B,
     P_LN_F,
     P_LN_B,
     P_RMS_F,
@@ -43,6 +45,8 @@ enum {
 
 static const char *const prof_names[P_N] = {"matmul_forward",
                                             "matmul_backward",
+                                            "matmul_scaled_forward",
+                                            "matmul_scaled_backward",
                                             "layernorm_forward",
                                             "layernorm_backward",
                                             "rmsnorm_forward",
@@ -112,6 +116,13 @@ PROF_WRAP(P_MM_B, matmul_backward,
           (float *di, float *dw, float *db, const float *d, const float *i, const float *w, size_t n,
            size_t ic, size_t oc),
           (di, dw, db, d, i, w, n, ic, oc))
+PROF_WRAP(P_MMS_F, matmul_scaled_forward,
+          (float *o, const float *i, const float *w, float s, size_t n, size_t ic, size_t oc),
+          (o, i, w, s, n, ic, oc))
+PROF_WRAP(P_MMS_B, matmul_scaled_backward,
+          (float *di, float *dw, const float *d, const float *i, const float *w, float s, size_t n, size_t ic,
+           size_t oc),
+          (di, dw, d, i, w, s, n, ic, oc))
 PROF_WRAP(P_LN_F, layernorm_forward,
           (float *o, float *m, float *r, const float *i, const float *w, const float *b, size_t n, size_t c,
            float eps),
@@ -196,6 +207,8 @@ const struct ops *prof_ops(const struct ops *inner) {
     table = (struct ops){.name = "profiled",
                          .matmul_forward = prof_matmul_forward,
                          .matmul_backward = prof_matmul_backward,
+                         .matmul_scaled_forward = prof_matmul_scaled_forward,
+                         .matmul_scaled_backward = prof_matmul_scaled_backward,
                          .layernorm_forward = prof_layernorm_forward,
                          .layernorm_backward = prof_layernorm_backward,
                          .rmsnorm_forward = prof_rmsnorm_forward,

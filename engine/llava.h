@@ -120,7 +120,7 @@ struct llava_lora {
     struct lora *l;            /* the attached adapter (the caller's; A and B are trained in place) or NULL */
     struct llava_lora_slot *s; /* [layers * LLAVA_NPROJ] */
     float *acts;               /* one block: every h, then the scratch of one adapted linear */
-    float *x, *u, *dh, *dx;    /* scratch: dropout(x) [N, wide], B h [N, wide], dh [N, r], d dropout(x) */
+    float *x, *dh, *dx;        /* scratch: dropout(x) [N, wide], dh [N, r], d dropout(x) [N, wide] */
     size_t ngrads;             /* LoRA values at the end of m->grads */
     int train;                 /* dropout on (train_step turns it on for its own forward) */
     int bypass;                /* llava_lora_bypass: the adapted linears add nothing (a reference forward) */

@@ -133,13 +133,13 @@ static int sum_module(void *arg, const char *name, size_t in, size_t out) {
     return 0;
 }
 
-/* The activation block: h [N, r] per adapted module, then the scratch of one adapted linear (dropout(x), B h
- * and d dropout(x), each [N, wide] for the widest projection, and dh [N, r]). */
+/* The activation block: h [N, r] per adapted module, then the scratch of one adapted linear (dropout(x) and
+ * d dropout(x), each [N, wide] for the widest projection, and dh [N, r]). */
 static size_t acts_floats(const struct llava *m, size_t adapted, size_t r) {
     size_t n = m->B * m->T;
     size_t wide = (size_t)(m->cfg.text.hidden > m->cfg.text.intermediate ? m->cfg.text.hidden
                                                                          : m->cfg.text.intermediate);
-    return adapted * n * r + 3 * n * wide + n * r;
+    return adapted * n * r + 2 * n * wide + n * r;
 }
 
 /* Refuses targets outside the decoder's projections (one line naming the first). */
@@ -213,9 +213,8 @@ static void lora_acts(struct llava *m) {
             a += n * r;
         }
     m->lora.x = a;
-    m->lora.u = a + n * wide;
-    m->lora.dx = a + 2 * n * wide;
-    m->lora.dh = a + 3 * n * wide;
+    m->lora.dx = a + n * wide;
+    m->lora.dh = a + 2 * n * wide;
 }
 
 int llava_lora_attach(struct llava *m, struct lora *l, uint64_t seed) {
@@ -324,9 +323,9 @@ void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int p
         xd = m->lora.x;
     }
     ops->matmul_forward(s->h, xd, s->mod->A, NULL, n, in, r);
-    ops->matmul_forward(m->lora.u, s->h, s->mod->B, NULL, n, r, out);
-    /* PEFT: lora_B(lora_A(x)) * scaling, then + (add_scaled: the bits of scale then accumulate) */
-    ops->add_scaled(y, m->lora.u, lora_scale(m->lora.l), n * out);
+    /* PEFT: y + lora_B(lora_A(x)) * scaling; the scale rides on the product (BLAS's alpha), so no [N, out]
+     * scratch and no pass over it (PEFT rounds the product, then the scaled term: an ulp apart) */
+    ops->matmul_scaled_forward(y, s->h, s->mod->B, lora_scale(m->lora.l), n, r, out);
 }
 
 /* dx += d(extra term)/dx; gA, gB accumulate. dy is the gradient of y (the base's and the extra term's). */
@@ -338,11 +337,9 @@ void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int 
     if (!s->mod)
         return;
     size_t r = (size_t)m->lora.l->r, in = s->mod->in, out = s->mod->out;
-    float *du = m->lora.u, *dh = m->lora.dh;
-    ops->copy(du, dy, n * out);
-    ops->scale(du, lora_scale(m->lora.l), n * out);
+    float *dh = m->lora.dh;
     ops->zero(dh, n * r);
-    ops->matmul_backward(dh, s->gB, NULL, du, s->h, s->mod->B, n, r, out);
+    ops->matmul_scaled_backward(dh, s->gB, dy, s->h, s->mod->B, lora_scale(m->lora.l), n, r, out);
     if (!dropout_on(m)) {
         ops->matmul_backward(dx, s->gA, NULL, dh, x, s->mod->A, n, in, r);
         return;

@@ -32,6 +32,13 @@ struct ops {
     /* dinp += dout @ w; dw += dout^T @ inp; db += sum over rows of dout (each may be NULL). */
     void (*matmul_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, size_t n, size_t ic, size_t oc);
+    /* A scaled product added in (LoRA's up projection, without a scratch output or a pass for the scale):
+     * out[N,OC] += s * (inp[N,IC] @ w[OC,IC]^T); backward: dinp += s * dout @ w, dw += s * dout^T @ inp
+     * (either may be NULL). The scale is applied with the product (BLAS's alpha), not rounded separately. */
+    void (*matmul_scaled_forward)(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
+                                  size_t oc);
+    void (*matmul_scaled_backward)(float *dinp, float *dw, const float *dout, const float *inp,
+                                   const float *w, float s, size_t n, size_t ic, size_t oc);
 
     /* LayerNorm over the last dim c (biased variance, as PyTorch): saves mean[n], rstd[n]. */
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,

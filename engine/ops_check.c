@@ -10,8 +10,8 @@
  * largest token id the call indexes (negative ids index none), read from tok once tok itself has passed.
  *
  * The fence (engine/mem.h): every extent that passes is open while the operation runs and closed when it
- * returns, until the next sync (or sum_squares, weights_forget, which wait like it): host code that touches it
- * in between faults with one line, where on a GPU it would race a queued kernel. */
+ * returns, until the next sync (or sum_squares, weights_forget, which wait like it): host code that touches
+ * it in between faults with one line, where on a GPU it would race a queued kernel. */
 #include "engine/mem.h"
 #include "engine/ops.h"
 
@@ -85,6 +85,29 @@ static void check_matmul_backward(float *dinp, float *dw, float *db, const float
     if (dinp)
         check(op, "w", w, f32(mul(oc, ic)));
     RUN(inner->matmul_backward(dinp, dw, db, dout, inp, w, n, ic, oc));
+}
+
+static void check_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n,
+                                        size_t ic, size_t oc) {
+    const char *op = "matmul_scaled_forward";
+    check(op, "out", out, f32(mul(n, oc)));
+    check(op, "inp", inp, f32(mul(n, ic)));
+    check(op, "w", w, f32(mul(oc, ic)));
+    RUN(inner->matmul_scaled_forward(out, inp, w, s, n, ic, oc));
+}
+
+static void check_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                                         const float *w, float s, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_scaled_backward";
+    check(op, "dinp", dinp, f32(mul(n, ic)));
+    check(op, "dw", dw, f32(mul(oc, ic)));
+    if (dinp || dw)
+        check(op, "dout", dout, f32(mul(n, oc)));
+    if (dw)
+        check(op, "inp", inp, f32(mul(n, ic)));
+    if (dinp)
+        check(op, "w", w, f32(mul(oc, ic)));
+    RUN(inner->matmul_scaled_backward(dinp, dw, dout, inp, w, s, n, ic, oc));
 }
 
 static void check_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -442,6 +465,8 @@ const struct ops *ops_checked(const struct ops *in) {
     checked = (struct ops){.name = in->name,
                            .matmul_forward = check_matmul_forward,
                            .matmul_backward = check_matmul_backward,
+                           .matmul_scaled_forward = check_matmul_scaled_forward,
+                           .matmul_scaled_backward = check_matmul_scaled_backward,
                            .layernorm_forward = check_layernorm_forward,
                            .layernorm_backward = check_layernorm_backward,
                            .rmsnorm_forward = check_rmsnorm_forward,

@@ -80,7 +80,7 @@ static const struct param_spec finetune_params[] = {
 static const char *const finetune_outputs[] = {"model", "config", "tokenizer", "adapter", "adapter_config"};
 
 const struct stage_kind kind_finetune = {
-    .schema = {"finetune", 3, finetune_params, sizeof finetune_params / sizeof finetune_params[0],
+    .schema = {"finetune", 4, finetune_params, sizeof finetune_params / sizeof finetune_params[0],
                finetune_outputs, 5},
     .summary = "LoRA fine-tuning merged into the model (the vanilla model)",
     .run = finetune_run,

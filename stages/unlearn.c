@@ -363,7 +363,7 @@ static const struct param_spec unlearn_params[] = {
 static const char *const unlearn_outputs[] = {"adapter", "adapter_config", "projector"};
 
 const struct stage_kind kind_unlearn = {
-    .schema = {"unlearn", 3, unlearn_params, sizeof unlearn_params / sizeof unlearn_params[0],
+    .schema = {"unlearn", 4, unlearn_params, sizeof unlearn_params / sizeof unlearn_params[0],
                unlearn_outputs, 3},
     .summary = "unlearn the forget people (GA, GA+KLR, NPO) with a fresh LoRA adapter",
     .run = unlearn_run,

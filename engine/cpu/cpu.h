@@ -97,11 +97,19 @@ void cpu_matmul_forward(float *out, const float *inp, const float *w, const floa
                         size_t oc);
 void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, size_t n, size_t ic, size_t oc);
+void cpu_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
+                               size_t oc);
+void cpu_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                float s, size_t n, size_t ic, size_t oc);
 /* The same with both inputs of every product rounded to bf16 (fp32 accumulation; the "cpu-bf16" table). */
 void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
                              size_t ic, size_t oc);
 void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                               const float *w, size_t n, size_t ic, size_t oc);
+void cpu_matmul_scaled_forward_bf16(float *out, const float *inp, const float *w, float s, size_t n,
+                                    size_t ic, size_t oc);
+void cpu_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                     const float *w, float s, size_t n, size_t ic, size_t oc);
 /* ops weights_frozen: the bf16 table's rounded copy of w (kept in fp32: the CPU has no bf16 products, so
  * it saves the rounding per call, not memory); the fp32 table's does nothing; weights_forget, both tables'.
  */

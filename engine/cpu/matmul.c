@@ -23,13 +23,14 @@
 #define MM_MAX_BLOCKS 32
 #define MM_ALIGN 16
 
-/* C[m,n] = op(A)[m,k] op(B)[k,n] + beta C (+ bias[n] on each row when bias is given, then beta is 1). */
+/* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (+ bias[n] on each row when bias is given, then beta is 1).
+ */
 struct gemm {
     enum CBLAS_TRANSPOSE ta, tb;
     size_t m, n, k;
     const float *a, *b, *bias;
     size_t lda, ldb, ldc;
-    float beta;
+    float alpha, beta;
     float *c;
     int split_m;  /* cut along the rows of C (else along its columns) */
     size_t block; /* rows or columns per block */
@@ -55,8 +56,8 @@ static void gemm_run(const struct gemm *g, size_t lo, size_t hi) {
             memcpy(c + i * g->ldc, bias, n * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, g->ta, g->tb, (int)m, (int)n, (int)g->k, 1.0f, a, (int)g->lda, b, (int)g->ldb,
-                beta, c, (int)g->ldc);
+    cblas_sgemm(CblasRowMajor, g->ta, g->tb, (int)m, (int)n, (int)g->k, g->alpha, a, (int)g->lda, b,
+                (int)g->ldb, beta, c, (int)g->ldc);
 }
 
 static void gemm_blocks(void *ctx, size_t begin, size_t end) {
@@ -120,15 +121,18 @@ void cpu_matmul_forward(float *out, const float *inp, const float *w, const floa
                      .b = w,
                      .ldb = ic,
                      .bias = b,
+                     .alpha = 1.0f,
                      .beta = 0.0f,
                      .c = out,
                      .ldc = oc};
     gemm(&g);
 }
 
-void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                         const float *w, size_t n, size_t ic, size_t oc) {
-    if (dinp) { /* dinp[n,ic] += dout[n,oc] @ w[oc,ic] */
+/* The backward's two products, each scaled by s: dinp[n,ic] += s dout[n,oc] @ w[oc,ic]; dw[oc,ic] += s
+ * dout^T[oc,n] @ inp[n,ic]. */
+static void backward_products(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                              float s, size_t n, size_t ic, size_t oc) {
+    if (dinp) {
         struct gemm g = {.ta = CblasNoTrans,
                          .tb = CblasNoTrans,
                          .m = n,
@@ -138,12 +142,13 @@ void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, c
                          .lda = oc,
                          .b = w,
                          .ldb = ic,
+                         .alpha = s,
                          .beta = 1.0f,
                          .c = dinp,
                          .ldc = ic};
         gemm(&g);
     }
-    if (dw) { /* dw[oc,ic] += dout^T[oc,n] @ inp[n,ic] */
+    if (dw) {
         struct gemm g = {.ta = CblasTrans,
                          .tb = CblasNoTrans,
                          .m = oc,
@@ -153,15 +158,44 @@ void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, c
                          .lda = oc,
                          .b = inp,
                          .ldb = ic,
+                         .alpha = s,
                          .beta = 1.0f,
                          .c = dw,
                          .ldc = ic};
         gemm(&g);
     }
+}
+
+void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, size_t n, size_t ic, size_t oc) {
+    backward_products(dinp, dw, dout, inp, w, 1.0f, n, ic, oc);
     if (db) {
         struct colsum s = {.db = db, .dout = dout, .n = n, .oc = oc};
         cpu_parallel(oc, n, colsum_range, &s);
     }
+}
+
+void cpu_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
+                               size_t oc) {
+    struct gemm g = {.ta = CblasNoTrans,
+                     .tb = CblasTrans,
+                     .m = n,
+                     .n = oc,
+                     .k = ic,
+                     .a = inp,
+                     .lda = ic,
+                     .b = w,
+                     .ldb = ic,
+                     .alpha = s,
+                     .beta = 1.0f,
+                     .c = out,
+                     .ldc = oc};
+    gemm(&g);
+}
+
+void cpu_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                float s, size_t n, size_t ic, size_t oc) {
+    backward_products(dinp, dw, dout, inp, w, s, n, ic, oc);
 }
 
 /* ---- bf16 precision ---- */
@@ -231,20 +265,40 @@ void cpu_matmul_forward_bf16(float *out, const float *inp, const float *w, const
     free(fresh);
 }
 
-/* cpu_matmul_backward's two products on bf16-rounded operands (dout, and w for dinp, inp for dw); db, a sum
- * rather than a product, is the fp32 column sum of the unrounded dout, as in the fp32 table. */
+/* The backward's two products, scaled by s, on bf16-rounded operands (dout, and w for dinp, inp for dw). */
+static void backward_products_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                   const float *w, float s, size_t n, size_t ic, size_t oc) {
+    int want_dinp = dinp && n > 0 && ic > 0, want_dw = dw && oc > 0 && ic > 0;
+    if (!want_dinp && !want_dw)
+        return;
+    float *rd = cpu_bf16_copy(dout, n * oc), *fresh = NULL;
+    const float *rw = want_dinp ? rounded_weight(w, oc * ic, &fresh) : NULL;
+    float *ri = want_dw ? cpu_bf16_copy(inp, n * ic) : NULL;
+    backward_products(want_dinp ? dinp : NULL, want_dw ? dw : NULL, rd, ri, rw, s, n, ic, oc);
+    free(rd);
+    free(fresh);
+    free(ri);
+}
+
+/* db, a sum rather than a product, is the fp32 column sum of the unrounded dout, as in the fp32 table. */
 void cpu_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                               const float *w, size_t n, size_t ic, size_t oc) {
-    int want_dinp = dinp && n > 0 && ic > 0, want_dw = dw && oc > 0 && ic > 0;
-    if (want_dinp || want_dw) {
-        float *rd = cpu_bf16_copy(dout, n * oc), *fresh = NULL;
-        const float *rw = want_dinp ? rounded_weight(w, oc * ic, &fresh) : NULL;
-        float *ri = want_dw ? cpu_bf16_copy(inp, n * ic) : NULL;
-        cpu_matmul_backward(want_dinp ? dinp : NULL, want_dw ? dw : NULL, NULL, rd, ri, rw, n, ic, oc);
-        free(rd);
-        free(fresh);
-        free(ri);
-    }
+    backward_products_bf16(dinp, dw, dout, inp, w, 1.0f, n, ic, oc);
     if (db)
         cpu_matmul_backward(NULL, NULL, db, dout, inp, w, n, ic, oc);
+}
+
+void cpu_matmul_scaled_forward_bf16(float *out, const float *inp, const float *w, float s, size_t n,
+                                    size_t ic, size_t oc) {
+    if (n == 0 || oc == 0)
+        return;
+    float *ri = cpu_bf16_copy(inp, n * ic), *fresh;
+    cpu_matmul_scaled_forward(out, ri, rounded_weight(w, oc * ic, &fresh), s, n, ic, oc);
+    free(ri);
+    free(fresh);
+}
+
+void cpu_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                     const float *w, float s, size_t n, size_t ic, size_t oc) {
+    backward_products_bf16(dinp, dw, dout, inp, w, s, n, ic, oc);
 }

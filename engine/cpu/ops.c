@@ -14,6 +14,8 @@ static struct ops cpu_table = {
     .name = "cpu",
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
+    .matmul_scaled_forward = cpu_matmul_scaled_forward,
+    .matmul_scaled_backward = cpu_matmul_scaled_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,
@@ -69,6 +71,8 @@ const struct ops *cpu_ops_bf16(const struct ops *table) {
     cpu_bf16_table.name = "cpu-bf16";
     cpu_bf16_table.matmul_forward = cpu_matmul_forward_bf16;
     cpu_bf16_table.matmul_backward = cpu_matmul_backward_bf16;
+    cpu_bf16_table.matmul_scaled_forward = cpu_matmul_scaled_forward_bf16;
+    cpu_bf16_table.matmul_scaled_backward = cpu_matmul_scaled_backward_bf16;
     cpu_bf16_table.attention_forward = cpu_attention_forward_bf16;
     cpu_bf16_table.attention_backward = cpu_attention_backward_bf16;
     cpu_bf16_table.weights_frozen = cpu_weights_frozen_bf16;

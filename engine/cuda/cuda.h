@@ -61,12 +61,20 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
                          size_t oc);
 void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                           const float *w, size_t n, size_t ic, size_t oc);
+void cuda_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
+                                size_t oc);
+void cuda_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                 float s, size_t n, size_t ic, size_t oc);
 /* The same with both inputs of every product rounded to bf16 (cuda_bf16_copy) into scratch slots 2 and 3,
  * then cublasGemmEx with fp32 accumulation and fp32 outputs: the "cuda-bf16" table. */
 void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
                               size_t ic, size_t oc);
 void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, size_t n, size_t ic, size_t oc);
+void cuda_matmul_scaled_forward_bf16(float *out, const float *inp, const float *w, float s, size_t n,
+                                     size_t ic, size_t oc);
+void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                      const float *w, float s, size_t n, size_t ic, size_t oc);
 
 /* ops weights_frozen and weights_forget (matmul.cu): the bf16 table keeps a bf16 copy of each frozen weight
  * in device memory and moves the fp32 weight's pages to the host; the fp32 table's weights_frozen does

@@ -80,29 +80,54 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
     cuda_done(op);
 }
 
-/* Each product accumulates (beta = 1) and runs only when its output is wanted and not empty; a product with
- * an empty inner dimension adds nothing. */
-void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                          const float *w, size_t n, size_t ic, size_t oc) {
-    const char *op = "matmul_backward";
+/* The backward's products, scaled by s (alpha), each accumulating (beta = 1) and run only when its output is
+ * wanted and not empty; a product with an empty inner dimension adds nothing. */
+static void mm_backward_products(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                 float s, size_t n, size_t ic, size_t oc, const char *op) {
     const float one = 1.0f;
     /* dinp[N,IC] += dout[N,OC] @ w[OC,IC]. Column-major: dinp^T [IC,N] += w^T [IC,OC] (w stored as is, op N)
      * times dout^T [OC,N] (op N). */
     if (dinp && n > 0 && ic > 0 && oc > 0)
         cuda_blas_check(cublasSgemm(cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op),
-                                    mm_int(oc, op), &one, w, mm_ld(ic, op), dout, mm_ld(oc, op), &one, dinp,
+                                    mm_int(oc, op), &s, w, mm_ld(ic, op), dout, mm_ld(oc, op), &one, dinp,
                                     mm_ld(ic, op)),
                         op);
     /* dw[OC,IC] += dout^T[OC,N] @ inp[N,IC]. Column-major: dw^T [IC,OC] += inp^T [IC,N] (op N) times dout
      * [N,OC] (dout^T stored, so op T). */
     if (dw && n > 0 && ic > 0 && oc > 0)
         cuda_blas_check(cublasSgemm(cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op),
-                                    mm_int(n, op), &one, inp, mm_ld(ic, op), dout, mm_ld(oc, op), &one, dw,
+                                    mm_int(n, op), &s, inp, mm_ld(ic, op), dout, mm_ld(oc, op), &one, dw,
                                     mm_ld(ic, op)),
                         op);
+}
+
+void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_backward";
+    mm_backward_products(dinp, dw, dout, inp, w, 1.0f, n, ic, oc, op);
     /* With no rows this still adds the zero sums, as the CPU does. */
     if (db && oc > 0)
         matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+    cuda_done(op);
+}
+
+/* out += s (inp @ w^T): the forward's product with alpha = s and beta = 1 (column-major as there). */
+void cuda_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
+                                size_t oc) {
+    const char *op = "matmul_scaled_forward";
+    const float one = 1.0f;
+    if (n > 0 && oc > 0 && ic > 0)
+        cuda_blas_check(cublasSgemm(cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, mm_int(oc, op), mm_int(n, op),
+                                    mm_int(ic, op), &s, w, mm_ld(ic, op), inp, mm_ld(ic, op), &one, out,
+                                    mm_ld(oc, op)),
+                        op);
+    cuda_done(op);
+}
+
+void cuda_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                 float s, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_scaled_backward";
+    mm_backward_products(dinp, dw, dout, inp, w, s, n, ic, oc, op);
     cuda_done(op);
 }
 
@@ -225,14 +250,14 @@ static const __nv_bfloat16 *mm_weight(int slot, const float *w, size_t n, const 
     return c ? c : cuda_bf16_copy(slot, w, n, op);
 }
 
-/* C (fp32, column-major [m,n], ldc) = op(A) op(B) + beta C with A and B bf16: products exact in fp32, summed
- * in fp32 (CUBLAS_COMPUTE_32F). The fp32 path's cublasSgemm with bf16 operands. */
-static void mm_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+/* C (fp32, column-major [m,n], ldc) = alpha op(A) op(B) + beta C with A and B bf16: products exact in fp32,
+ * summed in fp32 (CUBLAS_COMPUTE_32F). The fp32 path's cublasSgemm with bf16 operands. */
+static void mm_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                          const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
                          float *c, int ldc, const char *op) {
-    const float one = 1.0f;
-    cuda_blas_check(cublasGemmEx(cuda_blas_bf16(), ta, tb, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
-                                 ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    cuda_blas_check(cublasGemmEx(cuda_blas_bf16(), ta, tb, m, n, k, &alpha, a, CUDA_R_16BF, lda, b,
+                                 CUDA_R_16BF, ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT),
                     op);
 }
 
@@ -257,33 +282,59 @@ void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, cons
     } else {
         const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
                             *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
-        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta, out,
-                     mm_ld(oc, op), op);
+        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, 1.0f, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta,
+                     out, mm_ld(oc, op), op);
     }
     cuda_done(op);
 }
 
-/* cuda_matmul_backward's products on bf16 operands: dout rounded once (slot A) for both; w for dinp, then inp
- * for dw, in slot B (stream order: the dw rounding starts after the dinp product has read w's copy, and a
- * slot that must grow synchronises first). db is the fp32 column sum of the unrounded dout, as in fp32. */
-void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                               const float *w, size_t n, size_t ic, size_t oc) {
-    const char *op = "matmul_backward_bf16";
+/* The backward's products on bf16 operands, scaled by s: dout rounded once (slot A) for both; w for dinp,
+ * then inp for dw, in slot B (stream order: the dw rounding starts after the dinp product has read w's copy,
+ * and a slot that must grow synchronises first). */
+static void mm_backward_products_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                      const float *w, float s, size_t n, size_t ic, size_t oc,
+                                      const char *op) {
     int want_dinp = dinp && n > 0 && ic > 0 && oc > 0, want_dw = dw && n > 0 && ic > 0 && oc > 0;
     const __nv_bfloat16 *bd = want_dinp || want_dw ? cuda_bf16_copy(MM_SLOT_A, dout, n * oc, op) : NULL;
     /* dinp^T [IC,N] += w^T [IC,OC] (op N) times dout^T [OC,N] (op N), column-major as in the fp32 path */
     if (want_dinp) {
         const __nv_bfloat16 *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
-        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), bw,
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), s, bw,
                      mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dinp, mm_ld(ic, op), op);
     }
     /* dw^T [IC,OC] += inp^T [IC,N] (op N) times dout [N,OC] (op T) */
     if (want_dw) {
         const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_B, inp, n * ic, op);
-        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op), mm_int(n, op), bi,
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op), mm_int(n, op), s, bi,
                      mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dw, mm_ld(ic, op), op);
     }
+}
+
+/* db is the fp32 column sum of the unrounded dout, as in fp32. */
+void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_backward_bf16";
+    mm_backward_products_bf16(dinp, dw, dout, inp, w, 1.0f, n, ic, oc, op);
     if (db && oc > 0)
         matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+    cuda_done(op);
+}
+
+void cuda_matmul_scaled_forward_bf16(float *out, const float *inp, const float *w, float s, size_t n,
+                                     size_t ic, size_t oc) {
+    const char *op = "matmul_scaled_forward_bf16";
+    if (n > 0 && oc > 0 && ic > 0) {
+        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
+                            *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, mm_int(oc, op), mm_int(n, op), mm_int(ic, op), s, bw,
+                     mm_ld(ic, op), bi, mm_ld(ic, op), 1.0f, out, mm_ld(oc, op), op);
+    }
+    cuda_done(op);
+}
+
+void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout, const float *inp,
+                                      const float *w, float s, size_t n, size_t ic, size_t oc) {
+    const char *op = "matmul_scaled_backward_bf16";
+    mm_backward_products_bf16(dinp, dw, dout, inp, w, s, n, ic, oc, op);
     cuda_done(op);
 }

@@ -99,6 +99,8 @@ static struct ops cuda_table = {
     .name = "cuda",
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
+    .matmul_scaled_forward = cuda_matmul_scaled_forward,
+    .matmul_scaled_backward = cuda_matmul_scaled_backward,
     .layernorm_forward = cuda_layernorm_forward,
     .layernorm_backward = cuda_layernorm_backward,
     .rmsnorm_forward = cuda_rmsnorm_forward,
@@ -152,6 +154,8 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
     cuda_bf16_table.name = "cuda-bf16";
     cuda_bf16_table.matmul_forward = cuda_matmul_forward_bf16;
     cuda_bf16_table.matmul_backward = cuda_matmul_backward_bf16;
+    cuda_bf16_table.matmul_scaled_forward = cuda_matmul_scaled_forward_bf16;
+    cuda_bf16_table.matmul_scaled_backward = cuda_matmul_scaled_backward_bf16;
     cuda_bf16_table.attention_forward = cuda_attention_forward_bf16;
     cuda_bf16_table.attention_backward = cuda_attention_backward_bf16;
     cuda_bf16_table.weights_frozen = cuda_weights_frozen_bf16;

@@ -175,6 +175,8 @@ static void test_precision(void) {
         CHECK_STR(b->name, "cpu-bf16");
         CHECK(b->matmul_forward != cpu->matmul_forward);
         CHECK(b->matmul_backward != cpu->matmul_backward);
+        CHECK(b->matmul_scaled_forward != cpu->matmul_scaled_forward);
+        CHECK(b->matmul_scaled_backward != cpu->matmul_scaled_backward);
         CHECK(b->attention_forward != cpu->attention_forward);
         CHECK(b->attention_backward != cpu->attention_backward);
         CHECK(b->weights_frozen != cpu->weights_frozen);
@@ -185,6 +187,8 @@ static void test_precision(void) {
         t.name = cpu->name;
         t.matmul_forward = cpu->matmul_forward;
         t.matmul_backward = cpu->matmul_backward;
+        t.matmul_scaled_forward = cpu->matmul_scaled_forward;
+        t.matmul_scaled_backward = cpu->matmul_scaled_backward;
         t.attention_forward = cpu->attention_forward;
         t.attention_backward = cpu->attention_backward;
         t.weights_frozen = cpu->weights_frozen;
@@ -288,6 +292,26 @@ static double against_fp32(const char *what, const float *got, const float *fp32
         fprintf(stderr, "  %s: element %zu: bf16 %.9g, fp32 %.9g, %.3g times the bound\n", what, at, got[at],
                 fp32[at], worst);
     return worst;
+}
+
+/* The scaled products (LoRA's up projection) on the bf16 table: the fp32 table's on the rounded operands, to
+ * the bit (the rounding is the only difference, and test_matmul_case holds the fp32 path to its reference).
+ */
+static void test_scaled_case(size_t n, size_t ic, size_t oc, uint64_t seed) {
+    const struct ops *f32 = ops_cpu(2), *b16 = ops_precision(f32, "bf16");
+    struct mm p = mm_make(n, ic, oc, 0, seed);
+    float *ri = rounded(p.inp, n * ic), *rw = rounded(p.w, oc * ic), *rd = rounded(p.dout, n * oc);
+    float *o1 = vec(n * oc, seed + 4, -1, 1), *o2 = dup(o1, n * oc);
+    b16->matmul_scaled_forward(o1, p.inp, p.w, 0.37f, n, ic, oc);
+    f32->matmul_scaled_forward(o2, ri, rw, 0.37f, n, ic, oc);
+    CHECK(same_bits(o1, o2, n * oc));
+    float *x = vec(n * ic, seed + 5, -1, 1), *x2 = dup(x, n * ic), *y = vec(oc * ic, seed + 6, -1, 1),
+          *y2 = dup(y, oc * ic);
+    b16->matmul_scaled_backward(x, y, p.dout, p.inp, p.w, 0.37f, n, ic, oc);
+    f32->matmul_scaled_backward(x2, y2, rd, ri, rw, 0.37f, n, ic, oc);
+    CHECK(same_bits(x, x2, n * ic) && same_bits(y, y2, oc * ic));
+    free(ri), free(rw), free(rd), free(o1), free(o2), free(x), free(x2), free(y), free(y2);
+    mm_free(&p);
 }
 
 /* forward: out = inp @ w^T (+ b); backward: dinp += dout @ w, dw += dout^T @ inp, db += colsum(dout). The
@@ -424,6 +448,7 @@ static void test_matmul(void) {
     test_matmul_case(300, 257, 130, 1, 40); /* split into blocks over the pool */
     test_matmul_case(5, 1031, 3, 1, 50);    /* a long inner sum */
     test_matmul_case(3, 64, 4099, 0, 60);   /* many columns, few rows (lm_head-like) */
+    test_scaled_case(300, 16, 257, 70);     /* LoRA's up projection: r = 16 */
     test_matmul_empty(0, 5, 3);
     test_matmul_empty(4, 0, 3);
     test_matmul_empty(4, 5, 0);

@@ -217,10 +217,20 @@ static void mm_bwd(const struct ops *o, const void *ctx, float *const *out) {
     const struct mm *p = ctx;
     o->matmul_backward(out[0], out[1], out[2], p->dout, p->inp, p->w, p->n, p->ic, p->oc);
 }
+#define MM_SCALE 0.37f
+static void mms_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct mm *p = ctx;
+    o->matmul_scaled_forward(out[0], p->inp, p->w, MM_SCALE, p->n, p->ic, p->oc);
+}
+static void mms_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct mm *p = ctx;
+    o->matmul_scaled_backward(out[0], out[1], p->dout, p->inp, p->w, MM_SCALE, p->n, p->ic, p->oc);
+}
 
-/* The matmul cases' names: "matmul_forward" / "matmul_backward", with "_bf16" appended while the bf16 tables
- * run them (test_ops_bf16). */
-static const char *mm_fwd_name = "matmul_forward", *mm_bwd_name = "matmul_backward";
+/* The matmul cases' names: "matmul_forward" / "matmul_backward" (and the scaled products'), with "_bf16"
+ * appended while the bf16 tables run them (test_ops_bf16). */
+static const char *mm_fwd_name = "matmul_forward", *mm_bwd_name = "matmul_backward",
+                  *mms_fwd_name = "matmul_scaled_forward", *mms_bwd_name = "matmul_scaled_backward";
 static double mm_tol = TOL;
 
 static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uint64_t seed) {
@@ -240,6 +250,12 @@ static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uin
                                 {"dw", oc * ic, seed + 6, 0, NULL},
                                 {"db", oc, seed + 7, 0, NULL},
                                 {0}},
+           mm_tol);
+    /* the scaled products add s times the product to nonzero outputs */
+    parity(mms_fwd_name, sh, mms_fwd, &p, (const struct out[]){{"out", n * oc, seed + 4, 0, NULL}, {0}},
+           mm_tol);
+    parity(mms_bwd_name, sh, mms_bwd, &p,
+           (const struct out[]){{"dinp", n * ic, seed + 5, 0, NULL}, {"dw", oc * ic, seed + 6, 0, NULL}, {0}},
            mm_tol);
     if (nulls) { /* each gradient on its own: a NULL one is skipped and changes nothing else */
         char s2[128];
@@ -878,6 +894,8 @@ static void test_ops_bf16(int empty) {
     if (CPU && GPU) {
         mm_fwd_name = "matmul_forward_bf16";
         mm_bwd_name = "matmul_backward_bf16";
+        mms_fwd_name = "matmul_scaled_forward_bf16";
+        mms_bwd_name = "matmul_scaled_backward_bf16";
         mm_tol = BF16_TOL;
         att_fwd_name = "attention_forward_bf16";
         att_bwd_name = "attention_backward_bf16";
@@ -906,6 +924,8 @@ static void test_ops_bf16(int empty) {
         }
         mm_fwd_name = "matmul_forward";
         mm_bwd_name = "matmul_backward";
+        mms_fwd_name = "matmul_scaled_forward";
+        mms_bwd_name = "matmul_scaled_backward";
         att_fwd_name = "attention_forward";
         att_bwd_name = "attention_backward";
         mm_tol = TOL;

@@ -215,6 +215,33 @@ static void test_matmul(void) {
     mm_free(&m);
 }
 
+/* The scaled products (LoRA's up projection): out starts nonzero and gains s * inp w^T; the gradients start
+ * nonzero and gain s times the plain ones (double references, as test_matmul_reference); NULL is skipped. */
+static void test_matmul_scaled(size_t n, size_t ic, size_t oc, float s) {
+    struct mm m = mm_make(n, ic, oc, 0, 300 + n);
+    float *out = vec(n * oc, 310, -1, 1), *di = vec(n * ic, 311, -1, 1), *dw = vec(oc * ic, 312, -1, 1);
+    double *want = dvec(n * oc), *wdi = dvec(n * ic), *wdw = dvec(oc * ic), *wdb = dvec(oc);
+    mm_ref(want, &m);
+    for (size_t i = 0; i < n * oc; i++)
+        want[i] = out[i] + s * want[i];
+    O->matmul_scaled_forward(out, m.inp, m.w, s, n, ic, oc);
+    CHECK(near("matmul_scaled forward", out, want, n * oc, 1e-5));
+    mm_grad_ref(wdi, wdw, wdb, &m);
+    for (size_t i = 0; i < n * ic; i++)
+        wdi[i] = di[i] + s * wdi[i];
+    for (size_t i = 0; i < oc * ic; i++)
+        wdw[i] = dw[i] + s * wdw[i];
+    float *dw_alone = copy(dw, oc * ic);
+    O->matmul_scaled_backward(di, dw, m.r, m.inp, m.w, s, n, ic, oc);
+    CHECK(near("matmul_scaled dinp", di, wdi, n * ic, 1e-5));
+    CHECK(near("matmul_scaled dw", dw, wdw, oc * ic, 1e-5));
+    O->matmul_scaled_backward(NULL, dw_alone, m.r, m.inp, m.w, s, n, ic, oc);
+    CHECK(memcmp(dw_alone, dw, oc * ic * sizeof(float)) == 0);
+    O->matmul_scaled_backward(NULL, NULL, m.r, m.inp, m.w, s, n, ic, oc);
+    free(out), free(di), free(dw), free(dw_alone), free(want), free(wdi), free(wdw), free(wdb);
+    mm_free(&m);
+}
+
 /* ---- norms ---- */
 
 struct norm {
@@ -1023,6 +1050,8 @@ static void det_matmul(struct det *d, size_t n, size_t ic, size_t oc) {
     float *di = zeros(n * ic), *dw = zeros(oc * ic), *db = zeros(oc);
     mm_loss(&m);
     O->matmul_backward(di, dw, db, m.r, m.inp, m.w, n, ic, oc);
+    O->matmul_scaled_forward(m.out, m.inp, m.w, 0.37f, n, ic, oc);
+    O->matmul_scaled_backward(di, dw, m.r, m.inp, m.w, 0.37f, n, ic, oc);
     det_keep(d, m.out, n * oc), det_keep(d, di, n * ic), det_keep(d, dw, oc * ic), det_keep(d, db, oc);
     free(di), free(dw), free(db);
     mm_free(&m);
@@ -1148,6 +1177,9 @@ int main(void) {
         O = ops_cpu(threads);
         CHECK_STR(O->name, "cpu");
         test_matmul();
+        test_matmul_scaled(5, 7, 6, 2.0f);
+        test_matmul_scaled(300, 16, 130, 0.37f); /* blocks of rows: LoRA's r = 16 inner dimension */
+        test_matmul_scaled(90, 150, 400, -1.5f); /* blocks of columns */
         test_norm(0);
         test_norm(1);
         test_rope();
