@@ -72,9 +72,10 @@ static void check_matmul_forward(float *out, const float *inp, const float *w, c
     RUN(inner->matmul_forward(out, inp, w, b, n, ic, oc));
 }
 
-static void check_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                                  const float *w, size_t n, size_t ic, size_t oc) {
-    const char *op = "matmul_backward";
+/* A backward's two products: dinp from dout and w, dw from dout and inp; db (may be NULL) reads dout too. */
+static void check_products(const char *op, const float *dinp, const float *dw, const float *db,
+                           const float *dout, const float *inp, const float *w, size_t n, size_t ic,
+                           size_t oc) {
     check(op, "dinp", dinp, f32(mul(n, ic)));
     check(op, "dw", dw, f32(mul(oc, ic)));
     check(op, "db", db, f32(oc));
@@ -84,6 +85,11 @@ static void check_matmul_backward(float *dinp, float *dw, float *db, const float
         check(op, "inp", inp, f32(mul(n, ic)));
     if (dinp)
         check(op, "w", w, f32(mul(oc, ic)));
+}
+
+static void check_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, size_t n, size_t ic, size_t oc) {
+    check_products("matmul_backward", dinp, dw, db, dout, inp, w, n, ic, oc);
     RUN(inner->matmul_backward(dinp, dw, db, dout, inp, w, n, ic, oc));
 }
 
@@ -98,15 +104,7 @@ static void check_matmul_scaled_forward(float *out, const float *inp, const floa
 
 static void check_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp,
                                          const float *w, float s, size_t n, size_t ic, size_t oc) {
-    const char *op = "matmul_scaled_backward";
-    check(op, "dinp", dinp, f32(mul(n, ic)));
-    check(op, "dw", dw, f32(mul(oc, ic)));
-    if (dinp || dw)
-        check(op, "dout", dout, f32(mul(n, oc)));
-    if (dw)
-        check(op, "inp", inp, f32(mul(n, ic)));
-    if (dinp)
-        check(op, "w", w, f32(mul(oc, ic)));
+    check_products("matmul_scaled_backward", dinp, dw, NULL, dout, inp, w, n, ic, oc);
     RUN(inner->matmul_scaled_backward(dinp, dw, dout, inp, w, s, n, ic, oc));
 }
 

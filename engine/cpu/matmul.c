@@ -109,8 +109,9 @@ static void colsum_range(void *ctx, size_t begin, size_t end) {
     }
 }
 
-void cpu_matmul_forward(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
-                        size_t oc) {
+/* out[n,oc] = alpha inp[n,ic] @ w[oc,ic]^T + beta out (+ b: then beta is 1). */
+static void forward_product(float *out, const float *inp, const float *w, const float *b, float alpha,
+                            float beta, size_t n, size_t ic, size_t oc) {
     struct gemm g = {.ta = CblasNoTrans,
                      .tb = CblasTrans,
                      .m = n,
@@ -121,11 +122,16 @@ void cpu_matmul_forward(float *out, const float *inp, const float *w, const floa
                      .b = w,
                      .ldb = ic,
                      .bias = b,
-                     .alpha = 1.0f,
-                     .beta = 0.0f,
+                     .alpha = alpha,
+                     .beta = beta,
                      .c = out,
                      .ldc = oc};
     gemm(&g);
+}
+
+void cpu_matmul_forward(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
+                        size_t oc) {
+    forward_product(out, inp, w, b, 1.0f, 0.0f, n, ic, oc);
 }
 
 /* The backward's two products, each scaled by s: dinp[n,ic] += s dout[n,oc] @ w[oc,ic]; dw[oc,ic] += s
@@ -177,20 +183,7 @@ void cpu_matmul_backward(float *dinp, float *dw, float *db, const float *dout, c
 
 void cpu_matmul_scaled_forward(float *out, const float *inp, const float *w, float s, size_t n, size_t ic,
                                size_t oc) {
-    struct gemm g = {.ta = CblasNoTrans,
-                     .tb = CblasTrans,
-                     .m = n,
-                     .n = oc,
-                     .k = ic,
-                     .a = inp,
-                     .lda = ic,
-                     .b = w,
-                     .ldb = ic,
-                     .alpha = s,
-                     .beta = 1.0f,
-                     .c = out,
-                     .ldc = oc};
-    gemm(&g);
+    forward_product(out, inp, w, NULL, s, 1.0f, n, ic, oc);
 }
 
 void cpu_matmul_scaled_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
