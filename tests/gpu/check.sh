@@ -3,12 +3,14 @@
 #   1. the CPU-vs-CUDA parity and determinism test (tests/unit/test_engine_cuda.c);
 #   2. the quick manifest end to end with --device cuda and with --device cpu, the reports compared;
 #   3. the GPU benchmark (bench/gpu.sh): LoRA steps on 7B- and 13B-shaped LLaVA, this engine against PyTorch;
-#   4. where the engine's 13B bf16 step goes (bench_train --profile: the time per operation).
+#   4. where the engine's 13B bf16 step goes (bench_train --profile: the time per operation);
+#   5. the 13B bf16 step once more with PULSE_CUDA_SYNC=1 (a wait after every operation, as before session
+#      12): against step 3's engine row, what asynchronous operations gained.
 # Then a short table. Binaries come from .gpu/bundle.tar.xz when present (tests/gpu/pack.sh, built on a
 # machine without a GPU; the GPU image has no build dependencies and no network), else it configures and
 # builds build-cuda here. Every step has a timeout, so one hang cannot eat the device budget.
 #   bash tests/gpu/check.sh            # OUT=/path keeps the logs (default: a temporary folder)
-#   SKIP_QUICK=1 SKIP_BENCH=1 SKIP_PROFILE=1 bash tests/gpu/check.sh
+#   SKIP_QUICK=1 SKIP_BENCH=1 SKIP_PROFILE=1 SKIP_SYNC=1 bash tests/gpu/check.sh
 #   CPU_CSV=.gpu/quick_cpu.csv BENCH_BUDGET=240 bash tests/gpu/check.sh   # what a lent machine runs
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -84,6 +86,20 @@ if [ -z "${SKIP_PROFILE:-}" ]; then
 fi
 echo "check: profile $profile at $(elapsed) s"
 
+# 5. the same step with a wait after every operation; step 3's JSONL has the asynchronous one
+step_ms() { python3 -c 'import json,sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+ms = [r["step_ms"] for r in rows if r.get("impl") == "engine" and r.get("shape") == "13b" and r.get("dtype") == "bf16" and "step_ms" in r]
+print(ms[-1] if ms else "-")' "$1" 2>/dev/null || echo -; }
+sync_cmp=skipped
+if [ -z "${SKIP_SYNC:-}" ]; then
+    PULSE_CUDA_SYNC=1 timeout 120 "$BENCH" --shape 13b --device cuda --dtype bf16 --steps 2 --warmup 1 \
+        --threads "$(nproc)" >"$LOGS/sync_each.jsonl" 2>"$LOGS/sync_each.err" &&
+        sync_cmp="async $(step_ms "$LOGS/bench_gpu.jsonl") ms, a wait per op $(step_ms "$LOGS/sync_each.jsonl") ms" ||
+        sync_cmp=FAIL
+fi
+echo "check: sync comparison $sync_cmp at $(elapsed) s"
+
 echo
 echo "| check | result |"
 echo "| --- | --- |"
@@ -91,5 +107,6 @@ echo "| parity (CPU vs CUDA, determinism) | $parity |"
 echo "| quick manifest, cuda vs cpu | $quick |"
 echo "| benchmark | $bench |"
 echo "| 13B bf16 step profile | $profile |"
+echo "| 13B bf16 step, async vs PULSE_CUDA_SYNC=1 | $sync_cmp |"
 echo "| total | $(elapsed) s |"
 [ "$parity" = pass ]
