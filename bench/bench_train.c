@@ -433,7 +433,7 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     for (int i = 0; i < o->warmup + o->steps && rc == 0; i++) {
         if (o->profile && i == o->warmup)
             ops = prof_ops(step_ops); /* counts the measured steps only */
-        /* every operation waits for its GPU work before it returns, so the host clock times the GPU too */
+        /* train_step ends with ops sync (train_adamw_step's), so the host clock times the GPU's work too */
         double t0 = now();
         rc = train_step(&m, &opt, ops, b.ids, b.mask, b.labels, B, T, b.pixels, B, 1e-4f, &loss);
         if (i >= o->warmup)

@@ -129,8 +129,35 @@ static __global__ void rope_kernel(float *x, const int32_t *pos, const float *in
     }
 }
 
-/* The positions and the inverse frequencies are copied into device scratch first, so a host array works as
- * well as managed memory. */
+/* The inverse frequencies of (hs, theta) in device memory, made on the host (glibc's powf) when either
+ * changes: a model asks for one pair, so the copy, which waits for the stream, happens once, not per call. */
+static const float *rope_inv(size_t hs, float theta, const char *op) {
+    static float *dinv;
+    static size_t have_hs;
+    static float have_theta;
+    if (dinv && have_hs == hs && have_theta == theta)
+        return dinv;
+    size_t half = hs / 2;
+    float *inv = (float *)malloc(half * sizeof(float));
+    if (!inv) {
+        fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
+        exit(3);
+    }
+    for (size_t f = 0; f < half; f++)
+        inv[f] = kernel_rope_inv_freq((int)f, (int)hs, theta);
+    if (dinv)
+        cuda_check(cudaFree(dinv), op); /* cudaFree waits for the kernels that read it */
+    dinv = NULL;
+    have_hs = 0;
+    cuda_check(cudaMalloc(&dinv, half * sizeof(float)), op);
+    cuda_check(cudaMemcpy(dinv, inv, half * sizeof(float), cudaMemcpyHostToDevice), op);
+    free(inv);
+    have_hs = hs;
+    have_theta = theta;
+    return dinv;
+}
+
+/* The positions are read where they are (memory from mem_alloc, as every operation's arguments). */
 static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, size_t hs, float theta,
                  float sign, const char *op) {
     size_t n = b * t, half = hs / 2;
@@ -142,19 +169,8 @@ static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, si
         fprintf(stderr, "pulse-pipe: CUDA error in %s: head size %zu does not fit an int\n", op, hs);
         exit(3);
     }
-    float *inv = (float *)malloc(half * sizeof(float));
-    if (!inv) {
-        fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
-        exit(3);
-    }
-    for (size_t f = 0; f < half; f++)
-        inv[f] = kernel_rope_inv_freq((int)f, (int)hs, theta);
-    int32_t *dpos = (int32_t *)cuda_scratch(0, n * sizeof(int32_t));
-    float *dinv = (float *)cuda_scratch(1, half * sizeof(float));
-    cuda_check(cudaMemcpy(dpos, pos, n * sizeof(int32_t), cudaMemcpyDefault), op);
-    cuda_check(cudaMemcpy(dinv, inv, half * sizeof(float), cudaMemcpyHostToDevice), op);
-    free(inv);
-    rope_kernel<<<cuda_blocks(n * half, ROPE_THREADS), ROPE_THREADS>>>(x, dpos, dinv, n, nh, hs, sign);
+    const float *inv = rope_inv(hs, theta, op);
+    rope_kernel<<<cuda_blocks(n * half, ROPE_THREADS), ROPE_THREADS>>>(x, pos, inv, n, nh, hs, sign);
     cuda_done(op);
 }
 

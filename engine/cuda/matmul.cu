@@ -133,8 +133,9 @@ void cuda_matmul_scaled_backward(float *dinp, float *dw, const float *dout, cons
 
 /* ---- bf16 precision ---- */
 
-/* Scratch slots of the rounded operands: the norms, rope, copy and sum_squares use 0 and 1, attention 0 to 7,
- * and no operation calls a matmul inside itself (every operation finishes before the next starts). */
+/* Scratch slots of the rounded operands: the norms, copy and sum_squares use 0 and 1, attention 0 to 7, and
+ * no operation calls a matmul inside itself; a later operation's use of a slot waits for this one's kernels
+ * by the stream's order (and a slot that grows synchronises first). */
 #define MM_SLOT_A 2
 #define MM_SLOT_B 3
 
@@ -182,6 +183,8 @@ static void mm_host_pages(const float *w, size_t n, int on) {
     }
     cudaMemLocation host = {cudaMemLocationTypeHost, 0}, gpu = {cudaMemLocationTypeDevice, dev};
     if (on) {
+        /* queued kernels first, with their errors: the best-effort calls below clear what they raise */
+        cuda_check(cudaDeviceSynchronize(), "weights_frozen");
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host);
         (void)cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, gpu);
         (void)cudaMemPrefetchAsync(p, bytes, host, 0, 0);

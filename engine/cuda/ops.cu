@@ -7,13 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cuda_check(cudaError_t e, const char *what) {
-    if (e == cudaSuccess)
-        return;
-    fprintf(stderr, "pulse-pipe: CUDA error in %s: %s\n", what, cudaGetErrorString(e));
-    exit(3);
-}
-
 void cuda_blas_check(cublasStatus_t s, const char *what) {
     if (s == CUBLAS_STATUS_SUCCESS)
         return;
@@ -38,15 +31,26 @@ static int sync_each(void) {
     return on;
 }
 
+/* With operations queued, an error raised by one kernel surfaces at the next check of any operation: the
+ * message then says so (PULSE_CUDA_SYNC=1 makes the operation it names the one at fault). */
+void cuda_check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess)
+        return;
+    fprintf(stderr, "pulse-pipe: CUDA error in %s%s: %s\n", what,
+            sync_each() ? "" : " (or an operation queued before it; PULSE_CUDA_SYNC=1 names the one)",
+            cudaGetErrorString(e));
+    exit(3);
+}
+
 void cuda_done(const char *op) {
     cuda_check(cudaGetLastError(), op);
     if (sync_each())
         cuda_check(cudaDeviceSynchronize(), op);
 }
 
-/* ops sync: an error of a kernel still queued surfaces here, named after the wait. */
+/* ops sync: an error of a kernel still queued surfaces here. */
 static void cuda_sync(void) {
-    cuda_check(cudaDeviceSynchronize(), "an operation (run with PULSE_CUDA_SYNC=1 to name it)");
+    cuda_check(cudaDeviceSynchronize(), "ops sync");
 }
 
 cublasHandle_t cuda_blas(void) {

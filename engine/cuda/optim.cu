@@ -45,8 +45,9 @@ static __global__ void ss_final_kernel(double *part, unsigned nb) {
 }
 
 double cuda_sum_squares(const float *x, size_t n) {
-    if (n == 0) {
-        cuda_done("cuda_sum_squares");
+    if (n == 0) { /* it waits like ops sync even with nothing to sum (engine/ops.h) */
+        cuda_check(cudaGetLastError(), "cuda_sum_squares");
+        cuda_check(cudaDeviceSynchronize(), "cuda_sum_squares");
         return 0.0;
     }
     unsigned nb = cuda_blocks(n, SS_THREADS * SS_PER_THREAD);
