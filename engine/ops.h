@@ -151,6 +151,10 @@ struct ops {
 /* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows.
  */
 const struct ops *ops_cpu(int threads);
+/* From now on the CPU table's thread count is *count, read at every operation (NULL: its own again), so
+ * another process may change it while a stage runs: run --jobs gives a job the threads that others freed.
+ * Every operation gives the same bits for any count, so this changes speed only. */
+void ops_cpu_follow(const int *count);
 /* The CUDA backend (engine/cuda/): cuBLAS for matmuls, kernels for the rest, on the first visible GPU. Only
  * in builds with PULSE_HAVE_CUDA; callers go through ops_select. */
 const struct ops *ops_cuda(void);

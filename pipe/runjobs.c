@@ -5,17 +5,21 @@
  * depends on the order or the split: keys and outputs are content, and the stage lock keeps one computation
  * per key across jobs as it does across runs.
  *
- * Threads: a child gets the threads that no running job holds, split between the stages starting with it (at
- * least one each), so a protocol's long chain keeps every core and the fan-out after it shares them. */
+ * Threads: whenever a job starts or ends, the run's threads are split again between the running jobs (at
+ * least one each), and each child's CPU table follows its share through a page the parent writes and every
+ * child maps (ops_cpu_follow): a protocol's long chain keeps every core, the fan-out after it shares them,
+ * and a job left running alone gets them all back. Results are the same bits for any split. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/ops.h"
 #include "pipe/run.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -34,6 +38,7 @@ struct jobs {
     struct run *r;
     pid_t *pid;        /* per stage: its child, while ST_RUNNING */
     int *threads;      /* per stage: the threads its child has */
+    int *share;        /* per stage: the same, in a page the children map (NULL: fixed at the start) */
     size_t *number;    /* per stage: its k in "[k/n]", given when it started */
     struct job *ready; /* stages to compute, gathered by one pass */
     int running, used;
@@ -88,6 +93,8 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
     struct run *r = j->r;
     j->number[i] = ++r->shown;
     fflush(NULL);
+    if (j->share) /* before the fork: the child starts with it */
+        __atomic_store_n(&j->share[i], threads, __ATOMIC_RELAXED);
     pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
@@ -97,6 +104,8 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
         r->store->audit_repo = NULL;
         r->store->close_hook = NULL;
         r->env.threads = threads;
+        if (j->share)
+            ops_cpu_follow(&j->share[i]);
         enum state s = run_locked(r, i, had);
         if (s == ST_FAILED)
             run_failed(r, i);
@@ -115,8 +124,27 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
     r->state[i] = ST_RUNNING;
 }
 
+/* The run's threads split evenly between the running jobs (the earlier ones in the DAG's order get the
+ * remainder), each at least one; written to the shared page, which the children read at every operation. */
+static void rebalance(struct jobs *j) {
+    struct run *r = j->r;
+    if (!j->share || j->running == 0)
+        return;
+    int total = r->env.threads, k = 0, per = total / j->running, extra = total % j->running;
+    j->used = 0;
+    for (size_t o = 0; o < r->plan.dag.n; o++) {
+        size_t i = r->plan.dag.order[o];
+        if (r->state[i] != ST_RUNNING)
+            continue;
+        int t = per + (k++ < extra);
+        j->threads[i] = t > 1 ? t : 1;
+        j->used += j->threads[i];
+        __atomic_store_n(&j->share[i], j->threads[i], __ATOMIC_RELAXED);
+    }
+}
+
 /* One pass in the DAG's order: settles every stage that can be settled without computing, then starts as
- * many of those that must be computed as there are free slots. */
+ * many of those that must be computed as there are free slots, then splits the threads again. */
 static void start_ready(struct jobs *j) {
     struct run *r = j->r;
     size_t n = 0;
@@ -131,6 +159,7 @@ static void start_ready(struct jobs *j) {
         int left = r->env.threads - j->used, share = left / (int)(start - k);
         launch(j, j->ready[k].i, j->ready[k].had, share > 1 ? share : 1);
     }
+    rebalance(j);
 }
 
 /* The stage whose child pid is. */
@@ -201,12 +230,16 @@ void run_jobs(struct run *r) {
                      .number = xcalloc(n, sizeof *j.number),
                      .ready = xcalloc(n, sizeof *j.ready)};
     signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap the children before waitpid sees them */
+    void *page = mmap(NULL, n * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    j.share = page == MAP_FAILED ? NULL : page; /* without it each job keeps the threads it started with */
     for (;;) {
         start_ready(&j);
         if (j.running == 0) /* nothing runs and nothing more could start: every kept stage is settled */
             break;
         reap(&j);
     }
+    if (j.share)
+        munmap(j.share, n * sizeof(int));
     free(j.pid);
     free(j.threads);
     free(j.number);

@@ -75,7 +75,8 @@ static inline float cpu_dot(const float *a, const float *b, size_t n) {
 /* The most threads the pool will run, whatever the caller asks for. */
 #define CPU_MAX_THREADS 64
 
-/* The thread count of the CPU table (its `threads` field, clamped to 1..CPU_MAX_THREADS). */
+/* The thread count of the CPU table (its `threads` field, or the count ops_cpu_follow points at, clamped to
+ * 1..CPU_MAX_THREADS). */
 int cpu_threads(void);
 
 /* The "cpu-bf16" table (engine/precision.c's ops_precision) when table is the CPU table or that twin itself,

@@ -54,8 +54,15 @@ static struct ops cpu_table = {
     .threads = 1,
 };
 
+/* ops_cpu_follow's count: shared memory another process writes, read atomically. */
+static const int *follow;
+
+void ops_cpu_follow(const int *count) {
+    follow = count;
+}
+
 int cpu_threads(void) {
-    int t = cpu_table.threads;
+    int t = follow ? __atomic_load_n(follow, __ATOMIC_RELAXED) : cpu_table.threads;
     return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
 }
 
