@@ -4,6 +4,7 @@
  * and far-apart positions), SwiGLU's one-sigmoid backward, dropout and add_scaled against their formulas.
  * Also attention at a size where each head is a real product, against a double-precision reference. */
 #include "check.h"
+#include "engine/cpu/cpu.h"
 #include "engine/kernels.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
@@ -219,7 +220,35 @@ static void test_attention(void) {
     free(q), free(k), free(v), free(out), free(probs);
 }
 
+/* ops_cpu_follow: the thread count is read from the shared int at every call (clamped), until NULL gives the
+ * table its own count back; a change between two products keeps their bits (run --jobs relies on both). */
+static void test_follow(void) {
+    O = ops_cpu(2);
+    CHECK(cpu_threads() == 2);
+    int count = 3;
+    ops_cpu_follow(&count);
+    CHECK(cpu_threads() == 3);
+    size_t n = 300, k = 64, m = 130;
+    float *a = malloc(n * k * sizeof(float)), *w = malloc(m * k * sizeof(float));
+    float *o3 = malloc(n * m * sizeof(float)), *o1 = malloc(n * m * sizeof(float));
+    for (size_t i = 0; i < n * k; i++)
+        a[i] = rng_uniform(rng_key(5, 1), i) - 0.5f;
+    for (size_t i = 0; i < m * k; i++)
+        w[i] = rng_uniform(rng_key(5, 2), i) - 0.5f;
+    O->matmul_forward(o3, a, w, NULL, n, k, m);
+    count = 1;
+    CHECK(cpu_threads() == 1);
+    O->matmul_forward(o1, a, w, NULL, n, k, m);
+    CHECK(memcmp(o1, o3, n * m * sizeof(float)) == 0);
+    count = 0;
+    CHECK(cpu_threads() == 1); /* clamped */
+    ops_cpu_follow(NULL);
+    CHECK(cpu_threads() == 2);
+    free(a), free(w), free(o3), free(o1);
+}
+
 int main(void) {
+    test_follow();
     for (int threads = 1; threads <= 2; threads++) {
         O = ops_cpu(threads);
         test_exp();
