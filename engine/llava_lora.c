@@ -324,7 +324,8 @@ void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int p
     }
     ops->matmul_forward(s->h, xd, s->mod->A, NULL, n, in, r);
     /* PEFT: y + lora_B(lora_A(x)) * scaling; the scale rides on the product (BLAS's alpha), so no [N, out]
-     * scratch and no pass over it (PEFT rounds the product, then the scaled term: an ulp apart) */
+     * scratch and no pass over it (PEFT rounds the product, then the scaled term: the same bits where BLAS
+     * scales before it adds, as OpenBLAS does here; an ulp apart where it fuses the two) */
     ops->matmul_scaled_forward(y, s->h, s->mod->B, lora_scale(m->lora.l), n, r, out);
 }
 

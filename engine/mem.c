@@ -24,7 +24,7 @@ void cuda_mem_free(void *p);
 /* The header keeps the payload 256-byte aligned (what cudaMalloc guarantees, and more than any vector load
  * needs). */
 #define MEM_HEADER 256
-enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461, MEM_ARENA = 0x6172656e };
+enum { MEM_HEAP = 0x68656170, MEM_CUDA = 0x63756461 };
 
 static int use_cuda;
 
@@ -47,7 +47,6 @@ static void peak_raise(size_t now) {
 struct mem_block {
     uintptr_t start;
     size_t bytes;
-    int arena;    /* a block of the checked heap, whose pages the fence can close */
     int readable; /* mem_host_reads: the fence leaves it readable */
 };
 static atomic_int checking;
@@ -68,7 +67,7 @@ static size_t reg_upto(uintptr_t a) {
     return lo;
 }
 
-static void reg_add(const void *p, size_t bytes, int in_arena) {
+static void reg_add(const void *p, size_t bytes) {
     pthread_mutex_lock(&reg_mu);
     if (reg_n == reg_cap) {
         reg_cap = reg_cap ? 2 * reg_cap : 256;
@@ -76,7 +75,7 @@ static void reg_add(const void *p, size_t bytes, int in_arena) {
     }
     size_t at = reg_upto((uintptr_t)p);
     memmove(reg + at + 1, reg + at, (reg_n - at) * sizeof *reg);
-    reg[at] = (struct mem_block){(uintptr_t)p, bytes, in_arena, 0};
+    reg[at] = (struct mem_block){(uintptr_t)p, bytes, 0};
     reg_n++;
     pthread_mutex_unlock(&reg_mu);
 }
@@ -161,7 +160,7 @@ void *mem_alloc(size_t n, size_t size) {
     size_t bytes = MEM_HEADER + n * size, payload = n * size;
     int checks = atomic_load_explicit(&checking, memory_order_relaxed);
     unsigned char *p;
-    uint32_t tag = use_cuda ? MEM_CUDA : checks ? MEM_ARENA : MEM_HEAP;
+    uint32_t tag = use_cuda ? MEM_CUDA : MEM_HEAP; /* checked heap blocks are known by their address */
 #ifdef PULSE_HAVE_CUDA
     if (use_cuda)
         p = cuda_mem_alloc(bytes);
@@ -172,7 +171,7 @@ void *mem_alloc(size_t n, size_t size) {
     memcpy(p + MEM_SIZE_AT, &payload, sizeof payload);
     peak_raise(atomic_fetch_add_explicit(&in_use, payload, memory_order_relaxed) + payload);
     if (checks)
-        reg_add(p + MEM_HEADER, payload, tag == MEM_ARENA);
+        reg_add(p + MEM_HEADER, payload);
     return p + MEM_HEADER;
 }
 

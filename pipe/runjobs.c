@@ -37,8 +37,8 @@ struct job {
 struct jobs {
     struct run *r;
     pid_t *pid;        /* per stage: its child, while ST_RUNNING */
-    int *threads;      /* per stage: the threads its child has */
-    int *share;        /* per stage: the same, in a page the children map (NULL: fixed at the start) */
+    int *threads;      /* per stage: the threads its child has, in a page the children map when shared */
+    int shared;        /* 0: a plain array (no shared page), so each job keeps the threads it started with */
     size_t *number;    /* per stage: its k in "[k/n]", given when it started */
     struct job *ready; /* stages to compute, gathered by one pass */
     int running, used;
@@ -93,8 +93,8 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
     struct run *r = j->r;
     j->number[i] = ++r->shown;
     fflush(NULL);
-    if (j->share) /* before the fork: the child starts with it */
-        __atomic_store_n(&j->share[i], threads, __ATOMIC_RELAXED);
+    __atomic_store_n(&j->threads[i], threads,
+                     __ATOMIC_RELAXED); /* before the fork: the child starts with it */
     pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
@@ -104,8 +104,8 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
         r->store->audit_repo = NULL;
         r->store->close_hook = NULL;
         r->env.threads = threads;
-        if (j->share)
-            ops_cpu_follow(&j->share[i]);
+        if (j->shared)
+            ops_cpu_follow(&j->threads[i]);
         enum state s = run_locked(r, i, had);
         if (s == ST_FAILED)
             run_failed(r, i);
@@ -118,7 +118,6 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
         return;
     }
     j->pid[i] = pid;
-    j->threads[i] = threads;
     j->running++;
     j->used += threads;
     r->state[i] = ST_RUNNING;
@@ -128,7 +127,7 @@ static void launch(struct jobs *j, size_t i, int had, int threads) {
  * remainder), each at least one; written to the shared page, which the children read at every operation. */
 static void rebalance(struct jobs *j) {
     struct run *r = j->r;
-    if (!j->share || j->running == 0)
+    if (!j->shared || j->running == 0)
         return;
     int total = r->env.threads, k = 0, per = total / j->running, extra = total % j->running;
     j->used = 0;
@@ -137,9 +136,9 @@ static void rebalance(struct jobs *j) {
         if (r->state[i] != ST_RUNNING)
             continue;
         int t = per + (k++ < extra);
-        j->threads[i] = t > 1 ? t : 1;
-        j->used += j->threads[i];
-        __atomic_store_n(&j->share[i], j->threads[i], __ATOMIC_RELAXED);
+        t = t > 1 ? t : 1;
+        j->used += t;
+        __atomic_store_n(&j->threads[i], t, __ATOMIC_RELAXED);
     }
 }
 
@@ -226,22 +225,23 @@ void run_jobs(struct run *r) {
     size_t n = r->plan.dag.n + 1;
     struct jobs j = {.r = r,
                      .pid = xcalloc(n, sizeof *j.pid),
-                     .threads = xcalloc(n, sizeof *j.threads),
                      .number = xcalloc(n, sizeof *j.number),
                      .ready = xcalloc(n, sizeof *j.ready)};
     signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap the children before waitpid sees them */
     void *page = mmap(NULL, n * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    j.share = page == MAP_FAILED ? NULL : page; /* without it each job keeps the threads it started with */
+    j.shared = page != MAP_FAILED;
+    j.threads = j.shared ? page : xcalloc(n, sizeof *j.threads);
     for (;;) {
         start_ready(&j);
         if (j.running == 0) /* nothing runs and nothing more could start: every kept stage is settled */
             break;
         reap(&j);
     }
-    if (j.share)
-        munmap(j.share, n * sizeof(int));
+    if (j.shared)
+        munmap(j.threads, n * sizeof(int));
+    else
+        free(j.threads);
     free(j.pid);
-    free(j.threads);
     free(j.number);
     free(j.ready);
 }
