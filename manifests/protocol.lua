@@ -78,44 +78,51 @@ local function tower(s, w)
   return stage "tower" (merge(t, s.tower)).out.tower
 end
 
-return function(s)
-  local w = world(s)
-  local data = { people = w.people, items = w.items, images = w.images }
-  local base
+-- The model the protocol starts from: imported, or pretrained on the world with its tower.
+local function base_model(s, w)
   if s.base_model then
-    base = stage "base" { kind = "import-model", path = s.base_model }
+    return stage "base" { kind = "import-model", path = s.base_model }
   elseif s.data then
     error("settings.data needs settings.base_model: imported data sets bring no tokenizer to pretrain with")
-  else
-    base = stage "base" (merge({ kind = "pretrain", examples = w.pretrain, images = w.images,
-      tokenizer = w.tokenizer, tower = tower(s, w) }, s.pretrain))
   end
-  local vanilla = stage "vanilla" (merge({ kind = "finetune", examples = w.finetune, images = w.images },
-    model(base), s.finetune))
+  return stage "base" (merge({ kind = "pretrain", examples = w.pretrain, images = w.images,
+    tokenizer = w.tokenizer, tower = tower(s, w) }, s.pretrain))
+end
+
+-- Everything after the base model that a training seed changes: fine-tuning, both knowledge types'
+-- unlearning and their evaluations. `seed` (a sweep's member, or nil) seeds fine-tuning and unlearning,
+-- prefixes the stage names with "seed<k>/" and labels the evaluations, so that the report shows each cell as
+-- the mean over the seeds and its spread. The pretrained model's selection and evaluation before
+-- unlearning do not depend on it: p.before_pretrained is made once.
+local function member(s, p, seed)
+  local pre = seed and ("seed" .. seed .. "/") or ""
+  local seeded = seed and { seed = seed } or {}
+  local w, evals = p.world, p.evals
+  local vanilla = stage(pre .. "vanilla") (merge({ kind = "finetune", examples = w.finetune, images = w.images },
+    model(p.base), s.finetune, seeded))
 
   local knowledge = {
     finetuned = { model = vanilla, examples = w.finetune,
-      select = stage "select/finetuned" (merge({ kind = "select", group = "fictitious" }, s.select.finetuned,
-        model(vanilla), data)) },
-    pretrained = { model = base, examples = w.pretrain,
-      select = stage "select/pretrained" (merge({ kind = "select", group = "real" }, s.select.pretrained,
-        model(base), data)) },
+      select = stage(pre .. "select/finetuned") (merge({ kind = "select", group = "fictitious" },
+        s.select.finetuned, model(vanilla), p.data)) },
+    pretrained = { model = p.base, examples = w.pretrain, select = p.select_pretrained },
   }
-  local evals = {}
   local function evaluate(name, k, labels, rounds, forget_rounds)
-    local e = stage("evaluate/" .. name) (merge({ kind = "evaluate", split = k.select.out.split,
-      knowledge = labels.knowledge, rounds = forget_rounds or 0 }, labels, model(k.model, rounds), data, s.evaluate))
+    local e = stage(pre .. "evaluate/" .. name) (merge({ kind = "evaluate", split = k.select.out.split,
+      knowledge = labels.knowledge, rounds = forget_rounds or 0 }, labels, seeded, model(k.model, rounds), p.data,
+      s.evaluate))
     evals[#evals + 1] = e.out.metrics
   end
   local function unlearn(name, k, params, rounds)
     local by_method = s.unlearn_by_method and s.unlearn_by_method[params.method] or {}
-    return stage("unlearn/" .. name) (merge({ kind = "unlearn", split = k.select.out.split, examples = k.examples,
-      people = w.people, images = w.images }, s.unlearn, by_method, params, model(k.model, rounds)))
+    return stage(pre .. "unlearn/" .. name) (merge({ kind = "unlearn", split = k.select.out.split,
+      examples = k.examples, people = w.people, images = w.images }, s.unlearn, by_method, params, seeded,
+      model(k.model, rounds)))
   end
 
+  evaluate("finetuned/before", knowledge.finetuned, { knowledge = "finetuned", method = "none", round = 0 })
   for _, kn in ipairs({ "finetuned", "pretrained" }) do
     local k = knowledge[kn]
-    evaluate(kn .. "/before", k, { knowledge = kn, method = "none", round = 0 })
     for _, method in ipairs(s.methods) do
       local u = unlearn(kn .. "/" .. method, k, { method = method })
       evaluate(kn .. "/" .. method, k, { knowledge = kn, method = method, setting = "single", round = 1 }, { u })
@@ -138,6 +145,26 @@ return function(s)
   local u = unlearn("pretrained/ga/llm", kp, { method = "ga", target = "llm" })
   evaluate("pretrained/ga/llm", kp, { knowledge = "pretrained", method = "ga", setting = "single", round = 1,
     target = "llm" }, { u })
+end
 
-  stage "report" { kind = "report", metrics = evals, title = s.title }
+return function(s)
+  local w = world(s)
+  local data = { people = w.people, items = w.items, images = w.images }
+  local base = base_model(s, w)
+  local select_pretrained = stage "select/pretrained" (merge({ kind = "select", group = "real" },
+    s.select.pretrained, model(base), data))
+  local before = stage "evaluate/pretrained/before" (merge({ kind = "evaluate", split = select_pretrained.out.split,
+    knowledge = "pretrained", method = "none", round = 0, rounds = 0 }, model(base), data, s.evaluate))
+  local p = { world = w, data = data, base = base, select_pretrained = select_pretrained,
+    evals = { before.out.metrics } }
+  if s.seeds then
+    if type(s.seeds) ~= "table" or #s.seeds == 0 then error("settings.seeds must be a list of seeds") end
+    for _, seed in ipairs(s.seeds) do
+      if math.type(seed) ~= "integer" or seed <= 0 then error("settings.seeds: each seed must be an integer > 0") end
+      member(s, p, seed)
+    end
+  else
+    member(s, p, nil)
+  end
+  stage "report" { kind = "report", metrics = p.evals, title = s.title }
 end

@@ -1,9 +1,9 @@
 /* evaluate: a model's accuracy on the protocol's question sets: the forget and the retain people, each split
  * into multimodal (with the portrait) and text-only questions, and the general suite; the letter scores of
  * engine/mcq.h, and its likelihood score when `scoring` is likelihood. The metrics say which scoring is the
- * headline (`scoring`), and the labels (knowledge, method, setting, round, target) travel with the numbers so
- * that `report` can place them (docs/stages.md). `answers` gives every item's answers, and with `generate`
- * its greedy generation (engine/generate.h) too. */
+ * headline (`scoring`), and the labels (knowledge, method, setting, round, target; seed in a sweep) travel
+ * with the numbers so that `report` can place them (docs/stages.md). `answers` gives every item's answers,
+ * and with `generate` its greedy generation (engine/generate.h) too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +48,8 @@ static struct json *labels_json(struct stage_ctx *c) {
     json_set(l, "setting", json_str(stage_str(c, "setting")));
     json_set(l, "round", json_int(stage_int(c, "round")));
     json_set(l, "target", json_str(stage_str(c, "target")));
+    if (stage_int(c, "seed") != 0)
+        json_set(l, "seed", json_int(stage_int(c, "seed")));
     return l;
 }
 
@@ -225,6 +227,7 @@ static const struct param_spec evaluate_params[] = {
     {"setting", PARAM_STR, "\"single\"", "label: single or sequential"},
     {"round", PARAM_INT, "0", "label: the round just finished"},
     {"target", PARAM_STR, "\"proj+llm\"", "label: the update target"},
+    {"seed", PARAM_INT, "0", "label: the seed of the sweep's member this model belongs to (0: not a sweep)"},
 };
 static const char *const evaluate_outputs[] = {"metrics", "answers"};
 

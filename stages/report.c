@@ -7,6 +7,7 @@
  * Inputs come from other stages but are still outside data here: each one is checked and refused with one
  * line naming its index (position in `metrics`, from 0). Entries are sorted by their labels, so the outputs
  * do not depend on the order of the inputs. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,19 +36,31 @@ static const char *const scorings[] = {"letter", "likelihood"};
 static const char *const headline[] = {"greedy", "likelihood"};
 #define COUNT(a) (sizeof a / sizeof a[0])
 
+/* One input; or one run: the inputs whose five labels are the same, which must then differ in their `seed`
+ * label (a sweep over seeds), with the mean of their numbers and the spread of their headline. */
 struct entry {
-    size_t index;                                      /* position in `metrics` */
+    size_t index;                                      /* position in `metrics` (a run: its first member's) */
     const char *knowledge, *method, *setting, *target; /* point into labels */
     int64_t round;
+    int has_seed; /* labels.seed: an integer, the seed of a sweep's member */
+    int64_t seed;
     int scoring; /* index in scorings: letter when the metrics do not say (evaluate before version 2) */
-    struct json *labels, *sets;
+    struct json *labels, *sets; /* a run's are its first member's, not its own */
     double greedy[REPORT_NCOLS], option[REPORT_NCOLS], likelihood[REPORT_NCOLS]; /* -1: absent */
     double acc[REPORT_NCOLS]; /* the headline: greedy or likelihood, by scoring */
+    /* a run's: its members (consecutive in sorted order), and the sample standard deviation of acc over
+     * those that have the set (-1 with fewer than two) */
+    const struct entry *first;
+    size_t members;
+    double sd[REPORT_NCOLS];
 };
 
 struct report {
-    struct entry *e;
+    struct entry *e; /* the inputs, sorted */
     size_t n;
+    struct entry *run; /* what the views and the chart show */
+    size_t nrun;
+    int seeds;   /* some run has more than one member: the tables show means, spreads and a seeds column */
     int scoring; /* every entry's */
 };
 
@@ -57,6 +70,7 @@ static void report_free(struct report *r) {
         json_free(r->e[i].sets);
     }
     free(r->e);
+    free(r->run);
 }
 
 /* ---- reading and checking the inputs ------------------------------------------------------------------- */
@@ -134,6 +148,9 @@ static int check_labels(const struct json *labels, struct entry *e) {
         return bad(e->index, "'labels.round' must be an integer");
     if (!(e->target = label_one_of(labels, "target", targets, e->index)))
         return -1;
+    e->has_seed = json_get(labels, "seed") != NULL;
+    if (e->has_seed && json_get_int(labels, "seed", &e->seed) != 0)
+        return bad(e->index, "'labels.seed' must be an integer");
     return check_round(e);
 }
 
@@ -234,10 +251,79 @@ static int cmp_core(const struct entry *a, const struct entry *b) {
     return d;
 }
 
+/* The five labels, then the seed (none first), then the position. */
 static int cmp_entry(const void *pa, const void *pb) {
     const struct entry *a = pa, *b = pb;
     int d = cmp_core(a, b);
+    if (!d)
+        d = a->has_seed - b->has_seed;
+    if (!d)
+        d = (a->seed > b->seed) - (a->seed < b->seed);
     return d ? d : (a->index > b->index) - (a->index < b->index);
+}
+
+/* Inputs with the same five labels are one run only when each has a seed of its own. */
+static int check_members(const struct entry *a, const struct entry *b) {
+    if (!a->has_seed)
+        return err_set("report: metrics %zu and %zu have the same labels (knowledge, method, setting, round, "
+                       "target) and no seed label to tell them apart",
+                       a->index, b->index);
+    if (a->seed == b->seed)
+        return err_set("report: metrics %zu and %zu have the same labels and the same seed (%lld)", a->index,
+                       b->index, (long long)a->seed);
+    return 0;
+}
+
+/* An entry's numbers by field: greedy, option, likelihood, the headline. */
+enum { F_GREEDY, F_OPTION, F_LIKELIHOOD, F_ACC, NFIELDS };
+static double *field(struct entry *e, int f) {
+    double *const v[NFIELDS] = {e->greedy, e->option, e->likelihood, e->acc};
+    return v[f];
+}
+
+/* The mean of field f's column k over the members that have it (-1 when none does), and into *sd the sample
+ * standard deviation (-1 with fewer than two) when sd is not NULL. Members are summed in sorted order, so the
+ * bits do not depend on the inputs' order. */
+static double member_mean(struct entry *first, size_t members, int f, int k, double *sd) {
+    double sum = 0, dev = 0;
+    size_t n = 0;
+    for (size_t m = 0; m < members; m++) {
+        double x = field(&first[m], f)[k];
+        if (x >= 0)
+            sum += x, n++;
+    }
+    double mean = n ? sum / (double)n : -1;
+    for (size_t m = 0; n > 1 && m < members; m++) {
+        double x = field(&first[m], f)[k];
+        if (x >= 0)
+            dev += (x - mean) * (x - mean);
+    }
+    if (sd)
+        *sd = n > 1 ? sqrt(dev / (double)(n - 1)) : -1;
+    return mean;
+}
+
+/* A run of `members` sorted inputs from `first`: their labels, and the means of their numbers. */
+static void run_make(struct entry *first, size_t members, struct entry *run) {
+    *run = *first;
+    run->first = first;
+    run->members = members;
+    for (int f = 0; f < NFIELDS; f++)
+        for (int k = 0; k < REPORT_NCOLS; k++)
+            field(run, f)[k] = member_mean(first, members, f, k, f == F_ACC ? &run->sd[k] : NULL);
+}
+
+/* Groups the sorted inputs into runs. */
+static int runs_make(struct report *r) {
+    r->run = xcalloc(r->n ? r->n : 1, sizeof *r->run);
+    for (size_t i = 0, end; i < r->n; i = end) {
+        for (end = i + 1; end < r->n && cmp_core(&r->e[i], &r->e[end]) == 0; end++)
+            if (check_members(&r->e[end - 1], &r->e[end]) != 0)
+                return -1;
+        run_make(&r->e[i], end - i, &r->run[r->nrun++]);
+        r->seeds |= end - i > 1;
+    }
+    return 0;
 }
 
 static int read_all(struct stage_ctx *c, struct report *r) {
@@ -256,12 +342,7 @@ static int read_all(struct stage_ctx *c, struct report *r) {
                 scorings[r->e[0].scoring], i, scorings[r->e[i].scoring]);
     r->scoring = r->n ? r->e[0].scoring : 0;
     qsort(r->e, r->n, sizeof *r->e, cmp_entry);
-    for (size_t i = 0; i + 1 < r->n; i++)
-        if (cmp_core(&r->e[i], &r->e[i + 1]) == 0)
-            return err_set("report: metrics %zu and %zu have the same labels (knowledge, method, setting, "
-                           "round, target)",
-                           r->e[i].index, r->e[i + 1].index);
-    return 0;
+    return runs_make(r);
 }
 
 /* ---- views --------------------------------------------------------------------------------------------- */
@@ -306,17 +387,17 @@ static int is(const char *a, const char *b) {
 /* The "before unlearning" entry of a knowledge type (of a target too, unless target is NULL): the first
  * method-none entry in sorted order. */
 static const struct entry *before(const struct report *r, const char *knowledge, const char *target) {
-    for (size_t i = 0; i < r->n; i++)
-        if (is(r->e[i].knowledge, knowledge) && is(r->e[i].method, "none") &&
-            (!target || is(r->e[i].target, target)))
-            return &r->e[i];
+    for (size_t i = 0; i < r->nrun; i++)
+        if (is(r->run[i].knowledge, knowledge) && is(r->run[i].method, "none") &&
+            (!target || is(r->run[i].target, target)))
+            return &r->run[i];
     return NULL;
 }
 
 static const struct entry *single_run(const struct report *r, const char *knowledge, const char *method,
                                       const char *target) {
-    for (size_t i = 0; i < r->n; i++) {
-        const struct entry *e = &r->e[i];
+    for (size_t i = 0; i < r->nrun; i++) {
+        const struct entry *e = &r->run[i];
         if (is(e->knowledge, knowledge) && is(e->method, method) && is(e->setting, "single") &&
             is(e->target, target))
             return e;
@@ -335,8 +416,8 @@ static void view_knowledge_method(const struct report *r, struct view *v) {
         const struct entry *b = before(r, knowledges[k], NULL);
         if (b)
             view_add(v, b, knowledges[k], "none", NULL);
-        for (size_t i = 0; i < r->n; i++) {
-            const struct entry *e = &r->e[i];
+        for (size_t i = 0; i < r->nrun; i++) {
+            const struct entry *e = &r->run[i];
             if (is(e->knowledge, knowledges[k]) && !is(e->method, "none") && is(e->setting, "single") &&
                 is(e->target, "proj+llm"))
                 view_add(v, e, e->knowledge, e->method, NULL);
@@ -353,8 +434,8 @@ static void add_single_shot(const struct report *r, struct view *v, const struct
 static void view_sustainability(const struct report *r, struct view *v) {
     for (size_t k = 0; k < COUNT(knowledges); k++) {
         const struct entry *prev = NULL;
-        for (size_t i = 0; i < r->n; i++) {
-            const struct entry *e = &r->e[i];
+        for (size_t i = 0; i < r->nrun; i++) {
+            const struct entry *e = &r->run[i];
             if (!is_curve(e, knowledges[k]))
                 continue;
             const struct entry *b = prev ? NULL : before(r, knowledges[k], NULL);
@@ -383,8 +464,8 @@ static int in_ablation(const struct report *r, const char *method) {
 }
 
 static void view_ablation(const struct report *r, struct view *v) {
-    for (size_t i = 0; i < r->n; i++) {
-        const struct entry *e = &r->e[i];
+    for (size_t i = 0; i < r->nrun; i++) {
+        const struct entry *e = &r->run[i];
         if (!is(e->knowledge, "pretrained") || !in_ablation(r, e->method))
             continue;
         if (is(e->method, "none") ? before(r, "pretrained", e->target) == e : is(e->setting, "single"))
@@ -429,23 +510,31 @@ static void put_percent(struct buf *b, double v) {
         buf_printf(b, "%.1f", v * 100.0);
 }
 
-static void md_table(struct buf *b, const struct view *v) {
+/* A table; with seeds, a cell is the mean and its spread ("81.2 ± 3.4", or the mean alone from one seed),
+ * and a last column counts the row's seeds. */
+static void md_table(struct buf *b, const struct view *v, int seeds) {
+    size_t nvalues = v->s->ncols + (seeds != 0);
     for (size_t k = 0; k < v->s->nlabels; k++)
         buf_printf(b, "| %s ", v->s->labels[k]);
     for (size_t k = 0; k < v->s->ncols; k++)
         buf_printf(b, "| %s ", report_col_title[v->s->cols[k]]);
-    buf_puts(b, "|\n");
-    for (size_t k = 0; k < v->s->nlabels + v->s->ncols; k++)
+    buf_puts(b, seeds ? "| seeds |\n" : "|\n");
+    for (size_t k = 0; k < v->s->nlabels + nvalues; k++)
         buf_puts(b, k < v->s->nlabels ? "|---" : "|---:");
     buf_puts(b, "|\n");
     for (size_t i = 0; i < v->n; i++) {
+        const struct entry *e = v->rows[i].e;
         for (size_t k = 0; k < v->s->nlabels; k++)
             buf_printf(b, "| %s ", v->rows[i].cell[k]);
         for (size_t k = 0; k < v->s->ncols; k++) {
             buf_puts(b, "| ");
-            put_percent(b, v->rows[i].e->acc[v->s->cols[k]]);
+            put_percent(b, e->acc[v->s->cols[k]]);
+            if (e->sd[v->s->cols[k]] >= 0)
+                buf_printf(b, " ± %.1f", e->sd[v->s->cols[k]] * 100.0);
             buf_puts(b, " ");
         }
+        if (seeds)
+            buf_printf(b, "| %zu ", e->members);
         buf_puts(b, "|\n");
     }
 }
@@ -469,19 +558,24 @@ static const char *const md_rest[] = {
     "\nMLLMU-Bench's greedy-letter and option-letter scores, item counts and unparsed answers are in the "
     "`csv` and `json` outputs.\n"};
 
-static char *make_markdown(const char *title, int scoring, const struct view v[NVIEWS], size_t *n) {
+static const char md_seeds[] =
+    "Runs that differ only in their seed are one row: the mean over the seeds ± the sample standard "
+    "deviation (over the seeds that have the set; the mean alone from one); `seeds` counts them.\n";
+
+static char *make_markdown(const char *title, const struct report *r, const struct view v[NVIEWS],
+                           size_t *n) {
     struct buf b = {0};
     buf_puts(&b, "# ");
     put_line_text(&b, title);
-    buf_printf(&b, "\n\n%s", md_intro[scoring]);
+    buf_printf(&b, "\n\n%s%s", md_intro[r->scoring], r->seeds ? md_seeds : "");
     for (int k = 0; k < NVIEWS; k++) {
         buf_printf(&b, "\n## %s\n\n", v[k].s->title);
         if (v[k].n)
-            md_table(&b, &v[k]);
+            md_table(&b, &v[k], r->seeds);
         else
             buf_printf(&b, "%s\n", v[k].s->empty);
     }
-    buf_puts(&b, md_rest[scoring]);
+    buf_puts(&b, md_rest[r->scoring]);
     *n = b.len;
     return buf_take(&b);
 }
@@ -632,8 +726,10 @@ static struct json *values(const double *v, const struct view *view) {
 }
 
 /* A view as JSON, the table's shape: its label columns and value columns, and per row the cells as shown,
- * the entry's labels, and its accuracies (null where the set, or a score of it, is absent): `accuracy` as the
- * table shows it (the report's scoring), `greedy`, `option` and `likelihood`. */
+ * the run's labels (without `seed`), its members' seeds (empty when they have none), and its accuracies,
+ * means over the seeds (null where the set, or a score of it, is absent): `accuracy` as the table shows it
+ * (the report's scoring), `spread` (its sample standard deviation; null from fewer than two seeds), `greedy`,
+ * `option` and `likelihood`. */
 static struct json *view_json(const struct view *v) {
     struct json *o = json_obj(), *rows = json_arr(), *cols = json_arr();
     for (size_t k = 0; k < v->s->ncols; k++)
@@ -642,12 +738,20 @@ static struct json *view_json(const struct view *v) {
         struct json *row = json_obj(), *cells = json_arr();
         for (size_t k = 0; k < v->s->nlabels; k++)
             json_push(cells, json_str(v->rows[i].cell[k]));
+        const struct entry *e = v->rows[i].e;
+        struct json *labels = json_clone(e->labels), *seeds = json_arr();
+        json_del(labels, "seed");
+        for (size_t m = 0; m < e->members; m++)
+            if (e->first[m].has_seed)
+                json_push(seeds, json_int(e->first[m].seed));
         json_set(row, "cells", cells);
-        json_set(row, "labels", json_clone(v->rows[i].e->labels));
-        json_set(row, "accuracy", values(v->rows[i].e->acc, v));
-        json_set(row, "greedy", values(v->rows[i].e->greedy, v));
-        json_set(row, "option", values(v->rows[i].e->option, v));
-        json_set(row, "likelihood", values(v->rows[i].e->likelihood, v));
+        json_set(row, "labels", labels);
+        json_set(row, "seeds", seeds);
+        json_set(row, "accuracy", values(e->acc, v));
+        json_set(row, "spread", values(e->sd, v));
+        json_set(row, "greedy", values(e->greedy, v));
+        json_set(row, "option", values(e->option, v));
+        json_set(row, "likelihood", values(e->likelihood, v));
         json_push(rows, row);
     }
     json_set(o, "title", json_str(v->s->title));
@@ -680,17 +784,24 @@ static char *make_json(const char *title, const struct report *r, const struct v
 
 static void curve_fill(const struct report *r, const char *knowledge, const char *method, int nrounds,
                        struct report_curve *cv) {
+    size_t n = ((size_t)nrounds + 1) * REPORT_NCOLS;
     cv->method = method;
-    cv->y = xmalloc(((size_t)nrounds + 1) * REPORT_NCOLS * sizeof *cv->y);
+    cv->y = xmalloc(n * sizeof *cv->y);
+    cv->sd = xmalloc(n * sizeof *cv->sd);
+    for (size_t k = 0; k < n; k++)
+        cv->y[k] = cv->sd[k] = -1;
     const struct entry *b = before(r, knowledge, NULL), *s = single_run(r, knowledge, method, "proj+llm");
-    for (int k = 0; k < REPORT_NCOLS; k++) {
-        for (int round = 0; round <= nrounds; round++)
-            cv->y[(size_t)round * REPORT_NCOLS + (size_t)k] = round == 0 && b ? b->acc[k] : -1;
+    if (b)
+        memcpy(cv->y, b->acc, sizeof b->acc), memcpy(cv->sd, b->sd, sizeof b->sd);
+    for (int k = 0; k < REPORT_NCOLS; k++)
         cv->single[k] = s ? s->acc[k] : -1;
+    for (size_t i = 0; i < r->nrun; i++) {
+        const struct entry *e = &r->run[i];
+        if (is_curve(e, knowledge) && is(e->method, method)) {
+            memcpy(cv->y + (size_t)e->round * REPORT_NCOLS, e->acc, sizeof e->acc);
+            memcpy(cv->sd + (size_t)e->round * REPORT_NCOLS, e->sd, sizeof e->sd);
+        }
     }
-    for (size_t i = 0; i < r->n; i++)
-        if (is_curve(&r->e[i], knowledge) && is(r->e[i].method, method))
-            memcpy(cv->y + (size_t)r->e[i].round * REPORT_NCOLS, r->e[i].acc, sizeof r->e[i].acc);
 }
 
 /* One curve per method with sequential runs; entries are sorted, so methods arrive in table order. */
@@ -699,10 +810,10 @@ static void chart_row(const struct report *r, const char *knowledge, int nrounds
     row->ncurves = 0;
     row->curves = NULL;
     const char *last = NULL;
-    for (size_t i = 0; i < r->n; i++) {
-        if (!is_curve(&r->e[i], knowledge) || (last && is(last, r->e[i].method)))
+    for (size_t i = 0; i < r->nrun; i++) {
+        if (!is_curve(&r->run[i], knowledge) || (last && is(last, r->run[i].method)))
             continue;
-        last = r->e[i].method;
+        last = r->run[i].method;
         row->curves = xrealloc(row->curves, (row->ncurves + 1) * sizeof *row->curves);
         curve_fill(r, knowledge, last, nrounds, &row->curves[row->ncurves++]);
     }
@@ -712,11 +823,12 @@ static void chart_make(const struct report *r, const char *title, struct report_
     memset(c, 0, sizeof *c);
     c->title = title;
     c->scoring = headline[r->scoring];
+    c->seeds = r->seeds;
     c->rows = xcalloc(REPORT_MAX_ROWS, sizeof *c->rows);
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->nrun; i++)
         for (size_t k = 0; k < COUNT(knowledges); k++)
-            if (is_curve(&r->e[i], knowledges[k]) && r->e[i].round > c->nrounds)
-                c->nrounds = (int)r->e[i].round;
+            if (is_curve(&r->run[i], knowledges[k]) && r->run[i].round > c->nrounds)
+                c->nrounds = (int)r->run[i].round;
     for (size_t k = 0; k < COUNT(knowledges); k++) {
         chart_row(r, knowledges[k], c->nrounds, &c->rows[c->nrows]);
         if (c->rows[c->nrows].ncurves)
@@ -726,8 +838,10 @@ static void chart_make(const struct report *r, const char *title, struct report_
 
 static void chart_free(struct report_chart *c) {
     for (size_t k = 0; k < c->nrows; k++) {
-        for (size_t j = 0; j < c->rows[k].ncurves; j++)
+        for (size_t j = 0; j < c->rows[k].ncurves; j++) {
             free(c->rows[k].curves[j].y);
+            free(c->rows[k].curves[j].sd);
+        }
         free(c->rows[k].curves);
     }
     free(c->rows);
@@ -765,7 +879,7 @@ static int report_run(struct stage_ctx *c) {
     }
     views_make(&r, v);
     size_t n = 0;
-    int rc = output_text(c, "markdown", make_markdown(title, r.scoring, v, &n), &n, "text");
+    int rc = output_text(c, "markdown", make_markdown(title, &r, v, &n), &n, "text");
     if (rc == 0)
         rc = output_text(c, "csv", make_csv(&r, &n), &n, "text");
     if (rc == 0)
@@ -786,7 +900,7 @@ static const struct param_spec report_params[] = {
 static const char *const report_outputs[] = {"markdown", "csv", "json", "svg", "png"};
 
 const struct stage_kind kind_report = {
-    .schema = {"report", 2, report_params, 2, report_outputs, 5},
+    .schema = {"report", 3, report_params, 2, report_outputs, 5},
     .summary = "tables (Markdown, CSV, JSON) and sustainability plots (SVG, PNG) of evaluate metrics",
     .run = report_run,
 };

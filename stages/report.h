@@ -19,10 +19,12 @@ extern const char *const report_col_set[REPORT_NCOLS];
 extern const char *const report_col_title[REPORT_NCOLS];
 
 /* One method's sequential curve in one knowledge type. Values are accuracies in [0, 1] by the report's
- * scoring (greedy letter or likelihood), or -1 where the run or its set is absent. */
+ * scoring (greedy letter or likelihood), or -1 where the run or its set is absent; a run over several seeds
+ * is their mean, with its sample standard deviation in sd (-1: fewer than two seeds). */
 struct report_curve {
     const char *method;
     double *y;                   /* (nrounds + 1) x REPORT_NCOLS, round-major; round 0 is before unlearning */
+    double *sd;                  /* the same shape */
     double single[REPORT_NCOLS]; /* the single-shot run's accuracy */
 };
 
@@ -37,6 +39,7 @@ struct report_row {
 struct report_chart {
     const char *title;
     const char *scoring; /* what the y axis is: "greedy" or "likelihood" accuracy (NULL: greedy) */
+    int seeds;           /* runs over seeds: points are means, with bars of one standard deviation */
     int nrounds;         /* x runs 0..nrounds */
     struct report_row *rows;
     size_t nrows;

@@ -121,7 +121,23 @@ static size_t curve_points(const struct report_chart *c, const struct report_cur
     return n;
 }
 
-/* Dashed single-shot lines first, then the curves, then the markers on top of every line. */
+/* A bar of one standard deviation either side of each point that has one (clipped to the axis), with caps. */
+static void draw_bars(const struct report_chart *c, const struct report_curve *cv, size_t row, int panel,
+                      const struct painter *p, const uint8_t rgb[3]) {
+    for (int r = 0; r <= c->nrounds; r++) {
+        double v = cv->y[(size_t)r * REPORT_NCOLS + (size_t)panel];
+        double sd = cv->sd[(size_t)r * REPORT_NCOLS + (size_t)panel];
+        if (v < 0 || sd <= 0)
+            continue;
+        double x = report_x(panel, r, c->nrounds), lo = report_y(row, fmax(v - sd, 0)),
+               hi = report_y(row, fmin(v + sd, 1));
+        p->line(p->arg, x, lo, x, hi, rgb, 1, 0);
+        p->line(p->arg, x - 3, lo, x + 3, lo, rgb, 1, 0);
+        p->line(p->arg, x - 3, hi, x + 3, hi, rgb, 1, 0);
+    }
+}
+
+/* Dashed single-shot lines first, then the curves and their bars, then the markers on top of every line. */
 static void draw_curves(const struct report_chart *c, size_t row, int panel, const struct painter *p,
                         double *xy) {
     const struct report_row *rw = &c->rows[row];
@@ -138,6 +154,7 @@ static void draw_curves(const struct report_chart *c, size_t row, int panel, con
         report_method_colour(rw->curves[k].method, rgb);
         if (n)
             p->poly(p->arg, xy, n, rgb, rw->curves[k].method);
+        draw_bars(c, &rw->curves[k], row, panel, p, rgb);
     }
     for (size_t k = 0; k < rw->ncurves; k++) {
         size_t n = curve_points(c, &rw->curves[k], row, panel, xy);
@@ -176,9 +193,9 @@ static void draw_legend(const struct report_chart *c, const struct painter *p) {
             x = legend_item(p, x, y, c->rows[r].curves[k].method, rgb, 0);
         }
     x = legend_item(p, x, y, "single-shot run", grey, 1);
-    char note[96];
-    snprintf(note, sizeof note, "round 0: before unlearning; y: %s accuracy",
-             c->scoring ? c->scoring : "greedy");
+    char note[128];
+    snprintf(note, sizeof note, "round 0: before unlearning; y: %s accuracy%s",
+             c->scoring ? c->scoring : "greedy", c->seeds ? ", mean over seeds, bars 1 sd" : "");
     p->text(p->arg, x, y, ALIGN_LEFT, 1, note, ink);
 }
 

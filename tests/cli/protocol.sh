@@ -3,8 +3,8 @@
 # it runs and the report has its three views; the splits and evaluations have the shapes docs/protocol.md
 # gives; fresh stores on 1 and 2 threads and on 3 jobs hold the same object ids for every output; a run
 # killed with SIGKILL after `vanilla` resumes, reusing what was finished, to the same report; a second run
-# computes nothing; bad parameters of unlearn, select and evaluate fail with one clear line and the store
-# verifies.
+# computes nothing; a sweep over two seeds reports means and spreads; bad parameters of unlearn, select and
+# evaluate fail with one clear line and the store verifies.
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
@@ -117,6 +117,45 @@ cached=$(sed -nE "s/.*$N stages: [0-9]+ computed, ([0-9]+) cached, 0 failed.*/\1
   { cat "$T/out" >&2; fail "the rerun reused $cached stages, $(echo "$finished" | wc -w) were finished"; }
 ids_of "$M" >"$T/killed.ids"
 diff "$T/one.ids" "$T/killed.ids" >&2 || fail "the resumed run's outputs differ from the uninterrupted run's"
+expect_code 0 "$PP" verify
+
+# A sweep over seeds (settings.seeds): seed 1's training is the run above (the defaults seed it 1), seed 2's
+# is new; the report's cells are means with their spread, its CSV one row per run and seed, and the pretrained
+# model's selection and evaluation before unlearning are made once.
+export PULSE_STORE="$T/one"
+cat >"$T/sweep.lua" <<'LUA'
+local s = require "micro_settings"
+s.seeds = { 1, 2 }
+require "protocol" (s)
+LUA
+S=$((6 + 2 * (N - 6))) # world, tower, base, select/pretrained, evaluate/pretrained/before, report once
+expect_code 0 "$PP" run "$T/sweep.lua" --threads 2
+has "$T/out" "$S stages: "
+for st in vanilla unlearn/finetuned/ga/round2; do
+  grep -qE "^\[[0-9]+/$S\] seed1/$st +cached$" "$T/out" || fail "seed1/$st was not reused from the plain run"
+  grep -qE "^\[[0-9]+/$S\] seed2/$st +running$" "$T/out" || fail "seed2/$st was not computed"
+done
+"$PP" cat report markdown >"$T/sweep.md"
+has "$T/sweep.md" "| knowledge | method | forget MM | forget text | retain MM | retain text | general | seeds |"
+grep -qE '^\| finetuned \| ga \| [0-9.]+ ± [0-9.]+ \|.* \| 2 \|$' "$T/sweep.md" || fail "no mean ± spread row"
+has "$T/sweep.md" "| pretrained | none | "
+grep -qE '^\| pretrained \| none \| [0-9.]+ \|.* \| 1 \|$' "$T/sweep.md" || fail "pretrained/before is not one run"
+"$PP" cat report csv >"$T/sweep.csv"
+[ "$(grep -c '^finetuned,ga,sequential,2,proj+llm,letter,forget_mm,' "$T/sweep.csv")" -eq 2 ] ||
+  fail "the CSV does not keep one row per seed"
+"$PP" cat seed2/evaluate/finetuned/ga metrics | grep -q '"seed":2' || fail "seed 2's metrics lack their label"
+bad_sweep() {
+  printf 'local s = require "micro_settings"\ns.seeds = %s\nrequire "protocol" (s)\n' "$1" >"$T/bad_sweep.lua"
+  expect_code 2 "$PP" run "$T/bad_sweep.lua"
+  has "$T/err" "$2"
+}
+# manifests/pulse-seeds.lua builds its graph: 5 shared stages and the report, 47 per seed
+export PULSE_STORE="$T/empty"
+expect_code 0 "$PP" status "$SRC/manifests/pulse-seeds.lua"
+[ "$(grep -c '^todo ' "$T/out")" -eq $((6 + 3 * 47)) ] || fail "pulse-seeds.lua: $(grep -c '^todo ' "$T/out") stages"
+export PULSE_STORE="$T/one"
+bad_sweep '{ 1, 1.5 }' "settings.seeds: each seed must be an integer > 0"
+bad_sweep '{}' "settings.seeds must be a list of seeds"
 expect_code 0 "$PP" verify
 
 # Bad parameters: the stage fails with one clear line, nothing is recorded for it, the store verifies.

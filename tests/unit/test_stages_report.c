@@ -6,6 +6,7 @@
  * "letter" show greedy accuracy; a report of likelihood-scored metrics shows their likelihood accuracy in the
  * tables, the CSV's accuracy column, the JSON and the chart, and a report never mixes the two. */
 #include <ftw.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,6 +417,8 @@ static void check_errors(void) {
         {"\"round\":1", "\"round\":2", "'labels.round' must be 1 for setting single, got 2"},
         {"\"proj+llm\"", "\"all\"", "'labels.target' must be \"proj+llm\" or \"llm\""},
         {"\"seed\":7", "\"bad key\":7", "'labels' has a key that is not an id"},
+        {"\"seed\":7", "\"seed\":\"7\"", "report: metrics 1: 'labels.seed' must be an integer"},
+        {"\"seed\":7", "\"seed\":7.5", "'labels.seed' must be an integer"},
         {"\"items\":40", "\"items\":-1", "'sets.forget_mm.items' must be a non-negative integer"},
         {"\"greedy\":0.625", "\"greedy\":1.5", "'sets.forget_mm.greedy' must be a number between 0 and 1"},
         {"\"option\":0.3125", "\"option\":null", "'sets.forget_mm.option' must be a number between 0 and 1"},
@@ -468,17 +471,112 @@ static void check_errors(void) {
     free(lik);
 }
 
-/* Two inputs with the same labels (here differing only in an extra label) are refused, naming both. */
+/* Two inputs with the same five labels are refused, naming both, unless each has a seed of its own: one
+ * without a seed (the other's does not help), or two with the same seed. */
 static void check_duplicates(void) {
+    static const struct {
+        const char *first, *second, *what;
+    } cases[] = {
+        {"", ",\"seed\":2",
+         "report: metrics 0 and 2 have the same labels (knowledge, method, setting, round, target) and no "
+         "seed "
+         "label to tell them apart"},
+        {",\"seed\":2", ",\"seed\":2", "report: metrics 0 and 2 have the same labels and the same seed (2)"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct inputs in = {0};
+        add(&in, metrics("finetuned", "ga", "single", 1, "proj+llm", 0.5, NULL, cases[k].first));
+        add(&in, metrics("finetuned", "ga", "sequential", 1, "proj+llm", 0.5, NULL, cases[k].first));
+        add(&in, metrics("finetuned", "ga", "single", 1, "proj+llm", 0.6, NULL, cases[k].second));
+        struct json *outs = run_report(&in, NULL, NULL);
+        CHECK(outs == NULL);
+        CHECK_STR(err_msg(), cases[k].what);
+        json_free(outs);
+        inputs_free(&in);
+    }
+}
+
+/* A sweep: inputs alike but for their seed are one row, the mean over the seeds ± the sample standard
+ * deviation (only a seed that has the set counts), a seeds column, the same bytes in any order; the CSV keeps
+ * one row per input, the JSON gives the means, spreads and seeds, and the chart draws bars. */
+static void seeds_inputs(struct inputs *in) {
+    const char *seed[] = {",\"seed\":1", ",\"seed\":2", ",\"seed\":3"};
+    const double before[] = {0.8, 0.9, 1.0}, single[] = {0.5, 0.7}, round2[] = {0.2, 0.6, 0.4};
+    for (int k = 0; k < 3; k++)
+        add(in, metrics("finetuned", "none", "single", 0, "proj+llm", before[k], k == 2 ? "general" : NULL,
+                        seed[k]));
+    for (int k = 0; k < 2; k++)
+        add(in, metrics("finetuned", "ga", "single", 1, "proj+llm", single[k], NULL, seed[k]));
+    for (int k = 0; k < 3; k++) {
+        add(in, metrics("finetuned", "ga", "sequential", 1, "proj+llm", 0.5, NULL, seed[k]));
+        add(in, metrics("finetuned", "ga", "sequential", 2, "proj+llm", round2[k], NULL, seed[k]));
+    }
+    add(in, metrics("pretrained", "none", "single", 0, "proj+llm", 0.8, NULL, ""));
+}
+
+static void check_seeds_json(const char *js) {
+    struct json *doc = js ? json_parse(js, strlen(js)) : NULL;
+    const struct json *rows = json_get(json_get(json_get(doc, "views"), "knowledge_method"), "rows");
+    CHECK(rows && rows->len == 3);
+    const struct json *row = rows && rows->len == 3 ? rows->items[0] : NULL;
+    const struct json *seeds = json_get(row, "seeds"), *a = json_get(row, "accuracy"),
+                      *sd = json_get(row, "spread");
+    CHECK(seeds && seeds->len == 3 && seeds->items[0]->i == 1 && seeds->items[2]->i == 3);
+    CHECK(!json_get(json_get(row, "labels"), "seed") && json_get(json_get(row, "labels"), "method"));
+    CHECK(a && a->len == 5 && fabs(a->items[0]->n - 0.9) < 1e-15 && fabs(a->items[4]->n - 0.85) < 1e-15);
+    CHECK(sd && sd->len == 5 && fabs(sd->items[0]->n - 0.1) < 1e-15 &&
+          fabs(sd->items[4]->n - 0.05 * sqrt(2)) < 1e-15);
+    row = rows && rows->len == 3 ? rows->items[2] : NULL; /* pretrained: one run, no seed */
+    seeds = json_get(row, "seeds"), sd = json_get(row, "spread");
+    CHECK(seeds && seeds->len == 0 && sd && sd->len == 5 && sd->items[0]->type == JSON_NULL);
+    json_free(doc);
+}
+
+static void check_seeds(void) {
     struct inputs in = {0};
-    add(&in, metrics("finetuned", "ga", "single", 1, "proj+llm", 0.5, NULL, ""));
-    add(&in, metrics("finetuned", "ga", "sequential", 1, "proj+llm", 0.5, NULL, ""));
-    add(&in, metrics("finetuned", "ga", "single", 1, "proj+llm", 0.6, NULL, ",\"seed\":2"));
+    seeds_inputs(&in);
     struct json *outs = run_report(&in, NULL, NULL);
-    CHECK(outs == NULL);
-    CHECK_STR(err_msg(),
-              "report: metrics 0 and 2 have the same labels (knowledge, method, setting, round, target)");
-    json_free(outs);
+    if (!outs)
+        fprintf(stderr, "report: %s\n", err_msg());
+    size_t npng = 0;
+    char *md = output(outs, "markdown", NULL), *csv = output(outs, "csv", NULL),
+         *js = output(outs, "json", NULL), *svg = output(outs, "svg", NULL),
+         *png = output(outs, "png", &npng);
+    CHECK_HAS(md, "Runs that differ only in their seed are one row");
+    CHECK_HAS(md,
+              "| knowledge | method | forget MM | forget text | retain MM | retain text | general | seeds |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|\n");
+    CHECK_HAS(
+        md,
+        "| finetuned | none | 90.0 ± 10.0 | 90.0 ± 10.0 | 90.0 ± 10.0 | 90.0 ± 10.0 | 85.0 ± 7.1 | 3 |\n");
+    CHECK_HAS(
+        md, "| finetuned | ga | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 2 |\n");
+    CHECK_HAS(md, "| finetuned | ga | 1 | 50.0 ± 0.0 |");
+    CHECK_HAS(md, "| finetuned | ga | 2 | 40.0 ± 20.0 |");
+    CHECK_HAS(md, "| pretrained | none | 80.0 | 80.0 | 80.0 | 80.0 | 80.0 | 1 |\n");
+    CHECK_HAS(md, "| none | proj+llm | 80.0 | 80.0 | 80.0 | 1 |\n");
+    CHECK(csv && count(csv, "\nfinetuned,none,single,0,proj+llm,letter,forget_mm,") == 3);
+    CHECK_HAS(csv, "\nfinetuned,ga,sequential,2,proj+llm,letter,forget_mm,40,0.6,0.6,0.3,,1,2\n");
+    check_seeds_json(js);
+    CHECK_HAS(svg, "mean over seeds, bars 1 sd");
+    struct image im = {0};
+    uint8_t ga[3], white[3] = {255, 255, 255};
+    report_method_colour("ga", ga);
+    CHECK(png && image_decode(png, npng, "png", &im) == 0);
+    for (int panel = 0; im.rgb && panel < REPORT_NCOLS; panel++) {
+        /* round 2: 40 ± 20: the bar reaches 59 but not 61, and nothing is drawn left of it at 59 */
+        double x = report_x(panel, 2, 2);
+        CHECK(pixel_is(&im, x, report_y(0, 0.59), ga) && !pixel_is(&im, x, report_y(0, 0.61), ga));
+        CHECK(pixel_is(&im, x - 6, report_y(0, 0.59), white));
+    }
+    image_free(&im);
+    size_t order[32];
+    for (size_t k = 0; k < in.n; k++)
+        order[k] = in.n - 1 - k; /* seeds come in backwards: the sums keep sorted order */
+    struct json *again = run_report(&in, order, NULL);
+    CHECK(outs && again && json_equal(outs, again));
+    free(md), free(csv), free(js), free(svg), free(png);
+    json_free(outs), json_free(again);
     inputs_free(&in);
 }
 
@@ -518,6 +616,7 @@ int main(void) {
     check_likelihood();
     check_errors();
     check_duplicates();
+    check_seeds();
     check_font();
     store_close(st);
     nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
