@@ -19,6 +19,10 @@
 --   base_model = "dir"   `base` imports this Hugging Face LLaVA directory (import-model) instead of
 --     pretraining; its own tokenizer is then the model's (the world has none).
 --   unlearn_by_method = { ga = {...}, ... }   per-method parameters over `unlearn` (e.g. epochs).
+-- Settings that widen the graph (docs/protocol.md):
+--   methods = { "ga", { name = "npo_beta0.1", method = "npo", beta = 0.1 } }   each method by name, or a
+--     variant: its own name for stages and rows, an unlearn method and the parameters it changes.
+--   seeds = { 1, 2, 3 }   a sweep: fine-tuning, unlearning and evaluations once per seed (`member`), one report.
 
 -- A new table holding the fields of every argument, later ones winning.
 local function merge(...)
@@ -89,6 +93,28 @@ local function base_model(s, w)
     tokenizer = w.tokenizer, tower = tower(s, w) }, s.pretrain))
 end
 
+-- The methods of settings.methods as { name, params }: a method's name ("ga"), or a variant, a table naming
+-- itself and an unlearn method with the parameters it changes ({ name = "npo_beta0.1", method = "npo",
+-- beta = 0.1 }). The name labels the stages and the report's rows, so it is checked here, before anything runs,
+-- against what the report accepts.
+local function methods(s)
+  local out = {}
+  for i, m in ipairs(s.methods) do
+    local params = type(m) == "table" and merge(m) or { method = m }
+    local name = type(m) == "table" and m.name or m
+    params.name = nil
+    if type(name) ~= "string" or type(params.method) ~= "string" then
+      error("settings.methods[" .. i .. "]: a method's name, or { name = ..., method = ..., parameters }")
+    end
+    if #name > 64 or not name:match("^[%w_%.%+%-]+$") or name == "none" then
+      error("settings.methods[" .. i .. "]: '" .. name .. "' is not a name for a method (1 to 64 of A-Z a-z "
+        .. "0-9 _ - . +, not none)")
+    end
+    out[i] = { name = name, params = params }
+  end
+  return out
+end
+
 -- Everything after the base model that a training seed changes: fine-tuning, both knowledge types'
 -- unlearning and their evaluations. `seed` (a sweep's member, or nil) seeds fine-tuning and unlearning,
 -- prefixes the stage names with "seed<k>/" and labels the evaluations, so that the report shows each cell as
@@ -113,36 +139,37 @@ local function member(s, p, seed)
       s.evaluate))
     evals[#evals + 1] = e.out.metrics
   end
-  local function unlearn(name, k, params, rounds)
-    local by_method = s.unlearn_by_method and s.unlearn_by_method[params.method] or {}
+  -- m: one of methods(s); its variant's parameters win over unlearn_by_method's for its method.
+  local function unlearn(name, k, m, params, rounds)
+    local by_method = s.unlearn_by_method and s.unlearn_by_method[m.params.method] or {}
     return stage(pre .. "unlearn/" .. name) (merge({ kind = "unlearn", split = k.select.out.split,
-      examples = k.examples, people = w.people, images = w.images }, s.unlearn, by_method, params, seeded,
-      model(k.model, rounds)))
+      examples = k.examples, people = w.people, images = w.images }, s.unlearn, by_method, m.params, params,
+      seeded, model(k.model, rounds)))
   end
 
   evaluate("finetuned/before", knowledge.finetuned, { knowledge = "finetuned", method = "none", round = 0 })
   for _, kn in ipairs({ "finetuned", "pretrained" }) do
     local k = knowledge[kn]
-    for _, method in ipairs(s.methods) do
-      local u = unlearn(kn .. "/" .. method, k, { method = method })
-      evaluate(kn .. "/" .. method, k, { knowledge = kn, method = method, setting = "single", round = 1 }, { u })
+    for _, m in ipairs(p.methods) do
+      local u = unlearn(kn .. "/" .. m.name, k, m, {})
+      evaluate(kn .. "/" .. m.name, k, { knowledge = kn, method = m.name, setting = "single", round = 1 }, { u })
     end
   end
 
   -- Sustainability: the fine-tuned forget set in sequential rounds, each from the previous round's model.
   local k = knowledge.finetuned
-  for _, method in ipairs(s.select.finetuned.rounds > 1 and s.methods or {}) do
+  for _, m in ipairs(s.select.finetuned.rounds > 1 and p.methods or {}) do
     local rounds = {}
     for r = 1, s.select.finetuned.rounds do
-      local name = "finetuned/" .. method .. "/round" .. r
-      rounds[r] = unlearn(name, k, { method = method, round = r }, rounds)
-      evaluate(name, k, { knowledge = "finetuned", method = method, setting = "sequential", round = r }, rounds, r)
+      local name = "finetuned/" .. m.name .. "/round" .. r
+      rounds[r] = unlearn(name, k, m, { round = r }, rounds)
+      evaluate(name, k, { knowledge = "finetuned", method = m.name, setting = "sequential", round = r }, rounds, r)
     end
   end
 
   -- Ablation: GA on pretrained knowledge with the projector frozen (the proj+llm run is the single-shot one).
   local kp = knowledge.pretrained
-  local u = unlearn("pretrained/ga/llm", kp, { method = "ga", target = "llm" })
+  local u = unlearn("pretrained/ga/llm", kp, { params = { method = "ga" } }, { target = "llm" })
   evaluate("pretrained/ga/llm", kp, { knowledge = "pretrained", method = "ga", setting = "single", round = 1,
     target = "llm" }, { u })
 end
@@ -156,7 +183,7 @@ return function(s)
   local before = stage "evaluate/pretrained/before" (merge({ kind = "evaluate", split = select_pretrained.out.split,
     knowledge = "pretrained", method = "none", round = 0, rounds = 0 }, model(base), data, s.evaluate))
   local p = { world = w, data = data, base = base, select_pretrained = select_pretrained,
-    evals = { before.out.metrics } }
+    methods = methods(s), evals = { before.out.metrics } }
   if s.seeds then
     if type(s.seeds) ~= "table" or #s.seeds == 0 then error("settings.seeds must be a list of seeds") end
     for _, seed in ipairs(s.seeds) do

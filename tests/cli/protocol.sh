@@ -3,8 +3,8 @@
 # it runs and the report has its three views; the splits and evaluations have the shapes docs/protocol.md
 # gives; fresh stores on 1 and 2 threads and on 3 jobs hold the same object ids for every output; a run
 # killed with SIGKILL after `vanilla` resumes, reusing what was finished, to the same report; a second run
-# computes nothing; a sweep over two seeds reports means and spreads; bad parameters of unlearn, select and
-# evaluate fail with one clear line and the store verifies.
+# computes nothing; a sweep over two seeds reports means and spreads, a method variant its own rows; bad
+# settings and bad parameters of unlearn, select and evaluate fail with one clear line; the store verifies.
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
@@ -144,18 +144,37 @@ grep -qE '^\| pretrained \| none \| [0-9.]+ \|.* \| 1 \|$' "$T/sweep.md" || fail
 [ "$(grep -c '^finetuned,ga,sequential,2,proj+llm,letter,forget_mm,' "$T/sweep.csv")" -eq 2 ] ||
   fail "the CSV does not keep one row per seed"
 "$PP" cat seed2/evaluate/finetuned/ga metrics | grep -q '"seed":2' || fail "seed 2's metrics lack their label"
-bad_sweep() {
-  printf 'local s = require "micro_settings"\ns.seeds = %s\nrequire "protocol" (s)\n' "$1" >"$T/bad_sweep.lua"
-  expect_code 2 "$PP" run "$T/bad_sweep.lua"
+bad_settings() { # a line of Lua changing s, and the manifest error it must give
+  printf 'local s = require "micro_settings"\n%s\nrequire "protocol" (s)\n' "$1" >"$T/bad_settings.lua"
+  expect_code 2 "$PP" run "$T/bad_settings.lua"
   has "$T/err" "$2"
 }
+# Method variants (settings.methods): a variant's stages and rows carry its own name and its parameters win;
+# the plain methods' stages keep their keys (cached from the first run).
+cat >"$T/variant.lua" <<'LUA'
+local s = require "micro_settings"
+s.methods = { "ga", { name = "npo_b1", method = "npo", beta = 1.0 } }
+require "protocol" (s)
+LUA
+expect_code 0 "$PP" run "$T/variant.lua" --threads 2
+grep -qE '^\[[0-9]+/[0-9]+\] unlearn/finetuned/ga/round2 +cached$' "$T/out" || fail "the plain ga stages changed keys"
+"$PP" show unlearn/finetuned/npo_b1/round2 --json >"$T/variant.rec"
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["params"]; assert p["method"]=="npo" and p["beta"]==1.0 and p["round"]==2, p' \
+  "$T/variant.rec" || fail "the variant's parameters"
+"$PP" cat report markdown >"$T/variant.md"
+has "$T/variant.md" "| finetuned | npo_b1 | 2 | "
+lacks "$T/variant.md" "| finetuned | npo |"
+bad_settings 's.methods = { "ga", { name = "a b", method = "ga" } }' "settings.methods[2]: 'a b' is not a name"
+bad_settings 's.methods = { "none" }' "settings.methods[1]: 'none' is not a name"
+bad_settings 's.methods = { { name = "x" } }' "settings.methods[1]: a method's name, or { name"
+
 # manifests/pulse-seeds.lua builds its graph: 5 shared stages and the report, 47 per seed
 export PULSE_STORE="$T/empty"
 expect_code 0 "$PP" status "$SRC/manifests/pulse-seeds.lua"
 [ "$(grep -c '^todo ' "$T/out")" -eq $((6 + 3 * 47)) ] || fail "pulse-seeds.lua: $(grep -c '^todo ' "$T/out") stages"
 export PULSE_STORE="$T/one"
-bad_sweep '{ 1, 1.5 }' "settings.seeds: each seed must be an integer > 0"
-bad_sweep '{}' "settings.seeds must be a list of seeds"
+bad_settings 's.seeds = { 1, 1.5 }' "settings.seeds: each seed must be an integer > 0"
+bad_settings 's.seeds = {}' "settings.seeds must be a list of seeds"
 expect_code 0 "$PP" verify
 
 # Bad parameters: the stage fails with one clear line, nothing is recorded for it, the store verifies.
