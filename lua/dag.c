@@ -117,6 +117,60 @@ long dag_find(const struct dag *d, const char *name) {
     return -1;
 }
 
+/* The first place in s where the len bytes of piece start, or NULL. */
+static const char *find_piece(const char *s, const char *piece, size_t len) {
+    for (;; s++) {
+        if (strncmp(s, piece, len) == 0)
+            return s;
+        if (!*s)
+            return NULL;
+    }
+}
+
+/* A glob with '*' only: the text between stars must appear in order, the first piece at the start and the
+ * last at the end. Taking each middle piece's first occurrence is enough (a later one never leaves more
+ * room). */
+static int glob_match(const char *pat, const char *name) {
+    const char *star = strchr(pat, '*');
+    size_t head = star ? (size_t)(star - pat) : strlen(pat);
+    if (strncmp(pat, name, head) != 0)
+        return 0;
+    if (!star)
+        return name[head] == '\0';
+    name += head;
+    for (pat = star + 1; (star = strchr(pat, '*')); pat = star + 1) {
+        size_t len = (size_t)(star - pat);
+        if (!(name = find_piece(name, pat, len)))
+            return 0;
+        name += len;
+    }
+    size_t tail = strlen(pat), left = strlen(name);
+    return left >= tail && strcmp(name + left - tail, pat) == 0;
+}
+
+static void select_one(const struct dag *d, size_t i, unsigned char *mark, int closure) {
+    if (closure)
+        dag_closure(d, i, mark);
+    else
+        mark[i] = 1;
+}
+
+size_t dag_select(const struct dag *d, const char *name, unsigned char *mark, int closure) {
+    if (!strchr(name, '*')) {
+        long i = dag_find(d, name);
+        if (i >= 0)
+            select_one(d, (size_t)i, mark, closure);
+        return i >= 0;
+    }
+    size_t hits = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (glob_match(name, d->stages[i].name)) {
+            select_one(d, i, mark, closure);
+            hits++;
+        }
+    return hits;
+}
+
 /* ---- a min-heap of stage indices: Kahn's algorithm always takes the earliest declared ready stage ---- */
 
 struct heap {

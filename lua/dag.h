@@ -41,6 +41,11 @@ void dag_add_input(struct dag *d, size_t stage, const char *param, size_t index,
                    const char *output);
 /* The stage with that name, or -1; constant time on average in a dag built by dag_add. */
 long dag_find(const struct dag *d, const char *name);
+/* Marks in mark[] (d->n entries) the stages `name` names: the stage of that name, or, when it holds a '*'
+ * (which no stage name can), every stage whose name it matches, '*' standing for any run of characters, '/'
+ * included ("seed2/" and a star: a sweep's member). With closure, what each depends on too (dag_closure).
+ * Returns how many stages it named (0: none). */
+size_t dag_select(const struct dag *d, const char *name, unsigned char *mark, int closure);
 /* Computes d->order. On a cycle: -1 with err_set("<file>:<line>: cycle: a -> b -> a"). */
 int dag_sort(struct dag *d);
 /* Marks in keep[] (d->n entries) the stage and everything it depends on, transitively. */

@@ -96,7 +96,7 @@ end
 -- The methods of settings.methods as { name, params }: a method's name ("ga"), or a variant, a table naming
 -- itself and an unlearn method with the parameters it changes ({ name = "npo_beta0.1", method = "npo",
 -- beta = 0.1 }). The name labels the stages and the report's rows, so it is checked here, before anything runs,
--- against what the report accepts.
+-- against what both accept.
 local function methods(s)
   local out = {}
   for i, m in ipairs(s.methods) do
@@ -106,9 +106,9 @@ local function methods(s)
     if type(name) ~= "string" or type(params.method) ~= "string" then
       error("settings.methods[" .. i .. "]: a method's name, or { name = ..., method = ..., parameters }")
     end
-    if #name > 64 or not name:match("^[%w_%.%+%-]+$") or name == "none" then
+    if #name > 64 or not name:match("^[%w_%.%-]+$") or name == "none" then
       error("settings.methods[" .. i .. "]: '" .. name .. "' is not a name for a method (1 to 64 of A-Z a-z "
-        .. "0-9 _ - . +, not none)")
+        .. "0-9 _ - ., not none)")
     end
     out[i] = { name = name, params = params }
   end

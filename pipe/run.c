@@ -21,8 +21,9 @@ static const char run_usage[] =
     "                      [--jobs N] [--device cpu|cuda]\n"
     "Runs every stage of MANIFEST that the store does not already hold; stages whose record exists are "
     "reused.\n"
-    "  --only NAME    run NAME and what it needs, nothing else (repeatable)\n"
-    "  --force NAME   recompute NAME even if its record exists (repeatable)\n"
+    "  --only NAME    run NAME and what it needs, nothing else (repeatable; a '*' in NAME matches any\n"
+    "                 characters: --only 'seed2/*')\n"
+    "  --force NAME   recompute NAME even if its record exists (repeatable; '*' as for --only)\n"
     "  --dry-run      say what would run, run nothing; under a training stage, its memory plan\n"
     "  --threads N    CPU threads for stages (default: all cores); results do not depend on it\n"
     "  --jobs N       run up to N stages at once, in their own processes, sharing the threads (default 1;\n"
@@ -144,15 +145,10 @@ static enum state step(struct run *r, size_t i) {
 }
 
 static int mark_names(struct run *r, char **names, size_t n, unsigned char *mark, int closure) {
-    for (size_t k = 0; k < n; k++) {
-        long i = dag_find(&r->plan.dag, names[k]);
-        if (i < 0)
-            return err_set("%s: no stage named '%s'", r->plan.manifest, names[k]);
-        if (closure)
-            dag_closure(&r->plan.dag, (size_t)i, mark);
-        else
-            mark[i] = 1;
-    }
+    for (size_t k = 0; k < n; k++)
+        if (dag_select(&r->plan.dag, names[k], mark, closure) == 0)
+            return err_set("%s: no stage %s '%s'", r->plan.manifest,
+                           strchr(names[k], '*') ? "matches" : "named", names[k]);
     return 0;
 }
 

@@ -115,6 +115,34 @@ static const char *good_src =
     "} "
     "end\n";
 
+/* dag_select: a name, or a pattern whose '*' matches any run of characters ('/' included), alone or with
+ * what the stages need. The stages: gen0 round/1..5 late opt.a opt-b p/alpha p/mid p/zeta. */
+static void check_select(const struct dag *d) {
+    static const struct {
+        const char *name, *marked; /* one character per stage */
+    } cases[] = {
+        {"round/3", "...X........"}, {"round/*", ".XXXXX......"}, {"*", "XXXXXXXXXXXX"},
+        {"**", "XXXXXXXXXXXX"},      {"opt*", ".......XX..."},    {"*/3", "...X........"},
+        {"r*d/*1", ".X.........."},  {"*a*e*", "......X....."},   {"p/*a*", ".........X.X"},
+        {"*a", ".......X.X.X"},      {"nope*", "............"},   {"round/", "............"},
+        {"p/*/", "............"},    {"gen0*", "X..........."},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        unsigned char mark[12] = {0};
+        size_t want = 0, hits = dag_select(d, cases[k].name, mark, 0);
+        for (size_t i = 0; i < 12; i++) {
+            want += cases[k].marked[i] == 'X';
+            if (mark[i] != (cases[k].marked[i] == 'X'))
+                fprintf(stderr, "dag_select '%s': stage %zu\n", cases[k].name, i);
+            CHECK(mark[i] == (cases[k].marked[i] == 'X'));
+        }
+        CHECK(hits == want);
+    }
+    unsigned char mark[12] = {0};
+    CHECK(dag_select(d, "round/2*", mark, 1) == 1); /* with what round/2 needs: round/1, gen0, late */
+    CHECK(mark[0] && mark[1] && mark[2] && mark[6] && !mark[3] && !mark[7]);
+}
+
 static void test_good(void) {
     char sub[600];
     snprintf(sub, sizeof sub, "%s/conf", dir);
@@ -159,6 +187,7 @@ static void test_good(void) {
     unsigned char keep[12] = {0};
     dag_closure(&d, 2, keep); /* round/2 needs round/1, gen0 and late */
     CHECK(keep[0] && keep[1] && keep[2] && keep[6] && !keep[3] && !keep[7] && !keep[9]);
+    check_select(&d);
     dag_free(&d);
     CHECK(d.n == 0 && d.stages == NULL);
 }
