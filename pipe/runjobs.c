@@ -5,6 +5,8 @@
  * depends on the order or the split: keys and outputs are content, and the stage lock keeps one computation
  * per key across jobs as it does across runs.
  *
+ * Order: of the stages ready at once, the deepest (the longest chain of stages after it) starts first.
+ *
  * Threads: whenever a job starts or ends, the run's threads are split again between the running jobs (at
  * least one each), and each child's CPU table follows its share through a page the parent writes and every
  * child maps (ops_cpu_follow): a protocol's long chain keeps every core, the fan-out after it shares them,
@@ -28,18 +30,21 @@
  * (an engine error's exit, a signal) is a failure the parent reports. */
 enum { JOB_COMPUTED = 0, JOB_CACHED = 64, JOB_FAILED = 65 };
 
-/* A stage that must be computed, and whether its record exists (a forced one). */
+/* A stage that must be computed, whether its record exists (a forced one), and where it goes in the queue:
+ * its level, then its place in the DAG's order. */
 struct job {
     size_t i;
     int had;
+    size_t level, pos;
 };
 
 struct jobs {
     struct run *r;
-    pid_t *pid;        /* per stage: its child, while ST_RUNNING */
-    int *threads;      /* per stage: the threads its child has, in a page the children map when shared */
-    int shared;        /* 0: a plain array (no shared page), so each job keeps the threads it started with */
-    size_t *number;    /* per stage: its k in "[k/n]", given when it started */
+    pid_t *pid;     /* per stage: its child, while ST_RUNNING */
+    int *threads;   /* per stage: the threads its child has, in a page the children map when shared */
+    int shared;     /* 0: a plain array (no shared page), so each job keeps the threads it started with */
+    size_t *number; /* per stage: its k in "[k/n]", given when it started */
+    size_t *level;  /* per stage: the most stages on a path from it to the end of the DAG, itself included */
     struct job *ready; /* stages to compute, gathered by one pass */
     int running, used;
 };
@@ -142,8 +147,31 @@ static void rebalance(struct jobs *j) {
     }
 }
 
+/* Levels, from the last stage back: a producer is one more than its deepest consumer. */
+static void levels(const struct dag *d, size_t *level) {
+    for (size_t k = d->n; k-- > 0;) {
+        const struct dag_stage *st = &d->stages[d->order[k]];
+        level[d->order[k]] += 1;
+        for (size_t x = 0; x < st->ninputs; x++) {
+            size_t from = st->inputs[x].from;
+            if (level[from] < level[d->order[k]])
+                level[from] = level[d->order[k]];
+        }
+    }
+}
+
+/* Deepest first: a stage heading a long chain (a sweep member's fine-tuning, with its rounds after it) starts
+ * before short tails that could run beside it later, so the run does not end on one long chain alone. */
+static int cmp_job(const void *pa, const void *pb) {
+    const struct job *a = pa, *b = pb;
+    if (a->level != b->level)
+        return a->level < b->level ? 1 : -1;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
 /* One pass in the DAG's order: settles every stage that can be settled without computing, then starts as
- * many of those that must be computed as there are free slots, then splits the threads again. */
+ * many of those that must be computed as there are free slots, deepest first, then splits the threads
+ * again. */
 static void start_ready(struct jobs *j) {
     struct run *r = j->r;
     size_t n = 0;
@@ -151,8 +179,9 @@ static void start_ready(struct jobs *j) {
         size_t i = r->plan.dag.order[k];
         int had;
         if (r->keep[i] && r->state[i] == ST_TODO && inputs_done(r, i) && needs_compute(r, i, &had))
-            j->ready[n++] = (struct job){i, had};
+            j->ready[n++] = (struct job){i, had, j->level[i], k};
     }
+    qsort(j->ready, n, sizeof *j->ready, cmp_job);
     size_t slots = (size_t)(r->jobs - j->running), start = n < slots ? n : slots;
     for (size_t k = 0; k < start; k++) {
         int left = r->env.threads - j->used, share = left / (int)(start - k);
@@ -226,7 +255,9 @@ void run_jobs(struct run *r) {
     struct jobs j = {.r = r,
                      .pid = xcalloc(n, sizeof *j.pid),
                      .number = xcalloc(n, sizeof *j.number),
+                     .level = xcalloc(n, sizeof *j.level),
                      .ready = xcalloc(n, sizeof *j.ready)};
+    levels(&r->plan.dag, j.level);
     signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap the children before waitpid sees them */
     void *page = mmap(NULL, n * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     j.shared = page != MAP_FAILED;
@@ -243,5 +274,6 @@ void run_jobs(struct run *r) {
         free(j.threads);
     free(j.pid);
     free(j.number);
+    free(j.level);
     free(j.ready);
 }

@@ -2,7 +2,7 @@
 # jobs: `run --jobs N` runs stages whose inputs are done at the same time, in child processes. The chain graph
 # on 3 jobs holds the objects a serial run holds; the two sources start together and split the threads, the
 # chain after them gets them all; a failed branch skips its dependant and not the independent stage; a forced
-# stage recomputes; two --jobs runs at once compute each stage once; killing the run kills its jobs and leaves
+# stage recomputes; the deepest ready stage starts first; two --jobs runs at once compute each stage once; killing the run kills its jobs and leaves
 # the store valid; bad values are refused with one line. (tests/cli/protocol.sh runs the protocol on jobs.)
 source "$(dirname "$0")/lib.bash"
 sed 's/bytes = 1000/bytes = 30000000/; s/bytes = 2000/bytes = 30000000/' "$SRC/tests/cli/manifests/chain.lua" >"$T/m.lua"
@@ -27,6 +27,20 @@ expect_code 0 "$PP" run "$T/m.lua" --jobs 2 --force round/2
 has "$T/out" "round/2"
 has "$T/out" "(outputs identical to its record)"
 has "$T/out" "6 stages: 1 computed, 5 cached"
+
+# Deepest first: of the six stages ready at the start, the heads of the two longest chains take the two slots
+# (in one pass, so no timing changes it), though four short sources are declared before them.
+cat >"$T/deep.lua" <<'LUA'
+for k = 1, 4 do stage("short/" .. k) { kind = "random", seed = k, bytes = 100 } end
+local c = stage "long/1" { kind = "random", seed = 9, bytes = 100 }
+for k = 2, 3 do c = stage("long/" .. k) { kind = "concat", parts = { c.out.data } } end
+local d = stage "mid/1" { kind = "random", seed = 8, bytes = 100 }
+stage "mid/2" { kind = "concat", parts = { d.out.data } }
+LUA
+export PULSE_STORE="$T/deep"
+expect_code 0 "$PP" run "$T/deep.lua" --jobs 2 --threads 2
+order=$(sed -nE 's/^\[[0-9]+\/[0-9]+\] ([^ ]+) +running$/\1/p' "$T/out" | head -2 | tr '\n' ' ')
+[ "$order" = "long/1 mid/1 " ] || { cat "$T/out" >&2; fail "first starts: $order"; }
 
 # A failing branch: its dependant is skipped, the independent stage still computes, the run exits 1.
 export PULSE_STORE="$T/failing"
