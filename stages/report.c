@@ -262,15 +262,17 @@ static int cmp_entry(const void *pa, const void *pb) {
     return d ? d : (a->index > b->index) - (a->index < b->index);
 }
 
-/* Inputs with the same five labels are one run only when each has a seed of its own. */
+/* Inputs with the same five labels are one run only when each has a seed of its own (a, b: neighbours in
+ * sorted order, so a lacks a seed if either does). The message names the two by position, lower first. */
 static int check_members(const struct entry *a, const struct entry *b) {
+    size_t lo = a->index < b->index ? a->index : b->index, hi = a->index < b->index ? b->index : a->index;
     if (!a->has_seed)
         return err_set("report: metrics %zu and %zu have the same labels (knowledge, method, setting, round, "
                        "target) and no seed label to tell them apart",
-                       a->index, b->index);
+                       lo, hi);
     if (a->seed == b->seed)
-        return err_set("report: metrics %zu and %zu have the same labels and the same seed (%lld)", a->index,
-                       b->index, (long long)a->seed);
+        return err_set("report: metrics %zu and %zu have the same labels and the same seed (%lld)", lo, hi,
+                       (long long)a->seed);
     return 0;
 }
 
