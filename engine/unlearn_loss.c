@@ -291,6 +291,21 @@ int unlearn_ga_klr(struct llava *m, const struct ops *ops, const struct unlearn_
     return rc;
 }
 
+int unlearn_grad_diff(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
+                      const struct unlearn_batch *retain, float *loss, float *nll) {
+    float ga, ce = 0.0f;
+    if (need_grads(m) < 0 || unlearn_ga(m, ops, forget, &ga) < 0)
+        return -1;
+    int rc = unlearn_forward(m, ops, retain) < 0 ||
+                     train_ce_loss(m, ops, retain->labels, retain->b, retain->t, &ce) < 0
+                 ? -1
+                 : llava_backward(m, ops);
+    *loss = ga + ce;
+    if (nll)
+        *nll = ce;
+    return rc;
+}
+
 int unlearn_npo_step(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
                      const float *S_ref, float beta, float *loss) {
     if (need_grads(m) < 0 || unlearn_forward(m, ops, forget) < 0)

@@ -1,5 +1,6 @@
 /* unlearn_loss: the losses the unlearning methods combine (per-sequence answer log-probabilities, KL to a
- * reference model on answer positions) and the three objectives built from them: GA, GA+KLR and NPO.
+ * reference model on answer positions) and the objectives built from them: GA, GA+KLR, NPO (PULSE's three)
+ * and gradient difference (MLLMU-Bench's GA_Diff).
  *
  * Two levels. The first works on plain buffers (logits [b, t, v], labels [b, t] in transformers' shifted
  * convention, engine/train.h) so it can be checked on its own; each loss returns its value and its backward
@@ -100,6 +101,11 @@ int unlearn_ga(struct llava *m, const struct ops *ops, const struct unlearn_batc
  * *loss is the sum; kl (may be NULL) receives the KL term before lambda. */
 int unlearn_ga_klr(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
                    const struct unlearn_batch *retain, float lambda, float *loss, float *kl);
+/* Gradient difference (MLLMU-Bench's GA_Diff): GA on the forget batch + the answer-token NLL of the retain
+ * batch, equal weights; two forwards, two backwards into the same gradients, no reference. *loss is the sum;
+ * nll (may be NULL) receives the retain term. */
+int unlearn_grad_diff(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
+                      const struct unlearn_batch *retain, float *loss, float *nll);
 /* NPO on the forget batch, given S_ref [b] (unlearn_ref_seq_logprob); gradients accumulated. */
 int unlearn_npo_step(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
                      const float *S_ref, float beta, float *loss);

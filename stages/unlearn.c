@@ -1,8 +1,9 @@
 /* unlearn: one unlearning run (or one round of sequential unlearning) on a model: a fresh LoRA adapter on the
  * decoder, and the projector in full for target "proj+llm", trained on the forget people's facts, with and
- * without their portrait, by GA, GA+KLR or NPO (engine/unlearn_loss.h, docs/protocol.md). Outputs the round's
- * adapter (PEFT's files) and the projector after it, which the next round and `evaluate` apply on top of the
- * model's earlier rounds (stages/model.h).
+ * without their portrait, by GA, GA+KLR or NPO (PULSE's methods), or gradient difference (MLLMU-Bench's
+ * GA_Diff: GA plus descent on the retain people's examples) (engine/unlearn_loss.h, docs/protocol.md).
+ * Outputs the round's adapter (PEFT's files) and the projector after it, which the next round and `evaluate`
+ * apply on top of the model's earlier rounds (stages/model.h).
  *
  * GA+KLR and NPO compare with a reference. reference = "round_start" (the default) is the model the round
  * starts from, which is the trained model with its fresh adapter bypassed and the projector at its start
@@ -23,7 +24,13 @@
 #include "stages/world.h"
 #include "util/err.h"
 
-enum method { GA, GA_KLR, NPO };
+enum method { GA, GA_KLR, NPO, GRAD_DIFF };
+static const char *const method_names[] = {"ga", "ga_klr", "npo", "grad_diff"};
+
+/* GA+KLR and gradient difference also train on the retain people's examples. */
+static int uses_retain(enum method m) {
+    return m == GA_KLR || m == GRAD_DIFF;
+}
 
 struct unl {
     struct stage_ctx *c;
@@ -66,13 +73,14 @@ static int build_corpora(struct unl *u) {
     struct keep_arg f = {u, 'f'}, r = {u, 'r'};
     if (corpus_from_examples(&u->forget, &u->w.examples, u->w.images, u->md.tok, &u->md.cfg, keep_example,
                              &f) ||
-        (u->method == GA_KLR && corpus_from_examples(&u->retain, &u->w.examples, u->w.images, u->md.tok,
-                                                     &u->md.cfg, keep_example, &r)))
+        (uses_retain(u->method) && corpus_from_examples(&u->retain, &u->w.examples, u->w.images, u->md.tok,
+                                                        &u->md.cfg, keep_example, &r)))
         return err_prefix("%s", u->c->name);
     if (u->forget.n == 0)
         return err_set("%s: the forget people have no examples of the chosen sources", u->c->name);
-    if (u->method == GA_KLR && u->retain.n == 0)
-        return err_set("%s: GA+KLR needs retain examples; the retain people have none", u->c->name);
+    if (uses_retain(u->method) && u->retain.n == 0)
+        return err_set("%s: %s needs retain examples; the retain people have none", u->c->name,
+                       method_names[u->method]);
     return 0;
 }
 
@@ -91,7 +99,7 @@ static int build_models(struct unl *u) {
     if (corpus_features(&u->forget, &u->md.m, u->ops) != 0 ||
         (u->retain.n && corpus_features(&u->retain, &u->md.m, u->ops) != 0))
         return err_prefix("%s", u->c->name);
-    if (u->method == GA)
+    if (u->method == GA || u->method == GRAD_DIFF) /* no reference */
         return 0;
     if (strcmp(stage_str(u->c, "reference"), "round_start") == 0) {
         /* after the flags and the adapter: the projector's start values when it trains */
@@ -187,6 +195,8 @@ static int loss_step(struct unl *u, const struct unlearn_batch *f, const size_t 
             sref[i] = u->S_ref[fidx[i]];
         return unlearn_npo_step(m, u->ops, f, sref, (float)stage_num(u->c, "beta"), loss);
     }
+    if (u->method == GRAD_DIFF)
+        return unlearn_grad_diff(m, u->ops, f, r, loss, NULL);
     if (unlearn_ga(m, u->ops, f, loss) != 0)
         return -1;
     float kl = 0;
@@ -207,7 +217,7 @@ static int train_loop(struct unl *u, struct train_adamw *opt, double *first, dou
         for (size_t s = 0; rc == 0 && s < per_epoch; s++, step++) {
             size_t at = s * B, fb = u->forget.n - at < B ? u->forget.n - at : B, rb = 0;
             struct unlearn_batch f = make_batch(u, &u->forget, fidx + at, fb, 0), r = {0};
-            if (u->method == GA_KLR) { /* the retain examples in passes of their own shuffled order */
+            if (uses_retain(u->method)) { /* the retain examples in passes of their own shuffled order */
                 if (rpos + B > u->retain.n) {
                     trainer_shuffle(ridx, u->retain.n, u->o.seed, 0x7e7a1000ull + rpass++);
                     rpos = 0;
@@ -242,14 +252,12 @@ static int train_loop(struct unl *u, struct train_adamw *opt, double *first, dou
 static int read_method(struct unl *u) {
     const char *m = stage_str(u->c, "method"), *t = stage_str(u->c, "target"),
                *r = stage_str(u->c, "reference");
-    if (strcmp(m, "ga") == 0)
-        u->method = GA;
-    else if (strcmp(m, "ga_klr") == 0)
-        u->method = GA_KLR;
-    else if (strcmp(m, "npo") == 0)
-        u->method = NPO;
-    else
-        return err_set("%s: method must be ga, ga_klr or npo, got '%s'", u->c->name, m);
+    size_t k = 0;
+    while (k < sizeof method_names / sizeof method_names[0] && strcmp(m, method_names[k]) != 0)
+        k++;
+    if (k == sizeof method_names / sizeof method_names[0])
+        return err_set("%s: method must be ga, ga_klr, npo or grad_diff, got '%s'", u->c->name, m);
+    u->method = (enum method)k;
     if (strcmp(t, "proj+llm") != 0 && strcmp(t, "llm") != 0)
         return err_set("%s: target must be proj+llm or llm, got '%s'", u->c->name, t);
     if (strcmp(r, "round_start") != 0 && strcmp(r, "original") != 0)
@@ -336,7 +344,7 @@ static int unlearn_memory(struct stage_ctx *c, const struct llava_config *cfg, s
         return -1;
     o->lora = l;
     o->trainable = strcmp(stage_str(c, "target"), "proj+llm") == 0 ? "model.multi_modal_projector." : NULL;
-    o->reference = u.method == GA                                          ? LLAVA_PLAN_REF_NONE
+    o->reference = u.method == GA || u.method == GRAD_DIFF                 ? LLAVA_PLAN_REF_NONE
                    : strcmp(stage_str(c, "reference"), "round_start") == 0 ? LLAVA_PLAN_REF_SHARED
                                                                            : LLAVA_PLAN_REF_MODEL;
     return 0;
@@ -351,7 +359,7 @@ static const struct param_spec unlearn_params[] = {
     {"images", PARAM_REF, NULL, "the world's images"},
     {"split", PARAM_REF, NULL, "who is forgotten and retained (a select's `split`)"},
     {"round", PARAM_INT, "0", "forget the split's group `round` (0: its whole forget list)"},
-    {"method", PARAM_STR, "\"ga\"", "ga, ga_klr or npo"},
+    {"method", PARAM_STR, "\"ga\"", "ga, ga_klr, npo or grad_diff"},
     {"target", PARAM_STR, "\"proj+llm\"", "what trains: proj+llm (LoRA + the projector) or llm (LoRA only)"},
     {"reference", PARAM_STR, "\"round_start\"", "the KL / NPO reference: round_start or original"},
     {"sources", PARAM_STRS, "[\"fact\"]", "which examples of the forget people are unlearned"},

@@ -150,10 +150,10 @@ bad_settings() { # a line of Lua changing s, and the manifest error it must give
   has "$T/err" "$2"
 }
 # Method variants (settings.methods): a variant's stages and rows carry its own name and its parameters win;
-# the plain methods' stages keep their keys (cached from the first run).
+# the plain methods' stages keep their keys (cached from the first run); grad_diff runs the protocol too.
 cat >"$T/variant.lua" <<'LUA'
 local s = require "micro_settings"
-s.methods = { "ga", { name = "npo_b1", method = "npo", beta = 1.0 } }
+s.methods = { "ga", "grad_diff", { name = "npo_b1", method = "npo", beta = 1.0 } }
 require "protocol" (s)
 LUA
 expect_code 0 "$PP" run "$T/variant.lua" --threads 2
@@ -163,6 +163,7 @@ python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["params"]; assert p[
   "$T/variant.rec" || fail "the variant's parameters"
 "$PP" cat report markdown >"$T/variant.md"
 has "$T/variant.md" "| finetuned | npo_b1 | 2 | "
+has "$T/variant.md" "| finetuned | grad_diff | 2 | "
 lacks "$T/variant.md" "| finetuned | npo |"
 bad_settings 's.methods = { "ga", { name = "a b", method = "ga" } }' "settings.methods[2]: 'a b' is not a name"
 bad_settings 's.methods = { "none" }' "settings.methods[1]: 'none' is not a name"
@@ -189,7 +190,7 @@ bad() {
   expect_code 1 "$PP" show bad
   expect_code 0 "$PP" verify
 }
-bad method "method must be ga, ga_klr or npo, got 'foo'"
+bad method "method must be ga, ga_klr, npo or grad_diff, got 'foo'"
 bad forget "forget must be between 1 and top (4), got 5"
 bad rounds "rounds is 3 but the split has 2 groups"
 bad round "round is 3 but the split has 2 groups"

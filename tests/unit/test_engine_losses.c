@@ -324,6 +324,36 @@ static int adapter(struct llava *m, struct lora *l) {
     return llava_lora_attach(m, l, 11);
 }
 
+/* Gradient difference is GA on the forget batch plus plain descent on the retain batch: its loss is the sum
+ * of the two terms computed alone, and its gradients the sum of theirs (each accumulated separately here). */
+static void check_grad_diff(struct llava *m, const struct ops *ops, const struct unlearn_batch *forget,
+                            const struct unlearn_batch *retain) {
+    size_t n = m->ngrads;
+    float *g1 = malloc(n * sizeof *g1), *g2 = malloc(n * sizeof *g2), ga, ce, loss, nll;
+    llava_zero_grad(m, ops);
+    CHECK(unlearn_ga(m, ops, forget, &ga) == 0);
+    memcpy(g1, m->grads, n * sizeof *g1);
+    llava_zero_grad(m, ops);
+    CHECK(unlearn_forward(m, ops, retain) == 0 &&
+          train_ce_loss(m, ops, retain->labels, retain->b, retain->t, &ce) == 0 &&
+          llava_backward(m, ops) == 0);
+    memcpy(g2, m->grads, n * sizeof *g2);
+    llava_zero_grad(m, ops);
+    CHECK(unlearn_grad_diff(m, ops, forget, retain, &loss, &nll) == 0);
+    CHECK(nll == ce && loss == ga + ce && ga < 0 && ce > 0);
+    double worst = 0, norm = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = (double)g1[i] + g2[i], d = fabs(m->grads[i] - want);
+        worst = d > worst ? d : worst;
+        norm = fabs(want) > norm ? fabs(want) : norm;
+    }
+    printf("grad_diff: loss %.4f = GA %.4f + NLL %.4f; gradients within %.2g of the sum (max %.3g)\n", loss,
+           ga, ce, worst, norm);
+    CHECK(norm > 0 && worst <= 1e-6 * norm);
+    free(g1);
+    free(g2);
+}
+
 /* The reference forward is the base: LoRA off, gradients kept, the adapter back on after. NPO at the
  * reference starts at (2/beta) log 2 and a step lowers S; GA+KLR runs two forwards and two backwards. */
 static void test_lora(struct llava *m, const struct ops *ops, const struct unlearn_batch *x) {
@@ -374,6 +404,21 @@ static void test_lora(struct llava *m, const struct ops *ops, const struct unlea
           train_ce_loss(m, ops, x->labels, MB, MT, &ce) == 0);
     CHECK(fabsf(loss - (-ce + 0.7f * kl)) <= 1e-6f * fabsf(loss));
     CHECK(sqrt(ops->sum_squares(m->grads, m->ngrads)) > 0);
+    /* the swapped batch's NLL equals the forget batch's and their gradients cancel: drop the first half of
+     * each row's targets so that gradient difference's two terms differ */
+    int32_t rlab2[MB * MT];
+    memcpy(rlab2, rlab, sizeof rlab2);
+    for (size_t row = 0; row < MB; row++) {
+        size_t targets = 0, seen = 0;
+        for (size_t k = 0; k < MT; k++)
+            targets += rlab[row * MT + k] >= 0;
+        for (size_t k = 0; k < MT && seen < targets / 2; k++)
+            if (rlab2[row * MT + k] >= 0)
+                rlab2[row * MT + k] = -100, seen++;
+    }
+    struct unlearn_batch retain2 = retain;
+    retain2.labels = rlab2;
+    check_grad_diff(m, ops, x, &retain2);
     train_adamw_free(&o);
     free(rpix);
     llava_lora_detach(m);
