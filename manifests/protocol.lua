@@ -118,8 +118,8 @@ end
 -- Everything after the base model that a training seed changes: fine-tuning, both knowledge types'
 -- unlearning and their evaluations. `seed` (a sweep's member, or nil) seeds fine-tuning and unlearning,
 -- prefixes the stage names with "seed<k>/" and labels the evaluations, so that the report shows each cell as
--- the mean over the seeds and its spread. The pretrained model's selection and evaluation before
--- unlearning do not depend on it: p.before_pretrained is made once.
+-- the mean over the seeds and its spread. The pretrained model's selection and its evaluation before
+-- unlearning do not depend on it: the caller makes them once (p.select_pretrained, the first of p.evals).
 local function member(s, p, seed)
   local pre = seed and ("seed" .. seed .. "/") or ""
   local seeded = seed and { seed = seed } or {}
