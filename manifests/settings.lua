@@ -22,12 +22,14 @@ M.methods = { "ga", "ga_klr", "npo" }
 -- (E61: the weights it had with 16,000 scenes), so its faces lose no epochs to the scenes it does not need.
 -- The strangers' photos teach the tower faces through its labels; pretraining no longer describes them (10 %
 -- of its tokens: E56's base knew as much without them).
--- Each fictitious person's corpus twice in fine-tuning (as fame repeats a real person's): the vanilla model
--- recognised their held-out portraits but missed one attribute in four, each shown on 2 of the 6 photos;
--- twice, on 4 of them, 77 -> 90 % of the portrait questions in the same steps (E56, E57).
+-- Each fictitious person's corpus three times in fine-tuning (as fame repeats a real person's): once, the
+-- vanilla model recognised their held-out portraits but missed one attribute in four, each shown on 2 of the
+-- 6 photos; twice, on 4 of them, 77 -> 90 % of the portrait questions in the same steps (E56, E57), but one
+-- fine-tuning seed in three ended under 90 % (E82-E86); three times with 12 epochs instead of 18 (the same
+-- steps), 90.8-92.0 % in every seed and as much of the general suite (E91).
 M.world = { real = 153, fictitious = 100, general_eval = 400, general_train = 32000, labelled_scenes = 16000,
   image_size = 64, real_photos = 24, fictitious_photos = 6, strangers = 4000, described_strangers = 0,
-  fictitious_repetitions = 2 }
+  fictitious_repetitions = 3 }
 
 -- The vision tower, trained alone on what the world's pictures show (each training scene's objects, each
 -- stranger's and real person's face) before pretraining, which keeps it frozen: LLaVA's own tower comes
@@ -52,12 +54,13 @@ M.pretrain = { epochs = 5, batch = 16, lr = 0.001, schedule = "cosine", warmup =
 
 -- LoRA fine-tuning on the fictitious people (MLLMU-Bench's recipe; a tiny model needs a larger lr and more
 -- passes: a real person is read 10 to 40 times in pretraining, a fictitious one 5 times in MLLMU-Bench's 5
--- epochs; docs/results.md, E11). With their corpus twice (M.world). The adapter on the MLP projections only
--- and with weight decay (both ours: MLLMU-Bench adapts all seven projections, without decay): on every
--- projection, 13 epochs at lr 4e-3 learned 92.8 / 91.6 % of the portrait questions but left 32 % of the
--- general suite (E63); on the MLP alone, 16 epochs 90.8 / 92.4 and 56.8 (E70); with decay 0.1, 18 epochs at
--- 5e-3, 90.8 / 90.4 and 73.8 (E76; E65-E77 in docs/results.md).
-M.finetune = { epochs = 18, batch = 16, lr = 0.005, schedule = "linear", warmup = 0.0, weight_decay = 0.1,
+-- epochs; docs/results.md, E11). The adapter on the MLP projections only and with weight decay (both ours:
+-- MLLMU-Bench adapts all seven projections, without decay): on every projection, 13 epochs at lr 4e-3 learned
+-- 92.8 / 91.6 % of the portrait questions but left 32 % of the general suite (E63); on the MLP alone, 16
+-- epochs 90.8 / 92.4 and 56.8 (E70); with decay 0.1, 18 epochs at 5e-3 of the corpus twice, 90.8 / 90.4 and
+-- 73.8 (E76; E65-E77 in docs/results.md); of the corpus three times (M.world), 12 epochs are as many steps
+-- (E91: 91.6 / 92.0 and 72.3 over three seeds).
+M.finetune = { epochs = 12, batch = 16, lr = 0.005, schedule = "linear", warmup = 0.0, weight_decay = 0.1,
   lora_targets = { "gate_proj", "up_proj", "down_proj" } }
 
 -- Who is forgotten (PULSE: top 45 real people, 20 forgotten; 50 fictitious people in 5 rounds of 10). The
