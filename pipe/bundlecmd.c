@@ -33,20 +33,10 @@ static int export_plan(struct plan *p, struct store *s, const unsigned char *kee
 }
 
 static const char export_usage[] =
-    "usage: pulse-pipe export MANIFEST [--only NAME]... -o FILE\nWrites the records of every stage of "
-    "MANIFEST "
-    "(with --only: of NAME and what it needs;\na '*' in NAME matches any characters), the objects they "
-    "reference and the audit\nhistory to FILE (a deterministic tar+zstd bundle).";
-
-/* Which stages to export: every one, or those --only names with their producers. */
-static int export_marks(const struct plan *p, char **only, size_t nonly, unsigned char *keep) {
-    memset(keep, nonly == 0, p->dag.n);
-    for (size_t k = 0; k < nonly; k++)
-        if (dag_select(&p->dag, only[k], keep, 1) == 0)
-            return err_set("%s: no stage %s '%s'", p->manifest, strchr(only[k], '*') ? "matches" : "named",
-                           only[k]);
-    return 0;
-}
+    "usage: pulse-pipe export MANIFEST [--only NAME]... -o FILE\n"
+    "Writes the records of every stage of MANIFEST (with --only: of NAME and what it needs;\n"
+    "a '*' in NAME matches any characters), the objects they reference and the audit\n"
+    "history to FILE (a deterministic tar+zstd bundle).";
 
 struct export_args {
     const char *manifest, *out;
@@ -87,7 +77,8 @@ static int export_run(const struct pipe_opts *o, const struct export_args *a) {
         return pipe_fail(EXIT_USAGE);
     }
     unsigned char *keep = xmalloc(p.dag.n + 1);
-    int rc = export_marks(&p, a->only, a->nonly, keep) != 0 ? pipe_fail(EXIT_USAGE) : EXIT_OK;
+    memset(keep, a->nonly == 0, p.dag.n); /* every stage, or those --only names with their producers */
+    int rc = plan_mark(&p, a->only, a->nonly, keep, 1) != 0 ? pipe_fail(EXIT_USAGE) : EXIT_OK;
     struct store *s = rc == EXIT_OK ? pipe_store(o, 0) : NULL;
     if (s) {
         rc = export_plan(&p, s, keep, a->out) == 0 ? EXIT_OK : pipe_fail(EXIT_FAILED);

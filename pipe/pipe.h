@@ -55,6 +55,9 @@ int plan_resolve(struct plan *p, size_t i);
 /* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
 int plan_lookup(struct plan *p, struct store *s, size_t i);
 void plan_free(struct plan *p);
+/* Marks in mark[] the stages each of names names (a name, or a pattern with '*': dag_select), with what they
+ * need when closure is set; -1 with err_set naming the first that names no stage. */
+int plan_mark(const struct plan *p, char **names, size_t n, unsigned char *mark, int closure);
 /* The cache key of a stage spec (store/key.h: kind, version, params, inputs, path digests). -1 with err_set
  * if the spec cannot be written as canonical JSON. */
 int plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,

@@ -64,6 +64,14 @@ void plan_free(struct plan *p) {
     memset(p, 0, sizeof *p);
 }
 
+int plan_mark(const struct plan *p, char **names, size_t n, unsigned char *mark, int closure) {
+    for (size_t k = 0; k < n; k++)
+        if (dag_select(&p->dag, names[k], mark, closure) == 0)
+            return err_set("%s: no stage %s '%s'", p->manifest, strchr(names[k], '*') ? "matches" : "named",
+                           names[k]);
+    return 0;
+}
+
 int plan_key(const char *kind, int version, const struct json *params, const struct json *inputs,
              const struct json *paths, char key[HASH_ID_SIZE]) {
     struct json *spec = json_obj(); /* the fields a record carries: store/key.c is the one definition */

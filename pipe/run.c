@@ -144,14 +144,6 @@ static enum state step(struct run *r, size_t i) {
     return s;
 }
 
-static int mark_names(struct run *r, char **names, size_t n, unsigned char *mark, int closure) {
-    for (size_t k = 0; k < n; k++)
-        if (dag_select(&r->plan.dag, names[k], mark, closure) == 0)
-            return err_set("%s: no stage %s '%s'", r->plan.manifest,
-                           strchr(names[k], '*') ? "matches" : "named", names[k]);
-    return 0;
-}
-
 struct run_args {
     const char *manifest;
     char **only, **force;
@@ -212,8 +204,8 @@ static int setup(struct run *r, const struct run_args *a) {
     r->state = xcalloc(n + 1, sizeof *r->state);
     if (a->nonly == 0)
         memset(r->keep, 1, n);
-    if (mark_names(r, a->only, a->nonly, r->keep, 1) != 0 ||
-        mark_names(r, a->force, a->nforce, r->force, 0) != 0)
+    if (plan_mark(&r->plan, a->only, a->nonly, r->keep, 1) != 0 ||
+        plan_mark(&r->plan, a->force, a->nforce, r->force, 0) != 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         r->total += r->keep[i];

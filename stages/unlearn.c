@@ -32,6 +32,11 @@ static int uses_retain(enum method m) {
     return m == GA_KLR || m == GRAD_DIFF;
 }
 
+/* GA+KLR's KL and NPO's anchor compare with a reference model (build_models). */
+static int uses_reference(enum method m) {
+    return m == GA_KLR || m == NPO;
+}
+
 struct unl {
     struct stage_ctx *c;
     const struct ops *ops;
@@ -99,7 +104,7 @@ static int build_models(struct unl *u) {
     if (corpus_features(&u->forget, &u->md.m, u->ops) != 0 ||
         (u->retain.n && corpus_features(&u->retain, &u->md.m, u->ops) != 0))
         return err_prefix("%s", u->c->name);
-    if (u->method == GA || u->method == GRAD_DIFF) /* no reference */
+    if (!uses_reference(u->method))
         return 0;
     if (strcmp(stage_str(u->c, "reference"), "round_start") == 0) {
         /* after the flags and the adapter: the projector's start values when it trains */
@@ -344,7 +349,7 @@ static int unlearn_memory(struct stage_ctx *c, const struct llava_config *cfg, s
         return -1;
     o->lora = l;
     o->trainable = strcmp(stage_str(c, "target"), "proj+llm") == 0 ? "model.multi_modal_projector." : NULL;
-    o->reference = u.method == GA || u.method == GRAD_DIFF                 ? LLAVA_PLAN_REF_NONE
+    o->reference = !uses_reference(u.method)                               ? LLAVA_PLAN_REF_NONE
                    : strcmp(stage_str(c, "reference"), "round_start") == 0 ? LLAVA_PLAN_REF_SHARED
                                                                            : LLAVA_PLAN_REF_MODEL;
     return 0;
