@@ -94,22 +94,24 @@ static int audit_record(struct store *s, const struct json *rec, const struct ex
 }
 
 int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
-    const char *name = NULL;
+    const char *name = NULL, *manifest = NULL;
     struct exec_env env = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .device = "cpu", .quiet = 1};
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (strcmp(argv[i], "--help") == 0) {
-            puts(
-                "usage: pulse-pipe audit NAME [--threads N] [--device cpu|cuda]\nRe-executes stage NAME from "
-                "its stored inputs in a scratch store and prints, per output,\n'same' or 'different' against "
-                "its record. Exit 0 if all are the same, 1 otherwise.");
+            puts("usage: pulse-pipe audit NAME [--manifest MANIFEST] [--threads N] [--device cpu|cuda]\n"
+                 "Re-executes stage NAME from its stored inputs in a scratch store and prints, per output,\n"
+                 "'same' or 'different' against its record. Exit 0 if all are the same, 1 otherwise. NAME's\n"
+                 "last record, or with --manifest that manifest's stage NAME (see pulse-pipe show --help).");
             return EXIT_OK;
         } else if ((v = opt_value(argc, argv, &i, "--threads", &bad))) {
             if (opt_threads(v, &env.threads) != 0)
                 return pipe_fail(EXIT_USAGE);
         } else if ((v = opt_value(argc, argv, &i, "--device", &bad))) {
             env.device = v;
+        } else if ((v = opt_value(argc, argv, &i, "--manifest", &bad))) {
+            manifest = v;
         } else if (bad || argv[i][0] == '-' || name) {
             if (!bad)
                 fprintf(stderr, "pulse-pipe: audit: unexpected argument '%s'\n", argv[i]);
@@ -128,18 +130,18 @@ int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
     if (!s)
         return EXIT_FAILED;
     struct json *rec = NULL;
-    int rc = record_by_name(s, name, &rec);
-    if (rc == 0)
-        rc = err_set("audit: no record of a stage named '%s'", name);
-    int lock = rc == 1 ? lock_take(s, "store", LOCK_SHARED, 1) : -1; /* gc must not sweep the scratch store */
-    if (rc == 1 && lock < 0)
-        rc = -1;
-    if (rc == 1) {
+    int code = pick_record(s, "audit", name, manifest, &rec);
+    if (code) {
+        store_close(s);
+        return pipe_fail(code);
+    }
+    int lock = lock_take(s, "store", LOCK_SHARED, 1); /* gc must not sweep the scratch store */
+    int rc = -1;
+    if (lock >= 0) {
         env.manifest = json_get(rec, "manifest");
         rc = audit_record(s, rec, &env);
-    }
-    if (lock >= 0)
         lock_drop(lock);
+    }
     json_free(rec);
     store_close(s);
     return rc < 0 ? pipe_fail(EXIT_FAILED) : rc ? EXIT_FAILED : EXIT_OK;

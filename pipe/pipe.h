@@ -87,6 +87,11 @@ int exec_stage(const struct exec_env *env, struct store *in, struct store *out, 
  * against the GPU's memory. Prints nothing for other kinds. */
 void dryplan_print(const struct plan *p, struct store *s, size_t i, const char *device);
 
+/* pick: the record show, cat and audit mean by NAME: with manifest, that manifest's stage NAME as its inputs
+ * resolve now; without, the last record of the stage name NAME, or the record whose cache key NAME is.
+ * EXIT_OK with *rec, or the exit code with err_set ("<cmd>: ..."). */
+int pick_record(struct store *s, const char *cmd, const char *name, const char *manifest, struct json **rec);
+
 /* gitinfo: the manifest's provenance {"path", "commit": hex|null, "dirty": bool} for records. */
 struct json *gitinfo_for(const char *path);
 

@@ -47,44 +47,56 @@ static void show_text(const struct json *r) {
     }
 }
 
-int cmd_show(const struct pipe_opts *o, int argc, char **argv) {
-    const char *name = NULL;
-    int as_json = 0;
+/* The arguments show and cat take: positional ones (at most max), --manifest M, and --json when json is not
+ * NULL. 0, or the exit code after one line on stderr. */
+static int view_args(int argc, char **argv, const char *cmd, const char **pos, int max, const char **manifest,
+                     int *json) {
+    int n = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
-            puts("usage: pulse-pipe show NAME [--json]\nThe last record of stage NAME: parameters, inputs, "
-                 "outputs (object ids), metrics, timing.");
-            return EXIT_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' || name) {
-            fprintf(stderr, "pulse-pipe: show: unexpected argument '%s'\n", argv[i]);
-            return EXIT_USAGE;
-        } else {
-            name = argv[i];
-        }
+        const char *v = opt_value(argc, argv, &i, "--manifest", &bad);
+        if (v)
+            *manifest = v;
+        else if (json && strcmp(argv[i], "--json") == 0)
+            *json = 1;
+        else if (!bad && argv[i][0] != '-' && n < max)
+            pos[n++] = argv[i];
+        else if (bad)
+            return EXIT_USAGE; /* opt_value said what is missing */
+        else
+            return fprintf(stderr, "pulse-pipe: %s: unexpected argument '%s'\n", cmd, argv[i]), EXIT_USAGE;
     }
-    if (!name) {
-        fprintf(stderr, "pulse-pipe: show: which stage? (usage: pulse-pipe show NAME)\n");
-        return EXIT_USAGE;
-    }
-    struct store *s = pipe_store(o, 0);
-    if (!s)
-        return EXIT_FAILED;
+    if (n == max)
+        return 0;
+    fprintf(stderr, "pulse-pipe: %s: which %s? (pulse-pipe %s --help)\n", cmd, n ? "output" : "stage", cmd);
+    return EXIT_USAGE;
+}
+
+static const char show_usage[] =
+    "usage: pulse-pipe show NAME [--manifest MANIFEST] [--json]\n"
+    "The record of stage NAME: parameters, inputs, outputs (object ids), metrics, timing. NAME's last\n"
+    "record (published or reused by a run), or with --manifest the record of that manifest's stage NAME\n"
+    "as its inputs resolve now. NAME may also be a cache key.";
+
+int cmd_show(const struct pipe_opts *o, int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--help") == 0)
+        return puts(show_usage), EXIT_OK;
+    const char *name = NULL, *manifest = NULL;
+    int as_json = 0, code = view_args(argc, argv, "show", &name, 1, &manifest, &as_json);
+    struct store *s = code ? NULL : pipe_store(o, 0);
+    if (code || !s)
+        return code ? code : EXIT_FAILED;
     struct json *r = NULL;
-    int rc = record_by_name(s, name, &r);
-    if (rc == 1 && as_json) {
+    code = pick_record(s, "show", name, manifest, &r);
+    if (code == EXIT_OK && as_json) {
         char *t = json_write(r, JSON_PRETTY, NULL);
         fputs(t, stdout);
         free(t);
-    } else if (rc == 1) {
+    } else if (code == EXIT_OK) {
         show_text(r);
-    } else if (rc == 0) {
-        err_set("show: no record of a stage named '%s' in %s", name, o->store);
     }
     json_free(r);
     store_close(s);
-    return rc == 1 ? EXIT_OK : pipe_fail(EXIT_FAILED);
+    return code == EXIT_OK ? EXIT_OK : pipe_fail(code);
 }
 
 int cmd_log(const struct pipe_opts *o, int argc, char **argv) {
@@ -140,27 +152,29 @@ static int write_out(void *arg, const void *data, size_t n) {
     return fwrite(data, 1, n, arg) == n ? 0 : err_errno("writing standard output");
 }
 
+static const char cat_usage[] =
+    "usage: pulse-pipe cat NAME OUTPUT [--manifest MANIFEST] > FILE\n"
+    "Writes output OUTPUT of stage NAME to standard output, verified against its id as it streams,\n"
+    "e.g. pulse-pipe cat world contact_sheet > sheet.png. NAME's last record, or with --manifest that\n"
+    "manifest's stage NAME (see pulse-pipe show --help).";
+
 /* cat NAME OUTPUT: an output's bytes on standard output, verified against their id as they stream. */
 int cmd_cat(const struct pipe_opts *o, int argc, char **argv) {
-    if (argc != 3 || argv[1][0] == '-') {
-        puts("usage: pulse-pipe cat NAME OUTPUT > FILE\nWrites output OUTPUT of stage NAME (its last record) "
-             "to "
-             "standard output,\ne.g. pulse-pipe cat world contact_sheet > sheet.png");
-        return argc == 2 && strcmp(argv[1], "--help") == 0 ? EXIT_OK : EXIT_USAGE;
-    }
-    struct store *s = pipe_store(o, 0);
-    if (!s)
-        return EXIT_FAILED;
+    if (argc == 2 && strcmp(argv[1], "--help") == 0)
+        return puts(cat_usage), EXIT_OK;
+    const char *pos[2] = {NULL, NULL}, *manifest = NULL;
+    int code = view_args(argc, argv, "cat", pos, 2, &manifest, NULL);
+    struct store *s = code ? NULL : pipe_store(o, 0);
+    if (code || !s)
+        return code ? code : EXIT_FAILED;
     struct json *r = NULL;
-    int rc = record_by_name(s, argv[1], &r);
-    const char *id = rc == 1 ? json_get_str(json_get(json_get(r, "outputs"), argv[2]), "id") : NULL;
-    if (rc == 0)
-        rc = err_set("cat: no record of a stage named '%s'", argv[1]);
-    else if (rc == 1 && !id)
-        rc = err_set("cat: stage '%s' has no output '%s'", argv[1], argv[2]);
-    else if (rc == 1)
-        rc = store_read(s, id, write_out, stdout) == 0 && fflush(stdout) == 0 ? 1 : -1;
+    code = pick_record(s, "cat", pos[0], manifest, &r);
+    const char *id = code ? NULL : json_get_str(json_get(json_get(r, "outputs"), pos[1]), "id");
+    if (!code && !id)
+        code = (err_set("cat: stage '%s' has no output '%s'", pos[0], pos[1]), EXIT_FAILED);
+    else if (!code && (store_read(s, id, write_out, stdout) != 0 || fflush(stdout) != 0))
+        code = EXIT_FAILED;
     json_free(r);
     store_close(s);
-    return rc == 1 ? EXIT_OK : pipe_fail(EXIT_FAILED);
+    return code == EXIT_OK ? EXIT_OK : pipe_fail(code);
 }

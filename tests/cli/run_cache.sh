@@ -80,6 +80,42 @@ has "$T/err" "no record of a stage named 'nosuch'"
 expect_code 0 "$PP" log
 has "$T/out" "ab concat sha256:"
 
+# Two manifests sharing the store and a stage name: the name shows whichever ran last, --manifest names each
+# one's own record (as its inputs resolve now), and a cache key names a record outright.
+O="$T/other.lua"
+sed 's/separator = "|"/separator = "+"/' "$M" >"$O"
+expect_code 0 "$PP" status "$O"
+has "$T/out" "todo  ab"
+expect_code 1 "$PP" show ab --manifest "$O"
+has "$T/err" "stage 'ab' of $O is not done in this store (pulse-pipe status $O says why)"
+one_line "$T/err"
+expect_code 0 "$PP" run "$O"
+mine=$(output_id ab data)
+expect_code 0 "$PP" show ab --manifest "$O" --json
+[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['outputs']['data']['id'])" "$T/out")" = "$mine" ] ||
+  fail "show --manifest other.lua: not other's record"
+expect_code 0 "$PP" show ab --manifest "$M"
+has "$T/out" 'separator            "|"'
+key=$(sed -n 's/^key *//p' "$T/out")
+"$PP" cat ab data --manifest "$M" >"$T/ab2.bin"
+cmp -s "$T/ab.bin" "$T/ab2.bin" || fail "cat --manifest chain.lua: not chain's bytes"
+"$PP" cat ab data >"$T/ab3.bin"
+! cmp -s "$T/ab.bin" "$T/ab3.bin" || fail "cat without --manifest should give the last run's record"
+expect_code 0 "$PP" show "$key"
+has "$T/out" 'separator            "|"'
+expect_code 0 "$PP" audit ab --manifest "$M"
+has "$T/out" "same"
+expect_code 2 "$PP" show nosuch --manifest "$M"
+has "$T/err" "has no stage named 'nosuch'"
+one_line "$T/err"
+expect_code 2 "$PP" cat ab --manifest "$M"
+one_line "$T/err"
+expect_code 2 "$PP" show ab --manifest
+one_line "$T/err"
+expect_code 2 "$PP" show ab --manifest "$T/missing.lua"
+one_line "$T/err"
+expect_code 0 "$PP" run "$M"
+
 # A failing stage: no record; its dependant skipped; the independent stage still runs; exit 1.
 expect_code 1 "$PP" run "$SRC/tests/cli/manifests/failing.lua"
 has "$T/out" "4 stages: 1 computed, 1 cached, 1 failed, 1 skipped"
