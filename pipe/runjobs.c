@@ -169,9 +169,23 @@ static int cmp_job(const void *pa, const void *pb) {
     return (a->pos > b->pos) - (a->pos < b->pos);
 }
 
+/* Another stage with stage i's key runs or starts in this pass (ready[0..start)): two names for one
+ * computation, as when a manifest declares a stage twice. Stage i waits for it rather than for its lock in a
+ * job slot, and is then reused. */
+static int key_taken(const struct jobs *j, size_t i, size_t start) {
+    const struct run *r = j->r;
+    for (size_t s = 0; s < r->plan.dag.n; s++)
+        if (r->state[s] == ST_RUNNING && strcmp(r->plan.keys[s], r->plan.keys[i]) == 0)
+            return 1;
+    for (size_t k = 0; k < start; k++)
+        if (strcmp(r->plan.keys[j->ready[k].i], r->plan.keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* One pass in the DAG's order: settles every stage that can be settled without computing, then starts as
- * many of those that must be computed as there are free slots, deepest first, then splits the threads
- * again. */
+ * many of those that must be computed as there are free slots, deepest first (a stage whose key another
+ * runs waits), then splits the threads again. */
 static void start_ready(struct jobs *j) {
     struct run *r = j->r;
     size_t n = 0;
@@ -182,7 +196,10 @@ static void start_ready(struct jobs *j) {
             j->ready[n++] = (struct job){i, had, j->level[i], k};
     }
     qsort(j->ready, n, sizeof *j->ready, cmp_job);
-    size_t slots = (size_t)(r->jobs - j->running), start = n < slots ? n : slots;
+    size_t slots = (size_t)(r->jobs - j->running), start = 0;
+    for (size_t k = 0; k < n && start < slots; k++)
+        if (!key_taken(j, j->ready[k].i, start))
+            j->ready[start++] = j->ready[k];
     for (size_t k = 0; k < start; k++) {
         int left = r->env.threads - j->used, share = left / (int)(start - k);
         launch(j, j->ready[k].i, j->ready[k].had, share > 1 ? share : 1);

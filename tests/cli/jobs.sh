@@ -2,7 +2,7 @@
 # jobs: `run --jobs N` runs stages whose inputs are done at the same time, in child processes. The chain graph
 # on 3 jobs holds the objects a serial run holds; the two sources start together and split the threads, the
 # chain after them gets them all; a failed branch skips its dependant and not the independent stage; a forced
-# stage recomputes; the deepest ready stage starts first; two --jobs runs at once compute each stage once; killing the run kills its jobs and leaves
+# stage recomputes; the deepest ready stage starts first; a stage declared twice takes one slot; two --jobs runs at once compute each stage once; killing the run kills its jobs and leaves
 # the store valid; bad values are refused with one line. (tests/cli/protocol.sh runs the protocol on jobs.)
 source "$(dirname "$0")/lib.bash"
 sed 's/bytes = 1000/bytes = 30000000/; s/bytes = 2000/bytes = 30000000/' "$SRC/tests/cli/manifests/chain.lua" >"$T/m.lua"
@@ -41,6 +41,20 @@ export PULSE_STORE="$T/deep"
 expect_code 0 "$PP" run "$T/deep.lua" --jobs 2 --threads 2
 order=$(sed -nE 's/^\[[0-9]+\/[0-9]+\] ([^ ]+) +running$/\1/p' "$T/out" | head -2 | tr '\n' ' ')
 [ "$order" = "long/1 mid/1 " ] || { cat "$T/out" >&2; fail "first starts: $order"; }
+
+# A stage declared twice (one key, two names) takes one slot: the other slot goes to the next stage, and the
+# twin is reused once its first computation ends.
+cat >"$T/twin.lua" <<'LUA'
+stage "twin/1" { kind = "random", seed = 5, bytes = 100 }
+stage "twin/2" { kind = "random", seed = 5, bytes = 100 }
+stage "other" { kind = "random", seed = 6, bytes = 100 }
+LUA
+export PULSE_STORE="$T/twin"
+expect_code 0 "$PP" run "$T/twin.lua" --jobs 2 --threads 2
+order=$(sed -nE 's/^(\[[0-9]+\/[0-9]+\] [^ ]+) +running$/\1/p' "$T/out" | tr '\n' ' ')
+[ "$order" = "[1/3] twin/1 [2/3] other " ] || { cat "$T/out" >&2; fail "started: $order"; }
+lacks "$T/out" "concurrent run" # the twin never waited on the lock of its first
+has "$T/out" "3 stages: 2 computed, 1 cached"
 
 # A failing branch: its dependant is skipped, the independent stage still computes, the run exits 1.
 export PULSE_STORE="$T/failing"
