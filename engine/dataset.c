@@ -620,7 +620,8 @@ static int tar_write_all(struct archive *a, struct ds_tar *t, struct buf *out) {
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
         archive_write_open(a, out, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
         return err_set("images.tar: %s", archive_error_string(a));
-    qsort(t->v, t->n, sizeof *t->v, tar_entry_cmp);
+    if (t->n) /* qsort's base must not be NULL, even for no elements */
+        qsort(t->v, t->n, sizeof *t->v, tar_entry_cmp);
     for (size_t i = 0; i < t->n; i++)
         if (tar_write_entry(a, &t->v[i]) != 0)
             return -1;
@@ -751,7 +752,8 @@ static int images_index(struct ds_images *im, struct archive *a, const void *tar
         if (images_add(im, a, h, tar, n) != 0)
             return -1;
     }
-    qsort(im->v, im->n, sizeof *im->v, image_entry_cmp);
+    if (im->n)
+        qsort(im->v, im->n, sizeof *im->v, image_entry_cmp);
     for (size_t i = 1; i < im->n; i++)
         if (strcmp(im->v[i].id, im->v[i - 1].id) == 0)
             return err_set("%s: image '%s' appears twice", im->what, im->v[i].id);
