@@ -5,6 +5,8 @@
 
 #include "pipe/pipe.h"
 #include "store/maint.h"
+#include "util/buf.h"
+#include "util/err.h"
 
 int cmd_verify(const struct pipe_opts *o, int argc, char **argv) {
     int quick = 0;
@@ -30,33 +32,84 @@ int cmd_verify(const struct pipe_opts *o, int argc, char **argv) {
     return bad ? EXIT_DAMAGE : EXIT_OK;
 }
 
-int cmd_gc(const struct pipe_opts *o, int argc, char **argv) {
-    int yes = 0, bad = 0;
-    long grace = 3600;
+static const char gc_usage[] =
+    "usage: pulse-pipe gc [--keep MANIFEST]... [--yes] [--grace SECONDS]\n"
+    "Lists what no logged record references (objects, unlogged records, temp files, stage locks) and,\n"
+    "with --yes, removes it. With --keep, records that none of the manifests uses now are pruned too\n"
+    "(dropped from the audit log's head in one commit; the history keeps them), then their files and\n"
+    "the objects only they referenced. Nothing younger than --grace seconds (default 3600) is touched.";
+
+struct gc_args {
+    int yes;
+    long grace;
+    char **manifests; /* --keep, in order */
+    size_t nman;
+};
+
+/* -1 to go on, else the exit code (after the usage or one error line). */
+static int gc_parse(int argc, char **argv, struct gc_args *a) {
+    int bad = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
+        char *end;
         if (strcmp(argv[i], "--yes") == 0) {
-            yes = 1;
+            a->yes = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--keep", &bad))) {
+            a->manifests[a->nman++] = (char *)v;
         } else if ((v = opt_value(argc, argv, &i, "--grace", &bad))) {
-            char *end;
-            grace = strtol(v, &end, 10);
-            if (end == v || *end || grace < 0) {
-                fprintf(stderr, "pulse-pipe: gc: --grace wants seconds, got '%s'\n", v);
-                return EXIT_USAGE;
-            }
+            a->grace = strtol(v, &end, 10);
+            if (end == v || *end || a->grace < 0)
+                return fprintf(stderr, "pulse-pipe: gc: --grace wants seconds, got '%s'\n", v), EXIT_USAGE;
+        } else if (bad) {
+            return EXIT_USAGE; /* opt_value said what is missing */
+        } else if (strcmp(argv[i], "--help") == 0) {
+            return puts(gc_usage), EXIT_OK;
         } else {
-            if (!bad)
-                puts("usage: pulse-pipe gc [--yes] [--grace SECONDS]\nLists what no logged record references "
-                     "(objects, unlogged records, temp files) and,\nwith --yes, removes it. Nothing younger "
-                     "than "
-                     "--grace seconds (default 3600) is touched.");
-            return strcmp(argv[i], "--help") == 0 ? EXIT_OK : EXIT_USAGE;
+            return fprintf(stderr, "pulse-pipe: gc: unexpected argument '%s'\n", argv[i]), EXIT_USAGE;
         }
     }
+    return -1;
+}
+
+/* The keys of every stage of the --keep manifests that is done in s, appended to keys (malloc'd strings). 0,
+ * or the exit code with err_set. */
+static int gc_kept(struct store *s, const struct gc_args *a, char ***keys, size_t *nkeys) {
+    for (size_t m = 0; m < a->nman; m++) {
+        struct plan p;
+        int code = plan_load(&p, a->manifests[m]) != 0 ? EXIT_USAGE : plan_walk(&p, s) != 0 ? EXIT_FAILED : 0;
+        for (size_t i = 0; code == 0 && i < p.dag.n; i++)
+            if (p.records[i]) {
+                *keys = xrealloc(*keys, (*nkeys + 1) * sizeof **keys);
+                (*keys)[(*nkeys)++] = xstrdup(p.keys[i]);
+            }
+        plan_free(&p);
+        if (code)
+            return err_prefix("gc: --keep"), code;
+    }
+    return 0;
+}
+
+static int gc_run(const struct pipe_opts *o, const struct gc_args *a) {
     struct store *s = pipe_store(o, 0);
     if (!s)
         return EXIT_FAILED;
-    int rc = store_gc(s, yes, grace, stdout);
+    char **keys = NULL;
+    size_t nkeys = 0;
+    int code = gc_kept(s, a, &keys, &nkeys);
+    if (code == 0 && store_gc(s, a->yes, a->grace, keys, a->nman ? (long)nkeys : -1, stdout) != 0)
+        code = EXIT_FAILED;
     store_close(s);
-    return rc == 0 ? EXIT_OK : pipe_fail(EXIT_FAILED);
+    for (size_t i = 0; i < nkeys; i++)
+        free(keys[i]);
+    free(keys);
+    return code ? pipe_fail(code) : EXIT_OK;
+}
+
+int cmd_gc(const struct pipe_opts *o, int argc, char **argv) {
+    struct gc_args a = {.grace = 3600, .manifests = xcalloc((size_t)argc, sizeof(char *))};
+    int code = gc_parse(argc, argv, &a);
+    if (code < 0)
+        code = gc_run(o, &a);
+    free(a.manifests);
+    return code;
 }

@@ -8,23 +8,6 @@
 #include "store/record.h"
 #include "util/err.h"
 
-/* Resolves the manifest's stages in order up to `target`: 1 with *rec when it is done, 0 when it is not. */
-static int from_plan(struct plan *p, struct store *s, size_t target, struct json **rec) {
-    for (size_t k = 0; k < p->dag.n; k++) {
-        size_t i = p->dag.order[k];
-        int rc = plan_resolve(p, i); /* 1: a producer is not done */
-        rc = rc == 0 ? plan_lookup(p, s, i) : rc > 0 ? 0 : -1;
-        if (rc < 0)
-            return -1;
-        if (i == target) {
-            *rec = p->records[i];
-            p->records[i] = NULL;
-            return rc == 1;
-        }
-    }
-    return 0;
-}
-
 static int in_manifest(struct store *s, const char *cmd, const char *name, const char *manifest,
                        struct json **rec) {
     struct plan p;
@@ -33,8 +16,11 @@ static int in_manifest(struct store *s, const char *cmd, const char *name, const
         return EXIT_USAGE;
     }
     long target = dag_find(&p.dag, name);
-    int rc = target < 0 ? err_set("%s: %s has no stage named '%s'", cmd, manifest, name)
-                        : from_plan(&p, s, (size_t)target, rec);
+    int rc = target < 0 ? err_set("%s: %s has no stage named '%s'", cmd, manifest, name) : plan_walk(&p, s);
+    if (rc == 0 && (*rec = p.records[target])) {
+        p.records[target] = NULL;
+        rc = 1;
+    }
     if (rc == 0)
         err_set("%s: stage '%s' of %s is not done in this store (pulse-pipe status %s says why)", cmd, name,
                 manifest, manifest);

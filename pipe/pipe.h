@@ -54,6 +54,9 @@ int plan_load(struct plan *p, const char *manifest);
 int plan_resolve(struct plan *p, size_t i);
 /* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
 int plan_lookup(struct plan *p, struct store *s, size_t i);
+/* plan_resolve and plan_lookup for every stage in order: afterwards p->records[i] is set for each stage that
+ * is done in s. */
+int plan_walk(struct plan *p, struct store *s);
 void plan_free(struct plan *p);
 /* Marks in mark[] the stages each of names names (a name, or a pattern with '*': dag_select), with what they
  * need when closure is set; -1 with err_set naming the first that names no stage. */

@@ -188,23 +188,22 @@ static int clear_stale_locks(struct store *s) {
     return clear_locks(top, 0) < 0 || clear_locks(refs, 1) < 0 ? -1 : 0;
 }
 
-/* Writes the tree of parent (or an empty one) with records/<hex>.json set to the record's blob. */
-static int build_tree(git_repository *repo, git_commit *parent, const char *hex, const void *data, size_t n,
-                      git_oid *out) {
+/* Writes the tree of parent (or an empty one) with its records/ tree changed by edit. */
+static int edit_tree(git_repository *repo, git_commit *parent, int (*edit)(git_treebuilder *, void *),
+                     void *arg, git_oid *out) {
     git_tree *root = NULL, *recs = NULL;
     git_treebuilder *rb = NULL, *tb = NULL;
-    git_oid blob, recs_id;
-    char name[80];
-    snprintf(name, sizeof name, "%s.json", hex);
+    git_oid recs_id;
     int rc = parent && git_commit_tree(&root, parent) < 0 ? git_fail() : 0;
     if (rc == 0 && root)
         rc = records_subtree(repo, root, &recs);
-    if (rc == 0 &&
-        (git_blob_create_from_buffer(&blob, repo, data, n) < 0 || git_treebuilder_new(&rb, repo, recs) < 0 ||
-         git_treebuilder_insert(NULL, rb, name, &blob, GIT_FILEMODE_BLOB) < 0 ||
-         git_treebuilder_write(&recs_id, rb) < 0 || git_treebuilder_new(&tb, repo, root) < 0 ||
-         git_treebuilder_insert(NULL, tb, "records", &recs_id, GIT_FILEMODE_TREE) < 0 ||
-         git_treebuilder_write(out, tb) < 0))
+    if (rc == 0 && git_treebuilder_new(&rb, repo, recs) < 0)
+        rc = git_fail();
+    if (rc == 0)
+        rc = edit(rb, arg);
+    if (rc == 0 && (git_treebuilder_write(&recs_id, rb) < 0 || git_treebuilder_new(&tb, repo, root) < 0 ||
+                    git_treebuilder_insert(NULL, tb, "records", &recs_id, GIT_FILEMODE_TREE) < 0 ||
+                    git_treebuilder_write(out, tb) < 0))
         rc = git_fail();
     git_treebuilder_free(tb);
     git_treebuilder_free(rb);
@@ -213,33 +212,81 @@ static int build_tree(git_repository *repo, git_commit *parent, const char *hex,
     return rc;
 }
 
+/* One commit of tree on refs/heads/main after parent (NULL: the first). */
+static int commit_tree(git_repository *repo, git_commit *parent, const git_oid *tree_id,
+                       const char *message) {
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    git_oid commit_id;
+    struct buf msg = {0};
+    buf_puts(&msg, message);
+    if (!msg.len || msg.data[msg.len - 1] != '\n')
+        buf_putc(&msg, '\n');
+    const git_commit *parents[1] = {parent};
+    int rc = git_tree_lookup(&tree, repo, tree_id) < 0 ||
+                     git_signature_new(&sig, "pulse-pipe", "pulse-pipe@localhost", (git_time_t)time(NULL),
+                                       0) < 0 ||
+                     git_commit_create(&commit_id, repo, AUDIT_REF, sig, sig, NULL, msg.data, tree,
+                                       parent ? 1 : 0, parents) < 0
+                 ? git_fail()
+                 : 0;
+    buf_free(&msg);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    return rc;
+}
+
+struct blob_entry {
+    const char *hex;
+    const void *data;
+    size_t n;
+    git_repository *repo;
+};
+
+static int insert_record(git_treebuilder *rb, void *arg) {
+    const struct blob_entry *b = arg;
+    git_oid blob;
+    char name[80];
+    snprintf(name, sizeof name, "%s.json", b->hex);
+    return git_blob_create_from_buffer(&blob, b->repo, b->data, b->n) < 0 ||
+                   git_treebuilder_insert(NULL, rb, name, &blob, GIT_FILEMODE_BLOB) < 0
+               ? git_fail()
+               : 0;
+}
+
 /* One commit on refs/heads/main. A key that is already logged with the same bytes still gets a commit: a
  * re-publication (e.g. a forced re-run) is part of the history. */
 static int commit_record(git_repository *repo, const char *hex, const void *data, size_t n,
                          const char *message) {
     git_commit *parent = NULL;
-    git_tree *tree = NULL;
-    git_signature *sig = NULL;
-    git_oid tree_id, commit_id;
-    struct buf msg = {0};
+    git_oid tree_id;
+    struct blob_entry b = {hex, data, n, repo};
     if (head_commit(repo, &parent) < 0)
         return -1;
-    buf_puts(&msg, message);
-    if (!msg.len || msg.data[msg.len - 1] != '\n')
-        buf_putc(&msg, '\n');
-    int rc = build_tree(repo, parent, hex, data, n, &tree_id);
-    const git_commit *parents[1] = {parent};
-    if (rc == 0 &&
-        (git_tree_lookup(&tree, repo, &tree_id) < 0 ||
-         git_signature_new(&sig, "pulse-pipe", "pulse-pipe@localhost", (git_time_t)time(NULL), 0) < 0 ||
-         git_commit_create(&commit_id, repo, AUDIT_REF, sig, sig, NULL, msg.data, tree, parent ? 1 : 0,
-                           parents) < 0))
-        rc = git_fail();
-    buf_free(&msg);
-    git_signature_free(sig);
-    git_tree_free(tree);
+    int rc = edit_tree(repo, parent, insert_record, &b, &tree_id);
+    if (rc == 0)
+        rc = commit_tree(repo, parent, &tree_id, message);
     git_commit_free(parent);
     return rc;
+}
+
+struct drop_list {
+    char *const *keys;
+    size_t n;
+};
+
+/* Removes each key's entry; one that is not there is skipped. */
+static int remove_records(git_treebuilder *rb, void *arg) {
+    const struct drop_list *d = arg;
+    for (size_t i = 0; i < d->n; i++) {
+        char hex[65], name[80];
+        if (key_hex(d->keys[i], hex) < 0)
+            return -1;
+        snprintf(name, sizeof name, "%s.json", hex);
+        if (git_treebuilder_get(rb, name) && git_treebuilder_remove(rb, name) < 0)
+            return git_fail();
+    }
+    return 0;
 }
 
 int audit_lock(struct store *s) {
@@ -261,6 +308,22 @@ int audit_commit_locked(struct store *s, const char *key, const void *record, si
         return -1;
     fsio_point("audit commit");
     return 0;
+}
+
+int audit_drop_locked(struct store *s, char *const *keys, size_t n, const char *message) {
+    git_repository *repo;
+    git_commit *parent = NULL;
+    git_oid tree_id;
+    struct drop_list d = {keys, n};
+    if (repo_open(s, 1, &repo) < 0 || head_commit(repo, &parent) < 0)
+        return -1;
+    int rc = edit_tree(repo, parent, remove_records, &d, &tree_id);
+    if (rc == 0)
+        rc = commit_tree(repo, parent, &tree_id, message);
+    git_commit_free(parent);
+    if (rc == 0)
+        fsio_point("audit drop");
+    return rc;
 }
 
 int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message) {

@@ -1,7 +1,9 @@
 /* audit: the store's history, a bare git repository at audit.git (libgit2, gitdir fsync on).
  *
  * Branch refs/heads/main; its tree holds records/<64 hex>.json, one blob per published record (the exact
- * bytes of the record file). Every publication is one commit whose message is "<stage name> <kind> <key>".
+ * bytes of the record file). Every publication is one commit whose message is "<stage name> <kind> <key>";
+ * a prune (gc --keep) is one commit that removes records from the tree, "prune <n> records" and a line per
+ * record.
  * Because the history is hash-chained, a record file that differs from its logged blob is detected by verify.
  */
 #ifndef PULSE_STORE_AUDIT_H
@@ -17,6 +19,9 @@
 int audit_lock(struct store *s);
 /* Commits the record bytes under key; the caller holds audit_lock(). */
 int audit_commit_locked(struct store *s, const char *key, const void *record, size_t n, const char *message);
+/* One commit whose head tree no longer logs keys (those it does not log are skipped); their records stay in
+ * the history. The caller holds audit_lock(). gc --keep prunes through it. */
+int audit_drop_locked(struct store *s, char *const *keys, size_t n, const char *message);
 /* audit_lock + audit_commit_locked + lock_drop. */
 int audit_commit(struct store *s, const char *key, const void *record, size_t n, const char *message);
 /* 1 if the head tree logs key with exactly these bytes, 0 if not logged, 2 if logged with other bytes;

@@ -117,7 +117,7 @@ static int scan_objects(struct store *s, found_cb cb, void *arg) {
 
 struct strent {
     char *s;
-    char *why; /* optional: NULL means "fine" */
+    char *why; /* optional note: verify, what is wrong (NULL: fine); gc, a pruned record's stage name */
 };
 
 struct strset {
@@ -321,42 +321,85 @@ struct gc {
     int remove;
     long grace_s;
     struct timespec now;
-    struct strset refs;   /* object ids named by logged records */
-    struct strset logged; /* logged keys */
+    const struct strset *keep; /* gc --keep: the records to keep; NULL: keep every logged record */
+    struct strset refs;        /* object ids named by the logged records kept */
+    struct strset logged;      /* logged keys kept */
+    struct strset pruned;      /* logged keys to prune, each with its stage name */
     size_t files;
     unsigned long long bytes;
     char dirty[PATH_MAX]; /* the directory we removed from and have not fsynced yet */
 };
 
-/* Referenced objects come from the logged bytes, the authority, not from the record files. */
+static int old_enough(const struct gc *g, const struct stat *st) {
+    double age = (double)(g->now.tv_sec - st->st_mtim.tv_sec) + (g->now.tv_nsec - st->st_mtim.tv_nsec) / 1e9;
+    return age >= (double)g->grace_s;
+}
+
+/* A logged record gc --keep drops: not kept, and its file older than the grace period. A record whose file
+ * is missing stays (verify's to report). */
+static int gc_prunes(struct gc *g, const char *key) {
+    char path[PATH_MAX];
+    struct stat st;
+    if (!g->keep || strset_find(g->keep, key))
+        return 0;
+    if (record_path(g->s, key, path, sizeof path) < 0)
+        return -1;
+    return stat(path, &st) == 0 && old_enough(g, &st);
+}
+
+/* Referenced objects come from the logged bytes, the authority, not from the record files; a pruned record's
+ * objects are referenced by nothing, unless a kept record names them too. */
 static int gc_collect(void *arg, const char *key, const void *logged, size_t n) {
     struct gc *g = arg;
     char **ids = NULL;
     size_t nids = 0;
     struct json *rec = json_parse(logged, n);
-    strset_add(&g->logged, key, NULL);
     if (!rec || record_objects(rec, &ids, &nids) < 0) {
         json_free(rec);
         return err_prefix("gc: logged record %s (run verify)", key);
     }
-    for (size_t i = 0; i < nids; i++) {
+    int prune = gc_prunes(g, key);
+    if (prune == 1)
+        strset_add(&g->pruned, key, json_get_str(rec, "name"));
+    else
+        strset_add(&g->logged, key, NULL);
+    for (size_t i = 0; prune == 0 && i < nids; i++)
         strset_add(&g->refs, ids[i], NULL);
+    for (size_t i = 0; i < nids; i++)
         free(ids[i]);
-    }
     free(ids);
     json_free(rec);
-    return 0;
+    return prune < 0 ? -1 : 0;
+}
+
+/* One audit commit that stops logging the pruned records; their files and objects are then unlogged and
+ * unreferenced, which the scans after it remove (a crash in between leaves only that garbage). */
+static int gc_prune(struct gc *g) {
+    struct buf msg = {0};
+    char **keys = xcalloc(g->pruned.n + 1, sizeof *keys);
+    buf_printf(&msg, "prune %zu record%s\n\n", g->pruned.n, g->pruned.n == 1 ? "" : "s");
+    for (size_t i = 0; i < g->pruned.n; i++) {
+        const char *name = g->pruned.v[i].why ? g->pruned.v[i].why : "?";
+        fprintf(g->out, "%s record %s %s\n", g->remove ? "prune" : "would prune", g->pruned.v[i].s, name);
+        buf_printf(&msg, "%s %s\n", name, g->pruned.v[i].s);
+        keys[i] = g->pruned.v[i].s;
+    }
+    int rc = 0;
+    if (g->remove && g->pruned.n) {
+        int fd = audit_lock(g->s);
+        rc = fd < 0 ? -1 : audit_drop_locked(g->s, keys, g->pruned.n, msg.data);
+        if (fd >= 0)
+            lock_drop(fd);
+    }
+    free(keys);
+    buf_free(&msg);
+    return rc;
 }
 
 static int gc_flush(struct gc *g) {
     int rc = g->dirty[0] ? fsio_fsync_dir(g->dirty) : 0;
     g->dirty[0] = 0;
     return rc;
-}
-
-static int old_enough(const struct gc *g, const struct stat *st) {
-    double age = (double)(g->now.tv_sec - st->st_mtim.tv_sec) + (g->now.tv_nsec - st->st_mtim.tv_nsec) / 1e9;
-    return age >= (double)g->grace_s;
 }
 
 /* Lists or removes one file; directory fsyncs are batched per directory (scans go one directory at a time).
@@ -435,6 +478,9 @@ static int gc_steps(struct gc *g) {
         return -1;
     strset_sort(&g->refs);
     strset_sort(&g->logged);
+    strset_sort(&g->pruned);
+    if (gc_prune(g) < 0)
+        return -1;
     if (scan_objects(g->s, gc_object, g) < 0 || gc_flush(g) < 0 ||
         scan_fanout(g->s, "records", ".json", gc_record, g) < 0 || gc_flush(g) < 0 ||
         store_path(g->s, tmp, sizeof tmp, "tmp") < 0 || list_dir(tmp, gc_tmp, g) < 0 || gc_flush(g) < 0 ||
@@ -442,12 +488,20 @@ static int gc_steps(struct gc *g) {
         return -1;
     if (gc_flush(g) < 0)
         return -1;
+    if (g->keep)
+        fprintf(g->out, "%s %zu record%s, kept %zu\n", g->remove ? "pruned" : "would prune", g->pruned.n,
+                g->pruned.n == 1 ? "" : "s", g->logged.n);
     fprintf(g->out, "%s %zu files, %llu bytes\n", g->remove ? "removed" : "would remove", g->files, g->bytes);
     return 0;
 }
 
-int store_gc(struct store *s, int remove, long grace_s, FILE *out) {
-    struct gc g = {.s = s, .out = out, .remove = remove, .grace_s = grace_s};
+int store_gc(struct store *s, int remove, long grace_s, char *const *keep, long nkeep, FILE *out) {
+    struct strset kept = {0};
+    for (long i = 0; i < nkeep; i++)
+        strset_add(&kept, keep[i], NULL);
+    strset_sort(&kept);
+    struct gc g = {
+        .s = s, .out = out, .remove = remove, .grace_s = grace_s, .keep = nkeep >= 0 ? &kept : NULL};
     int fd = lock_take(s, "store", LOCK_EXCLUSIVE, 0);
     if (fd == -2)
         return err_set("store is in use by a run; try gc again when it ends");
@@ -458,5 +512,7 @@ int store_gc(struct store *s, int remove, long grace_s, FILE *out) {
     lock_drop(fd);
     strset_free(&g.refs);
     strset_free(&g.logged);
+    strset_free(&g.pruned);
+    strset_free(&kept);
     return rc;
 }

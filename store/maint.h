@@ -14,6 +14,9 @@ int store_verify(struct store *s, int quick, FILE *out);
 /* Lists (remove == 0) or removes unreferenced objects, unlogged records, temp files and stage lock files
  * nobody holds (locks/stage-*.lock), older than grace_s seconds. Takes the store lock exclusively without
  * waiting (fails if a run is active). Prints what it lists/removes and a total. */
-int store_gc(struct store *s, int remove, long grace_s, FILE *out);
+/* With nkeep >= 0 it also prunes (lists, with remove: drops from the audit log's head in one commit) every
+ * logged record not among keep[0..nkeep) whose file is older than grace_s, and then collects its file and
+ * the objects only it referenced; nkeep < 0 prunes nothing. */
+int store_gc(struct store *s, int remove, long grace_s, char *const *keep, long nkeep, FILE *out);
 
 #endif

@@ -110,12 +110,16 @@ static int verify(struct store *s, int quick, char **text) {
     return rc;
 }
 
-static int gc(struct store *s, int remove, long grace, char **text) {
+static int gc_keep(struct store *s, int remove, long grace, char *const *keep, long nkeep, char **text) {
     size_t n;
     FILE *mem = open_memstream(text, &n);
-    int rc = store_gc(s, remove, grace, mem);
+    int rc = store_gc(s, remove, grace, keep, nkeep, mem);
     fclose(mem);
     return rc;
+}
+
+static int gc(struct store *s, int remove, long grace, char **text) {
+    return gc_keep(s, remove, grace, NULL, -1, text);
 }
 
 static void object_file(struct store *s, const char *id, char *path, size_t cap) {
@@ -402,6 +406,62 @@ static void test_gc(void) {
     store_close(f.s);
 }
 
+/* gc --keep: records not kept are dropped from the log's head in one commit, then their files and the objects
+ * only they referenced go; a shared object stays; a young record stays; a pruned key can be published again.
+ */
+static void test_gc_keep(void) {
+    struct fixture f;
+    char d[HASH_ID_SIZE], k3[HASH_ID_SIZE], want[1024], *out = NULL;
+    if (setup(&f, "keep") < 0)
+        return;
+    put(f.s, "delta delta delta delta delta delta delta delta", d);
+    publish(f.s, "key three", "s3", f.b, d, k3); /* shares B with s1 */
+    char *keep[] = {f.k2, k3};
+    CHECK(gc_keep(f.s, 1, 3600, keep, 2, &out) == 0);
+    CHECK_HAS(out, "pruned 0 records, kept 3\n"); /* s1's record is younger than the grace period */
+    free(out);
+
+    CHECK(gc_keep(f.s, 0, 0, keep, 2, &out) == 0);
+    snprintf(want, sizeof want, "would prune record %s s1\n", f.k1);
+    CHECK_HAS(out, want);
+    CHECK_HAS(out, "would prune 1 record, kept 2\n");
+    snprintf(want, sizeof want, "would remove object objects/sha256/%.2s/%s\n", f.a + 7, f.a + 9);
+    CHECK_HAS(out, want);
+    CHECK(!strstr(out, f.b + 9) && !strstr(out, f.c + 9) && !strstr(out, d + 9));
+    free(out);
+    struct json *rec = NULL;
+    CHECK(record_lookup(f.s, f.k1, &rec) == 1); /* a dry run changes nothing */
+    json_free(rec);
+
+    CHECK(gc_keep(f.s, 1, 0, keep, 2, &out) == 0);
+    CHECK_HAS(out, "pruned 1 record, kept 2\n");
+    CHECK_HAS(out, "removed 2 files, "); /* s1's record file and A */
+    free(out);
+    CHECK(record_lookup(f.s, f.k1, &rec) == 0 && record_lookup(f.s, f.k2, &rec) == 1);
+    json_free(rec);
+    CHECK(store_has(f.s, f.a) == 0 && store_has(f.s, f.b) == 1 && store_has(f.s, d) == 1);
+    CHECK(verify(f.s, 0, &out) == 0);
+    CHECK_STR(out, "ok: 3 objects, 2 records\n");
+    free(out);
+    size_t n;
+    FILE *mem = open_memstream(&out, &n);
+    CHECK(audit_print_log(f.s, mem) == 0);
+    fclose(mem);
+    CHECK_HAS(out, " prune 1 record\n");
+    free(out);
+
+    /* the pruned stage computed again publishes as before */
+    char again[HASH_ID_SIZE];
+    put(f.s, "alpha alpha alpha alpha alpha alpha alpha alpha", f.a);
+    publish(f.s, "key one", "s1", f.a, f.b, again);
+    CHECK_STR(again, f.k1);
+    CHECK(record_lookup(f.s, f.k1, &rec) == 1);
+    json_free(rec);
+    CHECK(verify(f.s, 0, &out) == 0);
+    free(out);
+    store_close(f.s);
+}
+
 /* A run holds the store lock shared in another process: gc must refuse, not wait. */
 static void test_gc_busy(void) {
     struct fixture f;
@@ -444,6 +504,7 @@ int main(void) {
     test_forged_key();
     test_audit_damage();
     test_gc();
+    test_gc_keep();
     test_gc_busy();
     rm_rf(base);
     return check_done("test_store_maint");
