@@ -55,4 +55,28 @@ expect_code 0 "$PP" run "$O"
 has "$T/out" "0 computed, 6 cached"
 expect_code 0 "$PP" gc --help
 has "$T/out" "--keep MANIFEST"
+
+# Killed at every durability point of a prune: the store verifies, the kept manifest is still all cached, and
+# a second prune finishes the work.
+[ "${PULSE_FAULTS:-0}" = 1 ] || { echo "SKIP: crash points (built without PULSE_FAULT_INJECTION)"; passed; exit 0; }
+cp -a "$PULSE_STORE" "$T/template"
+export PULSE_STORE="$T/count"
+cp -a "$T/template" "$PULSE_STORE"
+PULSE_FAULT_LOG="$T/points" "$PP" gc --keep "$M" --grace 0 --yes >/dev/null
+points=$(wc -l <"$T/points")
+[ "$points" -ge 8 ] || fail "only $points durability points in a prune"
+for k in $(seq 1 "$points"); do
+  export PULSE_STORE="$T/k$k"
+  cp -a "$T/template" "$PULSE_STORE"
+  set +e; PULSE_CRASH_AT=$k "$PP" gc --keep "$M" --grace 0 --yes >"$T/out" 2>&1; code=$?; set -e
+  [ "$code" -eq 137 ] || fail "crash point $k: gc exited $code, not killed"
+  expect_code 0 "$PP" verify
+  expect_code 0 "$PP" gc --keep "$M" --grace 0 --yes
+  expect_code 0 "$PP" verify
+  lacks "$T/out" "note"
+  expect_code 0 "$PP" run "$M"
+  has "$T/out" "0 computed, 6 cached"
+  rm -rf "$PULSE_STORE"
+done
+echo "prune.sh: $points crash points"
 passed
