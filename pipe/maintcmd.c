@@ -5,6 +5,7 @@
 
 #include "pipe/pipe.h"
 #include "store/maint.h"
+#include "store/record.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -71,17 +72,34 @@ static int gc_parse(int argc, char **argv, struct gc_args *a) {
     return -1;
 }
 
-/* The keys of every stage of the --keep manifests that is done in s, appended to keys (malloc'd strings). 0,
- * or the exit code with err_set. */
-static int gc_kept(struct store *s, const struct gc_args *a, char ***keys, size_t *nkeys) {
+/* What the --keep manifests use now: per done stage its name and key (malloc'd strings). */
+struct gc_kept {
+    char **names, **keys;
+    size_t n;
+};
+
+static void kept_add(struct gc_kept *k, const char *name, const char *key) {
+    k->names = xrealloc(k->names, (k->n + 1) * sizeof *k->names);
+    k->keys = xrealloc(k->keys, (k->n + 1) * sizeof *k->keys);
+    k->names[k->n] = xstrdup(name);
+    k->keys[k->n++] = xstrdup(key);
+}
+
+static void kept_free(struct gc_kept *k) {
+    for (size_t i = 0; i < k->n; i++)
+        free(k->names[i]), free(k->keys[i]);
+    free(k->names);
+    free(k->keys);
+}
+
+/* 0, or the exit code with err_set. */
+static int kept_collect(struct store *s, const struct gc_args *a, struct gc_kept *k) {
     for (size_t m = 0; m < a->nman; m++) {
         struct plan p;
         int code = plan_load(&p, a->manifests[m]) != 0 ? EXIT_USAGE : plan_walk(&p, s) != 0 ? EXIT_FAILED : 0;
         for (size_t i = 0; code == 0 && i < p.dag.n; i++)
-            if (p.records[i]) {
-                *keys = xrealloc(*keys, (*nkeys + 1) * sizeof **keys);
-                (*keys)[(*nkeys)++] = xstrdup(p.keys[i]);
-            }
+            if (p.records[i])
+                kept_add(k, p.dag.stages[i].name, p.keys[i]);
         plan_free(&p);
         if (code)
             return err_prefix("gc: --keep"), code;
@@ -89,19 +107,26 @@ static int gc_kept(struct store *s, const struct gc_args *a, char ***keys, size_
     return 0;
 }
 
+/* After a prune, each kept stage's name points at its kept record (it may have pointed at a pruned one, of
+ * another manifest with the same stage name), so show and cat find it; the last --keep wins a shared name. */
+static int kept_names(struct store *s, const struct gc_kept *k) {
+    for (size_t i = 0; i < k->n; i++)
+        if (record_name(s, k->names[i], k->keys[i]) != 0)
+            return -1;
+    return 0;
+}
+
 static int gc_run(const struct pipe_opts *o, const struct gc_args *a) {
     struct store *s = pipe_store(o, 0);
     if (!s)
         return EXIT_FAILED;
-    char **keys = NULL;
-    size_t nkeys = 0;
-    int code = gc_kept(s, a, &keys, &nkeys);
-    if (code == 0 && store_gc(s, a->yes, a->grace, keys, a->nman ? (long)nkeys : -1, stdout) != 0)
+    struct gc_kept k = {0};
+    int code = kept_collect(s, a, &k);
+    if (code == 0 && (store_gc(s, a->yes, a->grace, k.keys, a->nman ? (long)k.n : -1, stdout) != 0 ||
+                      (a->yes && kept_names(s, &k) != 0)))
         code = EXIT_FAILED;
     store_close(s);
-    for (size_t i = 0; i < nkeys; i++)
-        free(keys[i]);
-    free(keys);
+    kept_free(&k);
     return code ? pipe_fail(code) : EXIT_OK;
 }
 

@@ -35,6 +35,8 @@ expect_code 0 "$PP" verify
 expect_code 0 "$PP" log
 has "$T/out" "prune 4 records"
 expect_code 1 "$PP" show ab --manifest "$O"
+expect_code 0 "$PP" show ab # the name pointed at other.lua's ab, run last; now at chain.lua's, which was kept
+has "$T/out" 'separator            "|"'
 expect_code 0 "$PP" run "$M"
 has "$T/out" "0 computed, 6 cached"
 expect_code 0 "$PP" run "$O"
