@@ -496,17 +496,17 @@ static int gc_steps(struct gc *g) {
 }
 
 int store_gc(struct store *s, int remove, long grace_s, char *const *keep, long nkeep, FILE *out) {
+    int fd = lock_take(s, "store", LOCK_EXCLUSIVE, 0);
+    if (fd == -2)
+        return err_set("store is in use by a run; try gc again when it ends");
+    if (fd < 0)
+        return -1;
     struct strset kept = {0};
     for (long i = 0; i < nkeep; i++)
         strset_add(&kept, keep[i], NULL);
     strset_sort(&kept);
     struct gc g = {
         .s = s, .out = out, .remove = remove, .grace_s = grace_s, .keep = nkeep >= 0 ? &kept : NULL};
-    int fd = lock_take(s, "store", LOCK_EXCLUSIVE, 0);
-    if (fd == -2)
-        return err_set("store is in use by a run; try gc again when it ends");
-    if (fd < 0)
-        return -1;
     clock_gettime(CLOCK_REALTIME, &g.now);
     int rc = gc_steps(&g);
     lock_drop(fd);
