@@ -10,12 +10,16 @@ cd "$(dirname "$0")/.."
 B=${1:-build-arm64}
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-packages=(gcc-aarch64-linux-gnu liblua5.4-dev:arm64 libzstd-dev:arm64 libgit2-dev:arm64 libarchive-dev:arm64
+# libgit2-dev cannot be installed for two architectures at once (its libhttp-parser-dev is not multiarch:
+# apt would remove the native one), so the arm64 side takes the library alone, libgit2-1.5, and the native
+# package's headers through a pkg-config file written below.
+packages=(gcc-aarch64-linux-gnu liblua5.4-dev:arm64 libzstd-dev:arm64 libgit2-1.5:arm64 libarchive-dev:arm64
   libssl-dev:arm64 libopenblas-dev:arm64 libpng-dev:arm64 libjpeg-dev:arm64)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+pkg-config --exists libgit2 || { echo "cross-arm64: run scripts/install-deps.sh first (libgit2-dev)" >&2; exit 1; }
 if [ ${#missing[@]} -gt 0 ]; then
   echo "cross-arm64: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,8 +27,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
+mkdir -p "$B/pkgconfig" "$B/lib"
+ln -sf "$(ls /usr/lib/aarch64-linux-gnu/libgit2.so.1.* | head -1)" "$B/lib/libgit2.so"
+cat >"$B/pkgconfig/libgit2.pc" <<EOF
+Name: libgit2
+Description: the arm64 libgit2-1.5 with the native libgit2-dev's headers (scripts/cross-arm64.sh)
+Version: $(pkg-config --modversion libgit2)
+Libs: -L$PWD/$B/lib -lgit2
+Cflags: $(pkg-config --cflags libgit2)
+EOF
+PKG_CONFIG_LIBDIR="$PWD/$B/pkgconfig:/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig" \
   cmake -S . -B "$B" -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" -DPULSE_CUDA=OFF \
+  -DPULSE_ARM64_LIBS="$PWD/$B/lib" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror >/dev/null
 cmake --build "$B" -j "$(nproc)"
 readelf -h "$B/pulse-pipe" | grep -q 'AArch64' || { echo "cross-arm64: $B/pulse-pipe is not an aarch64 binary" >&2; exit 1; }
