@@ -74,7 +74,9 @@ static void diff_paths(struct buf *b, const struct json *was, const struct json 
 static char *reason(struct plan *p, struct store *s, size_t i) {
     struct json *last = NULL;
     if (!s || record_by_name(s, p->dag.stages[i].name, &last) != 1)
-        return xstrdup("new stage");
+        return xstrdup(s && record_named(s, p->dag.stages[i].name) == 1
+                           ? "its last record is gone (pruned by gc --keep)"
+                           : "new stage");
     struct buf b = {0};
     const struct dag_stage *st = &p->dag.stages[i];
     const char *kind = json_get_str(last, "kind");

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "store/audit.h"
@@ -268,6 +269,13 @@ int record_by_name(struct store *s, const char *name, struct json **rec) {
     rc = hash_id_valid(text) ? load_logged(s, text, 0, rec) : err_set("%s: not a cache key", path);
     free(text);
     return rc;
+}
+
+int record_named(struct store *s, const char *name) {
+    char path[PATH_MAX];
+    if (name_file(s, name, path, sizeof path) < 0)
+        return -1;
+    return access(path, F_OK) == 0;
 }
 
 int record_name(struct store *s, const char *name, const char *key) {

@@ -30,6 +30,9 @@ int record_lookup(struct store *s, const char *key, struct json **rec);
 /* The record a stage name last resolved to (published, or found cached by a run): 1 and *rec, 0 if none,
  * -1 on error. The record is logged and intact, but its objects may since have been removed. */
 int record_by_name(struct store *s, const char *name, struct json **rec);
+/* 1 when the stage name points at a key, whether or not its record is still there (gc --keep prunes records,
+ * not names), 0 when it never did; -1 on error. */
+int record_named(struct store *s, const char *name);
 /* Points the stage name at key (names/<escaped name>), writing only when it points elsewhere. Runs call it on
  * cache hits too, so the pointer follows the record a manifest uses now, and a pointer lost to a failed write
  * after the audit commit is repaired by the next run. */
