@@ -97,9 +97,18 @@ static int kept_collect(struct store *s, const struct gc_args *a, struct gc_kept
     for (size_t m = 0; m < a->nman; m++) {
         struct plan p;
         int code = plan_load(&p, a->manifests[m]) != 0 ? EXIT_USAGE : plan_walk(&p, s) != 0 ? EXIT_FAILED : 0;
+        size_t done = 0;
         for (size_t i = 0; code == 0 && i < p.dag.n; i++)
-            if (p.records[i])
+            if (p.records[i]) {
                 kept_add(k, p.dag.stages[i].name, p.keys[i]);
+                done++;
+            }
+        /* Nothing of it done: the wrong store or manifest, most likely; keeping nothing would prune all. */
+        if (code == 0 && done == 0) {
+            err_set("%s: none of its stages is done in this store (pulse-pipe status %s)", a->manifests[m],
+                    a->manifests[m]);
+            code = EXIT_USAGE;
+        }
         plan_free(&p);
         if (code)
             return err_prefix("gc: --keep"), code;

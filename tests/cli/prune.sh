@@ -50,6 +50,10 @@ expect_code 0 "$PP" verify
 # Keeping both prunes nothing; a missing manifest, a missing value or a stray argument change nothing.
 expect_code 0 "$PP" gc --keep "$M" --keep "$O" --grace 0 --yes
 has "$T/out" "pruned 0 records, kept 11"
+echo 'stage "lonely" { kind = "random", seed = 99, bytes = 5 }' >"$T/lonely.lua"
+expect_code 2 "$PP" gc --keep "$M" --keep "$T/lonely.lua" --grace 0 --yes # nothing of it done: wrong store?
+has "$T/err" "gc: --keep: $T/lonely.lua: none of its stages is done in this store"
+one_line "$T/err"
 expect_code 2 "$PP" gc --keep "$T/missing.lua" --grace 0 --yes
 has "$T/err" "gc: --keep: "
 one_line "$T/err"
