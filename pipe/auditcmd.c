@@ -129,18 +129,19 @@ int cmd_audit(const struct pipe_opts *o, int argc, char **argv) {
     struct store *s = pipe_store(o, 0);
     if (!s)
         return EXIT_FAILED;
+    /* Shared, as a run holds it: gc must neither sweep the scratch store nor prune the record read here. */
+    int lock = lock_take(s, "store", LOCK_SHARED, 1);
     struct json *rec = NULL;
-    int code = pick_record(s, "audit", name, manifest, &rec);
+    int code = lock < 0 ? EXIT_FAILED : pick_record(s, "audit", name, manifest, &rec), rc = -1;
+    if (code == EXIT_OK) {
+        env.manifest = json_get(rec, "manifest");
+        rc = audit_record(s, rec, &env);
+    }
+    if (lock >= 0)
+        lock_drop(lock);
     if (code) {
         store_close(s);
         return pipe_fail(code);
-    }
-    int lock = lock_take(s, "store", LOCK_SHARED, 1); /* gc must not sweep the scratch store */
-    int rc = -1;
-    if (lock >= 0) {
-        env.manifest = json_get(rec, "manifest");
-        rc = audit_record(s, rec, &env);
-        lock_drop(lock);
     }
     json_free(rec);
     store_close(s);

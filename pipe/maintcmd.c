@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "pipe/pipe.h"
+#include "store/audit.h"
+#include "store/lock.h"
 #include "store/maint.h"
 #include "store/record.h"
 #include "util/buf.h"
@@ -116,26 +118,39 @@ static int kept_collect(struct store *s, const struct gc_args *a, struct gc_kept
     return 0;
 }
 
-/* After a prune, each kept stage's name points at its kept record (it may have pointed at a pruned one, of
- * another manifest with the same stage name), so show and cat find it; the last --keep wins a shared name. */
+/* Each kept stage's name points at its kept record (it may have pointed at one of another manifest with the
+ * same stage name, which the prune removes), so show and cat find it; the last --keep wins a shared name.
+ * Before the prune and under the audit lock, as publishing writes names: a crash after it leaves names that
+ * point at records that stay. */
 static int kept_names(struct store *s, const struct gc_kept *k) {
-    for (size_t i = 0; i < k->n; i++)
-        if (record_name(s, k->names[i], k->keys[i]) != 0)
-            return -1;
-    return 0;
+    int fd = audit_lock(s), rc = fd < 0 ? -1 : 0;
+    for (size_t i = 0; rc == 0 && i < k->n; i++)
+        rc = record_name(s, k->names[i], k->keys[i]);
+    if (fd >= 0)
+        lock_drop(fd);
+    return rc;
+}
+
+/* Under the store lock from the manifests' reading to the prune: no run publishes a record of a kept
+ * manifest in between, which the prune would otherwise take for one nobody keeps. */
+static int gc_locked(struct store *s, const struct gc_args *a) {
+    struct gc_kept k = {0};
+    int code = kept_collect(s, a, &k);
+    if (code == 0 && ((a->yes && k.n && kept_names(s, &k) != 0) ||
+                      store_gc_locked(s, a->yes, a->grace, k.keys, a->nman ? (long)k.n : -1, stdout) != 0))
+        code = EXIT_FAILED;
+    kept_free(&k);
+    return code;
 }
 
 static int gc_run(const struct pipe_opts *o, const struct gc_args *a) {
     struct store *s = pipe_store(o, 0);
     if (!s)
         return EXIT_FAILED;
-    struct gc_kept k = {0};
-    int code = kept_collect(s, a, &k);
-    if (code == 0 && (store_gc(s, a->yes, a->grace, k.keys, a->nman ? (long)k.n : -1, stdout) != 0 ||
-                      (a->yes && kept_names(s, &k) != 0)))
-        code = EXIT_FAILED;
+    int fd = store_gc_lock(s), code = fd < 0 ? EXIT_FAILED : gc_locked(s, a);
+    if (fd >= 0)
+        lock_drop(fd);
     store_close(s);
-    kept_free(&k);
     return code ? pipe_fail(code) : EXIT_OK;
 }
 

@@ -13,7 +13,7 @@ static int in_manifest(struct store *s, const char *cmd, const char *name, const
     struct plan p;
     if (plan_load(&p, manifest) != 0) {
         plan_free(&p);
-        return EXIT_USAGE;
+        return err_prefix("%s", cmd), EXIT_USAGE;
     }
     long target = dag_find(&p.dag, name);
     int rc = target < 0 ? err_set("%s: %s has no stage named '%s'", cmd, manifest, name) : plan_walk(&p, s);

@@ -54,8 +54,9 @@ int plan_load(struct plan *p, const char *manifest);
 int plan_resolve(struct plan *p, size_t i);
 /* Cache look-up of stage i (after plan_resolve returned 0): 1 hit (sets p->records[i]), 0 miss, -1 error. */
 int plan_lookup(struct plan *p, struct store *s, size_t i);
-/* plan_resolve and plan_lookup for every stage in order: afterwards p->records[i] is set for each stage that
- * is done in s. */
+/* plan_resolve and a look-up for every stage in order: afterwards p->records[i] is the logged record of each
+ * stage that has one in s, its objects present or not (record_logged), which show and gc --keep want; `run`
+ * looks up with plan_lookup, which needs the objects too. */
 int plan_walk(struct plan *p, struct store *s);
 void plan_free(struct plan *p);
 /* Marks in mark[] the stages each of names names (a name, or a pattern with '*': dag_select), with what they

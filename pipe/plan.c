@@ -144,9 +144,14 @@ int plan_lookup(struct plan *p, struct store *s, size_t i) {
 int plan_walk(struct plan *p, struct store *s) {
     for (size_t k = 0; k < p->dag.n; k++) {
         size_t i = p->dag.order[k];
-        int rc = plan_resolve(p, i); /* 1: a producer is not done, so neither is this stage */
-        if (rc < 0 || (rc == 0 && plan_lookup(p, s, i) < 0))
+        struct json *rec = NULL;
+        int rc = plan_resolve(p, i); /* 1: a producer has no record, so this stage has none either */
+        if (rc == 0)
+            rc = record_logged(s, p->keys[i], &rec);
+        if (rc < 0)
             return -1;
+        json_free(p->records[i]);
+        p->records[i] = rec;
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "pipe/pipe.h"
 #include "stages/registry.h"
 #include "store/audit.h"
+#include "store/lock.h"
 #include "store/object.h"
 #include "store/record.h"
 #include "util/err.h"
@@ -71,6 +72,13 @@ static int view_args(int argc, char **argv, const char *cmd, const char **pos, i
     return EXIT_USAGE;
 }
 
+static int wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            return 1;
+    return 0;
+}
+
 static const char show_usage[] =
     "usage: pulse-pipe show NAME [--manifest MANIFEST] [--json]\n"
     "The record of stage NAME: parameters, inputs, outputs (object ids), metrics, timing. NAME's last\n"
@@ -78,7 +86,7 @@ static const char show_usage[] =
     "as its inputs resolve now. NAME may also be a cache key.";
 
 int cmd_show(const struct pipe_opts *o, int argc, char **argv) {
-    if (argc == 2 && strcmp(argv[1], "--help") == 0)
+    if (wants_help(argc, argv))
         return puts(show_usage), EXIT_OK;
     const char *name = NULL, *manifest = NULL;
     int as_json = 0, code = view_args(argc, argv, "show", &name, 1, &manifest, &as_json);
@@ -160,20 +168,24 @@ static const char cat_usage[] =
 
 /* cat NAME OUTPUT: an output's bytes on standard output, verified against their id as they stream. */
 int cmd_cat(const struct pipe_opts *o, int argc, char **argv) {
-    if (argc == 2 && strcmp(argv[1], "--help") == 0)
+    if (wants_help(argc, argv))
         return puts(cat_usage), EXIT_OK;
     const char *pos[2] = {NULL, NULL}, *manifest = NULL;
     int code = view_args(argc, argv, "cat", pos, 2, &manifest, NULL);
     struct store *s = code ? NULL : pipe_store(o, 0);
     if (code || !s)
         return code ? code : EXIT_FAILED;
+    /* Shared, as a run holds it: a gc --keep waits for the stream to end before it prunes its object. */
+    int lock = lock_take(s, "store", LOCK_SHARED, 1);
     struct json *r = NULL;
-    code = pick_record(s, "cat", pos[0], manifest, &r);
+    code = lock < 0 ? EXIT_FAILED : pick_record(s, "cat", pos[0], manifest, &r);
     const char *id = code ? NULL : json_get_str(json_get(json_get(r, "outputs"), pos[1]), "id");
     if (!code && !id)
         code = (err_set("cat: stage '%s' has no output '%s'", pos[0], pos[1]), EXIT_FAILED);
     else if (!code && (store_read(s, id, write_out, stdout) != 0 || fflush(stdout) != 0))
         code = EXIT_FAILED;
+    if (lock >= 0)
+        lock_drop(lock);
     json_free(r);
     store_close(s);
     return code == EXIT_OK ? EXIT_OK : pipe_fail(code);

@@ -75,7 +75,7 @@ static char *reason(struct plan *p, struct store *s, size_t i) {
     struct json *last = NULL;
     if (!s || record_by_name(s, p->dag.stages[i].name, &last) != 1)
         return xstrdup(s && record_named(s, p->dag.stages[i].name) == 1
-                           ? "its last record is gone (pruned by gc --keep)"
+                           ? "its last record is gone (gc --keep prunes; verify finds damage)"
                            : "new stage");
     struct buf b = {0};
     const struct dag_stage *st = &p->dag.stages[i];

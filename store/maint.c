@@ -495,12 +495,14 @@ static int gc_steps(struct gc *g) {
     return 0;
 }
 
-int store_gc(struct store *s, int remove, long grace_s, char *const *keep, long nkeep, FILE *out) {
+int store_gc_lock(struct store *s) {
     int fd = lock_take(s, "store", LOCK_EXCLUSIVE, 0);
     if (fd == -2)
         return err_set("store is in use by a run; try gc again when it ends");
-    if (fd < 0)
-        return -1;
+    return fd;
+}
+
+int store_gc_locked(struct store *s, int remove, long grace_s, char *const *keep, long nkeep, FILE *out) {
     struct strset kept = {0};
     for (long i = 0; i < nkeep; i++)
         strset_add(&kept, keep[i], NULL);
@@ -509,10 +511,18 @@ int store_gc(struct store *s, int remove, long grace_s, char *const *keep, long 
         .s = s, .out = out, .remove = remove, .grace_s = grace_s, .keep = nkeep >= 0 ? &kept : NULL};
     clock_gettime(CLOCK_REALTIME, &g.now);
     int rc = gc_steps(&g);
-    lock_drop(fd);
     strset_free(&g.refs);
     strset_free(&g.logged);
     strset_free(&g.pruned);
     strset_free(&kept);
+    return rc;
+}
+
+int store_gc(struct store *s, int remove, long grace_s, FILE *out) {
+    int fd = store_gc_lock(s);
+    if (fd < 0)
+        return -1;
+    int rc = store_gc_locked(s, remove, grace_s, NULL, -1, out);
+    lock_drop(fd);
     return rc;
 }

@@ -255,6 +255,10 @@ int record_lookup(struct store *s, const char *key, struct json **rec) {
     return load_logged(s, key, 1, rec);
 }
 
+int record_logged(struct store *s, const char *key, struct json **rec) {
+    return load_logged(s, key, 0, rec);
+}
+
 int record_by_name(struct store *s, const char *name, struct json **rec) {
     char path[PATH_MAX], *text;
     size_t n;
@@ -275,7 +279,9 @@ int record_named(struct store *s, const char *name) {
     char path[PATH_MAX];
     if (name_file(s, name, path, sizeof path) < 0)
         return -1;
-    return access(path, F_OK) == 0;
+    if (access(path, F_OK) == 0)
+        return 1;
+    return errno == ENOENT ? 0 : err_errno("%s", path);
 }
 
 int record_name(struct store *s, const char *name, const char *key) {

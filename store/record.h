@@ -27,6 +27,10 @@ int record_publish(struct store *s, const struct json *rec);
 /* Cache look-up: 1 with *rec when the key's record is logged, its file matches the log, and every object it
  * names exists; 0 otherwise (a miss); -1 on error. */
 int record_lookup(struct store *s, const char *key, struct json **rec);
+/* record_lookup without the objects: 1 with *rec when the key's record is logged and its file matches the
+ * log, whether or not its objects are all there (gc --keep keeps such a record: recomputing it gives its
+ * key). */
+int record_logged(struct store *s, const char *key, struct json **rec);
 /* The record a stage name last resolved to (published, or found cached by a run): 1 and *rec, 0 if none,
  * -1 on error. The record is logged and intact, but its objects may since have been removed. */
 int record_by_name(struct store *s, const char *name, struct json **rec);

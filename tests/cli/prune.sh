@@ -38,7 +38,7 @@ expect_code 0 "$PP" log
 has "$T/out" "prune 5 records"
 expect_code 1 "$PP" show ab --manifest "$O"
 expect_code 0 "$PP" status "$O"
-has "$T/out" "todo  extra                        its last record is gone (pruned by gc --keep)"
+has "$T/out" "todo  extra                        its last record is gone (gc --keep prunes; verify finds damage)"
 expect_code 0 "$PP" show ab # the name pointed at other.lua's ab, run last; now at chain.lua's, which was kept
 has "$T/out" 'separator            "|"'
 expect_code 0 "$PP" run "$M"
@@ -65,6 +65,21 @@ expect_code 0 "$PP" run "$O"
 has "$T/out" "0 computed, 7 cached"
 expect_code 0 "$PP" gc --help
 has "$T/out" "--keep MANIFEST"
+
+# A kept stage whose object is missing (damage verify reports) is still kept, and so is what follows it: a run
+# recomputes the stage to the same key, and everything after it is a cache hit.
+main=$PULSE_STORE
+export PULSE_STORE="$T/damaged"
+expect_code 0 "$PP" run "$M"
+a_data=$(output_id a data)
+rm "$PULSE_STORE/objects/sha256/${a_data:7:2}/${a_data:9}"
+expect_code 3 "$PP" verify
+expect_code 0 "$PP" gc --keep "$M" --grace 0 --yes
+has "$T/out" "pruned 0 records, kept 6"
+expect_code 0 "$PP" run "$M"
+has "$T/out" "1 computed, 5 cached"
+expect_code 0 "$PP" verify
+export PULSE_STORE=$main
 
 # Killed at every durability point of a prune: the store verifies, the kept manifest is still all cached, and
 # a second prune finishes the work.

@@ -15,15 +15,21 @@ static int one(const char *path) {
     if (!f)
         return perror(path), -1;
     size_t cap = 1 << 16, n = 0, got;
-    uint8_t *buf = malloc(cap);
+    uint8_t *buf = malloc(cap), *grown;
     while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += got) == cap)
-            buf = realloc(buf, cap *= 2);
+        if ((n += got) == cap) {
+            grown = realloc(buf, cap *= 2);
+            if (!grown)
+                free(buf);
+            buf = grown;
+        }
     fclose(f);
-    if (!buf)
-        return perror(path), -1;
     /* an exact-size copy, so that reading past the input is past the allocation too */
-    uint8_t *exact = malloc(n ? n : 1);
+    uint8_t *exact = buf ? malloc(n ? n : 1) : NULL;
+    if (!exact) {
+        free(buf);
+        return perror(path), -1;
+    }
     memcpy(exact, buf, n);
     free(buf);
     LLVMFuzzerTestOneInput(exact, n);

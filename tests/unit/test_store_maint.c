@@ -113,7 +113,12 @@ static int verify(struct store *s, int quick, char **text) {
 static int gc_keep(struct store *s, int remove, long grace, char *const *keep, long nkeep, char **text) {
     size_t n;
     FILE *mem = open_memstream(text, &n);
-    int rc = store_gc(s, remove, grace, keep, nkeep, mem);
+    int fd = nkeep < 0 ? 0 : store_gc_lock(s);
+    int rc = nkeep < 0 ? store_gc(s, remove, grace, mem)
+             : fd < 0  ? -1
+                       : store_gc_locked(s, remove, grace, keep, nkeep, mem);
+    if (nkeep >= 0 && fd >= 0)
+        lock_drop(fd);
     fclose(mem);
     return rc;
 }
