@@ -20,8 +20,8 @@ fuzz_one() {
   # the committed corpus is read, never written: new inputs go to the work corpus
   (cd "$work" && UBSAN_OPTIONS=print_stacktrace=1 "../../tests/fuzz/fuzz_$n" -max_total_time="$secs" \
     -rss_limit_mb=4096 -timeout=20 -max_len=65536 -print_final_stats=1 corpus "$OLDPWD/tests/fuzz/corpus/$n" \
-    >log 2>&1) && echo "$n: ok, $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/log" | grep -o '[0-9]*$') runs" ||
-    { echo "$n: FAILED (log $work/log)"; grep -m3 -E 'ERROR|property failed|SUMMARY' "$work/log" || true; return 1; }
+    >log 2>&1) && echo "$n: ok, $(grep -a -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/log" | grep -o '[0-9]*$') runs" ||
+    { echo "$n: FAILED (log $work/log)"; grep -a -m3 -E 'ERROR|property failed|SUMMARY' "$work/log" || true; return 1; }
 }
 export -f fuzz_one
 export B secs
