@@ -48,35 +48,43 @@ static void show_text(const struct json *r) {
     }
 }
 
-/* The arguments show and cat take: positional ones (at most max), --manifest M, and --json when json is not
- * NULL. 0, or the exit code after one line on stderr. */
-static int view_args(int argc, char **argv, const char *cmd, const char **pos, int max, const char **manifest,
-                     int *json) {
-    int n = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = opt_value(argc, argv, &i, "--manifest", &bad);
-        if (v)
-            *manifest = v;
-        else if (json && strcmp(argv[i], "--json") == 0)
-            *json = 1;
-        else if (!bad && argv[i][0] != '-' && n < max)
-            pos[n++] = argv[i];
-        else if (bad)
-            return EXIT_USAGE; /* opt_value said what is missing */
-        else
-            return fprintf(stderr, "pulse-pipe: %s: unexpected argument '%s'\n", cmd, argv[i]), EXIT_USAGE;
-    }
-    if (n == max)
-        return 0;
-    fprintf(stderr, "pulse-pipe: %s: which %s? (pulse-pipe %s --help)\n", cmd, n ? "output" : "stage", cmd);
-    return EXIT_USAGE;
-}
+/* What show and cat take: --help (anywhere), exactly max positional arguments, --manifest M and, with
+ * json_ok, --json. */
+struct view {
+    const char *pos[2];
+    const char *manifest;
+    int json;
+};
 
-static int wants_help(int argc, char **argv) {
+/* Parses the arguments, then opens the store: NULL with *code the exit code (EXIT_OK after the usage, else
+ * after one line on stderr). */
+static struct store *view_open(const struct pipe_opts *o, int argc, char **argv, const char *cmd,
+                               const char *usage, int max, int json_ok, struct view *v, int *code) {
+    int n = 0, bad = 0;
+    *code = EXIT_USAGE;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0)
-            return 1;
-    return 0;
+            return *code = EXIT_OK, puts(usage), NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *m = opt_value(argc, argv, &i, "--manifest", &bad);
+        if (m)
+            v->manifest = m;
+        else if (json_ok && strcmp(argv[i], "--json") == 0)
+            v->json = 1;
+        else if (!bad && argv[i][0] != '-' && n < max)
+            v->pos[n++] = argv[i];
+        else if (bad)
+            return NULL; /* opt_value said what is missing */
+        else
+            return fprintf(stderr, "pulse-pipe: %s: unexpected argument '%s'\n", cmd, argv[i]), NULL;
+    }
+    if (n < max)
+        return fprintf(stderr, "pulse-pipe: %s: which %s? (pulse-pipe %s --help)\n", cmd,
+                       n ? "output" : "stage", cmd),
+               NULL;
+    struct store *s = pipe_store(o, 0);
+    *code = s ? EXIT_OK : EXIT_FAILED;
+    return s;
 }
 
 static const char show_usage[] =
@@ -86,16 +94,14 @@ static const char show_usage[] =
     "as its inputs resolve now. NAME may also be a cache key.";
 
 int cmd_show(const struct pipe_opts *o, int argc, char **argv) {
-    if (wants_help(argc, argv))
-        return puts(show_usage), EXIT_OK;
-    const char *name = NULL, *manifest = NULL;
-    int as_json = 0, code = view_args(argc, argv, "show", &name, 1, &manifest, &as_json);
-    struct store *s = code ? NULL : pipe_store(o, 0);
-    if (code || !s)
-        return code ? code : EXIT_FAILED;
+    struct view v = {0};
+    int code;
+    struct store *s = view_open(o, argc, argv, "show", show_usage, 1, 1, &v, &code);
+    if (!s)
+        return code;
     struct json *r = NULL;
-    code = pick_record(s, "show", name, manifest, &r);
-    if (code == EXIT_OK && as_json) {
+    code = pick_record(s, "show", v.pos[0], v.manifest, &r);
+    if (code == EXIT_OK && v.json) {
         char *t = json_write(r, JSON_PRETTY, NULL);
         fputs(t, stdout);
         free(t);
@@ -168,17 +174,16 @@ static const char cat_usage[] =
 
 /* cat NAME OUTPUT: an output's bytes on standard output, verified against their id as they stream. */
 int cmd_cat(const struct pipe_opts *o, int argc, char **argv) {
-    if (wants_help(argc, argv))
-        return puts(cat_usage), EXIT_OK;
-    const char *pos[2] = {NULL, NULL}, *manifest = NULL;
-    int code = view_args(argc, argv, "cat", pos, 2, &manifest, NULL);
-    struct store *s = code ? NULL : pipe_store(o, 0);
-    if (code || !s)
-        return code ? code : EXIT_FAILED;
+    struct view v = {0};
+    int code;
+    struct store *s = view_open(o, argc, argv, "cat", cat_usage, 2, 0, &v, &code);
+    if (!s)
+        return code;
+    const char **pos = v.pos;
     /* Shared, as a run holds it: a gc --keep waits for the stream to end before it prunes its object. */
     int lock = lock_take(s, "store", LOCK_SHARED, 1);
     struct json *r = NULL;
-    code = lock < 0 ? EXIT_FAILED : pick_record(s, "cat", pos[0], manifest, &r);
+    code = lock < 0 ? EXIT_FAILED : pick_record(s, "cat", pos[0], v.manifest, &r);
     const char *id = code ? NULL : json_get_str(json_get(json_get(r, "outputs"), pos[1]), "id");
     if (!code && !id)
         code = (err_set("cat: stage '%s' has no output '%s'", pos[0], pos[1]), EXIT_FAILED);

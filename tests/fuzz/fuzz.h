@@ -13,6 +13,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* p[0..n) lies within data[0..size): what a parser's pointers into its input must satisfy. */
+static inline int fuzz_inside(const uint8_t *data, size_t size, const void *p, size_t n) {
+    const uint8_t *b = p;
+    return b >= data && n <= size && (size_t)(b - data) <= size - n;
+}
+
 #define FUZZ_CHECK(cond)                                                                                     \
     do {                                                                                                     \
         if (!(cond)) {                                                                                       \

@@ -10,8 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     for (size_t i = 0; i < f.nt; i++) {
         const struct gguf_tensor *t = &f.t[i];
-        FUZZ_CHECK((const uint8_t *)t->data >= data && t->nbytes <= size &&
-                   (const uint8_t *)t->data - data <= (ptrdiff_t)(size - t->nbytes));
+        FUZZ_CHECK(fuzz_inside(data, size, t->data, t->nbytes));
         FUZZ_CHECK(gguf_find(&f, t->name) == t);
         float *out = malloc(t->nelem ? t->nelem * sizeof *out : 1);
         gguf_tensor_f32(t, out);

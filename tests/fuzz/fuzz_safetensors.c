@@ -12,8 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     for (size_t i = 0; i < f.n; i++) {
         const struct st_tensor *t = &f.t[i];
-        FUZZ_CHECK((const uint8_t *)t->data >= data && t->nbytes <= size &&
-                   (const uint8_t *)t->data - data <= (ptrdiff_t)(size - t->nbytes));
+        FUZZ_CHECK(fuzz_inside(data, size, t->data, t->nbytes));
         FUZZ_CHECK(i == 0 || strcmp(f.t[i - 1].name, t->name) < 0);
         FUZZ_CHECK(st_find(&f, t->name) == t);
         float *out = malloc(t->nelem ? t->nelem * sizeof *out : 1);
