@@ -1,0 +1,187 @@
+/* sched: how cudaemu runs a kernel. Blocks run one after another on the host thread that waits for the work;
+ * inside a block every CUDA thread is a fiber on its own small stack, run until it reaches __syncthreads or
+ * returns, then the next one; when all have reached the barrier, the next phase starts. A barrier that some
+ * threads of a block reach while others have returned is a divergent barrier (undefined on a GPU): an error
+ * here. PULSE_CUDAEMU_ORDER=reverse runs the blocks, and the threads of each phase, in the opposite order: a
+ * kernel whose result depends on that order reads what another thread writes without a barrier between
+ * (tests run the parity test both ways).
+ *
+ * The fiber switch is ten instructions of x86-64 assembly (callee-saved registers and the stack pointer), not
+ * ucontext: swapcontext makes a system call per switch, and a row kernel switches a million times. */
+#include "cuda_runtime.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sys/mman.h>
+#include <vector>
+
+#if !defined(__x86_64__)
+#error "cudaemu's fibers are written for x86-64"
+#endif
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+/* cudaemu_switch(save, to): saves the running fiber's registers on its stack and its stack pointer in *save,
+ * then resumes the fiber whose stack pointer is `to` (SysV: rdi, rsi). */
+extern "C" void cudaemu_switch(void **save, void *to);
+__asm__(".text\n"
+        ".globl cudaemu_switch\n"
+        ".type cudaemu_switch, @function\n"
+        "cudaemu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size cudaemu_switch, .-cudaemu_switch\n");
+
+namespace {
+
+enum { FIBER_STACK = 64 << 10, GUARD = 4 << 10, MAX_THREADS = 1024 };
+enum state { NEW, RUNNING, AT_BARRIER, DONE };
+
+struct block_run {
+    const std::function<void()> *body;
+    const char *name;
+    int line;
+    unsigned cur;          /* the fiber running now */
+    void *sched_sp;        /* the scheduler's stack pointer while a fiber runs */
+    void *sp[MAX_THREADS]; /* each fiber's saved stack pointer */
+    state st[MAX_THREADS];
+    unsigned stack_of[MAX_THREADS];
+    /* Stacks are handed out when a thread starts and taken back when it returns, last in first out: a
+     * kernel without barriers runs every thread on one stack, warm in the cache. */
+    unsigned free_stacks[MAX_THREADS], nfree;
+    char *stacks; /* MAX_THREADS stacks, each above a PROT_NONE guard page */
+} run;
+
+void fiber_entry() {
+    (*run.body)();
+    run.st[run.cur] = DONE;
+    void *dead;
+    cudaemu_switch(&dead, run.sched_sp);
+    __builtin_unreachable();
+}
+
+/* A fresh fiber's stack: six zero registers, then fiber_entry as the return address of the switch, then a
+ * zero return address for fiber_entry itself, so it starts with the stack aligned as after a call. */
+void *fiber_init(unsigned stack) {
+    void **top = (void **)(run.stacks + (size_t)(stack + 1) * (FIBER_STACK + GUARD));
+    *--top = nullptr;
+    *--top = (void *)fiber_entry;
+    for (int i = 0; i < 6; i++)
+        *--top = nullptr;
+    return top;
+}
+
+void stacks_once() {
+    if (run.stacks)
+        return;
+    size_t bytes = (size_t)MAX_THREADS * (FIBER_STACK + GUARD);
+    void *p =
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        cudaemu::fail("cudaemu: cannot map the fiber stacks");
+    run.stacks = (char *)p;
+    for (unsigned t = 0; t < MAX_THREADS; t++) {
+        mprotect(run.stacks + (size_t)t * (FIBER_STACK + GUARD), GUARD, PROT_NONE);
+        run.free_stacks[run.nfree++] = MAX_THREADS - 1 - t;
+    }
+}
+
+/* Index i of a d.x * d.y * d.z box as coordinates (without divisions for a one-dimensional box: the
+ * scheduler asks at every switch). */
+uint3 coords(size_t i, dim3 d) {
+    if (d.y == 1 && d.z == 1)
+        return uint3{(unsigned)i, 0, 0};
+    return uint3{(unsigned)(i % d.x), (unsigned)(i / d.x % d.y), (unsigned)(i / ((size_t)d.x * d.y))};
+}
+
+/* Read at every launch (a test switches it between children). */
+bool reverse_order() {
+    const char *e = getenv("PULSE_CUDAEMU_ORDER");
+    return e && strcmp(e, "reverse") == 0;
+}
+
+/* One block: phases until every thread has returned. */
+void run_block(unsigned nt, bool rev) {
+    for (unsigned t = 0; t < nt; t++)
+        run.st[t] = NEW;
+    for (;;) {
+        unsigned done = 0, waiting = 0;
+        for (unsigned i = 0; i < nt; i++) {
+            unsigned t = rev ? nt - 1 - i : i;
+            if (run.st[t] == DONE) {
+                done++;
+                continue;
+            }
+            if (run.st[t] == NEW) {
+                run.stack_of[t] = run.free_stacks[--run.nfree];
+                run.sp[t] = fiber_init(run.stack_of[t]);
+            }
+            run.st[t] = RUNNING;
+            run.cur = t;
+            threadIdx = coords(t, blockDim);
+            cudaemu_switch(&run.sched_sp, run.sp[t]);
+            if (run.st[t] == DONE) {
+                run.free_stacks[run.nfree++] = run.stack_of[t];
+                done++;
+            } else {
+                waiting++;
+            }
+        }
+        if (waiting == 0)
+            return;
+        if (done > 0)
+            cudaemu::fail(
+                "kernel %s (line %d): __syncthreads reached by %u threads of block (%u,%u,%u) while %u "
+                "returned (a divergent barrier)",
+                run.name, run.line, waiting, blockIdx.x, blockIdx.y, blockIdx.z, done);
+    }
+}
+
+} // namespace
+
+void __syncthreads(void) {
+    run.st[run.cur] = AT_BARRIER;
+    cudaemu_switch(&run.sp[run.cur], run.sched_sp);
+}
+
+int atomicMax(int *address, int value) {
+    int old = *address;
+    if (value > old)
+        *address = value;
+    return old;
+}
+
+namespace cudaemu {
+
+/* Runs a launch now (runtime.cpp calls it from the queue, device memory open). */
+void run_launch(const char *name, int line, dim3 grid, dim3 block, const std::function<void()> &body) {
+    stacks_once();
+    unsigned nt = block.x * block.y * block.z;
+    size_t nb = (size_t)grid.x * grid.y * grid.z;
+    run.body = &body;
+    run.name = name;
+    run.line = line;
+    gridDim = grid;
+    blockDim = block;
+    bool rev = reverse_order();
+    for (size_t i = 0; i < nb; i++) {
+        size_t b = rev ? nb - 1 - i : i;
+        blockIdx = coords(b, grid);
+        run_block(nt, rev);
+    }
+}
+
+/* The limits of every GPU since sm_30. */
+bool launch_ok(dim3 grid, dim3 block) {
+    unsigned long long nt = (unsigned long long)block.x * block.y * block.z;
+    return grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= 2147483647u && grid.y <= 65535 &&
+           grid.z <= 65535 && block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 &&
+           block.y <= 1024 && block.z <= 64 && nt <= MAX_THREADS;
+}
+
+} // namespace cudaemu

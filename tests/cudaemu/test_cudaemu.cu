@@ -1,0 +1,254 @@
+/* test_cudaemu: the emulator's own checks, each shown to work: a block reduction and cuBLAS's products give
+ * the right numbers (against loops here), and each thing a GPU would refuse or get wrong is caught: a
+ * divergent barrier, a host pointer handed to a kernel, the host touching cudaMalloc memory, a result read
+ * before the host waited for it, an illegal launch, a product whose leading dimension or extent is wrong,
+ * and a kernel whose threads race (its result differs between PULSE_CUDAEMU_ORDER=forward and reverse).
+ * Written as CUDA, so it would run on a GPU too, where the deliberate faults would misbehave instead. The
+ * faults run in child processes (fork), whose exit status and message are checked. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int checks, failures;
+
+static void check(int ok, const char *what) {
+    checks++;
+    if (!ok) {
+        failures++;
+        printf("FAIL: %s\n", what);
+    } else {
+        printf("ok: %s\n", what);
+    }
+}
+
+#define THREADS 128
+
+static __global__ void block_sum(float *out, const float *in, size_t n) {
+    __shared__ float sh[THREADS];
+    float acc = 0.0f;
+    for (size_t i = threadIdx.x; i < n; i += THREADS)
+        acc += in[i];
+    sh[threadIdx.x] = acc;
+    __syncthreads();
+    for (unsigned s = THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s)
+            sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = sh[0];
+}
+
+/* Half the block returns before the barrier the other half waits at. */
+static __global__ void divergent(float *out) {
+    __shared__ float sh[THREADS];
+    if (threadIdx.x >= THREADS / 2)
+        return;
+    sh[threadIdx.x] = 1.0f;
+    __syncthreads();
+    out[threadIdx.x] = sh[THREADS / 2 - 1 - threadIdx.x];
+}
+
+/* Each thread reads its neighbour's slot with no barrier between the write and the read: a race. */
+static __global__ void racy(float *out) {
+    __shared__ float sh[THREADS];
+    sh[threadIdx.x] = (float)threadIdx.x;
+    out[threadIdx.x] = sh[(threadIdx.x + 1) % THREADS];
+}
+
+static __global__ void fill(float *x, float v, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = v;
+}
+
+/* Runs f in a child; returns its exit status (or 128 + signal) and its standard error in err. */
+static int child(void (*f)(void), char *err, size_t cap) {
+    int fd[2];
+    if (pipe(fd) != 0)
+        abort();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        f();
+        _exit(0);
+    }
+    close(fd[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fd[0], err + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    err[len] = 0;
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static float *managed(size_t n) {
+    float *p = NULL;
+    if (cudaMallocManaged(&p, n * sizeof(float)) != cudaSuccess)
+        abort();
+    return p;
+}
+
+static void run_divergent(void) {
+    float *o = managed(THREADS);
+    divergent<<<1, THREADS>>>(o);
+    cudaDeviceSynchronize();
+}
+
+static void run_host_arg(void) {
+    static float host[16];
+    fill<<<1, 16>>>(host, 1.0f, 16);
+    cudaDeviceSynchronize();
+}
+
+static void run_host_touch(void) {
+    float *d = NULL;
+    cudaMalloc(&d, 64);
+    d[0] = 1.0f; /* the host writes device memory: a fault */
+}
+
+static void run_racy(void) {
+    float *o = managed(THREADS);
+    racy<<<1, THREADS>>>(o);
+    cudaDeviceSynchronize();
+    for (int i = 0; i < THREADS; i++)
+        fprintf(stderr, "%g ", o[i]);
+}
+
+static void test_sum(void) {
+    size_t n = 1000;
+    float *in = managed(n), *out = managed(1);
+    double want = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (float)(i % 7) - 2.5f;
+        want += in[i];
+    }
+    block_sum<<<1, THREADS>>>(out, in, n);
+    cudaDeviceSynchronize();
+    check(fabs(out[0] - want) < 1e-3, "a block reduction sums 1000 values");
+}
+
+static void test_faults(void) {
+    char err[65536];
+    int rc = child(run_divergent, err, sizeof err);
+    check(rc == 3 && strstr(err, "divergent barrier") && strstr(err, "kernel divergent"),
+          "a divergent barrier is an error naming the kernel");
+    rc = child(run_host_arg, err, sizeof err);
+    check(rc == 3 && strstr(err, "argument 0 is not device or managed memory"),
+          "a host pointer handed to a kernel is an error");
+    rc = child(run_host_touch, err, sizeof err);
+    check(rc == 128 + SIGSEGV, "the host touching cudaMalloc memory faults");
+    setenv("PULSE_CUDAEMU_ORDER", "forward", 1);
+    char fwd[65536], rev[65536];
+    int rf = child(run_racy, fwd, sizeof fwd);
+    setenv("PULSE_CUDAEMU_ORDER", "reverse", 1);
+    int rr = child(run_racy, rev, sizeof rev);
+    unsetenv("PULSE_CUDAEMU_ORDER");
+    check(rf == 0 && rr == 0 && strcmp(fwd, rev) != 0,
+          "a racing kernel's result depends on the thread order");
+}
+
+/* Queued work runs when the host waits: a read before the wait sees the old value. */
+static void test_order(void) {
+    float *x = managed(256);
+    x[0] = -1.0f;
+    fill<<<2, 64>>>(x, 7.0f, 256);
+    check(x[0] == -1.0f, "a kernel's result is not there before the host waits");
+    cudaDeviceSynchronize();
+    check(x[0] == 7.0f && x[255] == 7.0f, "and is there after");
+    float host = 3.0f;
+    cudaMemcpyAsync(x, &host, sizeof host, cudaMemcpyHostToDevice, 0);
+    host = 4.0f; /* the copy took the bytes at the call, as the runtime stages pageable memory */
+    cudaDeviceSynchronize();
+    check(x[0] == 3.0f, "an asynchronous copy from the host takes its bytes at the call");
+    fill<<<1, 2048>>>(x, 1.0f, 1);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration && cudaGetLastError() == cudaSuccess,
+          "a block of 2048 threads is a launch error, cleared once read");
+}
+
+/* C = op(A) op(B) against loops, column-major, for every pair of ops, in fp32 and bf16. */
+static void test_gemm(void) {
+    cublasHandle_t h;
+    cublasCreate(&h);
+    int m = 5, n = 4, k = 3, ld = 7;
+    float *a = managed(ld * 7), *b = managed(ld * 7), *c = managed(ld * n);
+    __nv_bfloat16 *ah, *bh;
+    cudaMallocManaged(&ah, ld * 7 * sizeof *ah);
+    cudaMallocManaged(&bh, ld * 7 * sizeof *bh);
+    for (int i = 0; i < ld * 7; i++) {
+        a[i] = (float)((i * 7) % 11) - 5.0f; /* small integers: exact in bf16 and in every sum */
+        b[i] = (float)((i * 5) % 9) - 4.0f;
+        __nv_bfloat16_raw ra = {(unsigned short)(__float_as_uint(a[i]) >> 16)},
+                          rb = {(unsigned short)(__float_as_uint(b[i]) >> 16)};
+        ah[i] = __nv_bfloat16(ra);
+        bh[i] = __nv_bfloat16(rb);
+    }
+    int ok = 1;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bf = 0; bf < 2; bf++) {
+                float one = 1.0f, zero = 0.0f;
+                cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+                cublasStatus_t s =
+                    bf ? cublasGemmEx(h, oa, ob, m, n, k, &one, ah, CUDA_R_16BF, ld, bh, CUDA_R_16BF, ld,
+                                      &zero, c, CUDA_R_32F, ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
+                       : cublasSgemm(h, oa, ob, m, n, k, &one, a, ld, b, ld, &zero, c, ld);
+                cudaDeviceSynchronize();
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        float want = 0.0f;
+                        for (int l = 0; l < k; l++)
+                            want +=
+                                (ta ? a[l + i * ld] : a[i + l * ld]) * (tb ? b[j + l * ld] : b[l + j * ld]);
+                        ok &= s == CUBLAS_STATUS_SUCCESS && c[i + j * ld] == want;
+                    }
+            }
+    check(ok, "sgemm and bf16 GemmEx equal loops for N/T x N/T");
+    float one = 1.0f, zero = 0.0f;
+    check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, a, m - 1, b, ld, &zero, c, ld) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "lda below m is refused");
+    check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, 40, &one, a, ld, b, ld, &zero, c, ld) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "a matrix reaching past its allocation is refused");
+    float host[64] = {0};
+    check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, host, 2, b, ld, &zero, c, ld) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "a host matrix is refused");
+    /* strided batched: two products 40 elements apart equal two single calls */
+    float *c2 = managed(2 * 40);
+    cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, 2, 2, 3, &one, a, 3, 20, b, 3, 20, &zero, c2, 2,
+                              40, 2);
+    cudaDeviceSynchronize();
+    int bok = 1;
+    for (int q = 0; q < 2; q++)
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                float want = 0.0f;
+                for (int l = 0; l < 3; l++)
+                    want += a[q * 20 + l + i * 3] * b[q * 20 + l + j * 3];
+                bok &= c2[q * 40 + i + j * 2] == want;
+            }
+    check(bok, "a strided batch equals its products one by one");
+}
+
+int main(void) {
+    test_sum();
+    test_order();
+    test_gemm();
+    test_faults();
+    printf("cudaemu: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
