@@ -46,24 +46,19 @@ struct block_run {
     const std::function<void()> *body;
     const char *name;
     int line;
-    unsigned cur;          /* the fiber running now */
-    void *sched_sp;        /* the scheduler's stack pointer while a fiber runs */
-    void *sp[MAX_THREADS]; /* each fiber's saved stack pointer */
+    unsigned nt;           /* threads of the block */
+    bool rev;              /* PULSE_CUDAEMU_ORDER=reverse */
+    long pos;              /* the running thread's place in the phase's order */
+    unsigned cur;          /* the thread running now */
+    void *sched_sp;        /* the scheduler's stack pointer while the block's fibers run */
+    void *sp[MAX_THREADS]; /* each waiting thread's saved stack pointer */
     state st[MAX_THREADS];
     unsigned stack_of[MAX_THREADS];
-    /* Stacks are handed out when a thread starts and taken back when it returns, last in first out: a
-     * kernel without barriers runs every thread on one stack, warm in the cache. */
-    unsigned free_stacks[MAX_THREADS], nfree;
-    char *stacks; /* MAX_THREADS stacks, each above a PROT_NONE guard page */
+    unsigned free_stacks[MAX_THREADS], nfree; /* last in, first out: warm in the cache */
+    char *stacks;                             /* MAX_THREADS stacks, each above a PROT_NONE guard page */
 } run;
 
-void fiber_entry() {
-    (*run.body)();
-    run.st[run.cur] = DONE;
-    void *dead;
-    cudaemu_switch(&dead, run.sched_sp);
-    __builtin_unreachable();
-}
+void fiber_entry();
 
 /* A fresh fiber's stack: six zero registers, then fiber_entry as the return address of the switch, then a
  * zero return address for fiber_entry itself, so it starts with the stack aligned as after a call. */
@@ -92,7 +87,7 @@ void stacks_once() {
 }
 
 /* Index i of a d.x * d.y * d.z box as coordinates (without divisions for a one-dimensional box: the
- * scheduler asks at every switch). */
+ * scheduler asks for every thread). */
 uint3 coords(size_t i, dim3 d) {
     if (d.y == 1 && d.z == 1)
         return uint3{(unsigned)i, 0, 0};
@@ -105,36 +100,70 @@ bool reverse_order() {
     return e && strcmp(e, "reverse") == 0;
 }
 
+/* The next thread of this phase that has not returned, or -1 at the phase's end. */
+long next_thread() {
+    while (++run.pos < (long)run.nt) {
+        unsigned t = run.rev ? run.nt - 1 - (unsigned)run.pos : (unsigned)run.pos;
+        if (run.st[t] != DONE)
+            return t;
+    }
+    return -1;
+}
+
+/* Makes t the running thread; a new one gets a stack. */
+void enter(unsigned t) {
+    if (run.st[t] == NEW) {
+        run.stack_of[t] = run.free_stacks[--run.nfree];
+        run.sp[t] = fiber_init(run.stack_of[t]);
+    }
+    run.st[t] = RUNNING;
+    run.cur = t;
+    threadIdx = coords(t, blockDim);
+}
+
+/* Threads hand over to each other without the scheduler: a thread that returns is followed on the same stack
+ * by the next new one (a kernel without barriers runs a whole block in this loop, with no switch at all), or
+ * switches to the next one waiting at the barrier, or at the phase's end back to the scheduler. */
+void fiber_entry() {
+    for (;;) {
+        (*run.body)();
+        run.st[run.cur] = DONE;
+        long t = next_thread();
+        if (t >= 0 && run.st[t] == NEW) {
+            run.stack_of[t] = run.stack_of[run.cur];
+            run.st[t] = RUNNING;
+            run.cur = (unsigned)t;
+            threadIdx = coords((unsigned)t, blockDim);
+            continue;
+        }
+        /* This stack is dead once we leave it, and nothing runs before we do. */
+        run.free_stacks[run.nfree++] = run.stack_of[run.cur];
+        void *dead;
+        if (t < 0) {
+            cudaemu_switch(&dead, run.sched_sp);
+        } else {
+            enter((unsigned)t);
+            cudaemu_switch(&dead, run.sp[t]);
+        }
+        __builtin_unreachable();
+    }
+}
+
 /* One block: phases until every thread has returned. */
-void run_block(unsigned nt, bool rev) {
-    for (unsigned t = 0; t < nt; t++)
+void run_block() {
+    for (unsigned t = 0; t < run.nt; t++)
         run.st[t] = NEW;
     for (;;) {
-        unsigned done = 0, waiting = 0;
-        for (unsigned i = 0; i < nt; i++) {
-            unsigned t = rev ? nt - 1 - i : i;
-            if (run.st[t] == DONE) {
-                done++;
-                continue;
-            }
-            if (run.st[t] == NEW) {
-                run.stack_of[t] = run.free_stacks[--run.nfree];
-                run.sp[t] = fiber_init(run.stack_of[t]);
-            }
-            run.st[t] = RUNNING;
-            run.cur = t;
-            threadIdx = coords(t, blockDim);
-            cudaemu_switch(&run.sched_sp, run.sp[t]);
-            if (run.st[t] == DONE) {
-                run.free_stacks[run.nfree++] = run.stack_of[t];
-                done++;
-            } else {
-                waiting++;
-            }
-        }
-        if (waiting == 0)
+        run.pos = -1;
+        long t = next_thread();
+        if (t < 0)
             return;
-        if (done > 0)
+        enter((unsigned)t);
+        cudaemu_switch(&run.sched_sp, run.sp[t]);
+        unsigned done = 0, waiting = 0;
+        for (unsigned i = 0; i < run.nt; i++)
+            run.st[i] == DONE ? done++ : waiting++;
+        if (waiting > 0 && done > 0)
             cudaemu::fail(
                 "kernel %s (line %d): __syncthreads reached by %u threads of block (%u,%u,%u) while %u "
                 "returned (a divergent barrier)",
@@ -145,8 +174,15 @@ void run_block(unsigned nt, bool rev) {
 } // namespace
 
 void __syncthreads(void) {
-    run.st[run.cur] = AT_BARRIER;
-    cudaemu_switch(&run.sp[run.cur], run.sched_sp);
+    unsigned me = run.cur;
+    run.st[me] = AT_BARRIER;
+    long t = next_thread();
+    if (t < 0) {
+        cudaemu_switch(&run.sp[me], run.sched_sp);
+    } else {
+        enter((unsigned)t);
+        cudaemu_switch(&run.sp[me], run.sp[t]);
+    }
 }
 
 int atomicMax(int *address, int value) {
@@ -161,18 +197,18 @@ namespace cudaemu {
 /* Runs a launch now (runtime.cpp calls it from the queue, device memory open). */
 void run_launch(const char *name, int line, dim3 grid, dim3 block, const std::function<void()> &body) {
     stacks_once();
-    unsigned nt = block.x * block.y * block.z;
+    run.nt = block.x * block.y * block.z;
+    run.rev = reverse_order();
     size_t nb = (size_t)grid.x * grid.y * grid.z;
     run.body = &body;
     run.name = name;
     run.line = line;
     gridDim = grid;
     blockDim = block;
-    bool rev = reverse_order();
     for (size_t i = 0; i < nb; i++) {
-        size_t b = rev ? nb - 1 - i : i;
+        size_t b = run.rev ? nb - 1 - i : i;
         blockIdx = coords(b, grid);
-        run_block(nt, rev);
+        run_block();
     }
 }
 
