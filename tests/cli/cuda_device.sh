@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # cuda_device: the whole PULSE graph on the micro world (tests/cli/manifests/protocol) with --device cuda and
 # with --device cpu, from fresh stores, in fp32 and with precision "bf16" on every model stage (bf16 products,
-# frozen weights as bf16 copies): every stage's record names its device, and every number the stages report
-# (training losses, the tower's accuracies, each evaluation's sets) agrees: losses within 1e-4 relative in
-# fp32 (the kernels agree to 1e-5: tests/unit/test_engine_cuda.c; measured on the emulator, 6e-8) and 5e-3 in
-# bf16 (an operand a last bit apart can round to the neighbouring bf16 value, 2^-8 away, and training carries
-# such differences on: measured 2e-5 after pretraining, growing to 1.7e-3 in NPO on the pretrained model,
-# whose loss compares two models' log-likelihoods), accuracies within two items of their sets. Skipped (77) by
-# a build without the CUDA backend or on a machine without a GPU; the CUDA emulator build
-# (-DPULSE_CUDA=EMU, tests/cudaemu) runs it on any machine, about 90 times slower than the CPU.
+# frozen weights as bf16 copies; recomputation on): every stage's record names its device, and every number
+# the stages report (training losses, the tower's accuracies, each evaluation's sets) agrees: losses within
+# 1e-4 relative in fp32 (the kernels agree to 1e-5: tests/unit/test_engine_cuda.c; measured on the emulator,
+# 6e-8) and 5e-3 in bf16 (an operand a last bit apart can round to the neighbouring bf16 value, 2^-8 away, and
+# training carries such differences on: measured 2e-5 after pretraining, growing to 1.7e-3 in NPO on the
+# pretrained model, whose loss compares two models' log-likelihoods), accuracies within two items of their
+# sets. Skipped (77) by a build without the CUDA backend or on a machine without a GPU; the CUDA emulator
+# build (-DPULSE_CUDA=EMU, tests/cudaemu) runs it on any machine, about 90 times slower than the CPU.
 source "$(dirname "$0")/lib.bash"
 M="$T/micro.lua"
 cp "$SRC/manifests/protocol.lua" "$SRC"/tests/cli/manifests/protocol/*.lua "$T/"
 N=35
-# the same graph with every model stage in bf16
+# the same graph with every model stage in bf16, and activation recomputation in training (not part of a
+# stage's key, and the same bits on each device: here it only makes the CUDA run take that path)
 cat >"$T/micro_bf16.lua" <<'LUA'
 local s = require "micro_settings"
 for _, k in ipairs({ "pretrain", "finetune", "unlearn", "evaluate" }) do s[k].precision = "bf16" end
+s.finetune.recompute, s.unlearn.recompute = true, true
 require "protocol" (s)
 LUA
 
