@@ -121,7 +121,7 @@ static int in_arena(const void *p) {
 
 static void arena_fail(const char *what, size_t payload) {
     fprintf(stderr, "pulse-pipe: out of memory (checked heap, %s): %zu bytes\n", what, payload);
-    exit(3);
+    exit(1);
 }
 
 /* A fresh block, open (readable and writable) until the fence next closes; its pages are zero. */
@@ -155,7 +155,7 @@ static void arena_free(unsigned char *q, size_t payload) {
 void *mem_alloc(size_t n, size_t size) {
     if (size && n > (SIZE_MAX - MEM_HEADER) / size) {
         fprintf(stderr, "pulse-pipe: out of memory: %zu x %zu bytes\n", n, size);
-        exit(3);
+        exit(1);
     }
     size_t bytes = MEM_HEADER + n * size, payload = n * size;
     int checks = atomic_load_explicit(&checking, memory_order_relaxed);

@@ -32,7 +32,7 @@
 static int att_int(size_t v, const char *what) {
     if (v > (size_t)INT_MAX) {
         fprintf(stderr, "pulse-pipe: cuBLAS error in %s: size %zu does not fit an int\n", what, v);
-        exit(3);
+        exit(1);
     }
     return (int)v;
 }
@@ -141,7 +141,7 @@ static const float *rope_inv(size_t hs, float theta, const char *op) {
     float *inv = (float *)malloc(half * sizeof(float));
     if (!inv) {
         fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
-        exit(3);
+        exit(1);
     }
     for (size_t f = 0; f < half; f++)
         inv[f] = kernel_rope_inv_freq((int)f, (int)hs, theta);
@@ -167,7 +167,7 @@ static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, si
     }
     if (hs > (size_t)INT_MAX) { /* kernel_rope_inv_freq takes int pair indices and sizes */
         fprintf(stderr, "pulse-pipe: CUDA error in %s: head size %zu does not fit an int\n", op, hs);
-        exit(3);
+        exit(1);
     }
     const float *inv = rope_inv(hs, theta, op);
     rope_kernel<<<cuda_blocks(n * half, ROPE_THREADS), ROPE_THREADS>>>(x, pos, inv, n, nh, hs, sign);
@@ -240,7 +240,7 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
     int32_t *lens = (int32_t *)malloc(b * sizeof(int32_t));
     if (!lens) {
         fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
-        exit(3);
+        exit(1);
     }
     attention_lens(lens, len, b, t, op);
     int32_t *dlens = (int32_t *)cuda_scratch(0, b * sizeof(int32_t));
@@ -351,7 +351,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     int *box = (int *)malloc(2 * b * sizeof(int));
     if (!box) {
         fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
-        exit(3);
+        exit(1);
     }
     int *dbox = (int *)cuda_scratch(1, 2 * b * sizeof(int));
     cuda_check(cudaMemset(dbox, 0, 2 * b * sizeof(int)), op);

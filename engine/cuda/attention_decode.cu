@@ -65,7 +65,7 @@ void cuda_attention_decode(float *out, const float *q, const float *k, const flo
     int32_t *lens = (int32_t *)malloc(b * sizeof(int32_t));
     if (!lens) {
         fprintf(stderr, "pulse-pipe: out of memory in %s\n", op);
-        exit(3);
+        exit(1);
     }
     /* The lengths may be host or managed memory: copied, clamped, then copied to device scratch. */
     cuda_check(cudaMemcpy(lens, len, b * sizeof(int32_t), cudaMemcpyDefault), op);

@@ -26,9 +26,10 @@ extern "C" {
 #endif
 
 /* Ends every operation: checks the launch (and, under PULSE_CUDA_SYNC=1, waits for the device); on a CUDA
- * error prints one line and exits (status 3): an engine error mid-stage leaves the store as it was. The line
- * names the operation that noticed the error, which with operations queued may be a later one than the
- * kernel at fault (it says so; PULSE_CUDA_SYNC=1 makes every operation wait, so the name is exact). */
+ * error prints one line and exits (status 1, a stage failed): an engine error mid-stage leaves the store as
+ * it was. The line names the operation that noticed the error, which with operations queued may be a later
+ * one than the kernel at fault (it says so; PULSE_CUDA_SYNC=1 makes every operation wait, so the name is
+ * exact). */
 void cuda_done(const char *op);
 /* Checks a CUDA runtime call / a cuBLAS call the same way. */
 void cuda_check(cudaError_t e, const char *what);

@@ -23,7 +23,7 @@
 static int mm_int(size_t v, const char *what) {
     if (v > (size_t)INT_MAX) {
         fprintf(stderr, "pulse-pipe: cuBLAS error in %s: size %zu does not fit an int\n", what, v);
-        exit(3);
+        exit(1);
     }
     return (int)v;
 }

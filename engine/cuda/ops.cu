@@ -11,7 +11,7 @@ void cuda_blas_check(cublasStatus_t s, const char *what) {
     if (s == CUBLAS_STATUS_SUCCESS)
         return;
     fprintf(stderr, "pulse-pipe: cuBLAS error in %s: %s\n", what, cublasGetStatusString(s));
-    exit(3);
+    exit(1);
 }
 
 /* PULSE_CUDA_SYNC=1 makes every operation wait for its work (a kernel's error then names its operation, not
@@ -39,7 +39,7 @@ void cuda_check(cudaError_t e, const char *what) {
     fprintf(stderr, "pulse-pipe: CUDA error in %s%s: %s\n", what,
             sync_each() ? "" : " (or an operation queued before it; PULSE_CUDA_SYNC=1 names the one)",
             cudaGetErrorString(e));
-    exit(3);
+    exit(1);
 }
 
 void cuda_done(const char *op) {
@@ -80,7 +80,7 @@ void *cuda_scratch(int slot, size_t bytes) {
     static size_t cap[CUDA_SCRATCH_SLOTS];
     if (slot < 0 || slot >= CUDA_SCRATCH_SLOTS) {
         fprintf(stderr, "pulse-pipe: cuda_scratch: bad slot %d\n", slot);
-        exit(3);
+        exit(1);
     }
     if (bytes > cap[slot]) {
         cuda_check(cudaDeviceSynchronize(), "cuda_scratch");

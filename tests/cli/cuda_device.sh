@@ -32,6 +32,16 @@ if [ $rc -eq 2 ] && grep -qF -- "--device cuda:" "$T/err"; then
 fi
 [ $rc -eq 0 ] || { cat "$T/out" "$T/err" >&2; fail "run --device cuda --only world exited $rc"; }
 
+# Too little GPU memory (the emulator's device is PULSE_CUDAEMU_GIB large; a GPU has what it has): the stage
+# fails with one line saying so and what helps, exit 1, and the store is as it was.
+if grep -q cudaemu <("$PP" --store "$T/cuda" show world --json); then
+  PULSE_CUDAEMU_GIB=0.25 expect_code 1 "$PP" --store "$T/cuda" run "$M" --device cuda
+  has "$T/err" "pulse-pipe: out of GPU memory: "
+  has "$T/err" "run --dry-run --device cuda prints each stage's memory plan"
+  one_line "$T/err"
+  expect_code 0 "$PP" --store "$T/cuda" verify
+fi
+
 # compare MANIFEST CPU_STORE CUDA_STORE LOSS_TOLERANCE
 compare() {
 python3 - "$PP" "$1" "$T/$2" "$T/$3" "$4" <<'PY'

@@ -112,7 +112,7 @@ void fail(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    exit(3);
+    exit(1);
 }
 
 int memory_kind(const void *p, size_t bytes) {

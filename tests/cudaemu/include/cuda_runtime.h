@@ -147,7 +147,7 @@ namespace cudaemu {
 
 /* Which allocation holds [p, p + bytes): 1 device (cudaMalloc), 2 managed, 0 none (runtime.cpp). */
 int memory_kind(const void *p, size_t bytes);
-/* One line on standard error and exit 3, as engine/cuda/ reports its own errors. */
+/* One line on standard error and exit 1, as engine/cuda/ reports its own errors. */
 [[noreturn]] void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Queues the launch of `body` on grid x block threads (sched.cpp runs it when the host waits); an illegal
  * configuration is the launch's error instead (cudaGetLastError), as on a GPU. */
