@@ -15,11 +15,12 @@ extern "C" void *cuda_mem_alloc(size_t bytes) {
     size_t free_b = 0, total = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total), "cudaMemGetInfo");
     if (bytes + MEM_RESERVE > free_b) {
-        fprintf(stderr,
-                "pulse-pipe: out of GPU memory: %.2f GiB asked and %.2f kept free (cuBLAS, scratch), %.2f GiB "
-                "free of %.2f GiB (run --dry-run --device cuda prints each stage's memory plan; recompute = "
-                "true needs far less)\n",
-                bytes / 1073741824.0, MEM_RESERVE / 1073741824.0, free_b / 1073741824.0, total / 1073741824.0);
+        fprintf(
+            stderr,
+            "pulse-pipe: out of GPU memory: %.2f GiB asked and %.2f kept free (cuBLAS, scratch), %.2f GiB "
+            "free of %.2f GiB (run --dry-run --device cuda prints each stage's memory plan; recompute = "
+            "true needs far less)\n",
+            bytes / 1073741824.0, MEM_RESERVE / 1073741824.0, free_b / 1073741824.0, total / 1073741824.0);
         exit(1);
     }
     void *p = NULL;
