@@ -125,9 +125,24 @@ int memory_kind(const void *p, size_t bytes) {
     return a - it->first + bytes <= it->second.bytes ? it->second.kind : 0;
 }
 
+/* PULSE_CUDAEMU_FAIL_LAUNCH=N: the N-th launch fails (as a kernel that faults does, the error showing at
+ * the next check), so the engine's handling of a CUDA error can be tested. */
+static bool injected_failure() {
+    static long n = -1, count;
+    if (n < 0) {
+        const char *e = getenv("PULSE_CUDAEMU_FAIL_LAUNCH");
+        n = e ? atol(e) : 0;
+    }
+    return ++count == n;
+}
+
 void enqueue_launch(const char *name, int line, dim3 grid, dim3 block, std::function<void()> body) {
     if (!launch_ok(grid, block)) {
         note(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (injected_failure()) {
+        note(cudaErrorLaunchFailure);
         return;
     }
     enqueue([=]() { run_launch(name, line, grid, block, body); });
@@ -158,6 +173,8 @@ const char *cudaGetErrorString(cudaError_t e) {
         return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice:
         return "invalid device ordinal";
+    case cudaErrorLaunchFailure:
+        return "unspecified launch failure";
     }
     return "unknown error";
 }

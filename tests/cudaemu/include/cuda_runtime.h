@@ -41,6 +41,7 @@ typedef enum cudaError {
     cudaErrorInvalidMemcpyDirection = 21,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
+    cudaErrorLaunchFailure = 719,
 } cudaError_t;
 
 enum cudaMemcpyKind {
