@@ -33,19 +33,20 @@ fi
 [ $rc -eq 0 ] || { cat "$T/out" "$T/err" >&2; fail "run --device cuda --only world exited $rc"; }
 
 # Too little GPU memory (the emulator's device is PULSE_CUDAEMU_GIB large; a GPU has what it has): the stage
-# fails with one line saying so and what helps, exit 1, and the store is as it was. Emulator only.
+# fails with one line saying so and what helps, exit 1, and the store is as it was. Emulator only, on a store
+# of its own.
 if grep -q cudaemu <("$PP" --store "$T/cuda" show world --json); then
-  PULSE_CUDAEMU_GIB=0.25 expect_code 1 "$PP" --store "$T/cuda" run "$M" --device cuda
+  PULSE_CUDAEMU_GIB=0.25 expect_code 1 "$PP" --store "$T/fault" run "$M" --device cuda
   has "$T/err" "pulse-pipe: out of GPU memory: "
   has "$T/err" "run --dry-run --device cuda prints each stage's memory plan"
   one_line "$T/err"
-  expect_code 0 "$PP" --store "$T/cuda" verify
+  expect_code 0 "$PP" --store "$T/fault" verify
   # a kernel that fails (the emulator fails its 2000th launch): one line naming CUDA, exit 1, store as it was
-  PULSE_CUDAEMU_FAIL_LAUNCH=2000 expect_code 1 "$PP" --store "$T/cuda" run "$M" --device cuda
+  PULSE_CUDAEMU_FAIL_LAUNCH=2000 expect_code 1 "$PP" --store "$T/fault" run "$M" --device cuda
   has "$T/err" "pulse-pipe: CUDA error in "
   has "$T/err" "unspecified launch failure"
   one_line "$T/err"
-  expect_code 0 "$PP" --store "$T/cuda" verify
+  expect_code 0 "$PP" --store "$T/fault" verify
 fi
 
 # compare MANIFEST CPU_STORE CUDA_STORE LOSS_TOLERANCE

@@ -36,9 +36,13 @@ size_t elem_size(cudaDataType t) {
     return t == CUDA_R_16BF ? 2 : 4;
 }
 
+/* cuBLAS's rule: the leading dimension is at least the stored rows, and at least 1. */
+bool ld_ok(const operand &o) {
+    return o.ld >= (o.rows > 1 ? o.rows : 1);
+}
+
+/* The matrix (each of the batch) inside one device or managed allocation. */
 bool operand_ok(const operand &o, int batch) {
-    if (o.ld < (o.rows > 1 ? o.rows : 1))
-        return false;
     size_t n = span(o.rows, o.cols, o.ld);
     if (n == 0)
         return true;
@@ -69,14 +73,20 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
                     int batch) {
     if (!h)
         return CUBLAS_STATUS_NOT_INITIALIZED;
-    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) || m < 0 ||
-        n < 0 || k < 0 || batch < 0)
+    /* TF32 would round the inputs: not emulated, so not silently ignored either */
+    if (h->math == CUBLAS_TF32_TENSOR_OP_MATH && a.type == CUDA_R_32F)
+        cudaemu::fail("cuBLAS with TF32 math is not emulated");
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || ta > CUBLAS_OP_C || tb > CUBLAS_OP_C)
         return CUBLAS_STATUS_INVALID_VALUE;
+    /* for real matrices the conjugate transpose is the transpose */
+    ta = ta == CUBLAS_OP_N ? CUBLAS_OP_N : CUBLAS_OP_T, tb = tb == CUBLAS_OP_N ? CUBLAS_OP_N : CUBLAS_OP_T;
     a.rows = ta == CUBLAS_OP_N ? m : k, a.cols = ta == CUBLAS_OP_N ? k : m;
     b.rows = tb == CUBLAS_OP_N ? k : n, b.cols = tb == CUBLAS_OP_N ? n : k;
     operand co{c, CUDA_R_32F, m, n, ldc, stride_c};
+    if (!ld_ok(a) || !ld_ok(b) || !ld_ok(co)) /* cuBLAS checks them whatever the sizes */
+        return CUBLAS_STATUS_INVALID_VALUE;
     if (batch == 0 || m == 0 || n == 0)
-        return ldc < (m > 1 ? m : 1) ? CUBLAS_STATUS_INVALID_VALUE : CUBLAS_STATUS_SUCCESS;
+        return CUBLAS_STATUS_SUCCESS;
     if (!operand_ok(a, batch) || !operand_ok(b, batch) || !operand_ok(co, batch))
         return CUBLAS_STATUS_INVALID_VALUE;
     cudaemu::enqueue_work([=]() {

@@ -35,6 +35,9 @@ size_t in_use;
 std::vector<std::function<void()>> queue;
 int open_depth; /* > 0 while device memory is readable (the queue runs, or a synchronous copy) */
 cudaError_t last_error;
+/* A kernel that failed (PULSE_CUDAEMU_FAIL_LAUNCH) leaves the context unusable, as a fault does on a GPU:
+ * every later call returns its error, cudaGetLastError included, and the work queued after it never runs. */
+cudaError_t sticky;
 
 cudaError_t note(cudaError_t e) {
     if (e != cudaSuccess)
@@ -67,15 +70,19 @@ struct device_open {
     }
 };
 
-void flush() {
+cudaError_t flush() {
     std::lock_guard<std::recursive_mutex> g(lock);
-    if (queue.empty())
-        return;
+    if (queue.empty() || sticky)
+        return note(sticky);
     device_open open;
     std::vector<std::function<void()>> work;
     work.swap(queue);
-    for (auto &w : work)
+    for (auto &w : work) {
         w();
+        if (sticky)
+            break;
+    }
+    return note(sticky);
 }
 
 void enqueue(std::function<void()> w) {
@@ -91,10 +98,14 @@ cudaError_t map_memory(void **p, size_t bytes, int kind) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), mapped = ((bytes ? bytes : 1) + page - 1) / page * page;
     if (in_use + mapped > total_bytes())
         return note(cudaErrorMemoryAllocation);
-    int prot = kind == 1 && open_depth == 0 ? PROT_NONE : PROT_READ | PROT_WRITE;
-    void *m = mmap(nullptr, mapped, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return note(cudaErrorMemoryAllocation);
+    /* A GPU hands out whatever the memory held: all bits set (NaN as floats), so a buffer read before it is
+     * written does not pass for zeros. */
+    memset(m, 0xff, mapped);
+    if (kind == 1 && open_depth == 0)
+        mprotect(m, mapped, PROT_NONE);
     allocs[(uintptr_t)m] = alloc{bytes, mapped, kind};
     in_use += mapped;
     *p = m;
@@ -128,12 +139,9 @@ int memory_kind(const void *p, size_t bytes) {
 /* PULSE_CUDAEMU_FAIL_LAUNCH=N: the N-th launch fails (as a kernel that faults does, the error showing at
  * the next check), so the engine's handling of a CUDA error can be tested. */
 static bool injected_failure() {
-    static long n = -1, count;
-    if (n < 0) {
-        const char *e = getenv("PULSE_CUDAEMU_FAIL_LAUNCH");
-        n = e ? atol(e) : 0;
-    }
-    return ++count == n;
+    static long count;
+    const char *e = getenv("PULSE_CUDAEMU_FAIL_LAUNCH");
+    return ++count == (e ? atol(e) : 0);
 }
 
 void enqueue_launch(const char *name, int line, dim3 grid, dim3 block, std::function<void()> body) {
@@ -141,8 +149,8 @@ void enqueue_launch(const char *name, int line, dim3 grid, dim3 block, std::func
         note(cudaErrorInvalidConfiguration);
         return;
     }
-    if (injected_failure()) {
-        note(cudaErrorLaunchFailure);
+    if (injected_failure()) { /* it fails when it would run, and the error shows at the next wait */
+        enqueue([]() { sticky = cudaErrorLaunchFailure; });
         return;
     }
     enqueue([=]() { run_launch(name, line, grid, block, body); });
@@ -181,6 +189,8 @@ const char *cudaGetErrorString(cudaError_t e) {
 
 cudaError_t cudaGetLastError(void) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    if (sticky)
+        return sticky;
     cudaError_t e = last_error;
     last_error = cudaSuccess;
     return e;
@@ -215,15 +225,13 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
-    flush();
-    return cudaSuccess;
+    return flush();
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     if (s != 0)
         return note(cudaErrorInvalidValue);
-    flush();
-    return cudaSuccess;
+    return flush();
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
@@ -234,6 +242,8 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
 }
 
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (sticky)
+        return sticky;
     return map_memory(p, bytes, 1);
 }
 
@@ -247,7 +257,8 @@ cudaError_t cudaMallocManaged(void **p, size_t bytes, unsigned flags) {
 cudaError_t cudaFree(void *p) {
     if (!p)
         return cudaSuccess;
-    flush();
+    if (flush() != cudaSuccess)
+        return sticky;
     std::lock_guard<std::recursive_mutex> g(lock);
     auto it = allocs.find((uintptr_t)p);
     if (it == allocs.end())
@@ -258,8 +269,12 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
-/* Whether a copy's pointers are where its kind says (Default: anywhere). */
+/* Whether a copy's pointers are where its kind says (Default: anywhere), and its ranges do not overlap (the
+ * CUDA runtime does not allow it; engine/cuda's copy goes through scratch when they do). */
 static bool copy_ok(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
+    uintptr_t a = (uintptr_t)dst, b = (uintptr_t)src;
+    if (bytes && a < b + bytes && b < a + bytes)
+        return false;
     bool d = cudaemu::memory_kind(dst, bytes) != 0, s = cudaemu::memory_kind(src, bytes) != 0;
     switch (kind) {
     case cudaMemcpyHostToDevice:
@@ -278,7 +293,12 @@ static bool copy_ok(void *dst, const void *src, size_t bytes, enum cudaMemcpyKin
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
     if (!copy_ok(dst, src, bytes, kind))
         return note(cudaErrorInvalidValue);
-    flush();
+    /* between two cudaMalloc buffers the host does not wait (the runtime's documented behaviour) */
+    if (cudaemu::memory_kind(dst, bytes) == 1 && cudaemu::memory_kind(src, bytes) == 1)
+        return cudaMemcpyAsync(dst, src, bytes, kind, 0);
+    if (flush() != cudaSuccess)
+        return sticky;
+    std::lock_guard<std::recursive_mutex> g(lock);
     device_open open;
     if (bytes)
         memmove(dst, src, bytes);
@@ -287,6 +307,8 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpy
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
+    if (sticky)
+        return sticky;
     if (s != 0 || !copy_ok(dst, src, bytes, kind))
         return note(cudaErrorInvalidValue);
     if (!cudaemu::memory_kind(dst, bytes)) /* into host memory: the host waits for it */
@@ -301,6 +323,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
 }
 
 cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
+    if (sticky)
+        return sticky;
     if (s != 0 || !cudaemu::memory_kind(p, bytes))
         return note(cudaErrorInvalidValue);
     enqueue([=]() { memset(p, value, bytes); });

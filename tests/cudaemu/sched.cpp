@@ -21,6 +21,9 @@
 #endif
 
 uint3 threadIdx, blockIdx;
+/* The linker's bounds of every kernel's __shared__ variables (cuda_runtime.h); weak: a program may have none.
+ */
+extern "C" char __start_cudaemu_shared[] __attribute__((weak)), __stop_cudaemu_shared[] __attribute__((weak));
 dim3 blockDim, gridDim;
 
 /* cudaemu_switch(save, to): saves the running fiber's registers on its stack and its stack pointer in *save,
@@ -49,6 +52,7 @@ struct block_run {
     unsigned nt;           /* threads of the block */
     bool rev;              /* PULSE_CUDAEMU_ORDER=reverse */
     long pos;              /* the running thread's place in the phase's order */
+    void *barrier;         /* the __syncthreads call this phase's threads wait at */
     unsigned cur;          /* the thread running now */
     void *sched_sp;        /* the scheduler's stack pointer while the block's fibers run */
     void *sp[MAX_THREADS]; /* each waiting thread's saved stack pointer */
@@ -151,10 +155,14 @@ void fiber_entry() {
 
 /* One block: phases until every thread has returned. */
 void run_block() {
+    char *sh = __start_cudaemu_shared, *end = __stop_cudaemu_shared;
+    if (sh != end)
+        memset(sh, 0xff, (size_t)(end - sh));
     for (unsigned t = 0; t < run.nt; t++)
         run.st[t] = NEW;
     for (;;) {
         run.pos = -1;
+        run.barrier = nullptr;
         long t = next_thread();
         if (t < 0)
             return;
@@ -173,7 +181,17 @@ void run_block() {
 
 } // namespace
 
+/* Every thread of a phase must wait at the same __syncthreads call: two calls that half the block each reach
+ * are a divergent barrier too. */
 void __syncthreads(void) {
+    void *site = __builtin_return_address(0);
+    if (!run.barrier)
+        run.barrier = site;
+    else if (run.barrier != site)
+        cudaemu::fail(
+            "kernel %s (line %d): threads of block (%u,%u,%u) wait at two different __syncthreads (a "
+            "divergent barrier)",
+            run.name, run.line, blockIdx.x, blockIdx.y, blockIdx.z);
     unsigned me = run.cur;
     run.st[me] = AT_BARRIER;
     long t = next_thread();

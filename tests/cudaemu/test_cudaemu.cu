@@ -1,8 +1,10 @@
 /* test_cudaemu: the emulator's own checks, each shown to work: a block reduction and cuBLAS's products give
  * the right numbers (against loops here), and each thing a GPU would refuse or get wrong is caught: a
- * divergent barrier, a host pointer handed to a kernel, the host touching cudaMalloc memory, a result read
- * before the host waited for it, an illegal launch, a product whose leading dimension or extent is wrong,
- * and a kernel whose threads race (its result differs between PULSE_CUDAEMU_ORDER=forward and reverse).
+ * divergent barrier (threads that return, or wait at two barriers), a host pointer handed to a kernel, the
+ * host touching cudaMalloc memory, memory read before it was written (NaN, not zeros), an overlapping copy,
+ * a result read before the host waited for it, a failed kernel's error (at the wait, then sticky), an
+ * illegal launch, a product whose leading dimension or extent is wrong, and a kernel whose threads race (its
+ * result differs between PULSE_CUDAEMU_ORDER=forward and reverse).
  * Written as CUDA, so it would run on a GPU too, where the deliberate faults would misbehave instead. The
  * faults run in child processes (fork), whose exit status and message are checked. */
 #include <cublas_v2.h>
@@ -55,6 +57,34 @@ static __global__ void divergent(float *out) {
     sh[threadIdx.x] = 1.0f;
     __syncthreads();
     out[threadIdx.x] = sh[THREADS / 2 - 1 - threadIdx.x];
+}
+
+/* Block 0 sets the shared value, block 1 reads it without setting it: a GPU gives block 1 whatever its
+ * shared memory held. */
+static __global__ void shared_left(float *out) {
+    __shared__ float sh[1];
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        sh[0] = 5.0f;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = sh[0];
+}
+
+/* Even and odd threads wait at two different barriers (the code around each differs, so a compiler keeps
+ * them two calls). */
+static __global__ void two_barriers(float *out) {
+    if (threadIdx.x % 2) {
+        __syncthreads();
+        out[threadIdx.x] = 1.0f;
+    } else {
+        out[threadIdx.x] = 2.0f;
+        __syncthreads();
+    }
+}
+
+static __global__ void copy_kernel(float *dst, const float *src, size_t n) {
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+        dst[i] = src[i];
 }
 
 /* Each thread reads its neighbour's slot with no barrier between the write and the read: a race. */
@@ -119,6 +149,12 @@ static void run_host_touch(void) {
     d[0] = 1.0f; /* the host writes device memory: a fault */
 }
 
+static void run_two_barriers(void) {
+    float *o = managed(THREADS);
+    two_barriers<<<1, THREADS>>>(o);
+    cudaDeviceSynchronize();
+}
+
 static void run_racy(void) {
     float *o = managed(THREADS);
     racy<<<1, THREADS>>>(o);
@@ -148,6 +184,9 @@ static void test_faults(void) {
     rc = child(run_host_arg, err, sizeof err);
     check(rc == 1 && strstr(err, "argument 0 is not device or managed memory"),
           "a host pointer handed to a kernel is an error");
+    rc = child(run_two_barriers, err, sizeof err);
+    check(rc == 1 && strstr(err, "two different __syncthreads"),
+          "threads waiting at two barriers are an error");
     rc = child(run_host_touch, err, sizeof err);
     check(rc == 128 + SIGSEGV, "the host touching cudaMalloc memory faults");
     setenv("PULSE_CUDAEMU_ORDER", "forward", 1);
@@ -158,6 +197,50 @@ static void test_faults(void) {
     unsetenv("PULSE_CUDAEMU_ORDER");
     check(rf == 0 && rr == 0 && strcmp(fwd, rev) != 0,
           "a racing kernel's result depends on the thread order");
+}
+
+/* Memory a kernel did not write holds all bits set, not zeros: fresh cudaMalloc memory, and shared memory
+ * another block left. Overlapping copies are refused. */
+static void test_uninitialised(void) {
+    float *d = NULL, *o = managed(64);
+    cudaMalloc(&d, 64 * sizeof(float));
+    copy_kernel<<<1, 32>>>(o, d, 64);
+    cudaDeviceSynchronize();
+    check(isnan(o[0]) && isnan(o[63]), "fresh cudaMalloc memory reads as NaN");
+    shared_left<<<2, 32>>>(o);
+    cudaDeviceSynchronize();
+    check(o[0] == 5.0f && isnan(o[1]), "a block's shared memory does not hold what the last block left");
+    check(cudaMemcpy(o + 1, o, 8 * sizeof(float), cudaMemcpyDefault) == cudaErrorInvalidValue &&
+              cudaGetLastError() == cudaErrorInvalidValue,
+          "an overlapping copy is refused");
+    cudaFree(d);
+}
+
+/* A failed kernel (PULSE_CUDAEMU_FAIL_LAUNCH=1 in a fresh process: `test_cudaemu sticky`): its error shows at
+ * the wait, then every call returns it. */
+static int sticky_child(void) {
+    float *x = managed(64);
+    fill<<<1, 64>>>(x, 1.0f, 64);
+    int ok = cudaGetLastError() == cudaSuccess;
+    ok &= cudaDeviceSynchronize() == cudaErrorLaunchFailure;
+    ok &= cudaGetLastError() == cudaErrorLaunchFailure && cudaGetLastError() == cudaErrorLaunchFailure;
+    void *p = NULL;
+    ok &= cudaMalloc(&p, 16) == cudaErrorLaunchFailure;
+    ok &= x[0] != 1.0f; /* the kernel never ran */
+    return ok ? 0 : 1;
+}
+
+static void test_sticky(const char *self) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("PULSE_CUDAEMU_FAIL_LAUNCH", "1", 1);
+        execl(self, self, "sticky", (char *)NULL);
+        _exit(2);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a failed kernel's error shows at the wait and then sticks");
 }
 
 /* Queued work runs when the host waits: a read before the wait sees the old value. */
@@ -220,6 +303,9 @@ static void test_gemm(void) {
     check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, a, m - 1, b, ld, &zero, c, ld) ==
               CUBLAS_STATUS_INVALID_VALUE,
           "lda below m is refused");
+    check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 0, n, k, &one, a, 0, b, ld, &zero, c, ld) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "lda 0 is refused even when m is 0");
     check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, 40, &one, a, ld, b, ld, &zero, c, ld) ==
               CUBLAS_STATUS_INVALID_VALUE,
           "a matrix reaching past its allocation is refused");
@@ -244,8 +330,12 @@ static void test_gemm(void) {
     check(bok, "a strided batch equals its products one by one");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "sticky") == 0)
+        return sticky_child();
     test_sum();
+    test_uninitialised();
+    test_sticky(argv[0]);
     test_order();
     test_gemm();
     test_faults();

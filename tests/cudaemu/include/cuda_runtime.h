@@ -29,8 +29,10 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-/* Blocks run one after another on one host thread, so a block's shared memory can be a static. */
-#define __shared__ static
+/* Blocks run one after another on one host thread, so a block's shared memory can be a static: in a section
+ * of its own, which sched.cpp fills with all bits set before each block (a GPU's shared memory starts with
+ * whatever it held, not with what the previous block left). */
+#define __shared__ static __attribute__((section("cudaemu_shared")))
 
 typedef enum cudaError {
     cudaSuccess = 0,
@@ -154,11 +156,11 @@ int memory_kind(const void *p, size_t bytes);
  * configuration is the launch's error instead (cudaGetLastError), as on a GPU. */
 void enqueue_launch(const char *name, int line, dim3 grid, dim3 block, std::function<void()> body);
 
-/* A pointer argument must point into memory a GPU could read (a host pointer is an illegal address there).
- */
+/* A pointer argument must point into memory a GPU could read (a host pointer is an illegal address there), or
+ * just past its end (a pointer a kernel receives but does not read, as for an empty range). */
 template <typename T> void check_arg(const char *name, int line, int i, const T &a) {
     if constexpr (std::is_pointer_v<T>) {
-        if (a && !memory_kind(a, 1))
+        if (a && !memory_kind(a, 0))
             fail("kernel %s (line %d): argument %d is not device or managed memory", name, line, i);
     }
 }
