@@ -8,12 +8,15 @@
 # same builder (llava.lua) with tiny schedules runs the whole graph: imports, merge, import-model as the base (no
 # pretraining), unlearning pretrained knowledge on the converter's facts, the report with the general suite scored
 # from MMBench. A second run computes nothing; a missing file or parameter is one line; the store verifies.
+# PULSE_TEST_DEVICE=cuda runs the stages with --device cuda (the CUDA emulator build runs it so:
+# tests/CMakeLists.txt, cli.real_manifest_cuda).
 #
 # The stand-in tokenizer: tests/data/tokenizer_wordlevel.json does not fit the checkpoint (its <image> is id 4,
 # the config's image_token_index is 99; it lacks the letters A-D and most prompt words), so this script writes a
 # WordLevel tokenizer of the fixture's own words with <image> at 99, as LLaVA-1.5 puts <image> after LLaMA's
 # vocabulary. The images are 28x28, the tiny tower's input size: the corpus does not resize photos yet.
 source "$(dirname "$0")/lib.bash"
+DEV=(--device "${PULSE_TEST_DEVICE:-cpu}")
 export PYTHONDONTWRITEBYTECODE=1 # the fixtures are imported from the source tree
 D="$T/data"
 M="$T/manifests"
@@ -130,19 +133,20 @@ done
 
 # 2. llava-1.5-7b.lua itself, with its recipe (5 epochs at lr 2e-5, batch 4, LoRA r 16, recomputation), up to the
 # vanilla model.
-expect_code 0 "$PP" run "$M/llava-1.5-7b.lua" --only vanilla
+expect_code 0 "$PP" run "$M/llava-1.5-7b.lua" --only vanilla "${DEV[@]}"
 has "$T/out" "5 stages: 5 computed"
 "$PP" show vanilla --json >"$T/vanilla.json"
-python3 - "$T/vanilla.json" <<'PY'
+python3 - "$T/vanilla.json" "${PULSE_TEST_DEVICE:-cpu}" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["params"]
 assert (p["epochs"], p["batch"], p["lr"], p["lora_r"], p["schedule"]) == (5, 4, 2e-5, 16, "linear"), p
 assert p["recompute"] is True, p  # settings.llava: what makes the 13B step fit an 80 GB card
 assert r["metrics"]["loss"] > 0, r["metrics"]
+assert r["device"].startswith(sys.argv[2]), r["device"]
 PY
 # Every training stage of the real recipe recomputes (the memory plan under each says so).
-expect_code 0 "$PP" run "$M/llava-1.5-13b.lua" --dry-run
+expect_code 0 "$PP" run "$M/llava-1.5-13b.lua" --dry-run "${DEV[@]}"
 has "$T/out" "unlearn/pretrained/npo"
 has "$T/out" "recompute on"
 lacks "$T/out" "recompute off"
@@ -166,7 +170,7 @@ require "llava" {
 EOF
 N=36 # 2 imports, world, base, vanilla, 2 selects, 2 befores, 3 methods x 2 knowledge x 2, 3 x 2 rounds x 2, 2, report
 start=$(date +%s%N)
-expect_code 0 "$PP" run "$M/tiny.lua"
+expect_code 0 "$PP" run "$M/tiny.lua" "${DEV[@]}"
 ms=$((($(date +%s%N) - start) / 1000000))
 has "$T/out" "$N stages: $((N - 4)) computed, 4 cached, 0 failed" # imports, merge, base: llava-1.5-7b.lua's
 "$PP" cat report markdown >"$T/report.md"
@@ -202,7 +206,7 @@ assert load("npo_f.json")["metrics"]["forget_examples"] == 3, load("npo_f.json")
 m = load("world.json")["metrics"]
 assert (m["people"], m["items"], m["finetune"], m["pretrain"], m["images"]) == (8, 20, 12, 12, 12), m
 PY
-expect_code 0 "$PP" run "$M/tiny.lua"
+expect_code 0 "$PP" run "$M/tiny.lua" "${DEV[@]}"
 has "$T/out" "$N stages: 0 computed, $N cached"
 
 # 4. Missing files and parameters: one line each, before any stage runs.
