@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/check.sh: everything a lent GPU machine is for, in one call (docs/performance.md, issue notes):
 #   1. the CPU-vs-CUDA parity and determinism test (tests/unit/test_engine_cuda.c);
-#   2. the quick manifest end to end with --device cuda and with --device cpu, the reports compared;
+#   2. the quick manifest end to end with --device cuda and with --device cpu, the reports compared; then
+#      the micro protocol the same way in fp32 and in bf16 (tests/cli/cuda_device.sh);
 #   3. the GPU benchmark (bench/gpu.sh): LoRA steps on 7B- and 13B-shaped LLaVA, this engine against PyTorch;
 #   4. where the engine's 13B bf16 step goes (bench_train --profile: the time per operation);
 #   5. the 13B bf16 step once more with PULSE_CUDA_SYNC=1 (a wait after every operation, as before session
@@ -10,7 +11,7 @@
 # machine without a GPU; the GPU image has no build dependencies and no network), else it configures and
 # builds build-cuda here. Every step has a timeout, so one hang cannot eat the device budget.
 #   bash tests/gpu/check.sh            # OUT=/path keeps the logs (default: a temporary folder)
-#   SKIP_QUICK=1 SKIP_BENCH=1 SKIP_PROFILE=1 SKIP_SYNC=1 bash tests/gpu/check.sh
+#   SKIP_QUICK=1 SKIP_MICRO=1 SKIP_BENCH=1 SKIP_PROFILE=1 SKIP_SYNC=1 bash tests/gpu/check.sh
 #   CPU_CSV=.gpu/quick_cpu.csv BENCH_BUDGET=240 bash tests/gpu/check.sh   # what a lent machine runs
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,6 +71,16 @@ if [ -z "${SKIP_QUICK:-}" ]; then
 fi
 echo "check: quick $quick at $(elapsed) s"
 
+# 2b. the micro protocol on both devices in fp32 and in bf16 (bf16 products and frozen-weight copies through
+# the whole pipeline, which nothing else here runs on the GPU; on the CPU emulator in CI: tests/cudaemu)
+micro=skipped
+if [ -z "${SKIP_MICRO:-}" ]; then
+    PULSE_BIN=$PIPE PULSE_SRC=$ROOT timeout 180 bash "$ROOT/tests/cli/cuda_device.sh" >"$LOGS/micro.log" 2>&1 &&
+        micro=pass || micro=FAIL
+    grep -E 'cuda_device:|FAIL|Error' "$LOGS/micro.log" | tail -5
+fi
+echo "check: micro $micro at $(elapsed) s"
+
 # 3. the benchmark
 bench=skipped
 if [ -z "${SKIP_BENCH:-}" ]; then
@@ -105,6 +116,7 @@ echo "| check | result |"
 echo "| --- | --- |"
 echo "| parity (CPU vs CUDA, determinism) | $parity |"
 echo "| quick manifest, cuda vs cpu | $quick |"
+echo "| micro protocol, cuda vs cpu, fp32 and bf16 | $micro |"
 echo "| benchmark | $bench |"
 echo "| 13B bf16 step profile | $profile |"
 echo "| 13B bf16 step, async vs PULSE_CUDA_SYNC=1 | $sync_cmp |"
