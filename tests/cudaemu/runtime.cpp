@@ -123,7 +123,7 @@ void fail(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    exit(1);
+    _exit(1); /* maybe on a kernel thread's fiber: no exit handlers there */
 }
 
 int memory_kind(const void *p, size_t bytes) {

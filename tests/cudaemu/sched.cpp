@@ -4,7 +4,8 @@
  * threads of a block reach while others have returned is a divergent barrier (undefined on a GPU): an error
  * here. PULSE_CUDAEMU_ORDER=reverse runs the blocks, and the threads of each phase, in the opposite order: a
  * kernel whose result depends on that order reads what another thread writes without a barrier between
- * (tests run the parity test both ways).
+ * (tests run the parity test both ways). Built with ThreadSanitizer, each thread is also a TSan fiber with a
+ * GPU's happens-before edges (race::, below), which finds the races the fibers' order cannot show.
  *
  * The fiber switch is ten instructions of x86-64 assembly (callee-saved registers and the stack pointer), not
  * ucontext: swapcontext makes a system call per switch, and a row kernel switches a million times. */
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <vector>
 
@@ -40,6 +42,92 @@ __asm__(".text\n"
         "  ret\n"
         ".size cudaemu_switch, .-cudaemu_switch\n");
 
+/* ---- ThreadSanitizer: a build with -fsanitize=thread finds data races between a block's threads ----
+ *
+ * Each CUDA thread is a TSan fiber, and the happens-before edges are a GPU's within a block: the host's work
+ * before the block precedes its threads, a barrier's phase precedes the block's next phase, and the block's
+ * threads precede what the host does after. So two threads of a block that touch one address, one of them
+ * writing, with no barrier between, are reported: the lost update the fibers otherwise hide (README.md).
+ * Blocks are ordered one after another here (their shared memory is one static, which a GPU's is not), so a
+ * race between two blocks is not found. This file is built without instrumentation (its bookkeeping is not
+ * the kernels'). */
+#if defined(CUDAEMU_TSAN)
+extern "C" {
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+}
+namespace race {
+/* Thread t always runs on stack t: a stack passed from one thread to the next would look to TSan like two
+ * threads writing the same locals. */
+constexpr bool OWN_STACKS = true;
+enum { NO_SYNC = 1, IDS = 1 << 20 };
+char ids[IDS]; /* sync objects: one address per block start, block end and phase */
+size_t next, bstart, bend;
+void *host, *fibers[1024];
+void *obj(size_t id) {
+    return ids + id % IDS;
+}
+size_t fresh() {
+    return next++;
+}
+/* A forked child cannot use its parent's fibers (TSan keeps only the forking thread): it makes its own. */
+void forget_fibers() {
+    memset(fibers, 0, sizeof fibers);
+}
+void to_thread(unsigned t) {
+    __tsan_switch_to_fiber(fibers[t], NO_SYNC);
+}
+void to_host() {
+    __tsan_switch_to_fiber(host, NO_SYNC);
+}
+/* The fibers are made by the host: a fiber starts after whatever its maker did, so one made by a kernel
+ * thread would be ordered after that thread, hiding their race. */
+void block_start(unsigned nt) {
+    static bool once = (pthread_atfork(nullptr, nullptr, forget_fibers), true);
+    (void)once;
+    for (unsigned t = 0; t < nt; t++)
+        if (!fibers[t])
+            fibers[t] = __tsan_create_fiber(0);
+    host = __tsan_get_current_fiber();
+    bstart = fresh(), bend = fresh();
+    __tsan_release(obj(bstart));
+}
+void block_end() {
+    __tsan_acquire(obj(bend));
+}
+void thread_start() {
+    __tsan_acquire(obj(bstart));
+}
+void thread_end() {
+    __tsan_release(obj(bend));
+}
+void arrive(size_t phase) {
+    __tsan_release(obj(phase));
+}
+void leave(size_t phase) {
+    __tsan_acquire(obj(phase));
+}
+} // namespace race
+#else
+namespace race {
+constexpr bool OWN_STACKS = false;
+inline void to_thread(unsigned) {}
+inline void to_host() {}
+inline void block_start(unsigned) {}
+inline void block_end() {}
+inline void thread_start() {}
+inline void thread_end() {}
+inline void arrive(size_t) {}
+inline void leave(size_t) {}
+inline size_t fresh() {
+    return 0;
+}
+} // namespace race
+#endif
+
 namespace {
 
 enum { FIBER_STACK = 64 << 10, GUARD = 4 << 10, MAX_THREADS = 1024 };
@@ -53,6 +141,7 @@ struct block_run {
     bool rev;              /* PULSE_CUDAEMU_ORDER=reverse */
     long pos;              /* the running thread's place in the phase's order */
     void *barrier;         /* the __syncthreads call this phase's threads wait at */
+    size_t phase;          /* the phase's sync object (race::) */
     unsigned cur;          /* the thread running now */
     void *sched_sp;        /* the scheduler's stack pointer while the block's fibers run */
     void *sp[MAX_THREADS]; /* each waiting thread's saved stack pointer */
@@ -117,12 +206,13 @@ long next_thread() {
 /* Makes t the running thread; a new one gets a stack. */
 void enter(unsigned t) {
     if (run.st[t] == NEW) {
-        run.stack_of[t] = run.free_stacks[--run.nfree];
+        run.stack_of[t] = race::OWN_STACKS ? t : run.free_stacks[--run.nfree];
         run.sp[t] = fiber_init(run.stack_of[t]);
     }
     run.st[t] = RUNNING;
     run.cur = t;
     threadIdx = coords(t, blockDim);
+    race::to_thread(t);
 }
 
 /* Threads hand over to each other without the scheduler: a thread that returns is followed on the same stack
@@ -130,20 +220,25 @@ void enter(unsigned t) {
  * switches to the next one waiting at the barrier, or at the phase's end back to the scheduler. */
 void fiber_entry() {
     for (;;) {
+        race::thread_start();
         (*run.body)();
+        race::thread_end();
         run.st[run.cur] = DONE;
         long t = next_thread();
-        if (t >= 0 && run.st[t] == NEW) {
+        if (t >= 0 && run.st[t] == NEW && !race::OWN_STACKS) {
             run.stack_of[t] = run.stack_of[run.cur];
             run.st[t] = RUNNING;
             run.cur = (unsigned)t;
             threadIdx = coords((unsigned)t, blockDim);
+            race::to_thread((unsigned)t);
             continue;
         }
         /* This stack is dead once we leave it, and nothing runs before we do. */
-        run.free_stacks[run.nfree++] = run.stack_of[run.cur];
+        if (!race::OWN_STACKS)
+            run.free_stacks[run.nfree++] = run.stack_of[run.cur];
         void *dead;
         if (t < 0) {
+            race::to_host();
             cudaemu_switch(&dead, run.sched_sp);
         } else {
             enter((unsigned)t);
@@ -158,14 +253,16 @@ void run_block() {
     char *sh = __start_cudaemu_shared, *end = __stop_cudaemu_shared;
     if (sh != end)
         memset(sh, 0xff, (size_t)(end - sh));
+    race::block_start(run.nt);
     for (unsigned t = 0; t < run.nt; t++)
         run.st[t] = NEW;
     for (;;) {
         run.pos = -1;
         run.barrier = nullptr;
+        run.phase = race::fresh();
         long t = next_thread();
         if (t < 0)
-            return;
+            break;
         enter((unsigned)t);
         cudaemu_switch(&run.sched_sp, run.sp[t]);
         unsigned done = 0, waiting = 0;
@@ -177,6 +274,7 @@ void run_block() {
                 "returned (a divergent barrier)",
                 run.name, run.line, waiting, blockIdx.x, blockIdx.y, blockIdx.z, done);
     }
+    race::block_end();
 }
 
 } // namespace
@@ -193,14 +291,18 @@ void __syncthreads(void) {
             "divergent barrier)",
             run.name, run.line, blockIdx.x, blockIdx.y, blockIdx.z);
     unsigned me = run.cur;
+    size_t phase = run.phase;
+    race::arrive(phase);
     run.st[me] = AT_BARRIER;
     long t = next_thread();
     if (t < 0) {
+        race::to_host();
         cudaemu_switch(&run.sp[me], run.sched_sp);
     } else {
         enter((unsigned)t);
         cudaemu_switch(&run.sp[me], run.sp[t]);
     }
+    race::leave(phase);
 }
 
 int atomicMax(int *address, int value) {

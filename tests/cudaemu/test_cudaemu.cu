@@ -4,7 +4,8 @@
  * host touching cudaMalloc memory, memory read before it was written (NaN, not zeros), an overlapping copy,
  * a result read before the host waited for it, a failed kernel's error (at the wait, then sticky), an
  * illegal launch, a product whose leading dimension or extent is wrong, and a kernel whose threads race (its
- * result differs between PULSE_CUDAEMU_ORDER=forward and reverse).
+ * result differs between PULSE_CUDAEMU_ORDER=forward and reverse); built with ThreadSanitizer, a lost update
+ * and a read racing a write are reported and a correct reduction is not.
  * Written as CUDA, so it would run on a GPU too, where the deliberate faults would misbehave instead. The
  * faults run in child processes (fork), whose exit status and message are checked. */
 #include <cublas_v2.h>
@@ -99,6 +100,13 @@ static __global__ void fill(float *x, float v, size_t n) {
         x[i] = v;
 }
 
+/* check() for a child's outcome: on failure, the start of what it printed. */
+static void check_child(int ok, const char *what, const char *err) {
+    check(ok, what);
+    if (!ok)
+        printf("  its standard error: %.6000s\n", err);
+}
+
 /* Runs f in a child; returns its exit status (or 128 + signal) and its standard error in err. */
 static int child(void (*f)(void), char *err, size_t cap) {
     int fd[2];
@@ -122,6 +130,18 @@ static int child(void (*f)(void), char *err, size_t cap) {
     int st = 0;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* child() of this program run afresh as `test_cudaemu NAME` (main runs scenario NAME). */
+static const char *self;
+static const char *exec_name;
+static void exec_self(void) {
+    execl(self, self, exec_name, (char *)NULL);
+    _exit(127);
+}
+static int child_exec(const char *name, char *err, size_t cap) {
+    exec_name = name;
+    return child(exec_self, err, cap);
 }
 
 static float *managed(size_t n) {
@@ -155,6 +175,29 @@ static void run_two_barriers(void) {
     cudaDeviceSynchronize();
 }
 
+/* Every thread adds one to the same address, no atomic: updates are lost on a GPU. The fibers never lose
+ * one; ThreadSanitizer (a -fsanitize=thread build) reports the race. */
+static __global__ void lost_update(float *x) {
+    x[0] += 1.0f;
+}
+
+static void run_lost_update(void) {
+    float *x = managed(1);
+    x[0] = 0.0f;
+    lost_update<<<1, 64>>>(x);
+    cudaDeviceSynchronize();
+}
+
+static void run_block_sum(void) {
+    float *in = managed(1000), *out = managed(2);
+    for (int i = 0; i < 1000; i++)
+        in[i] = 1.0f;
+    block_sum<<<2, THREADS>>>(out, in, 1000);
+    cudaDeviceSynchronize();
+    if (out[0] != 1000.0f || out[1] != 1000.0f)
+        _exit(1);
+}
+
 static void run_racy(void) {
     float *o = managed(THREADS);
     racy<<<1, THREADS>>>(o);
@@ -179,16 +222,29 @@ static void test_sum(void) {
 static void test_faults(void) {
     char err[65536];
     int rc = child(run_divergent, err, sizeof err);
-    check(rc == 1 && strstr(err, "divergent barrier") && strstr(err, "kernel divergent"),
-          "a divergent barrier is an error naming the kernel");
+    check_child(rc == 1 && strstr(err, "divergent barrier") && strstr(err, "kernel divergent"),
+                "a divergent barrier is an error naming the kernel", err);
     rc = child(run_host_arg, err, sizeof err);
-    check(rc == 1 && strstr(err, "argument 0 is not device or managed memory"),
-          "a host pointer handed to a kernel is an error");
+    check_child(rc == 1 && strstr(err, "argument 0 is not device or managed memory"),
+                "a host pointer handed to a kernel is an error", err);
     rc = child(run_two_barriers, err, sizeof err);
-    check(rc == 1 && strstr(err, "two different __syncthreads"),
-          "threads waiting at two barriers are an error");
+    check_child(rc == 1 && strstr(err, "two different __syncthreads"),
+                "threads waiting at two barriers are an error", err);
     rc = child(run_host_touch, err, sizeof err);
-    check(rc == 128 + SIGSEGV, "the host touching cudaMalloc memory faults");
+    check_child(rc == 128 + SIGSEGV || (rc != 0 && strstr(err, "SEGV")),
+                "the host touching cudaMalloc memory faults", err);
+#if defined(__SANITIZE_THREAD__)
+    /* in fresh processes: ThreadSanitizer stops checking in a child forked from a process with threads */
+    rc = child_exec("lost_update", err, sizeof err);
+    check_child(strstr(err, "ThreadSanitizer: data race") != NULL, "ThreadSanitizer reports a lost update",
+                err);
+    rc = child_exec("racy", err, sizeof err);
+    check_child(strstr(err, "ThreadSanitizer: data race") != NULL,
+                "ThreadSanitizer reports a read racing a write", err);
+    rc = child_exec("block_sum", err, sizeof err);
+    check_child(rc == 0 && !strstr(err, "ThreadSanitizer"),
+                "ThreadSanitizer finds nothing in a correct reduction", err);
+#endif
     setenv("PULSE_CUDAEMU_ORDER", "forward", 1);
     char fwd[65536], rev[65536];
     int rf = child(run_racy, fwd, sizeof fwd);
@@ -230,17 +286,12 @@ static int sticky_child(void) {
     return ok ? 0 : 1;
 }
 
-static void test_sticky(const char *self) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("PULSE_CUDAEMU_FAIL_LAUNCH", "1", 1);
-        execl(self, self, "sticky", (char *)NULL);
-        _exit(2);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a failed kernel's error shows at the wait and then sticks");
+static void test_sticky(void) {
+    char err[4096];
+    setenv("PULSE_CUDAEMU_FAIL_LAUNCH", "1", 1); /* this process is past its first launch */
+    int rc = child_exec("sticky", err, sizeof err);
+    unsetenv("PULSE_CUDAEMU_FAIL_LAUNCH");
+    check_child(rc == 0, "a failed kernel's error shows at the wait and then sticks", err);
 }
 
 /* Queued work runs when the host waits: a read before the wait sees the old value. */
@@ -331,11 +382,21 @@ static void test_gemm(void) {
 }
 
 int main(int argc, char **argv) {
+    self = argv[0];
     if (argc > 1 && strcmp(argv[1], "sticky") == 0)
         return sticky_child();
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } scenarios[] = {{"lost_update", run_lost_update}, {"racy", run_racy}, {"block_sum", run_block_sum}};
+    for (size_t i = 0; argc > 1 && i < sizeof scenarios / sizeof scenarios[0]; i++)
+        if (strcmp(argv[1], scenarios[i].name) == 0) {
+            scenarios[i].run();
+            return 0;
+        }
     test_sum();
     test_uninitialised();
-    test_sticky(argv[0]);
+    test_sticky();
     test_order();
     test_gemm();
     test_faults();
