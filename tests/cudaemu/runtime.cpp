@@ -25,8 +25,9 @@ bool launch_ok(dim3 grid, dim3 block);
 namespace {
 
 struct alloc {
-    size_t bytes, mapped;
-    int kind; /* 1 device, 2 managed */
+    size_t bytes, mapped; /* asked; the data pages, a PROT_NONE guard page after them */
+    int kind;             /* 1 device, 2 managed */
+    char *base;           /* the first data page */
 };
 
 std::recursive_mutex lock;
@@ -54,7 +55,7 @@ size_t total_bytes() {
 
 void protect_device(int prot) {
     for (auto &a : allocs)
-        if (a.second.kind == 1 && mprotect((void *)a.first, a.second.mapped, prot) != 0)
+        if (a.second.kind == 1 && mprotect(a.second.base, a.second.mapped, prot) != 0)
             cudaemu::fail("cudaemu: mprotect failed");
 }
 
@@ -90,25 +91,33 @@ void enqueue(std::function<void()> w) {
     queue.push_back(std::move(w));
 }
 
+size_t page_size() {
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* An allocation ends as near a PROT_NONE guard page as cudaMalloc's 256-byte alignment allows: a kernel or
+ * copy that runs more than that past its end faults. */
 cudaError_t map_memory(void **p, size_t bytes, int kind) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (!p)
         return note(cudaErrorInvalidValue);
     *p = nullptr;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), mapped = ((bytes ? bytes : 1) + page - 1) / page * page;
+    size_t page = page_size(), mapped = ((bytes ? bytes : 1) + page - 1) / page * page;
     if (in_use + mapped > total_bytes())
         return note(cudaErrorMemoryAllocation);
-    void *m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *m = mmap(nullptr, mapped + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return note(cudaErrorMemoryAllocation);
+    char *base = (char *)m, *start = base + ((mapped - bytes) & ~(size_t)255);
     /* A GPU hands out whatever the memory held: all bits set (NaN as floats), so a buffer read before it is
      * written does not pass for zeros. */
-    memset(m, 0xff, mapped);
+    memset(base, 0xff, mapped);
+    mprotect(base + mapped, page, PROT_NONE);
     if (kind == 1 && open_depth == 0)
-        mprotect(m, mapped, PROT_NONE);
-    allocs[(uintptr_t)m] = alloc{bytes, mapped, kind};
+        mprotect(base, mapped, PROT_NONE);
+    allocs[(uintptr_t)start] = alloc{bytes, mapped, kind, base};
     in_use += mapped;
-    *p = m;
+    *p = start;
     return cudaSuccess;
 }
 
@@ -263,7 +272,7 @@ cudaError_t cudaFree(void *p) {
     auto it = allocs.find((uintptr_t)p);
     if (it == allocs.end())
         return note(cudaErrorInvalidDevicePointer);
-    munmap(p, it->second.mapped);
+    munmap(it->second.base, it->second.mapped + page_size());
     in_use -= it->second.mapped;
     allocs.erase(it);
     return cudaSuccess;

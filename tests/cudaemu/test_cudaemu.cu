@@ -163,6 +163,14 @@ static void run_host_arg(void) {
     cudaDeviceSynchronize();
 }
 
+/* A kernel writing 100 floats past the end of its buffer. */
+static void run_overrun(void) {
+    float *d = NULL;
+    cudaMalloc(&d, 1000 * sizeof(float));
+    fill<<<1, 32>>>(d, 1.0f, 1100);
+    cudaDeviceSynchronize();
+}
+
 static void run_host_touch(void) {
     float *d = NULL;
     cudaMalloc(&d, 64);
@@ -227,6 +235,9 @@ static void test_faults(void) {
     rc = child(run_host_arg, err, sizeof err);
     check_child(rc == 1 && strstr(err, "argument 0 is not device or managed memory"),
                 "a host pointer handed to a kernel is an error", err);
+    rc = child(run_overrun, err, sizeof err);
+    check_child(rc == 128 + SIGSEGV || (rc != 0 && strstr(err, "SEGV")),
+                "a kernel writing past its buffer's end faults", err);
     rc = child(run_two_barriers, err, sizeof err);
     check_child(rc == 1 && strstr(err, "two different __syncthreads"),
                 "threads waiting at two barriers are an error", err);
