@@ -102,6 +102,8 @@ cudaError_t map_memory(void **p, size_t bytes, int kind) {
     if (!p)
         return note(cudaErrorInvalidValue);
     *p = nullptr;
+    if (bytes > total_bytes()) /* before the rounding below, which a size near SIZE_MAX would wrap */
+        return note(cudaErrorMemoryAllocation);
     size_t page = page_size(), mapped = ((bytes ? bytes : 1) + page - 1) / page * page;
     if (in_use + mapped > total_bytes())
         return note(cudaErrorMemoryAllocation);
@@ -112,9 +114,9 @@ cudaError_t map_memory(void **p, size_t bytes, int kind) {
     /* A GPU hands out whatever the memory held: all bits set (NaN as floats), so a buffer read before it is
      * written does not pass for zeros. */
     memset(base, 0xff, mapped);
-    mprotect(base + mapped, page, PROT_NONE);
-    if (kind == 1 && open_depth == 0)
-        mprotect(base, mapped, PROT_NONE);
+    if (mprotect(base + mapped, page, PROT_NONE) != 0 ||
+        (kind == 1 && open_depth == 0 && mprotect(base, mapped, PROT_NONE) != 0))
+        cudaemu::fail("cudaemu: mprotect failed");
     allocs[(uintptr_t)start] = alloc{bytes, mapped, kind, base};
     in_use += mapped;
     *p = start;
@@ -132,6 +134,7 @@ void fail(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    fflush(stdout);
     _exit(1); /* maybe on a kernel thread's fiber: no exit handlers there */
 }
 

@@ -63,13 +63,13 @@ namespace race {
 /* Thread t always runs on stack t: a stack passed from one thread to the next would look to TSan like two
  * threads writing the same locals. */
 constexpr bool OWN_STACKS = true;
-enum { NO_SYNC = 1, IDS = 1 << 20 };
-char ids[IDS]; /* sync objects: one address per block start, block end and phase */
-size_t next, bstart, bend;
+enum { NO_SYNC = 1 };
+/* Sync objects: the block's start and end, and the phases, which alternate between two: every acquire of
+ * phase k's object (on leaving barrier k) comes before any release into phase k + 2's (on reaching barrier
+ * k + 2, which needs every thread past barrier k + 1). Fixed addresses: TSan never frees a sync object. */
+char block_starts, block_ends, phases[2];
+size_t next;
 void *host, *fibers[1024];
-void *obj(size_t id) {
-    return ids + id % IDS;
-}
 size_t fresh() {
     return next++;
 }
@@ -92,23 +92,22 @@ void block_start(unsigned nt) {
         if (!fibers[t])
             fibers[t] = __tsan_create_fiber(0);
     host = __tsan_get_current_fiber();
-    bstart = fresh(), bend = fresh();
-    __tsan_release(obj(bstart));
+    __tsan_release(&block_starts);
 }
 void block_end() {
-    __tsan_acquire(obj(bend));
+    __tsan_acquire(&block_ends);
 }
 void thread_start() {
-    __tsan_acquire(obj(bstart));
+    __tsan_acquire(&block_starts);
 }
 void thread_end() {
-    __tsan_release(obj(bend));
+    __tsan_release(&block_ends);
 }
 void arrive(size_t phase) {
-    __tsan_release(obj(phase));
+    __tsan_release(&phases[phase % 2]);
 }
 void leave(size_t phase) {
-    __tsan_acquire(obj(phase));
+    __tsan_acquire(&phases[phase % 2]);
 }
 } // namespace race
 #else
@@ -303,13 +302,6 @@ void __syncthreads(void) {
         cudaemu_switch(&run.sp[me], run.sp[t]);
     }
     race::leave(phase);
-}
-
-int atomicMax(int *address, int value) {
-    int old = *address;
-    if (value > old)
-        *address = value;
-    return old;
 }
 
 namespace cudaemu {

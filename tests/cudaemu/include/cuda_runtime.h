@@ -134,7 +134,14 @@ cudaError_t cudaMemPrefetchAsync(const void *p, size_t bytes, struct cudaMemLoca
 
 /* Device intrinsics. */
 void __syncthreads(void);
-int atomicMax(int *address, int value);
+/* An atomic read-modify-write, so that ThreadSanitizer (README.md) sees it as one. */
+static inline int atomicMax(int *address, int value) {
+    int old = __atomic_load_n(address, __ATOMIC_RELAXED);
+    while (value > old &&
+           !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
 static inline unsigned __float_as_uint(float x) {
     unsigned u;
     std::memcpy(&u, &x, sizeof u);
