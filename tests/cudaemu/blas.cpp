@@ -4,15 +4,12 @@
  * widened to fp32 first (exact), so the products are exact and the sums fp32, as CUBLAS_COMPUTE_32F. alpha
  * and beta are read at the call (cuBLAS's host pointer mode). */
 #include "cublas_v2.h"
+#include "internal.h"
 
 #include <cblas.h>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-
-namespace cudaemu {
-void enqueue_work(std::function<void()> w);
-}
 
 struct cudaemu_blas {
     cublasMath_t math;
@@ -89,7 +86,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
         return CUBLAS_STATUS_SUCCESS;
     if (!operand_ok(a, batch) || !operand_ok(b, batch) || !operand_ok(co, batch))
         return CUBLAS_STATUS_INVALID_VALUE;
-    cudaemu::enqueue_work([=]() {
+    cudaemu::enqueue([=]() {
         std::vector<float> ta_, tb_;
         for (int i = 0; i < batch; i++) {
             float *ci = c + (size_t)i * stride_c;

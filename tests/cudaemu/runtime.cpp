@@ -6,7 +6,7 @@
  * its bytes at the call, as the CUDA runtime stages pageable memory; one into host memory waits first.
  * cudaMalloc memory is mapped PROT_NONE except while the queue runs, so host code that touches it faults, as
  * it would on a GPU; managed memory stays readable (the host may use it after a wait). */
-#include "cuda_runtime.h"
+#include "internal.h"
 
 #include <cstdarg>
 #include <cstdio>
@@ -16,11 +16,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
-
-namespace cudaemu {
-void run_launch(const char *name, int line, dim3 grid, dim3 block, const std::function<void()> &body);
-bool launch_ok(dim3 grid, dim3 block);
-} // namespace cudaemu
 
 namespace {
 
@@ -84,11 +79,6 @@ cudaError_t flush() {
             break;
     }
     return note(sticky);
-}
-
-void enqueue(std::function<void()> w) {
-    std::lock_guard<std::recursive_mutex> g(lock);
-    queue.push_back(std::move(w));
 }
 
 size_t page_size() {
@@ -168,9 +158,9 @@ void enqueue_launch(const char *name, int line, dim3 grid, dim3 block, std::func
     enqueue([=]() { run_launch(name, line, grid, block, body); });
 }
 
-/* Queues device work that the blas shim builds (blas.cpp). */
-void enqueue_work(std::function<void()> w) {
-    enqueue(std::move(w));
+void enqueue(std::function<void()> w) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    queue.push_back(std::move(w));
 }
 
 } // namespace cudaemu
@@ -327,9 +317,9 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
         return cudaMemcpy(dst, src, bytes, kind);
     if (!cudaemu::memory_kind(src, bytes)) { /* from host memory: its bytes as they are now */
         std::vector<char> copy((const char *)src, (const char *)src + bytes);
-        enqueue([=]() { memcpy(dst, copy.data(), bytes); });
+        cudaemu::enqueue([=]() { memcpy(dst, copy.data(), bytes); });
     } else {
-        enqueue([=]() { memmove(dst, src, bytes); });
+        cudaemu::enqueue([=]() { memmove(dst, src, bytes); });
     }
     return cudaSuccess;
 }
@@ -339,7 +329,7 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
         return sticky;
     if (s != 0 || !cudaemu::memory_kind(p, bytes))
         return note(cudaErrorInvalidValue);
-    enqueue([=]() { memset(p, value, bytes); });
+    cudaemu::enqueue([=]() { memset(p, value, bytes); });
     return cudaSuccess;
 }
 

@@ -9,7 +9,7 @@
  *
  * The fiber switch is ten instructions of x86-64 assembly (callee-saved registers and the stack pointer), not
  * ucontext: swapcontext makes a system call per switch, and a row kernel switches a million times. */
-#include "cuda_runtime.h"
+#include "internal.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -306,7 +306,6 @@ void __syncthreads(void) {
 
 namespace cudaemu {
 
-/* Runs a launch now (runtime.cpp calls it from the queue, device memory open). */
 void run_launch(const char *name, int line, dim3 grid, dim3 block, const std::function<void()> &body) {
     stacks_once();
     run.nt = block.x * block.y * block.z;
