@@ -29,6 +29,8 @@ enum {
     P_ZERO,
     P_ADDS,
     P_DROP,
+    P_LORA_F,
+    P_LORA_B,
     P_RKV_F,
     P_RKV_B,
     P_EMB_F,
@@ -67,6 +69,8 @@ static const char *const prof_names[P_N] = {"matmul_forward",
                                             "zero",
                                             "add_scaled",
                                             "dropout",
+                                            "lora_down_forward",
+                                            "lora_down_backward",
                                             "repeat_kv",
                                             "repeat_kv_backward",
                                             "embedding_forward",
@@ -168,6 +172,14 @@ PROF_WRAP(P_ZERO, zero, (float *x, size_t n), (x, n))
 PROF_WRAP(P_ADDS, add_scaled, (float *o, const float *x, float sc, size_t n), (o, x, sc, n))
 PROF_WRAP(P_DROP, dropout, (float *o, const float *i, size_t n, uint64_t key, float p, float sc, int acc),
           (o, i, n, key, p, sc, acc))
+PROF_WRAP(P_LORA_F, lora_down_forward,
+          (float *h, float *xs, const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+           size_t r),
+          (h, xs, x, a, d, n, ic, r))
+PROF_WRAP(P_LORA_B, lora_down_backward,
+          (float *dx, float *da, float *xs, float *dxs, const float *dh, const float *x, const float *a,
+           struct ops_dropout d, size_t n, size_t ic, size_t r),
+          (dx, da, xs, dxs, dh, x, a, d, n, ic, r))
 PROF_WRAP(P_RKV_F, repeat_kv, (float *o, const float *i, size_t n, size_t kvh, size_t rep, size_t hs),
           (o, i, n, kvh, rep, hs))
 PROF_WRAP(P_RKV_B, repeat_kv_backward,
@@ -229,6 +241,8 @@ const struct ops *prof_ops(const struct ops *inner) {
                          .zero = prof_zero,
                          .add_scaled = prof_add_scaled,
                          .dropout = prof_dropout,
+                         .lora_down_forward = prof_lora_down_forward,
+                         .lora_down_backward = prof_lora_down_backward,
                          .repeat_kv = prof_repeat_kv,
                          .repeat_kv_backward = prof_repeat_kv_backward,
                          .embedding_forward = prof_embedding_forward,

@@ -302,11 +302,10 @@ static uint64_t dropout_key(const struct llava *m, size_t index) {
     return rng_key(rng_key(m->lora.seed, m->lora.step), index);
 }
 
-/* out[e] = in[e] * keep(e) / (1 - p), or accumulates (out += ...) for the backward. */
-static void dropout_apply(const struct llava *m, const struct ops *ops, size_t index, float *out,
-                          const float *in, size_t n, int accumulate) {
-    float p = (float)m->lora.l->dropout, s = (float)(1.0 / (1.0 - m->lora.l->dropout));
-    ops->dropout(out, in, n, dropout_key(m, index), p, s, accumulate);
+/* The mask and scale of module `index` at this step. */
+static struct ops_dropout dropout_of(const struct llava *m, size_t index) {
+    double p = m->lora.l->dropout;
+    return (struct ops_dropout){dropout_key(m, index), (float)p, (float)(1.0 / (1.0 - p))};
 }
 
 void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int proj, float *y, const float *x,
@@ -317,12 +316,10 @@ void llava_lora_forward(struct llava *m, const struct ops *ops, int layer, int p
     if (!s->mod)
         return;
     size_t r = (size_t)m->lora.l->r, in = s->mod->in, out = s->mod->out;
-    const float *xd = x;
-    if (dropout_on(m)) {
-        dropout_apply(m, ops, s->index, m->lora.x, x, n * in, 0);
-        xd = m->lora.x;
-    }
-    ops->matmul_forward(s->h, xd, s->mod->A, NULL, n, in, r);
+    if (dropout_on(m))
+        ops->lora_down_forward(s->h, m->lora.x, x, s->mod->A, dropout_of(m, s->index), n, in, r);
+    else
+        ops->matmul_forward(s->h, x, s->mod->A, NULL, n, in, r);
     /* PEFT: y + lora_B(lora_A(x)) * scaling; the scale rides on the product (BLAS's alpha), so no [N, out]
      * scratch and no pass over it (PEFT rounds the product, then the scaled term: the same bits where BLAS
      * scales before it adds, as OpenBLAS does here; an ulp apart where it fuses the two) */
@@ -341,12 +338,9 @@ void llava_lora_backward(struct llava *m, const struct ops *ops, int layer, int 
     float *dh = m->lora.dh;
     ops->zero(dh, n * r);
     ops->matmul_scaled_backward(dh, s->gB, dy, s->h, s->mod->B, lora_scale(m->lora.l), n, r, out);
-    if (!dropout_on(m)) {
+    if (dropout_on(m))
+        ops->lora_down_backward(dx, s->gA, m->lora.x, m->lora.dx, dh, x, s->mod->A, dropout_of(m, s->index),
+                                n, in, r);
+    else
         ops->matmul_backward(dx, s->gA, NULL, dh, x, s->mod->A, n, in, r);
-        return;
-    }
-    dropout_apply(m, ops, s->index, m->lora.x, x, n * in, 0);
-    ops->zero(m->lora.dx, n * in);
-    ops->matmul_backward(m->lora.dx, s->gA, NULL, dh, m->lora.x, s->mod->A, n, in, r);
-    dropout_apply(m, ops, s->index, dx, m->lora.dx, n * in, 1);
 }

@@ -23,6 +23,13 @@
 extern "C" {
 #endif
 
+/* A dropout mask and scale (the `dropout` operation's key, p and scale), for the operations that apply one.
+ */
+struct ops_dropout {
+    uint64_t key;
+    float p, scale;
+};
+
 struct ops {
     const char *name;
 
@@ -99,6 +106,17 @@ struct ops {
      * mask is a pure function of (key, e), so a backward draws it again instead of storing it. */
     void (*dropout)(float *out, const float *in, size_t n, uint64_t key, float p, float scale,
                     int accumulate);
+    /* LoRA's down projection of its dropped-out input (PEFT's lora_A(dropout(x))) as one operation, so that
+     * a backend may fuse the mask into what it does with x anyway (the CUDA bf16 table: the rounding of the
+     * product's operand, with no fp32 pass for the mask). forward: h[N,R] = dropout(x)[N,IC] @ a[R,IC]^T;
+     * backward: da += dh^T @ dropout(x) and dx += dropout(dh @ a) with the same mask (either may be NULL).
+     * `d` is `dropout`'s mask and scale. xs and dxs are [N,IC] scratch, their contents afterwards
+     * unspecified. Every table gives the bits of engine/lora_down.h's composition of dropout, zero and the
+     * table's own matmul. */
+    void (*lora_down_forward)(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                              size_t n, size_t ic, size_t r);
+    void (*lora_down_backward)(float *dx, float *da, float *xs, float *dxs, const float *dh, const float *x,
+                               const float *a, struct ops_dropout d, size_t n, size_t ic, size_t r);
 
     /* Grouped-query attention's key and value heads, repeated for the attention op (transformers' repeat_kv):
      * out[N, KVH*REP, HS] head h of row i = in[N, KVH, HS] head h / REP of row i. backward: din head j of row
@@ -169,10 +187,10 @@ const struct ops *ops_checked(const struct ops *inner);
 /* The table ops_checked wraps, when `table` is that wrapper; else NULL. */
 const struct ops *ops_checked_inner(const struct ops *table);
 /* The table for a matrix-product precision: "fp32" returns table itself; "bf16" its backend's bf16 twin (name
- * "cpu-bf16" / "cuda-bf16"), identical but for the matmul, attention and weights_frozen entries, whose
- * products round both inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into fp32
- * outputs with the usual accumulate rules (the bias and db stay fp32; attention's softmax and its backward
- * stay fp32, and round the probabilities and dS only where a product reads them; attention_decode,
+ * "cpu-bf16" / "cuda-bf16"), identical but for the matmul, attention, lora_down and weights_frozen entries,
+ * whose products round both inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into
+ * fp32 outputs with the usual accumulate rules (the bias and db stay fp32; attention's softmax and its
+ * backward stay fp32, and round the probabilities and dS only where a product reads them; attention_decode,
  * generation's, stays fp32). Activations, gradients and optimizer state stay fp32, every other operation
  * too. NULL with err_set for another precision or a table that is not a backend's. */
 const struct ops *ops_precision(const struct ops *table, const char *precision);

@@ -317,6 +317,34 @@ static void check_dropout(float *out, const float *in, size_t n, uint64_t key, f
     RUN(inner->dropout(out, in, n, key, p, scale, accumulate));
 }
 
+static void check_lora_down_forward(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                    size_t n, size_t ic, size_t r) {
+    const char *op = "lora_down_forward";
+    check(op, "h", h, f32(mul(n, r)));
+    check(op, "xs", xs, f32(mul(n, ic)));
+    check(op, "x", x, f32(mul(n, ic)));
+    check(op, "a", a, f32(mul(r, ic)));
+    RUN(inner->lora_down_forward(h, xs, x, a, d, n, ic, r));
+}
+
+static void check_lora_down_backward(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                     const float *x, const float *a, struct ops_dropout d, size_t n,
+                                     size_t ic, size_t r) {
+    const char *op = "lora_down_backward";
+    check(op, "dx", dx, f32(mul(n, ic)));
+    check(op, "da", da, f32(mul(r, ic)));
+    if (dx || da) {
+        check(op, "xs", xs, f32(mul(n, ic)));
+        check(op, "dh", dh, f32(mul(n, r)));
+        check(op, "x", x, f32(mul(n, ic)));
+    }
+    if (dx) {
+        check(op, "dxs", dxs, f32(mul(n, ic)));
+        check(op, "a", a, f32(mul(r, ic)));
+    }
+    RUN(inner->lora_down_backward(dx, da, xs, dxs, dh, x, a, d, n, ic, r));
+}
+
 static void check_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c) {
     const char *op = "embedding_forward";
     check(op, "out", out, f32(mul(n, c)));
@@ -486,6 +514,8 @@ const struct ops *ops_checked(const struct ops *in) {
                            .zero = check_zero,
                            .add_scaled = check_add_scaled,
                            .dropout = check_dropout,
+                           .lora_down_forward = check_lora_down_forward,
+                           .lora_down_backward = check_lora_down_backward,
                            .repeat_kv = check_repeat_kv,
                            .repeat_kv_backward = check_repeat_kv_backward,
                            .embedding_forward = check_embedding_forward,

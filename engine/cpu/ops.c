@@ -3,11 +3,37 @@
  * owns the thread count. */
 #include "engine/ops.h"
 #include "engine/cpu/cpu.h"
+#include "engine/lora_down.h"
 
 #include <cblas.h>
 
 /* Every CPU operation has finished when it returns: nothing to wait for. */
 static void cpu_sync(void) {}
+
+/* LoRA's down projection: the composition (engine/lora_down.h) over each table's own operations. */
+static struct ops cpu_table, cpu_bf16_table;
+
+static void cpu_lora_down_forward(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                  size_t n, size_t ic, size_t r) {
+    lora_down_forward(&cpu_table, h, xs, x, a, d, n, ic, r);
+}
+
+static void cpu_lora_down_backward(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                   const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+                                   size_t r) {
+    lora_down_backward(&cpu_table, dx, da, xs, dxs, dh, x, a, d, n, ic, r);
+}
+
+static void cpu_lora_down_forward_bf16(float *h, float *xs, const float *x, const float *a,
+                                       struct ops_dropout d, size_t n, size_t ic, size_t r) {
+    lora_down_forward(&cpu_bf16_table, h, xs, x, a, d, n, ic, r);
+}
+
+static void cpu_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                        const float *x, const float *a, struct ops_dropout d, size_t n,
+                                        size_t ic, size_t r) {
+    lora_down_backward(&cpu_bf16_table, dx, da, xs, dxs, dh, x, a, d, n, ic, r);
+}
 
 /* One table per process: its functions take no table argument, so they read the thread count from here. */
 static struct ops cpu_table = {
@@ -37,6 +63,8 @@ static struct ops cpu_table = {
     .zero = cpu_zero,
     .add_scaled = cpu_add_scaled,
     .dropout = cpu_dropout,
+    .lora_down_forward = cpu_lora_down_forward,
+    .lora_down_backward = cpu_lora_down_backward,
     .repeat_kv = cpu_repeat_kv,
     .repeat_kv_backward = cpu_repeat_kv_backward,
     .embedding_forward = cpu_embedding_forward,
@@ -66,11 +94,9 @@ int cpu_threads(void) {
     return t < 1 ? 1 : t > CPU_MAX_THREADS ? CPU_MAX_THREADS : t;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the matmul, attention and weights_frozen entries.
- * Refreshed from cpu_table whenever it is asked for, so it has the thread count ops_cpu last set (its
- * functions read cpu_table's anyway, through cpu_threads). */
-static struct ops cpu_bf16_table;
-
+/* The bf16 twin (ops_precision): the same table but for the matmul, attention, LoRA and weights_frozen
+ * entries. Refreshed from cpu_table whenever it is asked for, so it has the thread count ops_cpu last set
+ * (its functions read cpu_table's anyway, through cpu_threads). */
 const struct ops *cpu_ops_bf16(const struct ops *table) {
     if (table != &cpu_table && table != &cpu_bf16_table)
         return NULL;
@@ -82,6 +108,8 @@ const struct ops *cpu_ops_bf16(const struct ops *table) {
     cpu_bf16_table.matmul_scaled_backward = cpu_matmul_scaled_backward_bf16;
     cpu_bf16_table.attention_forward = cpu_attention_forward_bf16;
     cpu_bf16_table.attention_backward = cpu_attention_backward_bf16;
+    cpu_bf16_table.lora_down_forward = cpu_lora_down_forward_bf16;
+    cpu_bf16_table.lora_down_backward = cpu_lora_down_backward_bf16;
     cpu_bf16_table.weights_frozen = cpu_weights_frozen_bf16;
     return &cpu_bf16_table;
 }

@@ -9,9 +9,10 @@
  * batch stride); probs [B,NH,T,T], a head's [T,T] scores T*T further on. cuBLAS is column-major: a row-major
  * [R,C] matrix with leading dimension ld is a column-major [C,R] one, and (A B)^T = B^T A^T.
  *
- * bf16 (the "cuda-bf16" table): every product's two operands are bf16 copies (cuda_bf16_copy, the CPU's
- * rounding) in the same layout, multiplied by cublasGemmStridedBatchedEx with fp32 accumulation into the
- * same fp32 outputs; the softmax and its backward read and write fp32 as before. */
+ * bf16 (the "cuda-bf16" table): every product's two operands are bf16 copies (the CPU's rounding) in the
+ * same layout, multiplied by cublasGemmStridedBatchedEx with fp32 accumulation into the same fp32 outputs;
+ * q, k, v and dout are rounded by cuda_bf16_copy, the probabilities and dS by the softmax and dS kernels as
+ * they write them (fp32 as before, the bf16 copy beside it). */
 #include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/cuda/reduce.cuh"
@@ -49,31 +50,6 @@ static struct att_in att_in(const float *x, size_t n, int bf16, int slot, const 
     struct att_in r = {x, NULL};
     if (bf16)
         r.h = cuda_bf16_copy(slot, x, n, op);
-    return r;
-}
-
-/* dst = src as bf16 over each head's [rows, cols] box (leading dimension t, heads t*t apart, in both): the
- * entries of dS the products read, and only those (the rest of the scratch slab was never written). */
-static __global__ void att_box_to_bf16(__nv_bfloat16 *dst, const float *src, size_t nh, size_t rows,
-                                       size_t cols, size_t t) {
-    size_t total = nh * rows * cols, stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {
-        size_t h = e / (rows * cols), r = e / cols % rows, at = (h * t + r) * t + e % cols;
-        dst[at] = cuda_to_bf16(src[at]);
-    }
-}
-
-/* dS [nh, t, t] as an operand, its [rows, cols] boxes rounded into scratch `slot` when bf16. */
-static struct att_in att_box(const float *ds, size_t nh, size_t rows, size_t cols, size_t t, int bf16,
-                             int slot, const char *op) {
-    struct att_in r = {ds, NULL};
-    if (bf16) {
-        __nv_bfloat16 *h = (__nv_bfloat16 *)cuda_scratch(slot, nh * t * t * sizeof(__nv_bfloat16));
-        att_box_to_bf16<<<cuda_blocks(nh * rows * cols, ROPE_THREADS), ROPE_THREADS>>>(h, ds, nh, rows, cols,
-                                                                                       t);
-        cuda_check(cudaGetLastError(), op);
-        r.h = h;
-    }
     return r;
 }
 
@@ -183,16 +159,17 @@ void cuda_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_
     rope(dx, pos, b, t, nh, hs, theta, -1.0f, "rope_backward");
 }
 
-/* Masked softmax in place, one block per row of probs [B,NH,T,T]. Row (b, h, tq) has `keys` valid scores
- * (none for a padding query, tq + 1 when causal, else len[b]); they become exp(s - max) / sum with
- * kernel_exp as the CPU's softmax_row; the rest of the row (never written by the scores product, or masked)
- * becomes exactly zero. Only the sum's grouping differs from the CPU (a tree, not a running sum). */
-static __global__ void attention_softmax(float *probs, const int32_t *lens, int causal, size_t t, size_t nh,
+/* Masked softmax in place over one sequence's rows of probs ([NH,T,T], valid length len), one block per row.
+ * Row (h, tq) has `keys` valid scores (none for a padding query, tq + 1 when causal, else len); they become
+ * exp(s - max) / sum with kernel_exp as the CPU's softmax_row; the rest of the row (never written by the
+ * scores product, or masked) becomes exactly zero. Only the sum's grouping differs from the CPU (a tree, not
+ * a running sum). With ph (bf16 products), every probability is also written rounded to bf16 there, the
+ * PV product's operand, so no second pass reads the probabilities back to round them. */
+static __global__ void attention_softmax(float *probs, __nv_bfloat16 *ph, size_t len, int causal, size_t t,
                                          size_t rows) {
     __shared__ float sh[ATT_THREADS];
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        size_t b = row / (nh * t), tq = row % t, len = (size_t)lens[b];
-        size_t keys = tq >= len ? 0 : causal ? tq + 1 : len;
+        size_t tq = row % t, keys = tq >= len ? 0 : causal ? tq + 1 : len;
         float *p = probs + row * t;
         float max = -INFINITY;
         for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS)
@@ -205,10 +182,12 @@ static __global__ void attention_softmax(float *probs, const int32_t *lens, int 
             sum += e;
         }
         sum = cuda_block_sum(sum, sh);
-        for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) /* the values this thread wrote above */
-            p[s] /= sum;
-        for (size_t s = keys + threadIdx.x; s < t; s += ATT_THREADS)
-            p[s] = 0.0f;
+        for (size_t s = threadIdx.x; s < t; s += ATT_THREADS) { /* the values this thread wrote above */
+            float v = s < keys ? p[s] / sum : 0.0f;
+            p[s] = v;
+            if (ph)
+                ph[row * t + s] = cuda_to_bf16(v);
+        }
     }
 }
 
@@ -222,11 +201,18 @@ static void attention_lens(int32_t *host, const int32_t *len, size_t b, size_t t
     }
 }
 
+/* A [nh, t, t] bf16 slab in scratch `slot` when `want`, else NULL. */
+static __nv_bfloat16 *att_slab(int want, int slot, size_t nh, size_t t) {
+    return want ? (__nv_bfloat16 *)cuda_scratch(slot, nh * t * t * sizeof(__nv_bfloat16)) : NULL;
+}
+
 /* Scratch slots of the bf16 copies (forward: q, k, v, probs; backward: dout, v, q, k, probs, dS). Slot 0
- * holds the lengths (forward) or dP (backward), slot 1 the boxes (backward). */
+ * holds dP (backward), slot 1 the union boxes (backward). */
 enum { ATT_F_Q = 2, ATT_F_K, ATT_F_V, ATT_F_P };
 enum { ATT_B_DOUT = 2, ATT_B_V, ATT_B_Q, ATT_B_K, ATT_B_P, ATT_B_DS };
 
+/* One sequence at a time: the scores over its valid box, its softmax (rounding the probabilities into slot
+ * ATT_F_P when bf16), its PV product; the slots are reused by the next sequence in stream order. */
 static void attention_forward(float *out, float *probs, const float *qf, const float *kf, const float *vf,
                               const int32_t *len, int causal, size_t b, size_t t, size_t nh, size_t hs,
                               int bf16, const char *op) {
@@ -243,39 +229,29 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
         exit(1);
     }
     attention_lens(lens, len, b, t, op);
-    int32_t *dlens = (int32_t *)cuda_scratch(0, b * sizeof(int32_t));
-    cuda_check(cudaMemcpy(dlens, lens, b * sizeof(int32_t), cudaMemcpyHostToDevice), op);
-    /* Scores over each sequence's valid box, straight into probs: S^T [len(keys), len(queries)] = K (K^T
-     * stored, so op T) times Q^T (stored, op N), alpha = scale. Heads of size 0 have zero scores (cuBLAS
-     * would refuse the leading dimensions), as on the CPU. */
     for (size_t i = 0; i < b; i++) {
         size_t l = (size_t)lens[i], at = i * t * ld;
         float *p = probs + i * nh * tt;
-        if (l == 0)
-            continue;
-        if (hs == 0) {
+        /* Scores S^T [len(keys), len(queries)] = K (K^T stored, so op T) times Q^T (stored, op N), alpha =
+         * scale, straight into probs. Heads of size 0 have zero scores (cuBLAS would refuse the leading
+         * dimensions), as on the CPU. */
+        if (l > 0 && hs == 0)
             cuda_check(cudaMemset(p, 0, nh * tt * sizeof(float)), op);
-            continue;
+        else if (l > 0) {
+            struct att_in q = att_in(qf + at, l * ld, bf16, ATT_F_Q, op),
+                          k = att_in(kf + at, l * ld, bf16, ATT_F_K, op);
+            att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k, ld, hs, q, ld, hs, 0.0f, p, t, tt, nh, op);
         }
-        /* the sequence's valid rows (copies in slots reused by the next sequence, in stream order) */
-        struct att_in q = att_in(qf + at, l * ld, bf16, ATT_F_Q, op),
-                      k = att_in(kf + at, l * ld, bf16, ATT_F_K, op);
-        att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k, ld, hs, q, ld, hs, 0.0f, p, t, tt, nh, op);
-    }
-    size_t rows = b * nh * t;
-    attention_softmax<<<cuda_blocks(rows, 1), ATT_THREADS>>>(probs, dlens, causal, t, nh, rows);
-    cuda_check(cudaGetLastError(), op);
-    /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding query
-     * rows (all heads of positions len..T-1, one contiguous stretch) are zero. The softmax wrote every entry
-     * of a sequence's probabilities, so its whole slab is copied. */
-    for (size_t i = 0; i < b; i++) {
-        size_t l = (size_t)lens[i], at = i * t * ld;
-        if (l > 0 && hs > 0) {
-            struct att_in v = att_in(vf + at, l * ld, bf16, ATT_F_V, op),
-                          p = att_in(probs + i * nh * tt, nh * tt, bf16, ATT_F_P, op);
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, v, ld, hs, p, t, tt, 0.0f, out + at, ld, hs,
-                     nh, op);
-        }
+        int pv = l > 0 && hs > 0;
+        __nv_bfloat16 *ph = att_slab(bf16 && pv, ATT_F_P, nh, t);
+        attention_softmax<<<cuda_blocks(nh * t, 1), ATT_THREADS>>>(p, ph, l, causal, t, nh * t);
+        cuda_check(cudaGetLastError(), op);
+        struct att_in pin = {p, ph};
+        /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding
+         * query rows (all heads of positions len..T-1, one contiguous stretch) are zero. */
+        if (pv)
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, att_in(vf + at, l * ld, bf16, ATT_F_V, op), ld,
+                     hs, pin, t, tt, 0.0f, out + at, ld, hs, nh, op);
         if (l < t && hs > 0)
             cuda_check(cudaMemset(out + at + l * ld, 0, (t - l) * ld * sizeof(float)), op);
     }
@@ -320,9 +296,11 @@ static __global__ void attention_box(int *box, const float *probs, size_t t, siz
 
 /* dP into dS in place for one sequence: rows (h, tq) of its heads, tq < nrows, the first ncols entries of
  * each (leading dimension t, heads t*t apart, in dp and p alike). D as a tree sum of P dP (the CPU's
- * cpu_dot terms, in another grouping); then dS with the CPU's expression, (p (dp - D)) scale. */
-static __global__ void attention_dscores(float *dp, const float *p, size_t nrows, size_t ncols, size_t t,
-                                         float scale, size_t rows) {
+ * cpu_dot terms, in another grouping); then dS with the CPU's expression, (p (dp - D)) scale. With dsh and
+ * ph (bf16 products), dS and P are also written rounded to bf16 there, at the same offsets: the operands of
+ * the products that follow, made while the values are at hand instead of by passes that read them back. */
+static __global__ void attention_dscores(float *dp, const float *p, __nv_bfloat16 *dsh, __nv_bfloat16 *ph,
+                                         size_t nrows, size_t ncols, size_t t, float scale, size_t rows) {
     __shared__ float sh[ATT_THREADS];
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
         size_t h = row / nrows, tq = row % nrows, at = (h * t + tq) * t;
@@ -332,8 +310,15 @@ static __global__ void attention_dscores(float *dp, const float *p, size_t nrows
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS)
             d += pr[s] * r[s];
         d = cuda_block_sum(d, sh);
-        for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) /* each thread reads what only it writes */
-            r[s] = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
+        /* each thread reads what only it writes */
+        for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) {
+            float v = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
+            r[s] = v;
+            if (dsh)
+                dsh[at + s] = cuda_to_bf16(v);
+            if (ph)
+                ph[at + s] = cuda_to_bf16(pr[s]);
+        }
     }
 }
 
@@ -371,9 +356,13 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         /* dP^T [nc(keys), nr(queries)] = V (V^T stored, op T) times dout^T (stored, op N). */
         att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, nc, nr, hs, 1.0f, v, ld, hs, dout, ld, hs, 0.0f, dp, t, tt, nh,
                  op);
-        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, pf, nr, nc, t, scale, nh * nr);
+        /* bf16: dS for dq and dk, P for dv, rounded over the box the products read */
+        __nv_bfloat16 *dsh = att_slab(bf16 && (dq || dk), ATT_B_DS, nh, t),
+                      *ph = att_slab(bf16 && dv, ATT_B_P, nh, t);
+        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, pf, dsh, ph, nr, nc, t, scale,
+                                                                    nh * nr);
         cuda_check(cudaGetLastError(), op);
-        struct att_in ds = att_box(dp, nh, nr, nc, t, bf16 && (dq || dk), ATT_B_DS, op);
+        struct att_in ds = {dp, dsh}, p = {pf, ph};
         /* dq [nr, HS] += dS [nr, nc] K [nc, HS]: dq^T = K^T (stored, op N) times dS^T (stored, op N). */
         if (dq)
             att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, att_in(kf + at, nc * ld, bf16, ATT_B_K, op),
@@ -382,11 +371,10 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
         if (dk)
             att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, att_in(qf + at, nr * ld, bf16, ATT_B_Q, op),
                      ld, hs, ds, t, tt, 1.0f, dk + at, ld, hs, nh, op);
-        /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q (the softmax wrote every
-         * entry of the sequence's probabilities: the whole slab is copied). */
+        /* dv [nc, HS] += P^T dout [nr, HS]: as dk, with P for dS and dout for Q. */
         if (dv)
-            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, dout, ld, hs,
-                     att_in(pf, nh * tt, bf16, ATT_B_P, op), t, tt, 1.0f, dv + at, ld, hs, nh, op);
+            att_gemm(CUBLAS_OP_N, CUBLAS_OP_T, hs, nc, nr, 1.0f, dout, ld, hs, p, t, tt, 1.0f, dv + at, ld,
+                     hs, nh, op);
     }
     free(box);
     cuda_done(op);

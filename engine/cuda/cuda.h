@@ -15,6 +15,8 @@
 #ifndef PULSE_ENGINE_CUDA_CUDA_H
 #define PULSE_ENGINE_CUDA_CUDA_H
 
+#include "engine/ops.h"
+
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -51,7 +53,6 @@ const __nv_bfloat16 *cuda_bf16_copy(int slot, const float *src, size_t n, const 
 
 /* The "cuda-bf16" table when table is the CUDA table or that twin itself, else NULL (ops.cu;
  * engine/precision.c asks). */
-struct ops;
 const struct ops *cuda_ops_bf16(const struct ops *table);
 
 /* Grid size for n items at `threads` per block (at least 1, capped so the grid stays legal; kernels loop
@@ -77,6 +78,14 @@ void cuda_matmul_scaled_forward_bf16(float *out, const float *inp, const float *
                                      size_t ic, size_t oc);
 void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout, const float *inp,
                                       const float *w, float s, size_t n, size_t ic, size_t oc);
+
+/* The bf16 table's lora_down_forward / _backward (engine/ops.h): the dropout mask applied as x is rounded to
+ * bf16 (one pass, no fp32 dropout(x): xs is unused); the fp32 table composes them (engine/lora_down.h). */
+void cuda_lora_down_forward_bf16(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                 size_t n, size_t ic, size_t r);
+void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                  const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+                                  size_t r);
 
 /* ops weights_frozen and weights_forget (matmul.cu): the bf16 table keeps a bf16 copy of each frozen weight
  * in device memory and moves the fp32 weight's pages to the host; the fp32 table's weights_frozen does

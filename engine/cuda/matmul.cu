@@ -5,11 +5,13 @@
  * gradient is a column sum over the rows in order, one thread per column, so db gets the CPU's exact bits.
  * The bf16 variants (the "cuda-bf16" table) round both inputs of each product to bf16 into scratch, then run
  * the same products through cublasGemmEx with fp32 accumulation; a frozen weight (ops weights_frozen) is
- * rounded once into a copy of its own, and its fp32 pages move to the host. */
+ * rounded once into a copy of its own, and its fp32 pages move to the host. LoRA's down projection with its
+ * input dropout (bf16 only: the fp32 table composes it, engine/lora_down.h) masks x as it rounds it. */
 #include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/kernels.h"
 #include "engine/mem.h"
+#include "engine/rng.h"
 #include "engine/wcache.h"
 
 #include <cuda_bf16.h>
@@ -339,5 +341,70 @@ void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout,
                                       const float *w, float s, size_t n, size_t ic, size_t oc) {
     const char *op = "matmul_scaled_backward_bf16";
     mm_backward_products_bf16(dinp, dw, dout, inp, w, s, n, ic, oc, op);
+    cuda_done(op);
+}
+
+/* ---- LoRA's down projection with its input dropout, bf16 (ops lora_down_forward / _backward) ---- */
+
+/* dst[i] = dropout(x)[i] as bf16: the mask and scale of the dropout operation (engine/rng.h's mask, one
+ * rounded multiply), then the operand's rounding, in one pass over x. The composition (engine/lora_down.h)
+ * writes the same fp32 value first and rounds it when the product reads it: the same bf16 bits. */
+static __global__ void matmul_dropout_to_bf16(__nv_bfloat16 *dst, const float *x, size_t n,
+                                              struct ops_dropout d) {
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dst[i] = cuda_to_bf16(rng_uniform(d.key, i) < d.p ? 0.0f : x[i] * d.scale);
+}
+
+static const __nv_bfloat16 *mm_dropout_copy(int slot, const float *x, size_t n, struct ops_dropout d,
+                                            const char *op) {
+    __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, (n ? n : 1) * sizeof(__nv_bfloat16));
+    if (n > 0) {
+        matmul_dropout_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, x, n, d);
+        cuda_check(cudaGetLastError(), op);
+    }
+    return dst;
+}
+
+/* h = dropout(x) @ a^T with the masked x rounded straight into slot A: no fp32 dropout(x) is written, so xs
+ * is not used. */
+void cuda_lora_down_forward_bf16(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                 size_t n, size_t ic, size_t r) {
+    const char *op = "lora_down_forward_bf16";
+    (void)xs;
+    if (n > 0 && r > 0 && ic == 0) /* an empty product: zeros, as matmul_forward without a bias */
+        cuda_check(cudaMemset(h, 0, n * r * sizeof(float)), op);
+    else if (n > 0 && r > 0) {
+        const __nv_bfloat16 *bx = mm_dropout_copy(MM_SLOT_A, x, n * ic, d, op),
+                            *ba = mm_weight(MM_SLOT_B, a, r * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, mm_int(r, op), mm_int(n, op), mm_int(ic, op), 1.0f, ba,
+                     mm_ld(ic, op), bx, mm_ld(ic, op), 0.0f, h, mm_ld(r, op), op);
+    }
+    cuda_done(op);
+}
+
+/* dh rounded once (slot A). dx: dxs = dh @ a written (beta 0: the composition's zeroing and adding to zero
+ * give the same values), then masked into dx by the dropout operation. da: dropout(x) rounded in one pass
+ * (slot B, after the dx product has read a's copy there, by the stream's order). */
+void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                  const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+                                  size_t r) {
+    const char *op = "lora_down_backward_bf16";
+    (void)xs;
+    int some = n > 0 && ic > 0 && r > 0, want_dx = dx && some, want_da = da && some;
+    const __nv_bfloat16 *bd = want_dx || want_da ? cuda_bf16_copy(MM_SLOT_A, dh, n * r, op) : NULL;
+    /* dxs^T [IC,N] = a^T [IC,R] (a stored as is, op N) times dh^T [R,N] (op N) */
+    if (want_dx) {
+        const __nv_bfloat16 *ba = mm_weight(MM_SLOT_B, a, r * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(r, op), 1.0f, ba,
+                     mm_ld(ic, op), bd, mm_ld(r, op), 0.0f, dxs, mm_ld(ic, op), op);
+        cuda_dropout(dx, dxs, n * ic, d.key, d.p, d.scale, 1);
+    }
+    /* da^T [IC,R] += dropout(x)^T [IC,N] (op N) times dh [N,R] (dh^T stored, op T) */
+    if (want_da) {
+        const __nv_bfloat16 *bx = mm_dropout_copy(MM_SLOT_B, x, n * ic, d, op);
+        mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(r, op), mm_int(n, op), 1.0f, bx,
+                     mm_ld(ic, op), bd, mm_ld(r, op), 1.0f, da, mm_ld(ic, op), op);
+    }
     cuda_done(op);
 }

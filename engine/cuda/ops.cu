@@ -1,6 +1,7 @@
 /* ops (CUDA): the CUDA backend's operation table and its bf16 twin, and what its files share: the error check
  * each operation ends with, the cuBLAS handles and the scratch buffers (engine/cuda/cuda.h). */
 #include "engine/cuda/cuda.h"
+#include "engine/lora_down.h"
 #include "engine/ops.h"
 
 #include <stdio.h>
@@ -99,6 +100,14 @@ unsigned cuda_blocks(size_t n, unsigned threads) {
     return b < 1 ? 1u : b > 65535u * 16u ? 65535u * 16u : (unsigned)b;
 }
 
+/* The fp32 table's LoRA down projection: the composition over its own operations (engine/lora_down.h),
+ * defined after the table they name. */
+static void cuda_lora_down_forward(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                   size_t n, size_t ic, size_t r);
+static void cuda_lora_down_backward(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                    const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+                                    size_t r);
+
 static struct ops cuda_table = {
     .name = "cuda",
     .matmul_forward = cuda_matmul_forward,
@@ -126,6 +135,8 @@ static struct ops cuda_table = {
     .zero = cuda_zero,
     .add_scaled = cuda_add_scaled,
     .dropout = cuda_dropout,
+    .lora_down_forward = cuda_lora_down_forward,
+    .lora_down_backward = cuda_lora_down_backward,
     .repeat_kv = cuda_repeat_kv,
     .repeat_kv_backward = cuda_repeat_kv_backward,
     .embedding_forward = cuda_embedding_forward,
@@ -143,12 +154,23 @@ static struct ops cuda_table = {
     .threads = 1,
 };
 
+static void cuda_lora_down_forward(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
+                                   size_t n, size_t ic, size_t r) {
+    lora_down_forward(&cuda_table, h, xs, x, a, d, n, ic, r);
+}
+
+static void cuda_lora_down_backward(float *dx, float *da, float *xs, float *dxs, const float *dh,
+                                    const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
+                                    size_t r) {
+    lora_down_backward(&cuda_table, dx, da, xs, dxs, dh, x, a, d, n, ic, r);
+}
+
 const struct ops *ops_cuda(void) {
     return &cuda_table;
 }
 
-/* The bf16 twin (ops_precision): the same table but for the matmul, attention and weights_frozen entries,
- * refreshed from cuda_table whenever it is asked for. */
+/* The bf16 twin (ops_precision): the same table but for the matmul, attention, LoRA and weights_frozen
+ * entries, refreshed from cuda_table whenever it is asked for. */
 static struct ops cuda_bf16_table;
 
 extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
@@ -162,6 +184,8 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
     cuda_bf16_table.matmul_scaled_backward = cuda_matmul_scaled_backward_bf16;
     cuda_bf16_table.attention_forward = cuda_attention_forward_bf16;
     cuda_bf16_table.attention_backward = cuda_attention_backward_bf16;
+    cuda_bf16_table.lora_down_forward = cuda_lora_down_forward_bf16;
+    cuda_bf16_table.lora_down_backward = cuda_lora_down_backward_bf16;
     cuda_bf16_table.weights_frozen = cuda_weights_frozen_bf16;
     return &cuda_bf16_table;
 }

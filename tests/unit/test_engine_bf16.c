@@ -179,6 +179,8 @@ static void test_precision(void) {
         CHECK(b->matmul_scaled_backward != cpu->matmul_scaled_backward);
         CHECK(b->attention_forward != cpu->attention_forward);
         CHECK(b->attention_backward != cpu->attention_backward);
+        CHECK(b->lora_down_forward != cpu->lora_down_forward);
+        CHECK(b->lora_down_backward != cpu->lora_down_backward);
         CHECK(b->weights_frozen != cpu->weights_frozen);
         CHECK(b->weights_forget == cpu->weights_forget); /* one backend, one set of copies */
         CHECK(b->threads == cpu->threads);
@@ -191,6 +193,8 @@ static void test_precision(void) {
         t.matmul_scaled_backward = cpu->matmul_scaled_backward;
         t.attention_forward = cpu->attention_forward;
         t.attention_backward = cpu->attention_backward;
+        t.lora_down_forward = cpu->lora_down_forward;
+        t.lora_down_backward = cpu->lora_down_backward;
         t.weights_frozen = cpu->weights_frozen;
         CHECK(memcmp(&t, cpu, offsetof(struct ops, threads) + sizeof(int)) == 0);
         CHECK(ops_precision(b, "bf16") == b); /* the twin's twin is itself */

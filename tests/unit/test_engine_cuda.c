@@ -3,11 +3,11 @@
  * optional pointers, causal and padding masks, odd sizes, rows long enough for multi-block reductions, empty
  * shapes); then the LLaVA model, on the tiny fixture and on a mid-size random model: logits, loss and every
  * gradient with all parameters trainable and with a LoRA adapter (dropout on), and the weights after a few
- * AdamW steps; then the bf16 tables (ops_precision): the matmul and attention cases, and the tiny model's
- * LoRA forward and backward. Two CUDA runs must give the same bits. Prints one line per comparison, so a GPU
- * log says where the backends part, and lists every failure at the end. Exits 77 (skipped) in a build without
- * the CUDA backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips the model (for a run under
- * compute-sanitizer, whose slower kernels the model's sizes would not fit). */
+ * AdamW steps; then the bf16 tables (ops_precision): the matmul, LoRA down-projection and attention cases,
+ * and the tiny model's LoRA forward and backward. Two CUDA runs must give the same bits. Prints one line per
+ * comparison, so a GPU log says where the backends part, and lists every failure at the end. Exits 77
+ * (skipped) in a build without the CUDA backend or on a machine without a GPU. PULSE_PARITY_OPS_ONLY=1 skips
+ * the model (for a run under compute-sanitizer, whose slower kernels the model's sizes would not fit). */
 #ifndef PULSE_HAVE_CUDA
 
 #include <stdio.h>
@@ -290,6 +290,59 @@ static void test_matmul(size_t n, size_t ic, size_t oc, int bias, int nulls, uin
     mem_free((void *)p.w);
     mem_free((void *)p.b);
     mem_free((void *)p.dout);
+}
+
+/* ---- LoRA's down projection with its input dropout ---- */
+
+/* xs and dxs are the operations' scratch: not outputs (their contents afterwards are unspecified, and the
+ * bf16 CUDA table does not write xs), so they live here, not among the compared outputs. */
+struct ld {
+    const float *x, *a, *dh;
+    float *xs, *dxs;
+    struct ops_dropout d;
+    size_t n, ic, r;
+};
+static void ld_fwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ld *p = ctx;
+    o->lora_down_forward(out[0], p->xs, p->x, p->a, p->d, p->n, p->ic, p->r);
+}
+static void ld_bwd(const struct ops *o, const void *ctx, float *const *out) {
+    const struct ld *p = ctx;
+    o->lora_down_backward(out[0], out[1], p->xs, p->dxs, p->dh, p->x, p->a, p->d, p->n, p->ic, p->r);
+}
+static const char *ld_suffix = "";
+
+/* h = dropout(x) a^T and its backward at drop probability p: the products as matmul's (the same tolerance),
+ * the mask exact on both sides; dx and da each on their own too. */
+static void test_lora_down(size_t n, size_t ic, size_t r, float p, uint64_t seed) {
+    char sh[96], s2[128], fwd[48], bwd[48];
+    snprintf(sh, sizeof sh, "n=%zu ic=%zu r=%zu p=%.2f", n, ic, r, (double)p);
+    snprintf(fwd, sizeof fwd, "lora_down_forward%s", ld_suffix);
+    snprintf(bwd, sizeof bwd, "lora_down_backward%s", ld_suffix);
+    struct ld c = {.x = rnd(n * ic, seed, -1, 1),
+                   .a = rnd(r * ic, seed + 1, -1, 1),
+                   .dh = rnd(n * r, seed + 2, -1, 1),
+                   .xs = rnd(n * ic, seed + 3, -1, 1),
+                   .dxs = rnd(n * ic, seed + 4, -1, 1),
+                   .d = {rng_key(seed, 7), p, 1.0f / (1.0f - p)},
+                   .n = n,
+                   .ic = ic,
+                   .r = r};
+    parity(fwd, sh, ld_fwd, &c, (const struct out[]){{"h", n * r, seed + 5, 0, NULL}, {0}}, mm_tol);
+    parity(bwd, sh, ld_bwd, &c,
+           (const struct out[]){{"dx", n * ic, seed + 6, 0, NULL}, {"da", r * ic, seed + 7, 0, NULL}, {0}},
+           mm_tol);
+    snprintf(s2, sizeof s2, "%s da=NULL", sh);
+    parity(bwd, s2, ld_bwd, &c,
+           (const struct out[]){{"dx", n * ic, seed + 6, 0, NULL}, {"da", r * ic, 0, 1, NULL}, {0}}, mm_tol);
+    snprintf(s2, sizeof s2, "%s dx=NULL", sh);
+    parity(bwd, s2, ld_bwd, &c,
+           (const struct out[]){{"dx", n * ic, 0, 1, NULL}, {"da", r * ic, seed + 7, 0, NULL}, {0}}, mm_tol);
+    mem_free((void *)c.x);
+    mem_free((void *)c.a);
+    mem_free((void *)c.dh);
+    mem_free(c.xs);
+    mem_free(c.dxs);
 }
 
 /* ---- norms ---- */
@@ -836,6 +889,11 @@ static void test_ops(void) {
     test_matmul(3, 64, 4099, 0, 0, 60);  /* an lm_head-like product: many columns, few rows */
     test_matmul(130, 96, 128, 1, 0, 70); /* multiples of 32 */
 
+    test_lora_down(67, 45, 8, 0.25f, 80);
+    test_lora_down(300, 257, 16, 0.05f, 85); /* LoRA's usual p */
+    test_lora_down(5, 1031, 3, 0.5f, 90);    /* a long inner sum */
+    test_lora_down(9, 20, 4, 0.0f, 95);      /* p = 0: every element kept, scale 1 */
+
     test_norms(1, 1, 1, 0, 100);
     test_norms(7, 45, 1, 1, 110);
     test_norms(33, 1000, 0, 0, 120);
@@ -897,16 +955,19 @@ static void test_ops_bf16(int empty) {
         mms_fwd_name = "matmul_scaled_forward_bf16";
         mms_bwd_name = "matmul_scaled_backward_bf16";
         mm_tol = BF16_TOL;
+        ld_suffix = "_bf16";
         att_fwd_name = "attention_forward_bf16";
         att_bwd_name = "attention_backward_bf16";
         static const int32_t l1[] = {3}, l37[] = {37, 20}, l300[] = {300}, ledge[] = {12, 0, -3, 5};
         if (empty) {
             test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
             test_matmul(4, 0, 3, 1, 0, 905); /* no inner dimension: the bias alone, nothing added */
+            test_lora_down(0, 5, 3, 0.25f, 910);
+            test_lora_down(4, 0, 3, 0.25f, 915); /* h is zeros, dx and da keep their values */
             test_attention(0, 4, 2, 8, 1, NULL, 0, 930);
             test_attention(1, 0, 2, 8, 1, l1, 0, 940);
         } else {
-            printf("== bf16 matmul: %s against %s ==\n", GPU->name, CPU->name);
+            printf("== bf16 matmul and LoRA's down projection: %s against %s ==\n", GPU->name, CPU->name);
             test_matmul(1, 1, 1, 1, 0, 10);
             test_matmul(67, 45, 33, 1, 1, 20);
             test_matmul(67, 45, 33, 0, 0, 30);
@@ -914,6 +975,10 @@ static void test_ops_bf16(int empty) {
             test_matmul(5, 1031, 3, 1, 0, 50);   /* a long inner sum */
             test_matmul(3, 64, 4099, 0, 0, 60);  /* an lm_head-like product: many columns, few rows */
             test_matmul(130, 96, 128, 1, 0, 70); /* multiples of 32 */
+            test_lora_down(67, 45, 8, 0.25f, 80);
+            test_lora_down(300, 257, 16, 0.05f, 85);
+            test_lora_down(5, 1031, 3, 0.5f, 90);
+            test_lora_down(9, 20, 4, 0.0f, 95);
             printf("== bf16 attention: %s against %s ==\n", GPU->name, CPU->name);
             flip_tol = 0x1p-6;
             test_attention(2, 37, 3, 20, 1, l37, 1, 300);   /* the decoder: causal, row 1 padded */
@@ -929,6 +994,7 @@ static void test_ops_bf16(int empty) {
         att_fwd_name = "attention_forward";
         att_bwd_name = "attention_backward";
         mm_tol = TOL;
+        ld_suffix = "";
     }
     CPU = cpu;
     GPU = gpu;
@@ -940,6 +1006,8 @@ static void test_empty(void) {
     printf("== empty shapes ==\n");
     fflush(stdout);
     test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
+    test_lora_down(0, 5, 3, 0.25f, 910);
+    test_lora_down(4, 0, 3, 0.25f, 915);
     test_ops_bf16(1);
     test_norms(0, 5, 1, 0, 910);
     test_rope(0, 4, 2, 8, 0, 920);
