@@ -42,15 +42,19 @@ __asm__(".text\n"
         "  ret\n"
         ".size cudaemu_switch, .-cudaemu_switch\n");
 
-/* ---- ThreadSanitizer: a build with -fsanitize=thread finds data races between a block's threads ----
+/* ---- ThreadSanitizer: a build with -fsanitize=thread finds data races between CUDA threads ----
  *
- * Each CUDA thread is a TSan fiber, and the happens-before edges are a GPU's within a block: the host's work
- * before the block precedes its threads, a barrier's phase precedes the block's next phase, and the block's
- * threads precede what the host does after. So two threads of a block that touch one address, one of them
- * writing, with no barrier between, are reported: the lost update the fibers otherwise hide (README.md).
- * Blocks are ordered one after another here (their shared memory is one static, which a GPU's is not), so a
- * race between two blocks is not found. This file is built without instrumentation (its bookkeeping is not
- * the kernels'). */
+ * Each CUDA thread is a TSan fiber, and the happens-before edges are a GPU's: the host's work before the
+ * launch precedes every thread, a barrier's phase precedes the block's next phase, and every thread of the
+ * launch precedes what the host does after it. Nothing orders two blocks of one launch, as on a GPU, where
+ * they may run at once: two threads that touch one address, one of them writing, with no barrier between
+ * (same block) or at all (two blocks), are reported, the lost updates and stale reads the fibers otherwise
+ * hide (README.md). Blocks alternate between two sets of fibers, each with its own stacks and barrier
+ * objects (a fiber's own history would order block b's thread t before block b + 1's), so a race between
+ * consecutive blocks is found, and between any two blocks of a kernel whose blocks all race alike; blocks
+ * two apart share fibers and are ordered. A block's shared memory is one static here, so TSan forgets its
+ * accesses before the next block starts (TSan's Java heap interface: "memory freed and allocated again").
+ * This file is built without instrumentation (its bookkeeping is not the kernels'). */
 #if defined(CUDAEMU_TSAN)
 extern "C" {
 void *__tsan_get_current_fiber(void);
@@ -58,65 +62,102 @@ void *__tsan_create_fiber(unsigned flags);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
+void __tsan_java_init(unsigned long heap_begin, unsigned long heap_size);
+void __tsan_java_alloc(unsigned long ptr, unsigned long size);
+void AnnotateIgnoreWritesBegin(const char *file, int line);
+void AnnotateIgnoreWritesEnd(const char *file, int line);
 }
 namespace race {
-/* Thread t always runs on stack t: a stack passed from one thread to the next would look to TSan like two
- * threads writing the same locals. */
+/* Thread t of fiber set k always runs on stack k * MAX_FIBERS + t: a stack passed from one fiber to
+ * another would look to TSan like two threads writing the same locals. */
 constexpr bool OWN_STACKS = true;
-enum { NO_SYNC = 1 };
-/* Sync objects: the block's start and end, and the phases, which alternate between two: every acquire of
- * phase k's object (on leaving barrier k) comes before any release into phase k + 2's (on reaching barrier
- * k + 2, which needs every thread past barrier k + 1). Fixed addresses: TSan never frees a sync object. */
-char block_starts, block_ends, phases[2];
+constexpr unsigned SETS = 2;
+enum { NO_SYNC = 1, MAX_FIBERS = 1024 };
+/* Sync objects: the launch's start and end, and per fiber set the phases, which alternate between two:
+ * every acquire of phase k's object (on leaving barrier k) comes before any release into phase k + 2's (on
+ * reaching barrier k + 2, which needs every thread past barrier k + 1). Fixed addresses: TSan never frees a
+ * sync object. */
+char launch_starts, launch_ends, phases[SETS][2];
 size_t next;
-void *host, *fibers[1024];
+unsigned set; /* the running block's fiber set */
+void *host, *fibers[SETS][MAX_FIBERS];
 size_t fresh() {
     return next++;
+}
+unsigned stack_base() {
+    return set * MAX_FIBERS;
 }
 /* A forked child cannot use its parent's fibers (TSan keeps only the forking thread): it makes its own. */
 void forget_fibers() {
     memset(fibers, 0, sizeof fibers);
 }
 void to_thread(unsigned t) {
-    __tsan_switch_to_fiber(fibers[t], NO_SYNC);
+    __tsan_switch_to_fiber(fibers[set][t], NO_SYNC);
 }
 void to_host() {
     __tsan_switch_to_fiber(host, NO_SYNC);
 }
-/* The fibers are made by the host: a fiber starts after whatever its maker did, so one made by a kernel
- * thread would be ordered after that thread, hiding their race. */
-void block_start(unsigned nt) {
+/* A fresh block's shared memory: poisoned unseen (the memset interceptor would record a host write racing
+ * the last block's accesses), then forgotten, by declaring the section TSan's "Java heap" and allocating it
+ * anew (8-byte granules: the bounds rounded outwards, which only forgets neighbours' accesses). */
+void shared_fresh(char *sh, char *end) {
+    static unsigned long begin, size;
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+    memset(sh, 0xff, (size_t)(end - sh));
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    if (!size) {
+        begin = (unsigned long)sh & ~7ul;
+        size = (((unsigned long)end + 7) & ~7ul) - begin;
+        __tsan_java_init(begin, size);
+    }
+    __tsan_java_alloc(begin, size);
+}
+void launch_start() {
     static bool once = (pthread_atfork(nullptr, nullptr, forget_fibers), true);
     (void)once;
-    for (unsigned t = 0; t < nt; t++)
-        if (!fibers[t])
-            fibers[t] = __tsan_create_fiber(0);
     host = __tsan_get_current_fiber();
-    __tsan_release(&block_starts);
+    __tsan_release(&launch_starts);
 }
-void block_end() {
-    __tsan_acquire(&block_ends);
+void launch_end() {
+    __tsan_acquire(&launch_ends);
+}
+/* Block number `seq` of the launch takes fiber set seq % SETS. The fibers are made by the host: a fiber
+ * starts after whatever its maker did, so one made by a kernel thread would be ordered after that thread,
+ * hiding their race. */
+void block_start(unsigned nt, size_t seq) {
+    set = (unsigned)(seq % SETS);
+    for (unsigned t = 0; t < nt; t++)
+        if (!fibers[set][t])
+            fibers[set][t] = __tsan_create_fiber(0);
 }
 void thread_start() {
-    __tsan_acquire(&block_starts);
+    __tsan_acquire(&launch_starts);
 }
 void thread_end() {
-    __tsan_release(&block_ends);
+    __tsan_release(&launch_ends);
 }
 void arrive(size_t phase) {
-    __tsan_release(&phases[phase % 2]);
+    __tsan_release(&phases[set][phase % 2]);
 }
 void leave(size_t phase) {
-    __tsan_acquire(&phases[phase % 2]);
+    __tsan_acquire(&phases[set][phase % 2]);
 }
 } // namespace race
 #else
 namespace race {
 constexpr bool OWN_STACKS = false;
+constexpr unsigned SETS = 1;
+inline unsigned stack_base() {
+    return 0;
+}
 inline void to_thread(unsigned) {}
 inline void to_host() {}
-inline void block_start(unsigned) {}
-inline void block_end() {}
+inline void launch_start() {}
+inline void launch_end() {}
+inline void block_start(unsigned, size_t) {}
+inline void shared_fresh(char *sh, char *end) {
+    memset(sh, 0xff, (size_t)(end - sh));
+}
 inline void thread_start() {}
 inline void thread_end() {}
 inline void arrive(size_t) {}
@@ -147,7 +188,7 @@ struct block_run {
     state st[MAX_THREADS];
     unsigned stack_of[MAX_THREADS];
     unsigned free_stacks[MAX_THREADS], nfree; /* last in, first out: warm in the cache */
-    char *stacks;                             /* MAX_THREADS stacks, each above a PROT_NONE guard page */
+    char *stacks; /* race::SETS * MAX_THREADS stacks, each above a PROT_NONE guard page */
 } run;
 
 void fiber_entry();
@@ -166,16 +207,16 @@ void *fiber_init(unsigned stack) {
 void stacks_once() {
     if (run.stacks)
         return;
-    size_t bytes = (size_t)MAX_THREADS * (FIBER_STACK + GUARD);
+    size_t nstacks = (size_t)race::SETS * MAX_THREADS, bytes = nstacks * (FIBER_STACK + GUARD);
     void *p =
         mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         cudaemu::fail("cudaemu: cannot map the fiber stacks");
     run.stacks = (char *)p;
-    for (unsigned t = 0; t < MAX_THREADS; t++) {
-        mprotect(run.stacks + (size_t)t * (FIBER_STACK + GUARD), GUARD, PROT_NONE);
+    for (size_t t = 0; t < nstacks; t++)
+        mprotect(run.stacks + t * (FIBER_STACK + GUARD), GUARD, PROT_NONE);
+    for (unsigned t = 0; t < MAX_THREADS; t++)
         run.free_stacks[run.nfree++] = MAX_THREADS - 1 - t;
-    }
 }
 
 /* Index i of a d.x * d.y * d.z box as coordinates (without divisions for a one-dimensional box: the
@@ -205,7 +246,7 @@ long next_thread() {
 /* Makes t the running thread; a new one gets a stack. */
 void enter(unsigned t) {
     if (run.st[t] == NEW) {
-        run.stack_of[t] = race::OWN_STACKS ? t : run.free_stacks[--run.nfree];
+        run.stack_of[t] = race::OWN_STACKS ? race::stack_base() + t : run.free_stacks[--run.nfree];
         run.sp[t] = fiber_init(run.stack_of[t]);
     }
     run.st[t] = RUNNING;
@@ -247,12 +288,12 @@ void fiber_entry() {
     }
 }
 
-/* One block: phases until every thread has returned. */
-void run_block() {
+/* One block (the launch's seq-th): phases until every thread has returned. */
+void run_block(size_t seq) {
     char *sh = __start_cudaemu_shared, *end = __stop_cudaemu_shared;
     if (sh != end)
-        memset(sh, 0xff, (size_t)(end - sh));
-    race::block_start(run.nt);
+        race::shared_fresh(sh, end);
+    race::block_start(run.nt, seq);
     for (unsigned t = 0; t < run.nt; t++)
         run.st[t] = NEW;
     for (;;) {
@@ -273,7 +314,6 @@ void run_block() {
                 "returned (a divergent barrier)",
                 run.name, run.line, waiting, blockIdx.x, blockIdx.y, blockIdx.z, done);
     }
-    race::block_end();
 }
 
 } // namespace
@@ -316,11 +356,13 @@ void run_launch(const char *name, int line, dim3 grid, dim3 block, const std::fu
     run.line = line;
     gridDim = grid;
     blockDim = block;
+    race::launch_start();
     for (size_t i = 0; i < nb; i++) {
         size_t b = run.rev ? nb - 1 - i : i;
         blockIdx = coords(b, grid);
-        run_block();
+        run_block(i);
     }
+    race::launch_end();
 }
 
 /* The limits of every GPU since sm_30. */

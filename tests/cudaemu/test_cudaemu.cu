@@ -5,7 +5,8 @@
  * a result read before the host waited for it, a failed kernel's error (at the wait, then sticky), an
  * illegal launch, a product whose leading dimension or extent is wrong, and a kernel whose threads race (its
  * result differs between PULSE_CUDAEMU_ORDER=forward and reverse); built with ThreadSanitizer, a lost update
- * and a read racing a write are reported and a correct reduction is not.
+ * and a read racing a write are reported, within a block and between two blocks of a launch, and a correct
+ * reduction over two blocks, and blocks of two launches, are not.
  * Written as CUDA, so it would run on a GPU too, where the deliberate faults would misbehave instead. The
  * faults run in child processes (fork), whose exit status and message are checked. */
 #include <cublas_v2.h>
@@ -196,6 +197,45 @@ static void run_lost_update(void) {
     cudaDeviceSynchronize();
 }
 
+/* Thread 0 of every block adds one to the same address, no atomic: blocks may run at once on a GPU, so
+ * updates are lost between blocks too. */
+static __global__ void lost_update_blocks(float *x) {
+    if (threadIdx.x == 0)
+        x[0] += 1.0f;
+}
+
+static void run_lost_update_blocks(void) {
+    float *x = managed(1);
+    x[0] = 0.0f;
+    lost_update_blocks<<<4, 32>>>(x);
+    cudaDeviceSynchronize();
+}
+
+/* Block 1 reads what block 0 wrote in the same launch: nothing orders them on a GPU. */
+static __global__ void stale_read_blocks(float *x) {
+    if (threadIdx.x == 0 && blockIdx.x == 0)
+        x[0] = 1.0f;
+    if (threadIdx.x == 5 && blockIdx.x == 1)
+        x[1] = x[0];
+}
+
+static void run_stale_read_blocks(void) {
+    float *x = managed(2);
+    x[0] = 0.0f;
+    stale_read_blocks<<<2, 32>>>(x);
+    cudaDeviceSynchronize();
+}
+
+/* Blocks that write their own elements, read by the next launch: ordered by the stream, no race. */
+static void run_two_launches(void) {
+    float *x = managed(1024), *y = managed(1024);
+    fill<<<8, 128>>>(x, 1.0f, 1024);
+    copy_kernel<<<1, 64>>>(y, x, 1024);
+    cudaDeviceSynchronize();
+    if (y[0] != 1.0f || y[1023] != 1.0f)
+        _exit(1);
+}
+
 static void run_block_sum(void) {
     float *in = managed(1000), *out = managed(2);
     for (int i = 0; i < 1000; i++)
@@ -254,7 +294,16 @@ static void test_faults(void) {
                 "ThreadSanitizer reports a read racing a write", err);
     rc = child_exec("block_sum", err, sizeof err);
     check_child(rc == 0 && !strstr(err, "ThreadSanitizer"),
-                "ThreadSanitizer finds nothing in a correct reduction", err);
+                "ThreadSanitizer finds nothing in a correct reduction over two blocks", err);
+    rc = child_exec("lost_update_blocks", err, sizeof err);
+    check_child(strstr(err, "ThreadSanitizer: data race") != NULL,
+                "ThreadSanitizer reports a lost update between blocks", err);
+    rc = child_exec("stale_read_blocks", err, sizeof err);
+    check_child(strstr(err, "ThreadSanitizer: data race") != NULL,
+                "ThreadSanitizer reports a block reading what another block of the launch wrote", err);
+    rc = child_exec("two_launches", err, sizeof err);
+    check_child(rc == 0 && !strstr(err, "ThreadSanitizer"),
+                "ThreadSanitizer finds nothing between blocks of two launches in stream order", err);
 #endif
     setenv("PULSE_CUDAEMU_ORDER", "forward", 1);
     char fwd[65536], rev[65536];
@@ -399,7 +448,12 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         void (*run)(void);
-    } scenarios[] = {{"lost_update", run_lost_update}, {"racy", run_racy}, {"block_sum", run_block_sum}};
+    } scenarios[] = {{"lost_update", run_lost_update},
+                     {"racy", run_racy},
+                     {"block_sum", run_block_sum},
+                     {"lost_update_blocks", run_lost_update_blocks},
+                     {"stale_read_blocks", run_stale_read_blocks},
+                     {"two_launches", run_two_launches}};
     for (size_t i = 0; argc > 1 && i < sizeof scenarios / sizeof scenarios[0]; i++)
         if (strcmp(argv[1], scenarios[i].name) == 0) {
             scenarios[i].run();
