@@ -111,8 +111,8 @@ struct ops {
      * product's operand, with no fp32 pass for the mask). forward: h[N,R] = dropout(x)[N,IC] @ a[R,IC]^T;
      * backward: da += dh^T @ dropout(x) and dx += dropout(dh @ a) with the same mask (either may be NULL).
      * `d` is `dropout`'s mask and scale. xs and dxs are [N,IC] scratch, their contents afterwards
-     * unspecified. Every table gives the bits of engine/lora_down.h's composition of dropout, zero and the
-     * table's own matmul. */
+     * unspecified, overlapping neither each other nor any other argument. Every table gives the bits of
+     * engine/lora_down.h's composition of dropout, zero and the table's own matmul. */
     void (*lora_down_forward)(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,
                               size_t n, size_t ic, size_t r);
     void (*lora_down_backward)(float *dx, float *da, float *xs, float *dxs, const float *dh, const float *x,

@@ -383,23 +383,28 @@ void cuda_lora_down_forward_bf16(float *h, float *xs, const float *x, const floa
     cuda_done(op);
 }
 
-/* dh rounded once (slot A). dx: dxs = dh @ a written (beta 0: the composition's zeroing and adding to zero
- * give the same values), then masked into dx by the dropout operation. da: dropout(x) rounded in one pass
+/* dh rounded once (slot A). dx: dxs = dh @ a written (beta 0, where the composition zeroes it and adds the
+ * product: the same values, up to cuBLAS choosing another kernel for beta 1), then masked into dx by the
+ * dropout operation. da: dropout(x) rounded in one pass
  * (slot B, after the dx product has read a's copy there, by the stream's order). */
 void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, const float *dh,
                                   const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
                                   size_t r) {
     const char *op = "lora_down_backward_bf16";
     (void)xs;
-    int some = n > 0 && ic > 0 && r > 0, want_dx = dx && some, want_da = da && some;
-    const __nv_bfloat16 *bd = want_dx || want_da ? cuda_bf16_copy(MM_SLOT_A, dh, n * r, op) : NULL;
-    /* dxs^T [IC,N] = a^T [IC,R] (a stored as is, op N) times dh^T [R,N] (op N) */
-    if (want_dx) {
+    int rows = n > 0 && ic > 0, want_dx = dx && rows, want_da = da && rows && r > 0;
+    const __nv_bfloat16 *bd = (want_dx || want_da) && r > 0 ? cuda_bf16_copy(MM_SLOT_A, dh, n * r, op) : NULL;
+    /* dxs^T [IC,N] = a^T [IC,R] (a stored as is, op N) times dh^T [R,N] (op N); with r = 0, zeros (dx still
+     * gets the composition's + 0, which turns -0 into +0) */
+    if (want_dx && r == 0)
+        cuda_check(cudaMemset(dxs, 0, n * ic * sizeof(float)), op);
+    else if (want_dx) {
         const __nv_bfloat16 *ba = mm_weight(MM_SLOT_B, a, r * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(r, op), 1.0f, ba,
                      mm_ld(ic, op), bd, mm_ld(r, op), 0.0f, dxs, mm_ld(ic, op), op);
-        cuda_dropout(dx, dxs, n * ic, d.key, d.p, d.scale, 1);
     }
+    if (want_dx)
+        cuda_dropout(dx, dxs, n * ic, d.key, d.p, d.scale, 1);
     /* da^T [IC,R] += dropout(x)^T [IC,N] (op N) times dh [N,R] (dh^T stored, op T) */
     if (want_da) {
         const __nv_bfloat16 *bx = mm_dropout_copy(MM_SLOT_B, x, n * ic, d, op);

@@ -52,9 +52,9 @@ __asm__(".text\n"
  * hide (README.md). Blocks alternate between two sets of fibers, each with its own stacks and barrier
  * objects (a fiber's own history would order block b's thread t before block b + 1's), so a race between
  * consecutive blocks is found, and between any two blocks of a kernel whose blocks all race alike; blocks
- * two apart share fibers and are ordered. A block's shared memory is one static here, so TSan forgets its
- * accesses before the next block starts (TSan's Java heap interface: "memory freed and allocated again").
- * This file is built without instrumentation (its bookkeeping is not the kernels'). */
+ * an even distance apart share fibers and may be ordered. A block's shared memory is one static here, so TSan
+ * forgets its accesses before the next block starts (TSan's Java heap interface: "memory freed and allocated
+ * again"). This file is built without instrumentation (its bookkeeping is not the kernels'). */
 #if defined(CUDAEMU_TSAN)
 extern "C" {
 void *__tsan_get_current_fiber(void);
@@ -64,6 +64,7 @@ void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 void __tsan_java_init(unsigned long heap_begin, unsigned long heap_size);
 void __tsan_java_alloc(unsigned long ptr, unsigned long size);
+void __tsan_java_free(unsigned long ptr, unsigned long size);
 void AnnotateIgnoreWritesBegin(const char *file, int line);
 void AnnotateIgnoreWritesEnd(const char *file, int line);
 }
@@ -109,7 +110,8 @@ void shared_fresh(char *sh, char *end) {
         begin = (unsigned long)sh & ~7ul;
         size = (((unsigned long)end + 7) & ~7ul) - begin;
         __tsan_java_init(begin, size);
-    }
+    } else
+        __tsan_java_free(begin, size); /* the last block's "allocation": TSan keeps a record of each */
     __tsan_java_alloc(begin, size);
 }
 void launch_start() {

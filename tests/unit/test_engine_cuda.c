@@ -964,6 +964,7 @@ static void test_ops_bf16(int empty) {
             test_matmul(4, 0, 3, 1, 0, 905); /* no inner dimension: the bias alone, nothing added */
             test_lora_down(0, 5, 3, 0.25f, 910);
             test_lora_down(4, 0, 3, 0.25f, 915); /* h is zeros, dx and da keep their values */
+            test_lora_down(4, 5, 0, 0.25f, 918); /* rank 0: nothing to project */
             test_attention(0, 4, 2, 8, 1, NULL, 0, 930);
             test_attention(1, 0, 2, 8, 1, l1, 0, 940);
         } else {
@@ -1008,6 +1009,7 @@ static void test_empty(void) {
     test_matmul(0, 5, 3, 1, 1, 900); /* dw and db must keep their values */
     test_lora_down(0, 5, 3, 0.25f, 910);
     test_lora_down(4, 0, 3, 0.25f, 915);
+    test_lora_down(4, 5, 0, 0.25f, 918);
     test_ops_bf16(1);
     test_norms(0, 5, 1, 0, 910);
     test_rope(0, 4, 2, 8, 0, 920);
