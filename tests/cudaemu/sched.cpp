@@ -7,8 +7,8 @@
  * (tests run the parity test both ways). Built with ThreadSanitizer, each thread is also a TSan fiber with a
  * GPU's happens-before edges (race::, below), which finds the races the fibers' order cannot show.
  *
- * The fiber switch is ten instructions of x86-64 assembly (callee-saved registers and the stack pointer), not
- * ucontext: swapcontext makes a system call per switch, and a row kernel switches a million times. */
+ * The fiber switch is fifteen instructions of x86-64 assembly (callee-saved registers and the stack pointer),
+ * not ucontext: swapcontext makes a system call per switch, and a row kernel switches a million times. */
 #include "internal.h"
 
 #include <cstdio>

@@ -2,13 +2,13 @@
  * the right numbers (against loops here), and each thing a GPU would refuse or get wrong is caught: a
  * divergent barrier (threads that return, or wait at two barriers), a host pointer handed to a kernel, the
  * host touching cudaMalloc memory, memory read before it was written (NaN, not zeros), an overlapping copy,
- * a result read before the host waited for it, a failed kernel's error (at the wait, then sticky), an
- * illegal launch, a product whose leading dimension or extent is wrong, and a kernel whose threads race (its
- * result differs between PULSE_CUDAEMU_ORDER=forward and reverse); built with ThreadSanitizer, a lost update
- * and a read racing a write are reported, within a block and between two blocks of a launch, and a correct
- * reduction over two blocks, and blocks of two launches, are not.
- * Written as CUDA, so it would run on a GPU too, where the deliberate faults would misbehave instead. The
- * faults run in child processes (fork), whose exit status and message are checked. */
+ * TF32 math, a result read before the host waited for it, a failed kernel's error (at the wait, then sticky),
+ * an illegal launch, a product whose leading dimension or extent is wrong, and a kernel whose threads race
+ * (its result differs between PULSE_CUDAEMU_ORDER=forward and reverse); built with ThreadSanitizer, a lost
+ * update and a read racing a write are reported, within a block and between two blocks of a launch, and a
+ * correct reduction over two blocks, and blocks of two launches, are not. Written as CUDA, so it would run on
+ * a GPU too, where the deliberate faults would misbehave instead. The faults run in child processes (fork),
+ * whose exit status and message are checked. */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -236,6 +236,16 @@ static void run_two_launches(void) {
         _exit(1);
 }
 
+/* An fp32 product on a handle in TF32 math: a GPU would round the inputs to TF32, which is not emulated. */
+static void run_tf32(void) {
+    cublasHandle_t h;
+    cublasCreate(&h);
+    cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
+    float *a = managed(4), one = 1.0f, zero = 0.0f;
+    cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 1, &one, a, 2, a, 1, &zero, a, 2);
+    cudaDeviceSynchronize();
+}
+
 static void run_block_sum(void) {
     float *in = managed(1000), *out = managed(2);
     for (int i = 0; i < 1000; i++)
@@ -281,6 +291,9 @@ static void test_faults(void) {
     rc = child(run_two_barriers, err, sizeof err);
     check_child(rc == 1 && strstr(err, "two different __syncthreads"),
                 "threads waiting at two barriers are an error", err);
+    rc = child_exec("tf32", err, sizeof err); /* a fresh process: cuBLAS starts threads */
+    check_child(rc == 1 && strstr(err, "TF32"), "an fp32 product in TF32 math is refused, not run in fp32",
+                err);
     rc = child(run_host_touch, err, sizeof err);
     check_child(rc == 128 + SIGSEGV || (rc != 0 && strstr(err, "SEGV")),
                 "the host touching cudaMalloc memory faults", err);
@@ -453,7 +466,8 @@ int main(int argc, char **argv) {
                      {"block_sum", run_block_sum},
                      {"lost_update_blocks", run_lost_update_blocks},
                      {"stale_read_blocks", run_stale_read_blocks},
-                     {"two_launches", run_two_launches}};
+                     {"two_launches", run_two_launches},
+                     {"tf32", run_tf32}};
     for (size_t i = 0; argc > 1 && i < sizeof scenarios / sizeof scenarios[0]; i++)
         if (strcmp(argv[1], scenarios[i].name) == 0) {
             scenarios[i].run();
