@@ -23,8 +23,7 @@
 extern "C" {
 #endif
 
-/* A dropout mask and scale (the `dropout` operation's key, p and scale), for the operations that apply one.
- */
+/* The `dropout` operation's key, p and scale, for the operations that apply its mask. */
 struct ops_dropout {
     uint64_t key;
     float p, scale;

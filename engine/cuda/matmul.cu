@@ -385,8 +385,8 @@ void cuda_lora_down_forward_bf16(float *h, float *xs, const float *x, const floa
 
 /* dh rounded once (slot A). dx: dxs = dh @ a written (beta 0, where the composition zeroes it and adds the
  * product: the same values, up to cuBLAS choosing another kernel for beta 1), then masked into dx by the
- * dropout operation. da: dropout(x) rounded in one pass
- * (slot B, after the dx product has read a's copy there, by the stream's order). */
+ * dropout operation. da: dropout(x) rounded in one pass (slot B, after the dx product has read a's copy
+ * there, by the stream's order). */
 void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, const float *dh,
                                   const float *x, const float *a, struct ops_dropout d, size_t n, size_t ic,
                                   size_t r) {
