@@ -1,5 +1,6 @@
 /* bench_train: times training steps of this engine on the benchmark shapes (bench/README.md), on the CPU or
- * the GPU, with fp32 or bf16 matrix products (--dtype, engine/ops.h's ops_precision), with or without
+ * the GPU, with fp32 or bf16 matrix products and bf16 activations or not (--dtype fp32, bf16, bf16-act:
+ * engine/ops.h's ops_precision), with or without
  * activation recomputation (--recompute), and prints one JSON line: step time, tokens/s, the step's matmul
  * FLOPs, GFLOP/s (on the CPU against this machine's sgemm peak), peak RSS. --plan prints the step's memory
  * plan instead (engine/llava_plan.h), without building anything: a 13B budget can be read on any machine.
@@ -337,8 +338,8 @@ static int parse(int argc, char **argv, struct opts *o) {
         return err_set("bench_train: threads 1..64, steps >= 1, warmup >= 0, gpu-gib >= 0");
     if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
         return err_set("bench_train: unknown device '%s' (cpu, cuda)", o->device);
-    if (strcmp(o->dtype, "fp32") != 0 && strcmp(o->dtype, "bf16") != 0)
-        return err_set("bench_train: unknown dtype '%s' (fp32, bf16)", o->dtype);
+    if (strcmp(o->dtype, "fp32") != 0 && strcmp(o->dtype, "bf16") != 0 && strcmp(o->dtype, "bf16-act") != 0)
+        return err_set("bench_train: unknown dtype '%s' (fp32, bf16, bf16-act)", o->dtype);
     return 0;
 }
 
@@ -414,6 +415,7 @@ static int run(const struct opts *o, const struct llava_config *cfg) {
     if (model_random(&m, base, cfg, B, T, o->threads) < 0)
         return -1;
     llava_set_recompute(&m, o->recompute); /* before the first forward makes the activation block */
+    llava_set_act_bf16(&m, ops_takes_bf16(step_ops));
     struct lora l = {0};
     struct train_adamw opt;
     if (trainable(&m, &l, s->lora_r) < 0) {

@@ -27,6 +27,8 @@ enum {
     P_ACC,
     P_COPY,
     P_ZERO,
+    P_WIDEN,
+    P_ROUND,
     P_ADDS,
     P_DROP,
     P_LORA_F,
@@ -67,6 +69,8 @@ static const char *const prof_names[P_N] = {"matmul_forward",
                                             "accumulate",
                                             "copy",
                                             "zero",
+                                            "bf16_widen",
+                                            "bf16_round",
                                             "add_scaled",
                                             "dropout",
                                             "lora_down_forward",
@@ -169,6 +173,8 @@ PROF_WRAP(P_ADD, add, (float *o, const float *a, const float *b, size_t n), (o, 
 PROF_WRAP(P_ACC, accumulate, (float *d, const float *s, size_t n), (d, s, n))
 PROF_WRAP(P_COPY, copy, (float *d, const float *s, size_t n), (d, s, n))
 PROF_WRAP(P_ZERO, zero, (float *x, size_t n), (x, n))
+PROF_WRAP(P_WIDEN, bf16_widen, (float *d, const uint16_t *s, size_t n), (d, s, n))
+PROF_WRAP(P_ROUND, bf16_round, (uint16_t * d, const float *s, size_t n), (d, s, n))
 PROF_WRAP(P_ADDS, add_scaled, (float *o, const float *x, float sc, size_t n), (o, x, sc, n))
 PROF_WRAP(P_DROP, dropout, (float *o, const float *i, size_t n, uint64_t key, float p, float sc, int acc),
           (o, i, n, key, p, sc, acc))
@@ -239,6 +245,8 @@ const struct ops *prof_ops(const struct ops *inner) {
                          .accumulate = prof_accumulate,
                          .copy = prof_copy,
                          .zero = prof_zero,
+                         .bf16_widen = prof_bf16_widen,
+                         .bf16_round = prof_bf16_round,
                          .add_scaled = prof_add_scaled,
                          .dropout = prof_dropout,
                          .lora_down_forward = prof_lora_down_forward,

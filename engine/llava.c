@@ -25,6 +25,14 @@ static void act(struct llava *m, float **slot, size_t n, const char *name, int l
     t->ndim = 1;
     t->shape[0] = t->n = n;
     t->slot = slot;
+    t->bf16 = m->act_bf16;
+}
+
+/* A row that stays fp32 with bf16 activations: the norms' statistics (a backward divides by them) and what
+ * the host reads or writes (the logits, the tower's features, the patches' pixels). */
+static void act32(struct llava *m, float **slot, size_t n, const char *name, int layer) {
+    act(m, slot, n, name, layer);
+    m->atab[m->natab - 1].bf16 = 0;
 }
 
 /* With recomputation, a layer after the first gets a row of its own only for its output (res2, the next
@@ -44,12 +52,12 @@ static void vision_acts(struct llava *m) {
     size_t k = (size_t)(v->channels * v->patch_size * v->patch_size), iv = (size_t)v->intermediate;
     size_t sel = ni * image_tokens(&m->cfg), ct = (size_t)m->cfg.text.hidden;
     struct llava_acts *a = &m->a;
-    act(m, &a->im2col, ni * p * k, "vision.im2col", -1);
+    act32(m, &a->im2col, ni * p * k, "vision.im2col", -1); /* the host writes it */
     act(m, &a->patch_out, ni * p * c, "vision.patch_out", -1);
     act(m, &a->embed_v, nv * c, "vision.embed", -1);
     act(m, &a->pre_ln, nv * c, "vision.pre_ln", -1);
-    act(m, &a->pre_ln_mean, nv, "vision.pre_ln_mean", -1);
-    act(m, &a->pre_ln_rstd, nv, "vision.pre_ln_rstd", -1);
+    act32(m, &a->pre_ln_mean, nv, "vision.pre_ln_mean", -1);
+    act32(m, &a->pre_ln_rstd, nv, "vision.pre_ln_rstd", -1);
     for (int l = 0; l < v->layers_used; l++) {
         struct llava_vision_acts *L = &a->vl[l];
         float **full[] = {&L->ln1,   &L->q,    &L->k,   &L->v,   &L->att,
@@ -64,15 +72,15 @@ static void vision_acts(struct llava *m) {
         }
         if (!own_rows(m, l))
             continue;
-        act(m, &L->ln1_mean, nv, "vision.ln1_mean", l);
-        act(m, &L->ln1_rstd, nv, "vision.ln1_rstd", l);
-        act(m, &L->ln2_mean, nv, "vision.ln2_mean", l);
-        act(m, &L->ln2_rstd, nv, "vision.ln2_rstd", l);
+        act32(m, &L->ln1_mean, nv, "vision.ln1_mean", l);
+        act32(m, &L->ln1_rstd, nv, "vision.ln1_rstd", l);
+        act32(m, &L->ln2_mean, nv, "vision.ln2_mean", l);
+        act32(m, &L->ln2_rstd, nv, "vision.ln2_rstd", l);
         act(m, &L->probs, ni * (size_t)v->heads * s * s, "vision.probs", l);
         act(m, &L->fc1, nv * iv, "vision.fc1", l);
         act(m, &L->fc1_act, nv * iv, "vision.fc1_act", l);
     }
-    act(m, &a->feats, sel * c, "vision.feats", -1);
+    act32(m, &a->feats, sel * c, "vision.feats", -1); /* the host copies it in and out */
     act(m, &a->proj1, sel * ct, "proj.linear_1", -1);
     act(m, &a->proj1_act, sel * ct, "proj.gelu", -1);
     act(m, &a->proj2, sel * ct, "proj.linear_2", -1);
@@ -94,8 +102,8 @@ static void text_layer_acts(struct llava *m, int l, size_t n) {
     }
     if (!own_rows(m, l))
         return;
-    act(m, &L->ln1_rstd, n, "text.ln1_rstd", l);
-    act(m, &L->ln2_rstd, n, "text.ln2_rstd", l);
+    act32(m, &L->ln1_rstd, n, "text.ln1_rstd", l);
+    act32(m, &L->ln2_rstd, n, "text.ln2_rstd", l);
     act(m, &L->k, n * kv, "text.k", l);
     act(m, &L->v, n * kv, "text.v", l);
     if (t->kv_heads < t->heads) {
@@ -115,22 +123,26 @@ static void text_acts(struct llava *m) {
     for (int l = 0; l < t->layers; l++)
         text_layer_acts(m, l, n);
     act(m, &m->a.norm, n * c, "text.norm", -1);
-    act(m, &m->a.norm_rstd, n, "text.norm_rstd", -1);
+    act32(m, &m->a.norm_rstd, n, "text.norm_rstd", -1);
     act(m, &m->a.norm_rows, n * c, "text.norm_rows", -1);
-    act(m, &m->a.logits, n * (size_t)t->vocab, "text.logits", -1);
+    act32(m, &m->a.logits, n * (size_t)t->vocab, "text.logits", -1);
 }
 
-float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total) {
-    size_t off = 0;
+float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total, float **half, size_t *nhalf) {
+    size_t off[2] = {0, 0};
     for (size_t i = 0; i < n; i++) {
-        tab[i].offset = off;
-        off += tab[i].n;
+        tab[i].offset = off[tab[i].bf16 != 0];
+        off[tab[i].bf16 != 0] += tab[i].n;
     }
-    float *block = mem_alloc(off ? off : 1, sizeof(float));
+    float *block[2] = {mem_alloc(off[0] ? off[0] : 1, sizeof(float)), off[1] ? mem_alloc_bf16(off[1]) : NULL};
     for (size_t i = 0; i < n; i++)
-        *tab[i].slot = block + tab[i].offset;
-    *total = off;
-    return block;
+        *tab[i].slot = block[tab[i].bf16 != 0] + tab[i].offset;
+    *total = off[0];
+    if (half) {
+        *half = block[1];
+        *nhalf = off[1];
+    }
+    return block[0];
 }
 
 void llava_act_rows(struct llava *m) {
@@ -160,19 +172,20 @@ static void acts_ready(struct llava *m) {
     if (m->acts)
         return;
     llava_act_rows(m);
-    m->acts = llava_carve(m->atab, m->natab, &m->nacts);
+    m->acts = llava_carve(m->atab, m->natab, &m->nacts, &m->acts16, &m->nacts16);
     share_layers(m);
 }
 
 static void acts_drop(struct llava *m) {
     mem_free(m->acts);
+    mem_free(m->acts16);
     free(m->atab);
     free(m->a.vl);
     free(m->a.tl);
     memset(&m->a, 0, sizeof m->a);
-    m->acts = NULL;
+    m->acts = m->acts16 = NULL;
     m->atab = NULL;
-    m->nacts = m->natab = 0;
+    m->nacts = m->nacts16 = m->natab = 0;
 }
 
 void llava_set_recompute(struct llava *m, int on) {
@@ -181,6 +194,24 @@ void llava_set_recompute(struct llava *m, int on) {
     m->recompute = on != 0;
     acts_drop(m); /* remade in the new layout by the next forward */
     m->fb = 0;
+}
+
+void llava_set_act_bf16(struct llava *m, int on) {
+    if ((on != 0) == m->act_bf16)
+        return;
+    m->act_bf16 = on != 0;
+    acts_drop(m); /* remade in the new storage by the next forward */
+    m->fb = 0;
+    if (m->dacts)
+        llava_grads_init(m);
+}
+
+int llava_act_table_ok(const struct llava *m, const struct ops *ops) {
+    if (m->act_bf16 && !ops_takes_bf16(ops))
+        return err_set("llava: the model keeps its activations in bf16, and table '%s' does not take bf16 "
+                       "storage (precision bf16-act)",
+                       ops->name ? ops->name : "?");
+    return 0;
 }
 
 size_t llava_token_bytes(const struct llava *m) {
@@ -250,7 +281,7 @@ int llava_tables(struct llava *m, const struct llava_config *cfg, size_t B, size
 static int init_blocks(struct llava *m, const struct llava_config *cfg, size_t B, size_t T) {
     if (llava_tables(m, cfg, B, T) < 0)
         return -1;
-    m->params = llava_carve(m->ptab, m->nptab, &m->nparams);
+    m->params = llava_carve(m->ptab, m->nptab, &m->nparams, NULL, NULL);
     token_block(m);
     return 0;
 }
@@ -422,6 +453,8 @@ static int forward(struct llava *m, const struct ops *ops, const int32_t *ids, c
     m->fb = 0; /* no backward until this forward has run */
     if (take_rows(m, b * t) < 0 || lengths(m, mask, b, t) < 0 || tokens(m, ids, b, t, nimg) < 0)
         return -1;
+    if (llava_act_table_ok(m, ops) < 0)
+        return -1;
     llava_frozen_tell(m, ops); /* before the activations: on CUDA it frees the frozen weights' fp32 pages */
     acts_ready(m);
     if (nimg && !cached) {
@@ -455,6 +488,8 @@ int llava_vision_features(struct llava *m, const struct ops *ops, const float *p
     if (nimg < 1 || nimg > m->nimg || !pixels || !out)
         return err_set("llava: features of %zu images (1 to %zu, pixel values and output required)", nimg,
                        m->nimg);
+    if (llava_act_table_ok(m, ops) < 0)
+        return -1;
     m->fb = 0; /* the tower's activations now belong to these images */
     llava_frozen_tell(m, ops);
     acts_ready(m);

@@ -43,6 +43,7 @@ struct llava_tensor {
     int trainable;
     size_t goffset;
     int product; /* a linear layer's weight (a product's operand): what ops weights_frozen may copy */
+    int bf16; /* activations only: kept in bf16 storage (llava_set_act_bf16; offset counts its own block) */
 };
 
 struct llava_vision_layer {
@@ -148,15 +149,17 @@ struct llava {
     size_t nparams, nptab;
     enum st_dtype wdtype; /* how the loaded weights were stored: their one dtype, F32 when mixed */
     struct llava_acts a;
-    float *acts; /* made by the first forward (llava_set_recompute decides its layout first) */
+    float *acts;   /* made by the first forward (llava_set_recompute decides its layout first) */
+    float *acts16; /* the rows kept in bf16 (llava_set_act_bf16), or NULL */
     struct llava_tensor *atab;
-    size_t nacts, natab;
-    int recompute;            /* llava_set_recompute */
-    int32_t *tok, *pos, *len; /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
-    uint8_t *img;             /* [B*T]: 1 where the last forward put an image feature (tok's block) */
-    int32_t *lrow;            /* [B*T] (tok's block): llava_logits_for's rows, ascending */
-    size_t nrow, rows_for;    /* how many, and for a forward of how many positions (0: no choice pending) */
-    int fpick;                /* the last forward computed logits for rows lrow[0 .. frows) only */
+    size_t nacts, nacts16, natab; /* fp32 floats, bf16 values, rows */
+    int recompute;                /* llava_set_recompute */
+    int act_bf16;                 /* llava_set_act_bf16 */
+    int32_t *tok, *pos, *len;     /* [B*T], [B*T], [B]: token ids to embed, RoPE positions, valid lengths */
+    uint8_t *img;                 /* [B*T]: 1 where the last forward put an image feature (tok's block) */
+    int32_t *lrow;                /* [B*T] (tok's block): llava_logits_for's rows, ascending */
+    size_t nrow, rows_for; /* how many, and for a forward of how many positions (0: no choice pending) */
+    int fpick;             /* the last forward computed logits for rows lrow[0 .. frows) only */
     size_t frows;
     size_t fb, ft, fimg; /* the last forward's batch, sequence and image count (fb == 0: none yet) */
     int ffeats;          /* the last forward took cached tower features: no tower activations */
@@ -165,9 +168,9 @@ struct llava {
     float *grads;
     size_t ngrads;
     struct llava_grad_acts d;
-    float *dacts;
+    float *dacts, *dacts16;
     struct llava_tensor *dtab;
-    size_t ndacts, ndtab;
+    size_t ndacts, ndacts16, ndtab;
     int grad_image, grad_tower; /* some projector / vision tower tensor trains: the backward goes there */
     struct llava_lora lora;
     struct llava_kv *kv; /* while set (generation), the decoder's forward stores every layer's K/V in it */
@@ -232,6 +235,15 @@ int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t
  * (engine/llava_plan.h sums both layouts). The block is made by the first forward, so switching before it
  * costs nothing; switching later remakes it and drops the last forward. */
 void llava_set_recompute(struct llava *m, int on);
+/* bf16 activations, off after llava_init. On, the activations and the backward's scratch are kept in bf16
+ * storage (engine/mem.h mem_alloc_bf16: half the bytes), but for the norms' statistics and the logits and
+ * their gradient, which stay fp32 (the host reads logits; the losses write their gradient); LoRA's
+ * activations stay fp32. The operation tables given must then take bf16 storage (ops_takes_bf16: precision
+ * "bf16-act"): llava_forward refuses another. Like llava_set_recompute, it remakes the blocks it changes;
+ * call it before llava_grads_init. */
+void llava_set_act_bf16(struct llava *m, int on);
+/* -1 with err_set when m keeps bf16 activations and ops does not take bf16 storage; else 0. */
+int llava_act_table_ok(const struct llava *m, const struct ops *ops);
 
 /* The parameter table's row of that (newer-layout) name, or NULL. */
 struct llava_tensor *llava_param_find(const struct llava *m, const char *name);
@@ -286,8 +298,10 @@ void llava_lora_free(struct llava *m);
 
 /* Internal, between llava*.c: the size tables and the two halves of the forward. llava_carve lays the n
  * rows of a table one after another, makes the one (zeroed) allocation they describe, points every row's slot
- * into it and returns it; *total receives its length in floats. */
-float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total);
+ * into it and returns it; *total receives its length in floats. Rows marked bf16 go to a second block of
+ * their own instead, a mem_alloc_bf16 of *nhalf values returned in *half (NULL when no row is marked; half
+ * and nhalf may be NULL for a table that has none). */
+float *llava_carve(struct llava_tensor *tab, size_t n, size_t *total, float **half, size_t *nhalf);
 int llava_param_table(struct llava *m);
 /* The size tables without their blocks (engine/llava_plan.c sums them; the model carves them):
  * llava_tables sets cfg, B and T and builds the parameter rows; llava_param_rows is llava_param_table's rows

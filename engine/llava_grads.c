@@ -32,6 +32,7 @@ static void drow(struct llava *m, float **slot, size_t n, const char *name) {
     t->ndim = 1;
     t->shape[0] = t->n = n;
     t->slot = slot;
+    t->bf16 = m->act_bf16;
 }
 
 /* The decoder's scratch: the residual stream's gradient and one layer's intermediates, for B * T rows. */
@@ -41,6 +42,7 @@ static void text_scratch(struct llava *m) {
     size_t im = (size_t)t->intermediate;
     struct llava_grad_acts *d = &m->d;
     drow(m, &d->logits, n * (size_t)t->vocab, "logits");
+    m->dtab[m->ndtab - 1].bf16 = 0; /* the losses' output, fp32 as the logits are */
     float **full[] = {&d->res, &d->ln, &d->q, &d->att};
     static const char *fn[] = {"res", "ln", "q", "att"};
     for (size_t i = 0; i < 4; i++)
@@ -80,10 +82,11 @@ static void vision_scratch(struct llava *m) {
 void llava_grads_free(struct llava *m) {
     mem_free(m->grads);
     mem_free(m->dacts);
+    mem_free(m->dacts16);
     free(m->dtab);
-    m->grads = m->dacts = NULL;
+    m->grads = m->dacts = m->dacts16 = NULL;
     m->dtab = NULL;
-    m->ngrads = m->ndacts = m->ndtab = 0;
+    m->ngrads = m->ndacts = m->ndacts16 = m->ndtab = 0;
     memset(&m->d, 0, sizeof m->d);
     for (size_t i = 0; i < m->nptab; i++)
         *m->ptab[i].gslot = NULL;
@@ -108,9 +111,9 @@ void llava_grads_layout(struct llava *m) {
     text_scratch(m);
     if (m->grad_image)
         vision_scratch(m);
-    m->ndacts = 0;
+    m->ndacts = m->ndacts16 = 0;
     for (size_t i = 0; i < m->ndtab; i++)
-        m->ndacts += m->dtab[i].n;
+        *(m->dtab[i].bf16 ? &m->ndacts16 : &m->ndacts) += m->dtab[i].n;
 }
 
 /* The layout's two blocks: the gradients, and the scratch carved by its table. */
@@ -121,7 +124,7 @@ void llava_grads_init(struct llava *m) {
     for (size_t i = 0; i < m->nptab; i++)
         *m->ptab[i].gslot = m->ptab[i].trainable ? m->grads + m->ptab[i].goffset : NULL;
     llava_lora_grads_bind(m);
-    m->dacts = llava_carve(m->dtab, m->ndtab, &m->ndacts);
+    m->dacts = llava_carve(m->dtab, m->ndtab, &m->ndacts, &m->dacts16, &m->ndacts16);
 }
 
 void llava_zero_grad(struct llava *m, const struct ops *ops) {
@@ -133,6 +136,8 @@ void llava_zero_grad(struct llava *m, const struct ops *ops) {
 int llava_backward(struct llava *m, const struct ops *ops) {
     if (!m->dacts)
         return err_set("llava: backward before llava_grads_init");
+    if (llava_act_table_ok(m, ops) < 0)
+        return -1;
     if (!m->fb)
         return err_set("llava: backward without a successful forward");
     if (m->ffeats && m->fimg && m->grad_tower)

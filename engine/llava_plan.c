@@ -24,12 +24,17 @@ static size_t floats(size_t n) {
     return (n ? n : 1) * sizeof(float);
 }
 
-/* What llava_carve lays out for a table: its rows, one after another. */
-static size_t table_floats(const struct llava_tensor *t, size_t n) {
-    size_t sum = 0;
+/* The bytes of the blocks llava_carve makes for a table: its fp32 rows in one (at least one float), its bf16
+ * rows in another (mem_alloc_bf16: 2 bytes a value), when there are any. */
+static size_t table_bytes(const struct llava_tensor *t, size_t n) {
+    size_t sum[2] = {0, 0};
     for (size_t i = 0; i < n; i++)
-        sum += t[i].n;
-    return sum;
+        sum[t[i].bf16 != 0] += t[i].n;
+    return floats(sum[0]) + sum[1] * sizeof(uint16_t);
+}
+
+static int bf16_products(const struct llava_plan_opts *o) {
+    return o->precision && (strcmp(o->precision, "bf16") == 0 || strcmp(o->precision, "bf16-act") == 0);
 }
 
 /* A model's tables without its blocks, in o's activation layout. */
@@ -39,14 +44,15 @@ static int shell(struct llava *s, const struct llava_config *cfg, const struct l
         return -1;
     }
     s->recompute = o->recompute != 0;
+    s->act_bf16 = o->precision && strcmp(o->precision, "bf16-act") == 0;
     llava_act_rows(s);
     return 0;
 }
 
 /* The blocks every model holds: parameters, then activations with the token arrays. */
 static size_t model_bytes(const struct llava *s, size_t *weights) {
-    *weights = floats(table_floats(s->ptab, s->nptab));
-    return floats(table_floats(s->atab, s->natab)) + llava_token_bytes(s);
+    *weights = table_bytes(s->ptab, s->nptab);
+    return table_bytes(s->atab, s->natab) + llava_token_bytes(s);
 }
 
 /* In bf16 the product weights that do not train get a copy each (ops weights_frozen). On CUDA the copies are
@@ -56,7 +62,7 @@ static size_t model_bytes(const struct llava *s, size_t *weights) {
 static void frozen_products(const struct llava *s, const struct llava_plan_opts *o, size_t *frozen,
                             size_t *edges) {
     *frozen = *edges = 0;
-    for (size_t i = 0; o->precision && strcmp(o->precision, "bf16") == 0 && i < s->nptab; i++) {
+    for (size_t i = 0; bf16_products(o) && i < s->nptab; i++) {
         const struct llava_tensor *t = &s->ptab[i];
         size_t bytes = t->n * sizeof(float);
         if (t->product && !t->trainable) {
@@ -102,7 +108,8 @@ static size_t training_blocks(struct llava *s, const struct llava_plan_opts *o, 
     llava_grads_layout(s);
     s->ngrads += ab; /* an attached adapter's A and B follow the table's rows (llava_lora_grads_layout) */
     block(p, "gradients", floats(s->ngrads));
-    block(p, "backward scratch", floats(s->ndacts));
+    block(p, s->act_bf16 ? "backward scratch (bf16 but logits)" : "backward scratch",
+          table_bytes(s->dtab, s->ndtab));
     block(p, "AdamW moments", train_adamw_floats(s) * sizeof(float));
     size_t loss = train_loss_bytes(o->B * o->T);
     block(p, "loss buffers (during a step)", loss);
@@ -120,8 +127,8 @@ static void shared_reference(const struct llava *s, struct llava_plan *p) {
 }
 
 static int check_opts(const struct llava_plan_opts *o) {
-    if (o->precision && strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "bf16") != 0)
-        return err_set("memory plan: unknown precision '%s' (fp32 or bf16)", o->precision);
+    if (o->precision && strcmp(o->precision, "fp32") != 0 && !bf16_products(o))
+        return err_set("memory plan: unknown precision '%s' (fp32, bf16 or bf16-act)", o->precision);
     if (o->device && strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
         return err_set("memory plan: unknown device '%s' (cpu or cuda)", o->device);
     if (o->reference < LLAVA_PLAN_REF_NONE || o->reference > LLAVA_PLAN_REF_SHARED)
@@ -143,7 +150,11 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
     if (o->train && o->trainable)
         llava_set_trainable(&s, o->trainable, 1);
     weights_blocks(&s, o, weights, p);
-    block(p, o->recompute ? "activations (recomputed per layer)" : "activations (kept for every layer)",
+    block(p,
+          s.act_bf16
+              ? (o->recompute ? "activations (bf16, recomputed per layer)"
+                              : "activations (bf16, kept for every layer)")
+              : (o->recompute ? "activations (recomputed per layer)" : "activations (kept for every layer)"),
           acts);
     if (o->lora) {
         block(p, "LoRA adapter (A, B)", ab * sizeof(float));

@@ -37,9 +37,10 @@ struct llava_plan_opts {
                                 modules needed), or NULL */
     int recompute;           /* llava_set_recompute */
     int reference;           /* the KL and NPO reference of stages/unlearn.c: LLAVA_PLAN_REF_* */
-    const char *precision;   /* "fp32" or "bf16": bf16 adds the frozen product weights' copies (ops
-                                weights_frozen); on CUDA they replace those weights on the GPU, whose fp32
-                                pages go to the host; activations stay fp32 */
+    const char *precision;   /* "fp32", "bf16" or "bf16-act": bf16 adds the frozen product weights' copies
+                                (ops weights_frozen); on CUDA they replace those weights on the GPU, whose
+                                fp32 pages go to the host; activations stay fp32 but in "bf16-act"
+                                (llava_set_act_bf16: bf16 storage, 2 bytes a value) */
     const char *device;      /* "cpu" or "cuda" (adds the CUDA reserve) */
 };
 

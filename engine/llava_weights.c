@@ -127,7 +127,7 @@ int llava_param_rows(struct llava *m) {
 /* Builds the table, then the one allocation it describes (zeroed), and points every slot into it. */
 int llava_param_table(struct llava *m) {
     llava_param_rows(m);
-    m->params = llava_carve(m->ptab, m->nptab, &m->nparams);
+    m->params = llava_carve(m->ptab, m->nptab, &m->nparams, NULL, NULL);
     return 0;
 }
 

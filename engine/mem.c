@@ -176,7 +176,7 @@ void *mem_alloc(size_t n, size_t size) {
 }
 
 void mem_free(void *q) {
-    if (!q)
+    if (!q || mem_bf16_free(q))
         return;
     size_t known = 0;
     if (atomic_load_explicit(&checking, memory_order_relaxed))
@@ -225,6 +225,11 @@ int mem_check_enabled(void) {
 int mem_owns(const void *p, size_t bytes) {
     uintptr_t a = (uintptr_t)p;
     int owns = 0;
+    size_t avail;
+    if (!atomic_load(&checking))
+        return 0;
+    if (mem_bf16_at(p, &avail))
+        return bytes <= avail * sizeof(float);
     pthread_mutex_lock(&reg_mu);
     size_t at = reg_upto(a);
     if (at > 0) {

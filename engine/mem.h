@@ -9,12 +9,24 @@
 #define PULSE_ENGINE_MEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* `n` zeroed elements of `size` bytes. Never NULL: out of memory (or, on the GPU, more than the device has
  * free) prints one line saying how much was asked and how much is free, and exits. */
 void *mem_alloc(size_t n, size_t size);
 /* Frees what mem_alloc returned (NULL is fine), with the allocator that made it. */
 void mem_free(void *p);
+/* bf16 storage (engine/mem_bf16.c): n values kept as bf16 (2 bytes each, from mem_alloc, zeroed), behind an
+ * address range of n floats that the caller indexes like any float array but never reads or writes itself
+ * (it is not backed: touching it faults). Only the operations of a table that takes bf16 storage
+ * (ops_takes_bf16, engine/act16.c) read and write the values, widened to fp32 and rounded back. mem_free
+ * frees it. Never NULL: too large prints one line and exits. */
+float *mem_alloc_bf16(size_t n);
+/* The storage of the element p stands for, when p lies in a bf16 range (its end included), and in *avail
+ * (may be NULL) the values from there to the range's end; NULL for any other pointer. */
+uint16_t *mem_bf16_at(const void *p, size_t *avail);
+/* mem_free's part: frees p when it is a bf16 range's start (returns 1), else returns 0. */
+int mem_bf16_free(void *p);
 /* Every later mem_alloc uses CUDA managed memory (cuda != 0) or the heap. Blocks keep the allocator they
  * were made with. Returns -1 with err_set when this build has no CUDA backend. */
 int mem_use_cuda(int cuda);
@@ -41,8 +53,9 @@ void mem_peak_reset(void);
  * made earlier is not known). It cannot be turned off again. Thread-safe. */
 void mem_check_enable(void);
 int mem_check_enabled(void);
-/* 1 when [p, p + bytes) lies inside one live mem_alloc block (bytes == 0: p inside it or just past its end);
- * 0 otherwise, and always 0 while checking is off. */
+/* 1 when [p, p + bytes) lies inside one live mem_alloc block (bytes == 0: p inside it or just past its end),
+ * or inside one bf16 range (bytes counted as floats, as the range is indexed); 0 otherwise, and always 0
+ * while checking is off. */
 int mem_owns(const void *p, size_t bytes);
 /* The fence (checking only; heap blocks only), which finds host code touching memory that, on the GPU, an
  * operation could still be reading or writing (engine/ops.h, "sync"). The checked table calls

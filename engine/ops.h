@@ -1,5 +1,6 @@
 /* ops: the operation table every model computation goes through. One table per backend (cpu/ and cuda/), so
- * the model code (llava.c) is written once. All tensors are fp32, row-major, in memory from engine/mem.h;
+ * the model code (llava.c) is written once. All tensors are fp32 (or, for a table that takes it, bf16 storage
+ * behind a float-indexed range: ops_takes_bf16), row-major, in memory from engine/mem.h;
  * shapes are given as counts. Linear layers use PyTorch's layout: weight [OC, IC], out = inp @ weight^T +
  * bias.
  *
@@ -97,6 +98,13 @@ struct ops {
     void (*copy)(float *dst, const float *src, size_t n);
     void (*zero)(float *x, size_t n);
 
+    /* bf16 storage (engine/mem.h): dst[i] = src[i] widened to fp32 (exact), or rounded to bf16
+     * (kernel_bf16_round: nearest even, NaN stays NaN). The pointers are the storage itself (mem_bf16_at),
+     * never a bf16 range: these two are how a table that takes bf16 storage (engine/act16.c) reads and writes
+     * it. */
+    void (*bf16_widen)(float *dst, const uint16_t *src, size_t n);
+    void (*bf16_round)(uint16_t *dst, const float *src, size_t n);
+
     /* out[i] += x[i] * s: a scaled term added in (LoRA's y += (h B^T) scale), the same bits as scale then
      * accumulate. */
     void (*add_scaled)(float *out, const float *x, float s, size_t n);
@@ -185,14 +193,19 @@ const struct ops *ops_select(const char *device, int threads);
 const struct ops *ops_checked(const struct ops *inner);
 /* The table ops_checked wraps, when `table` is that wrapper; else NULL. */
 const struct ops *ops_checked_inner(const struct ops *table);
-/* The table for a matrix-product precision: "fp32" returns table itself; "bf16" its backend's bf16 twin (name
- * "cpu-bf16" / "cuda-bf16"), identical but for the matmul, attention, lora_down and weights_frozen entries,
- * whose products round both inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into
- * fp32 outputs with the usual accumulate rules (the bias and db stay fp32; attention's softmax and its
- * backward stay fp32, and round the probabilities and dS only where a product reads them; attention_decode,
- * generation's, stays fp32). Activations, gradients and optimizer state stay fp32, every other operation
- * too. NULL with err_set for another precision or a table that is not a backend's. */
+/* The table for a precision: "fp32" returns table itself; "bf16" its backend's bf16 twin (name "cpu-bf16" /
+ * "cuda-bf16"), identical but for the matmul, attention, lora_down and weights_frozen entries, whose products
+ * round both inputs to bf16 (kernel_bf16_round: nearest even) and accumulate in fp32, into fp32 outputs with
+ * the usual accumulate rules (the bias and db stay fp32; attention's softmax and its backward stay fp32, and
+ * round the probabilities and dS only where a product reads them; attention_decode, generation's, stays
+ * fp32). Activations, gradients and optimizer state stay fp32, every other operation too. "bf16-act": that
+ * twin taking bf16 storage too (engine/act16.h; names "cpu-bf16-act" / "cuda-bf16-act"), so a model may keep
+ * its activations in bf16 (llava_set_act_bf16). NULL with err_set for another precision or a table that is
+ * not a backend's. */
 const struct ops *ops_precision(const struct ops *table, const char *precision);
+/* 1 when table takes bf16 storage (engine/mem.h mem_alloc_bf16) in its tensor arguments: a "bf16-act" table,
+ * checked or not. Every other table reads a bf16 range as the floats it is not (it faults). */
+int ops_takes_bf16(const struct ops *table);
 
 #ifdef __cplusplus
 }

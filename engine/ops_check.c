@@ -304,6 +304,18 @@ static void check_zero(float *x, size_t n) {
     RUN(inner->zero(x, n));
 }
 
+static void check_bf16_widen(float *dst, const uint16_t *src, size_t n) {
+    check("bf16_widen", "dst", dst, f32(n));
+    check("bf16_widen", "src", src, mul(n, sizeof *src));
+    RUN(inner->bf16_widen(dst, src, n));
+}
+
+static void check_bf16_round(uint16_t *dst, const float *src, size_t n) {
+    check("bf16_round", "dst", dst, mul(n, sizeof *dst));
+    check("bf16_round", "src", src, f32(n));
+    RUN(inner->bf16_round(dst, src, n));
+}
+
 static void check_add_scaled(float *out, const float *x, float s, size_t n) {
     check("add_scaled", "out", out, f32(n));
     check("add_scaled", "x", x, f32(n));
@@ -512,6 +524,8 @@ const struct ops *ops_checked(const struct ops *in) {
                            .accumulate = check_accumulate,
                            .copy = check_copy,
                            .zero = check_zero,
+                           .bf16_widen = check_bf16_widen,
+                           .bf16_round = check_bf16_round,
                            .add_scaled = check_add_scaled,
                            .dropout = check_dropout,
                            .lora_down_forward = check_lora_down_forward,

@@ -1,6 +1,7 @@
 /* precision: ops_precision (engine/ops.h), the choice between a backend's fp32 table and its bf16 twin. The
  * twins live beside their tables (engine/cpu/ops.c, engine/cuda/ops.cu); this file only asks each backend
  * whether the table is its own. */
+#include "engine/act16.h"
 #include "engine/cpu/cpu.h"
 #include "engine/ops.h"
 
@@ -14,9 +15,10 @@ const struct ops *cuda_ops_bf16(const struct ops *table); /* engine/cuda/ops.cu 
 
 const struct ops *ops_precision(const struct ops *table, const char *precision) {
     int fp32 = precision && strcmp(precision, "fp32") == 0,
-        bf16 = precision && strcmp(precision, "bf16") == 0;
-    if (!fp32 && !bf16) {
-        err_set("precision: unknown '%s' (fp32 or bf16)", precision ? precision : "(null)");
+        bf16 = precision && strcmp(precision, "bf16") == 0,
+        act = precision && strcmp(precision, "bf16-act") == 0;
+    if (!fp32 && !bf16 && !act) {
+        err_set("precision: unknown '%s' (fp32, bf16 or bf16-act)", precision ? precision : "(null)");
         return NULL;
     }
     if (!table) {
@@ -39,5 +41,10 @@ const struct ops *ops_precision(const struct ops *table, const char *precision) 
     if (!twin)
         err_set("precision: table '%s' is not a backend's own (choose the precision before wrapping a table)",
                 table->name ? table->name : "?");
-    return twin;
+    return twin && act ? act16_wrap(twin) : twin;
+}
+
+int ops_takes_bf16(const struct ops *table) {
+    const struct ops *in = ops_checked_inner(table);
+    return table && act16_inner(in ? in : table) != NULL;
 }

@@ -98,6 +98,7 @@ int model_build_rounds(struct stage_ctx *c, struct model *md, size_t B, size_t T
     if (rc != 0)
         return err_prefix("%s: model", c->name);
     md->built = 1;
+    llava_set_act_bf16(&md->m, ops_takes_bf16(c->ops)); /* precision "bf16-act" */
     for (size_t i = 0; rounds && i < stage_input_count(c, "adapters"); i++)
         if (merge_round(c, md, i) != 0)
             return err_prefix("%s", c->name);

@@ -107,6 +107,7 @@ static int pretrain_run(struct stage_ctx *c) {
     double loss = 0;
     if (rc == 0) {
         llava_set_recompute(&md.m, stage_recompute(c));
+        llava_set_act_bf16(&md.m, ops_takes_bf16(c->ops)); /* precision "bf16-act" */
         rc = pretrain_tower(c, &md.m, &cp);
     }
     if (rc == 0) {

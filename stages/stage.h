@@ -56,8 +56,8 @@ struct stage_ctx {
 #define PRECISION_PARAM                                                                                      \
     {                                                                                                        \
         "precision", PARAM_STR, "\"fp32\"",                                                                  \
-            "the model's products: \"fp32\", or \"bf16\" (linear layers' and attention's inputs rounded to " \
-            "bf16, fp32 accumulation; docs/engine.md)"                                                       \
+            "the model's products: \"fp32\"; \"bf16\" (linear layers' and attention's inputs rounded to "    \
+            "bf16, fp32 accumulation; docs/engine.md); \"bf16-act\" (that, and activations stored in bf16)"  \
     }
 
 /* Activation recomputation for every kind that trains a model (engine/llava.h's llava_set_recompute): less

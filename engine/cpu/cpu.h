@@ -165,6 +165,8 @@ void cpu_add(float *out, const float *a, const float *b, size_t n);
 void cpu_accumulate(float *dst, const float *src, size_t n);
 void cpu_copy(float *dst, const float *src, size_t n);
 void cpu_zero(float *x, size_t n);
+void cpu_bf16_widen(float *dst, const uint16_t *src, size_t n);
+void cpu_bf16_round(uint16_t *dst, const float *src, size_t n);
 void cpu_add_scaled(float *out, const float *x, float s, size_t n);
 void cpu_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate);
 void cpu_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs);

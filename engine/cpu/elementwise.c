@@ -279,6 +279,36 @@ void cpu_copy(float *dst, const float *src, size_t n) {
         memmove(dst, src, n * sizeof(float));
 }
 
+/* bf16 storage: a bf16 value is the high half of the float it stands for. */
+struct bf16_args {
+    float *f;
+    uint16_t *h;
+};
+static void widen_range(void *ctx, size_t begin, size_t end) {
+    const struct bf16_args *a = ctx;
+    for (size_t i = begin; i < end; i++) {
+        uint32_t u = (uint32_t)a->h[i] << 16;
+        memcpy(&a->f[i], &u, sizeof u);
+    }
+}
+static void round_range(void *ctx, size_t begin, size_t end) {
+    const struct bf16_args *a = ctx;
+    for (size_t i = begin; i < end; i++) {
+        float r = kernel_bf16_round(a->f[i]);
+        uint32_t u;
+        memcpy(&u, &r, sizeof u);
+        a->h[i] = (uint16_t)(u >> 16);
+    }
+}
+
+void cpu_bf16_widen(float *dst, const uint16_t *src, size_t n) {
+    cpu_parallel(n, EW_COST_ADD, widen_range, &(struct bf16_args){dst, (uint16_t *)src});
+}
+
+void cpu_bf16_round(uint16_t *dst, const float *src, size_t n) {
+    cpu_parallel(n, EW_COST_ADD, round_range, &(struct bf16_args){(float *)src, dst});
+}
+
 void cpu_zero(float *x, size_t n) {
     if (n)
         memset(x, 0, n * sizeof(float));

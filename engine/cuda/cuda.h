@@ -141,6 +141,8 @@ void cuda_embedding_forward(float *out, const int32_t *tok, const float *table, 
 void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c);
 void cuda_copy(float *dst, const float *src, size_t n);
 void cuda_zero(float *x, size_t n);
+void cuda_bf16_widen(float *dst, const uint16_t *src, size_t n);
+void cuda_bf16_round(uint16_t *dst, const float *src, size_t n);
 
 /* losses.cu */
 void cuda_logprob_forward(float *logp, const float *logits, const int32_t *target, const uint8_t *mask,

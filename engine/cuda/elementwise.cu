@@ -245,3 +245,26 @@ void cuda_zero(float *x, size_t n) {
         cuda_check(cudaMemsetAsync(x, 0, n * sizeof(float), 0), "cuda_zero");
     cuda_done("cuda_zero");
 }
+
+/* bf16 storage: a bf16 value is the high half of the float it stands for; rounding is kernel_bf16_round's. */
+static __global__ void bf16_widen_kernel(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = ew_first(); i < n; i += ew_step())
+        dst[i] = __uint_as_float((unsigned)src[i] << 16);
+}
+
+static __global__ void bf16_round_kernel(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = ew_first(); i < n; i += ew_step())
+        dst[i] = (uint16_t)(__float_as_uint(kernel_bf16_round(src[i])) >> 16);
+}
+
+void cuda_bf16_widen(float *dst, const uint16_t *src, size_t n) {
+    if (n)
+        bf16_widen_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dst, src, n);
+    cuda_done("cuda_bf16_widen");
+}
+
+void cuda_bf16_round(uint16_t *dst, const float *src, size_t n) {
+    if (n)
+        bf16_round_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dst, src, n);
+    cuda_done("cuda_bf16_round");
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # precision: the model stages' `precision` parameter reaches the engine: a micro pretraining and its evaluation
 # with precision "bf16" compute other weights than with "fp32" (the bf16 twin of the CPU table, engine/ops.h),
-# each repeats bit for bit, the record keeps the parameter, and an unknown precision fails with one line and
+# and "bf16-act" (activations in bf16 storage too) others again, each repeats bit for bit, the record keeps the parameter, and an unknown precision fails with one line and
 # leaves the store valid.
 source "$(dirname "$0")/lib.bash"
 cp "$SRC"/tests/cli/manifests/protocol/micro_settings.lua "$T/"
@@ -32,8 +32,18 @@ bf16=$(id_of)
 # the same bits again, from a fresh store
 PULSE_STORE="$T/again" expect_code 0 "$PP" run "$T/b.lua"
 [ "$(PULSE_STORE="$T/again" id_of)" = "$bf16" ] || fail "bf16 pretraining is not deterministic"
+# bf16 activations too: other weights again, the same bits from a fresh store, and with every operation's
+# pointers checked (PULSE_CHECK_OPS: bf16 ranges are checked as the float arrays they stand for)
+manifest "$T/a.lua" bf16-act
+expect_code 0 "$PP" run "$T/a.lua"
+act=$(id_of)
+[ "$act" != "$bf16" ] && [ "$act" != "$fp32" ] || fail "bf16 activations gave the weights of another precision"
+PULSE_STORE="$T/again" expect_code 0 "$PP" run "$T/a.lua"
+[ "$(PULSE_STORE="$T/again" id_of)" = "$act" ] || fail "bf16-act pretraining is not deterministic"
+PULSE_CHECK_OPS=1 PULSE_STORE="$T/checked" expect_code 0 "$PP" run "$T/a.lua"
+[ "$(PULSE_STORE="$T/checked" id_of)" = "$act" ] || fail "bf16-act under PULSE_CHECK_OPS gave other weights"
 manifest "$T/x.lua" fp16
 expect_code 1 "$PP" run "$T/x.lua"
-has "$T/err" "precision: unknown 'fp16' (fp32 or bf16)"
+has "$T/err" "precision: unknown 'fp16' (fp32, bf16 or bf16-act)"
 expect_code 0 "$PP" verify
 passed

@@ -201,7 +201,7 @@ static void test_precision(void) {
     }
     err_clear();
     CHECK(ops_precision(cpu, "fp16") == NULL);
-    CHECK_STR(err_msg(), "precision: unknown 'fp16' (fp32 or bf16)");
+    CHECK_STR(err_msg(), "precision: unknown 'fp16' (fp32, bf16 or bf16-act)");
     CHECK(ops_precision(cpu, "") == NULL);
     CHECK(ops_precision(cpu, "BF16") == NULL);
     CHECK(ops_precision(cpu, NULL) == NULL);
