@@ -14,6 +14,10 @@
  * that writes only part of its output (attention's probabilities outside the valid box) leaves the rest as it
  * was. That costs passes a kernel reading bf16 directly would not make; such a kernel must give these bits.
  *
+ * A backend may do better for some operations: the entries of its `native` table (act16_wrap) take bf16
+ * storage themselves (the CUDA matmuls: cuBLAS reads bf16 operands and writes bf16 outputs) and replace the
+ * wrapper's. They must give the definition's bits (up to summation order, as any two backends).
+ *
  * The tables' functions take no table argument, so each inner table gets an instance of its own (its inner
  * table and its scratch slots), reached through trampolines the X-macro below writes per instance. */
 #include "engine/act16.h"
@@ -542,11 +546,24 @@ A16_INSTANCE(2)
 A16_INSTANCE(3)
 static const struct ops *const tables[A16_INSTANCES] = {&table0, &table1, &table2, &table3};
 
-const struct ops *act16_wrap(const struct ops *inner) {
+/* Entries the backend's own native table has take bf16 storage themselves: they replace the wrapper's. */
+#define A16_NATIVE(ret, name, ...)                                                                           \
+    if (native->name)                                                                                        \
+        t->name = native->name;
+
+static void take_native(struct ops *t, const struct ops *native) {
+    A16_OPS(A16_NATIVE)
+    if (native->sync)
+        t->sync = native->sync;
+}
+
+const struct ops *act16_wrap(const struct ops *inner, const struct ops *native) {
     for (int k = 0; k < A16_INSTANCES; k++)
         if (!inst[k].in || inst[k].in == inner) {
             inst[k].in = inner;
             inst[k].table = *tables[k];
+            if (native)
+                take_native(&inst[k].table, native);
             snprintf(inst[k].name, sizeof inst[k].name, "%s-act", inner->name ? inner->name : "?");
             inst[k].table.name = inst[k].name;
             inst[k].table.threads = inner->threads;

@@ -7,9 +7,11 @@
 
 #include "engine/ops.h"
 
-/* The table around `inner` (the same one for the same inner table); NULL with err_set past the few
- * instances a process may have (a backend's twins: two backends, with a test's extra). */
-const struct ops *act16_wrap(const struct ops *inner);
+/* The table around `inner` (the same one for the same inner table), with the non-NULL entries of `native`
+ * (may be NULL: none) in place of the wrapper's: the backend's own operations that take bf16 storage
+ * themselves. NULL with err_set past the few instances a process may have (a backend's twins: two backends,
+ * with a test's extra). */
+const struct ops *act16_wrap(const struct ops *inner, const struct ops *native);
 /* The table act16_wrap wrapped, when `table` is one of its tables; else NULL. */
 const struct ops *act16_inner(const struct ops *table);
 /* The fp32 scratch the tables hold for widened arguments (mem_alloc'd, grown to the largest operation seen:

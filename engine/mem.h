@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* `n` zeroed elements of `size` bytes. Never NULL: out of memory (or, on the GPU, more than the device has
  * free) prints one line saying how much was asked and how much is free, and exits. */
 void *mem_alloc(size_t n, size_t size);
@@ -72,5 +76,9 @@ int mem_check_heap(const void *p);
  * positions): the host may read it while operations run, so the fence closes it to writes only. Without
  * checking it does nothing. */
 void mem_host_reads(const void *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

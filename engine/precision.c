@@ -10,8 +10,19 @@
 #include "util/err.h"
 
 #ifdef PULSE_HAVE_CUDA
-const struct ops *cuda_ops_bf16(const struct ops *table); /* engine/cuda/ops.cu */
+const struct ops *cuda_ops_bf16(const struct ops *table);        /* engine/cuda/ops.cu */
+const struct ops *cuda_ops_bf16_native(const struct ops *table); /* its entries taking bf16 storage */
 #endif
+
+/* The entries of a backend's bf16 twin that take bf16 storage themselves (act16_wrap), or NULL. */
+static const struct ops *native_of(const struct ops *twin) {
+#ifdef PULSE_HAVE_CUDA
+    return cuda_ops_bf16_native(twin);
+#else
+    (void)twin;
+    return NULL;
+#endif
+}
 
 const struct ops *ops_precision(const struct ops *table, const char *precision) {
     int fp32 = precision && strcmp(precision, "fp32") == 0,
@@ -41,7 +52,7 @@ const struct ops *ops_precision(const struct ops *table, const char *precision) 
     if (!twin)
         err_set("precision: table '%s' is not a backend's own (choose the precision before wrapping a table)",
                 table->name ? table->name : "?");
-    return twin && act ? act16_wrap(twin) : twin;
+    return twin && act ? act16_wrap(twin, native_of(twin)) : twin;
 }
 
 int ops_takes_bf16(const struct ops *table) {

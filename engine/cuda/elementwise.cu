@@ -2,8 +2,10 @@
  * them. Every element depends on its own inputs only, so one thread per element (grid-stride) gives the CPU's
  * bits: the per-element math is engine/kernels.h's and the dropout mask engine/rng.h's, shared with the CPU.
  * The one sum, the embedding's backward, runs one thread per table column taking the rows in order. */
+#include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/kernels.h"
+#include "engine/mem.h"
 #include "engine/rng.h"
 
 #include <stdint.h>
@@ -75,11 +77,13 @@ static __global__ void add_scaled_kernel(float *out, const float *x, float s, si
 }
 
 /* Element e is dropped when rng_uniform(key, e) < p, the CPU's mask bit for bit. */
-static __global__ void dropout_kernel(float *out, const float *in, size_t n, uint64_t key, float p,
-                                      float scale, int accumulate) {
+/* out and in fp32 or bf16 storage (the bf16 tables take it: engine/act16.c's definition, one rounding). */
+template <typename O, typename I>
+static __global__ void dropout_kernel(O *out, const I *in, size_t n, uint64_t key, float p, float scale,
+                                      int accumulate) {
     for (size_t i = ew_first(); i < n; i += ew_step()) {
-        float v = rng_uniform(key, i) < p ? 0.0f : in[i] * scale;
-        out[i] = accumulate ? out[i] + v : v;
+        float v = rng_uniform(key, i) < p ? 0.0f : cuda_ld(in, i) * scale;
+        cuda_st(out, i, accumulate ? cuda_ld(out, i) + v : v);
     }
 }
 
@@ -205,9 +209,24 @@ void cuda_add_scaled(float *out, const float *x, float s, size_t n) {
     cuda_done("cuda_add_scaled");
 }
 
+/* The dropout kernel for out's and in's kinds of memory. */
+static void ew_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int acc) {
+    uint16_t *os = mem_bf16_at(out, NULL);
+    const uint16_t *is = mem_bf16_at(in, NULL);
+    unsigned g = cuda_blocks(n, EW_THREADS);
+    if (os && is)
+        dropout_kernel<uint16_t, uint16_t><<<g, EW_THREADS>>>(os, is, n, key, p, scale, acc);
+    else if (os)
+        dropout_kernel<uint16_t, float><<<g, EW_THREADS>>>(os, in, n, key, p, scale, acc);
+    else if (is)
+        dropout_kernel<float, uint16_t><<<g, EW_THREADS>>>(out, is, n, key, p, scale, acc);
+    else
+        dropout_kernel<float, float><<<g, EW_THREADS>>>(out, in, n, key, p, scale, acc);
+}
+
 void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate) {
     if (n)
-        dropout_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, in, n, key, p, scale, accumulate);
+        ew_dropout(out, in, n, key, p, scale, accumulate);
     cuda_done("cuda_dropout");
 }
 

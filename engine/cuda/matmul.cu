@@ -36,21 +36,23 @@ static int mm_ld(size_t v, const char *what) {
 }
 
 /* out[i, j] = b[j]: the rows start from the bias, then the product is added (beta = 1), as the CPU does. */
-static __global__ void matmul_bias_rows(float *out, const float *b, size_t n, size_t oc) {
+template <typename T> static __global__ void matmul_bias_rows(float *out, const T *b, size_t n, size_t oc) {
     size_t total = n * oc, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
-        out[i] = b[i % oc];
+        out[i] = cuda_ld(b, i % oc);
 }
 
 /* db[j] += sum over rows of dout[., j]: the rows in order from zero, then added to db, as the CPU's
- * colsum_range does, so the bits are the same. Neighbouring threads read neighbouring columns (coalesced). */
-static __global__ void matmul_bias_grad(float *db, const float *dout, size_t n, size_t oc) {
+ * colsum_range does, so the bits are the same. Neighbouring threads read neighbouring columns (coalesced).
+ * dout fp32 or bf16 storage (the bf16 tables'). */
+template <typename D, typename T>
+static __global__ void matmul_bias_grad(D *db, const T *dout, size_t n, size_t oc) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < oc; j += stride) {
         float acc = 0.0f;
         for (size_t i = 0; i < n; i++)
-            acc += dout[i * oc + j];
-        db[j] += acc;
+            acc += cuda_ld(dout, i * oc + j);
+        cuda_st(db, j, cuda_ld(db, j) + acc);
     }
 }
 
@@ -66,7 +68,7 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
     int m_ = mm_int(oc, op), n_ = mm_int(n, op), k_ = mm_int(ic, op);
     float beta = 0.0f;
     if (b) {
-        matmul_bias_rows<<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>(out, b, n, oc);
+        matmul_bias_rows<float><<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>(out, b, n, oc);
         cuda_check(cudaGetLastError(), op);
         beta = 1.0f;
     }
@@ -109,7 +111,7 @@ void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, 
     mm_backward_products(dinp, dw, dout, inp, w, 1.0f, n, ic, oc, op);
     /* With no rows this still adds the zero sums, as the CPU does. */
     if (db && oc > 0)
-        matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+        matmul_bias_grad<float, float><<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
     cuda_done(op);
 }
 
@@ -249,47 +251,89 @@ void cuda_weights_forget(const float *p, size_t n) {
     cuda_check(cudaDeviceSynchronize(), "weights_forget");
 }
 
-/* w [oc, ic] as the products' bf16 operand: its frozen copy, or rounded now into scratch `slot`. */
-static const __nv_bfloat16 *mm_weight(int slot, const float *w, size_t n, const char *op) {
-    const __nv_bfloat16 *c = (const __nv_bfloat16 *)wcache_find(&frozen, w, n);
-    return c ? c : cuda_bf16_copy(slot, w, n, op);
+/* bf16 storage (engine/mem.h): an operand there is bf16 already (its values are the ones engine/act16.c's
+ * definition widens, exactly), so the product reads it as it is; an output there is written by cuBLAS as
+ * bf16, rounded once after alpha AB + beta C in fp32 (beta 1 reads it widened): the definition's bits without
+ * its passes. Either kind may be any argument, so these functions serve the "cuda-bf16" table and its
+ * "bf16-act" wrapper alike (cuda_ops_bf16_native). */
+
+/* A product's operand: bf16 storage as it is, else rounded now into scratch `slot`. */
+static const __nv_bfloat16 *mm_operand(int slot, const float *p, size_t n, const char *op) {
+    const uint16_t *s = mem_bf16_at(p, NULL);
+    return s ? (const __nv_bfloat16 *)s : cuda_bf16_copy(slot, p, n, op);
 }
 
-/* C (fp32, column-major [m,n], ldc) = alpha op(A) op(B) + beta C with A and B bf16: products exact in fp32,
- * summed in fp32 (CUBLAS_COMPUTE_32F). The fp32 path's cublasSgemm with bf16 operands. */
+/* w [oc, ic] as the products' bf16 operand: bf16 storage, its frozen copy, or rounded now into `slot`. */
+static const __nv_bfloat16 *mm_weight(int slot, const float *w, size_t n, const char *op) {
+    const __nv_bfloat16 *c = (const __nv_bfloat16 *)wcache_find(&frozen, w, n);
+    return c ? c : mm_operand(slot, w, n, op);
+}
+
+/* A product's output: its memory and cuBLAS's type for it. */
+struct mm_out {
+    void *p;
+    cudaDataType type;
+};
+static struct mm_out mm_out_of(float *p) {
+    uint16_t *s = mem_bf16_at(p, NULL);
+    return s ? mm_out{s, CUDA_R_16BF} : mm_out{p, CUDA_R_32F};
+}
+
+/* C (column-major [m,n], ldc) = alpha op(A) op(B) + beta C with A and B bf16: products exact in fp32,
+ * summed in fp32 (CUBLAS_COMPUTE_32F), C fp32 or bf16. The fp32 path's cublasSgemm with bf16 operands. */
 static void mm_gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                          const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
-                         float *c, int ldc, const char *op) {
+                         struct mm_out c, int ldc, const char *op) {
     cuda_blas_check(cublasGemmEx(cuda_blas_bf16(), ta, tb, m, n, k, &alpha, a, CUDA_R_16BF, lda, b,
-                                 CUDA_R_16BF, ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                 CUDA_R_16BF, ldb, &beta, c.p, c.type, ldc, CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT),
                     op);
+}
+
+/* The slot of the fp32 scratch a bf16 output with a bias goes through (no other matmul scratch is in use). */
+#define MM_SLOT_C 4
+
+/* out = inp w^T (+ b) with its bias in fp32 before the one rounding: into fp32 memory directly; into bf16
+ * storage with a bias through fp32 scratch, rounded after (cuBLAS would round before the bias is added). */
+static void mm_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n, size_t ic,
+                            size_t oc, const char *op) {
+    struct mm_out o = mm_out_of(out);
+    uint16_t *store = b && o.type == CUDA_R_16BF ? (uint16_t *)o.p : NULL;
+    if (store)
+        o = mm_out{cuda_scratch(MM_SLOT_C, n * oc * sizeof(float)), CUDA_R_32F};
+    float beta = 0.0f;
+    if (b) {
+        const uint16_t *bs = mem_bf16_at(b, NULL);
+        if (bs)
+            matmul_bias_rows<uint16_t>
+                <<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>((float *)o.p, bs, n, oc);
+        else
+            matmul_bias_rows<float><<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>((float *)o.p, b, n, oc);
+        cuda_check(cudaGetLastError(), op);
+        beta = 1.0f;
+    }
+    if (ic == 0) { /* an empty product: the bias alone, or zeros */
+        if (!b)
+            cuda_check(cudaMemsetAsync(o.p, 0, n * oc * (o.type == CUDA_R_16BF ? 2 : 4), 0), op);
+    } else {
+        const __nv_bfloat16 *bi = mm_operand(MM_SLOT_A, inp, n * ic, op),
+                            *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
+        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, mm_int(oc, op), mm_int(n, op), mm_int(ic, op), 1.0f, bw,
+                     mm_ld(ic, op), bi, mm_ld(ic, op), beta, o, mm_ld(oc, op), op);
+    }
+    if (store) {
+        matmul_to_bf16<<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>((__nv_bfloat16 *)store,
+                                                                        (const float *)o.p, n * oc);
+        cuda_check(cudaGetLastError(), op);
+    }
 }
 
 /* cuda_matmul_forward with inp and w rounded to bf16 (slots A and B); the bias stays fp32. */
 void cuda_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, size_t n,
                               size_t ic, size_t oc) {
     const char *op = "matmul_forward_bf16";
-    if (n == 0 || oc == 0) {
-        cuda_done(op);
-        return;
-    }
-    int m_ = mm_int(oc, op), n_ = mm_int(n, op), k_ = mm_int(ic, op);
-    float beta = 0.0f;
-    if (b) {
-        matmul_bias_rows<<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>(out, b, n, oc);
-        cuda_check(cudaGetLastError(), op);
-        beta = 1.0f;
-    }
-    if (ic == 0) { /* an empty product: the bias alone, or zeros */
-        if (!b)
-            cuda_check(cudaMemset(out, 0, n * oc * sizeof(float)), op);
-    } else {
-        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
-                            *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
-        mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, 1.0f, bw, mm_ld(ic, op), bi, mm_ld(ic, op), beta,
-                     out, mm_ld(oc, op), op);
-    }
+    if (n > 0 && oc > 0)
+        mm_forward_bf16(out, inp, w, b, n, ic, oc, op);
     cuda_done(op);
 }
 
@@ -300,28 +344,43 @@ static void mm_backward_products_bf16(float *dinp, float *dw, const float *dout,
                                       const float *w, float s, size_t n, size_t ic, size_t oc,
                                       const char *op) {
     int want_dinp = dinp && n > 0 && ic > 0 && oc > 0, want_dw = dw && n > 0 && ic > 0 && oc > 0;
-    const __nv_bfloat16 *bd = want_dinp || want_dw ? cuda_bf16_copy(MM_SLOT_A, dout, n * oc, op) : NULL;
+    const __nv_bfloat16 *bd = want_dinp || want_dw ? mm_operand(MM_SLOT_A, dout, n * oc, op) : NULL;
     /* dinp^T [IC,N] += w^T [IC,OC] (op N) times dout^T [OC,N] (op N), column-major as in the fp32 path */
     if (want_dinp) {
         const __nv_bfloat16 *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(oc, op), s, bw,
-                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dinp, mm_ld(ic, op), op);
+                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, mm_out_of(dinp), mm_ld(ic, op), op);
     }
     /* dw^T [IC,OC] += inp^T [IC,N] (op N) times dout [N,OC] (op T) */
     if (want_dw) {
-        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_B, inp, n * ic, op);
+        const __nv_bfloat16 *bi = mm_operand(MM_SLOT_B, inp, n * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(oc, op), mm_int(n, op), s, bi,
-                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, dw, mm_ld(ic, op), op);
+                     mm_ld(ic, op), bd, mm_ld(oc, op), 1.0f, mm_out_of(dw), mm_ld(ic, op), op);
     }
 }
 
-/* db is the fp32 column sum of the unrounded dout, as in fp32. */
+/* db += the column sums of dout, each of either kind of memory. */
+static void mm_bias_grad(float *db, const float *dout, size_t n, size_t oc) {
+    uint16_t *bs = mem_bf16_at(db, NULL);
+    const uint16_t *ds = mem_bf16_at(dout, NULL);
+    unsigned g = cuda_blocks(oc, MM_THREADS);
+    if (bs && ds)
+        matmul_bias_grad<uint16_t, uint16_t><<<g, MM_THREADS>>>(bs, ds, n, oc);
+    else if (bs)
+        matmul_bias_grad<uint16_t, float><<<g, MM_THREADS>>>(bs, dout, n, oc);
+    else if (ds)
+        matmul_bias_grad<float, uint16_t><<<g, MM_THREADS>>>(db, ds, n, oc);
+    else
+        matmul_bias_grad<float, float><<<g, MM_THREADS>>>(db, dout, n, oc);
+}
+
+/* db is the fp32 column sum of dout as it is (unrounded fp32, or bf16 storage widened), as in fp32. */
 void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, size_t n, size_t ic, size_t oc) {
     const char *op = "matmul_backward_bf16";
     mm_backward_products_bf16(dinp, dw, dout, inp, w, 1.0f, n, ic, oc, op);
     if (db && oc > 0)
-        matmul_bias_grad<<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+        mm_bias_grad(db, dout, n, oc);
     cuda_done(op);
 }
 
@@ -329,10 +388,10 @@ void cuda_matmul_scaled_forward_bf16(float *out, const float *inp, const float *
                                      size_t ic, size_t oc) {
     const char *op = "matmul_scaled_forward_bf16";
     if (n > 0 && oc > 0 && ic > 0) {
-        const __nv_bfloat16 *bi = cuda_bf16_copy(MM_SLOT_A, inp, n * ic, op),
+        const __nv_bfloat16 *bi = mm_operand(MM_SLOT_A, inp, n * ic, op),
                             *bw = mm_weight(MM_SLOT_B, w, oc * ic, op);
         mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, mm_int(oc, op), mm_int(n, op), mm_int(ic, op), s, bw,
-                     mm_ld(ic, op), bi, mm_ld(ic, op), 1.0f, out, mm_ld(oc, op), op);
+                     mm_ld(ic, op), bi, mm_ld(ic, op), 1.0f, mm_out_of(out), mm_ld(oc, op), op);
     }
     cuda_done(op);
 }
@@ -347,23 +406,32 @@ void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout,
 /* ---- LoRA's down projection with its input dropout, bf16 (ops lora_down_forward / _backward) ---- */
 
 /* dst[i] = dropout(x)[i] as bf16: the mask and scale of the dropout operation (engine/rng.h's mask, one
- * rounded multiply), then the operand's rounding, in one pass over x. The composition (engine/lora_down.h)
- * writes the same fp32 value first and rounds it when the product reads it: the same bf16 bits. */
-static __global__ void matmul_dropout_to_bf16(__nv_bfloat16 *dst, const float *x, size_t n,
+ * rounded multiply), then the operand's rounding, in one pass over x (fp32, or bf16 storage widened). The
+ * composition (engine/lora_down.h) writes the same fp32 value first and rounds it when the product reads it:
+ * the same bf16 bits. */
+template <typename T>
+static __global__ void matmul_dropout_to_bf16(__nv_bfloat16 *dst, const T *x, size_t n,
                                               struct ops_dropout d) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = cuda_to_bf16(rng_uniform(d.key, i) < d.p ? 0.0f : x[i] * d.scale);
+        dst[i] = cuda_to_bf16(rng_uniform(d.key, i) < d.p ? 0.0f : cuda_ld(x, i) * d.scale);
 }
 
 static const __nv_bfloat16 *mm_dropout_copy(int slot, const float *x, size_t n, struct ops_dropout d,
                                             const char *op) {
     __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, (n ? n : 1) * sizeof(__nv_bfloat16));
-    if (n > 0) {
-        matmul_dropout_to_bf16<<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, x, n, d);
-        cuda_check(cudaGetLastError(), op);
-    }
+    const uint16_t *xs = mem_bf16_at(x, NULL);
+    if (n > 0 && xs)
+        matmul_dropout_to_bf16<uint16_t><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, xs, n, d);
+    else if (n > 0)
+        matmul_dropout_to_bf16<float><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, x, n, d);
+    cuda_check(cudaGetLastError(), op);
     return dst;
+}
+
+/* n zeros into an output of either kind. */
+static void mm_zero(struct mm_out o, size_t n, const char *op) {
+    cuda_check(cudaMemsetAsync(o.p, 0, n * (o.type == CUDA_R_16BF ? 2 : 4), 0), op);
 }
 
 /* h = dropout(x) @ a^T with the masked x rounded straight into slot A: no fp32 dropout(x) is written, so xs
@@ -373,12 +441,12 @@ void cuda_lora_down_forward_bf16(float *h, float *xs, const float *x, const floa
     const char *op = "lora_down_forward_bf16";
     (void)xs;
     if (n > 0 && r > 0 && ic == 0) /* an empty product: zeros, as matmul_forward without a bias */
-        cuda_check(cudaMemset(h, 0, n * r * sizeof(float)), op);
+        mm_zero(mm_out_of(h), n * r, op);
     else if (n > 0 && r > 0) {
         const __nv_bfloat16 *bx = mm_dropout_copy(MM_SLOT_A, x, n * ic, d, op),
                             *ba = mm_weight(MM_SLOT_B, a, r * ic, op);
         mm_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, mm_int(r, op), mm_int(n, op), mm_int(ic, op), 1.0f, ba,
-                     mm_ld(ic, op), bx, mm_ld(ic, op), 0.0f, h, mm_ld(r, op), op);
+                     mm_ld(ic, op), bx, mm_ld(ic, op), 0.0f, mm_out_of(h), mm_ld(r, op), op);
     }
     cuda_done(op);
 }
@@ -393,15 +461,17 @@ void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, c
     const char *op = "lora_down_backward_bf16";
     (void)xs;
     int rows = n > 0 && ic > 0, want_dx = dx && rows, want_da = da && rows && r > 0;
-    const __nv_bfloat16 *bd = (want_dx || want_da) && r > 0 ? cuda_bf16_copy(MM_SLOT_A, dh, n * r, op) : NULL;
+    const __nv_bfloat16 *bd = (want_dx || want_da) && r > 0 ? mm_operand(MM_SLOT_A, dh, n * r, op) : NULL;
     /* dxs^T [IC,N] = a^T [IC,R] (a stored as is, op N) times dh^T [R,N] (op N); with r = 0, zeros (dx still
      * gets the composition's + 0, which turns -0 into +0) */
+    if (want_dx && mem_bf16_at(dxs, NULL)) /* dh a must reach the mask unrounded: fp32 scratch instead */
+        dxs = (float *)cuda_scratch(MM_SLOT_C, n * ic * sizeof(float));
     if (want_dx && r == 0)
-        cuda_check(cudaMemset(dxs, 0, n * ic * sizeof(float)), op);
+        mm_zero(mm_out_of(dxs), n * ic, op);
     else if (want_dx) {
         const __nv_bfloat16 *ba = mm_weight(MM_SLOT_B, a, r * ic, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, mm_int(ic, op), mm_int(n, op), mm_int(r, op), 1.0f, ba,
-                     mm_ld(ic, op), bd, mm_ld(r, op), 0.0f, dxs, mm_ld(ic, op), op);
+                     mm_ld(ic, op), bd, mm_ld(r, op), 0.0f, mm_out_of(dxs), mm_ld(ic, op), op);
     }
     if (want_dx)
         cuda_dropout(dx, dxs, n * ic, d.key, d.p, d.scale, 1);
@@ -409,7 +479,7 @@ void cuda_lora_down_backward_bf16(float *dx, float *da, float *xs, float *dxs, c
     if (want_da) {
         const __nv_bfloat16 *bx = mm_dropout_copy(MM_SLOT_B, x, n * ic, d, op);
         mm_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, mm_int(ic, op), mm_int(r, op), mm_int(n, op), 1.0f, bx,
-                     mm_ld(ic, op), bd, mm_ld(r, op), 1.0f, da, mm_ld(ic, op), op);
+                     mm_ld(ic, op), bd, mm_ld(r, op), 1.0f, mm_out_of(da), mm_ld(ic, op), op);
     }
     cuda_done(op);
 }

@@ -191,3 +191,22 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
     cuda_bf16_table.weights_frozen = cuda_weights_frozen_bf16;
     return &cuda_bf16_table;
 }
+
+/* The bf16 twin's entries that take bf16 storage themselves (engine/act16.h), for its "bf16-act" table: the
+ * products (cuBLAS reads bf16 operands and writes bf16 outputs), LoRA's down projection, dropout and the two
+ * conversions. The rest go through act16.c's widening passes. */
+extern "C" const struct ops *cuda_ops_bf16_native(const struct ops *table) {
+    static struct ops native;
+    if (table != &cuda_bf16_table)
+        return NULL;
+    native.matmul_forward = cuda_matmul_forward_bf16;
+    native.matmul_backward = cuda_matmul_backward_bf16;
+    native.matmul_scaled_forward = cuda_matmul_scaled_forward_bf16;
+    native.matmul_scaled_backward = cuda_matmul_scaled_backward_bf16;
+    native.lora_down_forward = cuda_lora_down_forward_bf16;
+    native.lora_down_backward = cuda_lora_down_backward_bf16;
+    native.dropout = cuda_dropout;
+    native.bf16_widen = cuda_bf16_widen;
+    native.bf16_round = cuda_bf16_round;
+    return &native;
+}

@@ -452,6 +452,44 @@ static void test_gemm(void) {
                 bok &= c2[q * 40 + i + j * 2] == want;
             }
     check(bok, "a strided batch equals its products one by one");
+
+    /* a bf16 output: 1 x 1 x 2 products whose fp32 sums sit exactly on, beside and between bf16 values */
+    unsigned short *ch;
+    cudaMallocManaged(&ch, 4 * sizeof *ch);
+    static const float pairs[4][2] = {{1.0f, 0x1p-8f}, {1.0f, 0x3p-8f}, {1.0f, 0x1p-9f}, {-1.0f, -0x1.8p-7f}};
+    /* 1 + 2^-8: a tie, to 1 (even); 1 + 3 2^-8: a tie, to 1 + 2^-6 (even); 1 + 2^-9: below half a step;
+     * -1 - 3 2^-8: a tie, to -1 - 2^-6 (even) */
+    static const unsigned short want16[4] = {0x3f80, 0x3f82, 0x3f80, 0xbf82};
+    int rok = 1;
+    for (int q = 0; q < 4; q++) {
+        __nv_bfloat16_raw r0 = {(unsigned short)(__float_as_uint(pairs[q][0]) >> 16)},
+                          r1 = {(unsigned short)(__float_as_uint(pairs[q][1]) >> 16)}, r2 = {0x3f80};
+        ah[0] = __nv_bfloat16(r0);
+        ah[1] = __nv_bfloat16(r1);
+        bh[0] = bh[1] = __nv_bfloat16(r2); /* ones: the output is the pair's sum */
+        ch[q] = 0x7fc0;                    /* NaN: beta 0 must not read it */
+        rok &= cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 2, &one, ah, CUDA_R_16BF, 1, bh, CUDA_R_16BF,
+                            2, &zero, ch + q, CUDA_R_16BF, 1, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+        cudaDeviceSynchronize();
+        rok &= ch[q] == want16[q];
+    }
+    /* beta 1 reads the bf16 C widened: 1 + (1 + 2^-7) = 2 + 2^-7, a tie between 2 and 2 + 2^-6: 2 (even) */
+    __nv_bfloat16_raw r1 = {0x3f81}, rone = {0x3f80};
+    ah[0] = __nv_bfloat16(rone);
+    bh[0] = __nv_bfloat16(rone);
+    ch[0] = r1.x;
+    rok &=
+        cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, ah, CUDA_R_16BF, 1, bh, CUDA_R_16BF, 1, &one,
+                     ch, CUDA_R_16BF, 1, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+    cudaDeviceSynchronize();
+    rok &= ch[0] == 0x4000;
+    check(rok,
+          "a bf16 output is rounded once to nearest, ties to even; beta 0 leaves C unread, beta 1 reads it");
+    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, a, CUDA_R_32F, 1, b, CUDA_R_32F, 1, &zero,
+                       ch, CUDA_R_16BF, 1, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+          "fp32 inputs into a bf16 output are not supported");
 }
 
 int main(int argc, char **argv) {

@@ -562,7 +562,7 @@ static void test_flips(void) {
     noisy.layernorm_forward = n_ln_f;
     noisy.attention_forward = n_att_f;
     noisy.attention_backward = n_att_b;
-    const struct ops *act = ops_precision(ops_cpu(1), "bf16-act"), *nact = act16_wrap(&noisy);
+    const struct ops *act = ops_precision(ops_cpu(1), "bf16-act"), *nact = act16_wrap(&noisy, NULL);
     llava_set_act_bf16(&m, 1);
     llava_grads_init(&m);
     llava_lora_mode(&m, 1, 3);

@@ -1038,6 +1038,126 @@ static void test_bf16_storage(void) {
     mem_free(wg);
 }
 
+/* ---- bf16 storage: the CUDA entries that take it themselves ---- */
+
+/* The "bf16-act" tables' operations whose CUDA entries read and write bf16 storage themselves (the products
+ * through cuBLAS's bf16 inputs and outputs, LoRA's down projection, dropout; cuda_ops_bf16_native), against
+ * the CPU table, which is engine/act16.c's definition: activations and their gradients in bf16 storage as
+ * the model keeps them, weights and their gradients fp32, and each case once more with every tensor in bf16
+ * storage. Outputs are compared widened: a product's fp32 sum differs by summation order and may round to
+ * the neighbouring bf16 value, one bf16 step of that element (2^-8 of it, at most 2^-7 of the output's
+ * scale), rare; a wrong or missing rounding, or an output not written back, moves most elements. So: at
+ * most 1% of an output's elements differ, none by more than 2^-7 of its largest value. */
+#define A16_ARGS 8
+struct a16case {
+    const char *name;
+    int nargs;
+    size_t n[A16_ARGS];
+    unsigned bf16;    /* the arguments in bf16 storage (bit i: argument i) */
+    unsigned scratch; /* arguments whose contents afterwards are unspecified (not compared) */
+    void (*call)(const struct ops *o, float **a);
+};
+
+enum { AN = 37, AIC = 45, AOC = 29, AR = 6 };
+static const struct ops_dropout a16_drop = {0x5eed, 0.25f, 1.0f / 0.75f};
+static void a16_mm_f(const struct ops *o, float **a) {
+    o->matmul_forward(a[0], a[1], a[2], a[3], AN, AIC, AOC);
+}
+static void a16_mm_b(const struct ops *o, float **a) {
+    o->matmul_backward(a[0], a[1], a[2], a[3], a[4], a[5], AN, AIC, AOC);
+}
+static void a16_mms_f(const struct ops *o, float **a) {
+    o->matmul_scaled_forward(a[0], a[1], a[2], 0.75f, AN, AIC, AOC);
+}
+static void a16_mms_b(const struct ops *o, float **a) {
+    o->matmul_scaled_backward(a[0], a[1], a[2], a[3], a[4], 0.75f, AN, AIC, AOC);
+}
+static void a16_ld_f(const struct ops *o, float **a) {
+    o->lora_down_forward(a[0], a[1], a[2], a[3], a16_drop, AN, AIC, AR);
+}
+static void a16_ld_b(const struct ops *o, float **a) {
+    o->lora_down_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a16_drop, AN, AIC, AR);
+}
+static void a16_drop_acc(const struct ops *o, float **a) {
+    o->dropout(a[0], a[1], AN * AIC, a16_drop.key, a16_drop.p, a16_drop.scale, 1);
+}
+
+#define AX (AN * AIC)
+#define AY (AN * AOC)
+#define AW (AOC * AIC)
+static const struct a16case a16cases[] = {
+    {"matmul_forward", 4, {AY, AX, AW, AOC}, 0x3, 0, a16_mm_f},
+    {"matmul_forward, no bias", 3, {AY, AX, AW}, 0x3, 0, a16_mm_f},
+    {"matmul_backward", 6, {AX, AW, AOC, AY, AX, AW}, 0x19, 0, a16_mm_b},
+    {"matmul_scaled_forward", 3, {AY, AX, AW}, 0x3, 0, a16_mms_f},
+    {"matmul_scaled_backward", 5, {AX, AW, AY, AX, AW}, 0xd, 0, a16_mms_b},
+    {"lora_down_forward", 4, {AN * AR, AX, AX, AR *AIC}, 0x4, 0x2, a16_ld_f},
+    {"lora_down_backward", 7, {AX, AR *AIC, AX, AX, AN *AR, AX, AR *AIC}, 0x21, 0xc, a16_ld_b},
+    {"dropout (accumulate)", 2, {AX, AX}, 0x3, 0, a16_drop_acc},
+    {"dropout into fp32", 2, {AX, AX}, 0x2, 0, a16_drop_acc},
+    {"dropout into bf16", 2, {AX, AX}, 0x1, 0, a16_drop_acc},
+};
+
+/* One backend's run of a case: its arguments from the same values, then every argument widened into out[i].
+ */
+static void a16_run(const struct a16case *c, const struct ops *o, unsigned bf16, uint64_t seed, float **out) {
+    float *a[A16_ARGS] = {0};
+    for (int i = 0; i < c->nargs; i++) {
+        float *v = rnd(c->n[i], seed + (uint64_t)i, -1.0f, 1.0f);
+        a[i] = bf16 >> i & 1 ? mem_alloc_bf16(c->n[i]) : v;
+        if (a[i] != v) {
+            CPU->bf16_round(mem_bf16_at(a[i], NULL), v, c->n[i]);
+            mem_free(v);
+        }
+    }
+    if (c->nargs == 3 && c->call == a16_mm_f)
+        a[3] = NULL; /* "no bias" */
+    c->call(o, a);
+    o->sync();
+    for (int i = 0; i < c->nargs; i++) {
+        out[i] = mem_alloc(c->n[i], sizeof(float));
+        uint16_t *st = mem_bf16_at(a[i], NULL);
+        if (st)
+            CPU->bf16_widen(out[i], st, c->n[i]);
+        else
+            memcpy(out[i], a[i], c->n[i] * sizeof(float));
+        mem_free(a[i]);
+    }
+}
+
+static void test_act16_native(void) {
+    const struct ops *cpu = ops_precision(CPU, "bf16-act"), *gpu = ops_precision(GPU, "bf16-act");
+    verdict(cpu && gpu && ops_takes_bf16(gpu), "ops_precision: bf16-act tables");
+    if (!cpu || !gpu)
+        return;
+    printf("== bf16 storage, the CUDA entries that take it: %s against %s ==\n", gpu->name, cpu->name);
+    for (size_t k = 0; k < sizeof a16cases / sizeof a16cases[0]; k++)
+        for (int all = 0; all < 2; all++) {
+            const struct a16case *c = &a16cases[k];
+            unsigned bf16 = all ? (1u << c->nargs) - 1 : c->bf16;
+            float *g[A16_ARGS], *r[A16_ARGS];
+            a16_run(c, gpu, bf16, 4000 + 10 * k, g);
+            a16_run(c, cpu, bf16, 4000 + 10 * k, r);
+            size_t worst_n = 0, n_all = 0;
+            double worst = 0;
+            for (int i = 0; i < c->nargs; i++) {
+                size_t nd = 0;
+                double e = c->scratch >> i & 1 ? 0.0 : max_rel(g[i], r[i], c->n[i], &nd);
+                worst = fmax(worst, e);
+                worst_n += nd;
+                n_all += c->n[i];
+                mem_free(g[i]);
+                mem_free(r[i]);
+            }
+            int ok = worst <= 0x1p-7 && worst_n * 100 <= n_all;
+            printf("%-24s %s: %zu of %zu values differ, max_rel_err %.2e%s\n", c->name,
+                   all ? "all bf16   " : "model's mix", worst_n, n_all, worst, ok ? "" : "  FAIL");
+            char what[160];
+            snprintf(what, sizeof what, "bf16-act %s (%s)", c->name, all ? "all bf16" : "model's mix");
+            verdict(ok, what);
+        }
+}
+
 /* Empty shapes: nothing to compute, nothing may change, and no illegal launch (a CUDA error exits the test,
  * so these run last among the operations). */
 static void test_empty(void) {
@@ -1656,6 +1776,7 @@ int main(void) {
     test_ops();
     test_ops_bf16(0);
     test_bf16_storage();
+    test_act16_native();
     const char *only = getenv("PULSE_PARITY_OPS_ONLY");
     if (!only || strcmp(only, "1") != 0)
         test_models(data);
