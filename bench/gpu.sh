@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/gpu.sh: the GPU benchmark (bench/README.md). On a machine with an NVIDIA GPU, a CUDA build of
 # bench_train (configured with -DPULSE_CUDA=ON and built already) and python3 with torch, transformers and
-# peft: measures the GPU's dense matmul peak (torch), then for each shape runs this engine and torch in bf16,
-# then both in fp32 (no TF32; last, so that a tight budget drops them first), and prints a Markdown table.
+# peft: measures the GPU's dense matmul peak (torch), then for each shape runs this engine and torch in bf16
+# (the engine also with bf16 activations, --dtype bf16-act), then both in fp32 (no TF32; last, so that a
+# tight budget drops them first), and prints a Markdown table.
 # Every run has a time limit, so one hang cannot eat the rest; a run that fails or times out is a row saying
 # so.
 #   bench/gpu.sh              # BUILD=build-cuda SHAPES="7b 13b" STEPS=2 WARMUP=1 TIMEOUT=150 BUDGET=300
@@ -111,6 +112,9 @@ for shape in $SHAPES; do
     for dtype in bf16 fp32; do
         run "$shape.engine.$dtype" "$BIN" --shape "$shape" --device "$DEVICE" --dtype "$dtype" --threads "$THREADS" \
             --steps "$STEPS" --warmup "$WARMUP"
+        # bf16 activations too (precision "bf16-act"), held to torch's bf16 like the engine's bf16
+        [ "$dtype" = bf16 ] && run "$shape.engine.bf16-act" "$BIN" --shape "$shape" --device "$DEVICE" \
+            --dtype bf16-act --threads "$THREADS" --steps "$STEPS" --warmup "$WARMUP"
         run "$shape.torch.$dtype" "$PY" -W ignore "$ROOT/bench/torch_train.py" --config "$cfg" --shape "$shape" \
             --device "$DEVICE" --dtype "$dtype" --batch "$B" --seq "$T" --lora-r "$R" --threads "$THREADS" \
             --steps "$STEPS" --warmup "$WARMUP"
@@ -137,8 +141,9 @@ print("| shape | framework | dtype | step s | tokens/s | TFLOP/s | MFU vs bf16 p
       " | peak GPU mem GiB | tokens/s vs torch, same dtype |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for shape in sys.argv[2].split():
-    for impl, dtype in (("engine", "bf16"), ("torch", "bf16"), ("engine", "fp32"), ("torch", "fp32")):
-        ref = by.get(f"{shape}.torch.{dtype}", {})
+    for impl, dtype in (("engine", "bf16"), ("engine", "bf16-act"), ("torch", "bf16"), ("engine", "fp32"),
+                        ("torch", "fp32")):
+        ref = by.get(f"{shape}.torch.{dtype.split('-')[0]}", {})
         ref_tok = ref.get("tok_s") if "failed" not in ref else None
         r = by.get(f"{shape}.{impl}.{dtype}")
         if r is None:

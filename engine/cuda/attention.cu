@@ -12,7 +12,9 @@
  * bf16 (the "cuda-bf16" table): every product's two operands are bf16 copies (the CPU's rounding) in the
  * same layout, multiplied by cublasGemmStridedBatchedEx with fp32 accumulation into the same fp32 outputs;
  * q, k, v and dout are rounded by cuda_bf16_copy, the probabilities and dS by the softmax and dS kernels as
- * they write them (fp32 as before, the bf16 copy beside it). */
+ * they write them (fp32 as before, the bf16 copy beside it). Any tensor in bf16 storage (the "bf16-act"
+ * table, engine/act16.c) is its own copy, an output there is written bf16 by cuBLAS (rounded once), and
+ * probabilities there are the rounded copy itself: the forward's scores and softmax run in fp32 scratch. */
 #include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/cuda/reduce.cuh"
@@ -45,26 +47,33 @@ struct att_in {
     const __nv_bfloat16 *h;
 };
 
-/* x[n] as an operand: with its bf16 copy in scratch `slot` when bf16. */
+/* x[n] as an operand: with its bf16 copy in scratch `slot` when bf16; bf16 storage (the "bf16-act" table's,
+ * engine/mem.h) is its own copy (x addresses a range; offsets into it address the storage alike). */
 static struct att_in att_in(const float *x, size_t n, int bf16, int slot, const char *op) {
     struct att_in r = {x, NULL};
-    if (bf16)
+    const uint16_t *st = bf16 ? mem_bf16_at(x, NULL) : NULL;
+    if (st) {
+        r.f = NULL;
+        r.h = (const __nv_bfloat16 *)st;
+    } else if (bf16) {
         r.h = cuda_bf16_copy(slot, x, n, op);
+    }
     return r;
 }
 
 /* C = alpha op(A) op(B) + beta C for `count` matrices sa, sb, sc elements apart (column-major terms): bf16
- * products when both operands have their copies, else fp32 (pedantic: no TF32). */
+ * products when both operands have their copies (C fp32 or bf16 storage), else fp32 (pedantic: no TF32). */
 static void att_gemm(cublasOperation_t ta, cublasOperation_t tb, size_t m, size_t n, size_t k, float alpha,
                      struct att_in a, size_t lda, size_t sa, struct att_in b, size_t ldb, size_t sb,
                      float beta, float *c, size_t ldc, size_t sc, size_t count, const char *op) {
     int m_ = att_int(m, op), n_ = att_int(n, op), k_ = att_int(k, op), c_ = att_int(count, op);
+    cuda_ten ct = cuda_arg(c); /* an output in bf16 storage: written bf16, rounded once by cuBLAS */
     if (a.h && b.h)
-        cuda_blas_check(cublasGemmStridedBatchedEx(cuda_blas_bf16(), ta, tb, m_, n_, k_, &alpha, a.h,
-                                                   CUDA_R_16BF, att_int(lda, op), (long long)sa, b.h,
-                                                   CUDA_R_16BF, att_int(ldb, op), (long long)sb, &beta, c,
-                                                   CUDA_R_32F, att_int(ldc, op), (long long)sc, c_,
-                                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        cuda_blas_check(cublasGemmStridedBatchedEx(
+                            cuda_blas_bf16(), ta, tb, m_, n_, k_, &alpha, a.h, CUDA_R_16BF, att_int(lda, op),
+                            (long long)sa, b.h, CUDA_R_16BF, att_int(ldb, op), (long long)sb, &beta, ct.p,
+                            ct.bf16 ? CUDA_R_16BF : CUDA_R_32F, att_int(ldc, op), (long long)sc, c_,
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                         op);
     else
         cuda_blas_check(cublasSgemmStridedBatched(cuda_blas(), ta, tb, m_, n_, k_, &alpha, a.f,
@@ -72,6 +81,12 @@ static void att_gemm(cublasOperation_t ta, cublasOperation_t tb, size_t m, size_
                                                   (long long)sb, &beta, c, att_int(ldc, op), (long long)sc,
                                                   c_),
                         op);
+}
+
+/* n zeros at x, fp32 memory or bf16 storage. */
+static void att_zero(float *x, size_t n, const char *op) {
+    cuda_ten t = cuda_arg(x);
+    cuda_check(cudaMemsetAsync(t.p, 0, n * (t.bf16 ? sizeof(uint16_t) : sizeof(float)), 0), op);
 }
 
 static __device__ size_t att_block_max_index(size_t v, size_t *sh) {
@@ -88,10 +103,12 @@ static __device__ size_t att_block_max_index(size_t v, size_t *sh) {
 }
 
 /* RoPE: one thread per (position i, pair f); the angle's cosine and signed sine are computed once and turn
- * that pair in every head. Neighbouring threads take neighbouring pairs, so the accesses coalesce. The
- * inverse frequencies come from the host (glibc's powf, as the CPU's): CUDA's powf may be an ulp off, and an
- * ulp of the frequency grows with the position (1.3e-5 relative at position 4095). */
-static __global__ void rope_kernel(float *x, const int32_t *pos, const float *inv, size_t n, size_t nh,
+ * that pair in every head (x fp32 or bf16 storage, cuda_ten). Neighbouring threads take neighbouring pairs,
+ * so the accesses coalesce. The inverse frequencies come from the host (glibc's powf, as the CPU's): CUDA's
+ * powf may be an ulp off, and an ulp of the frequency grows with the position (1.3e-5 relative at position
+ * 4095). */
+template <bool V>
+static __global__ void rope_kernel(cuda_ten x, const int32_t *pos, const float *inv, size_t n, size_t nh,
                                    size_t hs, float sign) {
     size_t half = hs / 2, items = n * half, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t it = (size_t)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
@@ -99,8 +116,11 @@ static __global__ void rope_kernel(float *x, const int32_t *pos, const float *in
         float angle = (float)pos[i] * inv[f]; /* kernel_rope_angle's product */
         float cs = cosf(angle), sn = sign * sinf(angle);
         for (size_t h = 0; h < nh; h++) {
-            float *r = x + (i * nh + h) * hs;
-            kernel_rope_rotate(&r[f], &r[f + half], cs, sn);
+            size_t e = (i * nh + h) * hs + f;
+            float a = ten_ld<V>(x, e), b = ten_ld<V>(x, e + half);
+            kernel_rope_rotate(&a, &b, cs, sn);
+            ten_st<V>(x, e, a);
+            ten_st<V>(x, e + half, b);
         }
     }
 }
@@ -146,7 +166,12 @@ static void rope(float *x, const int32_t *pos, size_t b, size_t t, size_t nh, si
         exit(1);
     }
     const float *inv = rope_inv(hs, theta, op);
-    rope_kernel<<<cuda_blocks(n * half, ROPE_THREADS), ROPE_THREADS>>>(x, pos, inv, n, nh, hs, sign);
+    cuda_ten v = cuda_arg(x);
+    unsigned g = cuda_blocks(n * half, ROPE_THREADS);
+    if (v.bf16)
+        rope_kernel<true><<<g, ROPE_THREADS>>>(v, pos, inv, n, nh, hs, sign);
+    else
+        rope_kernel<false><<<g, ROPE_THREADS>>>(v, pos, inv, n, nh, hs, sign);
     cuda_done(op);
 }
 
@@ -207,8 +232,9 @@ static __nv_bfloat16 *att_slab(int want, int slot, size_t nh, size_t t) {
 }
 
 /* Scratch slots of the bf16 copies (forward: q, k, v, probs; backward: dout, v, q, k, probs, dS). Slot 0
- * holds dP (backward), slot 1 the union boxes (backward). */
-enum { ATT_F_Q = 2, ATT_F_K, ATT_F_V, ATT_F_P };
+ * holds dP (backward), slot 1 the union boxes (backward); forward with probs in bf16 storage, ATT_F_S one
+ * sequence's fp32 scores. */
+enum { ATT_F_Q = 2, ATT_F_K, ATT_F_V, ATT_F_P, ATT_F_S };
 enum { ATT_B_DOUT = 2, ATT_B_V, ATT_B_Q, ATT_B_K, ATT_B_P, ATT_B_DS };
 
 /* One sequence at a time: the scores over its valid box, its softmax (rounding the probabilities into slot
@@ -229,21 +255,24 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
         exit(1);
     }
     attention_lens(lens, len, b, t, op);
+    /* probs in bf16 storage: the scores and the softmax in fp32 scratch, the probabilities rounded into the
+     * storage (the PV product's operand, and what the backward reads) */
+    uint16_t *pst = bf16 ? mem_bf16_at(probs, NULL) : NULL;
     for (size_t i = 0; i < b; i++) {
         size_t l = (size_t)lens[i], at = i * t * ld;
-        float *p = probs + i * nh * tt;
+        float *p = pst ? (float *)cuda_scratch(ATT_F_S, nh * tt * sizeof(float)) : probs + i * nh * tt;
         /* Scores S^T [len(keys), len(queries)] = K (K^T stored, so op T) times Q^T (stored, op N), alpha =
          * scale, straight into probs. Heads of size 0 have zero scores (cuBLAS would refuse the leading
          * dimensions), as on the CPU. */
         if (l > 0 && hs == 0)
-            cuda_check(cudaMemset(p, 0, nh * tt * sizeof(float)), op);
+            cuda_check(cudaMemsetAsync(p, 0, nh * tt * sizeof(float), 0), op);
         else if (l > 0) {
             struct att_in q = att_in(qf + at, l * ld, bf16, ATT_F_Q, op),
                           k = att_in(kf + at, l * ld, bf16, ATT_F_K, op);
             att_gemm(CUBLAS_OP_T, CUBLAS_OP_N, l, l, hs, scale, k, ld, hs, q, ld, hs, 0.0f, p, t, tt, nh, op);
         }
         int pv = l > 0 && hs > 0;
-        __nv_bfloat16 *ph = att_slab(bf16 && pv, ATT_F_P, nh, t);
+        __nv_bfloat16 *ph = pst ? (__nv_bfloat16 *)(pst + i * nh * tt) : att_slab(bf16 && pv, ATT_F_P, nh, t);
         attention_softmax<<<cuda_blocks(nh * t, 1), ATT_THREADS>>>(p, ph, l, causal, t, nh * t);
         cuda_check(cudaGetLastError(), op);
         struct att_in pin = {p, ph};
@@ -253,7 +282,7 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
             att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, l, l, 1.0f, att_in(vf + at, l * ld, bf16, ATT_F_V, op), ld,
                      hs, pin, t, tt, 0.0f, out + at, ld, hs, nh, op);
         if (l < t && hs > 0)
-            cuda_check(cudaMemset(out + at + l * ld, 0, (t - l) * ld * sizeof(float)), op);
+            att_zero(out + at + l * ld, (t - l) * ld, op);
     }
     free(lens);
     cuda_done(op);
@@ -277,13 +306,13 @@ void cuda_attention_forward_bf16(float *out, float *probs, const float *q, const
 
 /* box[2b] = rows, box[2b+1] = columns of the union box of sequence b's heads: one block per row of probs.
  * Integer atomicMax: the maximum does not depend on the order the blocks finish in. */
-static __global__ void attention_box(int *box, const float *probs, size_t t, size_t nh, size_t rows) {
+template <bool V>
+static __global__ void attention_box(int *box, cuda_ten probs, size_t t, size_t nh, size_t rows) {
     __shared__ size_t sh[ATT_THREADS];
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        const float *p = probs + row * t;
         size_t cols = 0;
         for (size_t s = threadIdx.x; s < t; s += ATT_THREADS)
-            if (p[s] != 0.0f)
+            if (ten_ld<V>(probs, row * t + s) != 0.0f)
                 cols = s + 1;
         cols = att_block_max_index(cols, sh);
         if (threadIdx.x == 0 && cols > 0) {
@@ -299,25 +328,25 @@ static __global__ void attention_box(int *box, const float *probs, size_t t, siz
  * cpu_dot terms, in another grouping); then dS with the CPU's expression, (p (dp - D)) scale. With dsh and
  * ph (bf16 products), dS and P are also written rounded to bf16 there, at the same offsets: the operands of
  * the products that follow, made while the values are at hand instead of by passes that read them back. */
-static __global__ void attention_dscores(float *dp, const float *p, __nv_bfloat16 *dsh, __nv_bfloat16 *ph,
+template <bool V>
+static __global__ void attention_dscores(float *dp, cuda_ten p, __nv_bfloat16 *dsh, __nv_bfloat16 *ph,
                                          size_t nrows, size_t ncols, size_t t, float scale, size_t rows) {
     __shared__ float sh[ATT_THREADS];
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
         size_t h = row / nrows, tq = row % nrows, at = (h * t + tq) * t;
         float *r = dp + at;
-        const float *pr = p + at;
         float d = 0.0f;
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS)
-            d += pr[s] * r[s];
+            d += ten_ld<V>(p, at + s) * r[s];
         d = cuda_block_sum(d, sh);
         /* each thread reads what only it writes */
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) {
-            float v = pr[s] != 0.0f ? pr[s] * (r[s] - d) * scale : 0.0f;
+            float pv = ten_ld<V>(p, at + s), v = pv != 0.0f ? pv * (r[s] - d) * scale : 0.0f;
             r[s] = v;
             if (dsh)
                 dsh[at + s] = cuda_to_bf16(v);
             if (ph)
-                ph[at + s] = cuda_to_bf16(pr[s]);
+                ph[at + s] = cuda_to_bf16(pv);
         }
     }
 }
@@ -340,13 +369,18 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
     }
     int *dbox = (int *)cuda_scratch(1, 2 * b * sizeof(int));
     cuda_check(cudaMemset(dbox, 0, 2 * b * sizeof(int)), op);
-    attention_box<<<cuda_blocks(rows, 1), ATT_THREADS>>>(dbox, probs, t, nh, rows);
+    cuda_ten pt = cuda_arg(probs); /* bf16 storage (bf16-act): the probabilities as stored, P's operand too */
+    if (pt.bf16)
+        attention_box<true><<<cuda_blocks(rows, 1), ATT_THREADS>>>(dbox, pt, t, nh, rows);
+    else
+        attention_box<false><<<cuda_blocks(rows, 1), ATT_THREADS>>>(dbox, pt, t, nh, rows);
     cuda_check(cudaGetLastError(), op);
     cuda_check(cudaMemcpy(box, dbox, 2 * b * sizeof(int), cudaMemcpyDeviceToHost), op);
     float *dp = (float *)cuda_scratch(0, nh * tt * sizeof(float));
     for (size_t i = 0; i < b; i++) {
         size_t nr = (size_t)box[2 * i], nc = (size_t)box[2 * i + 1], at = i * t * ld;
         const float *pf = probs + i * nh * tt;
+        cuda_ten pi = cuda_arg(pf);
         if (nr == 0)
             continue;
         /* bf16: the rows each product reads (queries: nr of them, keys: nc), copies that the next sequence's
@@ -358,11 +392,14 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                  op);
         /* bf16: dS for dq and dk, P for dv, rounded over the box the products read */
         __nv_bfloat16 *dsh = att_slab(bf16 && (dq || dk), ATT_B_DS, nh, t),
-                      *ph = att_slab(bf16 && dv, ATT_B_P, nh, t);
-        attention_dscores<<<cuda_blocks(nh * nr, 1), ATT_THREADS>>>(dp, pf, dsh, ph, nr, nc, t, scale,
-                                                                    nh * nr);
+                      *ph = att_slab(bf16 && dv && !pi.bf16, ATT_B_P, nh, t);
+        unsigned g = cuda_blocks(nh * nr, 1);
+        if (pi.bf16)
+            attention_dscores<true><<<g, ATT_THREADS>>>(dp, pi, dsh, nullptr, nr, nc, t, scale, nh * nr);
+        else
+            attention_dscores<false><<<g, ATT_THREADS>>>(dp, pi, dsh, ph, nr, nc, t, scale, nh * nr);
         cuda_check(cudaGetLastError(), op);
-        struct att_in ds = {dp, dsh}, p = {pf, ph};
+        struct att_in ds = {dp, dsh}, p = {pf, pi.bf16 ? (const __nv_bfloat16 *)pi.p : ph};
         /* dq [nr, HS] += dS [nr, nc] K [nc, HS]: dq^T = K^T (stored, op N) times dS^T (stored, op N). */
         if (dq)
             att_gemm(CUBLAS_OP_N, CUBLAS_OP_N, hs, nr, nc, 1.0f, att_in(kf + at, nc * ld, bf16, ATT_B_K, op),

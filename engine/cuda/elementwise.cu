@@ -1,7 +1,9 @@
 /* elementwise.cu: activations, adds, dropout, copies and embedding lookups, as engine/cpu/elementwise.c does
  * them. Every element depends on its own inputs only, so one thread per element (grid-stride) gives the CPU's
  * bits: the per-element math is engine/kernels.h's and the dropout mask engine/rng.h's, shared with the CPU.
- * The one sum, the embedding's backward, runs one thread per table column taking the rows in order. */
+ * The one sum, the embedding's backward, runs one thread per table column taking the rows in order. Every
+ * tensor argument may be fp32 memory or bf16 storage (cuda_ten, bf16.cuh): these are also the "bf16-act"
+ * table's operations (cuda_ops_bf16_native). */
 #include "engine/cuda/bf16.cuh"
 #include "engine/cuda/cuda.h"
 #include "engine/kernels.h"
@@ -23,90 +25,100 @@ static __device__ size_t ew_step(void) {
     return (size_t)gridDim.x * blockDim.x;
 }
 
-static __global__ void gelu_fwd_kernel(float *out, const float *inp, size_t n) {
+/* The launch of a kernel template for its arguments' kinds (V, bf16.cuh). */
+#define EW_GRID(n) cuda_blocks(n, EW_THREADS), EW_THREADS
+
+template <bool V> static __global__ void gelu_fwd_kernel(cuda_ten out, cuda_ten inp, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        out[i] = kernel_gelu(inp[i]);
+        ten_st<V>(out, i, kernel_gelu(ten_ld<V>(inp, i)));
 }
 
-static __global__ void gelu_bwd_kernel(float *dinp, const float *dout, const float *inp, size_t n) {
+template <bool V>
+static __global__ void gelu_bwd_kernel(cuda_ten dinp, cuda_ten dout, cuda_ten inp, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        dinp[i] += dout[i] * kernel_gelu_grad(inp[i]);
+        ten_st<V>(dinp, i, ten_ld<V>(dinp, i) + ten_ld<V>(dout, i) * kernel_gelu_grad(ten_ld<V>(inp, i)));
 }
 
-static __global__ void quick_gelu_fwd_kernel(float *out, const float *inp, size_t n) {
+template <bool V> static __global__ void quick_gelu_fwd_kernel(cuda_ten out, cuda_ten inp, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        out[i] = kernel_quick_gelu(inp[i]);
+        ten_st<V>(out, i, kernel_quick_gelu(ten_ld<V>(inp, i)));
 }
 
-static __global__ void quick_gelu_bwd_kernel(float *dinp, const float *dout, const float *inp, size_t n) {
+template <bool V>
+static __global__ void quick_gelu_bwd_kernel(cuda_ten dinp, cuda_ten dout, cuda_ten inp, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        dinp[i] += dout[i] * kernel_quick_gelu_grad(inp[i]);
+        ten_st<V>(dinp, i,
+                  ten_ld<V>(dinp, i) + ten_ld<V>(dout, i) * kernel_quick_gelu_grad(ten_ld<V>(inp, i)));
 }
 
-static __global__ void swiglu_fwd_kernel(float *out, const float *gate, const float *up, size_t n) {
+template <bool V>
+static __global__ void swiglu_fwd_kernel(cuda_ten out, cuda_ten gate, cuda_ten up, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        out[i] = kernel_silu(gate[i]) * up[i];
+        ten_st<V>(out, i, kernel_silu(ten_ld<V>(gate, i)) * ten_ld<V>(up, i));
 }
 
 /* Either gradient may be NULL (not needed). */
-static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *dout, const float *gate,
-                                         const float *up, size_t n) {
+template <bool V>
+static __global__ void swiglu_bwd_kernel(cuda_ten dgate, cuda_ten dup, cuda_ten dout, cuda_ten gate,
+                                         cuda_ten up, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step()) {
         float g, u;
-        kernel_swiglu_grad(dout[i], gate[i], up[i], &g, &u);
-        if (dgate)
-            dgate[i] += g;
-        if (dup)
-            dup[i] += u;
+        kernel_swiglu_grad(ten_ld<V>(dout, i), ten_ld<V>(gate, i), ten_ld<V>(up, i), &g, &u);
+        if (dgate.p)
+            ten_st<V>(dgate, i, ten_ld<V>(dgate, i) + g);
+        if (dup.p)
+            ten_st<V>(dup, i, ten_ld<V>(dup, i) + u);
     }
 }
 
-static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+template <bool V> static __global__ void add_kernel(cuda_ten out, cuda_ten a, cuda_ten b, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        out[i] = a[i] + b[i];
+        ten_st<V>(out, i, ten_ld<V>(a, i) + ten_ld<V>(b, i));
 }
 
-static __global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
+template <bool V> static __global__ void accumulate_kernel(cuda_ten dst, cuda_ten src, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        dst[i] += src[i];
+        ten_st<V>(dst, i, ten_ld<V>(dst, i) + ten_ld<V>(src, i));
 }
 
-static __global__ void add_scaled_kernel(float *out, const float *x, float s, size_t n) {
+template <bool V> static __global__ void add_scaled_kernel(cuda_ten out, cuda_ten x, float s, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        out[i] += x[i] * s;
+        ten_st<V>(out, i, ten_ld<V>(out, i) + ten_ld<V>(x, i) * s);
 }
 
 /* Element e is dropped when rng_uniform(key, e) < p, the CPU's mask bit for bit. */
-/* out and in fp32 or bf16 storage (the bf16 tables take it: engine/act16.c's definition, one rounding). */
-template <typename O, typename I>
-static __global__ void dropout_kernel(O *out, const I *in, size_t n, uint64_t key, float p, float scale,
+template <bool V>
+static __global__ void dropout_kernel(cuda_ten out, cuda_ten in, size_t n, uint64_t key, float p, float scale,
                                       int accumulate) {
     for (size_t i = ew_first(); i < n; i += ew_step()) {
-        float v = rng_uniform(key, i) < p ? 0.0f : cuda_ld(in, i) * scale;
-        cuda_st(out, i, accumulate ? cuda_ld(out, i) + v : v);
+        float v = rng_uniform(key, i) < p ? 0.0f : ten_ld<V>(in, i) * scale;
+        ten_st<V>(out, i, accumulate ? ten_ld<V>(out, i) + v : v);
     }
+}
+
+/* dst[i] = src[i] between the two kinds of memory (one of each: a copy of one kind is a memcpy). */
+static __global__ void convert_kernel(cuda_ten dst, cuda_ten src, size_t n) {
+    for (size_t i = ew_first(); i < n; i += ew_step())
+        ten_st<true>(dst, i, ten_ld<true>(src, i));
 }
 
 /* One block per row (grid-stride over rows), coalesced over the columns. A negative token id reads as a zero
  * row, as on the CPU. */
-static __global__ void embedding_fwd_kernel(float *out, const int32_t *tok, const float *table, size_t n,
+template <bool V>
+static __global__ void embedding_fwd_kernel(cuda_ten out, const int32_t *tok, cuda_ten table, size_t n,
                                             size_t c) {
     for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
         int32_t t = tok[i];
-        float *o = out + i * c;
-        if (t < 0) {
-            for (size_t j = threadIdx.x; j < c; j += EMB_THREADS)
-                o[j] = 0.0f;
-        } else {
-            const float *row = table + (size_t)t * c;
-            for (size_t j = threadIdx.x; j < c; j += EMB_THREADS)
-                o[j] = row[j];
-        }
+        for (size_t j = threadIdx.x; j < c; j += EMB_THREADS)
+            ten_st<V>(out, i * c + j, t < 0 ? 0.0f : ten_ld<V>(table, (size_t)t * c + j));
     }
 }
 
 /* One thread per column j: dtable[tok[i]][j] += dout[i][j] for i in order, so repeated tokens add up in row
- * order (the CPU's bits) without atomics. A warp's columns are adjacent: the accesses of a row coalesce. */
+ * order (the CPU's bits) without atomics. A warp's columns are adjacent: the accesses of a row coalesce.
+ * fp32 only: a row of bf16 storage would be rounded after every token that adds to it, where the definition
+ * (engine/act16.c) rounds once, so the "bf16-act" table takes its generic path here (one call a backward, on
+ * the fp32 embedding's gradient). */
 static __global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *tok, size_t n,
                                             size_t c) {
     for (size_t j = ew_first(); j < c; j += ew_step()) {
@@ -120,119 +132,146 @@ static __global__ void embedding_bwd_kernel(float *dtable, const float *dout, co
 }
 
 /* One thread per output element: out[i, h, k] = in[i, h / rep, k]. */
-static __global__ void repeat_kv_kernel(float *out, const float *in, size_t total, size_t kvh, size_t rep,
+template <bool V>
+static __global__ void repeat_kv_kernel(cuda_ten out, cuda_ten in, size_t total, size_t kvh, size_t rep,
                                         size_t hs) {
     for (size_t e = ew_first(); e < total; e += ew_step()) {
         size_t k = e % hs, h = e / hs % (kvh * rep), i = e / (hs * kvh * rep);
-        out[e] = in[(i * kvh + h / rep) * hs + k];
+        ten_st<V>(out, e, ten_ld<V>(in, (i * kvh + h / rep) * hs + k));
     }
 }
 
 /* One thread per input element, adding its rep heads in order (the CPU's bits, no atomics). */
-static __global__ void repeat_kv_bwd_kernel(float *din, const float *dout, size_t total, size_t kvh,
-                                            size_t rep, size_t hs) {
+template <bool V>
+static __global__ void repeat_kv_bwd_kernel(cuda_ten din, cuda_ten dout, size_t total, size_t kvh, size_t rep,
+                                            size_t hs) {
     for (size_t e = ew_first(); e < total; e += ew_step()) {
         size_t k = e % hs, j = e / hs % kvh, i = e / (hs * kvh);
-        float d = din[e];
+        float d = ten_ld<V>(din, e);
         for (size_t r = 0; r < rep; r++)
-            d += dout[(i * kvh * rep + j * rep + r) * hs + k];
-        din[e] = d;
+            d += ten_ld<V>(dout, (i * kvh * rep + j * rep + r) * hs + k);
+        ten_st<V>(din, e, d);
     }
 }
 
 void cuda_repeat_kv(float *out, const float *in, size_t n, size_t kvh, size_t rep, size_t hs) {
     size_t total = n * kvh * rep * hs;
-    if (total)
-        repeat_kv_kernel<<<cuda_blocks(total, EW_THREADS), EW_THREADS>>>(out, in, total, kvh, rep, hs);
+    cuda_ten o = cuda_arg(out), x = cuda_arg(in);
+    if (total && cuda_any16(o, x))
+        repeat_kv_kernel<true><<<EW_GRID(total)>>>(o, x, total, kvh, rep, hs);
+    else if (total)
+        repeat_kv_kernel<false><<<EW_GRID(total)>>>(o, x, total, kvh, rep, hs);
     cuda_done("cuda_repeat_kv");
 }
 
 void cuda_repeat_kv_backward(float *din, const float *dout, size_t n, size_t kvh, size_t rep, size_t hs) {
     size_t total = n * kvh * hs;
-    if (din && total && rep)
-        repeat_kv_bwd_kernel<<<cuda_blocks(total, EW_THREADS), EW_THREADS>>>(din, dout, total, kvh, rep, hs);
+    cuda_ten d = cuda_arg(din), g = cuda_arg(dout);
+    if (din && total && rep && cuda_any16(d, g))
+        repeat_kv_bwd_kernel<true><<<EW_GRID(total)>>>(d, g, total, kvh, rep, hs);
+    else if (din && total && rep)
+        repeat_kv_bwd_kernel<false><<<EW_GRID(total)>>>(d, g, total, kvh, rep, hs);
     cuda_done("cuda_repeat_kv_backward");
 }
 
 void cuda_gelu_forward(float *out, const float *inp, size_t n) {
-    if (n)
-        gelu_fwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, inp, n);
+    cuda_ten o = cuda_arg(out), x = cuda_arg(inp);
+    if (n && cuda_any16(o, x))
+        gelu_fwd_kernel<true><<<EW_GRID(n)>>>(o, x, n);
+    else if (n)
+        gelu_fwd_kernel<false><<<EW_GRID(n)>>>(o, x, n);
     cuda_done("cuda_gelu_forward");
 }
 
 void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    if (dinp && n)
-        gelu_bwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dinp, dout, inp, n);
+    cuda_ten d = cuda_arg(dinp), g = cuda_arg(dout), x = cuda_arg(inp);
+    if (dinp && n && cuda_any16(d, g, x))
+        gelu_bwd_kernel<true><<<EW_GRID(n)>>>(d, g, x, n);
+    else if (dinp && n)
+        gelu_bwd_kernel<false><<<EW_GRID(n)>>>(d, g, x, n);
     cuda_done("cuda_gelu_backward");
 }
 
 void cuda_quick_gelu_forward(float *out, const float *inp, size_t n) {
-    if (n)
-        quick_gelu_fwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, inp, n);
+    cuda_ten o = cuda_arg(out), x = cuda_arg(inp);
+    if (n && cuda_any16(o, x))
+        quick_gelu_fwd_kernel<true><<<EW_GRID(n)>>>(o, x, n);
+    else if (n)
+        quick_gelu_fwd_kernel<false><<<EW_GRID(n)>>>(o, x, n);
     cuda_done("cuda_quick_gelu_forward");
 }
 
 void cuda_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    if (dinp && n)
-        quick_gelu_bwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dinp, dout, inp, n);
+    cuda_ten d = cuda_arg(dinp), g = cuda_arg(dout), x = cuda_arg(inp);
+    if (dinp && n && cuda_any16(d, g, x))
+        quick_gelu_bwd_kernel<true><<<EW_GRID(n)>>>(d, g, x, n);
+    else if (dinp && n)
+        quick_gelu_bwd_kernel<false><<<EW_GRID(n)>>>(d, g, x, n);
     cuda_done("cuda_quick_gelu_backward");
 }
 
 void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-    if (n)
-        swiglu_fwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, gate, up, n);
+    cuda_ten o = cuda_arg(out), g = cuda_arg(gate), u = cuda_arg(up);
+    if (n && cuda_any16(o, g, u))
+        swiglu_fwd_kernel<true><<<EW_GRID(n)>>>(o, g, u, n);
+    else if (n)
+        swiglu_fwd_kernel<false><<<EW_GRID(n)>>>(o, g, u, n);
     cuda_done("cuda_swiglu_forward");
 }
 
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                           size_t n) {
-    if ((dgate || dup) && n)
-        swiglu_bwd_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dgate, dup, dout, gate, up, n);
+    cuda_ten dg = cuda_arg(dgate), du = cuda_arg(dup), d = cuda_arg(dout), g = cuda_arg(gate),
+             u = cuda_arg(up);
+    if ((dgate || dup) && n && cuda_any16(dg, du, d, g, u))
+        swiglu_bwd_kernel<true><<<EW_GRID(n)>>>(dg, du, d, g, u, n);
+    else if ((dgate || dup) && n)
+        swiglu_bwd_kernel<false><<<EW_GRID(n)>>>(dg, du, d, g, u, n);
     cuda_done("cuda_swiglu_backward");
 }
 
 void cuda_add(float *out, const float *a, const float *b, size_t n) {
-    if (n)
-        add_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, a, b, n);
+    cuda_ten o = cuda_arg(out), x = cuda_arg(a), y = cuda_arg(b);
+    if (n && cuda_any16(o, x, y))
+        add_kernel<true><<<EW_GRID(n)>>>(o, x, y, n);
+    else if (n)
+        add_kernel<false><<<EW_GRID(n)>>>(o, x, y, n);
     cuda_done("cuda_add");
 }
 
 void cuda_accumulate(float *dst, const float *src, size_t n) {
-    if (dst && n)
-        accumulate_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dst, src, n);
+    cuda_ten d = cuda_arg(dst), x = cuda_arg(src);
+    if (dst && n && cuda_any16(d, x))
+        accumulate_kernel<true><<<EW_GRID(n)>>>(d, x, n);
+    else if (dst && n)
+        accumulate_kernel<false><<<EW_GRID(n)>>>(d, x, n);
     cuda_done("cuda_accumulate");
 }
 
 void cuda_add_scaled(float *out, const float *x, float s, size_t n) {
-    if (n)
-        add_scaled_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(out, x, s, n);
+    cuda_ten o = cuda_arg(out), v = cuda_arg(x);
+    if (n && cuda_any16(o, v))
+        add_scaled_kernel<true><<<EW_GRID(n)>>>(o, v, s, n);
+    else if (n)
+        add_scaled_kernel<false><<<EW_GRID(n)>>>(o, v, s, n);
     cuda_done("cuda_add_scaled");
 }
 
-/* The dropout kernel for out's and in's kinds of memory. */
-static void ew_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int acc) {
-    uint16_t *os = mem_bf16_at(out, NULL);
-    const uint16_t *is = mem_bf16_at(in, NULL);
-    unsigned g = cuda_blocks(n, EW_THREADS);
-    if (os && is)
-        dropout_kernel<uint16_t, uint16_t><<<g, EW_THREADS>>>(os, is, n, key, p, scale, acc);
-    else if (os)
-        dropout_kernel<uint16_t, float><<<g, EW_THREADS>>>(os, in, n, key, p, scale, acc);
-    else if (is)
-        dropout_kernel<float, uint16_t><<<g, EW_THREADS>>>(out, is, n, key, p, scale, acc);
-    else
-        dropout_kernel<float, float><<<g, EW_THREADS>>>(out, in, n, key, p, scale, acc);
-}
-
 void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p, float scale, int accumulate) {
-    if (n)
-        ew_dropout(out, in, n, key, p, scale, accumulate);
+    cuda_ten o = cuda_arg(out), x = cuda_arg(in);
+    if (n && cuda_any16(o, x))
+        dropout_kernel<true><<<EW_GRID(n)>>>(o, x, n, key, p, scale, accumulate);
+    else if (n)
+        dropout_kernel<false><<<EW_GRID(n)>>>(o, x, n, key, p, scale, accumulate);
     cuda_done("cuda_dropout");
 }
 
 void cuda_embedding_forward(float *out, const int32_t *tok, const float *table, size_t n, size_t c) {
-    if (n && c)
-        embedding_fwd_kernel<<<cuda_blocks(n, 1), EMB_THREADS>>>(out, tok, table, n, c);
+    cuda_ten o = cuda_arg(out), t = cuda_arg(table);
+    if (n && c && cuda_any16(o, t))
+        embedding_fwd_kernel<true><<<cuda_blocks(n, 1), EMB_THREADS>>>(o, tok, t, n, c);
+    else if (n && c)
+        embedding_fwd_kernel<false><<<cuda_blocks(n, 1), EMB_THREADS>>>(o, tok, t, n, c);
     cuda_done("cuda_embedding_forward");
 }
 
@@ -243,47 +282,54 @@ void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *to
 }
 
 /* memmove's semantics: overlapping ranges go through scratch (cudaMemcpy does not allow overlap). The source
- * and destination are managed memory, so cudaMemcpyDefault lets the runtime pick the direction. */
+ * and destination are managed or device memory, so cudaMemcpyDefault lets the runtime pick the direction. Of
+ * one kind (both fp32, or both bf16 storage) a copy moves bytes; between the kinds it converts (two kinds of
+ * memory never overlap). */
 void cuda_copy(float *dst, const float *src, size_t n) {
-    size_t bytes = n * sizeof(float);
-    if (n && dst != src) {
-        uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
-        if (d < s + bytes && s < d + bytes) {
+    cuda_ten d = cuda_arg(dst), s = cuda_arg(src);
+    size_t bytes = n * (d.bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (n && d.bf16 != s.bf16) {
+        convert_kernel<<<EW_GRID(n)>>>(d, s, n);
+    } else if (n && d.p != s.p) {
+        uintptr_t a = (uintptr_t)d.p, b = (uintptr_t)s.p;
+        if (a < b + bytes && b < a + bytes) {
             void *tmp = cuda_scratch(0, bytes);
-            cuda_check(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDefault, 0), "cuda_copy");
-            cuda_check(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDefault, 0), "cuda_copy");
+            cuda_check(cudaMemcpyAsync(tmp, s.p, bytes, cudaMemcpyDefault, 0), "cuda_copy");
+            cuda_check(cudaMemcpyAsync(d.p, tmp, bytes, cudaMemcpyDefault, 0), "cuda_copy");
         } else {
-            cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, 0), "cuda_copy");
+            cuda_check(cudaMemcpyAsync(d.p, s.p, bytes, cudaMemcpyDefault, 0), "cuda_copy");
         }
     }
     cuda_done("cuda_copy");
 }
 
+/* Zero bits are zero in either kind. */
 void cuda_zero(float *x, size_t n) {
+    cuda_ten t = cuda_arg(x);
     if (n)
-        cuda_check(cudaMemsetAsync(x, 0, n * sizeof(float), 0), "cuda_zero");
+        cuda_check(cudaMemsetAsync(t.p, 0, n * (t.bf16 ? sizeof(uint16_t) : sizeof(float)), 0), "cuda_zero");
     cuda_done("cuda_zero");
 }
 
-/* bf16 storage: a bf16 value is the high half of the float it stands for; rounding is kernel_bf16_round's. */
+/* bf16 storage's own conversions (on storage pointers, not ranges). */
 static __global__ void bf16_widen_kernel(float *dst, const uint16_t *src, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        dst[i] = __uint_as_float((unsigned)src[i] << 16);
+        dst[i] = cuda_ld(src, i);
 }
 
 static __global__ void bf16_round_kernel(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = ew_first(); i < n; i += ew_step())
-        dst[i] = (uint16_t)(__float_as_uint(kernel_bf16_round(src[i])) >> 16);
+        cuda_st(dst, i, src[i]);
 }
 
 void cuda_bf16_widen(float *dst, const uint16_t *src, size_t n) {
     if (n)
-        bf16_widen_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dst, src, n);
+        bf16_widen_kernel<<<EW_GRID(n)>>>(dst, src, n);
     cuda_done("cuda_bf16_widen");
 }
 
 void cuda_bf16_round(uint16_t *dst, const float *src, size_t n) {
     if (n)
-        bf16_round_kernel<<<cuda_blocks(n, EW_THREADS), EW_THREADS>>>(dst, src, n);
+        bf16_round_kernel<<<EW_GRID(n)>>>(dst, src, n);
     cuda_done("cuda_bf16_round");
 }

@@ -301,14 +301,14 @@ static void mm_forward_bf16(float *out, const float *inp, const float *w, const 
     uint16_t *store = b && o.type == CUDA_R_16BF ? (uint16_t *)o.p : NULL;
     if (store)
         o = mm_out{cuda_scratch(MM_SLOT_C, n * oc * sizeof(float)), CUDA_R_32F};
-    float beta = 0.0f;
+    float beta = 0.0f, *rows = (float *)o.p;
     if (b) {
         const uint16_t *bs = mem_bf16_at(b, NULL);
+        unsigned g = cuda_blocks(n * oc, MM_THREADS);
         if (bs)
-            matmul_bias_rows<uint16_t>
-                <<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>((float *)o.p, bs, n, oc);
+            matmul_bias_rows<uint16_t><<<g, MM_THREADS>>>(rows, bs, n, oc);
         else
-            matmul_bias_rows<float><<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>((float *)o.p, b, n, oc);
+            matmul_bias_rows<float><<<g, MM_THREADS>>>(rows, b, n, oc);
         cuda_check(cudaGetLastError(), op);
         beta = 1.0f;
     }

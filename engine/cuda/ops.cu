@@ -193,12 +193,36 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
 }
 
 /* The bf16 twin's entries that take bf16 storage themselves (engine/act16.h), for its "bf16-act" table: the
- * products (cuBLAS reads bf16 operands and writes bf16 outputs), LoRA's down projection, dropout and the two
- * conversions. The rest go through act16.c's widening passes. */
+ * products (cuBLAS reads bf16 operands and writes bf16 outputs), attention, LoRA's down projection, the
+ * norms, RoPE and the elementwise operations (kernels on cuda_ten arguments, bf16.cuh; not the embedding's
+ * backward) and the two conversions. The rest (generation's attention_decode, the losses, AdamW,
+ * sum_squares, scale) go through act16.c's path, which passes fp32 arguments on as they are. */
 extern "C" const struct ops *cuda_ops_bf16_native(const struct ops *table) {
     static struct ops native;
     if (table != &cuda_bf16_table)
         return NULL;
+    native.layernorm_forward = cuda_layernorm_forward;
+    native.layernorm_backward = cuda_layernorm_backward;
+    native.rmsnorm_forward = cuda_rmsnorm_forward;
+    native.rmsnorm_backward = cuda_rmsnorm_backward;
+    native.attention_forward = cuda_attention_forward_bf16;
+    native.attention_backward = cuda_attention_backward_bf16;
+    native.rope_forward = cuda_rope_forward;
+    native.rope_backward = cuda_rope_backward;
+    native.gelu_forward = cuda_gelu_forward;
+    native.gelu_backward = cuda_gelu_backward;
+    native.quick_gelu_forward = cuda_quick_gelu_forward;
+    native.quick_gelu_backward = cuda_quick_gelu_backward;
+    native.swiglu_forward = cuda_swiglu_forward;
+    native.swiglu_backward = cuda_swiglu_backward;
+    native.add = cuda_add;
+    native.accumulate = cuda_accumulate;
+    native.copy = cuda_copy;
+    native.zero = cuda_zero;
+    native.add_scaled = cuda_add_scaled;
+    native.repeat_kv = cuda_repeat_kv;
+    native.repeat_kv_backward = cuda_repeat_kv_backward;
+    native.embedding_forward = cuda_embedding_forward;
     native.matmul_forward = cuda_matmul_forward_bf16;
     native.matmul_backward = cuda_matmul_backward_bf16;
     native.matmul_scaled_forward = cuda_matmul_scaled_forward_bf16;

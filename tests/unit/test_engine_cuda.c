@@ -1041,7 +1041,8 @@ static void test_bf16_storage(void) {
 /* ---- bf16 storage: the CUDA entries that take it themselves ---- */
 
 /* The "bf16-act" tables' operations whose CUDA entries read and write bf16 storage themselves (the products
- * through cuBLAS's bf16 inputs and outputs, LoRA's down projection, dropout; cuda_ops_bf16_native), against
+ * through cuBLAS's bf16 inputs and outputs, LoRA's down projection, the elementwise operations;
+ * cuda_ops_bf16_native), against
  * the CPU table, which is engine/act16.c's definition: activations and their gradients in bf16 storage as
  * the model keeps them, weights and their gradients fp32, and each case once more with every tensor in bf16
  * storage. Outputs are compared widened: a product's fp32 sum differs by summation order and may round to
@@ -1059,6 +1060,11 @@ struct a16case {
 };
 
 enum { AN = 37, AIC = 45, AOC = 29, AR = 6 };
+#define AX (AN * AIC)
+#define AY (AN * AOC)
+#define AW (AOC * AIC)
+#define AQ (2 * 19 * 3 * 8) /* attention: 2 sequences of 19, 3 heads of 8 */
+#define AP (2 * 3 * 19 * 19)
 static const struct ops_dropout a16_drop = {0x5eed, 0.25f, 1.0f / 0.75f};
 static void a16_mm_f(const struct ops *o, float **a) {
     o->matmul_forward(a[0], a[1], a[2], a[3], AN, AIC, AOC);
@@ -1078,13 +1084,82 @@ static void a16_ld_f(const struct ops *o, float **a) {
 static void a16_ld_b(const struct ops *o, float **a) {
     o->lora_down_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a16_drop, AN, AIC, AR);
 }
+static void a16_ln_f(const struct ops *o, float **a) {
+    o->layernorm_forward(a[0], a[1], a[2], a[3], a[4], a[5], AN, AIC, 1e-5f);
+}
+static void a16_ln_b(const struct ops *o, float **a) {
+    o->layernorm_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], AN, AIC);
+}
+static void a16_rms_f(const struct ops *o, float **a) {
+    o->rmsnorm_forward(a[0], a[1], a[2], a[3], AN, AIC, 1e-5f);
+}
+static void a16_rms_b(const struct ops *o, float **a) {
+    o->rmsnorm_backward(a[0], a[1], a[2], a[3], a[4], a[5], AN, AIC);
+}
+static int32_t *a16_pos;
+static void a16_rope_f(const struct ops *o, float **a) {
+    o->rope_forward(a[0], a16_pos, 1, AN, 3, 16, 10000.0f);
+}
+static void a16_rope_b(const struct ops *o, float **a) {
+    o->rope_backward(a[0], a16_pos, 1, AN, 3, 16, 10000.0f);
+}
+static int32_t *a16_len;
+static void a16_att_f(const struct ops *o, float **a) {
+    o->attention_forward(a[0], a[1], a[2], a[3], a[4], a16_len, 1, 2, 19, 3, 8);
+}
+static void a16_att_b(const struct ops *o, float **a) {
+    o->attention_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], 2, 19, 3, 8);
+}
+static void a16_gelu_f(const struct ops *o, float **a) {
+    o->gelu_forward(a[0], a[1], AX);
+}
+static void a16_gelu_b(const struct ops *o, float **a) {
+    o->gelu_backward(a[0], a[1], a[2], AX);
+}
+static void a16_qgelu_f(const struct ops *o, float **a) {
+    o->quick_gelu_forward(a[0], a[1], AX);
+}
+static void a16_qgelu_b(const struct ops *o, float **a) {
+    o->quick_gelu_backward(a[0], a[1], a[2], AX);
+}
+static void a16_swiglu_f(const struct ops *o, float **a) {
+    o->swiglu_forward(a[0], a[1], a[2], AX);
+}
+static void a16_swiglu_b(const struct ops *o, float **a) {
+    o->swiglu_backward(a[0], a[1], a[2], a[3], a[4], AX);
+}
+static void a16_add(const struct ops *o, float **a) {
+    o->add(a[0], a[1], a[2], AX);
+}
+static void a16_acc(const struct ops *o, float **a) {
+    o->accumulate(a[0], a[1], AX);
+}
+static void a16_copy(const struct ops *o, float **a) {
+    o->copy(a[0], a[1], AX);
+}
+static void a16_zero(const struct ops *o, float **a) {
+    o->zero(a[0], AX);
+}
+static void a16_adds(const struct ops *o, float **a) {
+    o->add_scaled(a[0], a[1], -0.375f, AX);
+}
+static void a16_rep_f(const struct ops *o, float **a) {
+    o->repeat_kv(a[0], a[1], AN, 3, 3, 5);
+}
+static void a16_rep_b(const struct ops *o, float **a) {
+    o->repeat_kv_backward(a[0], a[1], AN, 3, 3, 5);
+}
+static int32_t *a16_tok;
+static void a16_emb_f(const struct ops *o, float **a) {
+    o->embedding_forward(a[0], a16_tok, a[1], AN, AIC);
+}
+static void a16_emb_b(const struct ops *o, float **a) {
+    o->embedding_backward(a[0], a[1], a16_tok, AN, AIC);
+}
 static void a16_drop_acc(const struct ops *o, float **a) {
     o->dropout(a[0], a[1], AN * AIC, a16_drop.key, a16_drop.p, a16_drop.scale, 1);
 }
 
-#define AX (AN * AIC)
-#define AY (AN * AOC)
-#define AW (AOC * AIC)
 static const struct a16case a16cases[] = {
     {"matmul_forward", 4, {AY, AX, AW, AOC}, 0x3, 0, a16_mm_f},
     {"matmul_forward, no bias", 3, {AY, AX, AW}, 0x3, 0, a16_mm_f},
@@ -1093,6 +1168,30 @@ static const struct a16case a16cases[] = {
     {"matmul_scaled_backward", 5, {AX, AW, AY, AX, AW}, 0xd, 0, a16_mms_b},
     {"lora_down_forward", 4, {AN * AR, AX, AX, AR *AIC}, 0x4, 0x2, a16_ld_f},
     {"lora_down_backward", 7, {AX, AR *AIC, AX, AX, AN *AR, AX, AR *AIC}, 0x21, 0xc, a16_ld_b},
+    {"attention_forward", 5, {AQ, AP, AQ, AQ, AQ}, 0x1f, 0, a16_att_f},
+    {"attention_backward", 8, {AQ, AQ, AQ, AQ, AP, AQ, AQ, AQ}, 0xff, 0, a16_att_b},
+    {"layernorm_forward", 6, {AX, AN, AN, AX, AIC, AIC}, 0x9, 0, a16_ln_f},
+    {"layernorm_backward", 8, {AX, AIC, AIC, AX, AX, AIC, AN, AN}, 0x19, 0, a16_ln_b},
+    {"rmsnorm_forward", 4, {AX, AN, AX, AIC}, 0x5, 0, a16_rms_f},
+    {"rmsnorm_backward", 6, {AX, AIC, AX, AX, AIC, AN}, 0xd, 0, a16_rms_b},
+    {"rope_forward", 1, {AN * 48}, 0x1, 0, a16_rope_f},
+    {"rope_backward", 1, {AN * 48}, 0x1, 0, a16_rope_b},
+    {"gelu_forward", 2, {AX, AX}, 0x3, 0, a16_gelu_f},
+    {"gelu_backward", 3, {AX, AX, AX}, 0x7, 0, a16_gelu_b},
+    {"quick_gelu_forward", 2, {AX, AX}, 0x3, 0, a16_qgelu_f},
+    {"quick_gelu_backward", 3, {AX, AX, AX}, 0x7, 0, a16_qgelu_b},
+    {"swiglu_forward", 3, {AX, AX, AX}, 0x7, 0, a16_swiglu_f},
+    {"swiglu_backward", 5, {AX, AX, AX, AX, AX}, 0x1f, 0, a16_swiglu_b},
+    {"add (a parameter added)", 3, {AX, AX, AX}, 0x3, 0, a16_add},
+    {"accumulate", 2, {AX, AX}, 0x3, 0, a16_acc},
+    {"copy into fp32", 2, {AX, AX}, 0x2, 0, a16_copy},
+    {"copy into bf16", 2, {AX, AX}, 0x1, 0, a16_copy},
+    {"zero", 1, {AX}, 0x1, 0, a16_zero},
+    {"add_scaled", 2, {AX, AX}, 0x3, 0, a16_adds},
+    {"repeat_kv", 2, {AN * 45, AN * 15}, 0x3, 0, a16_rep_f},
+    {"repeat_kv_backward", 2, {AN * 15, AN * 45}, 0x3, 0, a16_rep_b},
+    {"embedding_forward", 2, {AX, 7 * AIC}, 0x1, 0, a16_emb_f},
+    {"embedding_backward", 2, {7 * AIC, AX}, 0x2, 0, a16_emb_b},
     {"dropout (accumulate)", 2, {AX, AX}, 0x3, 0, a16_drop_acc},
     {"dropout into fp32", 2, {AX, AX}, 0x2, 0, a16_drop_acc},
     {"dropout into bf16", 2, {AX, AX}, 0x1, 0, a16_drop_acc},
@@ -1131,6 +1230,15 @@ static void test_act16_native(void) {
     if (!cpu || !gpu)
         return;
     printf("== bf16 storage, the CUDA entries that take it: %s against %s ==\n", gpu->name, cpu->name);
+    a16_tok = mem_alloc(AN, sizeof *a16_tok);
+    a16_pos = mem_alloc(AN, sizeof *a16_pos);
+    a16_len = mem_alloc(2, sizeof *a16_len);
+    a16_len[0] = 19;
+    a16_len[1] = 11; /* a padded sequence */
+    for (int i = 0; i < AN; i++)
+        a16_pos[i] = 3 * i + 1;
+    for (int i = 0; i < AN; i++)
+        a16_tok[i] = i % 5 == 4 ? -1 : (i * 3) % 7; /* rows of a 7-row table, repeats, a negative id */
     for (size_t k = 0; k < sizeof a16cases / sizeof a16cases[0]; k++)
         for (int all = 0; all < 2; all++) {
             const struct a16case *c = &a16cases[k];
@@ -1156,6 +1264,9 @@ static void test_act16_native(void) {
             snprintf(what, sizeof what, "bf16-act %s (%s)", c->name, all ? "all bf16" : "model's mix");
             verdict(ok, what);
         }
+    mem_free(a16_tok);
+    mem_free(a16_pos);
+    mem_free(a16_len);
 }
 
 /* Empty shapes: nothing to compute, nothing may change, and no illegal launch (a CUDA error exits the test,
