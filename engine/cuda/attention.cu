@@ -306,9 +306,13 @@ void cuda_attention_forward_bf16(float *out, float *probs, const float *q, const
 
 /* box[2b] = rows, box[2b+1] = columns of the union box of sequence b's heads: one block per row of probs.
  * Integer atomicMax: the maximum does not depend on the order the blocks finish in. */
+/* The box and dS kernels' reduction trees, at file scope (norms.cu says why). */
+__shared__ size_t att_box_sh[ATT_THREADS];
+__shared__ float att_ds_sh[ATT_THREADS];
+
 template <bool V>
 static __global__ void attention_box(int *box, cuda_ten probs, size_t t, size_t nh, size_t rows) {
-    __shared__ size_t sh[ATT_THREADS];
+    size_t *sh = att_box_sh;
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
         size_t cols = 0;
         for (size_t s = threadIdx.x; s < t; s += ATT_THREADS)
@@ -331,7 +335,7 @@ static __global__ void attention_box(int *box, cuda_ten probs, size_t t, size_t 
 template <bool V>
 static __global__ void attention_dscores(float *dp, cuda_ten p, __nv_bfloat16 *dsh, __nv_bfloat16 *ph,
                                          size_t nrows, size_t ncols, size_t t, float scale, size_t rows) {
-    __shared__ float sh[ATT_THREADS];
+    float *sh = att_ds_sh;
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
         size_t h = row / nrows, tq = row % nrows, at = (h * t + tq) * t;
         float *r = dp + at;

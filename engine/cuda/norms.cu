@@ -15,12 +15,17 @@
 #define NORM_CHUNK 64 /* rows per partial column sum in the weight gradients */
 #define NORM_EW_THREADS 256
 
+/* The row kernels' reduction tree (each block its own, as any __shared__). At file scope, not in the
+ * templates: the CUDA emulator keeps shared memory in a section of its own, where GCC does not put a
+ * template's static (tests/cudaemu/README.md). */
+__shared__ float norm_sh[NORM_THREADS];
+
 /* One block per row (grid-stride over rows). Both statistics are complete before any output is written, so
  * out may alias inp. */
 template <bool V>
 static __global__ void layernorm_fwd_kernel(cuda_ten out, cuda_ten mean, cuda_ten rstd, cuda_ten inp,
                                             cuda_ten w, cuda_ten b, size_t n, size_t c, float eps) {
-    __shared__ float sh[NORM_THREADS];
+    float *sh = norm_sh;
     for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
         size_t row = i * c;
         float m = 0.0f;
@@ -59,7 +64,7 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *i
 template <bool V>
 static __global__ void layernorm_dinp_kernel(cuda_ten dinp, cuda_ten dout, cuda_ten inp, cuda_ten w,
                                              cuda_ten mean, cuda_ten rstd, size_t n, size_t c) {
-    __shared__ float sh[NORM_THREADS];
+    float *sh = norm_sh;
     for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
         size_t row = i * c;
         float m = ten_ld<V>(mean, i), r = ten_ld<V>(rstd, i);
@@ -158,7 +163,7 @@ void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dou
 template <bool V>
 static __global__ void rmsnorm_fwd_kernel(cuda_ten out, cuda_ten rstd, cuda_ten inp, cuda_ten w, size_t n,
                                           size_t c, float eps) {
-    __shared__ float sh[NORM_THREADS];
+    float *sh = norm_sh;
     for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
         size_t row = i * c;
         float ss = 0.0f;
@@ -189,7 +194,7 @@ void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float
 template <bool V>
 static __global__ void rmsnorm_dinp_kernel(cuda_ten dinp, cuda_ten dout, cuda_ten inp, cuda_ten w,
                                            cuda_ten rstd, size_t n, size_t c) {
-    __shared__ float sh[NORM_THREADS];
+    float *sh = norm_sh;
     for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
         size_t row = i * c;
         float r = ten_ld<V>(rstd, i);
