@@ -266,7 +266,8 @@ const struct ops *prof_ops(const struct ops *inner) {
                          /* once per weight, in the warm-up step: passed through, not timed */
                          .weights_frozen = inner->weights_frozen,
                          .weights_forget = inner->weights_forget,
-                         .threads = inner->threads};
+                         .threads = inner->threads,
+                         .bf16_storage = inner->bf16_storage};
     for (int i = 0; i < P_N; i++)
         spent[i] = cpu[i] = 0.0, calls[i] = 0;
     return &table;

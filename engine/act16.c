@@ -209,8 +209,8 @@ static void a16_attention_backward(struct a16 *a, float *dq, float *dk, float *d
     float *gq = written(c, dq, x), *gk = written(c, dk, x), *gv = written(c, dv, x);
     int any = dq || dk || dv;
     const float *g = any ? widened(c, dout, x) : dout, *p = any ? widened(c, probs, b * nh * t * t) : probs;
-    const float *V = any ? widened(c, v, x) : v;
-    const float *Q = dk ? widened(c, q, x) : q, *K = dq ? widened(c, k, x) : k;
+    /* the CPU's bf16 twin rounds q, k and v for any gradient: all three are read whenever one is asked for */
+    const float *V = any ? widened(c, v, x) : v, *Q = any ? widened(c, q, x) : q, *K = any ? widened(c, k, x) : k;
     a->in->attention_backward(gq, gk, gv, g, p, Q, K, V, b, t, nh, hs);
     done(c);
 }
@@ -324,11 +324,11 @@ static void a16_repeat_kv_backward(struct a16 *a, float *din, const float *dout,
     done(c);
 }
 
-/* The table's rows a call reads or writes: through the largest id it indexes (tok is host-readable memory,
- * mem_host_reads; an operation only reads it). */
-static size_t indexed_rows(const struct ops *in, const int32_t *tok, size_t n) {
+/* The table's rows a call reads or writes: through the largest id it indexes. The ids are host memory the
+ * host filled before the operations that read them (mem_host_reads: the model's token block), so they are
+ * read here without waiting for the queue. */
+static size_t indexed_rows(const int32_t *tok, size_t n) {
     size_t rows = 0;
-    in->sync();
     for (size_t i = 0; i < n; i++)
         if (tok[i] >= 0 && (size_t)tok[i] + 1 > rows)
             rows = (size_t)tok[i] + 1;
@@ -339,7 +339,7 @@ static void a16_embedding_forward(struct a16 *a, float *out, const int32_t *tok,
                                   size_t cc) {
     CALL(a);
     float *o = written(c, out, n * cc);
-    const float *tb = mem_bf16_at(table, NULL) ? widened(c, table, indexed_rows(a->in, tok, n) * cc) : table;
+    const float *tb = mem_bf16_at(table, NULL) ? widened(c, table, indexed_rows(tok, n) * cc) : table;
     a->in->embedding_forward(o, tok, tb, n, cc);
     done(c);
 }
@@ -347,7 +347,7 @@ static void a16_embedding_forward(struct a16 *a, float *out, const int32_t *tok,
 static void a16_embedding_backward(struct a16 *a, float *dtable, const float *dout, const int32_t *tok,
                                    size_t n, size_t cc) {
     CALL(a);
-    float *dt = mem_bf16_at(dtable, NULL) ? written(c, dtable, indexed_rows(a->in, tok, n) * cc) : dtable;
+    float *dt = mem_bf16_at(dtable, NULL) ? written(c, dtable, indexed_rows(tok, n) * cc) : dtable;
     a->in->embedding_backward(dt, dt ? widened(c, dout, n * cc) : dout, tok, n, cc);
     done(c);
 }
@@ -567,6 +567,7 @@ const struct ops *act16_wrap(const struct ops *inner, const struct ops *native) 
             snprintf(inst[k].name, sizeof inst[k].name, "%s-act", inner->name ? inner->name : "?");
             inst[k].table.name = inst[k].name;
             inst[k].table.threads = inner->threads;
+            inst[k].table.bf16_storage = 1;
             return &inst[k].table;
         }
     err_set("act16: more than %d tables take bf16 storage in one process", A16_INSTANCES);

@@ -171,6 +171,9 @@ struct ops {
     void (*weights_forget)(const float *p, size_t n);
 
     int threads; /* set by the caller before use */
+    /* 1: the tensor arguments may be bf16 storage (a "bf16-act" table, engine/act16.h); a table that wraps
+     * another (ops_checked, bench's profiler) copies its inner table's. Read through ops_takes_bf16. */
+    int bf16_storage;
 };
 
 /* The CPU backend (engine/cpu/): OpenBLAS for matmuls, the rest in C, split over `threads` threads by rows.
@@ -204,7 +207,7 @@ const struct ops *ops_checked_inner(const struct ops *table);
  * not a backend's. */
 const struct ops *ops_precision(const struct ops *table, const char *precision);
 /* 1 when table takes bf16 storage (engine/mem.h mem_alloc_bf16) in its tensor arguments: a "bf16-act" table,
- * checked or not. Every other table reads a bf16 range as the floats it is not (it faults). */
+ * or a wrapper around one. Every other table reads a bf16 range as the floats it is not (it faults). */
 int ops_takes_bf16(const struct ops *table);
 
 #ifdef __cplusplus

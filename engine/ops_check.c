@@ -544,6 +544,7 @@ const struct ops *ops_checked(const struct ops *in) {
                            .adamw = check_adamw,
                            .weights_frozen = check_weights_frozen,
                            .weights_forget = check_weights_forget,
-                           .threads = in->threads};
+                           .threads = in->threads,
+                           .bf16_storage = in->bf16_storage};
     return &checked;
 }

@@ -56,6 +56,5 @@ const struct ops *ops_precision(const struct ops *table, const char *precision) 
 }
 
 int ops_takes_bf16(const struct ops *table) {
-    const struct ops *in = ops_checked_inner(table);
-    return table && act16_inner(in ? in : table) != NULL;
+    return table && table->bf16_storage;
 }

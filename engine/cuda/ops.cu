@@ -154,6 +154,7 @@ static struct ops cuda_table = {
     .weights_frozen = cuda_weights_frozen,
     .weights_forget = cuda_weights_forget,
     .threads = 1,
+    .bf16_storage = 0,
 };
 
 static void cuda_lora_down_forward(float *h, float *xs, const float *x, const float *a, struct ops_dropout d,

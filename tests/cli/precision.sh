@@ -42,6 +42,13 @@ PULSE_STORE="$T/again" expect_code 0 "$PP" run "$T/a.lua"
 [ "$(PULSE_STORE="$T/again" id_of)" = "$act" ] || fail "bf16-act pretraining is not deterministic"
 PULSE_CHECK_OPS=1 PULSE_STORE="$T/checked" expect_code 0 "$PP" run "$T/a.lua"
 [ "$(PULSE_STORE="$T/checked" id_of)" = "$act" ] || fail "bf16-act under PULSE_CHECK_OPS gave other weights"
+# the benchmark's profiler wraps the step's table (bench/prof_ops.c) and must carry bf16-act over
+BT=$(dirname "$PP")/bench/bench_train
+if [ -x "$BT" ]; then
+    "$BT" --shape tiny --dtype bf16-act --steps 1 --warmup 1 --threads 1 --profile >"$T/prof" 2>&1 ||
+        { cat "$T/prof" >&2; fail "bench_train --dtype bf16-act --profile failed"; }
+    has "$T/prof" '"dtype": "bf16-act"'
+fi
 manifest "$T/x.lua" fp16
 expect_code 1 "$PP" run "$T/x.lua"
 has "$T/err" "precision: unknown 'fp16' (fp32, bf16 or bf16-act)"

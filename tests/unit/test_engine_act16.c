@@ -119,6 +119,12 @@ static void c_att_f(const struct ops *o, float **a) {
 static void c_att_b(const struct ops *o, float **a) {
     o->attention_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], B, T, NH, HS);
 }
+static void c_att_b_dkdv(const struct ops *o, float **a) {
+    o->attention_backward(NULL, a[1], a[2], a[3], a[4], a[5], a[6], a[7], B, T, NH, HS);
+}
+static void c_att_b_dv(const struct ops *o, float **a) {
+    o->attention_backward(NULL, NULL, a[2], a[3], a[4], a[5], a[6], a[7], B, T, NH, HS);
+}
 static void c_att_d(const struct ops *o, float **a) {
     o->attention_decode(a[0], a[1], a[2], a[3], len, B, CAP, NH, KVH, HS);
 }
@@ -223,6 +229,18 @@ static const struct opcase cases[] = {
     {"rope_backward", 1, {Q}, {0}, {0}, c_rope_b},
     {"attention_forward", 5, {Q, P, Q, Q, Q}, {0}, {0}, c_att_f},
     {"attention_backward", 8, {Q, Q, Q, Q, P, Q, Q, Q}, {0, 0, 0, 0, 0.01f}, {0, 0, 0, 0, 0.3f}, c_att_b},
+    {"attention_backward (dq NULL)",
+     8,
+     {Q, Q, Q, Q, P, Q, Q, Q},
+     {0, 0, 0, 0, 0.01f},
+     {0, 0, 0, 0, 0.3f},
+     c_att_b_dkdv},
+    {"attention_backward (dv only)",
+     8,
+     {Q, Q, Q, Q, P, Q, Q, Q},
+     {0, 0, 0, 0, 0.01f},
+     {0, 0, 0, 0, 0.3f},
+     c_att_b_dv},
     {"attention_decode", 4, {B * NH * HS, B *NH *HS, B *CAP *KVH *HS, B *CAP *KVH *HS}, {0}, {0}, c_att_d},
     {"gelu_forward", 2, {N, N}, {0}, {0}, c_gelu_f},
     {"gelu_backward", 3, {N, N, N}, {0}, {0}, c_gelu_b},
@@ -316,6 +334,13 @@ static void ints(void) {
         pos[i] = i % T + 2;
     len[0] = T;
     len[1] = 3;
+}
+
+/* The tables' flag, which wrappers carry over. */
+static void test_flag(void) {
+    const struct ops *act = ops_precision(ops_cpu(1), "bf16-act");
+    CHECK(act->bf16_storage == 1 && ops_takes_bf16(act));
+    CHECK(!ops_takes_bf16(ops_precision(ops_cpu(1), "bf16")) && !ops_takes_bf16(NULL));
 }
 
 static void test_ops(void) {
@@ -637,6 +662,7 @@ static void test_plan(void) {
 
 int main(void) {
     test_storage();
+    test_flag();
     test_ops();
     test_rounds();
     test_model();
