@@ -182,7 +182,7 @@ struct block_run {
     unsigned nt;           /* threads of the block */
     bool rev;              /* PULSE_CUDAEMU_ORDER=reverse */
     long pos;              /* the running thread's place in the phase's order */
-    void *barrier;         /* the __syncthreads call this phase's threads wait at */
+    const char *barrier;   /* the __syncthreads call this phase's threads wait at ("file:line") */
     size_t phase;          /* the phase's sync object (race::) */
     unsigned cur;          /* the thread running now */
     void *sched_sp;        /* the scheduler's stack pointer while the block's fibers run */
@@ -321,12 +321,11 @@ void run_block(size_t seq) {
 } // namespace
 
 /* Every thread of a phase must wait at the same __syncthreads call: two calls that half the block each reach
- * are a divergent barrier too. */
-void __syncthreads(void) {
-    void *site = __builtin_return_address(0);
+ * are a divergent barrier too. A call is its place in the source ("file:line", cuda_runtime.h). */
+void cudaemu_syncthreads(const char *site) {
     if (!run.barrier)
         run.barrier = site;
-    else if (run.barrier != site)
+    else if (run.barrier != site && strcmp(run.barrier, site) != 0)
         cudaemu::fail(
             "kernel %s (line %d): threads of block (%u,%u,%u) wait at two different __syncthreads (a "
             "divergent barrier)",

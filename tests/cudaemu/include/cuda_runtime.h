@@ -132,8 +132,13 @@ cudaError_t cudaMemAdvise(const void *p, size_t bytes, enum cudaMemoryAdvise adv
 cudaError_t cudaMemPrefetchAsync(const void *p, size_t bytes, struct cudaMemLocation loc, unsigned flags,
                                  cudaStream_t s = 0);
 
-/* Device intrinsics. */
-void __syncthreads(void);
+/* Device intrinsics. __syncthreads names its place in the source: a divergent barrier is two places
+ * (sched.cpp), and the place survives an optimiser that copies one call into two branches (GCC at -O3),
+ * where a return address would not. */
+void cudaemu_syncthreads(const char *site);
+#define CUDAEMU_STR2(x) #x
+#define CUDAEMU_STR(x) CUDAEMU_STR2(x)
+#define __syncthreads() cudaemu_syncthreads(__FILE__ ":" CUDAEMU_STR(__LINE__))
 /* An atomic read-modify-write, so that ThreadSanitizer (README.md) sees it as one. */
 static inline int atomicMax(int *address, int value) {
     int old = __atomic_load_n(address, __ATOMIC_RELAXED);
