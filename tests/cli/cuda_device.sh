@@ -105,14 +105,20 @@ expect_code 0 "$PP" --store "$T/cpu" run "$M" --threads 2
 has "$T/out" "$N stages: $N computed, 0 cached, 0 failed, 0 skipped"
 compare "$M" cpu cuda 1e-4
 
+# both PRECISION MANIFEST: the manifest on each device, every model stage in PRECISION
+both() {
+  for d in cuda cpu; do
+    expect_code 0 "$PP" --store "$T/$d" run "$2" --device $d
+    has "$T/out" "0 failed, 0 skipped"
+    "$PP" --store "$T/$d" show vanilla --json |
+      python3 -c "import json,sys; assert json.load(sys.stdin)['params']['precision'] == '$1'" ||
+      fail "vanilla did not run in $1 on $d"
+  done
+}
+
 # bf16: the world and the tower are reused (no precision there), the model stages are new keys (the report
 # may be reused too: the micro model's evaluations can come out the same)
-for d in cuda cpu; do
-  expect_code 0 "$PP" --store "$T/$d" run "$T/micro_bf16.lua" --device $d
-  has "$T/out" "0 failed, 0 skipped"
-  "$PP" --store "$T/$d" show vanilla --json | python3 -c "import json,sys; assert json.load(sys.stdin)['params']['precision'] == 'bf16'" ||
-    fail "vanilla did not run in bf16 on $d"
-done
+both bf16 "$T/micro_bf16.lua"
 compare "$T/micro_bf16.lua" cpu cuda 5e-3
 
 # bf16-act: activations in bf16 storage too, the CUDA kernels reading and writing it. A flip of one stored
@@ -120,11 +126,6 @@ compare "$T/micro_bf16.lua" cpu cuda 5e-3
 # that noise at bf16's own level), so losses are held to 2e-2; the emulator sums as the CPU does and agrees
 # far closer.
 sed 's/"bf16"/"bf16-act"/' "$T/micro_bf16.lua" >"$T/micro_act.lua"
-for d in cuda cpu; do
-  expect_code 0 "$PP" --store "$T/$d" run "$T/micro_act.lua" --device $d
-  has "$T/out" "0 failed, 0 skipped"
-  "$PP" --store "$T/$d" show vanilla --json | python3 -c "import json,sys; assert json.load(sys.stdin)['params']['precision'] == 'bf16-act'" ||
-    fail "vanilla did not run in bf16-act on $d"
-done
+both bf16-act "$T/micro_act.lua"
 compare "$T/micro_act.lua" cpu cuda 2e-2
 passed
