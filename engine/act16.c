@@ -14,9 +14,10 @@
  * that writes only part of its output (attention's probabilities outside the valid box) leaves the rest as it
  * was. That costs passes a kernel reading bf16 directly would not make; such a kernel must give these bits.
  *
- * A backend may do better for some operations: the entries of its `native` table (act16_wrap) take bf16
- * storage themselves (the CUDA matmuls: cuBLAS reads bf16 operands and writes bf16 outputs) and replace the
- * wrapper's. They must give the definition's bits (up to summation order, as any two backends).
+ * A backend may do better: the entries of its `native` table (act16_wrap) take bf16 storage themselves (on
+ * CUDA nearly all: cuBLAS reads bf16 operands and writes bf16 outputs, the kernels read and write either
+ * kind) and replace the wrapper's. They must give the definition's bits (up to summation order, as any two
+ * backends).
  *
  * The tables' functions take no table argument, so each inner table gets an instance of its own (its inner
  * table and its scratch slots), reached through trampolines the X-macro below writes per instance. */
@@ -210,7 +211,8 @@ static void a16_attention_backward(struct a16 *a, float *dq, float *dk, float *d
     int any = dq || dk || dv;
     const float *g = any ? widened(c, dout, x) : dout, *p = any ? widened(c, probs, b * nh * t * t) : probs;
     /* the CPU's bf16 twin rounds q, k and v for any gradient: all three are read whenever one is asked for */
-    const float *V = any ? widened(c, v, x) : v, *Q = any ? widened(c, q, x) : q, *K = any ? widened(c, k, x) : k;
+    const float *V = any ? widened(c, v, x) : v, *Q = any ? widened(c, q, x) : q,
+                *K = any ? widened(c, k, x) : k;
     a->in->attention_backward(gq, gk, gv, g, p, Q, K, V, b, t, nh, hs);
     done(c);
 }
