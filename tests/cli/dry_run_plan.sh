@@ -2,7 +2,8 @@
 # dry_run_plan: `run --dry-run` prints, under each training stage that would run, its memory plan (one line per
 # block and the total, engine/llava_plan.h) when its model's config is known without running anything: from
 # the store once the model's producer has run (the sequence then the corpus's longest), or from the directory
-# an import-model stage would read (the sequence then max_positions); `recompute` shrinks the activations.
+# an import-model stage would read (the sequence then max_positions); `recompute` shrinks the activations,
+# and so does precision "bf16-act" (2 bytes a value).
 # Nothing is run by a dry run, and the store stays valid.
 source "$(dirname "$0")/lib.bash"
 cp "$SRC"/tests/cli/manifests/protocol/micro_settings.lua "$T/"
@@ -25,6 +26,7 @@ stage "ft_rc" (with({ kind = "finetune", recompute = true }, s.finetune, data, m
 local imp = stage "imported" { kind = "import-model", path = "$SRC/tests/data/llava_tiny" }
 stage "ft_imported" (with({ kind = "finetune" }, s.finetune, data,
   { model = imp.out.model, config = imp.out.config, tokenizer = imp.out.tokenizer, batch = 4 }))
+stage "ft_act" (with({ kind = "finetune", precision = "bf16-act" }, s.finetune, data, model))
 LUA
 
 # Nothing in the store: the pretrained model's config is unknown, the imported one's is on disk.
@@ -61,6 +63,22 @@ def plan(path):
 assert shape_a == shape_b and int(shape_a[1]) > 0, (shape_a, shape_b)
 assert b["activations"] < a["activations"] and b["total"] < a["total"], (a, b)
 assert b["weights"] == a["weights"] and b["gradients"] == a["gradients"], (a, b)
+PY
+# bf16 activations (precision "bf16-act"): the activations and the backward's scratch at 2 bytes a value
+sed -n '/\] ft_act/,$p' "$T/out" >"$T/ft_act"
+has "$T/ft_act" "tokens (its examples' longest sequence), bf16-act, recompute off"
+has "$T/ft_act" "activations (bf16, kept for every layer)"
+has "$T/ft_act" "backward scratch (bf16 but logits)"
+python3 - "$T/ft" "$T/ft_act" <<'PY'
+import re, sys
+unit = {"KiB": 1, "MiB": 1024, "GiB": 1 << 20}
+def sizes(path):
+    return {m[0].split(" (")[0]: float(m[1]) * unit[m[2]]
+            for m in re.findall(r"^ +(\S.*?) {2,}([0-9.]+) (KiB|MiB|GiB)$", open(path).read(), re.M)}
+a, b = sizes(sys.argv[1]), sizes(sys.argv[2])
+# the rows that stay fp32 (norm statistics, logits, ...) keep the bf16 block above half
+assert 0.5 * a["activations"] < b["activations"] < 0.75 * a["activations"], (a, b)
+assert b["total"] < a["total"], (a, b)
 PY
 
 expect_code 0 "$PP" verify
