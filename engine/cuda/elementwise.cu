@@ -116,17 +116,50 @@ static __global__ void embedding_fwd_kernel(cuda_ten out, const int32_t *tok, cu
 
 /* One thread per column j: dtable[tok[i]][j] += dout[i][j] for i in order, so repeated tokens add up in row
  * order (the CPU's bits) without atomics. A warp's columns are adjacent: the accesses of a row coalesce.
- * fp32 only: a row of bf16 storage would be rounded after every token that adds to it, where the definition
- * (engine/act16.c) rounds once, so the "bf16-act" table takes its generic path here (one call a backward, on
- * the fp32 embedding's gradient). */
-static __global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *tok, size_t n,
+ * dout fp32 or bf16 storage; dtable fp32 (bf16: embedding_bwd16_kernel). */
+template <bool V>
+static __global__ void embedding_bwd_kernel(float *dtable, cuda_ten dout, const int32_t *tok, size_t n,
                                             size_t c) {
     for (size_t j = ew_first(); j < c; j += ew_step()) {
         for (size_t i = 0; i < n; i++) {
             int32_t t = tok[i];
             if (t < 0)
                 continue;
-            dtable[(size_t)t * c + j] += dout[i * c + j];
+            dtable[(size_t)t * c + j] += ten_ld<V>(dout, i * c + j);
+        }
+    }
+}
+
+/* For each position i: the next position with the same token (-1: none) and whether i is its token's first.
+ * One thread per position, scanning them all (n is a batch's tokens: thousands, once a backward). */
+static __global__ void embedding_links_kernel(int32_t *next, uint8_t *first, const int32_t *tok, size_t n) {
+    for (size_t i = ew_first(); i < n; i += ew_step()) {
+        int32_t nx = -1;
+        uint8_t f = 1;
+        for (size_t k = 0; k < n; k++)
+            if (k != i && tok[k] == tok[i]) {
+                f = f && k > i;
+                nx = k > i && nx < 0 ? (int32_t)k : nx;
+            }
+        next[i] = nx;
+        first[i] = f;
+    }
+}
+
+/* dtable in bf16 storage: a row's element is read once, its tokens' terms added in row order (following
+ * `next` from the token's first position) and stored once, the one rounding the definition makes
+ * (engine/act16.c); a kernel adding token by token would round after each. */
+static __global__ void embedding_bwd16_kernel(cuda_ten dtable, cuda_ten dout, const int32_t *tok,
+                                              const int32_t *next, const uint8_t *first, size_t n, size_t c) {
+    for (size_t j = ew_first(); j < c; j += ew_step()) {
+        for (size_t i = 0; i < n; i++) {
+            if (tok[i] < 0 || !first[i])
+                continue;
+            size_t e = (size_t)tok[i] * c + j;
+            float acc = ten_ld<true>(dtable, e);
+            for (int32_t k = (int32_t)i; k >= 0; k = next[k])
+                acc += ten_ld<true>(dout, (size_t)k * c + j);
+            ten_st<true>(dtable, e, acc);
         }
     }
 }
@@ -276,8 +309,18 @@ void cuda_embedding_forward(float *out, const int32_t *tok, const float *table, 
 }
 
 void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *tok, size_t n, size_t c) {
-    if (dtable && n && c)
-        embedding_bwd_kernel<<<cuda_blocks(c, EMB_BWD_THREADS), EMB_BWD_THREADS>>>(dtable, dout, tok, n, c);
+    cuda_ten d = cuda_arg(dtable), g = cuda_arg(dout);
+    unsigned blocks = cuda_blocks(c, EMB_BWD_THREADS);
+    if (dtable && n && c && d.bf16) {
+        int32_t *next = (int32_t *)cuda_scratch(0, n * (sizeof(int32_t) + 1));
+        uint8_t *first = (uint8_t *)(next + n);
+        embedding_links_kernel<<<EW_GRID(n)>>>(next, first, tok, n);
+        embedding_bwd16_kernel<<<blocks, EMB_BWD_THREADS>>>(d, g, tok, next, first, n, c);
+    } else if (dtable && n && c && g.bf16) {
+        embedding_bwd_kernel<true><<<blocks, EMB_BWD_THREADS>>>(dtable, g, tok, n, c);
+    } else if (dtable && n && c) {
+        embedding_bwd_kernel<false><<<blocks, EMB_BWD_THREADS>>>(dtable, g, tok, n, c);
+    }
     cuda_done("cuda_embedding_backward");
 }
 

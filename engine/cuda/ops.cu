@@ -195,8 +195,8 @@ extern "C" const struct ops *cuda_ops_bf16(const struct ops *table) {
 
 /* The bf16 twin's entries that take bf16 storage themselves (engine/act16.h), for its "bf16-act" table: the
  * products (cuBLAS reads bf16 operands and writes bf16 outputs), attention, LoRA's down projection, the
- * norms, RoPE and the elementwise operations (kernels on cuda_ten arguments, bf16.cuh; not the embedding's
- * backward) and the two conversions. The rest (generation's attention_decode, the losses, AdamW,
+ * norms, RoPE and the elementwise operations (kernels on cuda_ten arguments, bf16.cuh) and the two
+ * conversions. The rest (generation's attention_decode, the losses, AdamW,
  * sum_squares, scale) go through act16.c's path, which passes fp32 arguments on as they are. */
 extern "C" const struct ops *cuda_ops_bf16_native(const struct ops *table) {
     static struct ops native;
@@ -224,6 +224,7 @@ extern "C" const struct ops *cuda_ops_bf16_native(const struct ops *table) {
     native.repeat_kv = cuda_repeat_kv;
     native.repeat_kv_backward = cuda_repeat_kv_backward;
     native.embedding_forward = cuda_embedding_forward;
+    native.embedding_backward = cuda_embedding_backward;
     native.matmul_forward = cuda_matmul_forward_bf16;
     native.matmul_backward = cuda_matmul_backward_bf16;
     native.matmul_scaled_forward = cuda_matmul_scaled_forward_bf16;
