@@ -236,11 +236,12 @@ int llava_forward_features(struct llava *m, const struct ops *ops, const int32_t
  * costs nothing; switching later remakes it and drops the last forward. */
 void llava_set_recompute(struct llava *m, int on);
 /* bf16 activations, off after llava_init. On, the activations and the backward's scratch are kept in bf16
- * storage (engine/mem.h mem_alloc_bf16: half the bytes), but for the norms' statistics and the logits and
- * their gradient, which stay fp32 (the host reads logits; the losses write their gradient); LoRA's
- * activations stay fp32. The operation tables given must then take bf16 storage (ops_takes_bf16: precision
- * "bf16-act"): llava_forward refuses another. Like llava_set_recompute, it remakes the blocks it changes;
- * call it before llava_grads_init. */
+ * storage (engine/mem.h mem_alloc_bf16: half the activations' bytes), but for the norms' statistics, what
+ * the host reads or writes (the logits, im2col, the tower's features) and the logits' gradient (the losses
+ * write it), which stay fp32; LoRA's activations stay fp32 too. The operation tables given must then take
+ * bf16 storage (ops_takes_bf16: precision "bf16-act"): llava_forward, llava_forward_features,
+ * llava_vision_features and llava_backward refuse another. Like llava_set_recompute, it remakes the blocks
+ * it changes; call it before llava_grads_init (after it, gradients restart from zero). */
 void llava_set_act_bf16(struct llava *m, int on);
 /* -1 with err_set when m keeps bf16 activations and ops does not take bf16 storage; else 0. */
 int llava_act_table_ok(const struct llava *m, const struct ops *ops);

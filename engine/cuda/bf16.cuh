@@ -1,6 +1,7 @@
-/* bf16.cuh: the rounding of the bf16 products' operands on the device, kernel_bf16_round's (engine/kernels.h:
- * the CPU backend's, so both backends multiply the same values). Its result's high 16 bits are the bf16 bits.
- */
+/* bf16.cuh: bf16 on the device. The rounding of the bf16 products' operands, kernel_bf16_round's
+ * (engine/kernels.h: the CPU backend's, so both backends multiply the same values; its result's high 16 bits
+ * are the bf16 bits), and the access to bf16 storage (engine/mem.h) that the "bf16-act" table's kernels
+ * read and write through: cuda_ld / cuda_st on storage pointers, cuda_ten arguments of either kind. */
 #ifndef PULSE_ENGINE_CUDA_BF16_CUH
 #define PULSE_ENGINE_CUDA_BF16_CUH
 

@@ -2,7 +2,7 @@
 # tests/gpu/check.sh: everything a lent GPU machine is for, in one call (docs/performance.md, issue notes):
 #   1. the CPU-vs-CUDA parity and determinism test (tests/unit/test_engine_cuda.c);
 #   2. the quick manifest end to end with --device cuda and with --device cpu, the reports compared; then
-#      the micro protocol the same way in fp32 and in bf16 (tests/cli/cuda_device.sh);
+#      the micro protocol the same way in fp32, bf16 and bf16-act (tests/cli/cuda_device.sh);
 #   3. the GPU benchmark (bench/gpu.sh): LoRA steps on 7B- and 13B-shaped LLaVA, this engine against PyTorch;
 #   4. where the engine's 13B bf16 step goes (bench_train --profile: the time per operation);
 #   5. the 13B bf16 step once more with PULSE_CUDA_SYNC=1 (a wait after every operation, as before session
@@ -71,11 +71,12 @@ if [ -z "${SKIP_QUICK:-}" ]; then
 fi
 echo "check: quick $quick at $(elapsed) s"
 
-# 2b. the micro protocol on both devices in fp32 and in bf16 (bf16 products and frozen-weight copies through
-# the whole pipeline, which nothing else here runs on the GPU; on the CPU emulator in CI: tests/cudaemu)
+# 2b. the micro protocol on both devices in fp32, bf16 and bf16-act (bf16 products, frozen-weight copies and
+# bf16 activations through the whole pipeline, which nothing else here runs on the GPU; on the CPU emulator in
+# CI: tests/cudaemu)
 micro=skipped
 if [ -z "${SKIP_MICRO:-}" ]; then
-    PULSE_BIN=$PIPE PULSE_SRC=$ROOT timeout 180 bash "$ROOT/tests/cli/cuda_device.sh" >"$LOGS/micro.log" 2>&1 &&
+    PULSE_BIN=$PIPE PULSE_SRC=$ROOT timeout 240 bash "$ROOT/tests/cli/cuda_device.sh" >"$LOGS/micro.log" 2>&1 &&
         micro=pass || micro=FAIL
     grep -E 'cuda_device:|FAIL|Error' "$LOGS/micro.log" | tail -5
 fi
@@ -116,7 +117,7 @@ echo "| check | result |"
 echo "| --- | --- |"
 echo "| parity (CPU vs CUDA, determinism) | $parity |"
 echo "| quick manifest, cuda vs cpu | $quick |"
-echo "| micro protocol, cuda vs cpu, fp32 and bf16 | $micro |"
+echo "| micro protocol, cuda vs cpu, fp32, bf16, bf16-act | $micro |"
 echo "| benchmark | $bench |"
 echo "| 13B bf16 step profile | $profile |"
 echo "| 13B bf16 step, async vs PULSE_CUDA_SYNC=1 | $sync_cmp |"

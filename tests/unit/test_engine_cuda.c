@@ -1041,8 +1041,8 @@ static void test_bf16_storage(void) {
 /* ---- bf16 storage: the CUDA entries that take it themselves ---- */
 
 /* The "bf16-act" tables' operations whose CUDA entries read and write bf16 storage themselves (the products
- * through cuBLAS's bf16 inputs and outputs, LoRA's down projection, the elementwise operations;
- * cuda_ops_bf16_native), against
+ * and attention through cuBLAS's bf16 inputs and outputs, LoRA's down projection, the norms, RoPE, the
+ * elementwise operations; cuda_ops_bf16_native), against
  * the CPU table, which is engine/act16.c's definition: activations and their gradients in bf16 storage as
  * the model keeps them, weights and their gradients fp32, and each case once more with every tensor in bf16
  * storage. Outputs are compared widened: a product's fp32 sum differs by summation order and may round to
