@@ -1,7 +1,7 @@
 /* bf16.cuh: bf16 on the device. The rounding of the bf16 products' operands, kernel_bf16_round's
  * (engine/kernels.h: the CPU backend's, so both backends multiply the same values; its result's high 16 bits
  * are the bf16 bits), and the access to bf16 storage (engine/mem.h) that the "bf16-act" table's kernels
- * read and write through: cuda_ld / cuda_st on storage pointers, cuda_ten arguments of either kind. */
+ * read and write through: cuda_ld / cuda_st on storage, cuda_ten arguments of either kind. */
 #ifndef PULSE_ENGINE_CUDA_BF16_CUH
 #define PULSE_ENGINE_CUDA_BF16_CUH
 
@@ -18,17 +18,10 @@ static __device__ inline __nv_bfloat16 cuda_to_bf16(float x) {
     return __nv_bfloat16(r);
 }
 
-/* bf16 storage (engine/mem.h, mem_alloc_bf16): a value is the high half of the float it stands for. A
- * kernel that takes either kind of tensor is a template on the element type and reads and writes through
- * these: widened exactly, rounded as kernel_bf16_round (what engine/act16.c defines). */
-static __device__ inline float cuda_ld(const float *p, size_t i) {
-    return p[i];
-}
+/* bf16 storage (engine/mem.h, mem_alloc_bf16): a value is the high half of the float it stands for, read
+ * widened exactly and written rounded as kernel_bf16_round (what engine/act16.c defines). */
 static __device__ inline float cuda_ld(const uint16_t *p, size_t i) {
     return __uint_as_float((unsigned)p[i] << 16);
-}
-static __device__ inline void cuda_st(float *p, size_t i, float v) {
-    p[i] = v;
 }
 static __device__ inline void cuda_st(uint16_t *p, size_t i, float v) {
     p[i] = (uint16_t)(__float_as_uint(kernel_bf16_round(v)) >> 16);
@@ -45,14 +38,12 @@ struct cuda_ten {
 };
 
 template <bool V> static __device__ inline float ten_ld(cuda_ten t, size_t i) {
-    if (V && t.bf16)
-        return __uint_as_float((unsigned)((const uint16_t *)t.p)[i] << 16);
-    return ((const float *)t.p)[i];
+    return V && t.bf16 ? cuda_ld((const uint16_t *)t.p, i) : ((const float *)t.p)[i];
 }
 
 template <bool V> static __device__ inline void ten_st(cuda_ten t, size_t i, float v) {
     if (V && t.bf16)
-        ((uint16_t *)t.p)[i] = (uint16_t)(__float_as_uint(kernel_bf16_round(v)) >> 16);
+        cuda_st((uint16_t *)t.p, i, v);
     else
         ((float *)t.p)[i] = v;
 }

@@ -36,24 +36,42 @@ static int mm_ld(size_t v, const char *what) {
 }
 
 /* out[i, j] = b[j]: the rows start from the bias, then the product is added (beta = 1), as the CPU does. */
-template <typename T> static __global__ void matmul_bias_rows(float *out, const T *b, size_t n, size_t oc) {
+template <bool V> static __global__ void matmul_bias_rows(float *out, cuda_ten b, size_t n, size_t oc) {
     size_t total = n * oc, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
-        out[i] = cuda_ld(b, i % oc);
+        out[i] = ten_ld<V>(b, i % oc);
 }
 
 /* db[j] += sum over rows of dout[., j]: the rows in order from zero, then added to db, as the CPU's
  * colsum_range does, so the bits are the same. Neighbouring threads read neighbouring columns (coalesced).
- * dout fp32 or bf16 storage (the bf16 tables'). */
-template <typename D, typename T>
-static __global__ void matmul_bias_grad(D *db, const T *dout, size_t n, size_t oc) {
+ * db and dout fp32 or bf16 storage (cuda_ten, bf16.cuh). */
+template <bool V> static __global__ void matmul_bias_grad(cuda_ten db, cuda_ten dout, size_t n, size_t oc) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < oc; j += stride) {
         float acc = 0.0f;
         for (size_t i = 0; i < n; i++)
-            acc += cuda_ld(dout, i * oc + j);
-        cuda_st(db, j, cuda_ld(db, j) + acc);
+            acc += ten_ld<V>(dout, i * oc + j);
+        ten_st<V>(db, j, ten_ld<V>(db, j) + acc);
     }
+}
+
+/* The bias rows, and db += the column sums of dout, for their arguments' kinds. */
+static void mm_bias_rows(float *out, const float *b, size_t n, size_t oc) {
+    cuda_ten t = cuda_arg(b);
+    unsigned g = cuda_blocks(n * oc, MM_THREADS);
+    if (t.bf16)
+        matmul_bias_rows<true><<<g, MM_THREADS>>>(out, t, n, oc);
+    else
+        matmul_bias_rows<false><<<g, MM_THREADS>>>(out, t, n, oc);
+}
+
+static void mm_bias_grad(float *db, const float *dout, size_t n, size_t oc) {
+    cuda_ten d = cuda_arg(db), g = cuda_arg(dout);
+    unsigned blocks = cuda_blocks(oc, MM_THREADS);
+    if (cuda_any16(d, g))
+        matmul_bias_grad<true><<<blocks, MM_THREADS>>>(d, g, n, oc);
+    else
+        matmul_bias_grad<false><<<blocks, MM_THREADS>>>(d, g, n, oc);
 }
 
 /* out[N,OC] = inp[N,IC] @ w[OC,IC]^T (+ b). Column-major: out^T [OC,N] = w [OC,IC] (w^T stored, so op T)
@@ -68,7 +86,7 @@ void cuda_matmul_forward(float *out, const float *inp, const float *w, const flo
     int m_ = mm_int(oc, op), n_ = mm_int(n, op), k_ = mm_int(ic, op);
     float beta = 0.0f;
     if (b) {
-        matmul_bias_rows<float><<<cuda_blocks(n * oc, MM_THREADS), MM_THREADS>>>(out, b, n, oc);
+        mm_bias_rows(out, b, n, oc);
         cuda_check(cudaGetLastError(), op);
         beta = 1.0f;
     }
@@ -111,7 +129,7 @@ void cuda_matmul_backward(float *dinp, float *dw, float *db, const float *dout, 
     mm_backward_products(dinp, dw, dout, inp, w, 1.0f, n, ic, oc, op);
     /* With no rows this still adds the zero sums, as the CPU does. */
     if (db && oc > 0)
-        matmul_bias_grad<float, float><<<cuda_blocks(oc, MM_THREADS), MM_THREADS>>>(db, dout, n, oc);
+        mm_bias_grad(db, dout, n, oc);
     cuda_done(op);
 }
 
@@ -303,12 +321,7 @@ static void mm_forward_bf16(float *out, const float *inp, const float *w, const 
         o = mm_out{cuda_scratch(MM_SLOT_C, n * oc * sizeof(float)), CUDA_R_32F};
     float beta = 0.0f, *rows = (float *)o.p;
     if (b) {
-        const uint16_t *bs = mem_bf16_at(b, NULL);
-        unsigned g = cuda_blocks(n * oc, MM_THREADS);
-        if (bs)
-            matmul_bias_rows<uint16_t><<<g, MM_THREADS>>>(rows, bs, n, oc);
-        else
-            matmul_bias_rows<float><<<g, MM_THREADS>>>(rows, b, n, oc);
+        mm_bias_rows(rows, b, n, oc);
         cuda_check(cudaGetLastError(), op);
         beta = 1.0f;
     }
@@ -359,21 +372,6 @@ static void mm_backward_products_bf16(float *dinp, float *dw, const float *dout,
     }
 }
 
-/* db += the column sums of dout, each of either kind of memory. */
-static void mm_bias_grad(float *db, const float *dout, size_t n, size_t oc) {
-    uint16_t *bs = mem_bf16_at(db, NULL);
-    const uint16_t *ds = mem_bf16_at(dout, NULL);
-    unsigned g = cuda_blocks(oc, MM_THREADS);
-    if (bs && ds)
-        matmul_bias_grad<uint16_t, uint16_t><<<g, MM_THREADS>>>(bs, ds, n, oc);
-    else if (bs)
-        matmul_bias_grad<uint16_t, float><<<g, MM_THREADS>>>(bs, dout, n, oc);
-    else if (ds)
-        matmul_bias_grad<float, uint16_t><<<g, MM_THREADS>>>(db, ds, n, oc);
-    else
-        matmul_bias_grad<float, float><<<g, MM_THREADS>>>(db, dout, n, oc);
-}
-
 /* db is the fp32 column sum of dout as it is (unrounded fp32, or bf16 storage widened), as in fp32. */
 void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, size_t n, size_t ic, size_t oc) {
@@ -409,22 +407,22 @@ void cuda_matmul_scaled_backward_bf16(float *dinp, float *dw, const float *dout,
  * rounded multiply), then the operand's rounding, in one pass over x (fp32, or bf16 storage widened). The
  * composition (engine/lora_down.h) writes the same fp32 value first and rounds it when the product reads it:
  * the same bf16 bits. */
-template <typename T>
-static __global__ void matmul_dropout_to_bf16(__nv_bfloat16 *dst, const T *x, size_t n,
+template <bool V>
+static __global__ void matmul_dropout_to_bf16(__nv_bfloat16 *dst, cuda_ten x, size_t n,
                                               struct ops_dropout d) {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = cuda_to_bf16(rng_uniform(d.key, i) < d.p ? 0.0f : cuda_ld(x, i) * d.scale);
+        dst[i] = cuda_to_bf16(rng_uniform(d.key, i) < d.p ? 0.0f : ten_ld<V>(x, i) * d.scale);
 }
 
 static const __nv_bfloat16 *mm_dropout_copy(int slot, const float *x, size_t n, struct ops_dropout d,
                                             const char *op) {
     __nv_bfloat16 *dst = (__nv_bfloat16 *)cuda_scratch(slot, (n ? n : 1) * sizeof(__nv_bfloat16));
-    const uint16_t *xs = mem_bf16_at(x, NULL);
-    if (n > 0 && xs)
-        matmul_dropout_to_bf16<uint16_t><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, xs, n, d);
+    cuda_ten t = cuda_arg(x);
+    if (n > 0 && t.bf16)
+        matmul_dropout_to_bf16<true><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, t, n, d);
     else if (n > 0)
-        matmul_dropout_to_bf16<float><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, x, n, d);
+        matmul_dropout_to_bf16<false><<<cuda_blocks(n, MM_THREADS), MM_THREADS>>>(dst, t, n, d);
     cuda_check(cudaGetLastError(), op);
     return dst;
 }
