@@ -189,9 +189,12 @@ void cuda_rope_backward(float *dx, const int32_t *pos, size_t b, size_t t, size_
  * exp(s - max) / sum with kernel_exp as the CPU's softmax_row; the rest of the row (never written by the
  * scores product, or masked) becomes exactly zero. Only the sum's grouping differs from the CPU (a tree, not
  * a running sum). With ph (bf16 products), every probability is also written rounded to bf16 there, the
- * PV product's operand, so no second pass reads the probabilities back to round them. */
-static __global__ void attention_softmax(float *probs, __nv_bfloat16 *ph, size_t len, int causal, size_t t,
-                                         size_t rows) {
+ * PV product's operand, so no second pass reads the probabilities back to round them. keep = 0 (ph is the
+ * probabilities' storage, probs fp32 scratch: bf16 activations) leaves the scores in probs and computes each
+ * exponential again in the last pass instead of storing it: the same bits in ph, two fp32 writes a value
+ * fewer. */
+static __global__ void attention_softmax(float *probs, __nv_bfloat16 *ph, int keep, size_t len, int causal,
+                                         size_t t, size_t rows) {
     __shared__ float sh[ATT_THREADS];
     for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
         size_t tq = row % t, keys = tq >= len ? 0 : causal ? tq + 1 : len;
@@ -203,13 +206,15 @@ static __global__ void attention_softmax(float *probs, __nv_bfloat16 *ph, size_t
         float sum = 0.0f;
         for (size_t s = threadIdx.x; s < keys; s += ATT_THREADS) {
             float e = kernel_exp(p[s] - max);
-            p[s] = e;
+            if (keep)
+                p[s] = e;
             sum += e;
         }
         sum = cuda_block_sum(sum, sh);
-        for (size_t s = threadIdx.x; s < t; s += ATT_THREADS) { /* the values this thread wrote above */
-            float v = s < keys ? p[s] / sum : 0.0f;
-            p[s] = v;
+        for (size_t s = threadIdx.x; s < t; s += ATT_THREADS) { /* the entries this thread took above */
+            float v = s >= keys ? 0.0f : (keep ? p[s] : kernel_exp(p[s] - max)) / sum;
+            if (keep)
+                p[s] = v;
             if (ph)
                 ph[row * t + s] = cuda_to_bf16(v);
         }
@@ -273,7 +278,7 @@ static void attention_forward(float *out, float *probs, const float *qf, const f
         }
         int pv = l > 0 && hs > 0;
         __nv_bfloat16 *ph = pst ? (__nv_bfloat16 *)(pst + i * nh * tt) : att_slab(bf16 && pv, ATT_F_P, nh, t);
-        attention_softmax<<<cuda_blocks(nh * t, 1), ATT_THREADS>>>(p, ph, l, causal, t, nh * t);
+        attention_softmax<<<cuda_blocks(nh * t, 1), ATT_THREADS>>>(p, ph, !pst, l, causal, t, nh * t);
         cuda_check(cudaGetLastError(), op);
         struct att_in pin = {p, ph};
         /* out^T [HS, len] = V^T (stored, op N) times P^T [len(keys), len(queries)] (stored, op N); padding
@@ -330,8 +335,9 @@ static __global__ void attention_box(int *box, cuda_ten probs, size_t t, size_t 
 /* dP into dS in place for one sequence: rows (h, tq) of its heads, tq < nrows, the first ncols entries of
  * each (leading dimension t, heads t*t apart, in dp and p alike). D as a tree sum of P dP (the CPU's
  * cpu_dot terms, in another grouping); then dS with the CPU's expression, (p (dp - D)) scale. With dsh and
- * ph (bf16 products), dS and P are also written rounded to bf16 there, at the same offsets: the operands of
- * the products that follow, made while the values are at hand instead of by passes that read them back. */
+ * ph (bf16 products), dS and P are written rounded to bf16 there instead (dS) and as well (P), at the same
+ * offsets: the operands of the products that follow, made while the values are at hand instead of by passes
+ * that read them back. */
 template <bool V>
 static __global__ void attention_dscores(float *dp, cuda_ten p, __nv_bfloat16 *dsh, __nv_bfloat16 *ph,
                                          size_t nrows, size_t ncols, size_t t, float scale, size_t rows) {
@@ -346,9 +352,10 @@ static __global__ void attention_dscores(float *dp, cuda_ten p, __nv_bfloat16 *d
         /* each thread reads what only it writes */
         for (size_t s = threadIdx.x; s < ncols; s += ATT_THREADS) {
             float pv = ten_ld<V>(p, at + s), v = pv != 0.0f ? pv * (r[s] - d) * scale : 0.0f;
-            r[s] = v;
-            if (dsh)
+            if (dsh) /* the products read only the rounded copy: dS's fp32 write would go unread */
                 dsh[at + s] = cuda_to_bf16(v);
+            else
+                r[s] = v;
             if (ph)
                 ph[at + s] = cuda_to_bf16(pv);
         }
