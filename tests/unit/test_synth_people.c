@@ -64,6 +64,7 @@ static void world_free(struct world *x) {
     buf_free(&x->w.items);
     buf_free(&x->w.pretrain);
     buf_free(&x->w.finetune);
+    buf_free(&x->w.labels);
     ds_tar_free(x->w.images);
     free(x->w.faces);
     ds_people_free(&x->people);

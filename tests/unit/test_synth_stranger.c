@@ -92,6 +92,7 @@ static void test_make(void) {
     ds_images_free(images);
     ds_examples_free(&ex);
     buf_free(&w.pretrain);
+    buf_free(&w.labels);
     free(tar);
 }
 
