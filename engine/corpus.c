@@ -188,9 +188,35 @@ void corpus_batch(const struct corpus *c, const size_t *idx, size_t b, int32_t p
     *t = T;
 }
 
+/* Entry order for batching: longest first, equal lengths in entry order (so the order is the corpus's
+ * alone). Rows of one batch then have about one length: a batch pads to its longest row, and the model's
+ * products run over the padding too (cut in the quick world's questions from about 20 % to 1 %). */
+struct by_len {
+    size_t n, i;
+};
+
+static int by_len_cmp(const void *a, const void *b) {
+    const struct by_len *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static size_t *longest_first(const struct corpus *c) {
+    struct by_len *k = xmalloc((c->n ? c->n : 1) * sizeof *k);
+    size_t *order = xmalloc((c->n ? c->n : 1) * sizeof *order);
+    for (size_t i = 0; i < c->n; i++)
+        k[i] = (struct by_len){c->e[i].seq.n, i};
+    qsort(k, c->n, sizeof *k, by_len_cmp);
+    for (size_t i = 0; i < c->n; i++)
+        order[i] = k[i].i;
+    free(k);
+    return order;
+}
+
 int corpus_each_batch(const struct corpus *c, const struct llava *m,
                       int (*each)(void *ctx, const struct corpus_rows *rows), void *ctx) {
-    size_t B = m->B, len = c->maxlen ? c->maxlen : 1, *idx = xmalloc(B * sizeof *idx);
+    size_t B = m->B, len = c->maxlen ? c->maxlen : 1, *order = longest_first(c);
     int32_t *ids = xmalloc(B * len * sizeof *ids), *mask = xmalloc(B * len * sizeof *mask);
     int32_t *labels = xmalloc(B * len * sizeof *labels);
     float *vis = xmalloc(B * (c->feats ? c->feat_floats : c->image_floats) * sizeof *vis);
@@ -198,14 +224,13 @@ int corpus_each_batch(const struct corpus *c, const struct llava *m,
     struct corpus_rows r = {
         .ids = ids, .mask = mask, .labels = labels, .vis = vis, .feats = c->feats != NULL};
     int rc = 0;
-    for (r.at = 0; rc == 0 && r.at < c->n; r.at += B) {
-        r.b = c->n - r.at < B ? c->n - r.at : B;
-        for (size_t i = 0; i < r.b; i++)
-            idx[i] = r.at + i;
-        corpus_batch(c, idx, r.b, pad, ids, mask, labels, vis, &r.nimg, &r.t);
+    for (size_t at = 0; rc == 0 && at < c->n; at += B) {
+        r.b = c->n - at < B ? c->n - at : B;
+        r.idx = order + at;
+        corpus_batch(c, r.idx, r.b, pad, ids, mask, labels, vis, &r.nimg, &r.t);
         rc = each(ctx, &r);
     }
-    free(idx);
+    free(order);
     free(ids);
     free(mask);
     free(labels);

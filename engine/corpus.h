@@ -49,18 +49,20 @@ int corpus_features(struct corpus *c, struct llava *m, const struct ops *ops);
 void corpus_batch(const struct corpus *c, const size_t *idx, size_t b, int32_t pad, int32_t *ids,
                   int32_t *mask, int32_t *labels, float *vis, size_t *nimg, size_t *t);
 
-/* One batch as corpus_each_batch hands it over: entries at .. at + b - 1, cut by corpus_batch (t tokens a
- * row; nimg images in vis, features when feats, else pixels). */
+/* One batch as corpus_each_batch hands it over: row i is entry idx[i], cut by corpus_batch (t tokens a row;
+ * nimg images in vis, features when feats, else pixels). */
 struct corpus_rows {
-    size_t at, b, t, nimg;
+    const size_t *idx;
+    size_t b, t, nimg;
     const int32_t *ids, *mask, *labels;
     const float *vis;
     int feats;
 };
 
-/* The whole corpus in entry order, in batches of the model's capacity (m->B entries, padded with its pad
- * token, else 0): each(ctx, rows) for every batch, stopping at the first that returns non-zero, whose value
- * it returns (0 when all succeed). The buffers live until the next call of each. */
+/* The whole corpus in batches of the model's capacity (m->B entries, padded with its pad token, else 0),
+ * longest entries first (equal lengths in entry order), so that a batch's rows are about one length:
+ * each(ctx, rows) for every batch, stopping at the first that returns non-zero, whose value it returns (0
+ * when all succeed). The buffers live until the next call of each. */
 int corpus_each_batch(const struct corpus *c, const struct llava *m,
                       int (*each)(void *ctx, const struct corpus_rows *rows), void *ctx);
 

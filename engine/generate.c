@@ -135,21 +135,33 @@ struct corpus_gen {
     struct llava *m;
     const struct ops *ops;
     struct llava_gen g;
-    int32_t *out;
-    size_t *n;
+    int32_t *out, *row_out; /* row_out, row_n: a batch's, in row order */
+    size_t *n, *row_n;
 };
 
-/* One batch's rows: their tokens and counts at the rows' places in out and n. */
+/* One batch's rows: their tokens and counts, moved to their entries' places in out and n. */
 static int generate_rows(void *ctx, const struct corpus_rows *r) {
     struct corpus_gen *c = ctx;
-    return llava_generate(c->m, c->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg, &c->g,
-                          c->out + r->at * c->g.max_new, c->n + r->at);
+    size_t k = c->g.max_new;
+    int rc = llava_generate(c->m, c->ops, r->ids, r->mask, r->b, r->t, r->vis, r->nimg, &c->g, c->row_out,
+                            c->row_n);
+    for (size_t i = 0; rc == 0 && i < r->b; i++) {
+        memcpy(c->out + r->idx[i] * k, c->row_out + i * k, c->row_n[i] * sizeof *c->out);
+        c->n[r->idx[i]] = c->row_n[i];
+    }
+    return rc;
 }
 
 int llava_generate_corpus(struct llava *m, const struct ops *ops, const struct corpus *cp,
                           const struct llava_gen *g, int32_t *out, size_t *n) {
+    size_t b = m->B ? m->B : 1;
     struct corpus_gen c = {.m = m, .ops = ops, .g = *g, .out = out, .n = n};
     c.g.feats = cp->feats != NULL;
     c.g.logits = NULL;
-    return corpus_each_batch(cp, m, generate_rows, &c);
+    c.row_out = xmalloc(b * (g->max_new ? g->max_new : 1) * sizeof *c.row_out);
+    c.row_n = xmalloc(b * sizeof *c.row_n);
+    int rc = corpus_each_batch(cp, m, generate_rows, &c);
+    free(c.row_out);
+    free(c.row_n);
+    return rc;
 }

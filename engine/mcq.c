@@ -90,8 +90,8 @@ static int letter_batch(void *ctx, const struct corpus_rows *r) {
     const struct letter_ctx *c = ctx;
     size_t v = (size_t)c->m->cfg.text.vocab;
     for (size_t i = 0; i < r->b; i++) {
-        size_t last = c->cp->e[r->at + i].seq.n - 1;
-        score_row(c->m->a.logits + (i * r->t + last) * v, v, c->letters, c->t, &c->out[r->at + i]);
+        size_t last = c->cp->e[r->idx[i]].seq.n - 1;
+        score_row(c->m->a.logits + (i * r->t + last) * v, v, c->letters, c->t, &c->out[r->idx[i]]);
     }
     return 0;
 }
@@ -188,13 +188,18 @@ struct likelihood_ctx {
     struct llava *m;
     const struct ops *ops;
     float *score;
+    float *row; /* [m->B]: a batch's scores, in row order */
 };
 
 /* Each row's answer tokens and </s>, summed in position order: padding carries no label. */
 static int likelihood_batch(void *ctx, const struct corpus_rows *r) {
     const struct likelihood_ctx *c = ctx;
-    return unlearn_seq_logprob(c->ops, c->m->a.logits, r->labels, r->b, r->t, (size_t)c->m->cfg.text.vocab,
-                               c->score + r->at);
+    if (unlearn_seq_logprob(c->ops, c->m->a.logits, r->labels, r->b, r->t, (size_t)c->m->cfg.text.vocab,
+                            c->row) != 0)
+        return -1;
+    for (size_t i = 0; i < r->b; i++)
+        c->score[r->idx[i]] = c->row[i];
+    return 0;
 }
 
 /* The answers' target positions: what unlearn_seq_logprob reads. */
@@ -206,8 +211,10 @@ static int label_rows(void *ctx, const struct corpus_rows *r) {
 int mcq_likelihood(struct llava *m, const struct ops *ops, const struct mcq_cloze *z, float *score,
                    struct mcq_result *out) {
     const struct corpus *cp = &z->cp;
-    struct likelihood_ctx c = {m, ops, score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *score)};
+    struct likelihood_ctx c = {m, ops, score ? score : xmalloc((cp->n ? cp->n : 1) * sizeof *score),
+                               xmalloc((m->B ? m->B : 1) * sizeof *c.row)};
     int rc = forward_batches(m, ops, cp, label_rows, likelihood_batch, &c);
+    free(c.row);
     for (size_t j = 0; rc == 0 && j < z->nitems; j++)
         out[j].likelihood = best_option(z, j, c.score);
     if (rc != 0)

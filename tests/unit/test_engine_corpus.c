@@ -13,6 +13,7 @@
 #include "engine/config.h"
 #include "engine/corpus.h"
 #include "engine/dataset.h"
+#include "engine/generate.h"
 #include "engine/image.h"
 #include "engine/llava.h"
 #include "engine/llava_io.h"
@@ -223,6 +224,98 @@ static void test_batches(void) {
     corpus_free(&c);
 }
 
+/* What corpus_each_batch handed over, batch by batch: every row checked against check_batch's rules. */
+struct visit {
+    const struct corpus *c;
+    size_t seen[8], n, batches, cap;
+    int bad;
+};
+
+static int visit_rows(void *ctx, const struct corpus_rows *r) {
+    struct visit *v = ctx;
+    v->batches++;
+    size_t t = 0;
+    for (size_t i = 0; i < r->b; i++) {
+        const struct prompt_seq *s = &v->c->e[r->idx[i]].seq;
+        t = s->n > t ? s->n : t;
+        for (size_t j = 0; j < r->t && v->n < 8; j++)
+            v->bad +=
+                r->ids[i * r->t + j] != (j < s->n ? s->ids[j] : PAD) || r->mask[i * r->t + j] != (j < s->n);
+        if (v->n < 8)
+            v->seen[v->n++] = r->idx[i];
+    }
+    v->bad += r->t != t || r->b == 0 || r->b > v->cap || r->feats;
+    return 0;
+}
+
+/* The four examples, then twins of e2 and e0 (e4, e5: equal lengths): 6 entries, or 0 (checked). */
+static void six_entries(struct corpus *c) {
+    struct ds_example v[6];
+    memcpy(v, ex_v, 4 * sizeof *v);
+    v[4] = ex_v[2];
+    v[4].id = "e4";
+    v[5] = ex_v[0];
+    v[5].id = "e5";
+    struct ds_examples six = {v, 6};
+    CHECK(corpus_from_examples(c, &six, w.im, w.tok, &w.cfg, NULL, NULL) == 0 && c->n == 6);
+    if (c->n != 6)
+        corpus_free(c);
+}
+
+/* Every entry once, longest first and equal lengths in entry order (e2 and its twin e4, e0 and e5), in
+ * batches of the capacity, each padded to its own longest row. */
+static void test_each_batch(void) {
+    struct corpus c;
+    six_entries(&c);
+    if (c.n != 6)
+        return;
+    CHECK(c.e[2].seq.n == c.e[4].seq.n && c.e[0].seq.n == c.e[5].seq.n && c.e[0].seq.n != c.e[2].seq.n);
+    for (size_t cap = 1; cap <= 6; cap++) {
+        struct llava m;
+        CHECK(llava_init_blank(&m, &w.cfg, cap, c.maxlen) == 0);
+        struct visit got = {.c = &c, .cap = cap};
+        CHECK(corpus_each_batch(&c, &m, visit_rows, &got) == 0);
+        CHECK(got.bad == 0 && got.n == 6 && got.batches == (6 + cap - 1) / cap);
+        int order = 1;
+        for (size_t i = 1; i < got.n; i++) {
+            size_t a = c.e[got.seen[i - 1]].seq.n, b = c.e[got.seen[i]].seq.n;
+            order &= a > b || (a == b && got.seen[i - 1] < got.seen[i]);
+        }
+        CHECK(order);
+        llava_free(&m);
+    }
+    corpus_free(&c);
+}
+
+/* Generation over a corpus, whose batches take the entries longest first: each entry's tokens and count
+ * at its own place, as generating it alone gives (eos: entry 0's first token, so counts differ). */
+static void test_generate_corpus(void) {
+    struct corpus c;
+    six_entries(&c);
+    if (c.n != 6)
+        return;
+    enum { NEW = 3 };
+    struct llava m;
+    CHECK(llava_init_random(&m, &w.cfg, 11, 0.5f, 4, c.maxlen + NEW) == 0);
+    struct llava_gen g = {.max_new = NEW, .eos = -1};
+    int32_t out[6 * NEW], alone[NEW], ids[64], mask[64], labels[64];
+    size_t n[6], one = 0, nimg = 0, t = 0;
+    float *vis = malloc(c.image_floats * sizeof *vis);
+    CHECK(llava_generate_corpus(&m, ops_cpu(1), &c, &g, out, n) == 0 && n[0] == NEW);
+    g.eos = out[0];
+    CHECK(llava_generate_corpus(&m, ops_cpu(1), &c, &g, out, n) == 0 && n[0] == 1);
+    size_t differ = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        corpus_batch(&c, &i, 1, PAD, ids, mask, labels, vis, &nimg, &t);
+        CHECK(llava_generate(&m, ops_cpu(1), ids, mask, 1, t, vis, nimg, &g, alone, &one) == 0);
+        differ += one != n[i] || memcmp(alone, out + i * NEW, one * sizeof *alone) != 0;
+    }
+    CHECK(differ == 0);
+    free(vis);
+    llava_free(&m);
+    corpus_free(&c);
+}
+
 static int keep_odd(void *arg, size_t i) {
     (*(int *)arg)++;
     return i % 2 == 1;
@@ -353,6 +446,8 @@ int main(void) {
     if (w.tok && w.im) {
         test_examples();
         test_batches();
+        test_each_batch();
+        test_generate_corpus();
         test_keep_and_items();
         test_errors();
         test_preprocessing();
