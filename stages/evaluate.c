@@ -236,4 +236,5 @@ const struct stage_kind kind_evaluate = {
                evaluate_outputs, 2},
     .summary = "accuracy on the forget, retain and general question sets",
     .run = evaluate_run,
+    .memory = quiz_memory,
 };

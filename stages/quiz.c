@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/llava_plan.h"
 #include "engine/ops.h"
+#include "engine/prompt.h"
 #include "util/err.h"
 
 int quiz_scoring(struct stage_ctx *c, enum quiz_scoring *s) {
@@ -45,11 +47,64 @@ int quiz_run(struct stage_ctx *c, struct model *md, const struct world *w, enum 
     }
     if (model_build(c, md, QUIZ_BATCH, T) != 0)
         return -1;
+    /* Forwards only: no layer's intermediates are kept for a backward, so the layers share one set of them
+     * (the recomputation layout; the same bits). Each layer's own would hold LLaVA-1.5-13B's evaluation at
+     * 16 x 704 tokens in 277 GiB (fp32), no GPU's size; shared, 68 GiB (bf16-act: 36). */
+    llava_set_recompute(&md->m, 1);
     q->res = calloc(q->cp.n, sizeof *q->res);
     stage_progress(c, "scoring %zu questions", q->cp.n);
     if (mcq_score(&md->m, c->ops, &q->cp, md->tok, q->res) != 0)
         return err_prefix("%s", c->name);
     return scoring == QUIZ_LIKELIHOOD ? quiz_likelihood(c, md, q) : 0;
+}
+
+/* The longer of *T and item it's sequences as quiz_run batches them, images not decoded: its prompt, and
+ * by likelihood each option's cloze prompt and answer. */
+static int item_longest(const struct tokenizer *t, const struct llava_config *cfg, const struct ds_item *it,
+                        enum quiz_scoring scoring, size_t *T) {
+    int options = scoring == QUIZ_LIKELIHOOD ? it->noptions : 0, rc = 0;
+    for (int k = -1; rc == 0 && k < options; k++) {
+        char *prompt = k < 0 ? NULL : mcq_cloze_prompt(it), *answer = k < 0 ? NULL : mcq_cloze_answer(it, k);
+        struct prompt_seq s;
+        rc = prompt_encode(t, cfg->image_token_index, (size_t)cfg->patches, k < 0 ? it->prompt : prompt,
+                           answer, it->image != NULL, it->id, &s);
+        if (rc == 0 && s.n > *T)
+            *T = s.n;
+        if (rc == 0)
+            prompt_seq_free(&s);
+        free(prompt);
+        free(answer);
+    }
+    return rc;
+}
+
+int quiz_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
+                struct lora *l) {
+    (void)l; /* the rounds' adapters are merged into the weights */
+    enum quiz_scoring scoring;
+    o->B = QUIZ_BATCH;
+    o->train = 0;
+    o->recompute = 1;
+    o->T = 0;
+    if (quiz_scoring(c, &scoring) != 0)
+        return -1;
+    if (!c->inputs)
+        return 0;
+    struct world w;
+    void *tj = NULL;
+    size_t ntj = 0;
+    struct tokenizer *t = NULL;
+    memset(&w, 0, sizeof w);
+    int rc = world_read(c, WORLD_ITEMS, &w);
+    if (rc == 0 && (rc = stage_input_read(c, "tokenizer", 0, &tj, &ntj)) == 0 &&
+        !(t = tokenizer_load(tj, ntj)))
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < w.items.n; i++)
+        rc = item_longest(t, cfg, &w.items.v[i], scoring, &o->T);
+    tokenizer_free(t);
+    free(tj);
+    world_free(&w);
+    return rc;
 }
 
 void quiz_free(struct quiz *q) {

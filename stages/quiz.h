@@ -34,6 +34,12 @@ int quiz_run(struct stage_ctx *c, struct model *md, const struct world *w, enum 
              int (*keep)(void *arg, size_t i), void *arg, struct quiz *q);
 void quiz_free(struct quiz *q);
 
+/* A scoring stage's memory (stage_kind.memory): batch QUIZ_BATCH, forwards only in the recomputation layout
+ * quiz_run chooses, the sequence the longest of every world question's (an upper bound: the stage takes a
+ * set of them); without the inputs in the store, T = 0. */
+int quiz_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
+                struct lora *l);
+
 /* Tallies for a set of questions: right by each score, unparsed greedy answers. */
 struct quiz_tally {
     size_t items, greedy, option, likelihood, unparsed;

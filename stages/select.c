@@ -208,4 +208,5 @@ const struct stage_kind kind_select = {
                select_outputs_names, 2},
     .summary = "rank people by what a model knows and split them into forget and retain sets",
     .run = select_run,
+    .memory = quiz_memory,
 };

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# dry_run_plan: `run --dry-run` prints, under each training stage that would run, its memory plan (one line per
+# dry_run_plan: `run --dry-run` prints, under each model stage that would run, its memory plan (one line per
 # block and the total, engine/llava_plan.h) when its model's config is known without running anything: from
 # the store once the model's producer has run (the sequence then the corpus's longest), or from the directory
 # an import-model stage would read (the sequence then max_positions); `recompute` shrinks the activations,
 # and so does precision "bf16-act" (2 bytes a value).
-# Nothing is run by a dry run, and the store stays valid.
+# select and evaluate, which only score, plan forwards in the shared layout. Nothing is run by a dry run, and
+# the store stays valid.
 source "$(dirname "$0")/lib.bash"
 cp "$SRC"/tests/cli/manifests/protocol/micro_settings.lua "$T/"
 M="$T/plan.lua"
@@ -27,6 +28,9 @@ local imp = stage "imported" { kind = "import-model", path = "$SRC/tests/data/ll
 stage "ft_imported" (with({ kind = "finetune" }, s.finetune, data,
   { model = imp.out.model, config = imp.out.config, tokenizer = imp.out.tokenizer, batch = 4 }))
 stage "ft_act" (with({ kind = "finetune", precision = "bf16-act" }, s.finetune, data, model))
+local world = { people = w.out.people, items = w.out.items, images = w.out.images }
+local sel = stage "sel" (with({ kind = "select", group = "real", top = 2, forget = 1 }, model, world))
+stage "ev" (with({ kind = "evaluate", split = sel.out.split, scoring = "likelihood" }, model, world))
 LUA
 
 # Nothing in the store: the pretrained model's config is unknown, the imported one's is on disk.
@@ -46,9 +50,9 @@ expect_code 0 "$PP" run "$M" --only base
 expect_code 0 "$PP" run "$M" --dry-run
 sed -n '/\] ft  /,/\] ft_rc/p' "$T/out" >"$T/ft"
 sed -n '/\] ft_rc/,/\] imported/p' "$T/out" >"$T/ft_rc"
-has "$T/ft" "tokens (its examples' longest sequence), fp32, recompute off"
+has "$T/ft" "tokens (its corpus's longest sequence), fp32, recompute off"
 has "$T/ft" "activations (kept for every layer)"
-has "$T/ft_rc" "tokens (its examples' longest sequence), fp32, recompute on"
+has "$T/ft_rc" "tokens (its corpus's longest sequence), fp32, recompute on"
 has "$T/ft_rc" "activations (recomputed per layer)"
 # the same batch and sequence; the activations and the total are smaller with recompute
 python3 - "$T/ft" "$T/ft_rc" <<'PY'
@@ -65,8 +69,8 @@ assert b["activations"] < a["activations"] and b["total"] < a["total"], (a, b)
 assert b["weights"] == a["weights"] and b["gradients"] == a["gradients"], (a, b)
 PY
 # bf16 activations (precision "bf16-act"): the activations and the backward's scratch at 2 bytes a value
-sed -n '/\] ft_act/,$p' "$T/out" >"$T/ft_act"
-has "$T/ft_act" "tokens (its examples' longest sequence), bf16-act, recompute off"
+sed -n '/\] ft_act/,/\] sel/p' "$T/out" >"$T/ft_act"
+has "$T/ft_act" "tokens (its corpus's longest sequence), bf16-act, recompute off"
 has "$T/ft_act" "activations (bf16, kept for every layer)"
 has "$T/ft_act" "backward scratch (bf16 but logits)"
 python3 - "$T/ft" "$T/ft_act" <<'PY'
@@ -80,6 +84,25 @@ a, b = sizes(sys.argv[1]), sizes(sys.argv[2])
 assert 0.5 * a["activations"] < b["activations"] < 0.75 * a["activations"], (a, b)
 assert b["total"] < a["total"], (a, b)
 PY
+
+# Scoring stages (select, evaluate): forwards only, 16 sequences, the layers' intermediates shared (the
+# recomputation layout stages/quiz.c chooses), no training blocks. select's sequence is its questions'
+# longest; evaluate's (its options by likelihood: the cloze prompt and an answer) is max_positions until its
+# split is in the store.
+sed -n '/\] sel/,/\] ev/p' "$T/out" >"$T/sel"
+sed -n '/\] ev/,$p' "$T/out" >"$T/ev"
+has "$T/sel" "tokens (its corpus's longest sequence), fp32, recompute on"
+has "$T/ev" "tokens (max_positions: the corpus is not in the store yet), fp32, recompute on"
+expect_code 0 "$PP" run "$M" --only sel
+expect_code 0 "$PP" run "$M" --dry-run --only ev
+sed -n '/\] ev/,$p' "$T/out" >"$T/ev"
+has "$T/ev" "tokens (its corpus's longest sequence), fp32, recompute on"
+for f in sel ev; do
+  has "$T/$f" "memory plan: batch 16 x "
+  has "$T/$f" "activations (recomputed per layer)"
+  lacks "$T/$f" "gradients"
+  lacks "$T/$f" "AdamW"
+done
 
 expect_code 0 "$PP" verify
 passed

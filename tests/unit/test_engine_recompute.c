@@ -301,6 +301,31 @@ static void test_plan_opts(void) {
     llava_free(&m);
 }
 
+/* Forwards only, as select and evaluate score (stages/quiz.c: the recomputation layout): a model's whole
+ * allocation is the plan's total for train = 0, recompute on, and less than with every layer's own rows. */
+static void test_plan_forwards(void) {
+    const struct ops *ops = ops_select("cpu", 1);
+    struct llava_plan on, off;
+    struct llava_plan_opts o = {.B = NB, .T = NT, .recompute = 1, .precision = "fp32", .device = "cpu"};
+    struct llava r;
+    size_t before = mem_in_use();
+    mem_peak_reset();
+    if (llava_load(&r, tiny, NB, NT) != 0) {
+        CHECK(!"the tiny model loads");
+        return;
+    }
+    llava_set_recompute(&r, 1);
+    CHECK(llava_forward(&r, ops, fx.ids, fx.mask, NB, NT, fx.pixels, NB) == 0);
+    size_t peak = mem_peak() - before;
+    CHECK(llava_memory_plan(&r.cfg, &o, &on) == 0);
+    o.recompute = 0;
+    CHECK(llava_memory_plan(&r.cfg, &o, &off) == 0);
+    llava_free(&r);
+    CHECK(peak == on.total && on.total < off.total);
+    printf("forwards only, recompute: peak %zu bytes (plan %zu; every layer's own rows: %zu)\n", peak,
+           on.total, off.total);
+}
+
 int main(void) {
     const char *data = getenv("PULSE_TEST_DATA") ? getenv("PULSE_TEST_DATA") : "tests/data";
     snprintf(tiny, sizeof tiny, "%s/llava_tiny", data);
@@ -314,6 +339,7 @@ int main(void) {
     test_plan_exact(&(struct setup){FULL, 0, 0.1});
     test_plan_exact(&(struct setup){LORA, 1, 0.1});
     test_plan_opts();
+    test_plan_forwards();
     llava_batch_free(&fx);
     return check_done("engine_recompute");
 }
