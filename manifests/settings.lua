@@ -103,28 +103,34 @@ M.llava = {
   -- MLLMU-Bench's fine-tuning recipe (the vanilla model that knows the 500 fictitious profiles): LoRA r 16,
   -- alpha 16, dropout 0.05 on the decoder's q/k/v/o/gate/up/down (the kinds' default targets), projector and
   -- tower frozen, AdamW lr 2e-5, batch 4, 5 epochs, linear decay, no warm-up. PULSE: LoRA for both steps.
-  -- recompute (ours; not part of the cache key, the same bits): activation recomputation, so that the 13B LoRA
-  -- step fits an 80 GB card (memory plan, batch 4 x 704: 63.5 GiB with it, 115.9 without;
-  -- docs/real-models.md). It costs about one more forward per step.
+  -- precision "bf16-act" (as LLaVA's and MLLMU-Bench's --bf16 training): frozen weights and activations in
+  -- bf16, products accumulated in fp32, LoRA weights, gradients and AdamW in fp32 (docs/engine.md). Every model
+  -- stage takes it. On the embedded world it moved the protocol's numbers as much as a change of seed does,
+  -- and every finding held (docs/results.md, E95); on an H200 the bf16 products ran a 13B LoRA step 4x faster
+  -- than fp32 (docs/performance.md). "fp32" is the reference the parity tests hold the GPU to.
+  -- recompute (ours; not part of the cache key, the same bits) stays off: in bf16-act the 13B LoRA step fits an
+  -- 80 GB card without it (memory plan at r 128, batch 4 x 704: 64.2 GiB; GA+KLR / NPO 65.2;
+  -- docs/real-models.md); recompute = true halves that for longer examples or a smaller card, at about one
+  -- more forward per step.
   finetune = { epochs = 5, batch = 4, lr = 2e-5, schedule = "linear", warmup = 0.0, lora_r = 16, lora_alpha = 16,
-    lora_dropout = 0.05, recompute = true },
+    lora_dropout = 0.05, precision = "bf16-act" },
   select = {
     -- PULSE: the 45 of MLLMU-Bench's 153 celebrities the base model answers best; 20 forgotten, 25 retained.
-    pretrained = { top = 45, forget = 20, rounds = 1 },
+    pretrained = { top = 45, forget = 20, rounds = 1, precision = "bf16-act" },
     -- PULSE: 50 fictitious people forgotten (MLLMU-Bench's forget_10) in 5 sequential rounds of 10. Retain 50
     -- (ours, as pulse.lua: every evaluation scores them; 0 would score all 450 others).
-    finetuned = { top = 0, forget = 50, retain = 50, rounds = 5 },
+    finetuned = { top = 0, forget = 50, retain = 50, rounds = 5, precision = "bf16-act" },
   },
   -- MLLMU-Bench's unlearning recipe: a fresh LoRA adapter with the fine-tuning settings, lr 2e-5, batch 4; NPO
-  -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant). recompute as
-  -- for fine-tuning: every method then fits an 80 GB card (GA+KLR / NPO use the trained model as their reference,
-  -- reference = "round_start": 64.5 GiB; 116.8 without recompute).
+  -- beta 0.4 (their code). KL weight 1.0 (ours). Schedule: the unlearn kind's default (constant). Precision and
+  -- recompute as for fine-tuning: every method fits an 80 GB card (GA+KLR / NPO use the trained model as their
+  -- reference, reference = "round_start").
   unlearn = { epochs = 2, batch = 4, lr = 2e-5, beta = 0.4, kl_weight = 1.0, lora_r = 16, lora_alpha = 16,
-    lora_dropout = 0.05, recompute = true },
+    lora_dropout = 0.05, precision = "bf16-act" },
   -- Epochs per method, from MLLMU-Bench's maintainer: GA 1-2 (it collapses with more; we take 2, as
   -- settings.unlearn), NPO 2, GA+KLR 3.
   unlearn_by_method = { ga = { epochs = 2 }, ga_klr = { epochs = 3 }, npo = { epochs = 2 } },
-  evaluate = {},
+  evaluate = { precision = "bf16-act" },
   title = "PULSE on LLaVA-1.5",
 }
 

@@ -131,8 +131,8 @@ assert all(s["state"] != "done" for s in st), st
 PY
 done
 
-# 2. llava-1.5-7b.lua itself, with its recipe (5 epochs at lr 2e-5, batch 4, LoRA r 16, recomputation), up to the
-# vanilla model.
+# 2. llava-1.5-7b.lua itself, with its recipe (5 epochs at lr 2e-5, batch 4, LoRA r 16, bf16 activations), up to
+# the vanilla model.
 expect_code 0 "$PP" run "$M/llava-1.5-7b.lua" --only vanilla "${DEV[@]}"
 has "$T/out" "5 stages: 5 computed"
 "$PP" show vanilla --json >"$T/vanilla.json"
@@ -141,15 +141,17 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["params"]
 assert (p["epochs"], p["batch"], p["lr"], p["lora_r"], p["schedule"]) == (5, 4, 2e-5, 16, "linear"), p
-assert p["recompute"] is True, p  # settings.llava: what makes the 13B step fit an 80 GB card
+assert p["precision"] == "bf16-act" and not p.get("recompute"), p  # settings.llava: fits an 80 GB card so
 assert r["metrics"]["loss"] > 0, r["metrics"]
 assert r["device"].startswith(sys.argv[2]), r["device"]
 PY
-# Every training stage of the real recipe recomputes (the memory plan under each says so).
+# Every model stage of the real recipe keeps bf16 activations (the memory plan under each says so); training
+# keeps every layer's, scoring (select, evaluate) shares one layer's.
 expect_code 0 "$PP" run "$M/llava-1.5-13b.lua" --dry-run "${DEV[@]}"
 has "$T/out" "unlearn/pretrained/npo"
-has "$T/out" "recompute on"
-lacks "$T/out" "recompute off"
+has "$T/out" "bf16-act, recompute off"
+has "$T/out" "bf16-act, recompute on"
+lacks "$T/out" "fp32, recompute"
 
 # 3. The whole graph through the same builder, with tiny schedules (the recipe's per-method epochs kept).
 cat >"$M/tiny.lua" <<'EOF'
