@@ -14,6 +14,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fsio.h"
+#include "util/sha256_behind.h"
 
 #define OBJECT_ZSTD_LEVEL 3
 #define PATH_CAP 4096
@@ -225,7 +226,13 @@ struct reader {
     size_t out_cap;
     object_cb cb;
     void *arg;
+    /* Decoding into one buffer (store_get) instead of out: dst_len of dst_cap bytes decoded, hashed behind
+     * the decoder on another thread (util/sha256_behind.h), told every READER_STRETCH bytes. */
+    unsigned char *dst;
+    size_t dst_len, dst_cap, told;
+    struct sha256_behind *behind;
 };
+#define READER_STRETCH (4u << 20)
 
 static int damaged(const char *id, const char *what) {
     err_set("object %s: damaged: %s", id, what);
@@ -246,6 +253,19 @@ static int object_open(struct store *s, const char *id, int *fd) {
     return err_errno("object %s: %s", id, path);
 }
 
+/* n decoded bytes: hashed and handed to the callback, or, decoded into dst, made ready for the hash behind.
+ */
+static int reader_emit(struct reader *r, const void *data, size_t n) {
+    if (r->dst) {
+        r->dst_len += n;
+        if (r->dst_len - r->told >= READER_STRETCH)
+            sha256_behind_ready(r->behind, r->told = r->dst_len);
+        return 0;
+    }
+    sha256_update(r->hash, data, n);
+    return r->cb && r->cb(r->arg, data, n) != 0 ? -1 : 0;
+}
+
 /* Decompresses one chunk of the file. A frame end followed by more bytes is damage, not a second frame. */
 static int reader_chunk(struct reader *r, const void *data, size_t n) {
     ZSTD_inBuffer in = {data, n, 0};
@@ -254,16 +274,17 @@ static int reader_chunk(struct reader *r, const void *data, size_t n) {
         if (r->hint == 0)
             return damaged(r->id, "trailing data after the zstd frame");
         ZSTD_outBuffer out = {r->out, r->out_cap, 0};
-        size_t rc = ZSTD_decompressStream(r->dctx, &out, &in);
+        if (r->dst)
+            out = (ZSTD_outBuffer){r->dst, r->dst_cap, r->dst_len};
+        size_t from = out.pos, rc = ZSTD_decompressStream(r->dctx, &out, &in);
         if (ZSTD_isError(rc))
             return damaged(r->id, ZSTD_getErrorName(rc));
         r->hint = rc;
         full = out.pos == out.size;
-        if (out.pos) {
-            sha256_update(r->hash, r->out, out.pos);
-            if (r->cb && r->cb(r->arg, r->out, out.pos) != 0)
-                return -1;
-        }
+        if (out.pos > from && reader_emit(r, (const char *)out.dst + from, out.pos - from) != 0)
+            return -1;
+        if (full && r->dst) /* dst holds the header's size and one byte more */
+            return damaged(r->id, "more content than its frame header says");
     }
     return 0;
 }
@@ -272,7 +293,12 @@ static int reader_finish(struct reader *r) {
     if (r->hint != 0)
         return damaged(r->id, "truncated zstd frame");
     char got[HASH_ID_SIZE];
-    sha256_final_id(r->hash, got);
+    if (r->dst) {
+        sha256_behind_ready(r->behind, r->dst_len);
+        sha256_behind_finish(r->behind, got);
+        r->behind = NULL;
+    } else
+        sha256_final_id(r->hash, got);
     r->hash = NULL;
     if (strcmp(got, r->id) != 0) {
         err_set("object %s: damaged: content hashes to %s", r->id, got);
@@ -298,23 +324,35 @@ static int reader_run(struct reader *r, int fd, void *in, size_t in_cap) {
     }
 }
 
-static int object_stream_fd(const char *id, int fd, object_cb cb, void *arg) {
-    struct reader r = {.id = id, .hint = 1, .cb = cb, .arg = arg};
-    r.dctx = ZSTD_createDCtx();
-    if (!r.dctx)
-        return err_set("object %s: cannot allocate a zstd context", id);
-    r.hash = sha256_new();
-    r.out_cap = ZSTD_DStreamOutSize();
-    r.out = xmalloc(r.out_cap);
+/* Reads the object at fd: decoded into r's dst when it has one, else handed to r's callback. */
+static int reader_go(struct reader *r, int fd) {
+    r->hint = 1;
+    r->dctx = ZSTD_createDCtx();
+    if (!r->dctx)
+        return err_set("object %s: cannot allocate a zstd context", r->id);
+    if (r->dst)
+        r->behind = sha256_behind_start(r->dst);
+    else {
+        r->hash = sha256_new();
+        r->out_cap = ZSTD_DStreamOutSize();
+        r->out = xmalloc(r->out_cap);
+    }
     size_t in_cap = ZSTD_DStreamInSize();
     void *in = xmalloc(in_cap);
-    int rc = reader_run(&r, fd, in, in_cap);
+    int rc = reader_run(r, fd, in, in_cap);
     free(in);
-    free(r.out);
-    if (r.hash)
-        sha256_free(r.hash);
-    ZSTD_freeDCtx(r.dctx);
+    free(r->out);
+    if (r->hash)
+        sha256_free(r->hash);
+    if (r->behind)
+        sha256_behind_abort(r->behind);
+    ZSTD_freeDCtx(r->dctx);
     return rc;
+}
+
+static int object_stream_fd(const char *id, int fd, object_cb cb, void *arg) {
+    struct reader r = {.id = id, .cb = cb, .arg = arg};
+    return reader_go(&r, fd);
 }
 
 static int object_stream(struct store *s, const char *id, object_cb cb, void *arg) {
@@ -373,14 +411,22 @@ static int grow_cb(void *arg, const void *data, size_t n) {
     return 0;
 }
 
-/* Allocates the claimed size up front so large objects are not copied while growing; a damaged header that
- * claims too much just falls back to growing. */
-static void grow_reserve(struct grow *g, int fd) {
+/* The whole object in memory. When the header says its size (store_put's objects do) it is decoded straight
+ * into a buffer of that size, hashed behind the decoder; otherwise (a streamed object, or a damaged header
+ * that claims more than can be had) it is collected as it comes. */
+static int object_get_fd(const char *id, int fd, struct grow *g) {
     unsigned long long size = 0;
-    if (header_size(g->id, fd, &size) != 0 || size >= ZSTD_CONTENTSIZE_ERROR || size >= SIZE_MAX)
-        return;
-    g->data = malloc((size_t)size + 1);
-    g->cap = g->data ? (size_t)size + 1 : 0;
+    if (header_size(id, fd, &size) == 0 && size < ZSTD_CONTENTSIZE_ERROR && size < SIZE_MAX &&
+        (g->data = malloc((size_t)size + 1)) != NULL) {
+        struct reader r = {.id = id, .dst = (unsigned char *)g->data, .dst_cap = (size_t)size + 1};
+        int rc = reader_go(&r, fd);
+        g->len = r.dst_len;
+        return rc;
+    }
+    int rc = object_stream_fd(id, fd, grow_cb, g);
+    if (rc == 0 && !g->data)
+        rc = grow_cb(g, "", 0); /* the empty object still gets its NUL */
+    return rc;
 }
 
 int store_get(struct store *s, const char *id, void **data, size_t *n) {
@@ -390,11 +436,8 @@ int store_get(struct store *s, const char *id, void **data, size_t *n) {
     if (object_open(s, id, &fd) != 0)
         return -1;
     struct grow g = {.id = id};
-    grow_reserve(&g, fd);
-    int rc = object_stream_fd(id, fd, grow_cb, &g);
+    int rc = object_get_fd(id, fd, &g);
     close(fd);
-    if (rc == 0 && !g.data)
-        rc = grow_cb(&g, "", 0); /* the empty object still gets its NUL */
     if (rc != 0) {
         free(g.data);
         return -1;

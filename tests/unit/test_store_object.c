@@ -322,6 +322,34 @@ static void test_damage(struct store *s) {
     }
 }
 
+/* An object several times the hash's stretch (READER_STRETCH, 4 MiB), put with its size: store_get decodes
+ * it into place with the hash behind; one flipped byte or a cut file is damage, reported as for small ones.
+ */
+static void test_get_large(struct store *s) {
+    size_t n = (18u << 20) + 3;
+    unsigned char *bytes = make_bytes(n, 77);
+    for (int how = -1; how < 2; how++) {
+        char id[HASH_ID_SIZE], path[700];
+        CHECK(store_put(s, bytes, n, id) == 0);
+        CHECK(store_object_path(s, id, path, sizeof path) == 0);
+        if (how >= 0)
+            corrupt(path, how);
+        void *data = NULL;
+        size_t got = 0;
+        int rc = store_get(s, id, &data, &got);
+        if (how < 0)
+            CHECK(rc == 0 && got == n && memcmp(data, bytes, n) == 0 && ((char *)data)[n] == '\0');
+        else {
+            CHECK(rc == -1 && data == NULL);
+            CHECK_HAS(err_msg(), how ? "truncated zstd frame" : "damaged");
+            CHECK(one_line(err_msg()));
+            unlink(path);
+        }
+        free(data);
+    }
+    free(bytes);
+}
+
 /* A valid frame under the wrong name: only the re-hash can tell. */
 static void test_wrong_content(struct store *s) {
     char a[HASH_ID_SIZE], b[HASH_ID_SIZE], pa[700], pb[700];
@@ -457,6 +485,7 @@ int main(void) {
         test_frame(s);
         test_ids(s);
         test_damage(s);
+        test_get_large(s);
         test_wrong_content(s);
         test_tmp(s);
         test_faults(s);

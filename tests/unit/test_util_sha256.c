@@ -5,8 +5,10 @@
 #include "util/err.h"
 #include "util/schema.h"
 #include "util/sha256.h"
+#include "util/sha256_behind.h"
 
 #include <errno.h>
+#include <stdint.h>
 
 static void test_vectors(void) {
     char id[HASH_ID_SIZE];
@@ -113,9 +115,44 @@ static void test_schema(void) {
     CHECK_STR(param_type_name(PARAM_REFS), "list of stage outputs");
 }
 
+/* Hashing behind a writer: the digest of the bytes made ready, whatever the stretches (empty ones, one byte,
+ * megabytes), equal to the one-shot digest; ready(0) alone is the empty digest; an abort ends it mid-way. */
+static void test_behind(void) {
+    size_t n = 9u << 20;
+    unsigned char *p = malloc(n);
+    uint64_t x = 7;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+    static const size_t steps[] = {0, 1, 4096, 0, 3u << 20, 77, 1u << 20, 65537};
+    char want[HASH_ID_SIZE], got[HASH_ID_SIZE];
+    for (size_t cut = n - 1; cut <= n; cut++) { /* all of it, and all but the last byte */
+        sha256_id(p, cut, want);
+        struct sha256_behind *b = sha256_behind_start(p);
+        size_t at = 0;
+        for (size_t i = 0; at < cut; i++) {
+            at = at + steps[i % 8] < cut ? at + steps[i % 8] : cut;
+            sha256_behind_ready(b, at);
+        }
+        sha256_behind_finish(b, got);
+        CHECK_STR(got, want);
+    }
+    struct sha256_behind *b = sha256_behind_start(p);
+    sha256_behind_ready(b, 0);
+    sha256_behind_finish(b, got);
+    sha256_id("", 0, want);
+    CHECK_STR(got, want);
+    b = sha256_behind_start(p);
+    sha256_behind_ready(b, 5u << 20);
+    sha256_behind_abort(b);
+    free(p);
+}
+
 int main(void) {
     test_vectors();
     test_streaming();
+    test_behind();
     test_valid();
     test_err();
     test_buf();
