@@ -107,7 +107,8 @@ M.llava = {
   -- bf16, products accumulated in fp32, LoRA weights, gradients and AdamW in fp32 (docs/engine.md). Every model
   -- stage takes it. On the embedded world it moved the protocol's numbers as much as a change of seed does,
   -- and every finding held (docs/results.md, E95); on an H200 the bf16 products ran a 13B LoRA step 4x faster
-  -- than fp32 (docs/performance.md). "fp32" is the reference the parity tests hold the GPU to.
+  -- than fp32 (docs/performance.md; the 13B protocol in about 6 h instead of a day: docs/real-models.md).
+  -- "fp32" is the reference the parity tests hold the GPU to.
   -- recompute (ours; not part of the cache key, the same bits) stays off: in bf16-act the 13B LoRA step fits an
   -- 80 GB card without it (memory plan at r 128, batch 4 x 704: 64.2 GiB; GA+KLR / NPO 65.2;
   -- docs/real-models.md); recompute = true halves that for longer examples or a smaller card, at about one
