@@ -47,7 +47,8 @@ int store_has(struct store *s, const char *id) {
 struct store_writer {
     struct store *s;
     ZSTD_CCtx *cctx;
-    struct sha256 *hash;
+    struct sha256 *hash;          /* the bytes written, hashed as they come; or */
+    struct sha256_behind *behind; /* store_put's whole buffer, hashed on another thread while it compresses */
     int fd;
     int failed; /* a write failed: the frame is incomplete and must not be published */
     char tmp[PATH_CAP];
@@ -65,11 +66,13 @@ static void writer_free(struct store_writer *w, int remove_tmp) {
     ZSTD_freeCCtx(w->cctx);
     if (w->hash)
         sha256_free(w->hash);
+    if (w->behind)
+        sha256_behind_abort(w->behind);
     free(w->out);
     free(w);
 }
 
-static int writer_setup(struct store_writer *w, unsigned long long pledged) {
+static int writer_setup(struct store_writer *w, unsigned long long pledged, const void *whole) {
     w->cctx = ZSTD_createCCtx();
     if (!w->cctx)
         return err_set("%s: cannot allocate a zstd context", w->tmp);
@@ -80,14 +83,20 @@ static int writer_setup(struct store_writer *w, unsigned long long pledged) {
         rc = ZSTD_CCtx_setPledgedSrcSize(w->cctx, pledged);
     if (ZSTD_isError(rc))
         return err_set("%s: zstd: %s", w->tmp, ZSTD_getErrorName(rc));
-    w->hash = sha256_new();
+    if (whole) {
+        w->behind = sha256_behind_start(whole);
+        sha256_behind_ready(w->behind, (size_t)pledged);
+    } else
+        w->hash = sha256_new();
     w->out_cap = ZSTD_CStreamOutSize();
     w->out = xmalloc(w->out_cap);
     return 0;
 }
 
-/* pledged: the exact size when known (recorded in the frame header, so store_size need not decompress). */
-static int writer_open(struct store *s, unsigned long long pledged, struct store_writer **out) {
+/* pledged: the exact size when known (recorded in the frame header, so store_size need not decompress).
+ * whole: those bytes, all of them, when the caller has them at hand (store_put): hashed behind. */
+static int writer_open(struct store *s, unsigned long long pledged, const void *whole,
+                       struct store_writer **out) {
     char dir[PATH_CAP];
     *out = NULL;
     if (store_path(s, dir, sizeof dir, "tmp") < 0)
@@ -100,7 +109,7 @@ static int writer_open(struct store *s, unsigned long long pledged, struct store
         writer_free(w, 0);
         return -1;
     }
-    if (writer_setup(w, pledged) < 0) {
+    if (writer_setup(w, pledged, whole) < 0) {
         writer_free(w, 1);
         return -1;
     }
@@ -109,7 +118,7 @@ static int writer_open(struct store *s, unsigned long long pledged, struct store
 }
 
 int store_writer_open(struct store *s, struct store_writer **out) {
-    return writer_open(s, ZSTD_CONTENTSIZE_UNKNOWN, out);
+    return writer_open(s, ZSTD_CONTENTSIZE_UNKNOWN, NULL, out);
 }
 
 /* Feeds input through the compressor and writes whatever it emits; with ZSTD_e_end also closes the frame. */
@@ -129,7 +138,8 @@ static int writer_pump(struct store_writer *w, ZSTD_inBuffer *in, ZSTD_EndDirect
 int store_writer_write(struct store_writer *w, const void *data, size_t n) {
     if (w->failed)
         return err_set("%s: write after an earlier failure", w->tmp);
-    sha256_update(w->hash, data, n);
+    if (w->hash)
+        sha256_update(w->hash, data, n);
     ZSTD_inBuffer in = {data, n, 0};
     if (writer_pump(w, &in, ZSTD_e_continue) < 0) {
         w->failed = 1;
@@ -149,8 +159,12 @@ static int writer_end(struct store_writer *w, char id[HASH_ID_SIZE]) {
     w->fd = -1;
     if (fsio_close(fd, w->tmp) < 0)
         return -1;
-    sha256_final_id(w->hash, id);
+    if (w->behind)
+        sha256_behind_finish(w->behind, id);
+    else
+        sha256_final_id(w->hash, id);
     w->hash = NULL;
+    w->behind = NULL;
     return 0;
 }
 
@@ -201,9 +215,13 @@ void store_writer_abort(struct store_writer *w) {
         writer_free(w, 1);
 }
 
+/* Objects from this size on are hashed on a second thread while they compress (a thread per small record
+ * would cost more than its hash). */
+#define PUT_BEHIND (1u << 20)
+
 int store_put(struct store *s, const void *data, size_t n, char id[HASH_ID_SIZE]) {
     struct store_writer *w;
-    if (writer_open(s, n, &w) < 0)
+    if (writer_open(s, n, n >= PUT_BEHIND ? data : NULL, &w) < 0)
         return -1;
     if (store_writer_write(w, data, n) < 0) {
         store_writer_abort(w);

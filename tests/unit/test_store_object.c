@@ -452,16 +452,16 @@ static void test_faults(struct store *s) {
     static const char *const faults[] = {"write:1:ENOSPC", "fsync:1:EIO", "rename:1:EIO"};
     static const char *const reasons[] = {"No space left on device", "Input/output error",
                                           "Input/output error"};
-    for (int i = 0; i < 3; i++) {
-        size_t n = 100000;
+    for (int i = 0; i < 6; i++) { /* each fault on a small object and on one hashed behind (PUT_BEHIND) */
+        size_t n = i < 3 ? 100000 : 3u << 20;
         unsigned char *bytes = make_bytes(n, 200 + i);
         char want[HASH_ID_SIZE], id[HASH_ID_SIZE];
         sha256_id(bytes, n, want);
-        fsio_fault_set(faults[i], 0);
+        fsio_fault_set(faults[i % 3], 0);
         CHECK(store_put(s, bytes, n, id) == -1);
         fsio_fault_set(NULL, 0);
         CHECK(one_line(err_msg()));
-        CHECK_HAS(err_msg(), reasons[i]);
+        CHECK_HAS(err_msg(), reasons[i % 3]);
         CHECK(store_has(s, want) == 0);
         CHECK(tmp_entries() == 0);
         CHECK(store_put(s, bytes, n, id) == 0);
