@@ -167,7 +167,9 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
     llava_free(&s);
     if (o->reference == LLAVA_PLAN_REF_MODEL) {
         struct llava r;
-        if (shell(&r, cfg, o) < 0)
+        struct llava_plan_opts ro = *o;
+        ro.recompute = 1; /* it only runs forwards: stages/unlearn.c shares one layer's intermediates */
+        if (shell(&r, cfg, &ro) < 0)
             return -1;
         size_t racts = model_bytes(&r, &weights); /* a reference trains nothing: every product is frozen */
         block(p, "reference model (KL / NPO)", weights_with_copies(&r, o, weights) + racts);

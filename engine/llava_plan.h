@@ -25,7 +25,7 @@ struct lora;
  * trained model itself with its adapter bypassed (engine/unlearn_loss.h's struct unlearn_ref), which holds
  * only a logits buffer [B, T, vocab] and the start values of the tensors that train in full (the projector).
  * MODEL (reference = "original"): a second, frozen model for forwards, its weights and activations in the
- * same activation layout. */
+ * recomputation layout whatever the trained model's (it runs no backward). */
 enum { LLAVA_PLAN_REF_NONE, LLAVA_PLAN_REF_MODEL, LLAVA_PLAN_REF_SHARED };
 
 struct llava_plan_opts {

@@ -113,8 +113,9 @@ static int build_models(struct unl *u) {
     }
     if (model_read(u->c, &u->ref) != 0 || model_build_rounds(u->c, &u->ref, B, T, 0) != 0)
         return -1;
-    /* the reference only runs forwards: its logits are the same bits in either layout, the smaller will do */
-    llava_set_recompute(&u->ref.m, stage_recompute(u->c));
+    /* the reference only runs forwards: its logits are the same bits in either layout, so it always shares
+     * one layer's intermediates (the recomputation layout), whatever the trained model keeps */
+    llava_set_recompute(&u->ref.m, 1);
     return 0;
 }
 
