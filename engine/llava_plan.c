@@ -126,6 +126,18 @@ static void shared_reference(const struct llava *s, struct llava_plan *p) {
         block(p, "reference start values (trained tensors)", start * sizeof(float));
 }
 
+/* Generation's K/V cache (engine/generate.c's kv_make): every layer's K and V for B sequences of T +
+ * gen_tokens positions, and their lengths; made for each batch it generates and freed after. */
+static size_t kv_cache(const struct llava_config *cfg, const struct llava_plan_opts *o,
+                       struct llava_plan *p) {
+    const struct text_config *t = &cfg->text;
+    size_t d = (size_t)t->kv_heads * ((size_t)t->hidden / (size_t)t->heads);
+    size_t bytes = 2 * (size_t)t->layers * floats(o->B * (o->T + o->gen_tokens) * d);
+    bytes += o->B * sizeof(int32_t);
+    block(p, "K/V cache (generation, per batch)", bytes);
+    return bytes;
+}
+
 static int check_opts(const struct llava_plan_opts *o) {
     if (o->precision && strcmp(o->precision, "fp32") != 0 && !bf16_products(o))
         return err_set("memory plan: unknown precision '%s' (fp32, bf16 or bf16-act)", o->precision);
@@ -162,6 +174,8 @@ int llava_memory_plan(const struct llava_config *cfg, const struct llava_plan_op
     }
     if (o->train)
         transient = training_blocks(&s, o, ab, p);
+    if (o->gen_tokens)
+        transient += kv_cache(cfg, o, p);
     if (o->reference == LLAVA_PLAN_REF_SHARED)
         shared_reference(&s, p);
     llava_free(&s);

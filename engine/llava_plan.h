@@ -42,6 +42,8 @@ struct llava_plan_opts {
                                 fp32 pages go to the host; activations stay fp32 but in "bf16-act"
                                 (llava_set_act_bf16: bf16 storage, 2 bytes a value) */
     const char *device;      /* "cpu" or "cuda" (adds the CUDA reserve) */
+    size_t gen_tokens;       /* forwards that also generate up to this many tokens (engine/generate.h): the
+                                K/V cache of B sequences of T + gen_tokens positions; 0: none */
 };
 
 #define LLAVA_PLAN_MAX 12

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/generate.h"
+#include "engine/llava_plan.h"
 #include "stages/quiz.h"
 #include "stages/split.h"
 #include "util/err.h"
@@ -231,10 +232,16 @@ static const struct param_spec evaluate_params[] = {
 };
 static const char *const evaluate_outputs[] = {"metrics", "answers"};
 
+/* The scoring's plan (quiz_memory), and generation's K/V cache when `generate` asks for it. */
+static int evaluate_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llava_plan_opts *o,
+                           struct lora *l) {
+    return quiz_memory(c, cfg, o, l) != 0 ? -1 : generate_param(c, &o->gen_tokens);
+}
+
 const struct stage_kind kind_evaluate = {
     .schema = {"evaluate", 4, evaluate_params, sizeof evaluate_params / sizeof evaluate_params[0],
                evaluate_outputs, 2},
     .summary = "accuracy on the forget, retain and general question sets",
     .run = evaluate_run,
-    .memory = quiz_memory,
+    .memory = evaluate_memory,
 };

@@ -31,6 +31,7 @@ stage "ft_act" (with({ kind = "finetune", precision = "bf16-act" }, s.finetune, 
 local world = { people = w.out.people, items = w.out.items, images = w.out.images }
 local sel = stage "sel" (with({ kind = "select", group = "real", top = 2, forget = 1 }, model, world))
 stage "ev" (with({ kind = "evaluate", split = sel.out.split, scoring = "likelihood" }, model, world))
+stage "ev_gen" (with({ kind = "evaluate", split = sel.out.split, generate = 8 }, model, world))
 LUA
 
 # Nothing in the store: the pretrained model's config is unknown, the imported one's is on disk.
@@ -89,15 +90,19 @@ PY
 # recomputation layout stages/quiz.c chooses), no training blocks. select's sequence is its questions'
 # longest; evaluate's (its options by likelihood: the cloze prompt and an answer) is max_positions until its
 # split is in the store.
-sed -n '/\] sel/,/\] ev/p' "$T/out" >"$T/sel"
-sed -n '/\] ev/,$p' "$T/out" >"$T/ev"
+sed -n '/\] sel/,/\] ev /p' "$T/out" >"$T/sel"
+sed -n '/\] ev /,/\] ev_gen/p' "$T/out" >"$T/ev"
 has "$T/sel" "tokens (its corpus's longest sequence), fp32, recompute on"
 has "$T/ev" "tokens (max_positions: the corpus is not in the store yet), fp32, recompute on"
 expect_code 0 "$PP" run "$M" --only sel
-expect_code 0 "$PP" run "$M" --dry-run --only ev
-sed -n '/\] ev/,$p' "$T/out" >"$T/ev"
+expect_code 0 "$PP" run "$M" --dry-run --only ev --only ev_gen
+sed -n '/\] ev /,/\] ev_gen/p' "$T/out" >"$T/ev"
+sed -n '/\] ev_gen/,$p' "$T/out" >"$T/ev_gen"
 has "$T/ev" "tokens (its corpus's longest sequence), fp32, recompute on"
-for f in sel ev; do
+lacks "$T/ev" "K/V cache"
+# generating (evaluate's generate = 8): the K/V cache of 16 sequences of the longest prompt + 8 positions
+has "$T/ev_gen" "        K/V cache (generation, per batch)"
+for f in sel ev ev_gen; do
   has "$T/$f" "memory plan: batch 16 x "
   has "$T/$f" "activations (recomputed per layer)"
   lacks "$T/$f" "gradients"

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "llava_batch.h"
 #include "engine/llava.h"
+#include "engine/generate.h"
 #include "engine/llava_plan.h"
 #include "engine/lora.h"
 #include "engine/mem.h"
@@ -320,10 +321,22 @@ static void test_plan_forwards(void) {
     CHECK(llava_memory_plan(&r.cfg, &o, &on) == 0);
     o.recompute = 0;
     CHECK(llava_memory_plan(&r.cfg, &o, &off) == 0);
-    llava_free(&r);
     CHECK(peak == on.total && on.total < off.total);
     printf("forwards only, recompute: peak %zu bytes (plan %zu; every layer's own rows: %zu)\n", peak,
            on.total, off.total);
+    /* and generating 3 tokens after each sequence (evaluate's `generate`): its K/V cache on top */
+    struct llava_gen g = {.max_new = 3, .eos = -1};
+    int32_t out[NB * 3];
+    size_t n[NB];
+    struct llava_plan gen;
+    o.recompute = 1;
+    o.gen_tokens = g.max_new;
+    CHECK(llava_memory_plan(&r.cfg, &o, &gen) == 0);
+    CHECK(llava_generate(&r, ops, fx.ids, fx.mask, NB, NT, fx.pixels, NB, &g, out, n) == 0);
+    peak = mem_peak() - before;
+    CHECK(peak == gen.total && gen.resident == on.total && gen.total > on.total);
+    printf("and generating 3 tokens: peak %zu bytes (plan %zu)\n", peak, gen.total);
+    llava_free(&r);
 }
 
 int main(void) {
