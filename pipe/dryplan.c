@@ -68,7 +68,7 @@ static int plan_stage(const struct plan *p, struct store *s, size_t i, const str
     if (rc != 0)
         return -1;
     printf("      memory plan: batch %zu x %zu tokens (%s), %s, recompute %s\n", o.B, o.T,
-           bound ? "max_positions: the corpus is not in the store yet" : "its corpus's longest sequence",
+           bound ? "max_positions: the corpus is not in the store yet" : "its inputs' longest sequence",
            o.precision, o.recompute ? "on" : "off");
     llava_plan_print(stdout, &plan, "        ", llava_plan_device_bytes(device));
     return 0;

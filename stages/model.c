@@ -36,6 +36,15 @@ int model_read(struct stage_ctx *c, struct model *md) {
     return 0;
 }
 
+struct tokenizer *model_tokenizer(struct stage_ctx *c) {
+    void *json = NULL;
+    size_t n = 0;
+    struct tokenizer *t =
+        stage_input_read(c, "tokenizer", 0, &json, &n) == 0 ? tokenizer_load(json, n) : NULL;
+    free(json);
+    return t;
+}
+
 /* Round i's adapter, read in PEFT's format and merged into the weights. */
 static int merge_round(struct stage_ctx *c, struct model *md, size_t i) {
     void *cfg = NULL, *ten = NULL;

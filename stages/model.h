@@ -40,6 +40,9 @@ struct model {
 
 /* Reads config and tokenizer (and the weights' bytes) from the stage's inputs. */
 int model_read(struct stage_ctx *c, struct model *md);
+/* The stage's `tokenizer` input alone, loaded (for a plan that measures its corpus without a model); NULL
+ * with one line when it cannot be read or parsed. */
+struct tokenizer *model_tokenizer(struct stage_ctx *c);
 /* Builds the model for batch B and sequence T, then merges the rounds' adapters and sets the projector. */
 int model_build(struct stage_ctx *c, struct model *md, size_t B, size_t T);
 /* The same without the rounds (rounds == 0): the model before any unlearning, a reference for unlearn. */

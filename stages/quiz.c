@@ -91,18 +91,14 @@ int quiz_memory(struct stage_ctx *c, const struct llava_config *cfg, struct llav
     if (!c->inputs)
         return 0;
     struct world w;
-    void *tj = NULL;
-    size_t ntj = 0;
     struct tokenizer *t = NULL;
     memset(&w, 0, sizeof w);
     int rc = world_read(c, WORLD_ITEMS, &w);
-    if (rc == 0 && (rc = stage_input_read(c, "tokenizer", 0, &tj, &ntj)) == 0 &&
-        !(t = tokenizer_load(tj, ntj)))
+    if (rc == 0 && !(t = model_tokenizer(c)))
         rc = -1;
     for (size_t i = 0; rc == 0 && i < w.items.n; i++)
         rc = item_longest(t, cfg, &w.items.v[i], scoring, &o->T);
     tokenizer_free(t);
-    free(tj);
     world_free(&w);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "engine/prompt.h"
 #include "engine/rng.h"
 #include "engine/train.h"
+#include "stages/model.h"
 #include "stages/world.h"
 #include "util/err.h"
 
@@ -51,13 +52,10 @@ void trainer_vision_config(struct stage_ctx *c, char *out, size_t cap) {
 /* The longest example, encoded as corpus_from_examples encodes it (engine/corpus.c), images not decoded. */
 static int longest_example(struct stage_ctx *c, const struct llava_config *cfg, size_t *T) {
     struct world w;
-    void *tj = NULL;
-    size_t ntj = 0;
     struct tokenizer *t = NULL;
     memset(&w, 0, sizeof w);
     int rc = world_read(c, WORLD_EXAMPLES, &w);
-    if (rc == 0 && (rc = stage_input_read(c, "tokenizer", 0, &tj, &ntj)) == 0 &&
-        !(t = tokenizer_load(tj, ntj)))
+    if (rc == 0 && !(t = model_tokenizer(c)))
         rc = -1;
     for (size_t i = 0; rc == 0 && i < w.examples.n; i++) {
         const struct ds_example *x = &w.examples.v[i];
@@ -70,7 +68,6 @@ static int longest_example(struct stage_ctx *c, const struct llava_config *cfg, 
             prompt_seq_free(&s);
     }
     tokenizer_free(t);
-    free(tj);
     world_free(&w);
     return rc;
 }

@@ -17,6 +17,9 @@
 #include "util/sha256_behind.h"
 
 #define OBJECT_ZSTD_LEVEL 3
+/* Objects from this size on are hashed on a second thread while they compress or decode (util/
+ * sha256_behind.h); below it a thread would cost more than the hash. */
+#define HASH_BEHIND_MIN (1u << 20)
 #define PATH_CAP 4096
 /* ZSTD_FRAMEHEADERSIZE_MAX, which zstd.h only exposes with ZSTD_STATIC_LINKING_ONLY. */
 #define FRAME_HEADER_MAX 18
@@ -215,13 +218,9 @@ void store_writer_abort(struct store_writer *w) {
         writer_free(w, 1);
 }
 
-/* Objects from this size on are hashed on a second thread while they compress (a thread per small record
- * would cost more than its hash). */
-#define PUT_BEHIND (1u << 20)
-
 int store_put(struct store *s, const void *data, size_t n, char id[HASH_ID_SIZE]) {
     struct store_writer *w;
-    if (writer_open(s, n, n >= PUT_BEHIND ? data : NULL, &w) < 0)
+    if (writer_open(s, n, n >= HASH_BEHIND_MIN ? data : NULL, &w) < 0)
         return -1;
     if (store_writer_write(w, data, n) < 0) {
         store_writer_abort(w);
@@ -429,18 +428,21 @@ static int grow_cb(void *arg, const void *data, size_t n) {
     return 0;
 }
 
-/* The whole object in memory. When the header says its size (store_put's objects do) it is decoded straight
- * into a buffer of that size, hashed behind the decoder; otherwise (a streamed object, or a damaged header
- * that claims more than can be had) it is collected as it comes. */
+/* The whole object in memory. When the header says its size (store_put's objects do) a large one is decoded
+ * into a buffer of that size, hashed behind the decoder, and a small one collected into such a buffer;
+ * otherwise (a streamed object, or a damaged header that claims more than can be had) it is collected as it
+ * comes. */
 static int object_get_fd(const char *id, int fd, struct grow *g) {
     unsigned long long size = 0;
-    if (header_size(id, fd, &size) == 0 && size < ZSTD_CONTENTSIZE_ERROR && size < SIZE_MAX &&
-        (g->data = malloc((size_t)size + 1)) != NULL) {
+    int known = header_size(id, fd, &size) == 0 && size < ZSTD_CONTENTSIZE_ERROR && size < SIZE_MAX;
+    if (known && size >= HASH_BEHIND_MIN && (g->data = malloc((size_t)size + 1)) != NULL) {
         struct reader r = {.id = id, .dst = (unsigned char *)g->data, .dst_cap = (size_t)size + 1};
         int rc = reader_go(&r, fd);
         g->len = r.dst_len;
         return rc;
     }
+    if (known && (g->data = malloc((size_t)size + 1)) != NULL)
+        g->cap = (size_t)size + 1;
     int rc = object_stream_fd(id, fd, grow_cb, g);
     if (rc == 0 && !g->data)
         rc = grow_cb(g, "", 0); /* the empty object still gets its NUL */

@@ -17,7 +17,9 @@ struct sha256_behind {
     size_t hashed;       /* the thread's own progress (or the caller's, without a thread) */
 };
 
-/* Hashes each stretch the writer finishes, one update per stretch, until told to stop. */
+#define BEHIND_PIECE (4u << 20)
+
+/* Hashes what the writer has finished, a piece at a time, until told to stop. */
 static void *behind_run(void *arg) {
     struct sha256_behind *b = arg;
     for (;;) {
@@ -29,6 +31,8 @@ static void *behind_run(void *arg) {
         pthread_mutex_unlock(&b->mu);
         if (stop == 2 || (stop && to == b->hashed))
             return NULL;
+        if (to - b->hashed > BEHIND_PIECE) /* so that an abort waits for one piece at most */
+            to = b->hashed + BEHIND_PIECE;
         sha256_update(b->h, b->base + b->hashed, to - b->hashed);
         b->hashed = to;
     }

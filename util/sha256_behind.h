@@ -18,7 +18,8 @@ struct sha256_behind *sha256_behind_start(const void *base);
 void sha256_behind_ready(struct sha256_behind *b, size_t n);
 /* Waits until every byte made ready is hashed, writes their id and frees b. */
 void sha256_behind_finish(struct sha256_behind *b, char id[HASH_ID_SIZE]);
-/* Stops at once without an id (a failed read) and frees b; the buffer may be freed after it returns. */
+/* Stops without an id (a failed read or write; after the piece of at most 4 MiB being hashed) and frees b;
+ * the buffer may be freed after it returns. */
 void sha256_behind_abort(struct sha256_behind *b);
 
 #endif

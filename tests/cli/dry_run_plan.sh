@@ -51,9 +51,9 @@ expect_code 0 "$PP" run "$M" --only base
 expect_code 0 "$PP" run "$M" --dry-run
 sed -n '/\] ft  /,/\] ft_rc/p' "$T/out" >"$T/ft"
 sed -n '/\] ft_rc/,/\] imported/p' "$T/out" >"$T/ft_rc"
-has "$T/ft" "tokens (its corpus's longest sequence), fp32, recompute off"
+has "$T/ft" "tokens (its inputs' longest sequence), fp32, recompute off"
 has "$T/ft" "activations (kept for every layer)"
-has "$T/ft_rc" "tokens (its corpus's longest sequence), fp32, recompute on"
+has "$T/ft_rc" "tokens (its inputs' longest sequence), fp32, recompute on"
 has "$T/ft_rc" "activations (recomputed per layer)"
 # the same batch and sequence; the activations and the total are smaller with recompute
 python3 - "$T/ft" "$T/ft_rc" <<'PY'
@@ -71,7 +71,7 @@ assert b["weights"] == a["weights"] and b["gradients"] == a["gradients"], (a, b)
 PY
 # bf16 activations (precision "bf16-act"): the activations and the backward's scratch at 2 bytes a value
 sed -n '/\] ft_act/,/\] sel/p' "$T/out" >"$T/ft_act"
-has "$T/ft_act" "tokens (its corpus's longest sequence), bf16-act, recompute off"
+has "$T/ft_act" "tokens (its inputs' longest sequence), bf16-act, recompute off"
 has "$T/ft_act" "activations (bf16, kept for every layer)"
 has "$T/ft_act" "backward scratch (bf16 but logits)"
 python3 - "$T/ft" "$T/ft_act" <<'PY'
@@ -92,13 +92,13 @@ PY
 # split is in the store.
 sed -n '/\] sel/,/\] ev /p' "$T/out" >"$T/sel"
 sed -n '/\] ev /,/\] ev_gen/p' "$T/out" >"$T/ev"
-has "$T/sel" "tokens (its corpus's longest sequence), fp32, recompute on"
+has "$T/sel" "tokens (its inputs' longest sequence), fp32, recompute on"
 has "$T/ev" "tokens (max_positions: the corpus is not in the store yet), fp32, recompute on"
 expect_code 0 "$PP" run "$M" --only sel
 expect_code 0 "$PP" run "$M" --dry-run --only ev --only ev_gen
 sed -n '/\] ev /,/\] ev_gen/p' "$T/out" >"$T/ev"
 sed -n '/\] ev_gen/,$p' "$T/out" >"$T/ev_gen"
-has "$T/ev" "tokens (its corpus's longest sequence), fp32, recompute on"
+has "$T/ev" "tokens (its inputs' longest sequence), fp32, recompute on"
 lacks "$T/ev" "K/V cache"
 # generating (evaluate's generate = 8): the K/V cache of 16 sequences of the longest prompt + 8 positions
 has "$T/ev_gen" "        K/V cache (generation, per batch)"

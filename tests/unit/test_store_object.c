@@ -452,7 +452,7 @@ static void test_faults(struct store *s) {
     static const char *const faults[] = {"write:1:ENOSPC", "fsync:1:EIO", "rename:1:EIO"};
     static const char *const reasons[] = {"No space left on device", "Input/output error",
                                           "Input/output error"};
-    for (int i = 0; i < 6; i++) { /* each fault on a small object and on one hashed behind (PUT_BEHIND) */
+    for (int i = 0; i < 6; i++) { /* each fault on a small object and on one hashed behind (HASH_BEHIND_MIN) */
         size_t n = i < 3 ? 100000 : 3u << 20;
         unsigned char *bytes = make_bytes(n, 200 + i);
         char want[HASH_ID_SIZE], id[HASH_ID_SIZE];
